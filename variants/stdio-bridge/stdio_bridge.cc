@@ -1,0 +1,273 @@
+// nvs-stdio-bridge -- CMD ARGS...
+//
+// Connects to nvsd like a ZeroMQ variant (PROTOCOL.md §1.1) and runs CMD as a
+// stdio variant (§1.2): every ZeroMQ message becomes one line on CMD's stdin,
+// every line CMD writes to stdout becomes one ZeroMQ message. CMD's stderr is
+// inherited. The bridge exits with CMD's exit status, or re-raises the signal
+// that killed CMD, so nvsd sees the controller's death exactly.
+//
+// Exit codes: CMD's own; 2 for a usage or environment error; 127 when CMD
+// cannot be started.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/process/v2/environment.hpp>
+#include <boost/process/v2/process.hpp>
+#include <boost/process/v2/stdio.hpp>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <iostream>
+#include <string>
+#include <vector>
+#include <zmq.hpp>
+
+#include "nvs/protocol/messages.h"
+
+namespace bp = boost::process::v2;
+
+namespace {
+
+std::atomic<int> g_stop_signal{0};
+extern "C" void OnStopSignal(int signal) { g_stop_signal.store(signal); }
+
+// Child-side setup: die with the bridge, so a SIGKILLed bridge leaves no orphan.
+struct DieWithParent {
+  template <typename Launcher>
+  bp::error_code on_exec_setup(Launcher&, const bp::filesystem::path&, const char* const*&) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    return {};
+  }
+};
+
+// Exits like a process that ended with wait status `status`.
+[[noreturn]] void ExitLike(int status) {
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    struct rlimit no_core {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+    signal(sig, SIG_DFL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    sigprocmask(SIG_UNBLOCK, &set, nullptr);
+    raise(sig);
+    _exit(128 + sig);
+  }
+  _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+}
+
+void SetNonBlocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+class Bridge {
+ public:
+  Bridge(zmq::socket_t& socket, int child_stdin, int child_stdout)
+      : socket_(socket), stdin_fd_(child_stdin), stdout_fd_(child_stdout) {}
+
+  // One ZeroMQ message -> one line for the child. A raw CR or LF can only be
+  // JSON whitespace in a valid message, so it is replaced by a space to keep
+  // the framing.
+  void QueueForChild(std::string_view message) {
+    std::string line(message);
+    for (char& c : line) {
+      if (c == '\n' || c == '\r') c = ' ';
+    }
+    line.push_back('\n');
+    to_child_.push_back(std::move(line));
+  }
+
+  bool WantsToWrite() const { return stdin_fd_ >= 0 && !to_child_.empty(); }
+
+  // Writes as much as the pipe takes without blocking.
+  void WriteToChild() {
+    while (stdin_fd_ >= 0 && !to_child_.empty()) {
+      std::string& front = to_child_.front();
+      ssize_t n = write(stdin_fd_, front.data() + written_, front.size() - written_);
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR) return;
+        // EPIPE: the child closed its stdin; its death will follow.
+        close(stdin_fd_);
+        stdin_fd_ = -1;
+        to_child_.clear();
+        return;
+      }
+      written_ += static_cast<std::size_t>(n);
+      if (written_ == front.size()) {
+        to_child_.pop_front();
+        written_ = 0;
+      }
+    }
+  }
+
+  // Reads what the child wrote; each complete line becomes a message.
+  // Returns false at end of file.
+  bool ReadFromChild() {
+    char buffer[65536];
+    for (;;) {
+      ssize_t n = read(stdout_fd_, buffer, sizeof buffer);
+      if (n == 0) return false;
+      if (n < 0) return errno == EAGAIN || errno == EINTR;
+      for (ssize_t i = 0; i < n; ++i) {
+        if (buffer[i] == '\n') {
+          if (!dropping_) Forward();
+          partial_.clear();
+          dropping_ = false;
+        } else if (!dropping_) {
+          partial_.push_back(buffer[i]);
+          if (partial_.size() > nvs::protocol::kMaxMessageBytes) {
+            std::cerr << "nvs-stdio-bridge: child wrote a line over " << nvs::protocol::kMaxMessageBytes
+                      << " bytes; dropped\n";
+            partial_.clear();
+            dropping_ = true;
+          }
+        }
+      }
+    }
+  }
+
+  int stdout_fd() const { return stdout_fd_; }
+  int stdin_fd() const { return stdin_fd_; }
+
+ private:
+  void Forward() {
+    if (!partial_.empty() && partial_.back() == '\r') partial_.pop_back();
+    if (partial_.empty()) return;
+    socket_.send(zmq::buffer(partial_), zmq::send_flags::none);
+  }
+
+  zmq::socket_t& socket_;
+  int stdin_fd_;
+  int stdout_fd_;
+  std::deque<std::string> to_child_;
+  std::size_t written_ = 0;
+  std::string partial_;
+  bool dropping_ = false;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> command;
+  {
+    int i = 1;
+    if (i < argc && std::strcmp(argv[i], "--") == 0) ++i;
+    for (; i < argc; ++i) command.emplace_back(argv[i]);
+  }
+  if (command.empty() || command[0] == "--help" || command[0] == "-h") {
+    std::cerr << "usage: nvs-stdio-bridge -- CMD [ARGS...]\n"
+                 "Runs CMD as an nvs variant speaking JSON lines on stdin/stdout, relayed to the\n"
+                 "ZeroMQ endpoint NVS_ENDPOINT under the routing id NVS_VARIANT.\n";
+    return 2;
+  }
+  const char* endpoint = std::getenv("NVS_ENDPOINT");
+  const char* name = std::getenv("NVS_VARIANT");
+  if (endpoint == nullptr || name == nullptr || *endpoint == '\0' || *name == '\0') {
+    std::cerr << "nvs-stdio-bridge: NVS_ENDPOINT and NVS_VARIANT must be set\n";
+    return 2;
+  }
+
+  struct sigaction action {};
+  action.sa_handler = OnStopSignal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  bp::filesystem::path exe = command[0];
+  if (command[0].find('/') == std::string::npos) exe = bp::environment::find_executable(command[0]);
+  if (exe.empty()) {
+    std::cerr << "nvs-stdio-bridge: command not found: " << command[0] << "\n";
+    return 127;
+  }
+
+  int in_pipe[2];
+  int out_pipe[2];
+  if (pipe2(in_pipe, O_CLOEXEC) != 0 || pipe2(out_pipe, O_CLOEXEC) != 0) {
+    std::cerr << "nvs-stdio-bridge: pipe: " << std::strerror(errno) << "\n";
+    return 1;
+  }
+
+  boost::asio::io_context context;
+  std::vector<std::string> args(command.begin() + 1, command.end());
+  bp::process child(context);
+  try {
+    child = bp::process(context, exe, args, bp::process_stdio{in_pipe[0], out_pipe[1], {}}, DieWithParent{});
+  } catch (const std::exception& e) {
+    std::cerr << "nvs-stdio-bridge: cannot start " << command[0] << ": " << e.what() << "\n";
+    return 127;
+  }
+  close(in_pipe[0]);
+  close(out_pipe[1]);
+  SetNonBlocking(in_pipe[1]);
+  SetNonBlocking(out_pipe[0]);
+  // Boost 1.81's process::native_handle() does not compile; open our own
+  // pidfd (the child is not reaped yet, so its pid cannot have been reused).
+  const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, child.id(), 0));
+  if (pidfd < 0) {
+    std::cerr << "nvs-stdio-bridge: pidfd_open: " << std::strerror(errno) << "\n";
+    return 1;
+  }
+
+  zmq::context_t zmq_context(1);
+  zmq::socket_t socket(zmq_context, zmq::socket_type::dealer);
+  socket.set(zmq::sockopt::routing_id, std::string_view(name));
+  socket.set(zmq::sockopt::linger, 2000);  // let the last replies out after the child's death
+  socket.connect(endpoint);
+
+  Bridge bridge(socket, in_pipe[1], out_pipe[0]);
+  bool stdout_open = true;
+  bool term_sent = false;
+  std::chrono::steady_clock::time_point kill_at{};
+
+  for (;;) {
+    if (g_stop_signal.load() != 0 && !term_sent) {
+      kill(child.id(), SIGTERM);
+      term_sent = true;
+      kill_at = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    }
+    if (term_sent && std::chrono::steady_clock::now() >= kill_at) kill(child.id(), SIGKILL);
+
+    const auto events = [](bool want, short what) { return want ? what : static_cast<short>(0); };
+    zmq::pollitem_t items[4] = {
+        {socket.handle(), 0, ZMQ_POLLIN, 0},
+        {nullptr, pidfd, ZMQ_POLLIN, 0},
+        {nullptr, bridge.stdout_fd(), events(stdout_open, ZMQ_POLLIN), 0},
+        {nullptr, bridge.stdin_fd(), events(bridge.WantsToWrite(), ZMQ_POLLOUT), 0},
+    };
+    try {
+      zmq::poll(items, bridge.stdin_fd() >= 0 ? 4 : 3, std::chrono::milliseconds(200));
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;
+      continue;
+    }
+    if (items[0].revents & ZMQ_POLLIN) {
+      zmq::message_t message;
+      while (socket.recv(message, zmq::recv_flags::dontwait)) bridge.QueueForChild(message.to_string_view());
+    }
+    if (bridge.WantsToWrite()) bridge.WriteToChild();
+    if (stdout_open && (items[2].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) stdout_open = bridge.ReadFromChild();
+    if (items[1].revents & ZMQ_POLLIN) {
+      // The child is dead: forward what is left in its stdout pipe, once (a
+      // grandchild holding the pipe open must not keep the bridge alive).
+      if (stdout_open) bridge.ReadFromChild();
+      break;
+    }
+  }
+
+  bp::error_code ec;
+  child.wait(ec);
+  const int status = child.native_exit_code();
+  socket.close();
+  zmq_context.close();
+  ExitLike(status);
+}
