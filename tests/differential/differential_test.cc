@@ -247,7 +247,9 @@ TEST_P(Differential, VariantsAgreeOnRandomStreams) {
                                 << ": " << result_of(replies[v]);
     }
     if (first.find(R"("ok":true)") != std::string::npos) ++accepted;
-    if (i % 100 == 0) ASSERT_TRUE(digests_agree(i));
+    if (i % 100 == 0) {
+      ASSERT_TRUE(digests_agree(i));
+    }
     if (i % 1000 == 0) {
       // Cross-implementation resync: one variant's snapshot restored into the next.
       const std::string& from = names[(i / 1000) % names.size()];
