@@ -170,6 +170,11 @@ class ScenarioRunner {
   std::string error_;
 };
 
+// Keeps gtest from printing the parameter as raw bytes.
+void PrintTo(const Scenario& scenario, std::ostream* out) {
+  *out << scenario.variant << " on " << scenario.file.filename().string();
+}
+
 class Conformance : public ::testing::TestWithParam<Scenario> {};
 
 TEST_P(Conformance, Scenario) {

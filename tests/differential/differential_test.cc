@@ -37,8 +37,8 @@ class CommandGenerator {
     if (pick < 52) return Label();
     if (pick < 70) return Lock();
     if (pick < 79) return SalvoDefine();
-    if (pick < 88) return SalvoFire();
-    if (pick < 92) return SalvoDelete();
+    if (pick < 90) return SalvoFire();
+    if (pick < 91) return SalvoDelete();  // rare, so the 64-salvo limit is reached
     if (pick < 94) return json{{"op", "dump"}};
     return Garbage();
   }
@@ -127,7 +127,7 @@ class CommandGenerator {
   }
 
   json SalvoName() {
-    if (Chance(98)) return "salvo-" + std::to_string(Uniform(0, 79));
+    if (Chance(98)) return "salvo-" + std::to_string(Uniform(0, 71));
     switch (Uniform(0, 3)) {
       case 0: return "";
       case 1: return std::string(33, 's');

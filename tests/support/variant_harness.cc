@@ -168,7 +168,13 @@ std::optional<std::string> VariantHarness::Receive(const std::string& name, std:
     }
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
     if (left.count() <= 0) return std::nullopt;
-    impl_->Pump(std::min(left, std::chrono::milliseconds(100)));
+    if (HasExited(name)) {
+      // Whatever it sent before dying is in flight at most briefly: one last look.
+      impl_->Pump(std::min(left, std::chrono::milliseconds(100)));
+      if (inbox.empty()) return std::nullopt;
+      continue;
+    }
+    impl_->Pump(std::min(left, std::chrono::milliseconds(20)));
   }
 }
 
@@ -222,6 +228,14 @@ std::optional<int> VariantHarness::Stop(const std::string& name) {
   impl_->name_of_identity.erase(running.identity);
   impl_->variants.erase(it);
   return status;
+}
+
+bool VariantHarness::HasExited(const std::string& name) const {
+  auto it = impl_->variants.find(name);
+  if (it == impl_->variants.end() || !it->second.process) return true;
+  if (it->second.status) return true;
+  pollfd fd{it->second.pidfd, POLLIN, 0};
+  return poll(&fd, 1, 0) == 1;
 }
 
 int VariantHarness::Pid(const std::string& name) const {

@@ -49,7 +49,8 @@ class VariantHarness {
   void Send(const std::string& name, const std::string& bytes);
   void Send(const std::string& name, const protocol::Request& request) { Send(name, protocol::Encode(request)); }
 
-  // The next message from `name`, raw, or nullopt at the deadline.
+  // The next message from `name`, raw; nullopt at the deadline, or as soon as
+  // the process has exited and nothing it sent is left.
   std::optional<std::string> Receive(const std::string& name, std::chrono::milliseconds deadline = kDefaultDeadline);
 
   // Sends `request` and decodes the reply. Returns nullopt (with `error`) on a
@@ -59,6 +60,9 @@ class VariantHarness {
 
   // Stops one variant; returns its wait status, or nullopt if it was not started.
   std::optional<int> Stop(const std::string& name);
+
+  // True when the variant's process has exited (or was never started).
+  bool HasExited(const std::string& name) const;
 
   // The pid of a running variant (for fault tests), or -1.
   int Pid(const std::string& name) const;
