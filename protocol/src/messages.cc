@@ -155,12 +155,9 @@ Decoded<Request> DecodeRequest(std::string_view bytes) {
   const std::string type = type_it->get<std::string>();
   Reader read(object, type);
   Request request;
+  // Braced initialisers evaluate left to right, so the first problem wins.
   if (type == "apply") {
-    Apply m;
-    m.seq = read.Count("seq");
-    m.time_ns = static_cast<std::int64_t>(read.Count("time_ns"));
-    m.cmd = read.Json("cmd");
-    request = std::move(m);
+    request = Apply{read.Count("seq"), static_cast<std::int64_t>(read.Count("time_ns")), read.Json("cmd")};
   } else if (type == "query") {
     request = Query{read.Count("seq"), read.Json("query")};
   } else if (type == "digest") {
@@ -168,10 +165,7 @@ Decoded<Request> DecodeRequest(std::string_view bytes) {
   } else if (type == "snapshot") {
     request = SnapshotRequest{read.Count("seq")};
   } else if (type == "restore") {
-    Restore m;
-    m.seq = read.Count("seq");
-    m.state = read.Json("state");
-    request = std::move(m);
+    request = Restore{read.Count("seq"), read.Json("state")};
   } else if (type == "ping") {
     request = Ping{read.Count("seq")};
   } else {
@@ -195,41 +189,21 @@ Decoded<Reply> DecodeReply(std::string_view bytes) {
   Reader read(object, type);
   Reply reply;
   if (type == "hello") {
-    Hello m;
     auto it = object.find("protocol");
     if (it == object.end() || !it->is_number_integer()) {
       return MakeError(error_code::kMalformed, "'hello' message: member 'protocol' must be an integer");
     }
-    m.protocol = it->get<int>();
-    m.variant = read.Text("variant");
-    m.impl = read.Text("impl");
-    reply = std::move(m);
+    reply = Hello{it->get<int>(), read.Text("variant"), read.Text("impl")};
   } else if (type == "applied") {
-    Applied m;
-    m.seq = read.Count("seq");
-    m.result = read.Json("result");
-    reply = std::move(m);
+    reply = Applied{read.Count("seq"), read.Json("result")};
   } else if (type == "answer") {
-    Answer m;
-    m.seq = read.Count("seq");
-    m.result = read.Json("result");
-    reply = std::move(m);
+    reply = Answer{read.Count("seq"), read.Json("result")};
   } else if (type == "digest") {
-    DigestReply m;
-    m.seq = read.Count("seq");
-    m.digest = read.Text("digest");
-    reply = std::move(m);
+    reply = DigestReply{read.Count("seq"), read.Text("digest")};
   } else if (type == "state") {
-    StateReply m;
-    m.seq = read.Count("seq");
-    m.state = read.Json("state");
-    m.digest = read.Text("digest");
-    reply = std::move(m);
+    reply = StateReply{read.Count("seq"), read.Json("state"), read.Text("digest")};
   } else if (type == "restored") {
-    Restored m;
-    m.seq = read.Count("seq");
-    m.digest = read.Text("digest");
-    reply = std::move(m);
+    reply = Restored{read.Count("seq"), read.Text("digest")};
   } else if (type == "pong") {
     reply = Pong{read.Count("seq")};
   } else if (type == "error") {

@@ -1,0 +1,60 @@
+// The client protocol of nvsd (protocol/CLIENT.md) as C++ values and their
+// codec. Payloads (cmd, query, result) are normal-form JSON text (compact,
+// members sorted), as in messages.h. No nlohmann/json here.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace nvs::protocol {
+
+// Requests above this size are answered `too_large` (CLIENT.md §1).
+inline constexpr std::size_t kMaxClientRequestBytes = 1u << 20;
+inline constexpr std::size_t kMaxClientIdBytes = 128;
+
+enum class ClientRequestType { kCommand, kQuery, kStatus };
+
+struct ClientRequest {
+  ClientRequestType type = ClientRequestType::kCommand;
+  std::string id;
+  std::string payload;  // kCommand: cmd; kQuery: query; kStatus: empty
+};
+
+enum class ClientStatus { kCommitted, kAnswered, kRejected, kQuarantined, kUnavailable, kOk };
+
+struct ClientReply {
+  std::optional<std::string> id;  // nullopt when the request's id could not be read
+  ClientStatus status = ClientStatus::kRejected;
+  std::uint64_t seq = 0;          // kCommitted
+  std::string result;             // kCommitted, kAnswered: JSON text
+  std::string code;               // kRejected
+  std::string reason;             // kRejected, kQuarantined, kUnavailable
+  std::string report;             // kQuarantined
+  std::string fingerprint;        // kQuarantined
+  std::string body;               // kOk: JSON object text whose members are merged into the reply
+
+  static ClientReply Rejected(std::optional<std::string> id, std::string code, std::string reason);
+  static ClientReply Unavailable(std::optional<std::string> id, std::string reason);
+};
+
+// A request, or the `rejected` reply that says why the bytes are not one.
+struct DecodedClientRequest {
+  std::optional<ClientRequest> request;
+  ClientReply rejection;  // meaningful when !request
+};
+
+DecodedClientRequest DecodeClientRequest(std::string_view bytes);
+std::string Encode(const ClientRequest& request);
+
+std::string Encode(const ClientReply& reply);
+// Returns nullopt when `bytes` is not a client reply.
+std::optional<ClientReply> DecodeClientReply(std::string_view bytes);
+
+std::string_view ToString(ClientStatus status);
+
+// FNV-1a 64 of `bytes`, 16 lowercase hex digits.
+std::string Fnv1a64Hex(std::string_view bytes);
+
+}  // namespace nvs::protocol

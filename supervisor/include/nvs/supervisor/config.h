@@ -1,0 +1,76 @@
+// nvsd's configuration: a JSON file, validated as a whole before anything
+// starts; every error names the field ("variants[1].argv: must be a
+// non-empty array of strings"). Defaults live here and nowhere else.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nvs/status.h"
+#include "nvs/voter/voter.h"
+
+namespace nvs::supervisor {
+
+// How nvsd talks to a variant (protocol/PROTOCOL.md §1).
+enum class Transport {
+  kZmq,    // the variant speaks ZeroMQ itself
+  kStdio,  // JSON lines on stdin/stdout; nvsd wraps it in nvs-stdio-bridge
+};
+
+// Per-variant resource limits (setrlimit in the child). Unset = inherited.
+struct ResourceLimits {
+  std::optional<std::uint64_t> address_space_mb;  // RLIMIT_AS
+  std::optional<std::uint64_t> cpu_seconds;       // RLIMIT_CPU
+  std::optional<std::uint64_t> open_files;        // RLIMIT_NOFILE
+  bool core_dumps = false;                        // RLIMIT_CORE = 0 unless true
+};
+
+struct VariantConfig {
+  std::string name;                          // unique, [A-Za-z0-9_.-]{1,32}, no '.' followed by digits at the end
+  std::vector<std::string> argv;             // argv[0]: a path (relative to the config file's folder) or a PATH name
+  Transport transport = Transport::kZmq;
+  std::map<std::string, std::string> env;    // added to nvsd's environment
+  std::filesystem::path working_dir;         // empty = the config file's folder
+  ResourceLimits limits;
+};
+
+// Restart intensity as in OTP supervisors: more than `intensity` restarts of
+// one variant within `period_ms` marks it failed.
+struct RestartConfig {
+  int intensity = 5;
+  std::int64_t period_ms = 10'000;
+};
+
+struct Config {
+  std::filesystem::path config_dir;          // the folder of the config file (for relative paths)
+  std::filesystem::path state_dir;           // required: quarantine reports, variant logs
+  std::string client_endpoint = "tcp://127.0.0.1:5555";  // ROUTER for clients (protocol/CLIENT.md)
+  std::string event_endpoint = "tcp://127.0.0.1:5556";   // PUB for events; "" = none
+  std::string variant_endpoint;              // ROUTER for variants; "" = ipc://STATE_DIR/variants.sock
+  std::vector<VariantConfig> variants;       // 1 to 8
+  voter::Policy policy;                      // default: Policy::DefaultFor(variants.size())
+  std::int64_t deadline_ms = 1000;           // a variant's reply to apply/query, else it is hung
+  std::int64_t sync_deadline_ms = 30'000;    // start-up (hello) and resync (restore + replay) of a variant
+  std::int64_t stop_grace_ms = 2000;         // SIGTERM -> SIGKILL
+  std::int64_t queue_deadline_ms = 5000;     // a client command waits at most this long for nvsd to be ready
+  std::size_t queue_limit = 10'000;          // commands waiting; beyond, `unavailable`
+  int checkpoint_interval = 100;             // commits between checkpoints
+  RestartConfig restart;
+  int min_healthy = 0;                       // default: the quorum of the policy
+  std::size_t stderr_tail_bytes = 4096;      // kept per variant for reports
+  std::uint64_t stderr_log_bytes = 8u << 20; // per variant log file, rotated once at this size
+  std::filesystem::path stdio_bridge;        // default: nvs-stdio-bridge beside nvsd
+};
+
+// Parses and validates a config. `text` is the file's content, `path` its
+// location (for relative paths and messages).
+Result<Config> ParseConfig(const std::string& text, const std::filesystem::path& path);
+
+// Reads, parses and validates a config file.
+Result<Config> LoadConfig(const std::filesystem::path& path);
+
+}  // namespace nvs::supervisor

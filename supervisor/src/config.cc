@@ -1,0 +1,293 @@
+#include "nvs/supervisor/config.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <sstream>
+
+namespace nvs::supervisor {
+namespace {
+
+using nlohmann::json;
+
+// Walks a JSON object, collecting every problem with the field's path.
+class Fields {
+ public:
+  Fields(const json& object, std::string path, std::vector<std::string>& errors)
+      : object_(object), path_(std::move(path)), errors_(errors) {}
+
+  std::string Path(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
+  void Error(const std::string& key, const std::string& what) { errors_.push_back(Path(key) + ": " + what); }
+  const json* Find(const std::string& key) {
+    seen_.insert(key);
+    auto it = object_.find(key);
+    return it == object_.end() || it->is_null() ? nullptr : &*it;
+  }
+
+  void String(const std::string& key, std::string& out, bool required = false) {
+    const json* v = Find(key);
+    if (v == nullptr) {
+      if (required) Error(key, "required");
+      return;
+    }
+    if (!v->is_string()) return Error(key, "must be a string");
+    out = v->get<std::string>();
+  }
+
+  template <typename Int>
+  void Integer(const std::string& key, Int& out, std::int64_t min, std::int64_t max) {
+    const json* v = Find(key);
+    if (v == nullptr) return;
+    if (!v->is_number_integer()) return Error(key, "must be an integer");
+    const auto value = v->is_number_unsigned() && v->get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)
+                           ? INT64_MAX
+                           : v->get<std::int64_t>();
+    if (value < min || value > max) {
+      return Error(key, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+    }
+    out = static_cast<Int>(value);
+  }
+
+  void Bool(const std::string& key, bool& out) {
+    const json* v = Find(key);
+    if (v == nullptr) return;
+    if (!v->is_boolean()) return Error(key, "must be true or false");
+    out = v->get<bool>();
+  }
+
+  // Reports members nobody asked for: a typo must not pass silently.
+  void RejectUnknown() {
+    for (const auto& [key, value] : object_.items()) {
+      if (!seen_.count(key)) Error(key, "unknown field");
+    }
+  }
+
+ private:
+  const json& object_;
+  std::string path_;
+  std::vector<std::string>& errors_;
+  std::set<std::string> seen_;
+};
+
+bool ValidEndpoint(const std::string& endpoint) {
+  return endpoint.rfind("tcp://", 0) == 0 || endpoint.rfind("ipc://", 0) == 0 || endpoint.rfind("inproc://", 0) == 0;
+}
+
+void ParseLimits(const json& value, const std::string& path, ResourceLimits& limits, std::vector<std::string>& errors) {
+  if (!value.is_object()) {
+    errors.push_back(path + ": must be an object");
+    return;
+  }
+  Fields f(value, path, errors);
+  std::uint64_t number = 0;
+  if (f.Find("address_space_mb")) {
+    f.Integer("address_space_mb", number, 16, 1 << 24);
+    limits.address_space_mb = number;
+  }
+  if (f.Find("cpu_seconds")) {
+    f.Integer("cpu_seconds", number, 1, 1 << 30);
+    limits.cpu_seconds = number;
+  }
+  if (f.Find("open_files")) {
+    f.Integer("open_files", number, 16, 1 << 20);
+    limits.open_files = number;
+  }
+  f.Bool("core_dumps", limits.core_dumps);
+  f.RejectUnknown();
+}
+
+void ParseVariant(const json& value, const std::string& path, VariantConfig& variant, std::vector<std::string>& errors) {
+  if (!value.is_object()) {
+    errors.push_back(path + ": must be an object");
+    return;
+  }
+  Fields f(value, path, errors);
+  f.String("name", variant.name, /*required=*/true);
+  static const std::regex kName("[A-Za-z0-9_-][A-Za-z0-9_.-]{0,31}");
+  if (f.Find("name") != nullptr && f.Find("name")->is_string() && !std::regex_match(variant.name, kName)) {
+    f.Error("name", "must be 1 to 32 of A-Z a-z 0-9 _ . - (not starting with '.')");
+  }
+  const json* argv = f.Find("argv");
+  if (argv == nullptr) {
+    f.Error("argv", "required");
+  } else if (!argv->is_array() || argv->empty() ||
+             !std::all_of(argv->begin(), argv->end(), [](const json& a) { return a.is_string(); })) {
+    f.Error("argv", "must be a non-empty array of strings");
+  } else {
+    variant.argv = argv->get<std::vector<std::string>>();
+    if (variant.argv[0].empty()) f.Error("argv", "the program (argv[0]) must not be empty");
+  }
+  std::string transport = "zmq";
+  f.String("transport", transport);
+  if (transport == "zmq") {
+    variant.transport = Transport::kZmq;
+  } else if (transport == "stdio") {
+    variant.transport = Transport::kStdio;
+  } else {
+    f.Error("transport", "must be \"zmq\" or \"stdio\"");
+  }
+  if (const json* env = f.Find("env")) {
+    if (!env->is_object()) {
+      f.Error("env", "must be an object of strings");
+    } else {
+      for (const auto& [key, val] : env->items()) {
+        if (!val.is_string() || key.empty() || key.find('=') != std::string::npos) {
+          f.Error("env." + key, "must be a string, under a name without '='");
+        } else if (key == "NVS_VARIANT" || key == "NVS_ENDPOINT") {
+          f.Error("env." + key, "is set by nvsd");
+        } else {
+          variant.env[key] = val.get<std::string>();
+        }
+      }
+    }
+  }
+  std::string dir;
+  f.String("working_dir", dir);
+  variant.working_dir = dir;
+  if (const json* limits = f.Find("limits")) ParseLimits(*limits, f.Path("limits"), variant.limits, errors);
+  f.RejectUnknown();
+}
+
+void ParsePolicy(const json& value, Config& config, std::vector<std::string>& errors) {
+  if (!value.is_object()) {
+    errors.push_back("policy: must be an object");
+    return;
+  }
+  Fields f(value, "policy", errors);
+  std::string kind;
+  f.String("kind", kind);
+  if (kind == "majority") {
+    config.policy.kind = voter::PolicyKind::kMajority;
+  } else if (kind == "unanimous") {
+    config.policy.kind = voter::PolicyKind::kUnanimous;
+  } else if (kind == "primary") {
+    config.policy.kind = voter::PolicyKind::kPrimary;
+  } else if (!kind.empty() || f.Find("kind") != nullptr) {
+    f.Error("kind", "must be \"majority\", \"unanimous\" or \"primary\"");
+  }
+  f.String("primary", config.policy.primary);
+  if (config.policy.kind == voter::PolicyKind::kPrimary) {
+    const bool known = std::any_of(config.variants.begin(), config.variants.end(),
+                                   [&](const VariantConfig& v) { return v.name == config.policy.primary; });
+    if (!known) f.Error("primary", "must name a configured variant when kind is \"primary\"");
+  } else if (!config.policy.primary.empty()) {
+    f.Error("primary", "only with kind \"primary\"");
+  }
+  if (const json* ignore = f.Find("ignore")) {
+    if (!ignore->is_array()) {
+      f.Error("ignore", "must be an array of JSON pointers");
+    } else {
+      config.policy.ignored.clear();
+      for (std::size_t i = 0; i < ignore->size(); ++i) {
+        const json& p = (*ignore)[i];
+        if (!p.is_string() || (!p.get<std::string>().empty() && p.get<std::string>()[0] != '/')) {
+          f.Error("ignore[" + std::to_string(i) + "]", "must be a JSON pointer such as \"/message\"");
+          continue;
+        }
+        try {
+          json::json_pointer pointer(p.get<std::string>());
+        } catch (const std::exception& e) {
+          f.Error("ignore[" + std::to_string(i) + "]", std::string("not a JSON pointer: ") + e.what());
+          continue;
+        }
+        config.policy.ignored.push_back(p.get<std::string>());
+      }
+    }
+  }
+  f.RejectUnknown();
+}
+
+}  // namespace
+
+Result<Config> ParseConfig(const std::string& text, const std::filesystem::path& path) {
+  const json root = json::parse(text, nullptr, /*allow_exceptions=*/false, /*ignore_comments=*/true);
+  if (root.is_discarded()) return Status::Error(path.string() + ": not valid JSON");
+  if (!root.is_object()) return Status::Error(path.string() + ": must be a JSON object");
+
+  Config config;
+  config.config_dir = std::filesystem::absolute(path).parent_path();
+  std::vector<std::string> errors;
+  Fields f(root, "", errors);
+
+  std::string state_dir;
+  f.String("state_dir", state_dir, /*required=*/true);
+  if (!state_dir.empty()) config.state_dir = (config.config_dir / state_dir).lexically_normal();
+  f.String("client_endpoint", config.client_endpoint);
+  f.String("event_endpoint", config.event_endpoint);
+  f.String("variant_endpoint", config.variant_endpoint);
+  if (!ValidEndpoint(config.client_endpoint)) f.Error("client_endpoint", "must be a tcp://, ipc:// or inproc:// address");
+  if (!config.event_endpoint.empty() && !ValidEndpoint(config.event_endpoint)) {
+    f.Error("event_endpoint", "must be a tcp://, ipc:// or inproc:// address, or \"\"");
+  }
+  if (!config.variant_endpoint.empty() && !ValidEndpoint(config.variant_endpoint)) {
+    f.Error("variant_endpoint", "must be a tcp://, ipc:// or inproc:// address");
+  }
+
+  const json* variants = f.Find("variants");
+  if (variants == nullptr) {
+    f.Error("variants", "required");
+  } else if (!variants->is_array() || variants->empty() || variants->size() > 8) {
+    f.Error("variants", "must be an array of 1 to 8 variants");
+  } else {
+    std::set<std::string> names;
+    for (std::size_t i = 0; i < variants->size(); ++i) {
+      VariantConfig variant;
+      const std::string where = "variants[" + std::to_string(i) + "]";
+      ParseVariant((*variants)[i], where, variant, errors);
+      if (!variant.name.empty() && !names.insert(variant.name).second) {
+        errors.push_back(where + ".name: \"" + variant.name + "\" is used twice");
+      }
+      config.variants.push_back(std::move(variant));
+    }
+  }
+  config.policy = voter::Policy::DefaultFor(std::max<std::size_t>(1, config.variants.size()));
+  if (const json* policy = f.Find("policy")) ParsePolicy(*policy, config, errors);
+
+  f.Integer("deadline_ms", config.deadline_ms, 1, 3'600'000);
+  f.Integer("sync_deadline_ms", config.sync_deadline_ms, 10, 3'600'000);
+  f.Integer("stop_grace_ms", config.stop_grace_ms, 0, 600'000);
+  f.Integer("queue_deadline_ms", config.queue_deadline_ms, 0, 3'600'000);
+  f.Integer("queue_limit", config.queue_limit, 1, 10'000'000);
+  f.Integer("checkpoint_interval", config.checkpoint_interval, 1, 100'000'000);
+  f.Integer("stderr_tail_bytes", config.stderr_tail_bytes, 0, 1 << 20);
+  f.Integer("stderr_log_bytes", config.stderr_log_bytes, 4096, std::int64_t{1} << 40);
+  if (const json* restart = f.Find("restart")) {
+    if (!restart->is_object()) {
+      f.Error("restart", "must be an object");
+    } else {
+      Fields r(*restart, "restart", errors);
+      r.Integer("intensity", config.restart.intensity, 0, 1'000'000);
+      r.Integer("period_ms", config.restart.period_ms, 1, 86'400'000);
+      r.RejectUnknown();
+    }
+  }
+  const int quorum = static_cast<int>(config.policy.Quorum());
+  config.min_healthy = quorum;
+  f.Integer("min_healthy", config.min_healthy, 1, 8);
+  if (!config.variants.empty() && config.min_healthy > static_cast<int>(config.variants.size())) {
+    f.Error("min_healthy", "cannot exceed the number of variants (" + std::to_string(config.variants.size()) + ")");
+  }
+  std::string bridge;
+  f.String("stdio_bridge", bridge);
+  if (!bridge.empty()) config.stdio_bridge = (config.config_dir / bridge).lexically_normal();
+  f.RejectUnknown();
+
+  if (!errors.empty()) {
+    std::string message = path.string() + ": invalid configuration:";
+    for (const auto& e : errors) message += "\n  " + e;
+    return Status::Error(message);
+  }
+  if (config.variant_endpoint.empty()) config.variant_endpoint = "ipc://" + (config.state_dir / "variants.sock").string();
+  return config;
+}
+
+Result<Config> LoadConfig(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) return Status::Error(path.string() + ": cannot read");
+  std::stringstream text;
+  text << in.rdbuf();
+  return ParseConfig(text.str(), path);
+}
+
+}  // namespace nvs::supervisor
