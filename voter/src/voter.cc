@@ -103,6 +103,9 @@ Verdict Decide(std::span<const Outcome> outcomes, const Policy& policy) {
       case OutcomeKind::kProtocolError:
         verdict.faulty.push_back(outcome->variant);
         break;
+      case OutcomeKind::kExcluded:
+        verdict.excluded.push_back(outcome->variant);
+        break;
       case OutcomeKind::kReply: {
         std::string form = ComparableForm(outcome->result, policy.ignored);
         auto& group = groups.by_form[form];
@@ -212,6 +215,7 @@ std::string_view ToString(OutcomeKind kind) {
     case OutcomeKind::kCrashed: return "crashed";
     case OutcomeKind::kHung: return "hung";
     case OutcomeKind::kProtocolError: return "protocol_error";
+    case OutcomeKind::kExcluded: return "excluded";
   }
   return "?";
 }

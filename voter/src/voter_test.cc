@@ -19,6 +19,7 @@ Outcome Crash(const char* variant) { return {variant, OutcomeKind::kCrashed, "",
 Outcome Hang(const char* variant) { return {variant, OutcomeKind::kHung, "", "no reply in 200 ms"}; }
 Outcome Garbage(const char* variant) { return {variant, OutcomeKind::kProtocolError, "", "not JSON"}; }
 Outcome Pending(const char* variant) { return {variant, OutcomeKind::kPending, "", ""}; }
+Outcome Excluded(const char* variant) { return {variant, OutcomeKind::kExcluded, "", "restarted for seq 4"}; }
 
 using Names = std::vector<std::string>;
 
@@ -67,6 +68,11 @@ TEST(DecideThreeVariants, EveryRowOfTheVerdictTable) {
        {"b", "c"}, {"a"}},
       {"one crash, two garbage", {Crash("a"), Garbage("b"), Garbage("c")}, VerdictKind::kNoQuorum, nullptr, {},
        {"a", "b", "c"}},
+      {"one excluded", {Reply("a", kOk), Excluded("b"), Reply("c", kOk)}, VerdictKind::kCommit, kOk, {}, {}},
+      {"excluded and crashed", {Reply("a", kOk), Excluded("b"), Crash("c")}, VerdictKind::kNoQuorum, nullptr, {"a"},
+       {"c"}},
+      {"excluded is not a death", {Crash("a"), Excluded("b"), Reply("c", kOk)}, VerdictKind::kNoQuorum, nullptr,
+       {"c"}, {"a"}},
   };
   for (const auto& row : rows) Check(row, policy);
 }
@@ -153,7 +159,7 @@ std::vector<Outcome> RandomOutcomes(std::mt19937& rng, std::size_t n) {
     if (kind < 5) outcomes.push_back(Reply(kNames[i], result));
     else if (kind < 7) outcomes.push_back(Crash(kNames[i]));
     else if (kind < 8) outcomes.push_back(Hang(kNames[i]));
-    else if (kind < 9) outcomes.push_back(Garbage(kNames[i]));
+    else if (kind < 9) outcomes.push_back(i % 3 == 0 ? Excluded(kNames[i]) : Garbage(kNames[i]));
     else outcomes.push_back(Pending(kNames[i]));
   }
   return outcomes;

@@ -18,6 +18,9 @@ enum class OutcomeKind {
   kCrashed,        // died (exit status or signal) with the command in flight
   kHung,           // no reply by the deadline; the supervisor killed it
   kProtocolError,  // answered garbage or a protocol error
+  kExcluded,       // taken out before it could answer, for an earlier command's
+                   // sake (it died on, or was restarted after, that one); no
+                   // fault of this command, and no vote
 };
 
 struct Outcome {
@@ -70,6 +73,7 @@ struct Verdict {
   std::vector<std::string> hung;
   std::vector<std::string> faulty;      // protocol errors
   std::vector<std::string> pending;     // no outcome yet (a commit may come before everyone answered)
+  std::vector<std::string> excluded;    // taken out for an earlier command's sake
   std::string reason;                   // why, in words
 
   // Variants whose outcome is a fault under this verdict: dissenters (after a

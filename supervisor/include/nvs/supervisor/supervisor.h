@@ -1,0 +1,31 @@
+// nvsd's core: lockstep N-version supervision (DESIGN.md §5, §7, §8). One
+// thread, one poll loop over the client socket, the variant socket, every
+// variant's pidfd and stderr, and a signal fd; every wait has a deadline.
+#pragma once
+
+#include <memory>
+
+#include "nvs/status.h"
+#include "nvs/supervisor/config.h"
+
+namespace nvs::supervisor {
+
+class Supervisor {
+ public:
+  // REQUIRES: `config` came from ParseConfig/LoadConfig.
+  explicit Supervisor(Config config);
+  ~Supervisor();
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  // Binds the sockets, starts the variants and serves until SIGTERM or
+  // SIGINT (delivered through `signal_fd`, a signalfd the caller created with
+  // those signals blocked). Returns an error only when it cannot start.
+  Status Run(int signal_fd);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace nvs::supervisor

@@ -1,0 +1,81 @@
+// nvsd --config FILE
+//
+// The nvs supervisor daemon. Exit codes: 0 stopped by SIGTERM/SIGINT;
+// 1 could not start (bind, state dir, ...); 2 usage or configuration error.
+#include <signal.h>
+#include <sys/signalfd.h>
+
+#include <cstring>
+#include <iostream>
+#include <string>
+
+#include "nvs/supervisor/config.h"
+#include "nvs/supervisor/supervisor.h"
+
+namespace {
+
+void Usage(std::ostream& out) {
+  out << "usage: nvsd --config FILE [--check]\n"
+         "  --config FILE  the JSON configuration (see examples/)\n"
+         "  --check        validate the configuration and exit\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path;
+  bool check_only = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if ((arg == "--config" || arg == "-c") && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (arg.rfind("--config=", 0) == 0) {
+      config_path = arg.substr(9);
+    } else if (arg == "--check") {
+      check_only = true;
+    } else if (arg == "--help" || arg == "-h") {
+      Usage(std::cout);
+      return 0;
+    } else {
+      std::cerr << "nvsd: unknown argument '" << arg << "'\n";
+      Usage(std::cerr);
+      return 2;
+    }
+  }
+  if (config_path.empty()) {
+    Usage(std::cerr);
+    return 2;
+  }
+  auto config = nvs::supervisor::LoadConfig(config_path);
+  if (!config.ok()) {
+    std::cerr << "nvsd: " << config.status().message() << "\n";
+    return 2;
+  }
+  if (check_only) {
+    std::cout << "nvsd: " << config_path << " is valid (" << config->variants.size() << " variants)\n";
+    return 0;
+  }
+
+  // Block the stop signals in every thread (ZeroMQ's included, so block them
+  // before any socket exists) and read them from a signalfd in the poll loop.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  const int signal_fd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (signal_fd < 0) {
+    std::cerr << "nvsd: signalfd: " << std::strerror(errno) << "\n";
+    return 1;
+  }
+
+  nvs::supervisor::Supervisor supervisor(std::move(config.value()));
+  const nvs::Status status = supervisor.Run(signal_fd);
+  if (!status.ok()) {
+    std::cerr << "nvsd: " << status.message() << "\n";
+    return 1;
+  }
+  return 0;
+}

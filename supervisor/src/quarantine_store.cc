@@ -1,0 +1,123 @@
+#include "quarantine_store.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+namespace nvs::supervisor {
+namespace {
+
+using nlohmann::json;
+
+bool ValidId(const std::string& id) {
+  if (id.empty() || id.size() > 100) return false;
+  for (char c : id) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) return false;
+  }
+  return id[0] != '.';
+}
+
+}  // namespace
+
+Status WriteFileAtomically(const std::filesystem::path& path, const std::string& content) {
+  const std::string temporary = path.string() + ".tmp";
+  const int fd = open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::Error(temporary + ": " + std::strerror(errno));
+  std::size_t written = 0;
+  while (written < content.size()) {
+    const ssize_t n = write(fd, content.data() + written, content.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const std::string error = std::strerror(errno);
+      close(fd);
+      return Status::Error(temporary + ": " + error);
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  if (fsync(fd) != 0 || close(fd) != 0) return Status::Error(temporary + ": " + std::strerror(errno));
+  if (rename(temporary.c_str(), path.c_str()) != 0) return Status::Error(path.string() + ": " + std::strerror(errno));
+  const int dir = open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir >= 0) {
+    fsync(dir);
+    close(dir);
+  }
+  return Status::Ok();
+}
+
+Result<QuarantineStore> QuarantineStore::Open(const std::filesystem::path& dir, std::vector<std::string>& warnings) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Status::Error(dir.string() + ": " + ec.message());
+  std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
+  QuarantineStore store(dir);
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const auto& path = entry.path();
+    if (path.extension() != ".json" || path.stem().extension() == ".state") continue;
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    const json report = json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+    if (report.is_discarded() || !report.is_object() || !report.contains("id") || !report["id"].is_string() ||
+        !report.contains("fingerprint") || !report["fingerprint"].is_string() || !report.contains("status") ||
+        !report["status"].is_string()) {
+      warnings.push_back(path.string() + ": not a quarantine report (skipped)");
+      continue;
+    }
+    store.Index(report["id"].get<std::string>(), report["fingerprint"].get<std::string>(),
+                report["status"].get<std::string>());
+  }
+  if (ec) return Status::Error(dir.string() + ": " + ec.message());
+  return store;
+}
+
+void QuarantineStore::Index(const std::string& id, const std::string& fingerprint, const std::string& status) {
+  if (auto it = fingerprint_of_.find(id); it != fingerprint_of_.end()) {
+    auto blocked = blocked_.find(it->second);
+    if (blocked != blocked_.end() && blocked->second == id) blocked_.erase(blocked);
+  }
+  status_of_[id] = status;
+  fingerprint_of_[id] = fingerprint;
+  if (status == "blocked") blocked_[fingerprint] = id;
+}
+
+bool QuarantineStore::IsBlocked(const std::string& fingerprint, std::string* report_id) const {
+  auto it = blocked_.find(fingerprint);
+  if (it == blocked_.end()) return false;
+  if (report_id != nullptr) *report_id = it->second;
+  return true;
+}
+
+Status QuarantineStore::Write(const std::string& id, const std::string& report_json) {
+  if (!ValidId(id)) return Status::Error("invalid report id '" + id + "'");
+  const json report = json::parse(report_json, nullptr, /*allow_exceptions=*/false);
+  if (report.is_discarded() || !report.is_object() || !report.contains("fingerprint") || !report.contains("status")) {
+    return Status::Error("report " + id + " lacks a fingerprint or status");
+  }
+  Status written = WriteFileAtomically(dir_ / (id + ".json"), report.dump(2) + "\n");
+  if (!written.ok()) return written;
+  Index(id, report["fingerprint"].get<std::string>(), report["status"].get<std::string>());
+  return Status::Ok();
+}
+
+Result<std::string> QuarantineStore::WriteAttachment(const std::string& name, const std::string& content) {
+  if (!ValidId(name)) return Status::Error("invalid attachment name '" + name + "'");
+  Status written = WriteFileAtomically(dir_ / name, content);
+  if (!written.ok()) return written;
+  return name;
+}
+
+std::optional<std::string> QuarantineStore::Read(const std::string& id) const {
+  if (!ValidId(id)) return std::nullopt;
+  std::ifstream in(dir_ / (id + ".json"));
+  if (!in) return std::nullopt;
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace nvs::supervisor

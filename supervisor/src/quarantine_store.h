@@ -1,0 +1,57 @@
+// Quarantine reports on disk (DESIGN.md §8): one JSON file per quarantined
+// (or no-quorum) command in STATE_DIR/quarantine/, written atomically (write,
+// fsync, rename), and the block list of fingerprints rebuilt from them.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "nvs/status.h"
+
+namespace nvs::supervisor {
+
+class QuarantineStore {
+ public:
+  // Opens (creating if needed) the folder and loads every report in it. A
+  // report that cannot be read is named in `warnings` and skipped, never fatal.
+  static Result<QuarantineStore> Open(const std::filesystem::path& dir, std::vector<std::string>& warnings);
+
+  // True when a report with status "blocked" has this fingerprint; sets the
+  // report's id.
+  bool IsBlocked(const std::string& fingerprint, std::string* report_id = nullptr) const;
+
+  // Writes a report (a JSON object text with at least "id", "fingerprint"
+  // and "status") atomically, replacing any report of that id, and updates
+  // the block list.
+  Status Write(const std::string& id, const std::string& report_json);
+
+  // Writes a side file next to the reports (e.g. a pre-command snapshot);
+  // returns its file name.
+  Result<std::string> WriteAttachment(const std::string& name, const std::string& content);
+
+  // The report text by id.
+  std::optional<std::string> Read(const std::string& id) const;
+
+  std::size_t blocked_count() const { return blocked_.size(); }
+  std::size_t report_count() const { return status_of_.size(); }
+  const std::filesystem::path& dir() const { return dir_; }
+
+ private:
+  explicit QuarantineStore(std::filesystem::path dir) : dir_(std::move(dir)) {}
+  void Index(const std::string& id, const std::string& fingerprint, const std::string& status);
+
+  std::filesystem::path dir_;
+  std::map<std::string, std::string> blocked_;    // fingerprint -> report id
+  std::map<std::string, std::string> status_of_;  // report id -> status
+  std::map<std::string, std::string> fingerprint_of_;
+};
+
+// Writes `content` to `path` atomically: a temporary file, fsync, rename,
+// fsync of the folder.
+Status WriteFileAtomically(const std::filesystem::path& path, const std::string& content);
+
+}  // namespace nvs::supervisor

@@ -1,0 +1,1309 @@
+#include "nvs/supervisor/supervisor.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <zmq.hpp>
+
+#include "log.h"
+#include "nvs/protocol/client_messages.h"
+#include "nvs/protocol/messages.h"
+#include "nvs/voter/voter.h"
+#include "quarantine_store.h"
+#include "restart_intensity.h"
+#include "variant_process.h"
+
+extern char** environ;
+
+namespace nvs::supervisor {
+namespace {
+
+namespace proto = nvs::protocol;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// The life of one variant slot (s6-style: every transition is in
+// Impl::SetState and happens for a reason that is logged).
+enum class VariantState {
+  kDown,      // no process (between a death and the restart)
+  kStarting,  // spawned, waiting for hello
+  kSyncing,   // said hello; waits for a sync round to restore and check it
+  kHealthy,   // votes
+  kStopping,  // killed on purpose; waiting for the process to exit
+  kFailed,    // restarted too often; left down
+};
+
+const char* Name(VariantState state) {
+  static const char* const kNames[] = {"down", "starting", "syncing", "healthy", "stopping", "failed"};
+  return kNames[static_cast<int>(state)];
+}
+
+// Why a request was sent to a variant; replies are matched in FIFO order.
+enum class Purpose {
+  kVote,                // apply/query of a pipeline command; the reply is an outcome
+  kCatchUp,             // apply of a committed command during resync; result not voted
+  kRestore,             // restore of the checkpoint during resync
+  kRoundDigest,         // digest at the end of a sync round
+  kRoundSnapshot,       // snapshot that becomes the checkpoint after a round
+  kCheckpointDigest,    // digest for a periodic checkpoint
+  kCheckpointSnapshot,  // snapshot for a periodic checkpoint
+};
+
+struct Sent {
+  Purpose purpose;
+  std::string_view reply_type;  // the reply type expected
+  std::uint64_t seq = 0;
+  std::uint64_t command = 0;    // kVote: the command's id
+  Clock::time_point sent_at;
+};
+
+struct Variant {
+  VariantConfig config;
+  VariantState state = VariantState::kDown;
+  int incarnation = 0;
+  std::string identity;  // NVS_VARIANT of the current incarnation
+  std::unique_ptr<VariantProcess> process;
+  std::deque<Sent> fifo;
+  Clock::time_point last_reply_at;
+  Clock::time_point state_since;
+  RestartIntensity intensity{5, 10000};
+  int restarts = 0;
+  std::string last_fault;
+  bool needs_sync = true;          // must be restored and checked before it votes
+  bool restart_when_idle = false;  // diverged: restart once its FIFO drains
+  std::optional<std::string> round_digest;
+  std::string stop_reason;
+};
+
+struct ClientAddress {
+  std::vector<std::string> envelope;  // routing frames, including a REQ's empty delimiter
+};
+
+struct Command {
+  std::uint64_t id = 0;
+  bool is_query = false;
+  std::uint64_t seq = 0;     // commands: the sequence number given at dispatch
+  std::string payload;       // normal-form JSON
+  std::string fingerprint;
+  std::int64_t time_ns = 0;
+  std::string request_id;
+  ClientAddress client;
+  Clock::time_point admitted_at;
+  Clock::time_point dispatched_at;
+  std::map<std::string, voter::Outcome> outcomes;  // one per participant
+  std::map<std::string, json> evidence;            // per variant: death details, stderr tail
+  std::optional<voter::Verdict> verdict;           // once decided
+  std::string report_id;                           // POISON / NO_QUORUM
+};
+
+struct CommittedEntry {
+  std::uint64_t seq;
+  std::int64_t time_ns;
+  std::string payload;
+};
+
+struct Checkpoint {
+  std::uint64_t seq = 0;
+  std::string state;
+  std::string digest;
+};
+
+std::string HexIdentity(const std::string& bytes) {
+  static const char* const kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 0xf]);
+  }
+  return out;
+}
+
+double MillisSince(Clock::time_point start, Clock::time_point now) {
+  return std::chrono::duration<double, std::milli>(now - start).count();
+}
+
+json ParseOrString(const std::string& text) {
+  json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  return value.is_discarded() ? json(text) : value;
+}
+
+}  // namespace
+
+struct Supervisor::Impl {
+  explicit Impl(Config c) : config(std::move(c)) {}
+
+  Config config;
+  zmq::context_t context{1};
+  zmq::socket_t clients{context, zmq::socket_type::router};
+  zmq::socket_t variants_socket{context, zmq::socket_type::router};
+  std::optional<zmq::socket_t> events;
+  std::vector<Variant> variants;
+  std::map<std::string, std::size_t> by_identity;
+  std::optional<QuarantineStore> quarantine;
+  std::filesystem::path bridge;
+
+  std::deque<Command> waiting;  // admitted, not dispatched
+  std::deque<Command> active;   // dispatched, not all outcomes in
+  std::uint64_t next_command_id = 1;
+  std::uint64_t last_seq = 0;
+  std::vector<CommittedEntry> tail;  // committed since the checkpoint
+  std::optional<Checkpoint> checkpoint;
+  int commits_since_checkpoint = 0;
+
+  struct PendingCheckpoint {
+    std::uint64_t seq = 0;
+    std::optional<std::string> state;
+    std::optional<std::string> snapshot_digest;
+    std::string snapshot_from;
+    std::map<std::string, std::optional<std::string>> digests;  // variant -> digest
+  };
+  std::optional<PendingCheckpoint> pending_checkpoint;
+
+  struct Round {
+    std::set<std::string> participants;
+    std::string chosen_digest;
+    bool snapshotting = false;
+    std::string snapshot_from;
+    Clock::time_point started;
+  };
+  std::optional<Round> round;
+  std::vector<std::string> reports_awaiting_pre_state;
+
+  bool stopping = false;
+  Clock::time_point started_at = Clock::now();
+  std::uint64_t commits = 0;
+
+  // ---- small helpers ------------------------------------------------------
+
+  Variant* Find(const std::string& name) {
+    for (auto& v : variants) {
+      if (v.config.name == name) return &v;
+    }
+    return nullptr;
+  }
+
+  Command* FindActive(std::uint64_t id) {
+    for (auto& c : active) {
+      if (c.id == id) return &c;
+    }
+    return nullptr;
+  }
+
+  void Publish(const std::string& event, json body) {
+    body["event"] = event;
+    body["time_ns"] = UnixNowNs();
+    if (!events) return;
+    const std::string text = body.dump(-1, ' ', false, json::error_handler_t::replace);
+    events->send(zmq::buffer(event), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    events->send(zmq::buffer(text), zmq::send_flags::dontwait);
+  }
+
+  void Reply(const ClientAddress& to, const proto::ClientReply& reply) {
+    const std::string bytes = proto::Encode(reply);
+    for (const auto& frame : to.envelope) {
+      if (!clients.send(zmq::buffer(frame), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) return;
+    }
+    clients.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
+  }
+
+  int HealthyVoters() const {
+    int n = 0;
+    for (const auto& v : variants) n += (v.state == VariantState::kHealthy && !v.needs_sync && !v.restart_when_idle) ? 1 : 0;
+    return n;
+  }
+
+  int NotFailed() const {
+    int n = 0;
+    for (const auto& v : variants) n += v.state != VariantState::kFailed ? 1 : 0;
+    return n;
+  }
+
+  void SetState(Variant& v, VariantState state, const std::string& why) {
+    if (v.state == state) return;
+    v.state = state;
+    v.state_since = Clock::now();
+    Log(state == VariantState::kFailed ? LogLevel::kError : LogLevel::kInfo, "variant_state",
+        {{"variant", v.config.name}, {"state", Name(state)}, {"incarnation", v.incarnation}, {"why", why}});
+    Publish("variant", {{"variant", v.config.name},
+                        {"state", Name(state)},
+                        {"pid", v.process ? v.process->pid() : -1},
+                        {"incarnation", v.incarnation},
+                        {"why", why}});
+  }
+
+  void Send(Variant& v, const proto::Request& request, Purpose purpose, std::string_view reply_type,
+            std::uint64_t command = 0) {
+    const std::string bytes = proto::Encode(request);
+    const auto now = Clock::now();
+    if (v.fifo.empty()) v.last_reply_at = now;  // the deadline of a new head counts from now
+    v.fifo.push_back(Sent{purpose, reply_type, proto::SeqOf(request), command, now});
+    variants_socket.send(zmq::buffer(v.identity), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    variants_socket.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
+  }
+
+  // ---- lifecycle ------------------------------------------------------------
+
+  std::vector<std::string> EnvironmentFor(const Variant& v) const {
+    std::vector<std::string> env;
+    for (char** e = environ; *e != nullptr; ++e) {
+      std::string_view entry(*e);
+      const auto name = entry.substr(0, entry.find('='));
+      if (name == "NVS_VARIANT" || name == "NVS_ENDPOINT" || v.config.env.count(std::string(name))) continue;
+      env.emplace_back(entry);
+    }
+    for (const auto& [key, value] : v.config.env) env.push_back(key + "=" + value);
+    env.push_back("NVS_VARIANT=" + v.identity);
+    env.push_back("NVS_ENDPOINT=" + config.variant_endpoint);
+    return env;
+  }
+
+  // Starts a new incarnation. On failure the slot is counted as a failed
+  // start and the next restart is attempted through the intensity.
+  void Spawn(Variant& v, const std::string& why) {
+    by_identity.erase(v.identity);
+    ++v.incarnation;
+    v.identity = v.config.name + "." + std::to_string(v.incarnation);
+    by_identity[v.identity] = static_cast<std::size_t>(&v - variants.data());
+    v.fifo.clear();
+    v.needs_sync = true;
+    v.restart_when_idle = false;
+    v.round_digest.reset();
+
+    SpawnSpec spec;
+    auto program = ResolveProgram(v.config.argv[0], config.config_dir);
+    if (!program.ok()) {
+      Log(LogLevel::kError, "spawn_failed", {{"variant", v.config.name}, {"error", program.status().message()}});
+      v.last_fault = program.status().message();
+      SetState(v, VariantState::kFailed, program.status().message());
+      return;
+    }
+    if (v.config.transport == Transport::kStdio) {
+      spec.argv = {bridge.string(), "--", program.value()};
+    } else {
+      spec.argv = {program.value()};
+    }
+    spec.argv.insert(spec.argv.end(), v.config.argv.begin() + 1, v.config.argv.end());
+    spec.env = EnvironmentFor(v);
+    spec.working_dir = v.config.working_dir.empty() ? config.config_dir : config.config_dir / v.config.working_dir;
+    spec.limits = v.config.limits;
+    spec.stderr_log = config.state_dir / "logs" / (v.config.name + ".log");
+    spec.stderr_log_bytes = config.stderr_log_bytes;
+    spec.stderr_tail_bytes = config.stderr_tail_bytes;
+    auto process = VariantProcess::Spawn(spec);
+    if (!process.ok()) {
+      Log(LogLevel::kError, "spawn_failed", {{"variant", v.config.name}, {"error", process.status().message()}});
+      v.last_fault = process.status().message();
+      v.process.reset();
+      SetState(v, VariantState::kDown, "spawn failed: " + process.status().message());
+      Restart(v, "spawn failed");
+      return;
+    }
+    v.process = std::move(process.value());
+    SetState(v, VariantState::kStarting, why);
+  }
+
+  // Restarts a variant whose process is gone, within the restart intensity.
+  void Restart(Variant& v, const std::string& why) {
+    if (stopping) return;
+    const auto now_ms = std::chrono::duration_cast<milliseconds>(Clock::now() - started_at).count();
+    if (!v.intensity.Allow(now_ms)) {
+      const std::string reason = "restarted more than " + std::to_string(config.restart.intensity) + " times in " +
+                                 std::to_string(config.restart.period_ms) + " ms (last: " + why + ")";
+      v.process.reset();
+      SetState(v, VariantState::kFailed, reason);
+      Publish("failed", {{"variant", v.config.name}, {"why", reason}});
+      if (NotFailed() < config.min_healthy) {
+        Publish("unavailable", {{"reason", "fewer than min_healthy variants remain"}});
+        Log(LogLevel::kError, "unavailable", {{"reason", "fewer than min_healthy variants remain"},
+                                              {"not_failed", NotFailed()},
+                                              {"min_healthy", config.min_healthy}});
+      }
+      return;
+    }
+    ++v.restarts;
+    Publish("restart", {{"variant", v.config.name}, {"incarnation", v.incarnation + 1}, {"why", why}});
+    Spawn(v, "restart: " + why);
+  }
+
+  // Takes a variant out: kills its process group at once. Outstanding votes
+  // get `blame` for the command at the head and `excluded` for the rest.
+  void Kill(Variant& v, const std::string& why, std::optional<voter::OutcomeKind> blame, const std::string& detail) {
+    FailOutstanding(v, blame, detail);
+    v.stop_reason = why;
+    v.last_fault = why;
+    if (v.process && !v.process->exit_info()) {
+      v.process->SignalGroup(SIGKILL);
+      SetState(v, VariantState::kStopping, why);
+    } else {
+      SetState(v, VariantState::kDown, why);
+      Restart(v, why);
+    }
+  }
+
+  // Gives every vote outstanding at `v` an outcome: the head `blame` (if any),
+  // the rest `excluded`. Drops the other outstanding requests.
+  void FailOutstanding(Variant& v, std::optional<voter::OutcomeKind> blame, const std::string& detail) {
+    bool head = true;
+    for (const auto& sent : v.fifo) {
+      if (sent.purpose == Purpose::kVote) {
+        if (Command* c = FindActive(sent.command)) {
+          auto& outcome = c->outcomes[v.config.name];
+          if (outcome.kind == voter::OutcomeKind::kPending) {
+            outcome.kind = head && blame ? *blame : voter::OutcomeKind::kExcluded;
+            outcome.detail = head && blame ? detail : "taken out for an earlier command: " + detail;
+            if (head && blame) {
+              json evidence = {{"incarnation", v.incarnation},
+                               {"after_ms", MillisSince(sent.sent_at, Clock::now())},
+                               {"stderr_tail", v.process ? v.process->stderr_tail() : ""}};
+              c->evidence[v.config.name] = evidence;
+            }
+          }
+        }
+        head = false;
+      } else if (sent.purpose == Purpose::kCheckpointDigest || sent.purpose == Purpose::kCheckpointSnapshot) {
+        pending_checkpoint.reset();  // abandoned; the next one will do
+      }
+    }
+    v.fifo.clear();
+    v.round_digest.reset();
+    if (round) round->participants.erase(v.config.name);
+  }
+
+  void OnProcessExit(Variant& v) {
+    DrainVariantSocket();  // what it said before dying counts
+    const auto info = v.process->TryReap();
+    if (!info) return;
+    const std::string how = info->Describe();
+    if (v.state == VariantState::kStopping) {
+      Log(LogLevel::kInfo, "variant_stopped", {{"variant", v.config.name}, {"how", how}, {"why", v.stop_reason}});
+      SetState(v, VariantState::kDown, v.stop_reason + " (" + how + ")");
+      Restart(v, v.stop_reason);
+      return;
+    }
+    // An unexpected death: the command at the head of its FIFO, if a vote, is
+    // the one it died on.
+    std::string what = how;
+    if (!v.fifo.empty() && v.fifo.front().purpose == Purpose::kVote) {
+      if (Command* c = FindActive(v.fifo.front().command)) {
+        what = how + (c->is_query ? " on a query" : " on seq " + std::to_string(c->seq));
+      }
+    } else {
+      what = how + " with no command in flight";
+    }
+    Log(LogLevel::kWarn, "variant_died",
+        {{"variant", v.config.name}, {"incarnation", v.incarnation}, {"how", what}, {"state", Name(v.state)},
+         {"stderr_tail", v.process->stderr_tail()}});
+    FailOutstanding(v, voter::OutcomeKind::kCrashed, how);
+    v.last_fault = what;
+    for (auto& c : active) {
+      auto it = c.evidence.find(v.config.name);
+      if (it != c.evidence.end() && c.outcomes[v.config.name].kind == voter::OutcomeKind::kCrashed) {
+        it->second["exit"] = {{"signal", info->signaled ? info->signal : 0},
+                              {"exit_code", info->signaled ? json() : json(info->exit_code)},
+                              {"description", how}};
+        it->second["stderr_tail"] = v.process->stderr_tail();
+      }
+    }
+    SetState(v, VariantState::kDown, what);
+    Restart(v, what);
+  }
+
+  // ---- variant messages -------------------------------------------------------
+
+  void DrainVariantSocket() {
+    zmq::message_t identity;
+    while (variants_socket.recv(identity, zmq::recv_flags::dontwait)) {
+      std::vector<zmq::message_t> parts;
+      bool more = identity.more();
+      while (more) {
+        zmq::message_t part;
+        if (!variants_socket.recv(part, zmq::recv_flags::none)) break;
+        more = part.more();
+        parts.push_back(std::move(part));
+      }
+      auto it = by_identity.find(identity.to_string());
+      if (it == by_identity.end()) continue;
+      Variant& v = variants[it->second];
+      if (v.identity != identity.to_string()) {
+        Log(LogLevel::kDebug, "stale_message", {{"identity", identity.to_string()}});
+        continue;  // a late message from a dead incarnation
+      }
+      if (v.state == VariantState::kStopping || v.state == VariantState::kDown || v.state == VariantState::kFailed) {
+        continue;
+      }
+      if (parts.size() != 1) {
+        Kill(v, "sent a multi-part message", voter::OutcomeKind::kProtocolError, "multi-part message");
+        continue;
+      }
+      OnVariantMessage(v, parts[0].to_string_view());
+    }
+  }
+
+  void OnVariantMessage(Variant& v, std::string_view bytes) {
+    auto decoded = proto::DecodeReply(bytes);
+    if (!decoded.ok()) {
+      const std::string why = "sent garbage (" + decoded.error().reason + ")";
+      Log(LogLevel::kWarn, "variant_protocol_error",
+          {{"variant", v.config.name}, {"error", decoded.error().reason}, {"bytes", std::string(bytes.substr(0, 200))}});
+      Kill(v, why, voter::OutcomeKind::kProtocolError, why);
+      return;
+    }
+    const proto::Reply& reply = decoded.value();
+    if (auto* hello = std::get_if<proto::Hello>(&reply)) {
+      if (v.state != VariantState::kStarting || hello->protocol != proto::kProtocolVersion) {
+        Kill(v, "unexpected hello (protocol " + std::to_string(hello->protocol) + ")",
+             voter::OutcomeKind::kProtocolError, "unexpected hello");
+        return;
+      }
+      Log(LogLevel::kInfo, "hello", {{"variant", v.config.name}, {"impl", hello->impl}, {"incarnation", v.incarnation}});
+      SetState(v, VariantState::kSyncing, "said hello (" + hello->impl + ")");
+      return;
+    }
+    if (v.fifo.empty()) {
+      Kill(v, "sent an unsolicited " + std::string(proto::TypeName(reply)), voter::OutcomeKind::kProtocolError,
+           "unsolicited message");
+      return;
+    }
+    const Sent sent = v.fifo.front();
+    const auto seq = proto::SeqOf(reply);
+    if (std::holds_alternative<proto::Error>(reply) && sent.purpose != Purpose::kRestore) {
+      const auto& e = std::get<proto::Error>(reply);
+      Kill(v, "answered a protocol error: " + e.code + " (" + e.reason + ")", voter::OutcomeKind::kProtocolError,
+           "protocol error " + e.code + ": " + e.reason);
+      return;
+    }
+    if (!seq || *seq != sent.seq ||
+        (proto::TypeName(reply) != sent.reply_type && !std::holds_alternative<proto::Error>(reply))) {
+      Kill(v,
+           "answered out of order: expected " + std::string(sent.reply_type) + " " + std::to_string(sent.seq) +
+               ", got " + std::string(proto::TypeName(reply)) + (seq ? " " + std::to_string(*seq) : ""),
+           voter::OutcomeKind::kProtocolError, "reply out of order");
+      return;
+    }
+    v.fifo.pop_front();
+    v.last_reply_at = Clock::now();
+    switch (sent.purpose) {
+      case Purpose::kVote: {
+        Command* c = FindActive(sent.command);
+        if (c == nullptr) break;
+        auto& outcome = c->outcomes[v.config.name];
+        outcome.kind = voter::OutcomeKind::kReply;
+        outcome.result = std::holds_alternative<proto::Applied>(reply) ? std::get<proto::Applied>(reply).result
+                                                                       : std::get<proto::Answer>(reply).result;
+        OnLateOutcome(*c, v);
+        break;
+      }
+      case Purpose::kCatchUp:
+        break;
+      case Purpose::kRestore:
+        if (auto* e = std::get_if<proto::Error>(&reply)) {
+          Kill(v, "refused the checkpoint: " + e->code + " (" + e->reason + ")", std::nullopt, "");
+        }
+        break;
+      case Purpose::kRoundDigest:
+        v.round_digest = std::get<proto::DigestReply>(reply).digest;
+        break;
+      case Purpose::kRoundSnapshot:
+        OnRoundSnapshot(v, std::get<proto::StateReply>(reply));
+        break;
+      case Purpose::kCheckpointDigest:
+        if (pending_checkpoint && pending_checkpoint->seq == sent.seq) {
+          pending_checkpoint->digests[v.config.name] = std::get<proto::DigestReply>(reply).digest;
+        }
+        break;
+      case Purpose::kCheckpointSnapshot:
+        if (pending_checkpoint && pending_checkpoint->seq == sent.seq) {
+          const auto& state = std::get<proto::StateReply>(reply);
+          pending_checkpoint->state = state.state;
+          pending_checkpoint->snapshot_digest = state.digest;
+          pending_checkpoint->digests[v.config.name] = state.digest;
+        }
+        break;
+    }
+  }
+
+  // A reply that arrives after its command was decided is still compared.
+  void OnLateOutcome(Command& c, Variant& v) {
+    if (!c.verdict || c.verdict->kind != voter::VerdictKind::kCommit) return;
+    const auto& outcome = c.outcomes[v.config.name];
+    if (voter::ComparableForm(outcome.result, config.policy.ignored) ==
+        voter::ComparableForm(c.verdict->result, config.policy.ignored)) {
+      return;
+    }
+    MarkDivergent(c, v, outcome.result);
+  }
+
+  void MarkDivergent(const Command& c, Variant& v, const std::string& got) {
+    if (v.restart_when_idle) return;
+    const std::string why = "diverged on " + (c.is_query ? std::string("a query") : "seq " + std::to_string(c.seq));
+    Log(LogLevel::kWarn, "divergence",
+        {{"variant", v.config.name}, {"seq", c.seq}, {"expected", ParseOrString(c.verdict->result)},
+         {"got", ParseOrString(got)}});
+    Publish("divergence", {{"seq", c.seq},
+                           {"variant", v.config.name},
+                           {"expected", ParseOrString(c.verdict->result)},
+                           {"got", ParseOrString(got)}});
+    v.last_fault = why;
+    v.restart_when_idle = true;
+    v.stop_reason = why;
+  }
+
+  // ---- clients -----------------------------------------------------------------
+
+  void DrainClientSocket() {
+    zmq::message_t frame;
+    while (clients.recv(frame, zmq::recv_flags::dontwait)) {
+      ClientAddress address;
+      std::vector<zmq::message_t> frames;
+      frames.push_back(std::move(frame));
+      while (frames.back().more()) {
+        zmq::message_t next;
+        if (!clients.recv(next, zmq::recv_flags::none)) break;
+        frames.push_back(std::move(next));
+      }
+      if (frames.size() < 2) continue;
+      // [identity, (empty delimiter of a REQ,) payload]; extra frames are an error.
+      for (std::size_t i = 0; i + 1 < frames.size(); ++i) address.envelope.push_back(frames[i].to_string());
+      const bool req_envelope = address.envelope.size() == 2 && address.envelope[1].empty();
+      if (address.envelope.size() > 1 && !req_envelope) {
+        address.envelope.resize(1);
+        Reply(address, proto::ClientReply::Rejected(std::nullopt, "bad_request", "a request is one single-part message"));
+        continue;
+      }
+      OnClientRequest(address, frames.back().to_string_view());
+    }
+  }
+
+  void OnClientRequest(const ClientAddress& address, std::string_view bytes) {
+    auto decoded = proto::DecodeClientRequest(bytes);
+    if (!decoded.request) {
+      Log(LogLevel::kInfo, "client_rejected",
+          {{"peer", HexIdentity(address.envelope[0])}, {"reason", decoded.rejection.reason}});
+      Reply(address, decoded.rejection);
+      return;
+    }
+    const proto::ClientRequest& request = *decoded.request;
+    if (request.type == proto::ClientRequestType::kStatus) {
+      Reply(address, StatusReply(request.id));
+      return;
+    }
+    if (stopping) {
+      Reply(address, proto::ClientReply::Unavailable(request.id, "nvsd is shutting down"));
+      return;
+    }
+    Command c;
+    c.id = next_command_id++;
+    c.is_query = request.type == proto::ClientRequestType::kQuery;
+    c.payload = request.payload;
+    c.fingerprint = proto::Fnv1a64Hex(request.payload);
+    c.request_id = request.id;
+    c.client = address;
+    c.admitted_at = Clock::now();
+    if (RefuseIfBlocked(c)) return;
+    if (NotFailed() < config.min_healthy) {
+      Reply(address, proto::ClientReply::Unavailable(
+                         request.id, "only " + std::to_string(NotFailed()) + " variants are not failed; min_healthy is " +
+                                         std::to_string(config.min_healthy)));
+      return;
+    }
+    if (waiting.size() >= config.queue_limit) {
+      Reply(address, proto::ClientReply::Unavailable(request.id, "queue full"));
+      return;
+    }
+    waiting.push_back(std::move(c));
+  }
+
+  bool RefuseIfBlocked(const Command& c) {
+    std::string report;
+    if (!quarantine->IsBlocked(c.fingerprint, &report)) return false;
+    proto::ClientReply reply;
+    reply.id = c.request_id;
+    reply.status = proto::ClientStatus::kQuarantined;
+    reply.report = report;
+    reply.fingerprint = c.fingerprint;
+    reply.reason = "identical to quarantined command " + report + "; refused without dispatch";
+    Reply(c.client, reply);
+    Log(LogLevel::kWarn, "blocked", {{"fingerprint", c.fingerprint}, {"report", report}});
+    Publish("blocked", {{"fingerprint", c.fingerprint}, {"report", report}});
+    return true;
+  }
+
+  proto::ClientReply StatusReply(const std::string& id) {
+    json variants_json = json::array();
+    for (const auto& v : variants) {
+      variants_json.push_back({{"name", v.config.name},
+                               {"state", Name(v.state)},
+                               {"pid", v.process && !v.process->exit_info() ? v.process->pid() : -1},
+                               {"incarnation", v.incarnation},
+                               {"restarts", v.restarts},
+                               {"voting", v.state == VariantState::kHealthy && !v.needs_sync},
+                               {"last_fault", v.last_fault}});
+    }
+    json body = {{"nvsd",
+                  {{"pid", getpid()},
+                   {"ready", checkpoint.has_value()},
+                   {"seq", last_seq},
+                   {"commits", commits},
+                   {"policy", std::string(voter::ToString(config.policy.kind))},
+                   {"min_healthy", config.min_healthy},
+                   {"healthy", HealthyVoters()},
+                   {"waiting", waiting.size()},
+                   {"quarantined", quarantine->blocked_count()},
+                   {"checkpoint_seq", checkpoint ? checkpoint->seq : 0}}},
+                 {"variants", variants_json}};
+    proto::ClientReply reply;
+    reply.id = id;
+    reply.status = proto::ClientStatus::kOk;
+    reply.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+    return reply;
+  }
+
+  // ---- the pipeline -----------------------------------------------------------
+
+  bool RoundNeeded() const {
+    if (!checkpoint) return true;
+    for (const auto& v : variants) {
+      if (v.state == VariantState::kSyncing) return true;
+      if (v.state == VariantState::kHealthy && v.needs_sync) return true;
+    }
+    return false;
+  }
+
+  bool Quiescent() const {
+    if (pending_checkpoint) return false;
+    for (const auto& c : active) {
+      if (!c.verdict) return false;
+    }
+    for (const auto& v : variants) {
+      if ((v.state == VariantState::kHealthy || v.state == VariantState::kSyncing) && !v.fifo.empty()) return false;
+    }
+    return true;
+  }
+
+  bool CanDispatch() const {
+    if (round || RoundNeeded()) return false;
+    for (const auto& c : active) {
+      if (!c.verdict) return false;  // one undecided command at a time
+    }
+    return HealthyVoters() >= config.min_healthy;
+  }
+
+  void Dispatch(Command c) {
+    if (!c.is_query) c.seq = ++last_seq;
+    c.time_ns = UnixNowNs();
+    c.dispatched_at = Clock::now();
+    const std::uint64_t wire_seq = c.is_query ? last_seq : c.seq;
+    for (auto& v : variants) {
+      if (v.state != VariantState::kHealthy || v.needs_sync || v.restart_when_idle) continue;
+      c.outcomes[v.config.name] = voter::Outcome{v.config.name, voter::OutcomeKind::kPending, "", ""};
+    }
+    active.push_back(std::move(c));
+    Command& placed = active.back();
+    for (auto& [name, outcome] : placed.outcomes) {
+      Variant& v = *Find(name);
+      if (placed.is_query) {
+        Send(v, proto::Query{wire_seq, placed.payload}, Purpose::kVote, "answer", placed.id);
+      } else {
+        Send(v, proto::Apply{wire_seq, placed.time_ns, placed.payload}, Purpose::kVote, "applied", placed.id);
+      }
+    }
+  }
+
+  std::vector<voter::Outcome> OutcomesOf(const Command& c) const {
+    std::vector<voter::Outcome> list;
+    for (const auto& [name, outcome] : c.outcomes) list.push_back(outcome);
+    return list;
+  }
+
+  void Decide(Command& c) {
+    voter::Policy policy = config.policy;
+    policy.configured = variants.size();
+    voter::Verdict verdict = voter::Decide(OutcomesOf(c), policy);
+    if (verdict.kind == voter::VerdictKind::kPending) return;
+    c.verdict = verdict;
+    json event = {{"seq", c.seq},
+                  {"query", c.is_query},
+                  {"verdict", std::string(voter::ToString(verdict.kind))},
+                  {"reason", verdict.reason},
+                  {"agreeing", verdict.agreeing},
+                  {"dissenting", verdict.dissenting},
+                  {"crashed", verdict.crashed},
+                  {"hung", verdict.hung},
+                  {"faulty", verdict.faulty},
+                  {"latency_ms", MillisSince(c.dispatched_at, Clock::now())}};
+    Publish("verdict", event);
+    if (verdict.kind != voter::VerdictKind::kCommit) Log(LogLevel::kWarn, "verdict", event);
+
+    switch (verdict.kind) {
+      case voter::VerdictKind::kCommit: OnCommit(c); break;
+      case voter::VerdictKind::kPoison: OnPoison(c); break;
+      case voter::VerdictKind::kNoQuorum: OnNoQuorum(c); break;
+      case voter::VerdictKind::kPending: break;
+    }
+  }
+
+  void OnCommit(Command& c) {
+    const voter::Verdict& verdict = *c.verdict;
+    proto::ClientReply reply;
+    reply.id = c.request_id;
+    if (c.is_query) {
+      reply.status = proto::ClientStatus::kAnswered;
+    } else {
+      reply.status = proto::ClientStatus::kCommitted;
+      reply.seq = c.seq;
+      tail.push_back({c.seq, c.time_ns, c.payload});
+      ++commits;
+      ++commits_since_checkpoint;
+    }
+    reply.result = verdict.result;
+    Reply(c.client, reply);
+    for (const auto& name : verdict.dissenting) MarkDivergent(c, *Find(name), c.outcomes[name].result);
+    if (!c.is_query && commits_since_checkpoint >= config.checkpoint_interval && !pending_checkpoint) {
+      StartCheckpoint(c);
+    }
+  }
+
+  void OnPoison(Command& c) {
+    c.report_id = "q-" + std::string(12 - std::min<std::size_t>(12, std::to_string(c.seq).size()), '0') +
+                  std::to_string(c.seq) + "-" + c.fingerprint.substr(0, 8);
+    WriteReport(c, "blocked");
+    proto::ClientReply reply;
+    reply.id = c.request_id;
+    reply.status = proto::ClientStatus::kQuarantined;
+    reply.report = c.report_id;
+    reply.fingerprint = c.fingerprint;
+    reply.reason = c.verdict->reason;
+    Reply(c.client, reply);
+    Publish("quarantine",
+            {{"report", c.report_id}, {"fingerprint", c.fingerprint}, {"seq", c.seq}, {"reason", c.verdict->reason}});
+    Log(LogLevel::kError, "quarantined",
+        {{"report", c.report_id}, {"fingerprint", c.fingerprint}, {"seq", c.seq}, {"reason", c.verdict->reason}});
+    RollBack(c);
+  }
+
+  void OnNoQuorum(Command& c) {
+    c.report_id = "n-" + std::string(12 - std::min<std::size_t>(12, std::to_string(c.seq).size()), '0') +
+                  std::to_string(c.seq) + "-" + c.fingerprint.substr(0, 8);
+    WriteReport(c, "no_quorum");
+    Reply(c.client, proto::ClientReply::Rejected(c.request_id, "no_quorum",
+                                                 c.verdict->reason + "; rolled back, recorded as " + c.report_id));
+    RollBack(c);
+  }
+
+  // Every variant that applied a refused command goes back to the state
+  // before it (checkpoint + committed tail), through a sync round.
+  void RollBack(Command& c) {
+    if (c.is_query) return;
+    for (auto& [name, outcome] : c.outcomes) {
+      Variant& v = *Find(name);
+      if (outcome.kind == voter::OutcomeKind::kReply || outcome.kind == voter::OutcomeKind::kPending) {
+        v.needs_sync = true;
+      }
+    }
+    reports_awaiting_pre_state.push_back(c.report_id);
+  }
+
+  json ReportOf(const Command& c, const std::string& status) {
+    json outcomes = json::array();
+    for (const auto& [name, outcome] : c.outcomes) {
+      json entry = {{"variant", name}, {"outcome", std::string(voter::ToString(outcome.kind))}};
+      if (outcome.kind == voter::OutcomeKind::kReply) entry["result"] = ParseOrString(outcome.result);
+      if (!outcome.detail.empty()) entry["detail"] = outcome.detail;
+      if (auto it = c.evidence.find(name); it != c.evidence.end()) {
+        for (const auto& [key, value] : it->second.items()) entry[key] = value;
+      }
+      outcomes.push_back(entry);
+    }
+    return {{"id", c.report_id},
+            {"status", status},
+            {"fingerprint", c.fingerprint},
+            {"kind", c.is_query ? "query" : "command"},
+            {"command", ParseOrString(c.payload)},
+            {"seq", c.seq},
+            {"time_ns", c.time_ns},
+            {"time", IsoTime(c.time_ns)},
+            {"client", {{"request_id", c.request_id}, {"peer", HexIdentity(c.client.envelope[0])}}},
+            {"pre_state",
+             {{"checkpoint_seq", checkpoint ? checkpoint->seq : 0},
+              {"checkpoint_digest", checkpoint ? checkpoint->digest : ""},
+              {"tail_seqs", [&] {
+                 json seqs = json::array();
+                 for (const auto& e : tail) seqs.push_back(e.seq);
+                 return seqs;
+               }()}}},
+            {"outcomes", outcomes},
+            {"verdict", std::string(voter::ToString(c.verdict->kind))},
+            {"reason", c.verdict->reason},
+            {"policy", std::string(voter::ToString(config.policy.kind))},
+            {"review", json::array({{{"time", IsoTime(UnixNowNs())},
+                                     {"action", status == "blocked" ? "quarantined" : "recorded"},
+                                     {"by", "nvsd"},
+                                     {"note", c.verdict->reason}}})}};
+  }
+
+  void WriteReport(const Command& c, const std::string& status) {
+    json report = ReportOf(c, status);
+    if (auto existing = quarantine->Read(c.report_id)) {
+      json old = json::parse(*existing, nullptr, false);
+      if (!old.is_discarded()) {
+        if (old.contains("pre_state")) report["pre_state"] = old["pre_state"];
+        if (old.contains("review")) report["review"] = old["review"];
+      }
+    }
+    Status written = quarantine->Write(c.report_id, report.dump());
+    if (!written.ok()) Log(LogLevel::kError, "report_write_failed", {{"report", c.report_id}, {"error", written.message()}});
+  }
+
+  // After the round that rolled the variants back: record the pre-command
+  // state (digest and snapshot file) in the reports that wait for it.
+  void RecordPreState() {
+    if (!checkpoint) return;
+    for (const auto& id : reports_awaiting_pre_state) {
+      auto text = quarantine->Read(id);
+      if (!text) continue;
+      json report = json::parse(*text, nullptr, false);
+      if (report.is_discarded()) continue;
+      auto file = quarantine->WriteAttachment(id + ".state.json", checkpoint->state + "\n");
+      report["pre_state"]["digest"] = checkpoint->digest;
+      report["pre_state"]["snapshot"] = file.ok() ? file.value() : "";
+      report["pre_state"]["snapshot_seq"] = checkpoint->seq;
+      Status written = quarantine->Write(id, report.dump());
+      if (!written.ok()) Log(LogLevel::kError, "report_write_failed", {{"report", id}, {"error", written.message()}});
+    }
+    reports_awaiting_pre_state.clear();
+  }
+
+  // ---- checkpoints and sync rounds --------------------------------------------
+
+  void StartCheckpoint(const Command& c) {
+    std::vector<Variant*> agreeing;
+    for (const auto& name : c.verdict->agreeing) {
+      Variant* v = Find(name);
+      if (v != nullptr && v->state == VariantState::kHealthy && !v->needs_sync && !v->restart_when_idle) {
+        agreeing.push_back(v);
+      }
+    }
+    if (agreeing.empty()) return;
+    PendingCheckpoint pending;
+    pending.seq = c.seq;
+    pending.snapshot_from = agreeing.front()->config.name;
+    Send(*agreeing.front(), proto::SnapshotRequest{c.seq}, Purpose::kCheckpointSnapshot, "state");
+    pending.digests[pending.snapshot_from] = std::nullopt;
+    for (auto& v : variants) {
+      if (v.state != VariantState::kHealthy || v.needs_sync || v.config.name == pending.snapshot_from) continue;
+      if (!c.outcomes.count(v.config.name)) continue;
+      Send(v, proto::DigestRequest{c.seq}, Purpose::kCheckpointDigest, "digest");
+      pending.digests[v.config.name] = std::nullopt;
+    }
+    pending_checkpoint = std::move(pending);
+  }
+
+  void AdvanceCheckpoint() {
+    if (!pending_checkpoint) return;
+    auto& p = *pending_checkpoint;
+    for (const auto& [name, digest] : p.digests) {
+      if (!digest) return;
+    }
+    std::map<std::string, int> votes;
+    for (const auto& [name, digest] : p.digests) ++votes[*digest];
+    const auto majority = static_cast<int>(p.digests.size()) / 2 + 1;
+    if (p.snapshot_digest && votes[*p.snapshot_digest] >= majority && p.state) {
+      checkpoint = Checkpoint{p.seq, *p.state, *p.snapshot_digest};
+      std::erase_if(tail, [&](const CommittedEntry& e) { return e.seq <= p.seq; });
+      commits_since_checkpoint = static_cast<int>(tail.size());
+      Log(LogLevel::kDebug, "checkpoint", {{"seq", p.seq}, {"digest", checkpoint->digest}});
+      for (const auto& [name, digest] : p.digests) {
+        if (*digest != checkpoint->digest) {
+          Variant& v = *Find(name);
+          v.last_fault = "state digest differs at checkpoint seq " + std::to_string(p.seq);
+          v.restart_when_idle = true;
+          v.stop_reason = v.last_fault;
+          Log(LogLevel::kWarn, "digest_mismatch", {{"variant", name}, {"seq", p.seq}, {"digest", *digest},
+                                                   {"expected", checkpoint->digest}});
+        }
+      }
+    } else {
+      Log(LogLevel::kWarn, "checkpoint_rejected", {{"seq", p.seq}, {"reason", "no majority for the snapshot's digest"}});
+      for (auto& v : variants) {
+        if (p.digests.count(v.config.name)) v.needs_sync = true;  // let a round settle who is right
+      }
+    }
+    pending_checkpoint.reset();
+  }
+
+  void StartRound() {
+    Round r;
+    r.started = Clock::now();
+    for (auto& v : variants) {
+      if (v.state != VariantState::kHealthy && v.state != VariantState::kSyncing) continue;
+      r.participants.insert(v.config.name);
+      v.round_digest.reset();
+      if (checkpoint && v.needs_sync) {
+        Send(v, proto::Restore{checkpoint->seq, checkpoint->state}, Purpose::kRestore, "restored");
+        for (const auto& e : tail) Send(v, proto::Apply{e.seq, e.time_ns, e.payload}, Purpose::kCatchUp, "applied");
+      }
+      Send(v, proto::DigestRequest{last_seq}, Purpose::kRoundDigest, "digest");
+    }
+    if (r.participants.empty()) return;
+    Log(LogLevel::kInfo, "sync_round", {{"participants", r.participants}, {"checkpoint_seq", checkpoint ? checkpoint->seq : 0},
+                                        {"tail", tail.size()}});
+    round = std::move(r);
+  }
+
+  void AdvanceRound() {
+    if (!round) return;
+    Round& r = *round;
+    if (r.snapshotting) return;  // OnRoundSnapshot finishes it
+    if (r.participants.empty()) {
+      round.reset();
+      return;
+    }
+    for (const auto& name : r.participants) {
+      if (!Find(name)->round_digest) return;
+    }
+    // The digest most participants hold wins; ties go to variants that were
+    // healthy already, then to the first by name.
+    std::map<std::string, std::pair<int, int>> votes;  // digest -> (count, healthy count)
+    for (const auto& name : r.participants) {
+      Variant& v = *Find(name);
+      auto& vote = votes[*v.round_digest];
+      ++vote.first;
+      vote.second += (v.state == VariantState::kHealthy && !v.needs_sync) ? 1 : 0;
+    }
+    std::string chosen;
+    std::pair<int, int> best{-1, -1};
+    for (const auto& [digest, vote] : votes) {
+      if (vote > best) {
+        best = vote;
+        chosen = digest;
+      }
+    }
+    r.chosen_digest = chosen;
+    std::vector<std::string> agreed;
+    for (const auto& name : std::vector<std::string>(r.participants.begin(), r.participants.end())) {
+      Variant& v = *Find(name);
+      if (*v.round_digest == chosen) {
+        agreed.push_back(name);
+        continue;
+      }
+      const std::string why = "state digest " + *v.round_digest + " differs from " + chosen + " after resync";
+      Log(LogLevel::kWarn, "digest_mismatch", {{"variant", name}, {"digest", *v.round_digest}, {"expected", chosen}});
+      r.participants.erase(name);
+      Kill(v, why, std::nullopt, "");
+    }
+    const bool want_snapshot = !checkpoint || !reports_awaiting_pre_state.empty() ||
+                               static_cast<int>(tail.size()) >= config.checkpoint_interval;
+    for (const auto& name : agreed) {
+      Variant& v = *Find(name);
+      v.needs_sync = false;
+      if (v.state == VariantState::kSyncing) SetState(v, VariantState::kHealthy, "restored and checked (digest " + chosen + ")");
+    }
+    if (want_snapshot && !agreed.empty()) {
+      r.snapshotting = true;
+      r.snapshot_from = agreed.front();
+      Send(*Find(r.snapshot_from), proto::SnapshotRequest{last_seq}, Purpose::kRoundSnapshot, "state");
+      return;
+    }
+    round.reset();
+    OnRoundDone();
+  }
+
+  void OnRoundSnapshot(Variant& v, const proto::StateReply& state) {
+    if (!round || !round->snapshotting || round->snapshot_from != v.config.name) return;
+    if (state.digest != round->chosen_digest) {
+      Log(LogLevel::kWarn, "digest_mismatch", {{"variant", v.config.name}, {"digest", state.digest},
+                                               {"expected", round->chosen_digest}, {"during", "snapshot"}});
+      Kill(v, "snapshot digest differs from the one it reported", std::nullopt, "");
+      round.reset();
+      return;
+    }
+    const bool first = !checkpoint;
+    checkpoint = Checkpoint{last_seq, state.state, state.digest};
+    tail.clear();
+    commits_since_checkpoint = 0;
+    round.reset();
+    RecordPreState();
+    OnRoundDone();
+    if (first) {
+      std::vector<std::string> healthy;
+      for (const auto& variant : variants) {
+        if (variant.state == VariantState::kHealthy) healthy.push_back(variant.config.name);
+      }
+      Log(LogLevel::kInfo, "ready", {{"healthy", healthy}, {"digest", state.digest}});
+      Publish("ready", {{"healthy", healthy}});
+    }
+  }
+
+  void OnRoundDone() {
+    // Variants that were healthy but diverged silently are handled by their
+    // restart_when_idle flags; nothing else to do.
+  }
+
+  // ---- deadlines -----------------------------------------------------------------
+
+  milliseconds DeadlineFor(Purpose purpose) const {
+    return purpose == Purpose::kVote ? milliseconds(config.deadline_ms) : milliseconds(config.sync_deadline_ms);
+  }
+
+  Clock::time_point NextDeadline() const {
+    auto next = Clock::now() + milliseconds(200);
+    for (const auto& v : variants) {
+      if (!v.fifo.empty()) next = std::min(next, std::max(v.fifo.front().sent_at, v.last_reply_at) + DeadlineFor(v.fifo.front().purpose));
+      if (v.state == VariantState::kStarting || v.state == VariantState::kSyncing) {
+        next = std::min(next, v.state_since + milliseconds(config.sync_deadline_ms));
+      }
+    }
+    if (!waiting.empty()) next = std::min(next, waiting.front().admitted_at + milliseconds(config.queue_deadline_ms));
+    return next;
+  }
+
+  void CheckDeadlines() {
+    const auto now = Clock::now();
+    for (auto& v : variants) {
+      if (v.state == VariantState::kStopping) {
+        if (now - v.state_since > milliseconds(config.stop_grace_ms + 1000) && v.process) v.process->SignalGroup(SIGKILL);
+        continue;
+      }
+      if (!v.fifo.empty()) {
+        const Sent& head = v.fifo.front();
+        if (now >= std::max(head.sent_at, v.last_reply_at) + DeadlineFor(head.purpose)) {
+          std::string what = "no reply within " + std::to_string(DeadlineFor(head.purpose).count()) + " ms";
+          if (head.purpose == Purpose::kVote) {
+            if (Command* c = FindActive(head.command)) {
+              what += c->is_query ? " to a query" : " to seq " + std::to_string(c->seq);
+            }
+          }
+          Log(LogLevel::kWarn, "variant_hung", {{"variant", v.config.name}, {"what", what}});
+          Kill(v, "hung: " + what, voter::OutcomeKind::kHung, what);
+          continue;
+        }
+      }
+      if ((v.state == VariantState::kStarting || (v.state == VariantState::kSyncing && !round)) &&
+          now - v.state_since > milliseconds(config.sync_deadline_ms)) {
+        Kill(v, std::string("no progress while ") + Name(v.state) + " for " + std::to_string(config.sync_deadline_ms) + " ms",
+             std::nullopt, "");
+      }
+    }
+    while (!waiting.empty() && now - waiting.front().admitted_at > milliseconds(config.queue_deadline_ms)) {
+      Command& c = waiting.front();
+      Reply(c.client, proto::ClientReply::Unavailable(
+                          c.request_id, "not enough healthy variants within " +
+                                            std::to_string(config.queue_deadline_ms) + " ms (healthy " +
+                                            std::to_string(HealthyVoters()) + ", min_healthy " +
+                                            std::to_string(config.min_healthy) + ")"));
+      waiting.pop_front();
+    }
+  }
+
+  // ---- the state machine step ----------------------------------------------------
+
+  void Pump() {
+    for (int guard = 0; guard < 1000; ++guard) {
+      bool changed = false;
+      for (auto& c : active) {
+        if (!c.verdict) {
+          Decide(c);
+          changed = changed || c.verdict.has_value();
+        }
+      }
+      // Update reports of refused commands once every outcome is in.
+      while (!active.empty() && active.front().verdict &&
+             std::none_of(active.front().outcomes.begin(), active.front().outcomes.end(),
+                          [](const auto& o) { return o.second.kind == voter::OutcomeKind::kPending; })) {
+        Command& done = active.front();
+        if (!done.report_id.empty()) {
+          WriteReport(done, done.verdict->kind == voter::VerdictKind::kPoison ? "blocked" : "no_quorum");
+        }
+        active.pop_front();
+        changed = true;
+      }
+      for (auto& v : variants) {
+        if (v.restart_when_idle && v.fifo.empty() && v.state == VariantState::kHealthy) {
+          Kill(v, v.stop_reason, std::nullopt, "");
+          changed = true;
+        }
+      }
+      AdvanceCheckpoint();
+      if (round) {
+        const bool had = round.has_value();
+        AdvanceRound();
+        changed = changed || (had && !round);
+      } else if (RoundNeeded() && Quiescent() && ReadyForRound()) {
+        StartRound();
+        changed = changed || round.has_value();
+      }
+      while (!waiting.empty() && CanDispatch()) {
+        Command c = std::move(waiting.front());
+        waiting.pop_front();
+        if (RefuseIfBlocked(c)) continue;  // quarantined while it waited
+        Dispatch(std::move(c));
+        changed = true;
+        break;  // one undecided command at a time
+      }
+      if (!changed) return;
+    }
+  }
+
+  // The first round waits until every variant that can has said hello (or
+  // the sync deadline passed), so start-up compares all of them at once.
+  bool ReadyForRound() const {
+    bool any = false;
+    for (const auto& v : variants) {
+      if (v.state == VariantState::kSyncing || (v.state == VariantState::kHealthy && v.needs_sync)) any = true;
+      if (!checkpoint && v.state == VariantState::kStarting &&
+          Clock::now() - started_at < milliseconds(config.sync_deadline_ms)) {
+        return false;
+      }
+    }
+    return any || !checkpoint;
+  }
+
+  // ---- run ---------------------------------------------------------------------------
+
+  Status Start() {
+    std::error_code ec;
+    std::filesystem::create_directories(config.state_dir / "logs", ec);
+    if (ec) return Status::Error("state_dir " + config.state_dir.string() + ": " + ec.message());
+    std::filesystem::permissions(config.state_dir, std::filesystem::perms::owner_all, ec);
+    std::vector<std::string> warnings;
+    auto store = QuarantineStore::Open(config.state_dir / "quarantine", warnings);
+    if (!store.ok()) return store.status();
+    quarantine = std::move(store.value());
+    for (const auto& w : warnings) Log(LogLevel::kWarn, "quarantine_store", {{"warning", w}});
+
+    bridge = config.stdio_bridge;
+    if (bridge.empty()) {
+      std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+      bridge = self.parent_path() / "nvs-stdio-bridge";
+    }
+    try {
+      clients.set(zmq::sockopt::linger, 0);
+      clients.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(proto::kMaxMessageBytes));
+      clients.bind(config.client_endpoint);
+      variants_socket.set(zmq::sockopt::linger, 0);
+      variants_socket.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(proto::kMaxMessageBytes + 4096));
+      variants_socket.set(zmq::sockopt::rcvhwm, 0);
+      variants_socket.set(zmq::sockopt::sndhwm, 0);
+      if (config.variant_endpoint.rfind("ipc://", 0) == 0) {
+        std::filesystem::remove(config.variant_endpoint.substr(6), ec);
+      }
+      variants_socket.bind(config.variant_endpoint);
+      if (!config.event_endpoint.empty()) {
+        events.emplace(context, zmq::socket_type::pub);
+        events->set(zmq::sockopt::linger, 0);
+        events->bind(config.event_endpoint);
+      }
+    } catch (const zmq::error_t& e) {
+      return Status::Error(std::string("cannot bind: ") + e.what());
+    }
+    for (const auto& vc : config.variants) {
+      Variant v;
+      v.config = vc;
+      v.intensity = RestartIntensity(config.restart.intensity, config.restart.period_ms);
+      variants.push_back(std::move(v));
+    }
+    Log(LogLevel::kInfo, "starting",
+        {{"client_endpoint", config.client_endpoint},
+         {"event_endpoint", config.event_endpoint},
+         {"variant_endpoint", config.variant_endpoint},
+         {"variants", variants.size()},
+         {"policy", std::string(voter::ToString(config.policy.kind))},
+         {"quarantined", quarantine->blocked_count()}});
+    for (auto& v : variants) Spawn(v, "start");
+    return Status::Ok();
+  }
+
+  void Shutdown() {
+    stopping = true;
+    for (auto& c : waiting) Reply(c.client, proto::ClientReply::Unavailable(c.request_id, "nvsd is shutting down"));
+    waiting.clear();
+    for (auto& c : active) {
+      if (!c.verdict) Reply(c.client, proto::ClientReply::Unavailable(c.request_id, "nvsd is shutting down"));
+    }
+    for (auto& v : variants) {
+      if (v.process && !v.process->exit_info()) v.process->SignalGroup(SIGTERM);
+    }
+    const auto until = Clock::now() + milliseconds(config.stop_grace_ms);
+    for (auto& v : variants) {
+      if (!v.process) continue;
+      while (!v.process->TryReap() && Clock::now() < until) {
+        pollfd fd{v.process->pidfd(), POLLIN, 0};
+        const auto left = std::chrono::duration_cast<milliseconds>(until - Clock::now()).count();
+        poll(&fd, 1, static_cast<int>(std::max<long>(1, left)));
+      }
+      v.process.reset();  // SIGKILLs the group if it is still there
+    }
+    Log(LogLevel::kInfo, "stopped", {{"seq", last_seq}, {"commits", commits}});
+  }
+
+  Status Run(int signal_fd) {
+    Status started = Start();
+    if (!started.ok()) return started;
+    while (!stopping) {
+      std::vector<zmq::pollitem_t> items;
+      items.push_back({clients.handle(), 0, ZMQ_POLLIN, 0});
+      items.push_back({variants_socket.handle(), 0, ZMQ_POLLIN, 0});
+      items.push_back({nullptr, signal_fd, ZMQ_POLLIN, 0});
+      std::vector<std::pair<std::size_t, bool>> fds;  // (variant index, is pidfd)
+      for (std::size_t i = 0; i < variants.size(); ++i) {
+        auto& v = variants[i];
+        if (!v.process || v.process->exit_info()) continue;
+        items.push_back({nullptr, v.process->pidfd(), ZMQ_POLLIN, 0});
+        fds.emplace_back(i, true);
+        if (v.process->stderr_fd() >= 0) {
+          items.push_back({nullptr, v.process->stderr_fd(), ZMQ_POLLIN, 0});
+          fds.emplace_back(i, false);
+        }
+      }
+      const auto wait = std::chrono::duration_cast<milliseconds>(NextDeadline() - Clock::now());
+      try {
+        zmq::poll(items.data(), items.size(), std::max(milliseconds(0), wait) + milliseconds(1));
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EINTR) throw;
+      }
+      if (items[2].revents & ZMQ_POLLIN) {
+        signalfd_siginfo info{};
+        if (read(signal_fd, &info, sizeof info) == sizeof info) {
+          Log(LogLevel::kInfo, "signal", {{"signal", info.ssi_signo}});
+          if (info.ssi_signo == SIGTERM || info.ssi_signo == SIGINT) {
+            stopping = true;
+            break;
+          }
+        }
+      }
+      DrainVariantSocket();
+      for (std::size_t k = 0; k < fds.size(); ++k) {
+        const auto& item = items[3 + k];
+        Variant& v = variants[fds[k].first];
+        if (!v.process) continue;
+        if (!fds[k].second && (item.revents & (ZMQ_POLLIN | ZMQ_POLLERR))) v.process->DrainStderr();
+      }
+      for (std::size_t k = 0; k < fds.size(); ++k) {
+        if (!fds[k].second || !(items[3 + k].revents & ZMQ_POLLIN)) continue;
+        Variant& v = variants[fds[k].first];
+        if (v.process && !v.process->exit_info()) OnProcessExit(v);
+      }
+      DrainClientSocket();
+      CheckDeadlines();
+      Pump();
+    }
+    Shutdown();
+    return Status::Ok();
+  }
+};
+
+Supervisor::Supervisor(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+Supervisor::~Supervisor() = default;
+
+Status Supervisor::Run(int signal_fd) { return impl_->Run(signal_fd); }
+
+}  // namespace nvs::supervisor

@@ -1,0 +1,84 @@
+// One running incarnation of a variant: a child process in its own process
+// group, with its stderr captured to a size-capped log file and a tail kept
+// in memory for reports. The only place nvsd touches Boost.Process.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nvs/status.h"
+#include "nvs/supervisor/config.h"
+
+namespace nvs::supervisor {
+
+struct SpawnSpec {
+  std::vector<std::string> argv;   // argv[0] resolved to a path
+  std::vector<std::string> env;    // the complete environment, "K=V"
+  std::filesystem::path working_dir;
+  ResourceLimits limits;
+  std::filesystem::path stderr_log;  // appended to; rotated to .1 past `stderr_log_bytes`
+  std::uint64_t stderr_log_bytes = 8u << 20;
+  std::size_t stderr_tail_bytes = 4096;
+};
+
+// How a process ended, from its wait status.
+struct ExitInfo {
+  int wait_status = 0;
+  bool signaled = false;
+  int signal = 0;     // when signaled
+  int exit_code = 0;  // when not signaled
+  std::string Describe() const;  // "killed by SIGSEGV", "exited with status 3"
+};
+
+class VariantProcess {
+ public:
+  // Starts the process. Fails with a readable message when it cannot start.
+  static Result<std::unique_ptr<VariantProcess>> Spawn(const SpawnSpec& spec);
+
+  ~VariantProcess();  // kills the process group and reaps, if still running
+  VariantProcess(const VariantProcess&) = delete;
+  VariantProcess& operator=(const VariantProcess&) = delete;
+
+  int pid() const { return pid_; }
+  int pidfd() const { return pidfd_; }            // readable once the process has exited
+  int stderr_fd() const { return stderr_fd_; }    // -1 after EOF
+
+  // Reads what is available on stderr into the log and the tail. Never blocks.
+  void DrainStderr();
+  const std::string& stderr_tail() const { return tail_; }
+
+  // Sends `signal` to the whole process group (and the process itself).
+  void SignalGroup(int signal) const;
+
+  // Non-blocking: the exit information once the process has exited (reaped
+  // on the first call that sees it), else nullopt.
+  std::optional<ExitInfo> TryReap();
+  const std::optional<ExitInfo>& exit_info() const { return exit_; }
+
+  std::chrono::steady_clock::time_point started_at() const { return started_at_; }
+
+ private:
+  VariantProcess() = default;
+  void WriteLog(const char* data, std::size_t size);
+
+  int pid_ = -1;
+  int pidfd_ = -1;
+  int stderr_fd_ = -1;
+  int log_fd_ = -1;
+  std::uint64_t log_size_ = 0;
+  SpawnSpec spec_;
+  std::string tail_;
+  std::optional<ExitInfo> exit_;
+  std::chrono::steady_clock::time_point started_at_;
+};
+
+// Resolves argv[0]: a name without '/' is looked up in PATH; a relative path
+// is taken relative to `base`. Fails when nothing executable is found.
+Result<std::string> ResolveProgram(const std::string& program, const std::filesystem::path& base);
+
+}  // namespace nvs::supervisor

@@ -1,0 +1,270 @@
+#include "nvsd_harness.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/process/v2/process.hpp>
+#include <boost/process/v2/stdio.hpp>
+#include <fstream>
+#include <gtest/gtest.h>
+#include <iostream>
+#include <set>
+#include <sstream>
+#include <zmq.hpp>
+
+namespace nvs::testing {
+namespace bp = boost::process::v2;
+using nlohmann::json;
+
+std::string NvsdPath() { return NVS_NVSD; }
+
+std::string RouterPath(const std::string& name) {
+  if (name == "router-a") return NVS_ROUTER_A;
+  if (name == "router-b") return NVS_ROUTER_B;
+  if (name == "router-c") return NVS_ROUTER_C;
+  throw std::invalid_argument("unknown variant " + name);
+}
+
+struct NvsdHarness::Impl {
+  std::filesystem::path dir;
+  std::filesystem::path state_dir;
+  boost::asio::io_context io;
+  std::unique_ptr<bp::process> nvsd;
+  int pidfd = -1;
+  std::optional<int> exit_status;
+  zmq::context_t context{1};
+  zmq::socket_t client{context, zmq::socket_type::dealer};
+  zmq::socket_t events{context, zmq::socket_type::sub};
+  std::map<std::string, std::string> replies;  // id -> raw reply
+  std::vector<json> seen_events;
+  std::set<std::size_t> consumed;
+  int next_id = 0;
+
+  void PumpEvents(std::chrono::milliseconds wait) {
+    zmq::pollitem_t items[] = {{events.handle(), 0, ZMQ_POLLIN, 0}, {client.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::poll(items, 2, wait);
+    DrainEvents();
+    DrainClient();
+  }
+  void DrainEvents() {
+    zmq::message_t topic;
+    while (events.recv(topic, zmq::recv_flags::dontwait)) {
+      zmq::message_t body;
+      if (!topic.more() || !events.recv(body, zmq::recv_flags::none)) continue;
+      json event = json::parse(body.to_string(), nullptr, false);
+      if (!event.is_discarded()) seen_events.push_back(event);
+    }
+  }
+  void DrainClient() {
+    zmq::message_t message;
+    while (client.recv(message, zmq::recv_flags::dontwait)) {
+      json reply = json::parse(message.to_string(), nullptr, false);
+      const std::string id = !reply.is_discarded() && reply.contains("id") && reply["id"].is_string()
+                                 ? reply["id"].get<std::string>()
+                                 : std::string();
+      replies[id] = message.to_string();
+    }
+  }
+  std::optional<std::string> WaitReply(const std::string& id, std::chrono::milliseconds deadline) {
+    const auto until = Clock::now() + deadline;
+    for (;;) {
+      if (auto it = replies.find(id); it != replies.end()) {
+        std::string reply = it->second;
+        replies.erase(it);
+        return reply;
+      }
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
+      if (left.count() <= 0) return std::nullopt;
+      PumpEvents(std::min(left, std::chrono::milliseconds(50)));
+    }
+  }
+  json Request(const json& request, std::chrono::milliseconds deadline) {
+    json r = request;
+    const std::string id = "r" + std::to_string(++next_id);
+    r["id"] = id;
+    const std::string bytes = r.dump();
+    client.send(zmq::buffer(bytes), zmq::send_flags::none);
+    auto reply = WaitReply(id, deadline);
+    if (!reply) return json();
+    return json::parse(*reply, nullptr, false);
+  }
+};
+
+NvsdHarness::NvsdHarness(const NvsdOptions& options) : impl_(std::make_unique<Impl>()) {
+  char pattern[] = "/tmp/nvs-it-XXXXXX";
+  impl_->dir = mkdtemp(pattern);
+  impl_->state_dir = impl_->dir / "state";
+  const std::string client_endpoint = "ipc://" + (impl_->dir / "client.sock").string();
+  const std::string event_endpoint = "ipc://" + (impl_->dir / "events.sock").string();
+
+  json variants = json::array();
+  for (const auto& spec : options.variants) {
+    const std::string name = spec.config_name.empty() ? spec.name : spec.config_name;
+    json argv = json::array();
+    json variant = {{"name", name}};
+    if (spec.name == "router-c") {
+      argv = {NVS_PYTHON, RouterPath(spec.name)};
+      variant["transport"] = "stdio";
+    } else {
+      argv = {RouterPath(spec.name)};
+    }
+    argv.push_back("--inputs");
+    argv.push_back(std::to_string(options.inputs));
+    argv.push_back("--outputs");
+    argv.push_back(std::to_string(options.outputs));
+    argv.push_back("--received-log");
+    argv.push_back((impl_->dir / ("received-" + name + ".jsonl")).string());
+    for (const auto& e : spec.extra) argv.push_back(e);
+    variant["argv"] = argv;
+    variants.push_back(variant);
+  }
+  json config = {{"state_dir", impl_->state_dir.string()},
+                 {"client_endpoint", client_endpoint},
+                 {"event_endpoint", event_endpoint},
+                 {"variant_endpoint", "ipc://" + (impl_->dir / "variants.sock").string()},
+                 {"variants", variants},
+                 {"deadline_ms", 2000},
+                 {"sync_deadline_ms", 10000},
+                 {"stop_grace_ms", 2000}};
+  config.merge_patch(options.overrides);
+  const auto config_path = impl_->dir / "nvsd.json";
+  std::ofstream(config_path) << config.dump(2);
+
+  impl_->events.set(zmq::sockopt::subscribe, "");
+  impl_->events.set(zmq::sockopt::reconnect_ivl, 10);
+  impl_->events.set(zmq::sockopt::linger, 0);
+  impl_->client.set(zmq::sockopt::reconnect_ivl, 10);
+  impl_->client.set(zmq::sockopt::linger, 0);
+  impl_->events.connect(event_endpoint);
+  impl_->client.connect(client_endpoint);
+
+  const auto log = impl_->dir / "nvsd.log";
+  FILE* log_file = std::fopen(log.c_str(), "w");
+  impl_->nvsd = std::make_unique<bp::process>(impl_->io, NvsdPath(), std::vector<std::string>{"--config", config_path.string()},
+                                              bp::process_stdio{nullptr, log_file, log_file});
+  std::fclose(log_file);
+  impl_->pidfd = static_cast<int>(syscall(SYS_pidfd_open, impl_->nvsd->id(), 0));
+}
+
+NvsdHarness::~NvsdHarness() {
+  if (impl_->nvsd && !impl_->exit_status) {
+    kill(impl_->nvsd->id(), SIGTERM);
+    if (!WaitNvsdExit(std::chrono::milliseconds(10000))) {
+      kill(impl_->nvsd->id(), SIGKILL);
+      WaitNvsdExit(std::chrono::milliseconds(5000));
+    }
+  }
+  if (::testing::Test::HasFailure()) {
+    std::ifstream in(impl_->dir / "nvsd.log");
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string log = text.str();
+    if (log.size() > 20000) log = "...\n" + log.substr(log.size() - 20000);
+    std::cerr << "---- nvsd log (" << impl_->dir.string() << ") ----\n" << log << "---- end of nvsd log ----\n";
+  } else {
+    std::error_code ec;
+    std::filesystem::remove_all(impl_->dir, ec);
+  }
+  if (impl_->pidfd >= 0) close(impl_->pidfd);
+}
+
+std::optional<int> NvsdHarness::WaitNvsdExit(std::chrono::milliseconds deadline) {
+  if (impl_->exit_status) return impl_->exit_status;
+  pollfd fd{impl_->pidfd, POLLIN, 0};
+  if (poll(&fd, 1, static_cast<int>(deadline.count())) != 1) return std::nullopt;
+  bp::error_code ec;
+  impl_->nvsd->wait(ec);
+  impl_->exit_status = impl_->nvsd->native_exit_code();
+  return impl_->exit_status;
+}
+
+int NvsdHarness::nvsd_pid() const { return impl_->nvsd->id(); }
+const std::filesystem::path& NvsdHarness::state_dir() const { return impl_->state_dir; }
+const std::vector<json>& NvsdHarness::events() const { return impl_->seen_events; }
+
+bool NvsdHarness::WaitReady(std::chrono::milliseconds deadline) {
+  const auto until = Clock::now() + deadline;
+  while (Clock::now() < until) {
+    json status = Status(std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()));
+    if (status.is_object() && status.value("/nvsd/ready"_json_pointer, false)) return true;
+    impl_->PumpEvents(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+bool NvsdHarness::WaitAllHealthy(std::chrono::milliseconds deadline) {
+  const auto until = Clock::now() + deadline;
+  while (Clock::now() < until) {
+    json status = Status(std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()));
+    if (status.is_object() && status.value("/nvsd/ready"_json_pointer, false)) {
+      bool all = true;
+      for (const auto& v : status["variants"]) all = all && v["state"] == "healthy" && v["voting"] == true;
+      if (all) return true;
+    }
+    impl_->PumpEvents(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+json NvsdHarness::Command(const json& cmd, std::chrono::milliseconds deadline) {
+  return impl_->Request({{"type", "command"}, {"cmd", cmd}}, deadline);
+}
+
+json NvsdHarness::Query(const json& query, std::chrono::milliseconds deadline) {
+  return impl_->Request({{"type", "query"}, {"query", query}}, deadline);
+}
+
+json NvsdHarness::Status(std::chrono::milliseconds deadline) { return impl_->Request({{"type", "status"}}, deadline); }
+
+std::optional<std::string> NvsdHarness::Raw(const std::string& bytes, std::chrono::milliseconds deadline) {
+  impl_->client.send(zmq::buffer(bytes), zmq::send_flags::none);
+  // Replies to raw requests are matched by whatever id they carry ("" for null).
+  const json parsed = json::parse(bytes, nullptr, false);
+  std::string id;
+  if (!parsed.is_discarded() && parsed.is_object() && parsed.contains("id") && parsed["id"].is_string()) {
+    const auto& text = parsed["id"].get_ref<const std::string&>();
+    if (!text.empty() && text.size() <= 128) id = text;
+  }
+  return impl_->WaitReply(id, deadline);
+}
+
+json NvsdHarness::WaitEvent(const std::function<bool(const json&)>& match, std::chrono::milliseconds deadline) {
+  const auto until = Clock::now() + deadline;
+  for (;;) {
+    for (std::size_t i = 0; i < impl_->seen_events.size(); ++i) {
+      if (!impl_->consumed.count(i) && match(impl_->seen_events[i])) {
+        impl_->consumed.insert(i);
+        return impl_->seen_events[i];
+      }
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
+    if (left.count() <= 0) return json();
+    impl_->PumpEvents(std::min(left, std::chrono::milliseconds(50)));
+  }
+}
+
+int NvsdHarness::VariantPid(const std::string& name) {
+  json status = Status();
+  if (!status.is_object()) return -1;
+  for (const auto& v : status["variants"]) {
+    if (v["name"] == name) return v["pid"].get<int>();
+  }
+  return -1;
+}
+
+std::vector<json> NvsdHarness::ReceivedLog(const std::string& name) const {
+  std::vector<json> lines;
+  std::ifstream in(impl_->dir / ("received-" + name + ".jsonl"));
+  for (std::string line; std::getline(in, line);) {
+    json parsed = json::parse(line, nullptr, false);
+    if (!parsed.is_discarded()) lines.push_back(parsed);
+  }
+  return lines;
+}
+
+}  // namespace nvs::testing

@@ -1,0 +1,87 @@
+// Integration harness: a real nvsd process with real variants, driven through
+// its real client socket and watched through its event socket. Every wait
+// has a deadline.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace nvs::testing {
+
+// One variant line of the generated config.
+struct VariantSpec {
+  VariantSpec(const char* program) : name(program) {}  // NOLINT: implicit for brevity in tests
+  VariantSpec(std::string program, std::vector<std::string> extra_args, std::string name_in_config = {})
+      : name(std::move(program)), extra(std::move(extra_args)), config_name(std::move(name_in_config)) {}
+  std::string name;                // router-a, router-b or router-c (also used as the config name)
+  std::vector<std::string> extra;  // extra arguments, e.g. {"--fault", "crash-on=X"}
+  std::string config_name;         // defaults to `name`
+};
+
+struct NvsdOptions {
+  NvsdOptions(std::vector<VariantSpec> specs, nlohmann::json config_overrides = nlohmann::json::object())
+      : variants(std::move(specs)), overrides(std::move(config_overrides)) {}
+  std::vector<VariantSpec> variants;
+  nlohmann::json overrides;  // merged into the config (JSON merge patch)
+  int inputs = 16;
+  int outputs = 16;
+};
+
+class NvsdHarness {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  explicit NvsdHarness(const NvsdOptions& options);
+  ~NvsdHarness();  // SIGTERM nvsd, wait, SIGKILL if needed; removes the temp dir
+  NvsdHarness(const NvsdHarness&) = delete;
+  NvsdHarness& operator=(const NvsdHarness&) = delete;
+
+  // Waits for the `ready` event. Returns false at the deadline.
+  bool WaitReady(std::chrono::milliseconds deadline = std::chrono::milliseconds(20000));
+
+  // Sends a command and waits for its reply (the parsed reply object), or
+  // returns a null json at the deadline.
+  nlohmann::json Command(const nlohmann::json& cmd, std::chrono::milliseconds deadline = std::chrono::milliseconds(20000));
+  nlohmann::json Query(const nlohmann::json& query, std::chrono::milliseconds deadline = std::chrono::milliseconds(20000));
+  nlohmann::json Status(std::chrono::milliseconds deadline = std::chrono::milliseconds(10000));
+  // Sends raw bytes as a request and returns the raw reply.
+  std::optional<std::string> Raw(const std::string& bytes, std::chrono::milliseconds deadline = std::chrono::milliseconds(10000));
+
+  // Waits for an event for which `match` is true (events seen earlier and
+  // not yet consumed count too). Returns it, or null at the deadline.
+  nlohmann::json WaitEvent(const std::function<bool(const nlohmann::json&)>& match,
+                           std::chrono::milliseconds deadline = std::chrono::milliseconds(20000));
+  // Every event seen so far.
+  const std::vector<nlohmann::json>& events() const;
+
+  // Waits until every configured variant is healthy and voting.
+  bool WaitAllHealthy(std::chrono::milliseconds deadline = std::chrono::milliseconds(20000));
+
+  // The pid of a variant's current incarnation (from `status`), or -1.
+  int VariantPid(const std::string& name);
+
+  // The lines of a variant's received log (its --received-log, always set).
+  std::vector<nlohmann::json> ReceivedLog(const std::string& name) const;
+
+  const std::filesystem::path& state_dir() const;
+  int nvsd_pid() const;
+  // Waits for nvsd to exit; its wait status.
+  std::optional<int> WaitNvsdExit(std::chrono::milliseconds deadline);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Paths to the programs built in this tree.
+std::string NvsdPath();
+std::string RouterPath(const std::string& name);  // router-a / router-b executable, or router_c.py
+
+}  // namespace nvs::testing
