@@ -50,8 +50,8 @@ const char* Name(VariantState state) {
 // Why a request was sent to a variant; replies are matched in FIFO order.
 enum class Purpose {
   kVote,                // apply/query of a pipeline command; the reply is an outcome
-  kCatchUp,             // apply of a committed command during resync; result not voted
-  kRestore,             // restore of the checkpoint during resync
+  kCatchUp,             // rollback: restore of the checkpoint, then the committed tail; not voted
+  kRestore,             // restore of a donor's snapshot during a sync round
   kRoundDigest,         // digest at the end of a sync round
   kRoundSnapshot,       // snapshot that becomes the checkpoint after a round
   kCheckpointDigest,    // digest for a periodic checkpoint
@@ -168,17 +168,24 @@ struct Supervisor::Impl {
   };
   std::optional<PendingCheckpoint> pending_checkpoint;
 
+  // A sync round (only when the pipeline is quiescent): every live variant
+  // reports its digest; the digest the trusted variants hold wins; a donor's
+  // snapshot becomes the checkpoint and is restored into every variant that
+  // lacks that state; restored digests are checked before they vote.
   struct Round {
+    enum class Phase { kDigests, kSnapshot, kRestoring } phase = Phase::kDigests;
     std::set<std::string> participants;
+    std::set<std::string> trusted;    // voted until now, or rolled back from the checkpoint
+    std::set<std::string> receivers;  // get the donor's state
     std::string chosen_digest;
-    bool snapshotting = false;
-    std::string snapshot_from;
+    std::string donor;
     Clock::time_point started;
   };
   std::optional<Round> round;
   std::vector<std::string> reports_awaiting_pre_state;
 
   bool stopping = false;
+  bool ready = false;  // the first sync round is done
   Clock::time_point started_at = Clock::now();
   std::uint64_t commits = 0;
 
@@ -506,7 +513,9 @@ struct Supervisor::Impl {
         break;
       case Purpose::kRestore:
         if (auto* e = std::get_if<proto::Error>(&reply)) {
-          Kill(v, "refused the checkpoint: " + e->code + " (" + e->reason + ")", std::nullopt, "");
+          Kill(v, "refused a restore: " + e->code + " (" + e->reason + ")", std::nullopt, "");
+        } else {
+          v.round_digest = std::get<proto::Restored>(reply).digest;
         }
         break;
       case Purpose::kRoundDigest:
@@ -646,17 +655,20 @@ struct Supervisor::Impl {
                                {"incarnation", v.incarnation},
                                {"restarts", v.restarts},
                                {"voting", v.state == VariantState::kHealthy && !v.needs_sync},
+                               {"in_flight", v.fifo.size()},
                                {"last_fault", v.last_fault}});
     }
     json body = {{"nvsd",
                   {{"pid", getpid()},
-                   {"ready", checkpoint.has_value()},
+                   {"ready", ready},
                    {"seq", last_seq},
                    {"commits", commits},
                    {"policy", std::string(voter::ToString(config.policy.kind))},
                    {"min_healthy", config.min_healthy},
                    {"healthy", HealthyVoters()},
                    {"waiting", waiting.size()},
+                   {"active", active.size()},
+                   {"syncing", round.has_value()},
                    {"quarantined", quarantine->blocked_count()},
                    {"checkpoint_seq", checkpoint ? checkpoint->seq : 0}}},
                  {"variants", variants_json}};
@@ -702,13 +714,19 @@ struct Supervisor::Impl {
     c.time_ns = UnixNowNs();
     c.dispatched_at = Clock::now();
     const std::uint64_t wire_seq = c.is_query ? last_seq : c.seq;
+    // Every configured variant has an outcome: the voters start pending; the
+    // others (failed, restarting, syncing) are excluded, so a vote never
+    // waits for a variant that was not asked.
     for (auto& v : variants) {
-      if (v.state != VariantState::kHealthy || v.needs_sync || v.restart_when_idle) continue;
-      c.outcomes[v.config.name] = voter::Outcome{v.config.name, voter::OutcomeKind::kPending, "", ""};
+      const bool votes = v.state == VariantState::kHealthy && !v.needs_sync && !v.restart_when_idle;
+      c.outcomes[v.config.name] =
+          voter::Outcome{v.config.name, votes ? voter::OutcomeKind::kPending : voter::OutcomeKind::kExcluded, "",
+                         votes ? "" : std::string("not voting: ") + Name(v.state)};
     }
     active.push_back(std::move(c));
     Command& placed = active.back();
     for (auto& [name, outcome] : placed.outcomes) {
+      if (outcome.kind != voter::OutcomeKind::kPending) continue;
       Variant& v = *Find(name);
       if (placed.is_query) {
         Send(v, proto::Query{wire_seq, placed.payload}, Purpose::kVote, "answer", placed.id);
@@ -749,6 +767,23 @@ struct Supervisor::Impl {
       case voter::VerdictKind::kNoQuorum: OnNoQuorum(c); break;
       case voter::VerdictKind::kPending: break;
     }
+  }
+
+  // Once every outcome of a decided command is in (late replies, crashes and
+  // hangs included), the complete picture.
+  void PublishSettled(const Command& c) {
+    voter::Policy policy = config.policy;
+    policy.configured = variants.size();
+    const voter::Verdict full = voter::Decide(OutcomesOf(c), policy);
+    Publish("settled", {{"seq", c.seq},
+                        {"query", c.is_query},
+                        {"verdict", std::string(voter::ToString(c.verdict->kind))},
+                        {"agreeing", full.agreeing},
+                        {"dissenting", full.dissenting},
+                        {"crashed", full.crashed},
+                        {"hung", full.hung},
+                        {"faulty", full.faulty},
+                        {"excluded", full.excluded}});
   }
 
   void OnCommit(Command& c) {
@@ -900,7 +935,7 @@ struct Supervisor::Impl {
     pending.digests[pending.snapshot_from] = std::nullopt;
     for (auto& v : variants) {
       if (v.state != VariantState::kHealthy || v.needs_sync || v.config.name == pending.snapshot_from) continue;
-      if (!c.outcomes.count(v.config.name)) continue;
+      if (c.outcomes.at(v.config.name).kind == voter::OutcomeKind::kExcluded) continue;
       Send(v, proto::DigestRequest{c.seq}, Purpose::kCheckpointDigest, "digest");
       pending.digests[v.config.name] = std::nullopt;
     }
@@ -943,109 +978,154 @@ struct Supervisor::Impl {
   void StartRound() {
     Round r;
     r.started = Clock::now();
+    // With no voting variant left (all rolled back or restarted), the truth
+    // is the checkpoint plus the committed tail, never a fresh process.
+    const bool any_voting = std::any_of(variants.begin(), variants.end(), [&](const Variant& v) { return Voting(v); });
     for (auto& v : variants) {
       if (v.state != VariantState::kHealthy && v.state != VariantState::kSyncing) continue;
       r.participants.insert(v.config.name);
       v.round_digest.reset();
-      if (checkpoint && v.needs_sync) {
-        Send(v, proto::Restore{checkpoint->seq, checkpoint->state}, Purpose::kRestore, "restored");
-        for (const auto& e : tail) Send(v, proto::Apply{e.seq, e.time_ns, e.payload}, Purpose::kCatchUp, "applied");
+      if (v.state == VariantState::kHealthy || (!any_voting && checkpoint)) {
+        r.trusted.insert(v.config.name);
+        if (v.needs_sync && checkpoint) {
+          // Rolled back: the checkpoint and the committed commands since.
+          Send(v, proto::Restore{checkpoint->seq, checkpoint->state}, Purpose::kCatchUp, "restored");
+          for (const auto& e : tail) Send(v, proto::Apply{e.seq, e.time_ns, e.payload}, Purpose::kCatchUp, "applied");
+        }
       }
       Send(v, proto::DigestRequest{last_seq}, Purpose::kRoundDigest, "digest");
     }
     if (r.participants.empty()) return;
-    Log(LogLevel::kInfo, "sync_round", {{"participants", r.participants}, {"checkpoint_seq", checkpoint ? checkpoint->seq : 0},
-                                        {"tail", tail.size()}});
+    Log(LogLevel::kInfo, "sync_round", {{"participants", r.participants}, {"trusted", r.trusted},
+                                        {"checkpoint_seq", checkpoint ? checkpoint->seq : 0}, {"tail", tail.size()}});
     round = std::move(r);
   }
+
+  bool Voting(const Variant& v) const { return v.state == VariantState::kHealthy && !v.needs_sync; }
 
   void AdvanceRound() {
     if (!round) return;
     Round& r = *round;
-    if (r.snapshotting) return;  // OnRoundSnapshot finishes it
     if (r.participants.empty()) {
       round.reset();
       return;
     }
-    for (const auto& name : r.participants) {
-      if (!Find(name)->round_digest) return;
-    }
-    // The digest most participants hold wins; ties go to variants that were
-    // healthy already, then to the first by name.
-    std::map<std::string, std::pair<int, int>> votes;  // digest -> (count, healthy count)
-    for (const auto& name : r.participants) {
-      Variant& v = *Find(name);
-      auto& vote = votes[*v.round_digest];
-      ++vote.first;
-      vote.second += (v.state == VariantState::kHealthy && !v.needs_sync) ? 1 : 0;
-    }
-    std::string chosen;
-    std::pair<int, int> best{-1, -1};
-    for (const auto& [digest, vote] : votes) {
-      if (vote > best) {
-        best = vote;
-        chosen = digest;
+    switch (r.phase) {
+      case Round::Phase::kDigests: {
+        for (const auto& name : r.participants) {
+          if (!Find(name)->round_digest) return;
+        }
+        // The digest held by the most trusted participants wins (ties: the
+        // most that voted until now); only at start-up, when nobody is
+        // trusted yet, do fresh variants vote.
+        std::set<std::string> pool;
+        for (const auto& name : r.trusted) {
+          if (r.participants.count(name)) pool.insert(name);
+        }
+        if (pool.empty()) pool = r.participants;
+        std::map<std::string, std::pair<int, int>> votes;
+        for (const auto& name : pool) {
+          Variant& v = *Find(name);
+          auto& vote = votes[*v.round_digest];
+          ++vote.first;
+          vote.second += Voting(v) ? 1 : 0;
+        }
+        std::pair<int, int> best{-1, -1};
+        for (const auto& [digest, vote] : votes) {
+          if (vote > best) {
+            best = vote;
+            r.chosen_digest = digest;
+          }
+        }
+        for (const auto& name : std::vector<std::string>(r.participants.begin(), r.participants.end())) {
+          Variant& v = *Find(name);
+          if (*v.round_digest == r.chosen_digest) {
+            if (r.donor.empty() || (Voting(v) && !Voting(*Find(r.donor)))) r.donor = name;
+            continue;
+          }
+          if (Voting(v)) {
+            const std::string why = "state digest " + *v.round_digest + " differs from " + r.chosen_digest;
+            Log(LogLevel::kWarn, "digest_mismatch",
+                {{"variant", name}, {"digest", *v.round_digest}, {"expected", r.chosen_digest}});
+            r.participants.erase(name);
+            Kill(v, why, std::nullopt, "");
+          } else {
+            r.receivers.insert(name);
+          }
+        }
+        const bool want_snapshot = !r.receivers.empty() || !checkpoint || !reports_awaiting_pre_state.empty() ||
+                                   static_cast<int>(tail.size()) >= config.checkpoint_interval;
+        if (want_snapshot && !r.donor.empty()) {
+          r.phase = Round::Phase::kSnapshot;
+          Send(*Find(r.donor), proto::SnapshotRequest{last_seq}, Purpose::kRoundSnapshot, "state");
+          return;
+        }
+        FinishRound();
+        return;
       }
+      case Round::Phase::kSnapshot:
+        return;  // OnRoundSnapshot moves on
+      case Round::Phase::kRestoring:
+        for (const auto& name : r.receivers) {
+          if (r.participants.count(name) && !Find(name)->round_digest) return;
+        }
+        FinishRound();
+        return;
     }
-    r.chosen_digest = chosen;
-    std::vector<std::string> agreed;
-    for (const auto& name : std::vector<std::string>(r.participants.begin(), r.participants.end())) {
-      Variant& v = *Find(name);
-      if (*v.round_digest == chosen) {
-        agreed.push_back(name);
-        continue;
-      }
-      const std::string why = "state digest " + *v.round_digest + " differs from " + chosen + " after resync";
-      Log(LogLevel::kWarn, "digest_mismatch", {{"variant", name}, {"digest", *v.round_digest}, {"expected", chosen}});
-      r.participants.erase(name);
-      Kill(v, why, std::nullopt, "");
-    }
-    const bool want_snapshot = !checkpoint || !reports_awaiting_pre_state.empty() ||
-                               static_cast<int>(tail.size()) >= config.checkpoint_interval;
-    for (const auto& name : agreed) {
-      Variant& v = *Find(name);
-      v.needs_sync = false;
-      if (v.state == VariantState::kSyncing) SetState(v, VariantState::kHealthy, "restored and checked (digest " + chosen + ")");
-    }
-    if (want_snapshot && !agreed.empty()) {
-      r.snapshotting = true;
-      r.snapshot_from = agreed.front();
-      Send(*Find(r.snapshot_from), proto::SnapshotRequest{last_seq}, Purpose::kRoundSnapshot, "state");
-      return;
-    }
-    round.reset();
-    OnRoundDone();
   }
 
   void OnRoundSnapshot(Variant& v, const proto::StateReply& state) {
-    if (!round || !round->snapshotting || round->snapshot_from != v.config.name) return;
-    if (state.digest != round->chosen_digest) {
+    if (!round || round->phase != Round::Phase::kSnapshot || round->donor != v.config.name) return;
+    Round& r = *round;
+    if (state.digest != r.chosen_digest) {
       Log(LogLevel::kWarn, "digest_mismatch", {{"variant", v.config.name}, {"digest", state.digest},
-                                               {"expected", round->chosen_digest}, {"during", "snapshot"}});
-      Kill(v, "snapshot digest differs from the one it reported", std::nullopt, "");
+                                               {"expected", r.chosen_digest}, {"during", "snapshot"}});
       round.reset();
+      Kill(v, "its snapshot's digest differs from the digest it reported", std::nullopt, "");
       return;
     }
     const bool first = !checkpoint;
     checkpoint = Checkpoint{last_seq, state.state, state.digest};
     tail.clear();
     commits_since_checkpoint = 0;
-    round.reset();
     RecordPreState();
-    OnRoundDone();
-    if (first) {
-      std::vector<std::string> healthy;
-      for (const auto& variant : variants) {
-        if (variant.state == VariantState::kHealthy) healthy.push_back(variant.config.name);
-      }
-      Log(LogLevel::kInfo, "ready", {{"healthy", healthy}, {"digest", state.digest}});
-      Publish("ready", {{"healthy", healthy}});
+    if (first) Log(LogLevel::kInfo, "checkpoint", {{"seq", last_seq}, {"digest", state.digest}, {"first", true}});
+    r.phase = Round::Phase::kRestoring;
+    for (const auto& name : r.receivers) {
+      Variant& receiver = *Find(name);
+      receiver.round_digest.reset();
+      Send(receiver, proto::Restore{last_seq, state.state}, Purpose::kRestore, "restored");
     }
+    AdvanceRound();
   }
 
-  void OnRoundDone() {
-    // Variants that were healthy but diverged silently are handled by their
-    // restart_when_idle flags; nothing else to do.
+  // Every participant that holds the chosen state now votes; the others are
+  // restarted.
+  void FinishRound() {
+    Round r = std::move(*round);
+    round.reset();
+    const bool was_ready = ready;
+    for (const auto& name : r.participants) {
+      Variant& v = *Find(name);
+      if (v.round_digest && *v.round_digest == r.chosen_digest) {
+        v.needs_sync = false;
+        if (v.state == VariantState::kSyncing) {
+          SetState(v, VariantState::kHealthy, "restored and checked (digest " + r.chosen_digest + ")");
+        }
+      } else if (v.state == VariantState::kHealthy || v.state == VariantState::kSyncing) {
+        Kill(v, "restored state has digest " + v.round_digest.value_or("?") + ", expected " + r.chosen_digest,
+             std::nullopt, "");
+      }
+    }
+    ready = checkpoint.has_value();
+    if (ready && !was_ready) {
+      std::vector<std::string> healthy;
+      for (const auto& variant : variants) {
+        if (Voting(variant)) healthy.push_back(variant.config.name);
+      }
+      Log(LogLevel::kInfo, "ready", {{"healthy", healthy}, {"digest", r.chosen_digest}});
+      Publish("ready", {{"healthy", healthy}});
+    }
   }
 
   // ---- deadlines -----------------------------------------------------------------
@@ -1120,6 +1200,7 @@ struct Supervisor::Impl {
              std::none_of(active.front().outcomes.begin(), active.front().outcomes.end(),
                           [](const auto& o) { return o.second.kind == voter::OutcomeKind::kPending; })) {
         Command& done = active.front();
+        PublishSettled(done);
         if (!done.report_id.empty()) {
           WriteReport(done, done.verdict->kind == voter::VerdictKind::kPoison ? "blocked" : "no_quorum");
         }

@@ -23,6 +23,8 @@ using nlohmann::json;
 
 std::string NvsdPath() { return NVS_NVSD; }
 
+std::string MisbehavingVariantPath() { return NVS_MISBEHAVING; }
+
 std::string RouterPath(const std::string& name) {
   if (name == "router-a") return NVS_ROUTER_A;
   if (name == "router-b") return NVS_ROUTER_B;
@@ -107,7 +109,14 @@ NvsdHarness::NvsdHarness(const NvsdOptions& options) : impl_(std::make_unique<Im
     const std::string name = spec.config_name.empty() ? spec.name : spec.config_name;
     json argv = json::array();
     json variant = {{"name", name}};
-    if (spec.name == "router-c") {
+    if (spec.name == "router-c" && !spec.wrapper.empty()) {
+      argv = {NVS_PYTHON, MisbehavingVariantPath()};
+      for (const auto& w : spec.wrapper) argv.push_back(w);
+      argv.push_back("--");
+      argv.push_back(NVS_PYTHON);
+      argv.push_back(RouterPath(spec.name));
+      variant["transport"] = "stdio";
+    } else if (spec.name == "router-c") {
       argv = {NVS_PYTHON, RouterPath(spec.name)};
       variant["transport"] = "stdio";
     } else {
@@ -202,8 +211,12 @@ bool NvsdHarness::WaitAllHealthy(std::chrono::milliseconds deadline) {
   while (Clock::now() < until) {
     json status = Status(std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()));
     if (status.is_object() && status.value("/nvsd/ready"_json_pointer, false)) {
-      bool all = true;
-      for (const auto& v : status["variants"]) all = all && v["state"] == "healthy" && v["voting"] == true;
+      // Healthy, voting, and nothing in flight anywhere: no fault is still
+      // on its way (a crash not yet noticed, a hang not yet timed out).
+      bool all = status["nvsd"]["active"] == 0 && status["nvsd"]["syncing"] == false;
+      for (const auto& v : status["variants"]) {
+        all = all && v["state"] == "healthy" && v["voting"] == true && v["in_flight"] == 0;
+      }
       if (all) return true;
     }
     impl_->PumpEvents(std::chrono::milliseconds(20));
@@ -222,15 +235,18 @@ json NvsdHarness::Query(const json& query, std::chrono::milliseconds deadline) {
 json NvsdHarness::Status(std::chrono::milliseconds deadline) { return impl_->Request({{"type", "status"}}, deadline); }
 
 std::optional<std::string> NvsdHarness::Raw(const std::string& bytes, std::chrono::milliseconds deadline) {
+  impl_->replies.clear();
   impl_->client.send(zmq::buffer(bytes), zmq::send_flags::none);
-  // Replies to raw requests are matched by whatever id they carry ("" for null).
-  const json parsed = json::parse(bytes, nullptr, false);
-  std::string id;
-  if (!parsed.is_discarded() && parsed.is_object() && parsed.contains("id") && parsed["id"].is_string()) {
-    const auto& text = parsed["id"].get_ref<const std::string&>();
-    if (!text.empty() && text.size() <= 128) id = text;
+  // Raw requests may have no readable id: the next reply, whatever its id, is theirs.
+  const auto until = Clock::now() + deadline;
+  while (impl_->replies.empty()) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
+    if (left.count() <= 0) return std::nullopt;
+    impl_->PumpEvents(std::min(left, std::chrono::milliseconds(50)));
   }
-  return impl_->WaitReply(id, deadline);
+  std::string reply = impl_->replies.begin()->second;
+  impl_->replies.clear();
+  return reply;
 }
 
 json NvsdHarness::WaitEvent(const std::function<bool(const json&)>& match, std::chrono::milliseconds deadline) {

@@ -23,6 +23,7 @@ struct VariantSpec {
   std::string name;                // router-a, router-b or router-c (also used as the config name)
   std::vector<std::string> extra;  // extra arguments, e.g. {"--fault", "crash-on=X"}
   std::string config_name;         // defaults to `name`
+  std::vector<std::string> wrapper;  // router-c only: misbehaving_variant.py options (see that file)
 };
 
 struct NvsdOptions {
@@ -61,7 +62,8 @@ class NvsdHarness {
   // Every event seen so far.
   const std::vector<nlohmann::json>& events() const;
 
-  // Waits until every configured variant is healthy and voting.
+  // Waits until every configured variant is healthy and voting, with no
+  // command and no request in flight (so no fault is still on its way).
   bool WaitAllHealthy(std::chrono::milliseconds deadline = std::chrono::milliseconds(20000));
 
   // The pid of a variant's current incarnation (from `status`), or -1.
@@ -83,5 +85,6 @@ class NvsdHarness {
 // Paths to the programs built in this tree.
 std::string NvsdPath();
 std::string RouterPath(const std::string& name);  // router-a / router-b executable, or router_c.py
+std::string MisbehavingVariantPath();
 
 }  // namespace nvs::testing

@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""A stdio variant that misbehaves on purpose, for nvsd's integration tests.
+
+usage: misbehaving_variant.py [--MODE-on=SUBSTRING]... -- COMMAND [ARGS...]
+
+It runs COMMAND (a well-behaved stdio variant) as its child and relays each
+request line to it and each reply back, except that for a request line
+(apply or query) containing SUBSTRING it does what MODE says instead of relaying the reply:
+
+  garbage       write a line that is not JSON
+  wrong-seq     write the reply with its seq changed
+  unsolicited   write an unsolicited pong before the reply
+  flood         write the reply 1000 times
+"""
+import json
+import subprocess
+import sys
+
+MODES = ("garbage", "wrong-seq", "unsolicited", "flood")
+
+
+def main(argv):
+    if "--" not in argv:
+        sys.stderr.write(__doc__)
+        return 2
+    split = argv.index("--")
+    rules = []
+    for arg in argv[:split]:
+        for mode in MODES:
+            prefix = "--%s-on=" % mode
+            if arg.startswith(prefix):
+                rules.append((mode, arg[len(prefix):]))
+                break
+        else:
+            sys.stderr.write("misbehaving_variant: unknown option %s\n" % arg)
+            return 2
+    child = subprocess.Popen(argv[split + 1:], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    out = sys.stdout.buffer
+    out.write(child.stdout.readline())  # hello
+    out.flush()
+    for line in sys.stdin.buffer:
+        child.stdin.write(line)
+        child.stdin.flush()
+        reply = child.stdout.readline()
+        if not reply:
+            return 1
+        text = line.decode("utf-8", "replace")
+        is_command = '"type":"apply"' in text or '"type":"query"' in text
+        mode = next((m for m, s in rules if s in text), None) if is_command else None
+        if mode == "garbage":
+            out.write(b"this is not json {\n")
+        elif mode == "wrong-seq":
+            message = json.loads(reply)
+            message["seq"] = message.get("seq", 0) + 1000
+            out.write(json.dumps(message).encode() + b"\n")
+        elif mode == "unsolicited":
+            out.write(b'{"type":"pong","seq":999999}\n' + reply)
+        elif mode == "flood":
+            out.write(reply * 1000)
+        else:
+            out.write(reply)
+        out.flush()
+    child.stdin.close()
+    return child.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
