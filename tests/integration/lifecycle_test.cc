@@ -1,0 +1,89 @@
+// Process lifecycle of nvsd and its variants: deaths with nothing in flight,
+// clean stops, no orphans, quarantine surviving a restart of nvsd.
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "nvsd_harness.h"
+
+namespace nvs::testing {
+namespace {
+
+using nlohmann::json;
+
+bool ProcessExits(int pid, std::chrono::milliseconds deadline) {
+  const int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return true;  // already gone
+  pollfd item{fd, POLLIN, 0};
+  const bool exited = poll(&item, 1, static_cast<int>(deadline.count())) == 1;
+  close(fd);
+  return exited;
+}
+
+json Route(int output, int input) {
+  return {{"op", "route"}, {"client", "lc"}, {"routes", {{{"output", output}, {"input", input}}}}};
+}
+
+TEST(Lifecycle, AnIdleVariantThatDiesIsRestartedAndNoCommandIsBlamed) {
+  NvsdHarness nvsd(NvsdOptions({"router-a", "router-b", "router-c"}));
+  ASSERT_TRUE(nvsd.WaitAllHealthy());
+  ASSERT_EQ(nvsd.Command(Route(1, 2))["status"], "committed");
+  for (const std::string victim : {"router-b", "router-c"}) {
+    const int pid = nvsd.VariantPid(victim);
+    ASSERT_GT(pid, 0);
+    kill(pid, SIGKILL);
+    const json back = nvsd.WaitEvent([&](const json& e) {
+      return e["event"] == "variant" && e["variant"] == victim && e["state"] == "healthy" && e["incarnation"] == 2;
+    });
+    ASSERT_TRUE(back.is_object()) << victim << " did not come back";
+  }
+  ASSERT_TRUE(nvsd.WaitAllHealthy());
+  json status = nvsd.Status();
+  for (const auto& v : status["variants"]) {
+    if (v["name"] == "router-a") continue;
+    EXPECT_NE(v["last_fault"].get<std::string>().find("no command in flight"), std::string::npos) << v.dump();
+  }
+  EXPECT_EQ(status["nvsd"]["quarantined"], 0);
+  // The restarted ones hold the committed state and vote on the next command.
+  json reply = nvsd.Command(Route(2, 3));
+  ASSERT_EQ(reply["status"], "committed");
+  const json settled = nvsd.WaitEvent([&](const json& e) { return e["event"] == "settled" && e["seq"] == reply["seq"]; });
+  EXPECT_EQ(settled["agreeing"].size(), 3u) << settled.dump();
+  EXPECT_EQ(nvsd.Query({{"op", "dump"}})["result"]["state"]["routes"][1], 2);
+}
+
+TEST(Lifecycle, SigtermStopsCleanlyAndLeavesNoVariantBehind) {
+  NvsdHarness nvsd(NvsdOptions({"router-a", "router-b", "router-c"}));
+  ASSERT_TRUE(nvsd.WaitAllHealthy());
+  std::vector<int> pids;
+  for (const std::string name : {"router-a", "router-b", "router-c"}) pids.push_back(nvsd.VariantPid(name));
+  kill(nvsd.nvsd_pid(), SIGTERM);
+  auto status = nvsd.WaitNvsdExit(std::chrono::milliseconds(10000));
+  ASSERT_TRUE(status) << "nvsd did not stop on SIGTERM";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "wait status " << *status;
+  for (int pid : pids) EXPECT_TRUE(ProcessExits(pid, std::chrono::milliseconds(0))) << "variant " << pid << " outlived nvsd";
+}
+
+TEST(Lifecycle, SigkilledNvsdTakesItsVariantsWithIt) {
+  NvsdHarness nvsd(NvsdOptions({"router-a", "router-b", "router-c"}));
+  ASSERT_TRUE(nvsd.WaitAllHealthy());
+  std::vector<int> pids;
+  for (const std::string name : {"router-a", "router-b", "router-c"}) pids.push_back(nvsd.VariantPid(name));
+  kill(nvsd.nvsd_pid(), SIGKILL);
+  ASSERT_TRUE(nvsd.WaitNvsdExit(std::chrono::milliseconds(10000)));
+  for (int pid : pids) EXPECT_TRUE(ProcessExits(pid, std::chrono::milliseconds(5000))) << "variant " << pid << " orphaned";
+}
+
+TEST(Lifecycle, AnInvalidConfigIsRefusedWithTheField) {
+  NvsdHarness nvsd(NvsdOptions({"router-a"}, {{"deadline_ms", -5}}));
+  auto status = nvsd.WaitNvsdExit(std::chrono::milliseconds(10000));
+  ASSERT_TRUE(status);
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2);
+}
+
+}  // namespace
+}  // namespace nvs::testing
