@@ -82,6 +82,7 @@ struct Variant {
   bool restart_when_idle = false;  // diverged: restart once its FIFO drains
   std::optional<std::string> round_digest;
   std::string stop_reason;
+  std::optional<std::string> restart_pending;  // spawn at the end of this loop turn
 };
 
 struct ClientAddress {
@@ -206,9 +207,9 @@ struct Supervisor::Impl {
   }
 
   void Publish(const std::string& event, json body) {
+    if (!events) return;
     body["event"] = event;
     body["time_ns"] = UnixNowNs();
-    if (!events) return;
     const std::string text = body.dump(-1, ' ', false, json::error_handler_t::replace);
     events->send(zmq::buffer(event), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
     events->send(zmq::buffer(text), zmq::send_flags::dontwait);
@@ -338,7 +339,18 @@ struct Supervisor::Impl {
     }
     ++v.restarts;
     Publish("restart", {{"variant", v.config.name}, {"incarnation", v.incarnation + 1}, {"why", why}});
-    Spawn(v, "restart: " + why);
+    // Spawned after this loop turn's verdicts and replies: a fork and exec
+    // must not delay the answer to the command the death just decided.
+    v.restart_pending = "restart: " + why;
+  }
+
+  void SpawnPendingRestarts() {
+    for (auto& v : variants) {
+      if (!v.restart_pending || stopping) continue;
+      const std::string why = *v.restart_pending;
+      v.restart_pending.reset();
+      Spawn(v, why);
+    }
   }
 
   // Takes a variant out: kills its process group at once. Outstanding votes
@@ -506,6 +518,15 @@ struct Supervisor::Impl {
         outcome.kind = voter::OutcomeKind::kReply;
         outcome.result = std::holds_alternative<proto::Applied>(reply) ? std::get<proto::Applied>(reply).result
                                                                        : std::get<proto::Answer>(reply).result;
+        // Equal replies are usually equal bytes (the codec normalises them):
+        // compute the comparable form once per distinct reply.
+        for (const auto& [name, other] : c->outcomes) {
+          if (name != v.config.name && !other.comparable.empty() && other.result == outcome.result) {
+            outcome.comparable = other.comparable;
+            break;
+          }
+        }
+        if (outcome.comparable.empty()) outcome.comparable = voter::ComparableForm(outcome.result, config.policy.ignored);
         OnLateOutcome(*c, v);
         break;
       }
@@ -544,10 +565,8 @@ struct Supervisor::Impl {
   void OnLateOutcome(Command& c, Variant& v) {
     if (!c.verdict || c.verdict->kind != voter::VerdictKind::kCommit) return;
     const auto& outcome = c.outcomes[v.config.name];
-    if (voter::ComparableForm(outcome.result, config.policy.ignored) ==
-        voter::ComparableForm(c.verdict->result, config.policy.ignored)) {
-      return;
-    }
+    const auto& winner = c.outcomes[c.verdict->agreeing.front()];
+    if (outcome.comparable == winner.comparable) return;
     MarkDivergent(c, v, outcome.result);
   }
 
@@ -721,7 +740,7 @@ struct Supervisor::Impl {
       const bool votes = v.state == VariantState::kHealthy && !v.needs_sync && !v.restart_when_idle;
       c.outcomes[v.config.name] =
           voter::Outcome{v.config.name, votes ? voter::OutcomeKind::kPending : voter::OutcomeKind::kExcluded, "",
-                         votes ? "" : std::string("not voting: ") + Name(v.state)};
+                         votes ? "" : std::string("not voting: ") + Name(v.state), ""};
     }
     active.push_back(std::move(c));
     Command& placed = active.back();
@@ -1376,6 +1395,7 @@ struct Supervisor::Impl {
       DrainClientSocket();
       CheckDeadlines();
       Pump();
+      SpawnPendingRestarts();
     }
     Shutdown();
     return Status::Ok();

@@ -96,7 +96,7 @@ TEST(StdioBridge, SigtermStopsTheChildAndLeavesNoOrphan) {
   ASSERT_TRUE(hello) << error;
   const int child = std::stoi(hello->impl);
   ASSERT_EQ(kill(child, 0), 0);
-  kill(harness.Pid("shell"), SIGTERM);
+  ASSERT_TRUE(SignalProcess(harness.Pid("shell"), SIGTERM));
   auto status = harness.WaitForExit("shell");
   ASSERT_TRUE(status);
   ASSERT_TRUE(WIFSIGNALED(*status));
@@ -110,7 +110,7 @@ TEST(StdioBridge, SigkilledBridgeTakesTheChildWithIt) {
   auto hello = harness.Start(Shell("exec sleep 1000"), error);
   ASSERT_TRUE(hello) << error;
   const int child = std::stoi(hello->impl);
-  kill(harness.Pid("shell"), SIGKILL);
+  ASSERT_TRUE(SignalProcess(harness.Pid("shell"), SIGKILL));
   ASSERT_TRUE(harness.WaitForExit("shell"));
   // PR_SET_PDEATHSIG delivers SIGKILL to the child: wait for its exit with a deadline.
   EXPECT_TRUE(WaitForProcessExit(child, std::chrono::seconds(5))) << "the child outlived a SIGKILLed bridge";

@@ -78,7 +78,7 @@ TEST_P(FaultOptions, HangOnStaysAliveSilentAndStillDiesOnSigterm) {
   EXPECT_FALSE(harness_.Receive(GetParam(), std::chrono::milliseconds(200))) << "a hung variant answered a ping";
   ASSERT_GT(harness_.Pid(GetParam()), 0);
   EXPECT_FALSE(harness_.WaitForExit(GetParam(), std::chrono::milliseconds(0))) << "hang must not exit";
-  kill(harness_.Pid(GetParam()), SIGTERM);
+  ASSERT_TRUE(SignalProcess(harness_.Pid(GetParam()), SIGTERM));
   EXPECT_TRUE(harness_.WaitForExit(GetParam(), std::chrono::milliseconds(5000))) << "SIGTERM did not end a hung variant";
 }
 

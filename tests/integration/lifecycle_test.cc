@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "nvsd_harness.h"
+#include "variant_harness.h"
 
 namespace nvs::testing {
 namespace {
@@ -35,7 +36,7 @@ TEST(Lifecycle, AnIdleVariantThatDiesIsRestartedAndNoCommandIsBlamed) {
   for (const std::string victim : {"router-b", "router-c"}) {
     const int pid = nvsd.VariantPid(victim);
     ASSERT_GT(pid, 0);
-    kill(pid, SIGKILL);
+    ASSERT_TRUE(SignalProcess(pid, SIGKILL));
     const json back = nvsd.WaitEvent([&](const json& e) {
       return e["event"] == "variant" && e["variant"] == victim && e["state"] == "healthy" && e["incarnation"] == 2;
     });
@@ -61,7 +62,7 @@ TEST(Lifecycle, SigtermStopsCleanlyAndLeavesNoVariantBehind) {
   ASSERT_TRUE(nvsd.WaitAllHealthy());
   std::vector<int> pids;
   for (const std::string name : {"router-a", "router-b", "router-c"}) pids.push_back(nvsd.VariantPid(name));
-  kill(nvsd.nvsd_pid(), SIGTERM);
+  ASSERT_TRUE(SignalProcess(nvsd.nvsd_pid(), SIGTERM));
   auto status = nvsd.WaitNvsdExit(std::chrono::milliseconds(10000));
   ASSERT_TRUE(status) << "nvsd did not stop on SIGTERM";
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "wait status " << *status;
@@ -73,7 +74,7 @@ TEST(Lifecycle, SigkilledNvsdTakesItsVariantsWithIt) {
   ASSERT_TRUE(nvsd.WaitAllHealthy());
   std::vector<int> pids;
   for (const std::string name : {"router-a", "router-b", "router-c"}) pids.push_back(nvsd.VariantPid(name));
-  kill(nvsd.nvsd_pid(), SIGKILL);
+  ASSERT_TRUE(SignalProcess(nvsd.nvsd_pid(), SIGKILL));
   ASSERT_TRUE(nvsd.WaitNvsdExit(std::chrono::milliseconds(10000)));
   for (int pid : pids) EXPECT_TRUE(ProcessExits(pid, std::chrono::milliseconds(5000))) << "variant " << pid << " orphaned";
 }

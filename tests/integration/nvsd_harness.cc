@@ -1,5 +1,7 @@
 #include "nvsd_harness.h"
 
+#include "variant_harness.h"
+
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -162,9 +164,9 @@ NvsdHarness::NvsdHarness(const NvsdOptions& options) : impl_(std::make_unique<Im
 
 NvsdHarness::~NvsdHarness() {
   if (impl_->nvsd && !impl_->exit_status) {
-    kill(impl_->nvsd->id(), SIGTERM);
+    SignalProcess(impl_->nvsd->id(), SIGTERM);
     if (!WaitNvsdExit(std::chrono::milliseconds(10000))) {
-      kill(impl_->nvsd->id(), SIGKILL);
+      SignalProcess(impl_->nvsd->id(), SIGKILL);
       WaitNvsdExit(std::chrono::milliseconds(5000));
     }
   }

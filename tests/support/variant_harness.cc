@@ -94,10 +94,10 @@ struct VariantHarness::Impl {
   }
 };
 
-VariantHarness::VariantHarness() : impl_(std::make_unique<Impl>()) {
+VariantHarness::VariantHarness(const std::string& endpoint) : impl_(std::make_unique<Impl>()) {
   impl_->router.set(zmq::sockopt::linger, 0);
   impl_->router.set(zmq::sockopt::router_mandatory, 1);
-  impl_->router.bind("tcp://127.0.0.1:*");
+  impl_->router.bind(endpoint);
   endpoint_ = impl_->router.get(zmq::sockopt::last_endpoint);
 }
 
@@ -213,9 +213,9 @@ std::optional<int> VariantHarness::Stop(const std::string& name) {
   if (it == impl_->variants.end() || !it->second.process) return std::nullopt;
   auto& running = it->second;
   if (!running.status && running.process->running()) {
-    kill(running.process->id(), SIGTERM);
+    SignalProcess(running.process->id(), SIGTERM);
     if (!WaitForExit(name, std::chrono::milliseconds(3000))) {
-      kill(running.process->id(), SIGKILL);
+      SignalProcess(running.process->id(), SIGKILL);
       WaitForExit(name, std::chrono::milliseconds(3000));
     }
   }
@@ -243,6 +243,8 @@ int VariantHarness::Pid(const std::string& name) const {
   if (it == impl_->variants.end() || !it->second.process || it->second.status) return -1;
   return it->second.process->id();
 }
+
+bool SignalProcess(int pid, int signal) { return pid > 0 && kill(pid, signal) == 0; }
 
 namespace {
 json WithoutMessage(json value) {

@@ -35,7 +35,8 @@ class VariantHarness {
   using Clock = std::chrono::steady_clock;
   static constexpr std::chrono::milliseconds kDefaultDeadline{10000};
 
-  VariantHarness();
+  // Binds the ROUTER at `endpoint` (a ZeroMQ bind address).
+  explicit VariantHarness(const std::string& endpoint = "tcp://127.0.0.1:*");
   ~VariantHarness();  // stops every variant (SIGTERM, then SIGKILL)
   VariantHarness(const VariantHarness&) = delete;
   VariantHarness& operator=(const VariantHarness&) = delete;
@@ -77,6 +78,11 @@ class VariantHarness {
   std::unique_ptr<Impl> impl_;
   std::string endpoint_;
 };
+
+// kill(2) for one process only: refuses pid <= 0, which kill(2) would take
+// as "a whole process group" or "every process we may signal". Returns
+// false when it refused or kill failed.
+bool SignalProcess(int pid, int signal);
 
 // Compares two results as JSON values, ignoring "/message" of a failed result
 // (SPEC.md §3.1). Returns an empty string when equal, else a description.

@@ -107,7 +107,8 @@ Verdict Decide(std::span<const Outcome> outcomes, const Policy& policy) {
         verdict.excluded.push_back(outcome->variant);
         break;
       case OutcomeKind::kReply: {
-        std::string form = ComparableForm(outcome->result, policy.ignored);
+        std::string form =
+            outcome->comparable.empty() ? ComparableForm(outcome->result, policy.ignored) : outcome->comparable;
         auto& group = groups.by_form[form];
         if (group.variants.empty()) group.result = outcome->result;
         group.variants.push_back(outcome->variant);

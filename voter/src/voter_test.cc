@@ -14,12 +14,12 @@ const char* const kOther = R"({"ok":true,"changed":[{"output":0,"input":1}]})";
 const char* const kErrA = R"({"ok":false,"error":"locked","message":"output 0 is locked by panel-2"})";
 const char* const kErrB = R"({"ok":false,"error":"locked","message":"locked by owner panel-2"})";
 
-Outcome Reply(const char* variant, const char* result) { return {variant, OutcomeKind::kReply, result, ""}; }
-Outcome Crash(const char* variant) { return {variant, OutcomeKind::kCrashed, "", "killed by SIGSEGV"}; }
-Outcome Hang(const char* variant) { return {variant, OutcomeKind::kHung, "", "no reply in 200 ms"}; }
-Outcome Garbage(const char* variant) { return {variant, OutcomeKind::kProtocolError, "", "not JSON"}; }
-Outcome Pending(const char* variant) { return {variant, OutcomeKind::kPending, "", ""}; }
-Outcome Excluded(const char* variant) { return {variant, OutcomeKind::kExcluded, "", "restarted for seq 4"}; }
+Outcome Reply(const char* variant, const char* result) { return {variant, OutcomeKind::kReply, result, "", ""}; }
+Outcome Crash(const char* variant) { return {variant, OutcomeKind::kCrashed, "", "killed by SIGSEGV", ""}; }
+Outcome Hang(const char* variant) { return {variant, OutcomeKind::kHung, "", "no reply in 200 ms", ""}; }
+Outcome Garbage(const char* variant) { return {variant, OutcomeKind::kProtocolError, "", "not JSON", ""}; }
+Outcome Pending(const char* variant) { return {variant, OutcomeKind::kPending, "", "", ""}; }
+Outcome Excluded(const char* variant) { return {variant, OutcomeKind::kExcluded, "", "restarted for seq 4", ""}; }
 
 using Names = std::vector<std::string>;
 
@@ -136,6 +136,15 @@ TEST(DecideEarly, UnanimityWaitsForEveryone) {
   const Policy policy = Policy::DefaultFor(2);
   EXPECT_EQ(Decide(std::vector<Outcome>{Reply("a", kOk), Pending("b")}, policy).kind, VerdictKind::kPending);
   EXPECT_EQ(Decide(std::vector<Outcome>{Crash("a"), Pending("b")}, policy).kind, VerdictKind::kPending);
+}
+
+TEST(Decide, UsesAPrecomputedComparableForm) {
+  const Policy policy = Policy::DefaultFor(3);
+  Outcome a = Reply("a", kOk), b = Reply("b", kOther), c = Reply("c", kOk);
+  b.comparable = ComparableForm(kOk, policy.ignored);  // the caller says b's reply compares equal
+  const Verdict v = Decide(std::vector<Outcome>{a, b, c}, policy);
+  EXPECT_EQ(v.kind, VerdictKind::kCommit);
+  EXPECT_EQ(v.agreeing, (Names{"a", "b", "c"}));
 }
 
 TEST(ComparableForm, IgnoresOnlyTheNamedPointers) {

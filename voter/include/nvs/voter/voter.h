@@ -28,6 +28,9 @@ struct Outcome {
   OutcomeKind kind = OutcomeKind::kPending;
   std::string result;                       // kReply: the result, JSON text
   std::string detail;                       // human words, e.g. "killed by SIGSEGV after 3 ms"
+  // Optional: ComparableForm(result, policy.ignored), when the caller has it
+  // already (a hot path need not parse the same reply again on every call).
+  std::string comparable;
 };
 
 enum class PolicyKind {

@@ -1,0 +1,349 @@
+// nvs-bench: latency and throughput of commands, side by side in one run on
+// the same machine:
+//   direct      a client talking to router-a directly over ZeroMQ (the floor)
+//   nvsd-1/2/3  the same commands through nvsd with 1, 2 and 3 variants
+// and the time from a variant's SIGKILL to the next committed reply.
+// Prints a table and writes JSON (--json FILE).
+//
+// usage: nvs-bench [--commands N] [--kills N] [--json FILE]
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <deque>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <thread>
+#include <zmq.hpp>
+
+#include "variant_harness.h"
+
+extern char** environ;
+
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+double Micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
+
+struct Stats {
+  double p50 = 0, p99 = 0, mean = 0, max = 0, per_second = 0;
+  std::size_t n = 0;
+};
+
+Stats Summarise(std::vector<double> samples, double seconds) {
+  Stats s;
+  if (samples.empty()) return s;
+  std::sort(samples.begin(), samples.end());
+  s.n = samples.size();
+  s.p50 = samples[samples.size() / 2];
+  s.p99 = samples[std::min(samples.size() - 1, samples.size() * 99 / 100)];
+  s.max = samples.back();
+  s.mean = std::accumulate(samples.begin(), samples.end(), 0.0) / static_cast<double>(samples.size());
+  s.per_second = static_cast<double>(samples.size()) / seconds;
+  return s;
+}
+
+json ToJson(const Stats& s) {
+  return {{"n", s.n}, {"p50_us", s.p50}, {"p99_us", s.p99}, {"mean_us", s.mean}, {"max_us", s.max},
+          {"per_second", s.per_second}};
+}
+
+std::string RouteCommand(std::size_t i) {
+  return R"({"op":"route","client":"bench","routes":[{"output":)" + std::to_string(i % 16) + R"(,"input":)" +
+         std::to_string((i * 7 + 1) % 16) + "}]}";
+}
+
+// ---- direct -------------------------------------------------------------------
+
+Stats BenchDirect(std::size_t commands) {
+  // ipc, like nvsd's sockets in this benchmark, so the comparison is fair.
+  const std::string socket = "/tmp/nvs-bench-direct-" + std::to_string(getpid()) + ".sock";
+  nvs::testing::VariantHarness harness("ipc://" + socket);
+  std::string error;
+  if (!harness.Start(nvs::testing::RouterVariant("router-a"), error)) throw std::runtime_error(error);
+  std::vector<double> samples;
+  samples.reserve(commands);
+  const auto start = Clock::now();
+  for (std::size_t i = 0; i < commands; ++i) {
+    const std::string bytes = R"({"type":"apply","seq":)" + std::to_string(i + 1) + R"(,"time_ns":1,"cmd":)" +
+                              RouteCommand(i) + "}";
+    const auto t0 = Clock::now();
+    harness.Send("router-a", bytes);
+    if (!harness.Receive("router-a")) throw std::runtime_error("direct: no reply");
+    samples.push_back(Micros(Clock::now() - t0));
+  }
+  const Stats stats = Summarise(samples, std::chrono::duration<double>(Clock::now() - start).count());
+  fs::remove(socket);
+  return stats;
+}
+
+// ---- nvsd ---------------------------------------------------------------------
+
+class Nvsd {
+ public:
+  Nvsd(const std::vector<std::string>& variants, const std::map<std::string, std::vector<std::string>>& extra = {}) {
+    char pattern[] = "/tmp/nvs-bench-XXXXXX";
+    dir_ = mkdtemp(pattern);
+    json list = json::array();
+    for (const auto& name : variants) {
+      json v = {{"name", name}};
+      json argv = name == "router-c" ? json{NVS_PYTHON, NVS_ROUTER_C} : json{name == "router-a" ? NVS_ROUTER_A : NVS_ROUTER_B};
+      if (auto it = extra.find(name); it != extra.end()) {
+        for (const auto& e : it->second) argv.push_back(e);
+      }
+      v["argv"] = argv;
+      if (name == "router-c") v["transport"] = "stdio";
+      list.push_back(v);
+    }
+    endpoint_ = "ipc://" + (dir_ / "client.sock").string();
+    json config = {{"state_dir", (dir_ / "state").string()}, {"client_endpoint", endpoint_}, {"event_endpoint", ""},
+                   {"variant_endpoint", "ipc://" + (dir_ / "variants.sock").string()}, {"variants", list},
+                   {"deadline_ms", 2000}, {"restart", {{"intensity", 1000}, {"period_ms", 1000}}}};
+    std::ofstream(dir_ / "nvsd.json") << config.dump();
+    const std::string config_path = (dir_ / "nvsd.json").string();
+    const std::string log = (dir_ / "nvsd.log").string();
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    const char* argv[] = {NVS_NVSD, "--config", config_path.c_str(), nullptr};
+    if (posix_spawn(&pid_, NVS_NVSD, &actions, nullptr, const_cast<char**>(argv), environ) != 0) {
+      throw std::runtime_error("cannot start nvsd");
+    }
+    posix_spawn_file_actions_destroy(&actions);
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.set(zmq::sockopt::reconnect_ivl, 10);
+    socket_.connect(endpoint_);
+    WaitAllHealthy();
+  }
+  ~Nvsd() {
+    nvs::testing::SignalProcess(pid_, SIGTERM);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  // Sends a request whose id is `id` and returns the reply carrying that id
+  // (replies to other requests that arrive meanwhile are kept for Receive).
+  std::string Call(const std::string& request, std::chrono::milliseconds deadline = std::chrono::milliseconds(20000)) {
+    const auto id_at = request.find(R"("id":")");
+    const std::string id = request.substr(id_at + 6, request.find('"', id_at + 6) - id_at - 6);
+    socket_.send(zmq::buffer(request), zmq::send_flags::none);
+    for (;;) {
+      std::string reply = ReceiveFromSocket(deadline);
+      if (reply.find(R"("id":")" + id + "\"") != std::string::npos) return reply;
+      other_.push_back(std::move(reply));
+    }
+  }
+  void SendOnly(const std::string& request) { socket_.send(zmq::buffer(request), zmq::send_flags::none); }
+  std::string Receive(std::chrono::milliseconds deadline = std::chrono::milliseconds(20000)) {
+    if (!other_.empty()) {
+      std::string reply = std::move(other_.front());
+      other_.pop_front();
+      return reply;
+    }
+    return ReceiveFromSocket(deadline);
+  }
+  std::string ReceiveFromSocket(std::chrono::milliseconds deadline) {
+    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, deadline) == 0) throw std::runtime_error("nvsd: no reply in time");
+    zmq::message_t message;
+    (void)socket_.recv(message, zmq::recv_flags::none);
+    return message.to_string();
+  }
+
+  json Status() { return json::parse(Call(R"({"type":"status","id":"status"})")); }
+
+  void WaitAllHealthy() {
+    const auto until = Clock::now() + std::chrono::seconds(30);
+    while (Clock::now() < until) {
+      json s = Status();
+      bool all = s["nvsd"]["ready"] == true && s["nvsd"]["active"] == 0 && s["nvsd"]["syncing"] == false;
+      for (const auto& v : s["variants"]) all = all && v["state"] == "healthy" && v["in_flight"] == 0;
+      if (all) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));  // a benchmark, not a test: polling is fine
+    }
+    throw std::runtime_error("nvsd: variants not healthy in time");
+  }
+
+  int VariantPid(const std::string& name) {
+    const json status = Status();
+    for (const auto& v : status["variants"]) {
+      if (v["name"] == name && v["pid"].get<int>() > 0) return v["pid"].get<int>();
+    }
+    throw std::runtime_error("no running " + name + " in " + status.dump());
+  }
+
+ private:
+  fs::path dir_;
+  std::string endpoint_;
+  pid_t pid_ = -1;
+  zmq::context_t context_{1};
+  zmq::socket_t socket_{context_, zmq::socket_type::dealer};
+  std::deque<std::string> other_;
+};
+
+std::string CommandRequest(std::size_t i, const std::string& cmd) {
+  return R"({"type":"command","id":"b)" + std::to_string(i) + R"(","cmd":)" + cmd + "}";
+}
+
+Stats BenchNvsd(const std::vector<std::string>& variants, std::size_t commands, Stats* pipelined) {
+  Nvsd nvsd(variants);
+  for (std::size_t i = 0; i < 200; ++i) nvsd.Call(CommandRequest(i, RouteCommand(i)));  // warm-up
+  nvsd.WaitAllHealthy();
+  std::vector<double> samples;
+  samples.reserve(commands);
+  const auto start = Clock::now();
+  for (std::size_t i = 0; i < commands; ++i) {
+    const std::string request = CommandRequest(i, RouteCommand(i));
+    const auto t0 = Clock::now();
+    const std::string reply = nvsd.Call(request);
+    samples.push_back(Micros(Clock::now() - t0));
+    if (reply.find("\"committed\"") == std::string::npos) throw std::runtime_error("not committed: " + reply);
+  }
+  const Stats closed = Summarise(samples, std::chrono::duration<double>(Clock::now() - start).count());
+  // Pipelined: keep 32 requests outstanding.
+  nvsd.WaitAllHealthy();
+  const auto p_start = Clock::now();
+  std::size_t sent = 0, received = 0;
+  while (received < commands) {
+    while (sent < commands && sent - received < 32) {
+      nvsd.SendOnly(CommandRequest(sent, RouteCommand(sent)));
+      ++sent;
+    }
+    nvsd.Receive();
+    ++received;
+  }
+  const double p_seconds = std::chrono::duration<double>(Clock::now() - p_start).count();
+  pipelined->n = commands;
+  pipelined->per_second = static_cast<double>(commands) / p_seconds;
+  return closed;
+}
+
+// Three variants under a closed-loop stream; SIGKILL router-b between two
+// commands' sends: the time from the kill to the next committed reply, and
+// the worst latency of the 200 commands after it (the resync).
+json BenchKillInStream(int kills) {
+  Nvsd nvsd({"router-a", "router-b", "router-c"});
+  std::vector<double> to_commit, worst_after;
+  std::size_t i = 0;
+  for (int k = 0; k < kills; ++k) {
+    nvsd.WaitAllHealthy();
+    for (int w = 0; w < 50; ++w, ++i) nvsd.Call(CommandRequest(i, RouteCommand(i)));
+    const int pid = nvsd.VariantPid("router-b");
+    const std::string request = CommandRequest(i, RouteCommand(i));
+    ++i;
+    nvsd.SendOnly(request);
+    const auto killed = Clock::now();
+    if (!nvs::testing::SignalProcess(pid, SIGKILL)) throw std::runtime_error("no variant process to kill");
+    const std::string reply = nvsd.Receive();
+    to_commit.push_back(Micros(Clock::now() - killed));
+    if (reply.find("\"committed\"") == std::string::npos) throw std::runtime_error("kill: not committed: " + reply);
+    double worst = 0;
+    for (int w = 0; w < 200; ++w, ++i) {
+      const auto t0 = Clock::now();
+      nvsd.Call(CommandRequest(i, RouteCommand(i)));
+      worst = std::max(worst, Micros(Clock::now() - t0));
+    }
+    worst_after.push_back(worst);
+  }
+  const Stats a = Summarise(to_commit, 1), b = Summarise(worst_after, 1);
+  return {{"kill_to_next_commit", ToJson(a)}, {"worst_latency_next_200", ToJson(b)}};
+}
+
+// Two variants; router-b holds the command (a hang fault), so the command is
+// in flight at it when it is SIGKILLed: the time from the kill to the commit.
+json BenchKillInFlight(int kills) {
+  Nvsd nvsd({"router-a", "router-b"}, {{"router-b", {"--fault", "hang-on=HOLD"}}});
+  std::vector<double> samples;
+  for (int k = 0; k < kills; ++k) {
+    nvsd.WaitAllHealthy();
+    const std::string cmd = R"({"op":"label","client":"bench","kind":"input","labels":[{"index":0,"text":"HOLD-)" +
+                            std::to_string(k) + R"("}]})";
+    const int pid = nvsd.VariantPid("router-b");
+    nvsd.SendOnly(CommandRequest(100000 + static_cast<std::size_t>(k), cmd));
+    // Wait until router-b holds it: nvsd reports one request in flight there.
+    for (;;) {
+      json s = nvsd.Status();
+      bool holding = false;
+      for (const auto& v : s["variants"]) holding = holding || (v["name"] == "router-b" && v["in_flight"] == 1);
+      if (holding) break;
+    }
+    const auto killed = Clock::now();
+    if (!nvs::testing::SignalProcess(pid, SIGKILL)) throw std::runtime_error("no variant process to kill");
+    const std::string reply = nvsd.Receive();
+    samples.push_back(Micros(Clock::now() - killed));
+    if (reply.find("\"committed\"") == std::string::npos) throw std::runtime_error("in flight: not committed: " + reply);
+  }
+  return {{"kill_to_commit_of_inflight", ToJson(Summarise(samples, 1))}};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::size_t commands = 10000;
+  int kills = 20;
+  std::string json_path = "bench-results.json";
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--commands" && i + 1 < argc) commands = std::stoul(argv[++i]);
+    else if (arg == "--kills" && i + 1 < argc) kills = std::stoi(argv[++i]);
+    else if (arg == "--json" && i + 1 < argc) json_path = argv[++i];
+    else {
+      std::cerr << "usage: nvs-bench [--commands N] [--kills N] [--json FILE]\n";
+      return 2;
+    }
+  }
+  signal(SIGPIPE, SIG_IGN);
+  json out = {{"commands", commands}};
+  std::printf("%-22s %10s %10s %10s %12s %14s\n", "configuration", "p50 us", "p99 us", "mean us", "cmd/s (1)",
+              "cmd/s (32 out)");
+  const Stats direct = BenchDirect(commands);
+  std::printf("%-22s %10.1f %10.1f %10.1f %12.0f %14s\n", "direct router-a", direct.p50, direct.p99, direct.mean,
+              direct.per_second, "-");
+  out["direct"] = ToJson(direct);
+  const std::vector<std::pair<std::string, std::vector<std::string>>> setups = {
+      {"nvsd-1 (a)", {"router-a"}},
+      {"nvsd-2 (a,b)", {"router-a", "router-b"}},
+      {"nvsd-3 (a,b,c)", {"router-a", "router-b", "router-c"}},
+  };
+  for (const auto& [label, variants] : setups) {
+    Stats pipelined;
+    const Stats s = BenchNvsd(variants, commands, &pipelined);
+    std::printf("%-22s %10.1f %10.1f %10.1f %12.0f %14.0f\n", label.c_str(), s.p50, s.p99, s.mean, s.per_second,
+                pipelined.per_second);
+    out[label] = ToJson(s);
+    out[label]["pipelined_per_second"] = pipelined.per_second;
+  }
+  const double ratio = out["nvsd-3 (a,b,c)"]["p50_us"].get<double>() / direct.p50;
+  std::printf("\np50 through nvsd with 3 variants / direct: %.2fx (target <= 2x)\n", ratio);
+  out["p50_ratio_3_vs_direct"] = ratio;
+
+  const json stream = BenchKillInStream(kills);
+  const json inflight = BenchKillInFlight(kills);
+  std::printf("SIGKILL of router-b in a 3-variant stream -> next committed reply: p50 %.0f us, max %.0f us\n",
+              stream["kill_to_next_commit"]["p50_us"].get<double>(), stream["kill_to_next_commit"]["max_us"].get<double>());
+  std::printf("  worst latency of the 200 commands after it (resync): p50 %.0f us, max %.0f us\n",
+              stream["worst_latency_next_200"]["p50_us"].get<double>(),
+              stream["worst_latency_next_200"]["max_us"].get<double>());
+  std::printf("SIGKILL of the variant holding the in-flight command (2 variants) -> its commit: p50 %.0f us, max %.0f us "
+              "(target <= 2000 us)\n",
+              inflight["kill_to_commit_of_inflight"]["p50_us"].get<double>(),
+              inflight["kill_to_commit_of_inflight"]["max_us"].get<double>());
+  out["kill_in_stream"] = stream;
+  out["kill_in_flight"] = inflight;
+  std::ofstream(json_path) << out.dump(2) << "\n";
+  std::printf("\nwrote %s\n", json_path.c_str());
+  return 0;
+}
