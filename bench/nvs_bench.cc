@@ -38,8 +38,19 @@ double Micros(Clock::duration d) { return std::chrono::duration<double, std::mic
 
 struct Stats {
   double p50 = 0, p99 = 0, mean = 0, max = 0, per_second = 0;
+  double cpu_us = 0;  // CPU time of the whole machine (all processes, all cores) per command
   std::size_t n = 0;
 };
+
+// Busy CPU time of the whole machine so far, in microseconds (from /proc/stat).
+double MachineBusyMicros() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  double user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+  in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
+  const double ticks = user + nice + system + irq + softirq;
+  return ticks * 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
 
 Stats Summarise(std::vector<double> samples, double seconds) {
   Stats s;
@@ -56,7 +67,7 @@ Stats Summarise(std::vector<double> samples, double seconds) {
 
 json ToJson(const Stats& s) {
   return {{"n", s.n}, {"p50_us", s.p50}, {"p99_us", s.p99}, {"mean_us", s.mean}, {"max_us", s.max},
-          {"per_second", s.per_second}};
+          {"per_second", s.per_second}, {"machine_cpu_us_per_command", s.cpu_us}};
 }
 
 std::string RouteCommand(std::size_t i) {
@@ -74,6 +85,7 @@ Stats BenchDirect(std::size_t commands) {
   if (!harness.Start(nvs::testing::RouterVariant("router-a"), error)) throw std::runtime_error(error);
   std::vector<double> samples;
   samples.reserve(commands);
+  const double cpu_start = MachineBusyMicros();
   const auto start = Clock::now();
   for (std::size_t i = 0; i < commands; ++i) {
     const std::string bytes = R"({"type":"apply","seq":)" + std::to_string(i + 1) + R"(,"time_ns":1,"cmd":)" +
@@ -83,7 +95,8 @@ Stats BenchDirect(std::size_t commands) {
     if (!harness.Receive("router-a")) throw std::runtime_error("direct: no reply");
     samples.push_back(Micros(Clock::now() - t0));
   }
-  const Stats stats = Summarise(samples, std::chrono::duration<double>(Clock::now() - start).count());
+  Stats stats = Summarise(samples, std::chrono::duration<double>(Clock::now() - start).count());
+  stats.cpu_us = (MachineBusyMicros() - cpu_start) / static_cast<double>(commands);
   fs::remove(socket);
   return stats;
 }
@@ -204,6 +217,7 @@ Stats BenchNvsd(const std::vector<std::string>& variants, std::size_t commands, 
   nvsd.WaitAllHealthy();
   std::vector<double> samples;
   samples.reserve(commands);
+  const double cpu_start = MachineBusyMicros();
   const auto start = Clock::now();
   for (std::size_t i = 0; i < commands; ++i) {
     const std::string request = CommandRequest(i, RouteCommand(i));
@@ -212,7 +226,8 @@ Stats BenchNvsd(const std::vector<std::string>& variants, std::size_t commands, 
     samples.push_back(Micros(Clock::now() - t0));
     if (reply.find("\"committed\"") == std::string::npos) throw std::runtime_error("not committed: " + reply);
   }
-  const Stats closed = Summarise(samples, std::chrono::duration<double>(Clock::now() - start).count());
+  Stats closed = Summarise(samples, std::chrono::duration<double>(Clock::now() - start).count());
+  closed.cpu_us = (MachineBusyMicros() - cpu_start) / static_cast<double>(commands);
   // Pipelined: keep 32 requests outstanding.
   nvsd.WaitAllHealthy();
   const auto p_start = Clock::now();
@@ -291,6 +306,8 @@ json BenchKillInFlight(int kills) {
 
 }  // namespace
 
+int Run(std::size_t commands, int kills, const std::string& json_path);
+
 int main(int argc, char** argv) {
   std::size_t commands = 10000;
   int kills = 20;
@@ -306,12 +323,21 @@ int main(int argc, char** argv) {
     }
   }
   signal(SIGPIPE, SIG_IGN);
+  try {
+    return Run(commands, kills, json_path);
+  } catch (const std::exception& e) {  // destructors stop nvsd and the variants on the way out
+    std::cerr << "nvs-bench: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+int Run(std::size_t commands, int kills, const std::string& json_path) {
   json out = {{"commands", commands}};
-  std::printf("%-22s %10s %10s %10s %12s %14s\n", "configuration", "p50 us", "p99 us", "mean us", "cmd/s (1)",
-              "cmd/s (32 out)");
+  std::printf("%-22s %9s %9s %9s %10s %14s %12s\n", "configuration", "p50 us", "p99 us", "mean us", "cmd/s (1)",
+              "cmd/s (32 out)", "CPU us/cmd");
   const Stats direct = BenchDirect(commands);
-  std::printf("%-22s %10.1f %10.1f %10.1f %12.0f %14s\n", "direct router-a", direct.p50, direct.p99, direct.mean,
-              direct.per_second, "-");
+  std::printf("%-22s %9.1f %9.1f %9.1f %10.0f %14s %12.0f\n", "direct router-a", direct.p50, direct.p99, direct.mean,
+              direct.per_second, "-", direct.cpu_us);
   out["direct"] = ToJson(direct);
   const std::vector<std::pair<std::string, std::vector<std::string>>> setups = {
       {"nvsd-1 (a)", {"router-a"}},
@@ -321,13 +347,14 @@ int main(int argc, char** argv) {
   for (const auto& [label, variants] : setups) {
     Stats pipelined;
     const Stats s = BenchNvsd(variants, commands, &pipelined);
-    std::printf("%-22s %10.1f %10.1f %10.1f %12.0f %14.0f\n", label.c_str(), s.p50, s.p99, s.mean, s.per_second,
-                pipelined.per_second);
+    std::printf("%-22s %9.1f %9.1f %9.1f %10.0f %14.0f %12.0f\n", label.c_str(), s.p50, s.p99, s.mean, s.per_second,
+                pipelined.per_second, s.cpu_us);
     out[label] = ToJson(s);
     out[label]["pipelined_per_second"] = pipelined.per_second;
   }
   const double ratio = out["nvsd-3 (a,b,c)"]["p50_us"].get<double>() / direct.p50;
-  std::printf("\np50 through nvsd with 3 variants / direct: %.2fx (target <= 2x)\n", ratio);
+  std::printf("\np50 through nvsd with 3 variants / direct: %.2fx (target <= 2x); %ld cores\n", ratio,
+              sysconf(_SC_NPROCESSORS_ONLN));
   out["p50_ratio_3_vs_direct"] = ratio;
 
   const json stream = BenchKillInStream(kills);

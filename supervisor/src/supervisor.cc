@@ -344,7 +344,11 @@ struct Supervisor::Impl {
     v.restart_pending = "restart: " + why;
   }
 
+  // A fork and exec stalls the loop for a millisecond or more: while a
+  // command is undecided it would delay that command's verdict, so restarts
+  // wait for it (at most a deadline, since every undecided command has one).
   void SpawnPendingRestarts() {
+    if (std::any_of(active.begin(), active.end(), [](const Command& c) { return !c.verdict; })) return;
     for (auto& v : variants) {
       if (!v.restart_pending || stopping) continue;
       const std::string why = *v.restart_pending;
@@ -1380,7 +1384,9 @@ struct Supervisor::Impl {
           }
         }
       }
-      DrainVariantSocket();
+      // zmq_poll's revents are exact for ZeroMQ sockets: a socket that is not
+      // readable is not touched (every recv attempt costs system calls).
+      if (items[1].revents & ZMQ_POLLIN) DrainVariantSocket();
       for (std::size_t k = 0; k < fds.size(); ++k) {
         const auto& item = items[3 + k];
         Variant& v = variants[fds[k].first];
@@ -1392,7 +1398,7 @@ struct Supervisor::Impl {
         Variant& v = variants[fds[k].first];
         if (v.process && !v.process->exit_info()) OnProcessExit(v);
       }
-      DrainClientSocket();
+      if (items[0].revents & ZMQ_POLLIN) DrainClientSocket();
       CheckDeadlines();
       Pump();
       SpawnPendingRestarts();

@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "nvsd_harness.h"
 #include "variant_harness.h"
 
@@ -77,6 +79,36 @@ TEST(Lifecycle, SigkilledNvsdTakesItsVariantsWithIt) {
   ASSERT_TRUE(SignalProcess(nvsd.nvsd_pid(), SIGKILL));
   ASSERT_TRUE(nvsd.WaitNvsdExit(std::chrono::milliseconds(10000)));
   for (int pid : pids) EXPECT_TRUE(ProcessExits(pid, std::chrono::milliseconds(5000))) << "variant " << pid << " orphaned";
+}
+
+TEST(Lifecycle, TheBlockListSurvivesARestartOfNvsd) {
+  char pattern[] = "/tmp/nvs-state-XXXXXX";
+  const std::string state_dir = mkdtemp(pattern);
+  const json poison = {{"op", "label"}, {"client", "lc"}, {"kind", "output"},
+                       {"labels", {{{"index", 1}, {"text", "DEADLY"}}}}};
+  std::string report;
+  {
+    NvsdHarness nvsd(NvsdOptions({VariantSpec("router-a", {"--fault", "crash-on=DEADLY"}),
+                                  VariantSpec("router-b", {"--fault", "abort-on=DEADLY"}), "router-c"},
+                                 {{"state_dir", state_dir}}));
+    ASSERT_TRUE(nvsd.WaitAllHealthy());
+    json reply = nvsd.Command(poison);
+    ASSERT_EQ(reply["status"], "quarantined") << reply.dump();
+    report = reply["report"];
+  }
+  {
+    NvsdHarness nvsd(NvsdOptions({"router-a", "router-b", "router-c"}, {{"state_dir", state_dir}}));
+    ASSERT_TRUE(nvsd.WaitAllHealthy());
+    EXPECT_EQ(nvsd.Status()["nvsd"]["quarantined"], 1);
+    json again = nvsd.Command(poison);
+    EXPECT_EQ(again["status"], "quarantined") << again.dump();
+    EXPECT_EQ(again["report"], report);
+    for (const std::string name : {"router-a", "router-b", "router-c"}) {
+      EXPECT_TRUE(nvsd.ReceivedLog(name).empty()) << name << " was sent the blocked command";
+    }
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(state_dir, ec);
 }
 
 TEST(Lifecycle, AnInvalidConfigIsRefusedWithTheField) {
