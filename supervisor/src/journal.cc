@@ -1,0 +1,185 @@
+#include "journal.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/crc.hpp>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+namespace nvs::supervisor {
+namespace {
+
+void PutU32(std::string& out, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+std::uint32_t GetU32(std::string_view bytes, std::size_t at) {
+  std::uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(bytes[at + static_cast<std::size_t>(i)]);
+  return v;
+}
+
+std::int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+Status WriteAll(int fd, std::string_view bytes) {
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::Error(std::string("journal write: ") + std::strerror(errno));
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::uint32_t Crc32(std::string_view bytes) {
+  boost::crc_32_type crc;
+  crc.process_bytes(bytes.data(), bytes.size());
+  return crc.checksum();
+}
+
+std::string FrameRecord(std::string_view payload) {
+  std::string out;
+  out.reserve(payload.size() + 8);
+  PutU32(out, static_cast<std::uint32_t>(payload.size()));
+  PutU32(out, Crc32(payload));
+  out.append(payload);
+  return out;
+}
+
+JournalScan ScanJournal(std::string_view bytes) {
+  JournalScan scan;
+  if (bytes.size() < kJournalMagic.size()) {
+    if (!bytes.empty()) scan.damage = "file shorter than its magic line (" + std::to_string(bytes.size()) + " bytes)";
+    return scan;
+  }
+  if (bytes.substr(0, kJournalMagic.size()) != kJournalMagic) {
+    scan.damage = "not a journal (bad magic line)";
+    return scan;
+  }
+  std::size_t at = kJournalMagic.size();
+  scan.good_bytes = at;
+  while (at < bytes.size()) {
+    if (bytes.size() - at < 8) {
+      scan.damage = "torn record header at offset " + std::to_string(at);
+      return scan;
+    }
+    const std::uint32_t length = GetU32(bytes, at);
+    const std::uint32_t crc = GetU32(bytes, at + 4);
+    if (length > kMaxJournalRecordBytes) {
+      scan.damage = "record at offset " + std::to_string(at) + " claims " + std::to_string(length) + " bytes";
+      return scan;
+    }
+    if (bytes.size() - at - 8 < length) {
+      scan.damage = "torn record at offset " + std::to_string(at) + " (" + std::to_string(length) + " bytes claimed, " +
+                    std::to_string(bytes.size() - at - 8) + " present)";
+      return scan;
+    }
+    const std::string_view payload = bytes.substr(at + 8, length);
+    if (Crc32(payload) != crc) {
+      scan.damage = "checksum mismatch in record at offset " + std::to_string(at);
+      return scan;
+    }
+    scan.records.emplace_back(payload);
+    at += 8 + length;
+    scan.good_bytes = at;
+  }
+  return scan;
+}
+
+Result<std::unique_ptr<JournalWriter>> JournalWriter::Open(const std::filesystem::path& path, FsyncPolicy policy,
+                                                           int batch_ms, std::vector<std::string>* existing,
+                                                           std::string* damage) {
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::Error(path.string() + ": " + std::strerror(errno));
+  std::unique_ptr<JournalWriter> writer(new JournalWriter());
+  writer->fd_ = fd;
+  writer->policy_ = policy;
+  writer->batch_ms_ = batch_ms;
+  struct stat st {};
+  if (fstat(fd, &st) != 0) return Status::Error(path.string() + ": " + std::strerror(errno));
+  std::string content(static_cast<std::size_t>(st.st_size), '\0');
+  std::size_t got = 0;
+  while (got < content.size()) {
+    const ssize_t n = pread(fd, content.data() + got, content.size() - got, static_cast<off_t>(got));
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      break;
+    }
+    got += static_cast<std::size_t>(n);
+  }
+  content.resize(got);
+  JournalScan scan = ScanJournal(content);
+  if (!scan.damage.empty() && scan.good_bytes == 0 && content.size() >= kJournalMagic.size()) {
+    return Status::Error(path.string() + ": " + scan.damage + "; refusing to overwrite it");
+  }
+  if (scan.good_bytes == 0) {
+    // A new (or empty/torn-at-birth) journal: start it.
+    if (ftruncate(fd, 0) != 0) return Status::Error(path.string() + ": " + std::strerror(errno));
+    if (lseek(fd, 0, SEEK_SET) < 0) return Status::Error(path.string() + ": " + std::strerror(errno));
+    Status s = WriteAll(fd, kJournalMagic);
+    if (!s.ok()) return s;
+    if (fsync(fd) != 0) return Status::Error(path.string() + ": fsync: " + std::strerror(errno));
+    writer->size_ = kJournalMagic.size();
+  } else {
+    if (scan.good_bytes < content.size()) {
+      // Cut the damaged tail so new records follow the last good one.
+      if (ftruncate(fd, static_cast<off_t>(scan.good_bytes)) != 0 || fsync(fd) != 0) {
+        return Status::Error(path.string() + ": cannot cut the damaged tail: " + std::strerror(errno));
+      }
+    }
+    if (lseek(fd, static_cast<off_t>(scan.good_bytes), SEEK_SET) < 0) {
+      return Status::Error(path.string() + ": " + std::strerror(errno));
+    }
+    writer->size_ = scan.good_bytes;
+  }
+  writer->records_ = scan.records.size();
+  writer->last_sync_ms_ = NowMs();
+  if (existing != nullptr) *existing = std::move(scan.records);
+  if (damage != nullptr) *damage = scan.damage;
+  return writer;
+}
+
+JournalWriter::~JournalWriter() {
+  if (fd_ >= 0) {
+    Flush(/*force=*/true);
+    close(fd_);
+  }
+}
+
+void JournalWriter::Append(std::string_view payload) {
+  buffer_ += FrameRecord(payload);
+  ++records_;
+}
+
+Status JournalWriter::Flush(bool force) {
+  if (!buffer_.empty()) {
+    Status s = WriteAll(fd_, buffer_);
+    if (!s.ok()) return s;
+    size_ += buffer_.size();
+    buffer_.clear();
+    unsynced_ = true;
+  }
+  if (!unsynced_) return Status::Ok();
+  const bool sync = force || policy_ == FsyncPolicy::kAlways ||
+                    (policy_ == FsyncPolicy::kBatch && NowMs() - last_sync_ms_ >= batch_ms_);
+  if (!sync) return Status::Ok();
+  if (policy_ != FsyncPolicy::kNone || force) {
+    if (fdatasync(fd_) != 0) return Status::Error(std::string("journal fdatasync: ") + std::strerror(errno));
+  }
+  unsynced_ = false;
+  last_sync_ms_ = NowMs();
+  return Status::Ok();
+}
+
+}  // namespace nvs::supervisor

@@ -1,0 +1,81 @@
+// The write-ahead journal's on-disk format (protocol/JOURNAL.md): a magic
+// line, then records, each framed as
+//   u32 little-endian payload length | u32 little-endian CRC-32 (IEEE) of the payload | payload
+// The payload is one JSON object. A torn or corrupt tail (a crash in the
+// middle of a write, a flipped bit) is detected by the length and checksum,
+// reported, and cut at the last good record; nothing before it is lost.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "nvs/status.h"
+
+namespace nvs::supervisor {
+
+inline constexpr std::string_view kJournalMagic = "NVSJOURNAL 1\n";
+inline constexpr std::uint32_t kMaxJournalRecordBytes = 64u << 20;
+
+// CRC-32 (IEEE 802.3, as zlib) of `bytes`.
+std::uint32_t Crc32(std::string_view bytes);
+
+// One framed record.
+std::string FrameRecord(std::string_view payload);
+
+struct JournalScan {
+  std::vector<std::string> records;  // payloads, in order
+  std::size_t good_bytes = 0;        // length of the valid prefix (magic included)
+  std::string damage;                // why the rest is not valid; empty when the file ended cleanly
+};
+
+// Reads a journal's bytes. Never throws; never trusts a length it cannot check.
+JournalScan ScanJournal(std::string_view bytes);
+
+enum class FsyncPolicy {
+  kAlways,  // a record is durable before anything that depends on it is sent (group commit)
+  kBatch,   // fsync at most every batch_ms
+  kNone,    // leave it to the kernel
+};
+
+// Appends records to one journal file. Not thread-safe.
+class JournalWriter {
+ public:
+  // Opens or creates the file. An existing file is scanned: its records are
+  // returned in `existing`; a damaged tail is cut and described in `damage`.
+  static Result<std::unique_ptr<JournalWriter>> Open(const std::filesystem::path& path, FsyncPolicy policy,
+                                                     int batch_ms, std::vector<std::string>* existing,
+                                                     std::string* damage);
+  ~JournalWriter();
+  JournalWriter(const JournalWriter&) = delete;
+  JournalWriter& operator=(const JournalWriter&) = delete;
+
+  // Queues a record in memory. REQUIRES: payload.size() <= kMaxJournalRecordBytes.
+  void Append(std::string_view payload);
+
+  // Writes what is queued; fsyncs when the policy asks for it (kAlways: every
+  // call that wrote something; kBatch: when batch_ms have passed since the
+  // last fsync, or `force`). Returns an error when the disk refuses.
+  Status Flush(bool force = false);
+
+  // True when records were written but not yet fsynced.
+  bool unsynced() const { return unsynced_; }
+  std::uint64_t bytes() const { return size_; }
+  std::uint64_t records() const { return records_; }
+
+ private:
+  JournalWriter() = default;
+  int fd_ = -1;
+  FsyncPolicy policy_ = FsyncPolicy::kAlways;
+  int batch_ms_ = 0;
+  std::string buffer_;
+  bool unsynced_ = false;
+  std::uint64_t size_ = 0;
+  std::uint64_t records_ = 0;
+  std::int64_t last_sync_ms_ = 0;
+};
+
+}  // namespace nvs::supervisor

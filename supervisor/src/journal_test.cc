@@ -1,0 +1,148 @@
+#include "journal.h"
+
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace nvs::supervisor {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string JournalOf(const std::vector<std::string>& payloads) {
+  std::string bytes(kJournalMagic);
+  for (const auto& p : payloads) bytes += FrameRecord(p);
+  return bytes;
+}
+
+TEST(Crc32, KnownVector) {
+  EXPECT_EQ(Crc32("123456789"), 0xCBF43926u);
+  EXPECT_EQ(Crc32(""), 0u);
+}
+
+TEST(ScanJournal, ReadsEveryRecord) {
+  const std::vector<std::string> payloads = {R"({"seq":1})", "", std::string(100000, 'x'), R"({"seq":2})"};
+  const JournalScan scan = ScanJournal(JournalOf(payloads));
+  EXPECT_EQ(scan.records, payloads);
+  EXPECT_TRUE(scan.damage.empty());
+  EXPECT_EQ(scan.good_bytes, JournalOf(payloads).size());
+}
+
+// A crash can stop a write at any byte: whatever the cut, the records before
+// it are all there and the damage is reported (or the cut fell on a boundary).
+TEST(ScanJournal, TornAtEveryByteKeepsTheGoodPrefix) {
+  const std::vector<std::string> payloads = {R"({"seq":1,"cmd":"a"})", R"({"seq":2,"cmd":"bb"})", R"({"seq":3})"};
+  const std::string full = JournalOf(payloads);
+  std::vector<std::size_t> boundaries = {kJournalMagic.size()};
+  for (const auto& p : payloads) boundaries.push_back(boundaries.back() + 8 + p.size());
+  for (std::size_t cut = kJournalMagic.size(); cut <= full.size(); ++cut) {
+    const JournalScan scan = ScanJournal(std::string_view(full).substr(0, cut));
+    std::size_t whole = 0;
+    while (whole + 1 < boundaries.size() && boundaries[whole + 1] <= cut) ++whole;
+    ASSERT_EQ(scan.records.size(), whole) << "cut at " << cut;
+    EXPECT_EQ(scan.good_bytes, boundaries[whole]) << "cut at " << cut;
+    const bool on_boundary = std::find(boundaries.begin(), boundaries.end(), cut) != boundaries.end();
+    EXPECT_EQ(scan.damage.empty(), on_boundary) << "cut at " << cut << ": " << scan.damage;
+  }
+}
+
+TEST(ScanJournal, AFlippedBitIsCaught) {
+  const std::string full = JournalOf({R"({"seq":1})", R"({"seq":2})"});
+  for (std::size_t at = kJournalMagic.size(); at < full.size(); ++at) {
+    std::string bad = full;
+    bad[at] = static_cast<char>(bad[at] ^ 0x10);
+    const JournalScan scan = ScanJournal(bad);
+    EXPECT_FALSE(scan.damage.empty()) << "flip at " << at;
+    EXPECT_LT(scan.records.size(), 2u) << "flip at " << at;
+  }
+}
+
+TEST(ScanJournal, RejectsWhatIsNotAJournal) {
+  EXPECT_FALSE(ScanJournal("GARBAGE, NOT A JOURNAL AT ALL").damage.empty());
+  EXPECT_TRUE(ScanJournal("").damage.empty());
+  // A length beyond the limit is not believed.
+  std::string huge(kJournalMagic);
+  huge += std::string("\xff\xff\xff\xff\0\0\0\0", 8);
+  EXPECT_NE(ScanJournal(huge).damage.find("claims"), std::string::npos);
+}
+
+class JournalFile : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/nvs-journal-XXXXXX";
+    dir_ = mkdtemp(pattern);
+    path_ = dir_ / "journal";
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string Contents() const {
+    std::ifstream in(path_, std::ios::binary);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+  fs::path dir_, path_;
+};
+
+TEST_F(JournalFile, AppendsAndReopens) {
+  {
+    std::vector<std::string> existing;
+    std::string damage;
+    auto writer = JournalWriter::Open(path_, FsyncPolicy::kAlways, 0, &existing, &damage);
+    ASSERT_TRUE(writer.ok()) << writer.status().message();
+    EXPECT_TRUE(existing.empty());
+    writer.value()->Append("one");
+    writer.value()->Append("two");
+    ASSERT_TRUE(writer.value()->Flush().ok());
+    EXPECT_FALSE(writer.value()->unsynced());
+  }
+  std::vector<std::string> existing;
+  std::string damage;
+  auto writer = JournalWriter::Open(path_, FsyncPolicy::kAlways, 0, &existing, &damage);
+  ASSERT_TRUE(writer.ok());
+  EXPECT_EQ(existing, (std::vector<std::string>{"one", "two"}));
+  EXPECT_TRUE(damage.empty());
+  writer.value()->Append("three");
+  ASSERT_TRUE(writer.value()->Flush().ok());
+  EXPECT_EQ(ScanJournal(Contents()).records, (std::vector<std::string>{"one", "two", "three"}));
+}
+
+TEST_F(JournalFile, ATornTailIsCutAndReported) {
+  std::string bytes = JournalOf({"one", "two"}) + FrameRecord("three").substr(0, 6);
+  std::ofstream(path_, std::ios::binary) << bytes;
+  std::vector<std::string> existing;
+  std::string damage;
+  auto writer = JournalWriter::Open(path_, FsyncPolicy::kAlways, 0, &existing, &damage);
+  ASSERT_TRUE(writer.ok());
+  EXPECT_EQ(existing, (std::vector<std::string>{"one", "two"}));
+  EXPECT_NE(damage.find("torn"), std::string::npos) << damage;
+  writer.value()->Append("four");
+  ASSERT_TRUE(writer.value()->Flush().ok());
+  EXPECT_EQ(ScanJournal(Contents()).records, (std::vector<std::string>{"one", "two", "four"}));
+  EXPECT_TRUE(ScanJournal(Contents()).damage.empty());
+}
+
+TEST_F(JournalFile, RefusesToOverwriteSomethingElse) {
+  std::ofstream(path_, std::ios::binary) << "this is somebody's precious file, not a journal";
+  std::vector<std::string> existing;
+  std::string damage;
+  auto writer = JournalWriter::Open(path_, FsyncPolicy::kAlways, 0, &existing, &damage);
+  EXPECT_FALSE(writer.ok());
+  EXPECT_EQ(Contents(), "this is somebody's precious file, not a journal");
+}
+
+TEST_F(JournalFile, BatchPolicyDefersTheSync) {
+  auto writer = JournalWriter::Open(path_, FsyncPolicy::kBatch, 60'000, nullptr, nullptr);
+  ASSERT_TRUE(writer.ok());
+  writer.value()->Append("x");
+  ASSERT_TRUE(writer.value()->Flush().ok());
+  EXPECT_TRUE(writer.value()->unsynced()) << "synced before the batch interval";
+  ASSERT_TRUE(writer.value()->Flush(/*force=*/true).ok());
+  EXPECT_FALSE(writer.value()->unsynced());
+}
+
+}  // namespace
+}  // namespace nvs::supervisor
