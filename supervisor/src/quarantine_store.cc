@@ -95,13 +95,14 @@ bool QuarantineStore::IsBlocked(const std::string& fingerprint, std::string* rep
 Status QuarantineStore::Write(const std::string& id, const std::string& report_json) {
   if (!ValidId(id)) return Status::Error("invalid report id '" + id + "'");
   const json report = json::parse(report_json, nullptr, /*allow_exceptions=*/false);
-  if (report.is_discarded() || !report.is_object() || !report.contains("fingerprint") || !report.contains("status")) {
+  if (report.is_discarded() || !report.is_object() || !report.contains("fingerprint") ||
+      !report["fingerprint"].is_string() || !report.contains("status") || !report["status"].is_string()) {
     return Status::Error("report " + id + " lacks a fingerprint or status");
   }
-  Status written = WriteFileAtomically(dir_ / (id + ".json"), report.dump(2) + "\n");
-  if (!written.ok()) return written;
+  // The block list changes first: a poison command stays blocked (in memory)
+  // even when the disk refuses the report.
   Index(id, report["fingerprint"].get<std::string>(), report["status"].get<std::string>());
-  return Status::Ok();
+  return WriteFileAtomically(dir_ / (id + ".json"), report.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
 }
 
 Result<std::string> QuarantineStore::WriteAttachment(const std::string& name, const std::string& content) {

@@ -58,6 +58,13 @@ enum class Purpose {
   kCheckpointSnapshot,  // snapshot for a periodic checkpoint
 };
 
+// A variant answering just inside every deadline could still fall ever
+// further behind; past this many unanswered requests it counts as hung.
+constexpr std::size_t kMaxInFlightPerVariant = 1024;
+// Per loop turn, at most this many messages are taken from one socket, so a
+// flood from one peer cannot starve the others or the deadlines.
+constexpr int kMaxMessagesPerTurn = 1000;
+
 struct Sent {
   Purpose purpose;
   std::string_view reply_type;  // the reply type expected
@@ -132,6 +139,12 @@ double MillisSince(Clock::time_point start, Clock::time_point now) {
   return std::chrono::duration<double, std::milli>(now - start).count();
 }
 
+// JSON text of a value that may hold bytes from outside (a variant's stderr,
+// a client's strings): invalid UTF-8 becomes U+FFFD instead of an exception.
+std::string Dump(const json& value, int indent = -1) {
+  return value.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+
 json ParseOrString(const std::string& text) {
   json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
   return value.is_discarded() ? json(text) : value;
@@ -183,6 +196,7 @@ struct Supervisor::Impl {
     Clock::time_point started;
   };
   std::optional<Round> round;
+  bool tie_retried = false;  // the last round ended in a digest tie and was retried from the checkpoint
   std::vector<std::string> reports_awaiting_pre_state;
 
   bool stopping = false;
@@ -302,6 +316,15 @@ struct Supervisor::Impl {
     spec.argv.insert(spec.argv.end(), v.config.argv.begin() + 1, v.config.argv.end());
     spec.env = EnvironmentFor(v);
     spec.working_dir = v.config.working_dir.empty() ? config.config_dir : config.config_dir / v.config.working_dir;
+    if (!std::filesystem::is_directory(spec.working_dir)) {
+      // Checked here: an exec that fails after the fork would leave a zombie
+      // Boost 1.81 does not reap.
+      const std::string error = "working_dir " + spec.working_dir.string() + " is not a directory";
+      Log(LogLevel::kError, "spawn_failed", {{"variant", v.config.name}, {"error", error}});
+      v.last_fault = error;
+      SetState(v, VariantState::kFailed, error);
+      return;
+    }
     spec.limits = v.config.limits;
     spec.stderr_log = config.state_dir / "logs" / (v.config.name + ".log");
     spec.stderr_log_bytes = config.stderr_log_bytes;
@@ -372,37 +395,57 @@ struct Supervisor::Impl {
     }
   }
 
-  // Gives every vote outstanding at `v` an outcome: the head `blame` (if any),
-  // the rest `excluded`. Drops the other outstanding requests.
+  // Gives every vote outstanding at `v` an outcome, and drops its other
+  // requests. Only the request at the head of the FIFO can be the one it
+  // failed on: that vote (if the head is a vote) gets `blame`; a head that
+  // is not a vote (a digest, a snapshot) blames no command. When the head is
+  // a vote, a crash is also counted against the queued votes whose command
+  // is still undecided, because the reply to the head may have been lost in
+  // the dying process: counting a death there can only make a verdict more
+  // cautious. The rest are excluded.
   void FailOutstanding(Variant& v, std::optional<voter::OutcomeKind> blame, const std::string& detail) {
-    bool head = true;
+    const bool head_is_vote = !v.fifo.empty() && v.fifo.front().purpose == Purpose::kVote;
+    bool first = true;
     for (const auto& sent : v.fifo) {
+      const bool head = std::exchange(first, false);
       if (sent.purpose == Purpose::kVote) {
-        if (Command* c = FindActive(sent.command)) {
-          auto& outcome = c->outcomes[v.config.name];
-          if (outcome.kind == voter::OutcomeKind::kPending) {
-            outcome.kind = head && blame ? *blame : voter::OutcomeKind::kExcluded;
-            outcome.detail = head && blame ? detail : "taken out for an earlier command: " + detail;
-            if (head && blame) {
-              json evidence = {{"incarnation", v.incarnation},
-                               {"after_ms", MillisSince(sent.sent_at, Clock::now())},
-                               {"stderr_tail", v.process ? v.process->stderr_tail() : ""}};
-              c->evidence[v.config.name] = evidence;
-            }
-          }
+        Command* c = FindActive(sent.command);
+        if (c == nullptr) continue;
+        auto& outcome = c->outcomes[v.config.name];
+        if (outcome.kind != voter::OutcomeKind::kPending) continue;
+        const bool blamed =
+            blame && head_is_vote && (head || (*blame == voter::OutcomeKind::kCrashed && !c->verdict));
+        outcome.kind = blamed ? *blame : voter::OutcomeKind::kExcluded;
+        outcome.detail = blamed ? detail + (head ? "" : " (with it queued)") : "taken out for an earlier command: " + detail;
+        if (blamed) {
+          c->evidence[v.config.name] = {{"incarnation", v.incarnation},
+                                        {"after_ms", MillisSince(sent.sent_at, Clock::now())},
+                                        {"queued", !head},
+                                        {"stderr_tail", v.process ? v.process->stderr_tail() : ""}};
         }
-        head = false;
       } else if (sent.purpose == Purpose::kCheckpointDigest || sent.purpose == Purpose::kCheckpointSnapshot) {
         pending_checkpoint.reset();  // abandoned; the next one will do
       }
     }
     v.fifo.clear();
     v.round_digest.reset();
-    if (round) round->participants.erase(v.config.name);
+    if (round) {
+      round->participants.erase(v.config.name);
+      if (round->phase == Round::Phase::kSnapshot && round->donor == v.config.name) {
+        Log(LogLevel::kWarn, "sync_round_abandoned", {{"donor", v.config.name}, {"why", detail}});
+        round.reset();  // the next round picks another donor
+      }
+    }
   }
 
   void OnProcessExit(Variant& v) {
-    DrainVariantSocket();  // what it said before dying counts
+    // What it said before dying counts. Its last messages may still be on
+    // their way through our I/O thread: give them a moment (bounded).
+    DrainVariantSocket();
+    if (!v.fifo.empty()) {
+      zmq::pollitem_t item{variants_socket.handle(), 0, ZMQ_POLLIN, 0};
+      if (zmq::poll(&item, 1, milliseconds(1)) > 0) DrainVariantSocket();
+    }
     const auto info = v.process->TryReap();
     if (!info) return;
     const std::string how = info->Describe();
@@ -429,7 +472,8 @@ struct Supervisor::Impl {
     v.last_fault = what;
     for (auto& c : active) {
       auto it = c.evidence.find(v.config.name);
-      if (it != c.evidence.end() && c.outcomes[v.config.name].kind == voter::OutcomeKind::kCrashed) {
+      if (it != c.evidence.end() && c.outcomes[v.config.name].kind == voter::OutcomeKind::kCrashed &&
+          it->second.value("incarnation", 0) == v.incarnation) {
         it->second["exit"] = {{"signal", info->signaled ? info->signal : 0},
                               {"exit_code", info->signaled ? json() : json(info->exit_code)},
                               {"description", how}};
@@ -444,7 +488,8 @@ struct Supervisor::Impl {
 
   void DrainVariantSocket() {
     zmq::message_t identity;
-    while (variants_socket.recv(identity, zmq::recv_flags::dontwait)) {
+    for (int taken = 0; taken < kMaxMessagesPerTurn && variants_socket.recv(identity, zmq::recv_flags::dontwait);
+         ++taken) {
       std::vector<zmq::message_t> parts;
       bool more = identity.more();
       while (more) {
@@ -593,7 +638,7 @@ struct Supervisor::Impl {
 
   void DrainClientSocket() {
     zmq::message_t frame;
-    while (clients.recv(frame, zmq::recv_flags::dontwait)) {
+    for (int taken = 0; taken < kMaxMessagesPerTurn && clients.recv(frame, zmq::recv_flags::dontwait); ++taken) {
       ClientAddress address;
       std::vector<zmq::message_t> frames;
       frames.push_back(std::move(frame));
@@ -677,7 +722,7 @@ struct Supervisor::Impl {
                                {"pid", v.process && !v.process->exit_info() ? v.process->pid() : -1},
                                {"incarnation", v.incarnation},
                                {"restarts", v.restarts},
-                               {"voting", v.state == VariantState::kHealthy && !v.needs_sync},
+                               {"voting", v.state == VariantState::kHealthy && !v.needs_sync && !v.restart_when_idle},
                                {"in_flight", v.fifo.size()},
                                {"last_fault", v.last_fault}});
     }
@@ -917,7 +962,7 @@ struct Supervisor::Impl {
         if (old.contains("review")) report["review"] = old["review"];
       }
     }
-    Status written = quarantine->Write(c.report_id, report.dump());
+    Status written = quarantine->Write(c.report_id, Dump(report));
     if (!written.ok()) Log(LogLevel::kError, "report_write_failed", {{"report", c.report_id}, {"error", written.message()}});
   }
 
@@ -934,7 +979,7 @@ struct Supervisor::Impl {
       report["pre_state"]["digest"] = checkpoint->digest;
       report["pre_state"]["snapshot"] = file.ok() ? file.value() : "";
       report["pre_state"]["snapshot_seq"] = checkpoint->seq;
-      Status written = quarantine->Write(id, report.dump());
+      Status written = quarantine->Write(id, Dump(report));
       if (!written.ok()) Log(LogLevel::kError, "report_write_failed", {{"report", id}, {"error", written.message()}});
     }
     reports_awaiting_pre_state.clear();
@@ -1060,6 +1105,21 @@ struct Supervisor::Impl {
             r.chosen_digest = digest;
           }
         }
+        if (votes.size() > 1 && static_cast<std::size_t>(best.first) * 2 <= pool.size()) {
+          // No strict majority: nobody can tell which state is right. Once,
+          // put every participant back on the checkpoint plus the committed
+          // tail (fresh ones included, as extra witnesses) and compare again.
+          if (!tie_retried) {
+            Log(LogLevel::kWarn, "digest_tie", {{"pool", pool}, {"digests", votes.size()}});
+            tie_retried = true;
+            for (const auto& name : r.participants) Find(name)->needs_sync = true;
+            round.reset();
+            return;
+          }
+          Log(LogLevel::kError, "digest_tie_unresolved",
+              {{"pool", pool}, {"chosen", r.chosen_digest}, {"why", "no majority even after replaying the checkpoint"}});
+        }
+        tie_retried = false;
         for (const auto& name : std::vector<std::string>(r.participants.begin(), r.participants.end())) {
           Variant& v = *Find(name);
           if (*v.round_digest == r.chosen_digest) {
@@ -1161,7 +1221,7 @@ struct Supervisor::Impl {
     auto next = Clock::now() + milliseconds(200);
     for (const auto& v : variants) {
       if (!v.fifo.empty()) next = std::min(next, std::max(v.fifo.front().sent_at, v.last_reply_at) + DeadlineFor(v.fifo.front().purpose));
-      if (v.state == VariantState::kStarting || v.state == VariantState::kSyncing) {
+      if (v.state == VariantState::kStarting || (v.state == VariantState::kSyncing && !round)) {
         next = std::min(next, v.state_since + milliseconds(config.sync_deadline_ms));
       }
     }
@@ -1174,6 +1234,12 @@ struct Supervisor::Impl {
     for (auto& v : variants) {
       if (v.state == VariantState::kStopping) {
         if (now - v.state_since > milliseconds(config.stop_grace_ms + 1000) && v.process) v.process->SignalGroup(SIGKILL);
+        continue;
+      }
+      if (v.fifo.size() > kMaxInFlightPerVariant) {
+        const std::string what = "fell behind: " + std::to_string(v.fifo.size()) + " requests unanswered";
+        Log(LogLevel::kWarn, "variant_hung", {{"variant", v.config.name}, {"what", what}});
+        Kill(v, "hung: " + what, voter::OutcomeKind::kHung, what);
         continue;
       }
       if (!v.fifo.empty()) {
@@ -1295,8 +1361,11 @@ struct Supervisor::Impl {
       clients.bind(config.client_endpoint);
       variants_socket.set(zmq::sockopt::linger, 0);
       variants_socket.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(proto::kMaxMessageBytes + 4096));
-      variants_socket.set(zmq::sockopt::rcvhwm, 0);
-      variants_socket.set(zmq::sockopt::sndhwm, 0);
+      // Bounded queues: what a flooding variant sends beyond them is dropped
+      // by ZeroMQ (and the flood is a protocol fault when it is read).
+      variants_socket.set(zmq::sockopt::rcvhwm, 100000);
+      variants_socket.set(zmq::sockopt::sndhwm, 100000);
+      clients.set(zmq::sockopt::rcvhwm, 100000);
       if (config.variant_endpoint.rfind("ipc://", 0) == 0) {
         std::filesystem::remove(config.variant_endpoint.substr(6), ec);
       }
@@ -1374,13 +1443,31 @@ struct Supervisor::Impl {
       } catch (const zmq::error_t& e) {
         if (e.num() != EINTR) throw;
       }
+      try {
+        Turn(items, fds, signal_fd);
+        if (stopping) break;
+      } catch (const std::exception& e) {
+        // A bug must not take the supervisor down with it: log, and go on
+        // with the next turn (every state has a deadline that recovers it).
+        Log(LogLevel::kError, "internal_error", {{"what", e.what()}});
+      }
+    }
+    Shutdown();
+    return Status::Ok();
+  }
+
+  // One turn of the loop, after poll: signals, variant messages, stderr,
+  // deaths, clients, deadlines, then the state machine.
+  void Turn(const std::vector<zmq::pollitem_t>& items, const std::vector<std::pair<std::size_t, bool>>& fds,
+            int signal_fd) {
+    {
       if (items[2].revents & ZMQ_POLLIN) {
         signalfd_siginfo info{};
         if (read(signal_fd, &info, sizeof info) == sizeof info) {
           Log(LogLevel::kInfo, "signal", {{"signal", info.ssi_signo}});
           if (info.ssi_signo == SIGTERM || info.ssi_signo == SIGINT) {
             stopping = true;
-            break;
+            return;
           }
         }
       }
@@ -1403,8 +1490,6 @@ struct Supervisor::Impl {
       Pump();
       SpawnPendingRestarts();
     }
-    Shutdown();
-    return Status::Ok();
   }
 };
 

@@ -133,8 +133,8 @@ VariantProcess::~VariantProcess() {
     int status = 0;
     while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
     }
+    kill(-pid_, SIGKILL);  // whatever the group left behind (TryReap does this when it reaps)
   }
-  if (pid_ > 0) kill(-pid_, SIGKILL);  // whatever the group left behind
   for (int fd : {pidfd_, stderr_fd_, log_fd_}) {
     if (fd >= 0) close(fd);
   }

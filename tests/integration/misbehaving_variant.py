@@ -11,12 +11,25 @@ request line to it and each reply back, except that for a request line
   wrong-seq     write the reply with its seq changed
   unsolicited   write an unsolicited pong before the reply
   flood         write the reply 1000 times
+  binary-crash  write bytes that are not UTF-8 to stderr, then die by SIGSEGV
+
+and, whatever the substring, for a request of another type:
+
+  --crash-on-type=TYPE:N   die by SIGSEGV on the N-th request of that type
+                           (e.g. digest:3) this process receives
 """
 import json
+import os
+import signal
 import subprocess
 import sys
 
-MODES = ("garbage", "wrong-seq", "unsolicited", "flood")
+MODES = ("garbage", "wrong-seq", "unsolicited", "flood", "binary-crash")
+
+
+def die():
+    signal.signal(signal.SIGSEGV, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGSEGV)
 
 
 def main(argv):
@@ -25,7 +38,13 @@ def main(argv):
         return 2
     split = argv.index("--")
     rules = []
+    crash_types = []
+    seen = {}
     for arg in argv[:split]:
+        if arg.startswith("--crash-on-type="):
+            kind, _, nth = arg[len("--crash-on-type="):].partition(":")
+            crash_types.append((kind, int(nth or "1")))
+            continue
         for mode in MODES:
             prefix = "--%s-on=" % mode
             if arg.startswith(prefix):
@@ -39,15 +58,24 @@ def main(argv):
     out.write(child.stdout.readline())  # hello
     out.flush()
     for line in sys.stdin.buffer:
+        text = line.decode("utf-8", "replace")
+        for kind, nth in crash_types:
+            if '"type":"%s"' % kind in text:
+                seen[kind] = seen.get(kind, 0) + 1
+                if seen[kind] == nth:
+                    die()
         child.stdin.write(line)
         child.stdin.flush()
         reply = child.stdout.readline()
         if not reply:
             return 1
-        text = line.decode("utf-8", "replace")
         is_command = '"type":"apply"' in text or '"type":"query"' in text
         mode = next((m for m, s in rules if s in text), None) if is_command else None
-        if mode == "garbage":
+        if mode == "binary-crash":
+            sys.stderr.buffer.write(b"about to die \xff\xfe\xc3 S\xc3\xbc\xc3")
+            sys.stderr.buffer.flush()
+            die()
+        elif mode == "garbage":
             out.write(b"this is not json {\n")
         elif mode == "wrong-seq":
             message = json.loads(reply)

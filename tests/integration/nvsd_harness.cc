@@ -236,6 +236,18 @@ json NvsdHarness::Query(const json& query, std::chrono::milliseconds deadline) {
 
 json NvsdHarness::Status(std::chrono::milliseconds deadline) { return impl_->Request({{"type", "status"}}, deadline); }
 
+std::string NvsdHarness::SendCommand(const json& cmd) {
+  const std::string id = "p" + std::to_string(++impl_->next_id);
+  const json request = {{"type", "command"}, {"id", id}, {"cmd", cmd}};
+  impl_->client.send(zmq::buffer(request.dump()), zmq::send_flags::none);
+  return id;
+}
+
+json NvsdHarness::ReplyTo(const std::string& id, std::chrono::milliseconds deadline) {
+  auto reply = impl_->WaitReply(id, deadline);
+  return reply ? json::parse(*reply, nullptr, false) : json();
+}
+
 std::optional<std::string> NvsdHarness::Raw(const std::string& bytes, std::chrono::milliseconds deadline) {
   impl_->replies.clear();
   impl_->client.send(zmq::buffer(bytes), zmq::send_flags::none);

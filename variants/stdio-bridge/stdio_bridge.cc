@@ -46,6 +46,7 @@ struct DieWithParent {
   template <typename Launcher>
   bp::error_code on_exec_setup(Launcher&, const bp::filesystem::path&, const char* const*&) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    signal(SIGPIPE, SIG_DFL);  // the bridge ignores it; the controller starts plain
     return {};
   }
 };
@@ -241,11 +242,13 @@ int main(int argc, char** argv) {
     zmq::pollitem_t items[4] = {
         {socket.handle(), 0, ZMQ_POLLIN, 0},
         {nullptr, pidfd, ZMQ_POLLIN, 0},
-        {nullptr, bridge.stdout_fd(), events(stdout_open, ZMQ_POLLIN), 0},
-        {nullptr, bridge.stdin_fd(), events(bridge.WantsToWrite(), ZMQ_POLLOUT), 0},
+        // A closed pipe reports POLLHUP even with no events asked: leave it
+        // out of the poll set (a negative fd is ignored) or poll never waits.
+        {nullptr, stdout_open ? bridge.stdout_fd() : -1, events(stdout_open, ZMQ_POLLIN), 0},
+        {nullptr, bridge.WantsToWrite() ? bridge.stdin_fd() : -1, events(bridge.WantsToWrite(), ZMQ_POLLOUT), 0},
     };
     try {
-      zmq::poll(items, bridge.stdin_fd() >= 0 ? 4 : 3, std::chrono::milliseconds(200));
+      zmq::poll(items, 4, std::chrono::milliseconds(200));
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) throw;
       continue;

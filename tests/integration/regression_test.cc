@@ -1,0 +1,95 @@
+// Regression tests, each named after the defect it regresses (found in the
+// review of the first nvsd).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "nvsd_harness.h"
+
+namespace nvs::testing {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+json Label(const std::string& text) {
+  return {{"op", "label"}, {"client", "rg"}, {"kind", "input"}, {"labels", {{{"index", 2}, {"text", text}}}}};
+}
+
+VariantSpec Misbehaving(const std::string& name, std::vector<std::string> options) {
+  VariantSpec spec("router-c", {}, name);
+  spec.wrapper = std::move(options);
+  return spec;
+}
+
+// A poison command whose victim wrote bytes that are not UTF-8 to stderr
+// made nvsd throw while writing the quarantine report.
+TEST(Regression, StderrThatIsNotUtf8DoesNotKillNvsd) {
+  NvsdHarness nvsd(NvsdOptions({VariantSpec("router-a", {"--fault", "crash-on=BINARY"}), "router-b",
+                                Misbehaving("router-c", {"--binary-crash-on=BINARY"})}));
+  ASSERT_TRUE(nvsd.WaitAllHealthy());
+  json reply = nvsd.Command(Label("BINARY"));
+  ASSERT_EQ(reply["status"], "quarantined") << reply.dump();
+  std::ifstream in(nvsd.state_dir() / "quarantine" / (reply["report"].get<std::string>() + ".json"));
+  std::stringstream text;
+  text << in.rdbuf();
+  const json report = json::parse(text.str(), nullptr, false);
+  ASSERT_TRUE(report.is_object()) << "report unreadable";
+  bool found = false;
+  for (const auto& o : report["outcomes"]) {
+    if (o["variant"] == "router-c") {
+      found = true;
+      EXPECT_NE(o["stderr_tail"].get<std::string>().find("about to die"), std::string::npos) << o.dump();
+    }
+  }
+  EXPECT_TRUE(found);
+  ASSERT_TRUE(nvsd.WaitAllHealthy());
+  EXPECT_EQ(nvsd.Command(Label("after"))["status"], "committed");
+}
+
+// A sync round waited for ever when its donor died while taking the snapshot.
+TEST(Regression, ARoundWhoseDonorDiesStartsAgain) {
+  // "aaa" sorts first, so it is the donor of the first round after a restart.
+  NvsdHarness nvsd(NvsdOptions({Misbehaving("aaa", {"--crash-on-type=snapshot:1"}), "router-a", "router-b"}));
+  // The start-up round already loses its donor once; nvsd must get over it.
+  ASSERT_TRUE(nvsd.WaitAllHealthy());
+  EXPECT_EQ(nvsd.Command(Label("x"))["status"], "committed");
+  json status = nvsd.Status();
+  EXPECT_EQ(status["nvsd"]["ready"], true);
+}
+
+// A death on a checkpoint request was blamed on the next command; two such
+// deaths quarantined an innocent one.
+TEST(Regression, DeathsOnCheckpointRequestsDoNotQuarantineTheNextCommand) {
+  // Each incarnation dies on its third digest request: after the start-up
+  // round's, on a periodic checkpoint's, with the next command queued behind.
+  NvsdHarness nvsd(NvsdOptions({"router-a", Misbehaving("router-b", {"--crash-on-type=digest:3"}),
+                                Misbehaving("router-c", {"--crash-on-type=digest:3"})},
+                               {{"checkpoint_interval", 1}, {"restart", {{"intensity", 1000}, {"period_ms", 1000}}}}));
+  ASSERT_TRUE(nvsd.WaitReady());
+  // Pipelined, so that the next command is queued behind each checkpoint
+  // request when a variant dies on it.
+  std::vector<std::string> ids;
+  for (int i = 0; i < 20; ++i) ids.push_back(nvsd.SendCommand(Label("innocent-" + std::to_string(i))));
+  int committed = 0;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    json reply = nvsd.ReplyTo(ids[i]);
+    EXPECT_NE(reply["status"], "quarantined") << "command " << i << ": " << reply.dump();
+    // Under this double fault a command may also be refused fail-safe
+    // (no_quorum, unavailable); it is never blamed.
+    EXPECT_TRUE(reply["status"] == "committed" || reply["status"] == "rejected" || reply["status"] == "unavailable")
+        << reply.dump();
+    committed += reply["status"] == "committed" ? 1 : 0;
+  }
+  EXPECT_EQ(nvsd.Status()["nvsd"]["quarantined"], 0);
+  EXPECT_GE(committed, 10);
+  // The deaths happened, and none was blamed on a command.
+  const json died = nvsd.WaitEvent([](const json& e) { return e["event"] == "restart"; });
+  ASSERT_TRUE(died.is_object());
+  EXPECT_NE(died["why"].get<std::string>().find("no command in flight"), std::string::npos) << died.dump();
+}
+
+}  // namespace
+}  // namespace nvs::testing
