@@ -156,7 +156,9 @@ void VariantProcess::WriteLog(const char* data, std::size_t size) {
 void VariantProcess::DrainStderr() {
   if (stderr_fd_ < 0) return;
   char buffer[16384];
-  for (;;) {
+  // At most 1 MiB per call: a variant flooding its stderr must not keep the
+  // supervisor's loop here (the rest waits for the next turn).
+  for (int reads = 0; reads < 64; ++reads) {
     const ssize_t n = read(stderr_fd_, buffer, sizeof buffer);
     if (n > 0) {
       WriteLog(buffer, static_cast<std::size_t>(n));
