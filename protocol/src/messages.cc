@@ -102,6 +102,27 @@ std::optional<std::uint64_t> ReadableSeq(const json& object) {
   return ReadCount(*it);
 }
 
+// A message's object, its readable seq and its type; or the error that
+// says why the bytes are not a message.
+struct Envelope {
+  json object;
+  std::optional<std::uint64_t> seq;
+  std::string type;
+};
+
+std::variant<Envelope, Error> ParseEnvelope(std::string_view bytes) {
+  auto parsed = ParseObject(bytes);
+  if (auto* error = std::get_if<Error>(&parsed)) return std::move(*error);
+  Envelope envelope{std::move(std::get<json>(parsed)), std::nullopt, ""};
+  envelope.seq = ReadableSeq(envelope.object);
+  auto type_it = envelope.object.find("type");
+  if (type_it == envelope.object.end() || !type_it->is_string()) {
+    return MakeError(error_code::kMalformed, "member 'type' missing or not a string", envelope.seq);
+  }
+  envelope.type = type_it->get<std::string>();
+  return envelope;
+}
+
 }  // namespace
 
 int JsonNestingDepth(std::string_view text, int limit) {
@@ -143,16 +164,9 @@ int JsonNestingDepth(std::string_view text, int limit) {
 }
 
 Decoded<Request> DecodeRequest(std::string_view bytes) {
-  auto parsed = ParseObject(bytes);
+  auto parsed = ParseEnvelope(bytes);
   if (auto* error = std::get_if<Error>(&parsed)) return std::move(*error);
-  const json& object = std::get<json>(parsed);
-  const auto seq = ReadableSeq(object);
-
-  auto type_it = object.find("type");
-  if (type_it == object.end() || !type_it->is_string()) {
-    return MakeError(error_code::kMalformed, "member 'type' missing or not a string", seq);
-  }
-  const std::string type = type_it->get<std::string>();
+  const auto& [object, seq, type] = std::get<Envelope>(parsed);
   Reader read(object, type);
   Request request;
   // Braced initialisers evaluate left to right, so the first problem wins.
@@ -176,16 +190,9 @@ Decoded<Request> DecodeRequest(std::string_view bytes) {
 }
 
 Decoded<Reply> DecodeReply(std::string_view bytes) {
-  auto parsed = ParseObject(bytes);
+  auto parsed = ParseEnvelope(bytes);
   if (auto* error = std::get_if<Error>(&parsed)) return std::move(*error);
-  const json& object = std::get<json>(parsed);
-  const auto seq = ReadableSeq(object);
-
-  auto type_it = object.find("type");
-  if (type_it == object.end() || !type_it->is_string()) {
-    return MakeError(error_code::kMalformed, "member 'type' missing or not a string", seq);
-  }
-  const std::string type = type_it->get<std::string>();
+  const auto& [object, seq, type] = std::get<Envelope>(parsed);
   Reader read(object, type);
   Reply reply;
   if (type == "hello") {
