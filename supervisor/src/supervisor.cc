@@ -64,6 +64,8 @@ constexpr std::size_t kMaxInFlightPerVariant = 1024;
 // Per loop turn, at most this many messages are taken from one socket, so a
 // flood from one peer cannot starve the others or the deadlines.
 constexpr int kMaxMessagesPerTurn = 1000;
+// A restart waits for a moment when no command is undecided, at most this long.
+constexpr std::chrono::milliseconds kMaxRestartDelay{20};
 
 struct Sent {
   Purpose purpose;
@@ -90,6 +92,7 @@ struct Variant {
   std::optional<std::string> round_digest;
   std::string stop_reason;
   std::optional<std::string> restart_pending;  // spawn at the end of this loop turn
+  Clock::time_point restart_requested_at;
 };
 
 struct ClientAddress {
@@ -365,15 +368,19 @@ struct Supervisor::Impl {
     // Spawned after this loop turn's verdicts and replies: a fork and exec
     // must not delay the answer to the command the death just decided.
     v.restart_pending = "restart: " + why;
+    v.restart_requested_at = Clock::now();
   }
 
   // A fork and exec stalls the loop for a millisecond or more: while a
   // command is undecided it would delay that command's verdict, so restarts
   // wait for it (at most a deadline, since every undecided command has one).
   void SpawnPendingRestarts() {
-    if (std::any_of(active.begin(), active.end(), [](const Command& c) { return !c.verdict; })) return;
+    const bool undecided = std::any_of(active.begin(), active.end(), [](const Command& c) { return !c.verdict; });
     for (auto& v : variants) {
       if (!v.restart_pending || stopping) continue;
+      // Under a steady pipelined load something is always undecided: wait
+      // for a gap, but not longer than kMaxRestartDelay.
+      if (undecided && Clock::now() - v.restart_requested_at < kMaxRestartDelay) continue;
       const std::string why = *v.restart_pending;
       v.restart_pending.reset();
       Spawn(v, why);
@@ -1226,6 +1233,9 @@ struct Supervisor::Impl {
       }
     }
     if (!waiting.empty()) next = std::min(next, waiting.front().admitted_at + milliseconds(config.queue_deadline_ms));
+    for (const auto& v : variants) {
+      if (v.restart_pending) next = std::min(next, v.restart_requested_at + kMaxRestartDelay);
+    }
     return next;
   }
 
