@@ -268,6 +268,12 @@ Result<Config> ParseConfig(const std::string& text, const std::filesystem::path&
   if (!config.variants.empty() && config.min_healthy > static_cast<int>(config.variants.size())) {
     f.Error("min_healthy", "cannot exceed the number of variants (" + std::to_string(config.variants.size()) + ")");
   }
+  f.String("fsync", config.fsync);
+  if (config.fsync != "always" && config.fsync != "batch" && config.fsync != "none") {
+    f.Error("fsync", "must be \"always\", \"batch\" or \"none\"");
+  }
+  f.Integer("fsync_batch_ms", config.fsync_batch_ms, 1, 10'000);
+  f.Integer("remembered_requests", config.remembered_requests, 0, 100'000'000);
   std::string bridge;
   f.String("stdio_bridge", bridge);
   if (!bridge.empty()) config.stdio_bridge = (config.config_dir / bridge).lexically_normal();

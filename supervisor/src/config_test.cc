@@ -73,6 +73,7 @@ TEST(ParseConfig, EveryErrorNamesItsField) {
       {R"({"state_dir":"s","variants":[{"name":"a","argv":["x"]}],"restart":{"intensity":-1}})",
        "restart.intensity: must be between"},
       {R"({"state_dir":"s","variants":[{"name":"a","argv":["x"]}],"deadline":5})", "deadline: unknown field"},
+      {R"({"state_dir":"s","variants":[{"name":"a","argv":["x"]}],"fsync":"sometimes"})", "fsync: must be"},
   };
   for (const auto& c : cases) {
     auto config = ParseConfig(c.text, "/etc/nvsd.json");

@@ -8,11 +8,15 @@
 #include <algorithm>
 #include <chrono>
 #include <deque>
+#include <fstream>
 #include <map>
+#include <sstream>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <unordered_map>
 #include <zmq.hpp>
 
+#include "journal.h"
 #include "log.h"
 #include "nvs/protocol/client_messages.h"
 #include "nvs/protocol/messages.h"
@@ -108,6 +112,7 @@ struct Command {
   std::int64_t time_ns = 0;
   std::string request_id;
   ClientAddress client;
+  std::vector<ClientAddress> also_reply;  // retries of the same request id while it was pending
   Clock::time_point admitted_at;
   Clock::time_point dispatched_at;
   std::map<std::string, voter::Outcome> outcomes;  // one per participant
@@ -198,6 +203,14 @@ struct Supervisor::Impl {
     std::string donor;
     Clock::time_point started;
   };
+  std::unique_ptr<JournalWriter> journal;
+  // Replies wait here until the journal records they depend on are flushed
+  // (group commit: one flush per loop turn, then every reply of the turn).
+  std::vector<std::pair<ClientAddress, proto::ClientReply>> outbox;
+  // Final replies by request id, so a retry is answered, never re-applied.
+  std::unordered_map<std::string, proto::ClientReply> answered;
+  std::deque<std::string> answered_order;
+
   std::optional<Round> round;
   bool tie_retried = false;  // the last round ended in a digest tie and was retried from the checkpoint
   std::vector<std::string> reports_awaiting_pre_state;
@@ -232,7 +245,25 @@ struct Supervisor::Impl {
     events->send(zmq::buffer(text), zmq::send_flags::dontwait);
   }
 
-  void Reply(const ClientAddress& to, const proto::ClientReply& reply) {
+  void Reply(const ClientAddress& to, const proto::ClientReply& reply) { outbox.emplace_back(to, reply); }
+
+  // Makes the journal durable (as the fsync policy says), then sends every
+  // reply of this turn. A journal that cannot be written turns committed
+  // replies into `unavailable`: nothing is acknowledged that is not on disk.
+  void FlushJournalAndReplies() {
+    if (outbox.empty() && (!journal || !journal->unsynced())) return;
+    Status flushed = journal ? journal->Flush() : Status::Ok();
+    if (!flushed.ok()) Log(LogLevel::kError, "journal_write_failed", {{"error", flushed.message()}});
+    for (auto& [to, reply] : outbox) {
+      if (!flushed.ok() && reply.status == proto::ClientStatus::kCommitted) {
+        reply = proto::ClientReply::Unavailable(reply.id, "the journal cannot be written: " + flushed.message());
+      }
+      SendNow(to, reply);
+    }
+    outbox.clear();
+  }
+
+  void SendNow(const ClientAddress& to, const proto::ClientReply& reply) {
     const std::string bytes = proto::Encode(reply);
     for (const auto& frame : to.envelope) {
       if (!clients.send(zmq::buffer(frame), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) return;
@@ -692,6 +723,7 @@ struct Supervisor::Impl {
     c.request_id = request.id;
     c.client = address;
     c.admitted_at = Clock::now();
+    if (!c.is_query && AnswerRetry(c)) return;
     if (RefuseIfBlocked(c)) return;
     if (NotFailed() < config.min_healthy) {
       Reply(address, proto::ClientReply::Unavailable(
@@ -704,6 +736,25 @@ struct Supervisor::Impl {
       return;
     }
     waiting.push_back(std::move(c));
+  }
+
+  // A request id seen before: answered from memory (never applied twice),
+  // or attached to the same command if it is still pending.
+  bool AnswerRetry(const Command& c) {
+    if (auto it = answered.find(c.request_id); it != answered.end()) {
+      Log(LogLevel::kInfo, "retry_answered", {{"id", c.request_id}});
+      Reply(c.client, it->second);
+      return true;
+    }
+    for (auto* queue : {&waiting, &active}) {
+      for (auto& pending : *queue) {
+        if (!pending.is_query && pending.request_id == c.request_id) {
+          pending.also_reply.push_back(c.client);
+          return true;
+        }
+      }
+    }
+    return false;
   }
 
   bool RefuseIfBlocked(const Command& c) {
@@ -787,6 +838,16 @@ struct Supervisor::Impl {
   void Dispatch(Command c) {
     if (!c.is_query) c.seq = ++last_seq;
     c.time_ns = UnixNowNs();
+    if (journal && !c.is_query) {
+      // Write-ahead: the record precedes the dispatch (its fsync comes with
+      // the verdict's, before any reply).
+      journal->Append(Dump({{"t", "admit"},
+                            {"seq", c.seq},
+                            {"time_ns", c.time_ns},
+                            {"id", c.request_id},
+                            {"fingerprint", c.fingerprint},
+                            {"cmd", ParseOrString(c.payload)}}));
+    }
     c.dispatched_at = Clock::now();
     const std::uint64_t wire_seq = c.is_query ? last_seq : c.seq;
     // Every configured variant has an outcome: the voters start pending; the
@@ -861,6 +922,39 @@ struct Supervisor::Impl {
                         {"excluded", full.excluded}});
   }
 
+  // The final reply to a command, to every client that asked for it; kept
+  // by request id so that a retry gets it again.
+  void ReplyCommand(const Command& c, const proto::ClientReply& reply) {
+    Reply(c.client, reply);
+    for (const auto& also : c.also_reply) Reply(also, reply);
+    if (!c.is_query) Remember(c.request_id, reply);
+  }
+
+  void Remember(const std::string& id, const proto::ClientReply& reply) {
+    if (config.remembered_requests == 0) return;
+    if (answered.insert_or_assign(id, reply).second) answered_order.push_back(id);
+    while (answered_order.size() > config.remembered_requests) {
+      answered.erase(answered_order.front());
+      answered_order.pop_front();
+    }
+  }
+
+  void JournalVerdict(const Command& c) {
+    if (!journal || c.is_query) return;
+    json record = {{"t", "verdict"},
+                   {"seq", c.seq},
+                   {"id", c.request_id},
+                   {"verdict", std::string(voter::ToString(c.verdict->kind))}};
+    if (c.verdict->kind == voter::VerdictKind::kCommit) {
+      record["result"] = ParseOrString(c.verdict->result);
+    } else {
+      record["report"] = c.report_id;
+      record["fingerprint"] = c.fingerprint;
+      record["reason"] = c.verdict->reason;
+    }
+    journal->Append(Dump(record));
+  }
+
   void OnCommit(Command& c) {
     const voter::Verdict& verdict = *c.verdict;
     proto::ClientReply reply;
@@ -875,7 +969,8 @@ struct Supervisor::Impl {
       ++commits_since_checkpoint;
     }
     reply.result = verdict.result;
-    Reply(c.client, reply);
+    JournalVerdict(c);
+    ReplyCommand(c, reply);
     for (const auto& name : verdict.dissenting) MarkDivergent(c, *Find(name), c.outcomes[name].result);
     if (!c.is_query && commits_since_checkpoint >= config.checkpoint_interval && !pending_checkpoint) {
       StartCheckpoint(c);
@@ -892,7 +987,8 @@ struct Supervisor::Impl {
     reply.report = c.report_id;
     reply.fingerprint = c.fingerprint;
     reply.reason = c.verdict->reason;
-    Reply(c.client, reply);
+    JournalVerdict(c);
+    ReplyCommand(c, reply);
     Publish("quarantine",
             {{"report", c.report_id}, {"fingerprint", c.fingerprint}, {"seq", c.seq}, {"reason", c.verdict->reason}});
     Log(LogLevel::kError, "quarantined",
@@ -904,7 +1000,8 @@ struct Supervisor::Impl {
     c.report_id = "n-" + std::string(12 - std::min<std::size_t>(12, std::to_string(c.seq).size()), '0') +
                   std::to_string(c.seq) + "-" + c.fingerprint.substr(0, 8);
     WriteReport(c, "no_quorum");
-    Reply(c.client, proto::ClientReply::Rejected(c.request_id, "no_quorum",
+    JournalVerdict(c);
+    ReplyCommand(c, proto::ClientReply::Rejected(c.request_id, "no_quorum",
                                                  c.verdict->reason + "; rolled back, recorded as " + c.report_id));
     RollBack(c);
   }
@@ -1028,6 +1125,7 @@ struct Supervisor::Impl {
     const auto majority = static_cast<int>(p.digests.size()) / 2 + 1;
     if (p.snapshot_digest && votes[*p.snapshot_digest] >= majority && p.state) {
       checkpoint = Checkpoint{p.seq, *p.state, *p.snapshot_digest};
+      SaveCheckpoint();
       std::erase_if(tail, [&](const CommittedEntry& e) { return e.seq <= p.seq; });
       commits_since_checkpoint = static_cast<int>(tail.size());
       Log(LogLevel::kDebug, "checkpoint", {{"seq", p.seq}, {"digest", checkpoint->digest}});
@@ -1048,6 +1146,24 @@ struct Supervisor::Impl {
       }
     }
     pending_checkpoint.reset();
+  }
+
+  // The checkpoint on disk: written atomically, after the journal records it
+  // covers are durable (so a recovery never finds a state without the
+  // records that explain it).
+  void SaveCheckpoint() {
+    if (!checkpoint) return;
+    if (journal) {
+      Status flushed = journal->Flush(/*force=*/true);
+      if (!flushed.ok()) {
+        Log(LogLevel::kError, "journal_write_failed", {{"error", flushed.message()}});
+        return;
+      }
+    }
+    const std::string text = R"({"seq":)" + std::to_string(checkpoint->seq) + R"(,"digest":)" +
+                             Dump(json(checkpoint->digest)) + R"(,"state":)" + checkpoint->state + "}\n";
+    Status written = WriteFileAtomically(config.state_dir / "checkpoint.json", text);
+    if (!written.ok()) Log(LogLevel::kError, "checkpoint_write_failed", {{"error", written.message()}});
   }
 
   void StartRound() {
@@ -1176,6 +1292,7 @@ struct Supervisor::Impl {
     }
     const bool first = !checkpoint;
     checkpoint = Checkpoint{last_seq, state.state, state.digest};
+    SaveCheckpoint();
     tail.clear();
     commits_since_checkpoint = 0;
     RecordPreState();
@@ -1339,7 +1456,7 @@ struct Supervisor::Impl {
     bool any = false;
     for (const auto& v : variants) {
       if (v.state == VariantState::kSyncing || (v.state == VariantState::kHealthy && v.needs_sync)) any = true;
-      if (!checkpoint && v.state == VariantState::kStarting &&
+      if (!ready && v.state == VariantState::kStarting &&
           Clock::now() - started_at < milliseconds(config.sync_deadline_ms)) {
         return false;
       }
@@ -1388,6 +1505,8 @@ struct Supervisor::Impl {
     } catch (const zmq::error_t& e) {
       return Status::Error(std::string("cannot bind: ") + e.what());
     }
+    Status recovered = Recover();
+    if (!recovered.ok()) return recovered;
     for (const auto& vc : config.variants) {
       Variant v;
       v.config = vc;
@@ -1405,6 +1524,86 @@ struct Supervisor::Impl {
     return Status::Ok();
   }
 
+  // Opens the journal and rebuilds what nvsd knew before it stopped (or was
+  // killed): the checkpoint, the committed tail after it, the last sequence
+  // number, and the final replies by request id. Commands admitted but not
+  // decided were never acknowledged: they are abandoned (a retry runs them).
+  Status Recover() {
+    const FsyncPolicy policy = config.fsync == "always" ? FsyncPolicy::kAlways
+                               : config.fsync == "batch" ? FsyncPolicy::kBatch
+                                                         : FsyncPolicy::kNone;
+    std::vector<std::string> records;
+    std::string damage;
+    auto opened = JournalWriter::Open(config.state_dir / "journal.nvj", policy, config.fsync_batch_ms, &records, &damage);
+    if (!opened.ok()) return opened.status();
+    journal = std::move(opened.value());
+    if (!damage.empty()) Log(LogLevel::kWarn, "journal_tail_cut", {{"damage", damage}, {"records_kept", records.size()}});
+
+    std::ifstream in(config.state_dir / "checkpoint.json");
+    if (in) {
+      std::stringstream text;
+      text << in.rdbuf();
+      const json saved = json::parse(text.str(), nullptr, false);
+      if (saved.is_discarded() || !saved.contains("seq") || !saved.contains("state") || !saved.contains("digest")) {
+        return Status::Error((config.state_dir / "checkpoint.json").string() + ": not a checkpoint; move it away to start over");
+      }
+      checkpoint = Checkpoint{saved["seq"].get<std::uint64_t>(), Dump(saved["state"]), saved["digest"].get<std::string>()};
+    }
+    struct Admitted {
+      std::int64_t time_ns;
+      std::string payload;
+    };
+    std::map<std::uint64_t, Admitted> admitted;
+    std::size_t abandoned = 0;
+    for (const auto& text : records) {
+      const json record = json::parse(text, nullptr, false);
+      if (record.is_discarded() || !record.is_object()) continue;
+      const std::string type = record.value("t", "");
+      const std::uint64_t seq = record.value("seq", std::uint64_t{0});
+      last_seq = std::max(last_seq, seq);
+      if (type == "admit") {
+        admitted[seq] = {record.value("time_ns", std::int64_t{0}), Dump(record["cmd"])};
+        continue;
+      }
+      if (type != "verdict") continue;
+      auto it = admitted.find(seq);
+      const std::string verdict = record.value("verdict", "");
+      proto::ClientReply reply;
+      reply.id = record.value("id", "");
+      if (verdict == "COMMIT") {
+        reply.status = proto::ClientStatus::kCommitted;
+        reply.seq = seq;
+        reply.result = Dump(record["result"]);
+        ++commits;
+        if (it != admitted.end() && (!checkpoint || seq > checkpoint->seq)) {
+          tail.push_back({seq, it->second.time_ns, it->second.payload});
+        }
+      } else if (verdict == "POISON") {
+        reply.status = proto::ClientStatus::kQuarantined;
+        reply.report = record.value("report", "");
+        reply.fingerprint = record.value("fingerprint", "");
+        reply.reason = record.value("reason", "");
+      } else {
+        reply = proto::ClientReply::Rejected(reply.id, "no_quorum", record.value("reason", ""));
+      }
+      if (it != admitted.end()) admitted.erase(it);
+      if (reply.id && !reply.id->empty()) Remember(*reply.id, reply);
+    }
+    abandoned = admitted.size();
+    if (!checkpoint && !tail.empty()) {
+      return Status::Error("the journal holds " + std::to_string(tail.size()) + " committed commands but " +
+                           (config.state_dir / "checkpoint.json").string() +
+                           " is missing; refusing to start from an empty state");
+    }
+    commits_since_checkpoint = static_cast<int>(tail.size());
+    if (!records.empty() || checkpoint) {
+      Log(LogLevel::kInfo, "recovered",
+          {{"checkpoint_seq", checkpoint ? checkpoint->seq : 0}, {"tail", tail.size()}, {"last_seq", last_seq},
+           {"commits", commits}, {"abandoned", abandoned}, {"requests_remembered", answered.size()}});
+    }
+    return Status::Ok();
+  }
+
   void Shutdown() {
     stopping = true;
     for (auto& c : waiting) Reply(c.client, proto::ClientReply::Unavailable(c.request_id, "nvsd is shutting down"));
@@ -1412,6 +1611,8 @@ struct Supervisor::Impl {
     for (auto& c : active) {
       if (!c.verdict) Reply(c.client, proto::ClientReply::Unavailable(c.request_id, "nvsd is shutting down"));
     }
+    FlushJournalAndReplies();
+    if (journal) journal->Flush(/*force=*/true);
     for (auto& v : variants) {
       if (v.process && !v.process->exit_info()) v.process->SignalGroup(SIGTERM);
     }
@@ -1498,6 +1699,7 @@ struct Supervisor::Impl {
       if (items[0].revents & ZMQ_POLLIN) DrainClientSocket();
       CheckDeadlines();
       Pump();
+      FlushJournalAndReplies();
       SpawnPendingRestarts();
     }
   }

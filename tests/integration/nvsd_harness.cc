@@ -236,8 +236,8 @@ json NvsdHarness::Query(const json& query, std::chrono::milliseconds deadline) {
 
 json NvsdHarness::Status(std::chrono::milliseconds deadline) { return impl_->Request({{"type", "status"}}, deadline); }
 
-std::string NvsdHarness::SendCommand(const json& cmd) {
-  const std::string id = "p" + std::to_string(++impl_->next_id);
+std::string NvsdHarness::SendCommand(const json& cmd, const std::string& given_id) {
+  const std::string id = given_id.empty() ? "p" + std::to_string(++impl_->next_id) : given_id;
   const json request = {{"type", "command"}, {"id", id}, {"cmd", cmd}};
   impl_->client.send(zmq::buffer(request.dump()), zmq::send_flags::none);
   return id;

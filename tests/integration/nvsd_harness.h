@@ -53,7 +53,7 @@ class NvsdHarness {
   nlohmann::json Query(const nlohmann::json& query, std::chrono::milliseconds deadline = std::chrono::milliseconds(20000));
   nlohmann::json Status(std::chrono::milliseconds deadline = std::chrono::milliseconds(10000));
   // Pipelining: send a command without waiting; collect its reply later.
-  std::string SendCommand(const nlohmann::json& cmd);
+  std::string SendCommand(const nlohmann::json& cmd, const std::string& id = "");
   nlohmann::json ReplyTo(const std::string& id, std::chrono::milliseconds deadline = std::chrono::milliseconds(20000));
   // Sends raw bytes as a request and returns the raw reply.
   std::optional<std::string> Raw(const std::string& bytes, std::chrono::milliseconds deadline = std::chrono::milliseconds(10000));

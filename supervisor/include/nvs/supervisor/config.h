@@ -64,6 +64,13 @@ struct Config {
   std::size_t stderr_tail_bytes = 4096;      // kept per variant for reports
   std::uint64_t stderr_log_bytes = 8u << 20; // per variant log file, rotated once at this size
   std::filesystem::path stdio_bridge;        // default: nvs-stdio-bridge beside nvsd
+  // Journal durability (protocol/JOURNAL.md): "always" (a committed reply is
+  // never sent before its record is on disk; one fsync per loop turn serves
+  // every command decided in it), "batch" (fsync at most every
+  // fsync_batch_ms), "none" (the kernel decides).
+  std::string fsync = "always";
+  int fsync_batch_ms = 5;
+  std::size_t remembered_requests = 100'000;  // request ids answered from memory on a retry
 };
 
 // Parses and validates a config. `text` is the file's content, `path` its
