@@ -3,6 +3,7 @@
 //   nvs send [options] CMD-JSON        send one command, print the reply
 //   nvs send [options] -f FILE         send every line of a JSON-lines file
 //   nvs status [options]               nvsd's view of itself and its variants
+//   nvs journal export PATH            the journal as JSON lines (PATH: journal file or state dir)
 //
 // Options: --endpoint E (default tcp://127.0.0.1:5555, or $NVS_ENDPOINT),
 // --timeout MS (default 10000), --json (print raw replies), --query (send as
@@ -18,7 +19,11 @@
 #include <optional>
 #include <string>
 #include <vector>
+#include <filesystem>
+#include <sstream>
 #include <zmq.hpp>
+
+#include "nvs/supervisor/journal.h"
 
 namespace {
 
@@ -36,6 +41,8 @@ const char* const kUsage =
     "  send CMD-JSON        send one command to nvsd and print the verdict\n"
     "  send -f FILE         send every line of a JSON-lines file, in order ('-' = stdin)\n"
     "  status               show nvsd and its variants\n"
+    "  journal export PATH  print nvsd's journal as JSON lines (PATH: the journal file or the state dir);\n"
+    "                       exits 1 when its tail is damaged (the good records are still printed)\n"
     "\n"
     "options:\n"
     "  --endpoint E         nvsd's client endpoint (default $NVS_ENDPOINT or tcp://127.0.0.1:5555)\n"
@@ -43,7 +50,7 @@ const char* const kUsage =
     "  --query              send as read-only queries instead of commands\n"
     "  --json               print nvsd's replies as JSON lines\n"
     "\n"
-    "exit codes: 0 all committed; 1 something rejected, quarantined or unavailable;\n"
+    "exit codes: 0 all committed; 1 something rejected, quarantined or unavailable (or a damaged journal);\n"
     "            2 usage error; 3 no reply in time\n";
 
 struct Options {
@@ -216,6 +223,30 @@ int Status(const Options& o) {
   return kExitOk;
 }
 
+int ExportJournal(const Options& o) {
+  if (o.positional.size() != 2 || o.positional[0] != "export") {
+    std::cerr << kUsage;
+    return kExitUsage;
+  }
+  std::filesystem::path path = o.positional[1];
+  if (std::filesystem::is_directory(path)) path /= "journal.nvj";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    std::cerr << "nvs: cannot read " << path.string() << "\n";
+    return kExitUsage;
+  }
+  std::stringstream bytes;
+  bytes << in.rdbuf();
+  const auto scan = nvs::supervisor::ScanJournal(bytes.str());
+  for (const auto& record : scan.records) std::cout << record << "\n";
+  if (!scan.damage.empty()) {
+    std::cerr << "nvs: " << path.string() << ": " << scan.damage << " (" << scan.records.size()
+              << " good records printed)\n";
+    return kExitRefused;
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -227,6 +258,7 @@ int main(int argc, char** argv) {
   try {
     if (options->command == "send") return Send(*options);
     if (options->command == "status") return Status(*options);
+    if (options->command == "journal") return ExportJournal(*options);
   } catch (const zmq::error_t& e) {
     std::cerr << "nvs: " << e.what() << " (endpoint " << options->endpoint << ")\n";
     return kExitUsage;

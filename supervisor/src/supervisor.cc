@@ -16,7 +16,7 @@
 #include <unordered_map>
 #include <zmq.hpp>
 
-#include "journal.h"
+#include "nvs/supervisor/journal.h"
 #include "log.h"
 #include "nvs/protocol/client_messages.h"
 #include "nvs/protocol/messages.h"
@@ -845,6 +845,7 @@ struct Supervisor::Impl {
                             {"seq", c.seq},
                             {"time_ns", c.time_ns},
                             {"id", c.request_id},
+                            {"client", HexIdentity(c.client.envelope[0])},
                             {"fingerprint", c.fingerprint},
                             {"cmd", ParseOrString(c.payload)}}));
     }
@@ -947,6 +948,7 @@ struct Supervisor::Impl {
                    {"verdict", std::string(voter::ToString(c.verdict->kind))}};
     if (c.verdict->kind == voter::VerdictKind::kCommit) {
       record["result"] = ParseOrString(c.verdict->result);
+      record["result_digest"] = proto::Fnv1a64Hex(c.verdict->result);
     } else {
       record["report"] = c.report_id;
       record["fingerprint"] = c.fingerprint;

@@ -195,6 +195,13 @@ std::optional<int> NvsdHarness::WaitNvsdExit(std::chrono::milliseconds deadline)
 }
 
 int NvsdHarness::nvsd_pid() const { return impl_->nvsd->id(); }
+
+std::string NvsdHarness::NvsdLog() const {
+  std::ifstream in(impl_->dir / "nvsd.log");
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
 const std::filesystem::path& NvsdHarness::state_dir() const { return impl_->state_dir; }
 const std::vector<json>& NvsdHarness::events() const { return impl_->seen_events; }
 
