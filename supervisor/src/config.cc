@@ -247,6 +247,8 @@ Result<Config> ParseConfig(const std::string& text, const std::filesystem::path&
   f.Integer("deadline_ms", config.deadline_ms, 1, 3'600'000);
   f.Integer("sync_deadline_ms", config.sync_deadline_ms, 10, 3'600'000);
   f.Integer("stop_grace_ms", config.stop_grace_ms, 0, 600'000);
+  f.Integer("heartbeat_interval_ms", config.heartbeat_interval_ms, 10, 3'600'000);
+  f.Integer("heartbeat_timeout_ms", config.heartbeat_timeout_ms, 10, 3'600'000);
   f.Integer("queue_deadline_ms", config.queue_deadline_ms, 0, 3'600'000);
   f.Integer("queue_limit", config.queue_limit, 1, 10'000'000);
   f.Integer("checkpoint_interval", config.checkpoint_interval, 1, 100'000'000);

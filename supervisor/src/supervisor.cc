@@ -60,6 +60,7 @@ enum class Purpose {
   kRoundSnapshot,       // snapshot that becomes the checkpoint after a round
   kCheckpointDigest,    // digest for a periodic checkpoint
   kCheckpointSnapshot,  // snapshot for a periodic checkpoint
+  kHeartbeat,           // ping of an idle variant
 };
 
 // A variant answering just inside every deadline could still fall ever
@@ -87,6 +88,7 @@ struct Variant {
   std::unique_ptr<VariantProcess> process;
   std::deque<Sent> fifo;
   Clock::time_point last_reply_at;
+  Clock::time_point last_sent_at;  // for heartbeats: an idle variant is pinged
   Clock::time_point state_since;
   RestartIntensity intensity{5, 10000};
   int restarts = 0;
@@ -301,6 +303,7 @@ struct Supervisor::Impl {
     const std::string bytes = proto::Encode(request);
     const auto now = Clock::now();
     if (v.fifo.empty()) v.last_reply_at = now;  // the deadline of a new head counts from now
+    v.last_sent_at = now;
     v.fifo.push_back(Sent{purpose, reply_type, proto::SeqOf(request), command, now});
     variants_socket.send(zmq::buffer(v.identity), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
     variants_socket.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
@@ -618,6 +621,7 @@ struct Supervisor::Impl {
         break;
       }
       case Purpose::kCatchUp:
+      case Purpose::kHeartbeat:
         break;
       case Purpose::kRestore:
         if (auto* e = std::get_if<proto::Error>(&reply)) {
@@ -822,7 +826,10 @@ struct Supervisor::Impl {
       if (!c.verdict) return false;
     }
     for (const auto& v : variants) {
-      if ((v.state == VariantState::kHealthy || v.state == VariantState::kSyncing) && !v.fifo.empty()) return false;
+      if (v.state != VariantState::kHealthy && v.state != VariantState::kSyncing) continue;
+      for (const auto& sent : v.fifo) {
+        if (sent.purpose != Purpose::kHeartbeat) return false;  // replies are FIFO: a ping in flight is harmless
+      }
     }
     return true;
   }
@@ -1340,7 +1347,23 @@ struct Supervisor::Impl {
   // ---- deadlines -----------------------------------------------------------------
 
   milliseconds DeadlineFor(Purpose purpose) const {
-    return purpose == Purpose::kVote ? milliseconds(config.deadline_ms) : milliseconds(config.sync_deadline_ms);
+    switch (purpose) {
+      case Purpose::kVote: return milliseconds(config.deadline_ms);
+      case Purpose::kHeartbeat: return milliseconds(config.heartbeat_timeout_ms);
+      default: return milliseconds(config.sync_deadline_ms);
+    }
+  }
+
+  // Pings every variant that has had nothing to do for a heartbeat interval:
+  // a process that is stopped (SIGSTOP) or wedged while idle is noticed
+  // within interval + timeout, not at its next command.
+  void SendHeartbeats() {
+    const auto now = Clock::now();
+    for (auto& v : variants) {
+      if (v.state != VariantState::kHealthy && v.state != VariantState::kSyncing) continue;
+      if (!v.fifo.empty() || now - v.last_sent_at < milliseconds(config.heartbeat_interval_ms)) continue;
+      Send(v, proto::Ping{last_seq}, Purpose::kHeartbeat, "pong");
+    }
   }
 
   Clock::time_point NextDeadline() const {
@@ -1354,6 +1377,9 @@ struct Supervisor::Impl {
     if (!waiting.empty()) next = std::min(next, waiting.front().admitted_at + milliseconds(config.queue_deadline_ms));
     for (const auto& v : variants) {
       if (v.restart_pending) next = std::min(next, v.restart_requested_at + kMaxRestartDelay);
+      if ((v.state == VariantState::kHealthy || v.state == VariantState::kSyncing) && v.fifo.empty()) {
+        next = std::min(next, v.last_sent_at + milliseconds(config.heartbeat_interval_ms));
+      }
     }
     return next;
   }
@@ -1374,7 +1400,8 @@ struct Supervisor::Impl {
       if (!v.fifo.empty()) {
         const Sent& head = v.fifo.front();
         if (now >= std::max(head.sent_at, v.last_reply_at) + DeadlineFor(head.purpose)) {
-          std::string what = "no reply within " + std::to_string(DeadlineFor(head.purpose).count()) + " ms";
+          std::string what = std::string(head.purpose == Purpose::kHeartbeat ? "no pong" : "no reply") + " within " +
+                             std::to_string(DeadlineFor(head.purpose).count()) + " ms";
           if (head.purpose == Purpose::kVote) {
             if (Command* c = FindActive(head.command)) {
               what += c->is_query ? " to a query" : " to seq " + std::to_string(c->seq);
@@ -1701,6 +1728,7 @@ struct Supervisor::Impl {
       if (items[0].revents & ZMQ_POLLIN) DrainClientSocket();
       CheckDeadlines();
       Pump();
+      SendHeartbeats();
       FlushJournalAndReplies();
       SpawnPendingRestarts();
     }

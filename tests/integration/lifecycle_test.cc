@@ -59,6 +59,23 @@ TEST(Lifecycle, AnIdleVariantThatDiesIsRestartedAndNoCommandIsBlamed) {
   EXPECT_EQ(nvsd.Query({{"op", "dump"}})["result"]["state"]["routes"][1], 2);
 }
 
+TEST(Lifecycle, AStoppedIdleVariantMissesItsHeartbeatAndIsReplaced) {
+  NvsdHarness nvsd(NvsdOptions({"router-a", "router-b", "router-c"},
+                               {{"heartbeat_interval_ms", 50}, {"heartbeat_timeout_ms", 100}}));
+  ASSERT_TRUE(nvsd.WaitAllHealthy());
+  const int pid = nvsd.VariantPid("router-b");
+  ASSERT_TRUE(SignalProcess(pid, SIGSTOP));
+  const json hung = nvsd.WaitEvent([](const json& e) {
+    return e["event"] == "variant" && e["variant"] == "router-b" && e["state"] == "stopping";
+  });
+  ASSERT_TRUE(hung.is_object()) << "a SIGSTOPped variant was not noticed";
+  EXPECT_NE(hung["why"].get<std::string>().find("no pong"), std::string::npos) << hung.dump();
+  ASSERT_TRUE(ProcessExits(pid, std::chrono::milliseconds(5000))) << "the stopped variant was not killed";
+  ASSERT_TRUE(nvsd.WaitAllHealthy());
+  EXPECT_EQ(nvsd.Status()["nvsd"]["quarantined"], 0);
+  EXPECT_EQ(nvsd.Command(Route(4, 4))["status"], "committed");
+}
+
 TEST(Lifecycle, SigtermStopsCleanlyAndLeavesNoVariantBehind) {
   NvsdHarness nvsd(NvsdOptions({"router-a", "router-b", "router-c"}));
   ASSERT_TRUE(nvsd.WaitAllHealthy());

@@ -56,6 +56,8 @@ struct Config {
   std::int64_t deadline_ms = 1000;           // a variant's reply to apply/query, else it is hung
   std::int64_t sync_deadline_ms = 30'000;    // start-up (hello) and resync (restore + replay) of a variant
   std::int64_t stop_grace_ms = 2000;         // SIGTERM -> SIGKILL
+  std::int64_t heartbeat_interval_ms = 250;  // an idle variant is pinged this often (4 per second)
+  std::int64_t heartbeat_timeout_ms = 500;   // a ping unanswered this long: the variant is dead (hung)
   std::int64_t queue_deadline_ms = 5000;     // a client command waits at most this long for nvsd to be ready
   std::size_t queue_limit = 10'000;          // commands waiting; beyond, `unavailable`
   int checkpoint_interval = 100;             // commits between checkpoints
