@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -219,6 +220,9 @@ struct Supervisor::Impl {
 
   bool stopping = false;
   bool ready = false;  // the first sync round is done
+  // systemd's watchdog (WATCHDOG_USEC): petted from the loop at half the interval.
+  std::optional<milliseconds> watchdog_every;
+  Clock::time_point watchdog_last;
   Clock::time_point started_at = Clock::now();
   std::uint64_t commits = 0;
 
@@ -316,7 +320,11 @@ struct Supervisor::Impl {
     for (char** e = environ; *e != nullptr; ++e) {
       std::string_view entry(*e);
       const auto name = entry.substr(0, entry.find('='));
-      if (name == "NVS_VARIANT" || name == "NVS_ENDPOINT" || v.config.env.count(std::string(name))) continue;
+      // systemd's notification variables are nvsd's, not its children's.
+      if (name == "NVS_VARIANT" || name == "NVS_ENDPOINT" || name == "NOTIFY_SOCKET" || name == "WATCHDOG_USEC" ||
+          name == "WATCHDOG_PID" || v.config.env.count(std::string(name))) {
+        continue;
+      }
       env.emplace_back(entry);
     }
     for (const auto& [key, value] : v.config.env) env.push_back(key + "=" + value);
@@ -1341,6 +1349,7 @@ struct Supervisor::Impl {
       }
       Log(LogLevel::kInfo, "ready", {{"healthy", healthy}, {"digest", r.chosen_digest}});
       Publish("ready", {{"healthy", healthy}});
+      sd_notify(0, "READY=1\nSTATUS=serving");
     }
   }
 
@@ -1352,6 +1361,13 @@ struct Supervisor::Impl {
       case Purpose::kHeartbeat: return milliseconds(config.heartbeat_timeout_ms);
       default: return milliseconds(config.sync_deadline_ms);
     }
+  }
+
+  // The loop is alive as long as it turns: tell systemd so.
+  void PetWatchdog() {
+    if (!watchdog_every || Clock::now() - watchdog_last < *watchdog_every) return;
+    sd_notify(0, "WATCHDOG=1");
+    watchdog_last = Clock::now();
   }
 
   // Pings every variant that has had nothing to do for a heartbeat interval:
@@ -1375,6 +1391,7 @@ struct Supervisor::Impl {
       }
     }
     if (!waiting.empty()) next = std::min(next, waiting.front().admitted_at + milliseconds(config.queue_deadline_ms));
+    if (watchdog_every) next = std::min(next, watchdog_last + *watchdog_every);
     for (const auto& v : variants) {
       if (v.restart_pending) next = std::min(next, v.restart_requested_at + kMaxRestartDelay);
       if ((v.state == VariantState::kHealthy || v.state == VariantState::kSyncing) && v.fifo.empty()) {
@@ -1549,6 +1566,11 @@ struct Supervisor::Impl {
          {"variants", variants.size()},
          {"policy", std::string(voter::ToString(config.policy.kind))},
          {"quarantined", quarantine->blocked_count()}});
+    std::uint64_t watchdog_usec = 0;
+    if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
+      watchdog_every = milliseconds(std::max<std::uint64_t>(1, watchdog_usec / 2000));
+      Log(LogLevel::kInfo, "watchdog", {{"every_ms", watchdog_every->count()}});
+    }
     for (auto& v : variants) Spawn(v, "start");
     return Status::Ok();
   }
@@ -1635,6 +1657,7 @@ struct Supervisor::Impl {
 
   void Shutdown() {
     stopping = true;
+    sd_notify(0, "STOPPING=1");
     for (auto& c : waiting) Reply(c.client, proto::ClientReply::Unavailable(c.request_id, "nvsd is shutting down"));
     waiting.clear();
     for (auto& c : active) {
@@ -1709,6 +1732,14 @@ struct Supervisor::Impl {
             stopping = true;
             return;
           }
+          if (info.ssi_signo == SIGHUP) {
+            // logrotate: the variants' stderr logs are opened again. (nvsd's
+            // own log is its stderr, which whoever started it redirects.)
+            for (auto& v : variants) {
+              if (v.process) v.process->ReopenLog();
+            }
+            Publish("logs_reopened", json::object());
+          }
         }
       }
       // zmq_poll's revents are exact for ZeroMQ sockets: a socket that is not
@@ -1730,6 +1761,7 @@ struct Supervisor::Impl {
       Pump();
       SendHeartbeats();
       FlushJournalAndReplies();
+      PetWatchdog();
       SpawnPendingRestarts();
     }
   }

@@ -153,6 +153,15 @@ void VariantProcess::WriteLog(const char* data, std::size_t size) {
   if (write(log_fd_, data, size) > 0) log_size_ += size;
 }
 
+void VariantProcess::ReopenLog() {
+  if (spec_.stderr_log.empty()) return;
+  if (log_fd_ >= 0) close(log_fd_);
+  log_fd_ = open(spec_.stderr_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  log_size_ = 0;
+  struct stat st {};
+  if (log_fd_ >= 0 && fstat(log_fd_, &st) == 0) log_size_ = static_cast<std::uint64_t>(st.st_size);
+}
+
 void VariantProcess::DrainStderr() {
   if (stderr_fd_ < 0) return;
   char buffer[16384];

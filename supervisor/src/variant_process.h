@@ -52,6 +52,9 @@ class VariantProcess {
   void DrainStderr();
   const std::string& stderr_tail() const { return tail_; }
 
+  // Opens the stderr log file again (after logrotate moved it away).
+  void ReopenLog();
+
   // Sends `signal` to the whole process group (and the process itself).
   void SignalGroup(int signal) const;
 

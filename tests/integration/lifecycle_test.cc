@@ -2,12 +2,15 @@
 // clean stops, no orphans, quarantine surviving a restart of nvsd.
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <filesystem>
 
 #include "nvsd_harness.h"
@@ -74,6 +77,52 @@ TEST(Lifecycle, AStoppedIdleVariantMissesItsHeartbeatAndIsReplaced) {
   ASSERT_TRUE(nvsd.WaitAllHealthy());
   EXPECT_EQ(nvsd.Status()["nvsd"]["quarantined"], 0);
   EXPECT_EQ(nvsd.Command(Route(4, 4))["status"], "committed");
+}
+
+// systemd: READY=1 once serving, WATCHDOG=1 from the loop when WATCHDOG_USEC is set.
+TEST(Lifecycle, TellsSystemdWhenReadyAndPetsItsWatchdog) {
+  const std::string path = "/tmp/nvs-notify-" + std::to_string(getpid()) + ".sock";
+  unlink(path.c_str());
+  const int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::snprintf(address.sun_path, sizeof address.sun_path, "%s", path.c_str());
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  setenv("NOTIFY_SOCKET", path.c_str(), 1);
+  setenv("WATCHDOG_USEC", "100000", 1);
+  std::string received;
+  {
+    NvsdHarness nvsd(NvsdOptions({"router-a", "router-b"}));
+    unsetenv("NOTIFY_SOCKET");  // only nvsd (started above) needs them
+    unsetenv("WATCHDOG_USEC");
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while ((received.find("READY=1") == std::string::npos || received.find("WATCHDOG=1") == std::string::npos) &&
+           std::chrono::steady_clock::now() < until) {
+      pollfd item{fd, POLLIN, 0};
+      if (poll(&item, 1, 100) != 1) continue;
+      char buffer[512];
+      const ssize_t n = recv(fd, buffer, sizeof buffer, 0);
+      if (n > 0) received.append(buffer, static_cast<std::size_t>(n)).push_back('\n');
+    }
+    EXPECT_TRUE(nvsd.WaitReady());
+  }
+  close(fd);
+  unlink(path.c_str());
+  EXPECT_NE(received.find("READY=1"), std::string::npos) << received;
+  EXPECT_NE(received.find("WATCHDOG=1"), std::string::npos) << received;
+}
+
+TEST(Lifecycle, SighupReopensTheVariantLogs) {
+  NvsdHarness nvsd(NvsdOptions({"router-a", "router-b"}));
+  ASSERT_TRUE(nvsd.WaitAllHealthy());
+  const auto log = nvsd.state_dir() / "logs" / "router-a.log";
+  ASSERT_TRUE(std::filesystem::exists(log));
+  std::filesystem::rename(log, log.string() + ".1");  // what logrotate does
+  ASSERT_TRUE(SignalProcess(nvsd.nvsd_pid(), SIGHUP));
+  ASSERT_TRUE(nvsd.WaitEvent([](const json& e) { return e["event"] == "logs_reopened"; }).is_object());
+  EXPECT_TRUE(std::filesystem::exists(log)) << "the log was not opened again";
+  EXPECT_EQ(nvsd.Command(Route(1, 1))["status"], "committed") << "SIGHUP must not stop nvsd";
 }
 
 TEST(Lifecycle, SigtermStopsCleanlyAndLeavesNoVariantBehind) {
