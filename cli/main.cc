@@ -11,6 +11,8 @@
 //
 // Exit codes: 0 every command committed (or answered); 1 some command was
 // rejected, quarantined or unavailable; 2 usage error; 3 no reply in time.
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -112,7 +114,9 @@ class Client {
 
   // Sends a request and waits for the reply carrying its id.
   std::optional<json> Call(json request, int timeout_ms) {
-    const std::string id = "nvs-" + std::to_string(++next_id_);
+    // nvsd remembers request ids (exactly-once, across its restarts): each
+    // must be unique, not just within this run.
+    const std::string id = prefix_ + std::to_string(++next_id_);
     request["id"] = id;
     socket_.send(zmq::buffer(request.dump()), zmq::send_flags::none);
     const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
@@ -133,6 +137,12 @@ class Client {
  private:
   zmq::context_t context_{1};
   zmq::socket_t socket_;
+  std::string prefix_ = [] {
+    char host[256] = "host";
+    gethostname(host, sizeof host - 1);
+    return "nvs-" + std::string(host) + "-" + std::to_string(getpid()) + "-" +
+           std::to_string(std::chrono::system_clock::now().time_since_epoch().count()) + "-";
+  }();
   int next_id_ = 0;
 };
 

@@ -264,7 +264,14 @@ Result<Config> ParseConfig(const std::string& text, const std::filesystem::path&
       r.RejectUnknown();
     }
   }
-  const int quorum = static_cast<int>(config.policy.Quorum());
+  f.String("mode", config.mode);
+  if (config.mode != "lockstep" && config.mode != "standby") f.Error("mode", "must be \"lockstep\" or \"standby\"");
+  f.String("standby_policy", config.standby_policy);
+  if (config.standby_policy != "quarantine") {
+    f.Error("standby_policy", "must be \"quarantine\" (the probe policy is not implemented yet)");
+  }
+  f.Bool("preempt", config.preempt);
+  const int quorum = config.mode == "standby" ? 1 : static_cast<int>(config.policy.Quorum());
   config.min_healthy = quorum;
   f.Integer("min_healthy", config.min_healthy, 1, 8);
   if (!config.variants.empty() && config.min_healthy > static_cast<int>(config.variants.size())) {

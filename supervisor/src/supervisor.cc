@@ -116,6 +116,7 @@ struct Command {
   std::string request_id;
   ClientAddress client;
   std::vector<ClientAddress> also_reply;  // retries of the same request id while it was pending
+  std::string standby_active;             // standby: the active it was sent to
   Clock::time_point admitted_at;
   Clock::time_point dispatched_at;
   std::map<std::string, voter::Outcome> outcomes;  // one per participant
@@ -220,6 +221,9 @@ struct Supervisor::Impl {
 
   bool stopping = false;
   bool ready = false;  // the first sync round is done
+  // standby mode: the variant that takes commands (the others follow it).
+  bool standby = false;
+  std::string active_name;
   // systemd's watchdog (WATCHDOG_USEC): petted from the loop at half the interval.
   std::optional<milliseconds> watchdog_every;
   Clock::time_point watchdog_last;
@@ -794,6 +798,7 @@ struct Supervisor::Impl {
                                {"restarts", v.restarts},
                                {"voting", v.state == VariantState::kHealthy && !v.needs_sync && !v.restart_when_idle},
                                {"in_flight", v.fifo.size()},
+                               {"role", !standby ? "voter" : v.config.name == active_name ? "active" : "backup"},
                                {"last_fault", v.last_fault}});
     }
     json body = {{"nvsd",
@@ -802,6 +807,8 @@ struct Supervisor::Impl {
                    {"seq", last_seq},
                    {"commits", commits},
                    {"policy", std::string(voter::ToString(config.policy.kind))},
+                   {"mode", config.mode},
+                   {"active_variant", standby ? json(active_name) : json()},
                    {"min_healthy", config.min_healthy},
                    {"healthy", HealthyVoters()},
                    {"waiting", waiting.size()},
@@ -847,7 +854,67 @@ struct Supervisor::Impl {
     for (const auto& c : active) {
       if (!c.verdict) return false;  // one undecided command at a time
     }
-    return HealthyVoters() >= config.min_healthy;
+    if (HealthyVoters() < config.min_healthy) return false;
+    return !standby || const_cast<Impl*>(this)->Active() != nullptr;
+  }
+
+  // standby: the active variant, promoting the first voting variant (in
+  // config order) when the active can no longer take commands.
+  Variant* Active() {
+    Variant* current = Find(active_name);
+    if (current != nullptr && Voting(*current) && !current->restart_when_idle) return current;
+    for (auto& v : variants) {
+      if (!Voting(v) || v.restart_when_idle) continue;
+      const std::string why = "the active " + active_name + " cannot take commands (" +
+                              (current != nullptr ? current->last_fault : std::string("gone")) + ")";
+      Log(LogLevel::kWarn, "promoted", {{"variant", v.config.name}, {"previous", active_name}, {"why", why}});
+      Publish("promoted", {{"variant", v.config.name}, {"previous", active_name}, {"why", why}});
+      active_name = v.config.name;
+      return &v;
+    }
+    return nullptr;
+  }
+
+  // standby: the decision for a command sent to the active alone.
+  void DecideStandby(Command& c) {
+    const std::string& asked = c.standby_active;
+    const voter::Outcome& outcome = c.outcomes[asked];
+    if (outcome.kind == voter::OutcomeKind::kPending) return;
+    voter::Verdict verdict;
+    if (outcome.kind == voter::OutcomeKind::kReply) {
+      verdict.kind = voter::VerdictKind::kCommit;
+      verdict.result = outcome.result;
+      verdict.agreeing = {asked};
+      verdict.reason = "the active " + asked + " answered";
+    } else {
+      // The active died, hung or lied on it: the command is not resent to a
+      // backup (that is how a hot standby dies the same death).
+      verdict.kind = voter::VerdictKind::kPoison;
+      (outcome.kind == voter::OutcomeKind::kHung ? verdict.hung : outcome.kind == voter::OutcomeKind::kCrashed
+                                                                      ? verdict.crashed
+                                                                      : verdict.faulty)
+          .push_back(asked);
+      verdict.reason = "the active " + asked + " failed on it (" + outcome.detail +
+                       "); quarantined and not resent to a backup (standby policy " + config.standby_policy + ")";
+    }
+    c.verdict = verdict;
+    Publish("verdict", {{"seq", c.seq}, {"query", c.is_query}, {"verdict", std::string(voter::ToString(verdict.kind))},
+                        {"reason", verdict.reason}, {"active", asked}});
+    if (verdict.kind == voter::VerdictKind::kCommit) {
+      OnCommit(c);
+      // The backups follow, one behind: they apply only what was committed.
+      if (!c.is_query) {
+        for (auto& v : variants) {
+          if (v.config.name != asked && Voting(v)) {
+            Send(v, proto::Apply{c.seq, c.time_ns, c.payload}, Purpose::kCatchUp, "applied");
+          }
+        }
+      }
+    } else {
+      Log(LogLevel::kWarn, "verdict", {{"seq", c.seq}, {"verdict", "POISON"}, {"reason", verdict.reason}});
+      OnPoison(c);
+      Active();  // promote now, before the next command
+    }
   }
 
   void Dispatch(Command c) {
@@ -869,8 +936,11 @@ struct Supervisor::Impl {
     // Every configured variant has an outcome: the voters start pending; the
     // others (failed, restarting, syncing) are excluded, so a vote never
     // waits for a variant that was not asked.
+    Variant* the_active = standby ? Active() : nullptr;
+    if (the_active != nullptr) c.standby_active = the_active->config.name;
     for (auto& v : variants) {
-      const bool votes = v.state == VariantState::kHealthy && !v.needs_sync && !v.restart_when_idle;
+      const bool votes = standby ? &v == the_active
+                                 : v.state == VariantState::kHealthy && !v.needs_sync && !v.restart_when_idle;
       c.outcomes[v.config.name] =
           voter::Outcome{v.config.name, votes ? voter::OutcomeKind::kPending : voter::OutcomeKind::kExcluded, "",
                          votes ? "" : std::string("not voting: ") + Name(v.state), ""};
@@ -895,6 +965,10 @@ struct Supervisor::Impl {
   }
 
   void Decide(Command& c) {
+    if (standby) {
+      DecideStandby(c);
+      return;
+    }
     voter::Policy policy = config.policy;
     policy.configured = variants.size();
     voter::Verdict verdict = voter::Decide(OutcomesOf(c), policy);
@@ -926,7 +1000,7 @@ struct Supervisor::Impl {
   void PublishSettled(const Command& c) {
     voter::Policy policy = config.policy;
     policy.configured = variants.size();
-    const voter::Verdict full = voter::Decide(OutcomesOf(c), policy);
+    const voter::Verdict full = standby ? *c.verdict : voter::Decide(OutcomesOf(c), policy);
     Publish("settled", {{"seq", c.seq},
                         {"query", c.is_query},
                         {"verdict", std::string(voter::ToString(c.verdict->kind))},
@@ -1124,7 +1198,7 @@ struct Supervisor::Impl {
     pending.digests[pending.snapshot_from] = std::nullopt;
     for (auto& v : variants) {
       if (v.state != VariantState::kHealthy || v.needs_sync || v.config.name == pending.snapshot_from) continue;
-      if (c.outcomes.at(v.config.name).kind == voter::OutcomeKind::kExcluded) continue;
+      if (!standby && c.outcomes.at(v.config.name).kind == voter::OutcomeKind::kExcluded) continue;
       Send(v, proto::DigestRequest{c.seq}, Purpose::kCheckpointDigest, "digest");
       pending.digests[v.config.name] = std::nullopt;
     }
@@ -1341,6 +1415,14 @@ struct Supervisor::Impl {
              std::nullopt, "");
       }
     }
+    if (standby && config.preempt) {
+      Variant& home = *Find(config.variants.front().name);
+      if (Voting(home) && active_name != home.config.name) {
+        Log(LogLevel::kInfo, "promoted", {{"variant", home.config.name}, {"previous", active_name}, {"why", "preempt"}});
+        Publish("promoted", {{"variant", home.config.name}, {"previous", active_name}, {"why", "preempt"}});
+        active_name = home.config.name;
+      }
+    }
     ready = checkpoint.has_value();
     if (ready && !was_ready) {
       std::vector<std::string> healthy;
@@ -1449,6 +1531,7 @@ struct Supervisor::Impl {
   // ---- the state machine step ----------------------------------------------------
 
   void Pump() {
+    if (standby && ready) Active();  // a backup takes over as soon as the active is gone, not at the next command
     for (int guard = 0; guard < 1000; ++guard) {
       bool changed = false;
       for (auto& c : active) {
@@ -1551,6 +1634,8 @@ struct Supervisor::Impl {
     } catch (const zmq::error_t& e) {
       return Status::Error(std::string("cannot bind: ") + e.what());
     }
+    standby = config.mode == "standby";
+    active_name = config.variants.front().name;
     Status recovered = Recover();
     if (!recovered.ok()) return recovered;
     for (const auto& vc : config.variants) {

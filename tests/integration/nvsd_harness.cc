@@ -48,6 +48,10 @@ struct NvsdHarness::Impl {
   std::vector<json> seen_events;
   std::set<std::size_t> consumed;
   int next_id = 0;
+  // Request ids are remembered by nvsd across restarts (exactly-once), so
+  // every harness instance uses its own.
+  std::string id_prefix = std::to_string(getpid()) + "-" +
+                          std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) + "-";
 
   void PumpEvents(std::chrono::milliseconds wait) {
     zmq::pollitem_t items[] = {{events.handle(), 0, ZMQ_POLLIN, 0}, {client.handle(), 0, ZMQ_POLLIN, 0}};
@@ -89,7 +93,7 @@ struct NvsdHarness::Impl {
   }
   json Request(const json& request, std::chrono::milliseconds deadline) {
     json r = request;
-    const std::string id = "r" + std::to_string(++next_id);
+    const std::string id = id_prefix + "r" + std::to_string(++next_id);
     r["id"] = id;
     const std::string bytes = r.dump();
     client.send(zmq::buffer(bytes), zmq::send_flags::none);
@@ -196,6 +200,8 @@ std::optional<int> NvsdHarness::WaitNvsdExit(std::chrono::milliseconds deadline)
 
 int NvsdHarness::nvsd_pid() const { return impl_->nvsd->id(); }
 
+std::string NvsdHarness::client_endpoint() const { return "ipc://" + (impl_->dir / "client.sock").string(); }
+
 std::string NvsdHarness::NvsdLog() const {
   std::ifstream in(impl_->dir / "nvsd.log");
   std::stringstream text;
@@ -244,7 +250,7 @@ json NvsdHarness::Query(const json& query, std::chrono::milliseconds deadline) {
 json NvsdHarness::Status(std::chrono::milliseconds deadline) { return impl_->Request({{"type", "status"}}, deadline); }
 
 std::string NvsdHarness::SendCommand(const json& cmd, const std::string& given_id) {
-  const std::string id = given_id.empty() ? "p" + std::to_string(++impl_->next_id) : given_id;
+  const std::string id = given_id.empty() ? impl_->id_prefix + "p" + std::to_string(++impl_->next_id) : given_id;
   const json request = {{"type", "command"}, {"id", id}, {"cmd", cmd}};
   impl_->client.send(zmq::buffer(request.dump()), zmq::send_flags::none);
   return id;

@@ -76,6 +76,8 @@ class NvsdHarness {
   std::vector<nlohmann::json> ReceivedLog(const std::string& name) const;
 
   const std::filesystem::path& state_dir() const;
+  // nvsd's client endpoint (for running `nvs` against it).
+  std::string client_endpoint() const;
   // What nvsd wrote to stderr so far (its JSON-lines log).
   std::string NvsdLog() const;
   int nvsd_pid() const;

@@ -53,6 +53,14 @@ struct Config {
   std::string variant_endpoint;              // ROUTER for variants; "" = ipc://STATE_DIR/variants.sock
   std::vector<VariantConfig> variants;       // 1 to 8
   voter::Policy policy;                      // default: Policy::DefaultFor(variants.size())
+  // "lockstep" (every variant gets every command; votes) or "standby" (one
+  // active takes commands; backups apply what it committed, one behind;
+  // DESIGN.md §6).
+  std::string mode = "lockstep";
+  // standby: what happens to the command the active died on. "quarantine"
+  // (the only policy so far): quarantined, never resent to the new active.
+  std::string standby_policy = "quarantine";
+  bool preempt = false;  // standby: the first variant takes the active role back once resynced
   std::int64_t deadline_ms = 1000;           // a variant's reply to apply/query, else it is hung
   std::int64_t sync_deadline_ms = 30'000;    // start-up (hello) and resync (restore + replay) of a variant
   std::int64_t stop_grace_ms = 2000;         // SIGTERM -> SIGKILL
