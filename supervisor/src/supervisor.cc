@@ -855,7 +855,10 @@ struct Supervisor::Impl {
       if (!c.verdict) return false;  // one undecided command at a time
     }
     if (HealthyVoters() < config.min_healthy) return false;
-    return !standby || const_cast<Impl*>(this)->Active() != nullptr;
+    // standby: Dispatch asks Active(), which promotes a voting variant if
+    // the active cannot serve; here it is enough that one exists.
+    return !standby || std::any_of(variants.begin(), variants.end(),
+                                   [&](const Variant& v) { return Voting(v) && !v.restart_when_idle; });
   }
 
   // standby: the active variant, promoting the first voting variant (in
