@@ -267,8 +267,8 @@ Result<Config> ParseConfig(const std::string& text, const std::filesystem::path&
   f.String("mode", config.mode);
   if (config.mode != "lockstep" && config.mode != "standby") f.Error("mode", "must be \"lockstep\" or \"standby\"");
   f.String("standby_policy", config.standby_policy);
-  if (config.standby_policy != "quarantine") {
-    f.Error("standby_policy", "must be \"quarantine\" (the probe policy is not implemented yet)");
+  if (config.standby_policy != "quarantine" && config.standby_policy != "probe") {
+    f.Error("standby_policy", "must be \"quarantine\" or \"probe\"");
   }
   f.Bool("preempt", config.preempt);
   const int quorum = config.mode == "standby" ? 1 : static_cast<int>(config.policy.Quorum());

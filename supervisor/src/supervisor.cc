@@ -62,6 +62,7 @@ enum class Purpose {
   kCheckpointDigest,    // digest for a periodic checkpoint
   kCheckpointSnapshot,  // snapshot for a periodic checkpoint
   kHeartbeat,           // ping of an idle variant
+  kProbeSnapshot,       // standby probe: the new active's state before the command its predecessor died on
 };
 
 // A variant answering just inside every deadline could still fall ever
@@ -70,6 +71,8 @@ constexpr std::size_t kMaxInFlightPerVariant = 1024;
 // Per loop turn, at most this many messages are taken from one socket, so a
 // flood from one peer cannot starve the others or the deadlines.
 constexpr int kMaxMessagesPerTurn = 1000;
+// The poll slot of the standby probe's descriptors (not a variant index).
+constexpr std::size_t kProbeSlot = static_cast<std::size_t>(-1);
 // A restart waits for a moment when no command is undecided, at most this long.
 constexpr std::chrono::milliseconds kMaxRestartDelay{20};
 
@@ -123,6 +126,8 @@ struct Command {
   std::map<std::string, json> evidence;            // per variant: death details, stderr tail
   std::optional<voter::Verdict> verdict;           // once decided
   std::string report_id;                           // POISON / NO_QUORUM
+  bool probed = false;                             // standby probe policy: a probe ran (or was tried)
+  json probe = json::object();                     // what the probe did (for the report); empty: no probe
 };
 
 struct CommittedEntry {
@@ -214,6 +219,24 @@ struct Supervisor::Impl {
   // Final replies by request id, so a retry is answered, never re-applied.
   std::unordered_map<std::string, proto::ClientReply> answered;
   std::deque<std::string> answered_order;
+
+  // standby, policy "probe": a disposable process of the new active's
+  // program, restored to the state before the command the old active failed
+  // on, that runs the command first. It is not a variant: it never votes and
+  // is never restarted; its identity is "probe.N".
+  struct Probe {
+    enum class Phase { kPreparing, kRestoring, kApplying } phase = Phase::kPreparing;
+    std::uint64_t command = 0;  // the command's id
+    std::string target;         // the new active, whose program it runs
+    std::string identity;
+    std::unique_ptr<VariantProcess> process;
+    bool said_hello = false;
+    std::optional<proto::StateReply> snapshot;  // the target's state before the command
+    Clock::time_point started;
+    Clock::time_point phase_since;
+  };
+  std::optional<Probe> probe;
+  int probes_started = 0;
 
   std::optional<Round> round;
   bool tie_retried = false;  // the last round ended in a digest tie and was retried from the checkpoint
@@ -319,22 +342,49 @@ struct Supervisor::Impl {
 
   // ---- lifecycle ------------------------------------------------------------
 
-  std::vector<std::string> EnvironmentFor(const Variant& v) const {
+  std::vector<std::string> EnvironmentFor(const VariantConfig& vc, const std::string& identity) const {
     std::vector<std::string> env;
     for (char** e = environ; *e != nullptr; ++e) {
       std::string_view entry(*e);
       const auto name = entry.substr(0, entry.find('='));
       // systemd's notification variables are nvsd's, not its children's.
       if (name == "NVS_VARIANT" || name == "NVS_ENDPOINT" || name == "NOTIFY_SOCKET" || name == "WATCHDOG_USEC" ||
-          name == "WATCHDOG_PID" || v.config.env.count(std::string(name))) {
+          name == "WATCHDOG_PID" || vc.env.count(std::string(name))) {
         continue;
       }
       env.emplace_back(entry);
     }
-    for (const auto& [key, value] : v.config.env) env.push_back(key + "=" + value);
-    env.push_back("NVS_VARIANT=" + v.identity);
+    for (const auto& [key, value] : vc.env) env.push_back(key + "=" + value);
+    env.push_back("NVS_VARIANT=" + identity);
     env.push_back("NVS_ENDPOINT=" + config.variant_endpoint);
     return env;
+  }
+
+  // How to start a process of `vc` under `identity`, its stderr going to
+  // logs/LOG_NAME. Fails when the program or its working directory is
+  // missing: such a variant cannot be started, however often it is tried.
+  Result<SpawnSpec> SpecFor(const VariantConfig& vc, const std::string& identity, const std::string& log_name) const {
+    SpawnSpec spec;
+    auto program = ResolveProgram(vc.argv[0], config.config_dir);
+    if (!program.ok()) return program.status();
+    if (vc.transport == Transport::kStdio) {
+      spec.argv = {bridge.string(), "--", program.value()};
+    } else {
+      spec.argv = {program.value()};
+    }
+    spec.argv.insert(spec.argv.end(), vc.argv.begin() + 1, vc.argv.end());
+    spec.env = EnvironmentFor(vc, identity);
+    spec.working_dir = vc.working_dir.empty() ? config.config_dir : config.config_dir / vc.working_dir;
+    if (!std::filesystem::is_directory(spec.working_dir)) {
+      // Checked here: an exec that fails after the fork would leave a zombie
+      // Boost 1.81 does not reap.
+      return Status::Error("working_dir " + spec.working_dir.string() + " is not a directory");
+    }
+    spec.limits = vc.limits;
+    spec.stderr_log = config.state_dir / "logs" / log_name;
+    spec.stderr_log_bytes = config.stderr_log_bytes;
+    spec.stderr_tail_bytes = config.stderr_tail_bytes;
+    return spec;
   }
 
   // Starts a new incarnation. On failure the slot is counted as a failed
@@ -349,36 +399,14 @@ struct Supervisor::Impl {
     v.restart_when_idle = false;
     v.round_digest.reset();
 
-    SpawnSpec spec;
-    auto program = ResolveProgram(v.config.argv[0], config.config_dir);
-    if (!program.ok()) {
-      Log(LogLevel::kError, "spawn_failed", {{"variant", v.config.name}, {"error", program.status().message()}});
-      v.last_fault = program.status().message();
-      SetState(v, VariantState::kFailed, program.status().message());
+    auto spec = SpecFor(v.config, v.identity, v.config.name + ".log");
+    if (!spec.ok()) {
+      Log(LogLevel::kError, "spawn_failed", {{"variant", v.config.name}, {"error", spec.status().message()}});
+      v.last_fault = spec.status().message();
+      SetState(v, VariantState::kFailed, spec.status().message());
       return;
     }
-    if (v.config.transport == Transport::kStdio) {
-      spec.argv = {bridge.string(), "--", program.value()};
-    } else {
-      spec.argv = {program.value()};
-    }
-    spec.argv.insert(spec.argv.end(), v.config.argv.begin() + 1, v.config.argv.end());
-    spec.env = EnvironmentFor(v);
-    spec.working_dir = v.config.working_dir.empty() ? config.config_dir : config.config_dir / v.config.working_dir;
-    if (!std::filesystem::is_directory(spec.working_dir)) {
-      // Checked here: an exec that fails after the fork would leave a zombie
-      // Boost 1.81 does not reap.
-      const std::string error = "working_dir " + spec.working_dir.string() + " is not a directory";
-      Log(LogLevel::kError, "spawn_failed", {{"variant", v.config.name}, {"error", error}});
-      v.last_fault = error;
-      SetState(v, VariantState::kFailed, error);
-      return;
-    }
-    spec.limits = v.config.limits;
-    spec.stderr_log = config.state_dir / "logs" / (v.config.name + ".log");
-    spec.stderr_log_bytes = config.stderr_log_bytes;
-    spec.stderr_tail_bytes = config.stderr_tail_bytes;
-    auto process = VariantProcess::Spawn(spec);
+    auto process = VariantProcess::Spawn(spec.value());
     if (!process.ok()) {
       Log(LogLevel::kError, "spawn_failed", {{"variant", v.config.name}, {"error", process.status().message()}});
       v.last_fault = process.status().message();
@@ -478,6 +506,8 @@ struct Supervisor::Impl {
         }
       } else if (sent.purpose == Purpose::kCheckpointDigest || sent.purpose == Purpose::kCheckpointSnapshot) {
         pending_checkpoint.reset();  // abandoned; the next one will do
+      } else if (sent.purpose == Purpose::kProbeSnapshot && probe && probe->command == sent.command) {
+        EndProbe("inconclusive", "the new active " + v.config.name + " failed while its state was taken: " + detail);
       }
     }
     v.fifo.clear();
@@ -550,6 +580,14 @@ struct Supervisor::Impl {
         if (!variants_socket.recv(part, zmq::recv_flags::none)) break;
         more = part.more();
         parts.push_back(std::move(part));
+      }
+      if (probe && identity.to_string() == probe->identity) {
+        if (parts.size() == 1) {
+          OnProbeMessage(parts[0].to_string_view());
+        } else {
+          EndProbe(probe->phase == Probe::Phase::kApplying ? "failed" : "inconclusive", "sent a multi-part message");
+        }
+        continue;
       }
       auto it = by_identity.find(identity.to_string());
       if (it == by_identity.end()) continue;
@@ -647,6 +685,9 @@ struct Supervisor::Impl {
         break;
       case Purpose::kRoundSnapshot:
         OnRoundSnapshot(v, std::get<proto::StateReply>(reply));
+        break;
+      case Purpose::kProbeSnapshot:
+        OnProbeSnapshot(sent.command, std::get<proto::StateReply>(reply));
         break;
       case Purpose::kCheckpointDigest:
         if (pending_checkpoint && pending_checkpoint->seq == sent.seq) {
@@ -815,7 +856,11 @@ struct Supervisor::Impl {
                    {"active", active.size()},
                    {"syncing", round.has_value()},
                    {"quarantined", quarantine->blocked_count()},
-                   {"checkpoint_seq", checkpoint ? checkpoint->seq : 0}}},
+                   {"checkpoint_seq", checkpoint ? checkpoint->seq : 0},
+                   {"probe", probe ? json{{"variant", probe->target},
+                                          {"probe", probe->identity},
+                                          {"pid", probe->process ? probe->process->pid() : -1}}
+                                   : json()}}},
                  {"variants", variants_json}};
     proto::ClientReply reply;
     reply.id = id;
@@ -880,7 +925,8 @@ struct Supervisor::Impl {
 
   // standby: the decision for a command sent to the active alone.
   void DecideStandby(Command& c) {
-    const std::string& asked = c.standby_active;
+    if (probe && probe->command == c.id) return;  // the probe decides first
+    const std::string asked = c.standby_active;
     const voter::Outcome& outcome = c.outcomes[asked];
     if (outcome.kind == voter::OutcomeKind::kPending) return;
     voter::Verdict verdict;
@@ -889,16 +935,36 @@ struct Supervisor::Impl {
       verdict.result = outcome.result;
       verdict.agreeing = {asked};
       verdict.reason = "the active " + asked + " answered";
+      if (!c.probe.empty()) verdict.reason += ", after a probe of it survived the command its predecessor failed on";
     } else {
+      if (config.standby_policy == "probe" && !c.probed && StartProbe(c)) return;
+      if (c.probe.value("outcome", "") == "survived" && !c.probe.value("delivered", false) && DeliverAfterProbe(c)) {
+        return;
+      }
       // The active died, hung or lied on it: the command is not resent to a
       // backup (that is how a hot standby dies the same death).
+      const std::string& failed = c.probe.value("delivered", false) ? c.probe.value("failed_active", asked) : asked;
       verdict.kind = voter::VerdictKind::kPoison;
-      (outcome.kind == voter::OutcomeKind::kHung ? verdict.hung : outcome.kind == voter::OutcomeKind::kCrashed
-                                                                      ? verdict.crashed
-                                                                      : verdict.faulty)
-          .push_back(asked);
-      verdict.reason = "the active " + asked + " failed on it (" + outcome.detail +
-                       "); quarantined and not resent to a backup (standby policy " + config.standby_policy + ")";
+      for (const auto& [name, o] : c.outcomes) {
+        if (o.kind == voter::OutcomeKind::kHung) verdict.hung.push_back(name);
+        if (o.kind == voter::OutcomeKind::kCrashed) verdict.crashed.push_back(name);
+        if (o.kind == voter::OutcomeKind::kProtocolError) verdict.faulty.push_back(name);
+      }
+      const voter::Outcome& first = c.outcomes[failed];
+      verdict.reason = "the active " + failed + " failed on it (" + first.detail + ")";
+      if (!c.probe.empty()) {
+        const std::string probe_outcome = c.probe.value("outcome", "");
+        if (probe_outcome == "survived") {
+          verdict.reason += "; a probe survived it, but the new active " + asked + " then failed on it too (" +
+                            outcome.detail + ")";
+        } else if (probe_outcome == "inconclusive") {
+          verdict.reason += "; the probe could not be run (" + c.probe.value("detail", "") + ")";
+        } else {
+          verdict.reason += "; a probe of " + c.probe.value("variant", "") + " restored to the state before it " +
+                            probe_outcome + " too (" + c.probe.value("detail", "") + ")";
+        }
+      }
+      verdict.reason += "; quarantined and not resent to a backup (standby policy " + config.standby_policy + ")";
     }
     c.verdict = verdict;
     Publish("verdict", {{"seq", c.seq}, {"query", c.is_query}, {"verdict", std::string(voter::ToString(verdict.kind))},
@@ -917,6 +983,196 @@ struct Supervisor::Impl {
       Log(LogLevel::kWarn, "verdict", {{"seq", c.seq}, {"verdict", "POISON"}, {"reason", verdict.reason}});
       OnPoison(c);
       Active();  // promote now, before the next command
+    }
+  }
+
+  // ---- standby probe (policy "probe") ---------------------------------------
+
+  // The active failed on `c`: promote a backup, take its state (the state
+  // before `c`: backups are one behind), and start a disposable process of
+  // its program to run `c` on that state first. False when no probe can be
+  // run (no backup to promote, or the program cannot be started): the caller
+  // quarantines.
+  bool StartProbe(Command& c) {
+    c.probed = true;
+    Variant* target = Active();
+    if (target == nullptr || target->config.name == c.standby_active) {
+      c.probe = {{"outcome", "inconclusive"}, {"detail", "no backup to probe with"}};
+      return false;
+    }
+    Probe p;
+    p.command = c.id;
+    p.target = target->config.name;
+    p.identity = "probe." + std::to_string(++probes_started);
+    auto spec = SpecFor(target->config, p.identity, "probe.log");
+    auto process = spec.ok() ? VariantProcess::Spawn(spec.value()) : Result<std::unique_ptr<VariantProcess>>(spec.status());
+    if (!process.ok()) {
+      c.probe = {{"variant", p.target}, {"outcome", "inconclusive"}, {"detail", "cannot start: " + process.status().message()}};
+      return false;
+    }
+    p.process = std::move(process.value());
+    p.started = p.phase_since = Clock::now();
+    Send(*target, proto::SnapshotRequest{last_seq}, Purpose::kProbeSnapshot, "state", c.id);
+    json event = {{"seq", c.seq}, {"variant", p.target}, {"probe", p.identity}, {"pid", p.process->pid()},
+                  {"failed_active", c.standby_active}};
+    Log(LogLevel::kWarn, "probe_started", event);
+    event["phase"] = "started";
+    Publish("probe", event);
+    probe = std::move(p);
+    return true;
+  }
+
+  // The probe survived: the command goes to the new active (the program the
+  // probe ran) and is committed on its answer. If the active changed again
+  // meanwhile, the probe says nothing about the new one: quarantined.
+  bool DeliverAfterProbe(Command& c) {
+    Variant* target = Active();
+    if (target == nullptr || target->config.name != c.probe.value("variant", "")) return false;
+    c.probe["delivered"] = true;
+    c.probe["failed_active"] = c.standby_active;
+    c.standby_active = target->config.name;
+    c.outcomes[target->config.name] = voter::Outcome{target->config.name, voter::OutcomeKind::kPending, "", "", ""};
+    const std::uint64_t wire_seq = c.is_query ? last_seq : c.seq;
+    if (c.is_query) {
+      Send(*target, proto::Query{wire_seq, c.payload}, Purpose::kVote, "answer", c.id);
+    } else {
+      Send(*target, proto::Apply{wire_seq, c.time_ns, c.payload}, Purpose::kVote, "applied", c.id);
+    }
+    Log(LogLevel::kInfo, "probe_delivered", {{"seq", c.seq}, {"variant", target->config.name}});
+    return true;
+  }
+
+  void SendToProbe(const proto::Request& request) {
+    const std::string bytes = proto::Encode(request);
+    variants_socket.send(zmq::buffer(probe->identity), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    variants_socket.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
+  }
+
+  // Ends the probe: `outcome` is "survived", "crashed", "hung", "failed"
+  // (a protocol error on the command) or "inconclusive" (it could not be
+  // prepared). The process is killed and reaped; the command is decided at
+  // the next Pump.
+  void EndProbe(const std::string& outcome, const std::string& detail, const std::string& result = "") {
+    if (!probe) return;
+    Command* c = FindActive(probe->command);
+    json record = {{"variant", probe->target},
+                   {"probe", probe->identity},
+                   {"outcome", outcome},
+                   {"detail", detail},
+                   {"after_ms", MillisSince(probe->started, Clock::now())}};
+    if (probe->process) {
+      record["pid"] = probe->process->pid();
+      probe->process->DrainStderr();
+      record["stderr_tail"] = probe->process->stderr_tail();
+      if (const auto& exit = probe->process->exit_info()) {
+        record["exit"] = {{"signal", exit->signaled ? exit->signal : 0},
+                          {"exit_code", exit->signaled ? json() : json(exit->exit_code)},
+                          {"description", exit->Describe()}};
+      }
+    }
+    if (outcome == "survived") record["result"] = ParseOrString(result);
+    json event = {{"seq", c != nullptr ? c->seq : 0}, {"variant", probe->target}, {"probe", probe->identity},
+                  {"phase", "done"}, {"outcome", outcome}, {"detail", detail}};
+    Log(outcome == "survived" ? LogLevel::kInfo : LogLevel::kWarn, "probe_done", event);
+    Publish("probe", event);
+    if (c != nullptr) c->probe = std::move(record);
+    probe->process.reset();  // SIGKILLs its group and reaps it
+    probe.reset();
+  }
+
+  void AdvanceProbe() {
+    if (!probe || probe->phase != Probe::Phase::kPreparing || !probe->said_hello || !probe->snapshot) return;
+    Command* c = FindActive(probe->command);
+    if (c == nullptr) {
+      EndProbe("inconclusive", "the command is gone");
+      return;
+    }
+    probe->phase = Probe::Phase::kRestoring;
+    probe->phase_since = Clock::now();
+    SendToProbe(proto::Restore{last_seq, probe->snapshot->state});
+  }
+
+  void OnProbeMessage(std::string_view bytes) {
+    auto decoded = proto::DecodeReply(bytes);
+    const bool applying = probe->phase == Probe::Phase::kApplying;
+    if (!decoded.ok()) {
+      EndProbe(applying ? "failed" : "inconclusive", "sent garbage (" + decoded.error().reason + ")");
+      return;
+    }
+    const proto::Reply& reply = decoded.value();
+    if (auto* hello = std::get_if<proto::Hello>(&reply)) {
+      if (probe->said_hello || hello->protocol != proto::kProtocolVersion) {
+        EndProbe(applying ? "failed" : "inconclusive", "unexpected hello");
+        return;
+      }
+      probe->said_hello = true;
+      AdvanceProbe();
+      return;
+    }
+    if (auto* error = std::get_if<proto::Error>(&reply)) {
+      EndProbe(applying ? "failed" : "inconclusive", "protocol error " + error->code + ": " + error->reason);
+      return;
+    }
+    if (probe->phase == Probe::Phase::kRestoring && std::holds_alternative<proto::Restored>(reply)) {
+      const auto& restored = std::get<proto::Restored>(reply);
+      if (restored.digest != probe->snapshot->digest) {
+        EndProbe("inconclusive", "restored digest " + restored.digest + " differs from " + probe->snapshot->digest);
+        return;
+      }
+      Command* c = FindActive(probe->command);
+      if (c == nullptr) {
+        EndProbe("inconclusive", "the command is gone");
+        return;
+      }
+      probe->phase = Probe::Phase::kApplying;
+      probe->phase_since = Clock::now();
+      if (c->is_query) {
+        SendToProbe(proto::Query{last_seq, c->payload});
+      } else {
+        SendToProbe(proto::Apply{c->seq, c->time_ns, c->payload});
+      }
+      return;
+    }
+    if (applying && std::holds_alternative<proto::Applied>(reply)) {
+      EndProbe("survived", "answered", std::get<proto::Applied>(reply).result);
+      return;
+    }
+    if (applying && std::holds_alternative<proto::Answer>(reply)) {
+      EndProbe("survived", "answered", std::get<proto::Answer>(reply).result);
+      return;
+    }
+    EndProbe(applying ? "failed" : "inconclusive", "unexpected " + std::string(proto::TypeName(reply)));
+  }
+
+  void OnProbeExit() {
+    DrainVariantSocket();  // an answer sent just before the exit still counts
+    if (!probe || !probe->process) return;
+    const auto info = probe->process->TryReap();
+    if (!info) return;
+    if (probe->phase == Probe::Phase::kApplying) {
+      EndProbe("crashed", info->Describe());
+    } else {
+      EndProbe("inconclusive", "died before it could run the command: " + info->Describe());
+    }
+  }
+
+  void OnProbeSnapshot(std::uint64_t command, const proto::StateReply& state) {
+    if (!probe || probe->command != command) return;
+    probe->snapshot = state;
+    AdvanceProbe();
+  }
+
+  Clock::time_point ProbeDeadline() const {
+    return probe->phase_since +
+           milliseconds(probe->phase == Probe::Phase::kApplying ? config.deadline_ms : config.sync_deadline_ms);
+  }
+
+  void CheckProbeDeadline() {
+    if (!probe || Clock::now() < ProbeDeadline()) return;
+    if (probe->phase == Probe::Phase::kApplying) {
+      EndProbe("hung", "no reply within " + std::to_string(config.deadline_ms) + " ms");
+    } else {
+      EndProbe("inconclusive", "not ready within " + std::to_string(config.sync_deadline_ms) + " ms");
     }
   }
 
@@ -1153,6 +1409,7 @@ struct Supervisor::Impl {
 
   void WriteReport(const Command& c, const std::string& status) {
     json report = ReportOf(c, status);
+    if (!c.probe.empty()) report["probe"] = c.probe;  // standby probe policy: what the probe did
     if (auto existing = quarantine->Read(c.report_id)) {
       json old = json::parse(*existing, nullptr, false);
       if (!old.is_discarded()) {
@@ -1477,6 +1734,7 @@ struct Supervisor::Impl {
     }
     if (!waiting.empty()) next = std::min(next, waiting.front().admitted_at + milliseconds(config.queue_deadline_ms));
     if (watchdog_every) next = std::min(next, watchdog_last + *watchdog_every);
+    if (probe) next = std::min(next, ProbeDeadline());
     for (const auto& v : variants) {
       if (v.restart_pending) next = std::min(next, v.restart_requested_at + kMaxRestartDelay);
       if ((v.state == VariantState::kHealthy || v.state == VariantState::kSyncing) && v.fifo.empty()) {
@@ -1753,6 +2011,7 @@ struct Supervisor::Impl {
     }
     FlushJournalAndReplies();
     if (journal) journal->Flush(/*force=*/true);
+    probe.reset();  // a probe is disposable: killed, never waited for
     for (auto& v : variants) {
       if (v.process && !v.process->exit_info()) v.process->SignalGroup(SIGTERM);
     }
@@ -1786,6 +2045,14 @@ struct Supervisor::Impl {
         if (v.process->stderr_fd() >= 0) {
           items.push_back({nullptr, v.process->stderr_fd(), ZMQ_POLLIN, 0});
           fds.emplace_back(i, false);
+        }
+      }
+      if (probe && probe->process && !probe->process->exit_info()) {
+        items.push_back({nullptr, probe->process->pidfd(), ZMQ_POLLIN, 0});
+        fds.emplace_back(kProbeSlot, true);
+        if (probe->process->stderr_fd() >= 0) {
+          items.push_back({nullptr, probe->process->stderr_fd(), ZMQ_POLLIN, 0});
+          fds.emplace_back(kProbeSlot, false);
         }
       }
       const auto wait = std::chrono::duration_cast<milliseconds>(NextDeadline() - Clock::now());
@@ -1835,17 +2102,28 @@ struct Supervisor::Impl {
       if (items[1].revents & ZMQ_POLLIN) DrainVariantSocket();
       for (std::size_t k = 0; k < fds.size(); ++k) {
         const auto& item = items[3 + k];
+        if (fds[k].first == kProbeSlot) {
+          if (!fds[k].second && probe && probe->process && (item.revents & (ZMQ_POLLIN | ZMQ_POLLERR))) {
+            probe->process->DrainStderr();
+          }
+          continue;
+        }
         Variant& v = variants[fds[k].first];
         if (!v.process) continue;
         if (!fds[k].second && (item.revents & (ZMQ_POLLIN | ZMQ_POLLERR))) v.process->DrainStderr();
       }
       for (std::size_t k = 0; k < fds.size(); ++k) {
         if (!fds[k].second || !(items[3 + k].revents & ZMQ_POLLIN)) continue;
+        if (fds[k].first == kProbeSlot) {
+          OnProbeExit();
+          continue;
+        }
         Variant& v = variants[fds[k].first];
         if (v.process && !v.process->exit_info()) OnProcessExit(v);
       }
       if (items[0].revents & ZMQ_POLLIN) DrainClientSocket();
       CheckDeadlines();
+      CheckProbeDeadline();
       Pump();
       SendHeartbeats();
       FlushJournalAndReplies();

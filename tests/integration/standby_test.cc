@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "nvsd_harness.h"
 #include "variant_harness.h"
 
@@ -101,6 +103,99 @@ TEST(Standby, PreemptGivesTheActiveRoleBack) {
   ASSERT_TRUE(nvsd.WaitAllHealthy());
   EXPECT_EQ(Roles(nvsd)["router-a"], "active") << "preempt: router-a takes the role back once resynced";
   EXPECT_EQ(nvsd.Command(Route(2, 3))["status"], "committed");
+}
+
+json ReadReport(NvsdHarness& nvsd, const std::string& id) {
+  std::ifstream in(nvsd.state_dir() / "quarantine" / (id + ".json"));
+  return json::parse(in, nullptr, false);
+}
+
+json Variant(NvsdHarness& nvsd, const std::string& name) {
+  const json status = nvsd.Status();
+  for (const auto& v : status["variants"]) {
+    if (v["name"] == name) return v;
+  }
+  return json();
+}
+
+// Policy "probe", heterogeneous: the command that killed router-a is run on
+// a disposable router-b restored to the state before it; router-b's program
+// survives it, so it is delivered to the promoted router-b and committed.
+TEST(Standby, ProbeThatSurvivesLetsTheCommandThrough) {
+  NvsdHarness nvsd(NvsdOptions({VariantSpec("router-a", {"--fault", "crash-on=ONLY_A_DIES"}), "router-b", "router-c"},
+                               {{"mode", "standby"}, {"standby_policy", "probe"}}));
+  ASSERT_TRUE(nvsd.WaitAllHealthy());
+  ASSERT_EQ(nvsd.Command(Route(1, 2))["status"], "committed");
+  const json reply = nvsd.Command(Label("ONLY_A_DIES"));
+  ASSERT_EQ(reply["status"], "committed") << reply.dump();
+  EXPECT_EQ(reply["result"]["ok"], true);
+  const json started = nvsd.WaitEvent([](const json& e) { return e["event"] == "probe" && e["phase"] == "started"; });
+  ASSERT_TRUE(started.is_object());
+  EXPECT_EQ(started["variant"], "router-b");
+  EXPECT_EQ(started["failed_active"], "router-a");
+  const json done = nvsd.WaitEvent([](const json& e) { return e["event"] == "probe" && e["phase"] == "done"; });
+  ASSERT_TRUE(done.is_object());
+  EXPECT_EQ(done["outcome"], "survived") << done.dump();
+  ASSERT_TRUE(nvsd.WaitAllHealthy());
+  const json dump = nvsd.Query({{"op", "dump"}})["result"]["state"];
+  EXPECT_EQ(dump["routes"][1], 2);
+  EXPECT_EQ(dump["input_labels"][0], "ONLY_A_DIES");
+  EXPECT_EQ(Variant(nvsd, "router-b")["role"], "active");
+  EXPECT_EQ(Variant(nvsd, "router-b")["incarnation"], 1) << "the new active was not disturbed";
+  // router-b's program saw it twice: once as the probe, once as the new
+  // active (the probe runs router-b's command line, so it shares its log).
+  EXPECT_EQ(Count(nvsd.ReceivedLog("router-b"), "ONLY_A_DIES"), 2);
+  EXPECT_EQ(Count(nvsd.ReceivedLog("router-c"), "ONLY_A_DIES"), 1) << "backups follow the commit";
+  EXPECT_EQ(nvsd.Status()["nvsd"]["quarantined"], 0);
+  // Every copy agrees on the result (the restarted router-a was resynced).
+  EXPECT_EQ(nvsd.Command(Route(3, 3))["status"], "committed");
+}
+
+// Policy "probe", homogeneous: the probe runs the same program and dies the
+// same death, so the command is quarantined; the new active never runs it.
+TEST(Standby, ProbeThatDiesQuarantinesAndTheNewActiveNeverRunsIt) {
+  NvsdHarness nvsd(NvsdOptions({VariantSpec("router-a", {"--fault", "crash-on=FATAL"}, "primary"),
+                                VariantSpec("router-a", {"--fault", "crash-on=FATAL"}, "backup")},
+                               {{"mode", "standby"}, {"standby_policy", "probe"}}));
+  ASSERT_TRUE(nvsd.WaitAllHealthy());
+  ASSERT_EQ(nvsd.Command(Route(0, 5))["status"], "committed");
+  const json reply = nvsd.Command(Label("FATAL"));
+  ASSERT_EQ(reply["status"], "quarantined") << reply.dump();
+  const json report = ReadReport(nvsd, reply["report"]);
+  ASSERT_TRUE(report.is_object());
+  EXPECT_EQ(report["probe"]["outcome"], "crashed") << report["probe"].dump();
+  EXPECT_EQ(report["probe"]["variant"], "backup");
+  EXPECT_EQ(report["probe"]["exit"]["signal"], SIGSEGV);
+  EXPECT_NE(report["reason"].get<std::string>().find("probe"), std::string::npos) << report["reason"];
+  // The promoted backup is the same incarnation: it was never sent FATAL
+  // (its received log holds only the probe's copy).
+  const json backup = Variant(nvsd, "backup");
+  EXPECT_EQ(backup["role"], "active");
+  EXPECT_EQ(backup["incarnation"], 1);
+  EXPECT_EQ(Count(nvsd.ReceivedLog("backup"), "FATAL"), 1);
+  EXPECT_EQ(nvsd.Command(Route(6, 7))["status"], "committed");
+  EXPECT_EQ(nvsd.Command(Label("FATAL"))["status"], "quarantined");  // the resend is refused without dispatch
+  ASSERT_TRUE(nvsd.WaitAllHealthy());
+  EXPECT_EQ(Count(nvsd.ReceivedLog("backup"), "FATAL"), 1);
+  const json dump = nvsd.Query({{"op", "dump"}})["result"]["state"];
+  EXPECT_EQ(dump["routes"][0], 5);
+  EXPECT_EQ(dump["routes"][6], 7);
+  EXPECT_EQ(dump["input_labels"][0], "Input 1");
+}
+
+// A probe that hangs is killed at the deadline and the command quarantined.
+TEST(Standby, ProbeThatHangsQuarantines) {
+  NvsdHarness nvsd(NvsdOptions({VariantSpec("router-a", {"--fault", "crash-on=STUCK"}),
+                                VariantSpec("router-b", {"--fault", "hang-on=STUCK"})},
+                               {{"mode", "standby"}, {"standby_policy", "probe"}, {"deadline_ms", 300}}));
+  ASSERT_TRUE(nvsd.WaitAllHealthy());
+  const json reply = nvsd.Command(Label("STUCK"));
+  ASSERT_EQ(reply["status"], "quarantined") << reply.dump();
+  const json report = ReadReport(nvsd, reply["report"]);
+  EXPECT_EQ(report["probe"]["outcome"], "hung") << report["probe"].dump();
+  EXPECT_EQ(Variant(nvsd, "router-b")["incarnation"], 1);
+  EXPECT_EQ(nvsd.Command(Route(1, 1))["status"], "committed");
+  EXPECT_TRUE(nvsd.Status()["nvsd"]["probe"].is_null()) << "the probe is gone";
 }
 
 }  // namespace

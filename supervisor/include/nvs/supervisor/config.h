@@ -57,8 +57,11 @@ struct Config {
   // active takes commands; backups apply what it committed, one behind;
   // DESIGN.md §6).
   std::string mode = "lockstep";
-  // standby: what happens to the command the active died on. "quarantine"
-  // (the only policy so far): quarantined, never resent to the new active.
+  // standby: what happens to the command the active died on. "quarantine":
+  // quarantined, never resent to the new active. "probe": first run on a
+  // disposable process of the new active's program, restored to the state
+  // before the command; delivered to the new active only if the probe
+  // survives and answers, else quarantined.
   std::string standby_policy = "quarantine";
   bool preempt = false;  // standby: the first variant takes the active role back once resynced
   std::int64_t deadline_ms = 1000;           // a variant's reply to apply/query, else it is hung
