@@ -3,7 +3,7 @@
 //   nvs send [options] CMD-JSON        send one command, print the reply
 //   nvs send [options] -f FILE         send every line of a JSON-lines file
 //   nvs status [options]               nvsd's view of itself and its variants
-//   nvs journal export PATH            the journal as JSON lines (PATH: journal file or state dir)
+//   nvs journal export PATH            the journal as JSON lines (PATH: state dir, journal folder or segment)
 //
 // Options: --endpoint E (default tcp://127.0.0.1:5555, or $NVS_ENDPOINT),
 // --timeout MS (default 10000), --json (print raw replies), --query (send as
@@ -43,7 +43,7 @@ const char* const kUsage =
     "  send CMD-JSON        send one command to nvsd and print the verdict\n"
     "  send -f FILE         send every line of a JSON-lines file, in order ('-' = stdin)\n"
     "  status               show nvsd and its variants\n"
-    "  journal export PATH  print nvsd's journal as JSON lines (PATH: the journal file or the state dir);\n"
+    "  journal export PATH  print nvsd's journal as JSON lines (PATH: the state dir, its journal folder, or one segment);\n"
     "                       exits 1 when its tail is damaged (the good records are still printed)\n"
     "\n"
     "options:\n"
@@ -238,20 +238,16 @@ int ExportJournal(const Options& o) {
     std::cerr << kUsage;
     return kExitUsage;
   }
-  std::filesystem::path path = o.positional[1];
-  if (std::filesystem::is_directory(path)) path /= "journal.nvj";
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    std::cerr << "nvs: cannot read " << path.string() << "\n";
+  const std::filesystem::path path = o.positional[1];
+  auto journal = nvs::supervisor::ReadJournal(path);
+  if (!journal.ok()) {
+    std::cerr << "nvs: " << journal.status().message() << "\n";
     return kExitUsage;
   }
-  std::stringstream bytes;
-  bytes << in.rdbuf();
-  const auto scan = nvs::supervisor::ScanJournal(bytes.str());
-  for (const auto& record : scan.records) std::cout << record << "\n";
-  if (!scan.damage.empty()) {
-    std::cerr << "nvs: " << path.string() << ": " << scan.damage << " (" << scan.records.size()
-              << " good records printed)\n";
+  for (const auto& record : journal.value().records) std::cout << record << "\n";
+  if (!journal.value().damage.empty()) {
+    for (const auto& damage : journal.value().damage) std::cerr << "nvs: " << damage << "\n";
+    std::cerr << "nvs: " << journal.value().records.size() << " good records printed\n";
     return kExitRefused;
   }
   return kExitOk;

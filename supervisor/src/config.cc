@@ -252,6 +252,8 @@ Result<Config> ParseConfig(const std::string& text, const std::filesystem::path&
   f.Integer("queue_deadline_ms", config.queue_deadline_ms, 0, 3'600'000);
   f.Integer("queue_limit", config.queue_limit, 1, 10'000'000);
   f.Integer("checkpoint_interval", config.checkpoint_interval, 1, 100'000'000);
+  f.Integer("journal_segment_bytes", config.journal_segment_bytes, 4096, std::int64_t{1} << 40);
+  f.Integer("journal_keep_segments", config.journal_keep_segments, 0, 1'000'000);
   f.Integer("stderr_tail_bytes", config.stderr_tail_bytes, 0, 1 << 20);
   f.Integer("stderr_log_bytes", config.stderr_log_bytes, 4096, std::int64_t{1} << 40);
   if (const json* restart = f.Find("restart")) {

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/crc.hpp>
 #include <cerrno>
 #include <chrono>
@@ -95,6 +96,86 @@ JournalScan ScanJournal(std::string_view bytes) {
     scan.good_bytes = at;
   }
   return scan;
+}
+
+Result<JournalScan> ReadJournalFile(const std::filesystem::path& file) {
+  const int fd = open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::Error(file.string() + ": " + std::strerror(errno));
+  std::string content;
+  char buffer[1 << 16];
+  for (;;) {
+    const ssize_t n = read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const std::string error = file.string() + ": " + std::strerror(errno);
+      close(fd);
+      return Status::Error(error);
+    }
+    if (n == 0) break;
+    content.append(buffer, static_cast<std::size_t>(n));
+  }
+  close(fd);
+  return ScanJournal(content);
+}
+
+std::filesystem::path JournalSegmentPath(const std::filesystem::path& dir, std::uint64_t index) {
+  std::string name = std::to_string(index);
+  if (name.size() < 12) name.insert(0, 12 - name.size(), '0');
+  return dir / (name + ".nvj");
+}
+
+std::uint64_t JournalSegmentIndex(const std::filesystem::path& file) {
+  const std::string name = file.filename().string();
+  if (name.size() != 16 || name.substr(12) != ".nvj") return 0;
+  std::uint64_t index = 0;
+  for (std::size_t i = 0; i < 12; ++i) {
+    if (name[i] < '0' || name[i] > '9') return 0;
+    index = index * 10 + static_cast<std::uint64_t>(name[i] - '0');
+  }
+  return index;
+}
+
+std::vector<std::filesystem::path> JournalSegments(const std::filesystem::path& dir) {
+  std::vector<std::filesystem::path> segments;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (JournalSegmentIndex(it->path()) != 0 && it->is_regular_file(ec)) segments.push_back(it->path());
+  }
+  std::sort(segments.begin(), segments.end(),
+            [](const auto& a, const auto& b) { return JournalSegmentIndex(a) < JournalSegmentIndex(b); });
+  return segments;
+}
+
+Result<JournalContents> ReadJournal(const std::filesystem::path& path) {
+  std::error_code ec;
+  std::vector<std::filesystem::path> files;
+  if (std::filesystem::is_directory(path, ec)) {
+    files = JournalSegments(path / "journal");
+    if (files.empty()) files = JournalSegments(path);
+    if (files.empty() && std::filesystem::is_regular_file(path / "journal.nvj", ec)) files = {path / "journal.nvj"};
+    if (files.empty()) return Status::Error(path.string() + ": no journal here (no journal/NNNNNNNNNNNN.nvj segments)");
+  } else {
+    files = {path};
+  }
+  JournalContents contents;
+  for (const auto& file : files) {
+    auto scan = ReadJournalFile(file);
+    if (!scan.ok()) return scan.status();
+    if (!scan.value().damage.empty()) contents.damage.push_back(file.string() + ": " + scan.value().damage);
+    for (auto& record : scan.value().records) contents.records.push_back(std::move(record));
+    contents.files.push_back(file);
+  }
+  return contents;
+}
+
+Status SyncDirectory(const std::filesystem::path& dir) {
+  const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::Error(dir.string() + ": " + std::strerror(errno));
+  const int rc = fsync(fd);
+  const int error = errno;
+  close(fd);
+  if (rc != 0) return Status::Error(dir.string() + ": fsync: " + std::strerror(error));
+  return Status::Ok();
 }
 
 Result<std::unique_ptr<JournalWriter>> JournalWriter::Open(const std::filesystem::path& path, FsyncPolicy policy,

@@ -144,5 +144,38 @@ TEST_F(JournalFile, BatchPolicyDefersTheSync) {
   EXPECT_FALSE(writer.value()->unsynced());
 }
 
+TEST(JournalSegments, NamesRoundTripAndOthersAreIgnored) {
+  EXPECT_EQ(JournalSegmentPath("/s/journal", 7).filename(), "000000000007.nvj");
+  EXPECT_EQ(JournalSegmentIndex("/s/journal/000000000007.nvj"), 7u);
+  EXPECT_EQ(JournalSegmentIndex("/s/journal/00000000007.nvj"), 0u);
+  EXPECT_EQ(JournalSegmentIndex("/s/journal/00000000000x.nvj"), 0u);
+  EXPECT_EQ(JournalSegmentIndex("/s/journal/000000000007.nvj.tmp"), 0u);
+}
+
+TEST_F(JournalFile, ReadJournalJoinsSegmentsInOrderAndReportsDamagePerSegment) {
+  const fs::path dir = dir_ / "journal";
+  fs::create_directories(dir);
+  // Written out of order, and numbered past 9 so that the order is numeric.
+  std::ofstream(JournalSegmentPath(dir, 10), std::ios::binary) << JournalOf({"c"});
+  std::ofstream(JournalSegmentPath(dir, 2), std::ios::binary) << JournalOf({"a", "b"});
+  std::ofstream(dir / "notes.txt") << "not a segment";
+  const std::string torn = JournalOf({"d", "e"});
+  std::ofstream(JournalSegmentPath(dir, 11), std::ios::binary) << torn.substr(0, torn.size() - 1);
+  for (const fs::path& where : {dir_, dir}) {
+    auto read = ReadJournal(where);
+    ASSERT_TRUE(read.ok()) << read.status().message();
+    EXPECT_EQ(read.value().records, (std::vector<std::string>{"a", "b", "c", "d"}));
+    EXPECT_EQ(read.value().files.size(), 3u);
+    ASSERT_EQ(read.value().damage.size(), 1u);
+    EXPECT_NE(read.value().damage[0].find("000000000011.nvj"), std::string::npos) << read.value().damage[0];
+  }
+  auto one = ReadJournal(JournalSegmentPath(dir, 2));
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(one.value().records, (std::vector<std::string>{"a", "b"}));
+  EXPECT_FALSE(ReadJournal(dir_ / "nothing-here").ok());
+  fs::create_directories(dir_ / "empty");
+  EXPECT_FALSE(ReadJournal(dir_ / "empty").ok());
+}
+
 }  // namespace
 }  // namespace nvs::supervisor

@@ -213,6 +213,14 @@ struct Supervisor::Impl {
     Clock::time_point started;
   };
   std::unique_ptr<JournalWriter> journal;
+  std::filesystem::path journal_dir;
+  FsyncPolicy journal_policy = FsyncPolicy::kAlways;
+  std::uint64_t journal_segment = 0;  // index of the segment being written
+  struct ClosedSegment {
+    std::filesystem::path path;
+    std::uint64_t max_seq = 0;  // no record in it has a higher sequence number
+  };
+  std::deque<ClosedSegment> closed_segments;  // oldest first
   // Replies wait here until the journal records they depend on are flushed
   // (group commit: one flush per loop turn, then every reply of the turn).
   std::vector<std::pair<ClientAddress, proto::ClientReply>> outbox;
@@ -1514,7 +1522,44 @@ struct Supervisor::Impl {
     const std::string text = R"({"seq":)" + std::to_string(checkpoint->seq) + R"(,"digest":)" +
                              Dump(json(checkpoint->digest)) + R"(,"state":)" + checkpoint->state + "}\n";
     Status written = WriteFileAtomically(config.state_dir / "checkpoint.json", text);
-    if (!written.ok()) Log(LogLevel::kError, "checkpoint_write_failed", {{"error", written.message()}});
+    if (!written.ok()) {
+      Log(LogLevel::kError, "checkpoint_write_failed", {{"error", written.message()}});
+      return;
+    }
+    RotateJournal();
+  }
+
+  // At a checkpoint (on disk): a new segment once the current one is big
+  // enough, and the pruning of old segments the retention lets go. A segment
+  // is only pruned when the checkpoint covers every record in it.
+  void RotateJournal() {
+    if (!journal || journal->bytes() < config.journal_segment_bytes) return;
+    const std::filesystem::path next = JournalSegmentPath(journal_dir, journal_segment + 1);
+    auto opened = JournalWriter::Open(next, journal_policy, config.fsync_batch_ms, nullptr, nullptr);
+    Status synced = opened.ok() ? SyncDirectory(journal_dir) : opened.status();
+    if (!synced.ok()) {
+      Log(LogLevel::kError, "journal_rotate_failed", {{"segment", next.string()}, {"error", synced.message()}});
+      return;  // the current segment goes on growing
+    }
+    Status flushed = journal->Flush(/*force=*/true);
+    if (!flushed.ok()) {
+      Log(LogLevel::kError, "journal_write_failed", {{"error", flushed.message()}});
+      return;
+    }
+    closed_segments.push_back({JournalSegmentPath(journal_dir, journal_segment), last_seq});
+    journal = std::move(opened.value());
+    ++journal_segment;
+    Log(LogLevel::kInfo, "journal_segment", {{"segment", next.string()}, {"seq", last_seq}});
+    while (config.journal_keep_segments > 0 && closed_segments.size() > config.journal_keep_segments &&
+           checkpoint && closed_segments.front().max_seq <= checkpoint->seq) {
+      std::error_code ec;
+      std::filesystem::remove(closed_segments.front().path, ec);
+      Log(ec ? LogLevel::kError : LogLevel::kInfo, "journal_pruned",
+          {{"segment", closed_segments.front().path.string()}, {"max_seq", closed_segments.front().max_seq},
+           {"error", ec ? ec.message() : ""}});
+      if (ec) break;
+      closed_segments.pop_front();
+    }
   }
 
   void StartRound() {
@@ -1926,15 +1971,56 @@ struct Supervisor::Impl {
   // number, and the final replies by request id. Commands admitted but not
   // decided were never acknowledged: they are abandoned (a retry runs them).
   Status Recover() {
-    const FsyncPolicy policy = config.fsync == "always" ? FsyncPolicy::kAlways
-                               : config.fsync == "batch" ? FsyncPolicy::kBatch
-                                                         : FsyncPolicy::kNone;
+    journal_policy = config.fsync == "always" ? FsyncPolicy::kAlways
+                     : config.fsync == "batch" ? FsyncPolicy::kBatch
+                                               : FsyncPolicy::kNone;
+    journal_dir = config.state_dir / "journal";
+    std::error_code ec;
+    std::filesystem::create_directories(journal_dir, ec);
+    if (ec) return Status::Error(journal_dir.string() + ": " + ec.message());
+    std::filesystem::permissions(journal_dir, std::filesystem::perms::owner_all, ec);
+    std::vector<std::filesystem::path> segments = JournalSegments(journal_dir);
+    if (segments.empty() && std::filesystem::exists(config.state_dir / "journal.nvj")) {
+      // A journal of the single-file layout becomes the first segment.
+      std::filesystem::rename(config.state_dir / "journal.nvj", JournalSegmentPath(journal_dir, 1), ec);
+      if (ec) return Status::Error("cannot move journal.nvj into " + journal_dir.string() + ": " + ec.message());
+      segments = JournalSegments(journal_dir);
+    }
+    // Closed segments are read as they are (damage in one is reported, not
+    // cut: it is history); the last one is opened for appending, and a torn
+    // tail there (a crash mid-write) is cut at the last good record.
     std::vector<std::string> records;
+    for (std::size_t i = 0; i + 1 < segments.size(); ++i) {
+      auto scan = ReadJournalFile(segments[i]);
+      if (!scan.ok()) return scan.status();
+      if (!scan.value().damage.empty()) {
+        Log(LogLevel::kError, "journal_segment_damaged", {{"segment", segments[i].string()}, {"damage", scan.value().damage},
+                                                          {"records_kept", scan.value().records.size()}});
+      }
+      std::uint64_t max_seq = 0;
+      for (auto& text : scan.value().records) {
+        const json record = json::parse(text, nullptr, false);
+        if (record.is_object()) max_seq = std::max(max_seq, record.value("seq", std::uint64_t{0}));
+        records.push_back(std::move(text));
+      }
+      closed_segments.push_back({segments[i], max_seq});
+    }
+    journal_segment = segments.empty() ? 1 : JournalSegmentIndex(segments.back());
+    std::vector<std::string> last_records;
     std::string damage;
-    auto opened = JournalWriter::Open(config.state_dir / "journal.nvj", policy, config.fsync_batch_ms, &records, &damage);
+    auto opened = JournalWriter::Open(JournalSegmentPath(journal_dir, journal_segment), journal_policy,
+                                      config.fsync_batch_ms, &last_records, &damage);
     if (!opened.ok()) return opened.status();
     journal = std::move(opened.value());
-    if (!damage.empty()) Log(LogLevel::kWarn, "journal_tail_cut", {{"damage", damage}, {"records_kept", records.size()}});
+    if (segments.empty()) {
+      Status synced = SyncDirectory(journal_dir);
+      if (!synced.ok()) return synced;
+    }
+    if (!damage.empty()) {
+      Log(LogLevel::kWarn, "journal_tail_cut", {{"segment", JournalSegmentPath(journal_dir, journal_segment).string()},
+                                                {"damage", damage}, {"records_kept", last_records.size()}});
+    }
+    for (auto& text : last_records) records.push_back(std::move(text));
 
     std::ifstream in(config.state_dir / "checkpoint.json");
     if (in) {
@@ -1945,6 +2031,7 @@ struct Supervisor::Impl {
         return Status::Error((config.state_dir / "checkpoint.json").string() + ": not a checkpoint; move it away to start over");
       }
       checkpoint = Checkpoint{saved["seq"].get<std::uint64_t>(), Dump(saved["state"]), saved["digest"].get<std::string>()};
+      last_seq = std::max(last_seq, checkpoint->seq);  // its records may have been pruned
     }
     struct Admitted {
       std::int64_t time_ns;

@@ -72,6 +72,12 @@ struct Config {
   std::int64_t queue_deadline_ms = 5000;     // a client command waits at most this long for nvsd to be ready
   std::size_t queue_limit = 10'000;          // commands waiting; beyond, `unavailable`
   int checkpoint_interval = 100;             // commits between checkpoints
+  // The journal's segments: a new one is started at the first checkpoint
+  // after the current one reaches this size. Closed segments wholly covered
+  // by the checkpoint are pruned beyond the newest `journal_keep_segments`
+  // (0: every segment is kept, the whole command history).
+  std::uint64_t journal_segment_bytes = 64u << 20;
+  std::size_t journal_keep_segments = 0;
   RestartConfig restart;
   int min_healthy = 0;                       // default: the quorum of the policy
   std::size_t stderr_tail_bytes = 4096;      // kept per variant for reports

@@ -35,6 +35,34 @@ struct JournalScan {
 // Reads a journal's bytes. Never throws; never trusts a length it cannot check.
 JournalScan ScanJournal(std::string_view bytes);
 
+// Reads one journal file (a segment). An unreadable file is an error; a
+// damaged one is a scan with `damage` set.
+Result<JournalScan> ReadJournalFile(const std::filesystem::path& file);
+
+// The journal is a folder of segments, STATE_DIR/journal/NNNNNNNNNNNN.nvj
+// (12 decimal digits, from 1, in the order they were written). nvsd starts a
+// new segment at a checkpoint once the current one has grown past
+// `journal_segment_bytes`; older segments are kept, or pruned by
+// `journal_keep_segments` (protocol/JOURNAL.md).
+std::filesystem::path JournalSegmentPath(const std::filesystem::path& dir, std::uint64_t index);
+// The segment index in a segment's file name; 0 when it is not one.
+std::uint64_t JournalSegmentIndex(const std::filesystem::path& file);
+// The segments in `dir`, oldest first (an absent folder has none).
+std::vector<std::filesystem::path> JournalSegments(const std::filesystem::path& dir);
+
+struct JournalContents {
+  std::vector<std::string> records;           // every good record, oldest first
+  std::vector<std::filesystem::path> files;   // the segments read
+  std::vector<std::string> damage;            // "FILE: why", one per damaged segment
+};
+
+// Reads a whole journal from a state dir, a journal folder or one segment
+// file. Fails when there is nothing to read.
+Result<JournalContents> ReadJournal(const std::filesystem::path& path);
+
+// fsync of a folder, so that a file created or renamed in it survives a crash.
+Status SyncDirectory(const std::filesystem::path& dir);
+
 enum class FsyncPolicy {
   kAlways,  // a record is durable before anything that depends on it is sent (group commit)
   kBatch,   // fsync at most every batch_ms
