@@ -2,10 +2,13 @@
 // the same machine:
 //   direct      a client talking to router-a directly over ZeroMQ (the floor)
 //   nvsd-1/2/3  the same commands through nvsd with 1, 2 and 3 variants
-// and the time from a variant's SIGKILL to the next committed reply.
+// the time from a variant's SIGKILL to the next committed reply, standby
+// failover (SIGKILL and SIGSTOP of the active), and the restart + resync time
+// of a variant after 100,000 commands on 288x288 and 1024x1024 routers.
 // Prints a table and writes JSON (--json FILE).
 //
-// usage: nvs-bench [--commands N] [--kills N] [--json FILE]
+// usage: nvs-bench [--commands N] [--kills N] [--history N] [--only SECTION] [--json FILE]
+//   SECTION: latency, kills, failover, resync (default: all)
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -75,6 +78,20 @@ std::string RouteCommand(std::size_t i) {
          std::to_string((i * 7 + 1) % 16) + "}]}";
 }
 
+// A route on an N x N router, spread over every output; every 16th command
+// is a label, so that snapshots carry labels too.
+std::string SizedCommand(std::size_t i, int n) {
+  const auto size = static_cast<std::size_t>(n);
+  if (i % 16 == 15) {
+    return R"({"op":"label","client":"bench","kind":"output","labels":[{"index":)" + std::to_string((i / 16) % size) +
+           R"(,"text":"OUT )" + std::to_string(i) + R"("}]})";
+  }
+  return R"({"op":"route","client":"bench","routes":[{"output":)" + std::to_string(i % size) + R"(,"input":)" +
+         std::to_string((i * 7 + 1) % size) + "}]}";
+}
+
+std::vector<std::string> SizeArgs(int n) { return {"--inputs", std::to_string(n), "--outputs", std::to_string(n)}; }
+
 // ---- direct -------------------------------------------------------------------
 
 Stats BenchDirect(std::size_t commands) {
@@ -121,7 +138,8 @@ class Nvsd {
       list.push_back(v);
     }
     endpoint_ = "ipc://" + (dir_ / "client.sock").string();
-    json config = {{"state_dir", (dir_ / "state").string()}, {"client_endpoint", endpoint_}, {"event_endpoint", ""},
+    const std::string events = getenv("NVS_BENCH_DEBUG") ? "ipc://" + (dir_ / "events.sock").string() : "";
+    json config = {{"state_dir", (dir_ / "state").string()}, {"client_endpoint", endpoint_}, {"event_endpoint", events},
                    {"variant_endpoint", "ipc://" + (dir_ / "variants.sock").string()}, {"variants", list},
                    {"deadline_ms", 2000}, {"restart", {{"intensity", 1000}, {"period_ms", 1000}}}};
     config.merge_patch(overrides);
@@ -131,14 +149,19 @@ class Nvsd {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    const char* argv[] = {NVS_NVSD, "--config", config_path.c_str(), nullptr};
-    if (posix_spawn(&pid_, NVS_NVSD, &actions, nullptr, const_cast<char**>(argv), environ) != 0) {
+    const char* exe = getenv("NVS_BENCH_NVSD") ? getenv("NVS_BENCH_NVSD") : NVS_NVSD;
+    const char* argv[] = {exe, "--config", config_path.c_str(), nullptr};
+    if (posix_spawn(&pid_, exe, &actions, nullptr, const_cast<char**>(argv), environ) != 0) {
       throw std::runtime_error("cannot start nvsd");
     }
     posix_spawn_file_actions_destroy(&actions);
     socket_.set(zmq::sockopt::linger, 0);
     socket_.set(zmq::sockopt::reconnect_ivl, 10);
     socket_.connect(endpoint_);
+    if (!events.empty()) {
+      events_.set(zmq::sockopt::subscribe, "");
+      events_.connect(events);
+    }
     WaitAllHealthy();
   }
   ~Nvsd() {
@@ -146,7 +169,11 @@ class Nvsd {
     int status = 0;
     waitpid(pid_, &status, 0);
     std::error_code ec;
-    fs::remove_all(dir_, ec);
+    if (getenv("NVS_BENCH_KEEP") != nullptr) {
+      std::fprintf(stderr, "nvs-bench: kept %s\n", dir_.c_str());
+    } else {
+      fs::remove_all(dir_, ec);
+    }
   }
 
   // Sends a request whose id is `id` and returns the reply carrying that id
@@ -192,6 +219,24 @@ class Nvsd {
     throw std::runtime_error("nvsd: variants not healthy in time");
   }
 
+  // Every variant healthy, voting and idle, no sync round: full redundancy.
+  bool FullyRedundant() {
+    json s = Status();
+    bool all = s["nvsd"]["ready"] == true && s["nvsd"]["active"] == 0 && s["nvsd"]["syncing"] == false;
+    for (const auto& v : s["variants"]) all = all && v["state"] == "healthy" && v["voting"] == true;
+    return all;
+  }
+  // Polls status until FullyRedundant (a benchmark: busy polling is the
+  // finest clock we have); the time it took.
+  double MicrosUntilFullyRedundant(Clock::time_point since) {
+    const auto until = Clock::now() + std::chrono::seconds(30);
+    while (Clock::now() < until) {
+      if (FullyRedundant()) return Micros(Clock::now() - since);
+    }
+    throw std::runtime_error("nvsd: not back to full redundancy in time");
+  }
+  std::string ActiveVariant() { return Status()["nvsd"]["active_variant"].get<std::string>(); }
+
   int VariantPid(const std::string& name) {
     const json status = Status();
     for (const auto& v : status["variants"]) {
@@ -206,6 +251,11 @@ class Nvsd {
   pid_t pid_ = -1;
   zmq::context_t context_{1};
   zmq::socket_t socket_{context_, zmq::socket_type::dealer};
+
+ public:
+  zmq::socket_t events_{context_, zmq::socket_type::sub};  // NVS_BENCH_DEBUG: nvsd's events
+
+ private:
   std::deque<std::string> other_;
 };
 
@@ -310,35 +360,120 @@ json BenchKillInFlight(int kills) {
   return {{"kill_to_commit_of_inflight", ToJson(Summarise(samples, 1))}};
 }
 
+// Standby, two routers of 288x288, policy probe: the active is SIGKILLed
+// (or SIGSTOPped) and the next command is sent at once. Measured: the
+// time from the signal to that command's committed reply, and to full
+// redundancy (the old active restarted, resynced from the new one and idle).
+json BenchStandbyFailover(int kills, int stop_signal) {
+  const int n = 288;
+  json overrides = {{"mode", "standby"}, {"standby_policy", "probe"}, {"fsync", "none"}};
+  if (stop_signal == SIGSTOP) {
+    overrides.update({{"heartbeat_interval_ms", 25}, {"heartbeat_timeout_ms", 100}, {"deadline_ms", 100}});
+  }
+  Nvsd nvsd({"router-a", "router-b"}, {{"router-a", SizeArgs(n)}, {"router-b", SizeArgs(n)}}, overrides);
+  std::vector<double> to_commit, to_full;
+  std::size_t i = 0;
+  for (int k = 0; k < kills; ++k) {
+    nvsd.WaitAllHealthy();
+    for (int w = 0; w < 50; ++w, ++i) nvsd.Call(CommandRequest(i, SizedCommand(i, n)));
+    const int pid = nvsd.VariantPid(nvsd.ActiveVariant());
+    const double wall_t0 = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                   std::chrono::system_clock::now().time_since_epoch())
+                                                   .count());
+    const auto signalled = Clock::now();
+    if (!nvs::testing::SignalProcess(pid, stop_signal)) throw std::runtime_error("no active to signal");
+    const std::string reply = nvsd.Call(CommandRequest(i, SizedCommand(i, n)));
+    ++i;
+    to_commit.push_back(Micros(Clock::now() - signalled));
+    if (reply.find("\"committed\"") == std::string::npos) throw std::runtime_error("failover: not committed: " + reply);
+    to_full.push_back(nvsd.MicrosUntilFullyRedundant(signalled));
+    if (getenv("NVS_BENCH_DEBUG")) {
+      std::fprintf(stderr, "commit %.0f full %.0f %s\n", to_commit.back(), to_full.back(), reply.c_str());
+      zmq::message_t topic, body;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let the events arrive
+      while (nvsd.events_.recv(topic, zmq::recv_flags::dontwait)) {
+        (void)nvsd.events_.recv(body, zmq::recv_flags::none);
+        const json e = json::parse(body.to_string());
+        const double at = (e["time_ns"].get<double>() - wall_t0) / 1000.0;
+        if (at > -1000) std::fprintf(stderr, "  %+8.0f us %s\n", at, body.to_string().substr(0, 160).c_str());
+      }
+    }
+  }
+  return {{"signal_to_next_commit", ToJson(Summarise(to_commit, 1))},
+          {"signal_to_full_redundancy", ToJson(Summarise(to_full, 1))}};
+}
+
+// Lockstep, two routers of N x N, after `history` commands: router-b is
+// SIGKILLed while idle; the time until it is restarted, resynced (snapshot
+// of router-a restored into it, digest checked) and voting again.
+json BenchResync(int n, std::size_t history, int kills) {
+  Nvsd nvsd({"router-a", "router-b"}, {{"router-a", SizeArgs(n)}, {"router-b", SizeArgs(n)}},
+            {{"fsync", "none"}, {"checkpoint_interval", 1000}});
+  const auto fill_start = Clock::now();
+  std::size_t sent = 0, received = 0;
+  while (received < history) {
+    while (sent < history && sent - received < 32) {
+      nvsd.SendOnly(CommandRequest(sent, SizedCommand(sent, n)));
+      ++sent;
+    }
+    const std::string reply = nvsd.Receive();
+    if (reply.find("\"committed\"") == std::string::npos) throw std::runtime_error("history: not committed: " + reply);
+    ++received;
+  }
+  const double fill_seconds = std::chrono::duration<double>(Clock::now() - fill_start).count();
+  std::vector<double> samples;
+  for (int k = 0; k < kills; ++k) {
+    nvsd.WaitAllHealthy();
+    const int pid = nvsd.VariantPid("router-b");
+    const auto killed = Clock::now();
+    if (!nvs::testing::SignalProcess(pid, SIGKILL)) throw std::runtime_error("no router-b to kill");
+    // Wait until nvsd has seen the death before polling for redundancy.
+    while (nvsd.FullyRedundant()) {
+    }
+    samples.push_back(nvsd.MicrosUntilFullyRedundant(killed));
+  }
+  return {{"router", std::to_string(n) + "x" + std::to_string(n)},
+          {"history_commands", history},
+          {"history_per_second", static_cast<double>(history) / fill_seconds},
+          {"kill_to_resynced", ToJson(Summarise(samples, 1))}};
+}
+
 }  // namespace
 
-int Run(std::size_t commands, int kills, const std::string& json_path);
+int Run(std::size_t commands, int kills, std::size_t history, const std::string& only, const std::string& json_path);
 
 int main(int argc, char** argv) {
   std::size_t commands = 10000;
+  std::size_t history = 100000;
   int kills = 20;
+  std::string only;
   std::string json_path = "bench-results.json";
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--commands" && i + 1 < argc) commands = std::stoul(argv[++i]);
     else if (arg == "--kills" && i + 1 < argc) kills = std::stoi(argv[++i]);
     else if (arg == "--json" && i + 1 < argc) json_path = argv[++i];
+    else if (arg == "--history" && i + 1 < argc) history = std::stoul(argv[++i]);
+    else if (arg == "--only" && i + 1 < argc) only = argv[++i];
     else {
-      std::cerr << "usage: nvs-bench [--commands N] [--kills N] [--json FILE]\n";
+      std::cerr << "usage: nvs-bench [--commands N] [--kills N] [--history N] [--only latency|kills|failover|resync] "
+                   "[--json FILE]\n";
       return 2;
     }
   }
   signal(SIGPIPE, SIG_IGN);
   try {
-    return Run(commands, kills, json_path);
+    return Run(commands, kills, history, only, json_path);
   } catch (const std::exception& e) {  // destructors stop nvsd and the variants on the way out
     std::cerr << "nvs-bench: " << e.what() << "\n";
     return 1;
   }
 }
 
-int Run(std::size_t commands, int kills, const std::string& json_path) {
+int Run(std::size_t commands, int kills, std::size_t history, const std::string& only, const std::string& json_path) {
   json out = {{"commands", commands}};
+  const auto wanted = [&](const char* section) { return only.empty() || only == section; };
+  if (wanted("latency")) {
   std::printf("%-22s %9s %9s %9s %10s %14s %12s\n", "configuration", "p50 us", "p99 us", "mean us", "cmd/s (1)",
               "cmd/s (32 out)", "CPU us/cmd");
   const Stats direct = BenchDirect(commands);
@@ -371,7 +506,9 @@ int Run(std::size_t commands, int kills, const std::string& json_path) {
   std::printf("\np50 through nvsd with 3 variants / direct: %.2fx (target <= 2x); %ld cores\n", ratio,
               sysconf(_SC_NPROCESSORS_ONLN));
   out["p50_ratio_3_vs_direct"] = ratio;
+  }
 
+  if (wanted("kills")) {
   const json stream = BenchKillInStream(kills);
   const json inflight = BenchKillInFlight(kills);
   std::printf("SIGKILL of router-b in a 3-variant stream -> next committed reply: p50 %.0f us, max %.0f us\n",
@@ -385,6 +522,39 @@ int Run(std::size_t commands, int kills, const std::string& json_path) {
               inflight["kill_to_commit_of_inflight"]["max_us"].get<double>());
   out["kill_in_stream"] = stream;
   out["kill_in_flight"] = inflight;
+  }
+
+  if (wanted("failover")) {
+    const json crash = BenchStandbyFailover(kills, SIGKILL);
+    const json stop = BenchStandbyFailover(std::max(3, kills / 4), SIGSTOP);
+    std::printf("\nstandby 288x288, SIGKILL of the active -> next committed reply: p50 %.0f us, max %.0f us "
+                "(target < 5000 us)\n",
+                crash["signal_to_next_commit"]["p50_us"].get<double>(),
+                crash["signal_to_next_commit"]["max_us"].get<double>());
+    std::printf("  -> back to full redundancy: p50 %.0f us, max %.0f us (target < 20000 us)\n",
+                crash["signal_to_full_redundancy"]["p50_us"].get<double>(),
+                crash["signal_to_full_redundancy"]["max_us"].get<double>());
+    std::printf("standby 288x288, SIGSTOP of the active (heartbeat timeout 100 ms) -> next committed reply: "
+                "p50 %.0f us, max %.0f us\n",
+                stop["signal_to_next_commit"]["p50_us"].get<double>(), stop["signal_to_next_commit"]["max_us"].get<double>());
+    std::printf("  -> back to full redundancy: p50 %.0f us, max %.0f us\n",
+                stop["signal_to_full_redundancy"]["p50_us"].get<double>(),
+                stop["signal_to_full_redundancy"]["max_us"].get<double>());
+    out["standby_failover_sigkill"] = crash;
+    out["standby_failover_sigstop"] = stop;
+  }
+
+  if (wanted("resync")) {
+    std::printf("\n");
+    for (const int n : {288, 1024}) {
+      const json r = BenchResync(n, history, std::max(3, kills / 4));
+      std::printf("restart + resync of a %dx%d router after %zu commands (filled at %.0f cmd/s): p50 %.0f us, "
+                  "max %.0f us\n",
+                  n, n, history, r["history_per_second"].get<double>(), r["kill_to_resynced"]["p50_us"].get<double>(),
+                  r["kill_to_resynced"]["max_us"].get<double>());
+      out["resync_" + std::to_string(n)] = r;
+    }
+  }
   std::ofstream(json_path) << out.dump(2) << "\n";
   std::printf("\nwrote %s\n", json_path.c_str());
   return 0;

@@ -73,8 +73,14 @@ constexpr std::size_t kMaxInFlightPerVariant = 1024;
 constexpr int kMaxMessagesPerTurn = 1000;
 // The poll slot of the standby probe's descriptors (not a variant index).
 constexpr std::size_t kProbeSlot = static_cast<std::size_t>(-1);
+constexpr std::size_t kSpareSlot = static_cast<std::size_t>(-2);
+// After a spare probe failed (died, could not start, said something), the
+// next one waits this long: a program that dies at start must not become a
+// fork loop.
+constexpr std::chrono::milliseconds kSpareRespawn{1000};
 // A restart waits for a moment when no command is undecided, at most this long.
 constexpr std::chrono::milliseconds kMaxRestartDelay{20};
+constexpr std::chrono::microseconds kRestartHoldoff{3000};
 
 struct Sent {
   Purpose purpose;
@@ -244,6 +250,11 @@ struct Supervisor::Impl {
     Clock::time_point phase_since;
   };
   std::optional<Probe> probe;
+  // A spare: a probe process started ahead of need for the program of the
+  // variant that would be promoted next, idle after its hello. A probe then
+  // costs a snapshot, a restore and the command, not a process start.
+  std::optional<Probe> spare;
+  Clock::time_point spare_not_before;  // after a spare failed: not again before this
   int probes_started = 0;
 
   std::optional<Round> round;
@@ -457,12 +468,17 @@ struct Supervisor::Impl {
   // command is undecided it would delay that command's verdict, so restarts
   // wait for it (at most a deadline, since every undecided command has one).
   void SpawnPendingRestarts() {
-    const bool undecided = std::any_of(active.begin(), active.end(), [](const Command& c) { return !c.verdict; });
+    // A client request that arrived during this turn is served first: after
+    // a failover the next command should not wait behind a fork and exec.
+    const bool client_waiting = (clients.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0;
+    const bool undecided = client_waiting ||
+                           std::any_of(active.begin(), active.end(), [](const Command& c) { return !c.verdict; });
     for (auto& v : variants) {
       if (!v.restart_pending || stopping) continue;
       // Under a steady pipelined load something is always undecided: wait
       // for a gap, but not longer than kMaxRestartDelay.
       if (undecided && Clock::now() - v.restart_requested_at < kMaxRestartDelay) continue;
+      if (Clock::now() - v.restart_requested_at < kRestartHoldoff) continue;
       const std::string why = *v.restart_pending;
       v.restart_pending.reset();
       Spawn(v, why);
@@ -588,6 +604,10 @@ struct Supervisor::Impl {
         if (!variants_socket.recv(part, zmq::recv_flags::none)) break;
         more = part.more();
         parts.push_back(std::move(part));
+      }
+      if (spare && identity.to_string() == spare->identity) {
+        OnSpareMessage(parts.size() == 1 ? parts[0].to_string_view() : std::string_view());
+        continue;
       }
       if (probe && identity.to_string() == probe->identity) {
         if (parts.size() == 1) {
@@ -868,7 +888,11 @@ struct Supervisor::Impl {
                    {"probe", probe ? json{{"variant", probe->target},
                                           {"probe", probe->identity},
                                           {"pid", probe->process ? probe->process->pid() : -1}}
-                                   : json()}}},
+                                   : json()},
+                   {"probe_spare", spare ? json{{"variant", spare->target},
+                                                {"pid", spare->process ? spare->process->pid() : -1},
+                                                {"ready", spare->said_hello}}
+                                         : json()}}},
                  {"variants", variants_json}};
     proto::ClientReply reply;
     reply.id = id;
@@ -1009,16 +1033,21 @@ struct Supervisor::Impl {
       return false;
     }
     Probe p;
-    p.command = c.id;
-    p.target = target->config.name;
-    p.identity = "probe." + std::to_string(++probes_started);
-    auto spec = SpecFor(target->config, p.identity, "probe.log");
-    auto process = spec.ok() ? VariantProcess::Spawn(spec.value()) : Result<std::unique_ptr<VariantProcess>>(spec.status());
-    if (!process.ok()) {
-      c.probe = {{"variant", p.target}, {"outcome", "inconclusive"}, {"detail", "cannot start: " + process.status().message()}};
-      return false;
+    if (spare && spare->target == target->config.name && spare->process && !spare->process->exit_info()) {
+      p = std::move(*spare);  // warm: started ahead of need
+      spare.reset();
+    } else {
+      spare.reset();
+      auto started = StartProbeProcess(target->config);
+      if (!started.ok()) {
+        c.probe = {{"variant", target->config.name}, {"outcome", "inconclusive"},
+                   {"detail", "cannot start: " + started.status().message()}};
+        return false;
+      }
+      p = std::move(started.value());
     }
-    p.process = std::move(process.value());
+    p.command = c.id;
+    p.phase = Probe::Phase::kPreparing;
     p.started = p.phase_since = Clock::now();
     Send(*target, proto::SnapshotRequest{last_seq}, Purpose::kProbeSnapshot, "state", c.id);
     json event = {{"seq", c.seq}, {"variant", p.target}, {"probe", p.identity}, {"pid", p.process->pid()},
@@ -1028,6 +1057,66 @@ struct Supervisor::Impl {
     Publish("probe", event);
     probe = std::move(p);
     return true;
+  }
+
+  Result<Probe> StartProbeProcess(const VariantConfig& vc) {
+    Probe p;
+    p.target = vc.name;
+    p.identity = "probe." + std::to_string(++probes_started);
+    auto spec = SpecFor(vc, p.identity, "probe.log");
+    if (!spec.ok()) return spec.status();
+    auto process = VariantProcess::Spawn(spec.value());
+    if (!process.ok()) return process.status();
+    p.process = std::move(process.value());
+    p.started = p.phase_since = Clock::now();
+    return p;
+  }
+
+  // standby + probe: keeps a spare probe for the variant that would be
+  // promoted if the active failed now (the first other voting variant in
+  // config order). Started only when nothing is undecided, like a restart.
+  void KeepSpare() {
+    if (!standby || config.standby_policy != "probe" || !ready || stopping || probe) return;
+    const Variant* next = nullptr;
+    for (const auto& v : variants) {
+      if (v.config.name != active_name && Voting(v)) {
+        next = &v;
+        break;
+      }
+    }
+    if (spare && (next == nullptr || spare->target != next->config.name)) spare.reset();
+    if (spare || next == nullptr) return;
+    if (std::any_of(active.begin(), active.end(), [](const Command& c) { return !c.verdict; })) return;
+    if ((clients.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0) return;
+    if (Clock::now() < spare_not_before) return;
+    auto started = StartProbeProcess(next->config);
+    if (!started.ok()) {
+      spare_not_before = Clock::now() + kSpareRespawn;
+      Log(LogLevel::kWarn, "probe_spare_failed", {{"variant", next->config.name}, {"error", started.status().message()}});
+      return;
+    }
+    spare = std::move(started.value());
+  }
+
+  // A spare says hello and then nothing until it is used.
+  void OnSpareMessage(std::string_view bytes) {
+    auto decoded = proto::DecodeReply(bytes);
+    if (decoded.ok() && std::holds_alternative<proto::Hello>(decoded.value()) && !spare->said_hello &&
+        std::get<proto::Hello>(decoded.value()).protocol == proto::kProtocolVersion) {
+      spare->said_hello = true;
+      return;
+    }
+    Log(LogLevel::kWarn, "probe_spare_dropped", {{"variant", spare->target}, {"why", "unexpected message"}});
+    spare.reset();
+    spare_not_before = Clock::now() + kSpareRespawn;
+  }
+
+  void OnSpareExit() {
+    if (!spare || !spare->process || !spare->process->TryReap()) return;
+    Log(LogLevel::kWarn, "probe_spare_died", {{"variant", spare->target}, {"how", spare->process->exit_info()->Describe()},
+                                              {"stderr_tail", spare->process->stderr_tail()}});
+    spare.reset();
+    spare_not_before = Clock::now() + kSpareRespawn;
   }
 
   // The probe survived: the command goes to the new active (the program the
@@ -1176,6 +1265,11 @@ struct Supervisor::Impl {
   }
 
   void CheckProbeDeadline() {
+    if (spare && !spare->said_hello && Clock::now() - spare->started > milliseconds(config.sync_deadline_ms)) {
+      Log(LogLevel::kWarn, "probe_spare_dropped", {{"variant", spare->target}, {"why", "no hello"}});
+      spare.reset();
+      spare_not_before = Clock::now() + kSpareRespawn;
+    }
     if (!probe || Clock::now() < ProbeDeadline()) return;
     if (probe->phase == Probe::Phase::kApplying) {
       EndProbe("hung", "no reply within " + std::to_string(config.deadline_ms) + " ms");
@@ -1686,6 +1780,13 @@ struct Supervisor::Impl {
       Kill(v, "its snapshot's digest differs from the digest it reported", std::nullopt, "");
       return;
     }
+    // The receivers restore while the checkpoint goes to disk.
+    r.phase = Round::Phase::kRestoring;
+    for (const auto& name : r.receivers) {
+      Variant& receiver = *Find(name);
+      receiver.round_digest.reset();
+      Send(receiver, proto::Restore{last_seq, state.state}, Purpose::kRestore, "restored");
+    }
     const bool first = !checkpoint;
     checkpoint = Checkpoint{last_seq, state.state, state.digest};
     SaveCheckpoint();
@@ -1693,12 +1794,6 @@ struct Supervisor::Impl {
     commits_since_checkpoint = 0;
     RecordPreState();
     if (first) Log(LogLevel::kInfo, "checkpoint", {{"seq", last_seq}, {"digest", state.digest}, {"first", true}});
-    r.phase = Round::Phase::kRestoring;
-    for (const auto& name : r.receivers) {
-      Variant& receiver = *Find(name);
-      receiver.round_digest.reset();
-      Send(receiver, proto::Restore{last_seq, state.state}, Purpose::kRestore, "restored");
-    }
     AdvanceRound();
   }
 
@@ -1780,7 +1875,11 @@ struct Supervisor::Impl {
     if (!waiting.empty()) next = std::min(next, waiting.front().admitted_at + milliseconds(config.queue_deadline_ms));
     if (watchdog_every) next = std::min(next, watchdog_last + *watchdog_every);
     if (probe) next = std::min(next, ProbeDeadline());
+    // (A spare is otherwise (re)started on a loop turn, and turns come at
+    // least every heartbeat interval.)
+    if (!spare && spare_not_before > Clock::now()) next = std::min(next, spare_not_before);
     for (const auto& v : variants) {
+      if (v.restart_pending) next = std::min(next, v.restart_requested_at + kRestartHoldoff);
       if (v.restart_pending) next = std::min(next, v.restart_requested_at + kMaxRestartDelay);
       if ((v.state == VariantState::kHealthy || v.state == VariantState::kSyncing) && v.fifo.empty()) {
         next = std::min(next, v.last_sent_at + milliseconds(config.heartbeat_interval_ms));
@@ -2099,6 +2198,7 @@ struct Supervisor::Impl {
     FlushJournalAndReplies();
     if (journal) journal->Flush(/*force=*/true);
     probe.reset();  // a probe is disposable: killed, never waited for
+    spare.reset();
     for (auto& v : variants) {
       if (v.process && !v.process->exit_info()) v.process->SignalGroup(SIGTERM);
     }
@@ -2134,12 +2234,13 @@ struct Supervisor::Impl {
           fds.emplace_back(i, false);
         }
       }
-      if (probe && probe->process && !probe->process->exit_info()) {
-        items.push_back({nullptr, probe->process->pidfd(), ZMQ_POLLIN, 0});
-        fds.emplace_back(kProbeSlot, true);
-        if (probe->process->stderr_fd() >= 0) {
-          items.push_back({nullptr, probe->process->stderr_fd(), ZMQ_POLLIN, 0});
-          fds.emplace_back(kProbeSlot, false);
+      for (auto [one, slot] : {std::pair{&probe, kProbeSlot}, std::pair{&spare, kSpareSlot}}) {
+        if (!*one || !(*one)->process || (*one)->process->exit_info()) continue;
+        items.push_back({nullptr, (*one)->process->pidfd(), ZMQ_POLLIN, 0});
+        fds.emplace_back(slot, true);
+        if ((*one)->process->stderr_fd() >= 0) {
+          items.push_back({nullptr, (*one)->process->stderr_fd(), ZMQ_POLLIN, 0});
+          fds.emplace_back(slot, false);
         }
       }
       const auto wait = std::chrono::duration_cast<milliseconds>(NextDeadline() - Clock::now());
@@ -2189,9 +2290,10 @@ struct Supervisor::Impl {
       if (items[1].revents & ZMQ_POLLIN) DrainVariantSocket();
       for (std::size_t k = 0; k < fds.size(); ++k) {
         const auto& item = items[3 + k];
-        if (fds[k].first == kProbeSlot) {
-          if (!fds[k].second && probe && probe->process && (item.revents & (ZMQ_POLLIN | ZMQ_POLLERR))) {
-            probe->process->DrainStderr();
+        if (fds[k].first == kProbeSlot || fds[k].first == kSpareSlot) {
+          auto& one = fds[k].first == kProbeSlot ? probe : spare;
+          if (!fds[k].second && one && one->process && (item.revents & (ZMQ_POLLIN | ZMQ_POLLERR))) {
+            one->process->DrainStderr();
           }
           continue;
         }
@@ -2205,6 +2307,10 @@ struct Supervisor::Impl {
           OnProbeExit();
           continue;
         }
+        if (fds[k].first == kSpareSlot) {
+          OnSpareExit();
+          continue;
+        }
         Variant& v = variants[fds[k].first];
         if (v.process && !v.process->exit_info()) OnProcessExit(v);
       }
@@ -2216,6 +2322,7 @@ struct Supervisor::Impl {
       FlushJournalAndReplies();
       PetWatchdog();
       SpawnPendingRestarts();
+      KeepSpare();
     }
   }
 };

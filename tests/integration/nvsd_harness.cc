@@ -239,6 +239,16 @@ bool NvsdHarness::WaitAllHealthy(std::chrono::milliseconds deadline) {
   return false;
 }
 
+json NvsdHarness::WaitStatus(const std::function<bool(const json&)>& match, std::chrono::milliseconds deadline) {
+  const auto until = Clock::now() + deadline;
+  while (Clock::now() < until) {
+    json status = Status(std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()));
+    if (status.is_object() && match(status)) return status;
+    impl_->PumpEvents(std::chrono::milliseconds(20));
+  }
+  return json();
+}
+
 json NvsdHarness::Command(const json& cmd, std::chrono::milliseconds deadline) {
   return impl_->Request({{"type", "command"}, {"cmd", cmd}}, deadline);
 }

@@ -69,6 +69,11 @@ class NvsdHarness {
   // command and no request in flight (so no fault is still on its way).
   bool WaitAllHealthy(std::chrono::milliseconds deadline = std::chrono::milliseconds(20000));
 
+  // Polls `status` (between events) until `match` is true; that status, or
+  // null at the deadline.
+  nlohmann::json WaitStatus(const std::function<bool(const nlohmann::json&)>& match,
+                            std::chrono::milliseconds deadline = std::chrono::milliseconds(20000));
+
   // The pid of a variant's current incarnation (from `status`), or -1.
   int VariantPid(const std::string& name);
 

@@ -126,6 +126,10 @@ TEST(Standby, ProbeThatSurvivesLetsTheCommandThrough) {
                                {{"mode", "standby"}, {"standby_policy", "probe"}}));
   ASSERT_TRUE(nvsd.WaitAllHealthy());
   ASSERT_EQ(nvsd.Command(Route(1, 2))["status"], "committed");
+  // A spare probe of the next active's program waits, started ahead of need.
+  const json with_spare = nvsd.WaitStatus([](const json& s) { return s["nvsd"]["probe_spare"].value("ready", false); });
+  ASSERT_TRUE(with_spare.is_object()) << "no spare probe";
+  EXPECT_EQ(with_spare["nvsd"]["probe_spare"]["variant"], "router-b");
   const json reply = nvsd.Command(Label("ONLY_A_DIES"));
   ASSERT_EQ(reply["status"], "committed") << reply.dump();
   EXPECT_EQ(reply["result"]["ok"], true);
@@ -133,6 +137,7 @@ TEST(Standby, ProbeThatSurvivesLetsTheCommandThrough) {
   ASSERT_TRUE(started.is_object());
   EXPECT_EQ(started["variant"], "router-b");
   EXPECT_EQ(started["failed_active"], "router-a");
+  EXPECT_EQ(started["pid"], with_spare["nvsd"]["probe_spare"]["pid"]) << "the spare was not used";
   const json done = nvsd.WaitEvent([](const json& e) { return e["event"] == "probe" && e["phase"] == "done"; });
   ASSERT_TRUE(done.is_object());
   EXPECT_EQ(done["outcome"], "survived") << done.dump();
@@ -149,6 +154,27 @@ TEST(Standby, ProbeThatSurvivesLetsTheCommandThrough) {
   EXPECT_EQ(nvsd.Status()["nvsd"]["quarantined"], 0);
   // Every copy agrees on the result (the restarted router-a was resynced).
   EXPECT_EQ(nvsd.Command(Route(3, 3))["status"], "committed");
+  // A new spare replaces the one used, for the program that would be next.
+  const json replaced = nvsd.WaitStatus([&](const json& s) {
+    return s["nvsd"]["probe_spare"].value("ready", false) &&
+           s["nvsd"]["probe_spare"]["pid"] != with_spare["nvsd"]["probe_spare"]["pid"];
+  });
+  ASSERT_TRUE(replaced.is_object()) << "the spare was not replaced";
+  EXPECT_EQ(replaced["nvsd"]["probe_spare"]["variant"], "router-a");
+}
+
+// Without a spare (it died), the probe is started on demand.
+TEST(Standby, ProbeWithoutASpareStartsOne) {
+  NvsdHarness nvsd(NvsdOptions({VariantSpec("router-a", {"--fault", "crash-on=ONLY_A_DIES"}), "router-b"},
+                               {{"mode", "standby"}, {"standby_policy", "probe"}}));
+  ASSERT_TRUE(nvsd.WaitAllHealthy());
+  const json with_spare = nvsd.WaitStatus([](const json& s) { return s["nvsd"]["probe_spare"].value("ready", false); });
+  ASSERT_TRUE(with_spare.is_object());
+  ASSERT_TRUE(SignalProcess(with_spare["nvsd"]["probe_spare"]["pid"].get<int>(), SIGKILL));
+  ASSERT_TRUE(nvsd.WaitStatus([](const json& s) { return s["nvsd"]["probe_spare"].is_null(); }).is_object());
+  const json reply = nvsd.Command(Label("ONLY_A_DIES"));
+  ASSERT_EQ(reply["status"], "committed") << reply.dump();
+  EXPECT_NE(nvsd.NvsdLog().find("probe_spare_died"), std::string::npos);
 }
 
 // Policy "probe", homogeneous: the probe runs the same program and dies the
