@@ -1,109 +1,27 @@
-// nvs: the operator's command line for a running nvsd.
-//
-//   nvs send [options] CMD-JSON        send one command, print the reply
-//   nvs send [options] -f FILE         send every line of a JSON-lines file
-//   nvs status [options]               nvsd's view of itself and its variants
-//   nvs journal export PATH            the journal as JSON lines (PATH: state dir, journal folder or segment)
-//
-// Options: --endpoint E (default tcp://127.0.0.1:5555, or $NVS_ENDPOINT),
-// --timeout MS (default 10000), --json (print raw replies), --query (send as
-// read-only queries).
-//
-// Exit codes: 0 every command committed (or answered); 1 some command was
-// rejected, quarantined or unavailable; 2 usage error; 3 no reply in time.
+// nvs: the operator's command line (git-style subcommands; `nvs --help`,
+// `nvs COMMAND --help`). Exit codes are in cli/common.h and `nvs --help`.
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
-#include <filesystem>
-#include <sstream>
 #include <zmq.hpp>
 
+#include "common.h"
 #include "nvs/supervisor/journal.h"
 
+namespace nvs::cli {
 namespace {
 
 using nlohmann::json;
-
-constexpr int kExitOk = 0;
-constexpr int kExitRefused = 1;
-constexpr int kExitUsage = 2;
-constexpr int kExitTimeout = 3;
-
-const char* const kUsage =
-    "usage: nvs COMMAND [options]\n"
-    "\n"
-    "commands:\n"
-    "  send CMD-JSON        send one command to nvsd and print the verdict\n"
-    "  send -f FILE         send every line of a JSON-lines file, in order ('-' = stdin)\n"
-    "  status               show nvsd and its variants\n"
-    "  journal export PATH  print nvsd's journal as JSON lines (PATH: the state dir, its journal folder, or one segment);\n"
-    "                       exits 1 when its tail is damaged (the good records are still printed)\n"
-    "\n"
-    "options:\n"
-    "  --endpoint E         nvsd's client endpoint (default $NVS_ENDPOINT or tcp://127.0.0.1:5555)\n"
-    "  --timeout MS         how long to wait for each reply (default 10000)\n"
-    "  --query              send as read-only queries instead of commands\n"
-    "  --json               print nvsd's replies as JSON lines\n"
-    "\n"
-    "exit codes: 0 all committed; 1 something rejected, quarantined or unavailable (or a damaged journal);\n"
-    "            2 usage error; 3 no reply in time\n";
-
-struct Options {
-  std::string command;
-  std::vector<std::string> positional;
-  std::string endpoint;
-  std::string file;
-  int timeout_ms = 10000;
-  bool json_output = false;
-  bool query = false;
-};
-
-std::optional<Options> Parse(int argc, char** argv) {
-  Options o;
-  const char* env = std::getenv("NVS_ENDPOINT");
-  o.endpoint = env != nullptr && *env != '\0' ? env : "tcp://127.0.0.1:5555";
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    const auto value = [&]() -> std::optional<std::string> {
-      if (i + 1 >= argc) return std::nullopt;
-      return std::string(argv[++i]);
-    };
-    if (arg == "--help" || arg == "-h") {
-      std::cout << kUsage;
-      std::exit(kExitOk);
-    } else if (arg == "--endpoint") {
-      auto v = value();
-      if (!v) return std::nullopt;
-      o.endpoint = *v;
-    } else if (arg == "--timeout") {
-      auto v = value();
-      if (!v) return std::nullopt;
-      o.timeout_ms = std::atoi(v->c_str());
-      if (o.timeout_ms <= 0) return std::nullopt;
-    } else if (arg == "-f" || arg == "--file") {
-      auto v = value();
-      if (!v) return std::nullopt;
-      o.file = *v;
-    } else if (arg == "--json") {
-      o.json_output = true;
-    } else if (arg == "--query") {
-      o.query = true;
-    } else if (o.command.empty()) {
-      o.command = arg;
-    } else {
-      o.positional.push_back(arg);
-    }
-  }
-  if (o.command.empty()) return std::nullopt;
-  return o;
-}
 
 class Client {
  public:
@@ -176,10 +94,10 @@ int Send(const Options& o) {
     for (std::string line; std::getline(*in, line);) {
       if (!line.empty() && line.find_first_not_of(" \t\r") != std::string::npos) commands.push_back(line);
     }
-  } else if (o.positional.size() == 1) {
-    commands.push_back(o.positional[0]);
+  } else if (!o.command_json.empty()) {
+    commands.push_back(o.command_json);
   } else {
-    std::cerr << kUsage;
+    std::cerr << "nvs send: give a command (JSON) or -f FILE\n";
     return kExitUsage;
   }
   Client client(o.endpoint);
@@ -234,11 +152,7 @@ int Status(const Options& o) {
 }
 
 int ExportJournal(const Options& o) {
-  if (o.positional.size() != 2 || o.positional[0] != "export") {
-    std::cerr << kUsage;
-    return kExitUsage;
-  }
-  const std::filesystem::path path = o.positional[1];
+  const std::filesystem::path path = o.path;
   auto journal = nvs::supervisor::ReadJournal(path);
   if (!journal.ok()) {
     std::cerr << "nvs: " << journal.status().message() << "\n";
@@ -255,20 +169,53 @@ int ExportJournal(const Options& o) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  auto options = Parse(argc, argv);
-  if (!options) {
-    std::cerr << kUsage;
-    return kExitUsage;
-  }
+int RunNvs(int argc, char** argv) {
+  CLI::App app{"nvs: the operator's tool for nvsd (N-version supervisor)"};
+  app.require_subcommand(1);
+  app.footer(kExitCodes);
+  Options o;
+  const char* env = std::getenv("NVS_ENDPOINT");
+  o.endpoint = env != nullptr && *env != '\0' ? env : "tcp://127.0.0.1:5555";
+  const auto endpoint_options = [&](CLI::App* sub) {
+    sub->add_option("--endpoint", o.endpoint, "nvsd's client endpoint ($NVS_ENDPOINT)")->capture_default_str();
+    sub->add_option("--timeout", o.timeout_ms, "how long to wait for each reply, ms")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    sub->add_flag("--json", o.json_output, "print nvsd's replies as JSON lines");
+  };
+
+  CLI::App* send = app.add_subcommand("send", "send one command (or a JSON-lines file of them) and print the verdicts");
+  endpoint_options(send);
+  send->add_option("command", o.command_json, "the command, as JSON");
+  send->add_option("-f,--file", o.file, "a JSON-lines file of commands, sent in order ('-' = stdin)");
+  send->add_flag("--query", o.query, "send as read-only queries");
+  send->callback([&] { o.exit_code = Send(o); });
+
+  CLI::App* status = app.add_subcommand("status", "nvsd and its variants: roles, pids, health, restarts");
+  endpoint_options(status);
+  status->callback([&] { o.exit_code = Status(o); });
+
+  CLI::App* journal = app.add_subcommand("journal", "nvsd's write-ahead journal");
+  journal->require_subcommand(1);
+  CLI::App* journal_export =
+      journal->add_subcommand("export", "print the journal as JSON lines; exit 1 if a segment is damaged");
+  journal_export->add_option("path", o.path, "the state dir, its journal folder, or one segment")->required();
+  journal_export->callback([&] { o.exit_code = ExportJournal(o); });
+
+  AddReplayCommand(app, o);
+
   try {
-    if (options->command == "send") return Send(*options);
-    if (options->command == "status") return Status(*options);
-    if (options->command == "journal") return ExportJournal(*options);
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? kExitOk : kExitUsage;
   } catch (const zmq::error_t& e) {
-    std::cerr << "nvs: " << e.what() << " (endpoint " << options->endpoint << ")\n";
+    std::cerr << "nvs: " << e.what() << " (endpoint " << o.endpoint << ")\n";
     return kExitUsage;
   }
-  std::cerr << "nvs: unknown command '" << options->command << "'\n" << kUsage;
-  return kExitUsage;
+  return o.exit_code;
 }
+
+}  // namespace nvs::cli
+
+int main(int argc, char** argv) { return nvs::cli::RunNvs(argc, argv); }

@@ -24,7 +24,7 @@
 #include "nvs/voter/voter.h"
 #include "quarantine_store.h"
 #include "restart_intensity.h"
-#include "variant_process.h"
+#include "nvs/supervisor/variant_process.h"
 
 extern char** environ;
 
@@ -361,49 +361,17 @@ struct Supervisor::Impl {
 
   // ---- lifecycle ------------------------------------------------------------
 
-  std::vector<std::string> EnvironmentFor(const VariantConfig& vc, const std::string& identity) const {
-    std::vector<std::string> env;
-    for (char** e = environ; *e != nullptr; ++e) {
-      std::string_view entry(*e);
-      const auto name = entry.substr(0, entry.find('='));
-      // systemd's notification variables are nvsd's, not its children's.
-      if (name == "NVS_VARIANT" || name == "NVS_ENDPOINT" || name == "NOTIFY_SOCKET" || name == "WATCHDOG_USEC" ||
-          name == "WATCHDOG_PID" || vc.env.count(std::string(name))) {
-        continue;
-      }
-      env.emplace_back(entry);
-    }
-    for (const auto& [key, value] : vc.env) env.push_back(key + "=" + value);
-    env.push_back("NVS_VARIANT=" + identity);
-    env.push_back("NVS_ENDPOINT=" + config.variant_endpoint);
-    return env;
-  }
-
   // How to start a process of `vc` under `identity`, its stderr going to
-  // logs/LOG_NAME. Fails when the program or its working directory is
-  // missing: such a variant cannot be started, however often it is tried.
+  // logs/LOG_NAME.
   Result<SpawnSpec> SpecFor(const VariantConfig& vc, const std::string& identity, const std::string& log_name) const {
-    SpawnSpec spec;
-    auto program = ResolveProgram(vc.argv[0], config.config_dir);
-    if (!program.ok()) return program.status();
-    if (vc.transport == Transport::kStdio) {
-      spec.argv = {bridge.string(), "--", program.value()};
-    } else {
-      spec.argv = {program.value()};
-    }
-    spec.argv.insert(spec.argv.end(), vc.argv.begin() + 1, vc.argv.end());
-    spec.env = EnvironmentFor(vc, identity);
-    spec.working_dir = vc.working_dir.empty() ? config.config_dir : config.config_dir / vc.working_dir;
-    if (!std::filesystem::is_directory(spec.working_dir)) {
-      // Checked here: an exec that fails after the fork would leave a zombie
-      // Boost 1.81 does not reap.
-      return Status::Error("working_dir " + spec.working_dir.string() + " is not a directory");
-    }
-    spec.limits = vc.limits;
-    spec.stderr_log = config.state_dir / "logs" / log_name;
-    spec.stderr_log_bytes = config.stderr_log_bytes;
-    spec.stderr_tail_bytes = config.stderr_tail_bytes;
-    return spec;
+    SpawnContext context;
+    context.config_dir = config.config_dir;
+    context.stdio_bridge = bridge;
+    context.endpoint = config.variant_endpoint;
+    context.stderr_log = config.state_dir / "logs" / log_name;
+    context.stderr_log_bytes = config.stderr_log_bytes;
+    context.stderr_tail_bytes = config.stderr_tail_bytes;
+    return SpecForVariant(vc, identity, context);
   }
 
   // Starts a new incarnation. On failure the slot is counted as a failed

@@ -1,4 +1,4 @@
-#include "variant_process.h"
+#include "nvs/supervisor/variant_process.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -17,6 +17,8 @@
 #include <boost/process/v2/stdio.hpp>
 #include <cerrno>
 #include <cstring>
+
+extern char** environ;
 
 namespace nvs::supervisor {
 namespace bp = boost::process::v2;
@@ -203,6 +205,52 @@ std::optional<ExitInfo> VariantProcess::TryReap() {
   kill(-pid_, SIGKILL);  // no grandchild outlives its variant
   DrainStderr();
   return exit_;
+}
+
+namespace {
+
+std::vector<std::string> EnvironmentFor(const VariantConfig& vc, const std::string& identity, const std::string& endpoint) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string_view entry(*e);
+    const auto name = entry.substr(0, entry.find('='));
+    // systemd's notification variables are nvsd's, not its children's.
+    if (name == "NVS_VARIANT" || name == "NVS_ENDPOINT" || name == "NOTIFY_SOCKET" || name == "WATCHDOG_USEC" ||
+        name == "WATCHDOG_PID" || vc.env.count(std::string(name))) {
+      continue;
+    }
+    env.emplace_back(entry);
+  }
+  for (const auto& [key, value] : vc.env) env.push_back(key + "=" + value);
+  env.push_back("NVS_VARIANT=" + identity);
+  env.push_back("NVS_ENDPOINT=" + endpoint);
+  return env;
+}
+
+}  // namespace
+
+Result<SpawnSpec> SpecForVariant(const VariantConfig& vc, const std::string& identity, const SpawnContext& context) {
+  SpawnSpec spec;
+  auto program = ResolveProgram(vc.argv[0], context.config_dir);
+  if (!program.ok()) return program.status();
+  if (vc.transport == Transport::kStdio) {
+    spec.argv = {context.stdio_bridge.string(), "--", program.value()};
+  } else {
+    spec.argv = {program.value()};
+  }
+  spec.argv.insert(spec.argv.end(), vc.argv.begin() + 1, vc.argv.end());
+  spec.env = EnvironmentFor(vc, identity, context.endpoint);
+  spec.working_dir = vc.working_dir.empty() ? context.config_dir : context.config_dir / vc.working_dir;
+  if (!std::filesystem::is_directory(spec.working_dir)) {
+    // Checked here: an exec that fails after the fork would leave a zombie
+    // Boost 1.81 does not reap.
+    return Status::Error("working_dir " + spec.working_dir.string() + " is not a directory");
+  }
+  spec.limits = vc.limits;
+  spec.stderr_log = context.stderr_log;
+  spec.stderr_log_bytes = context.stderr_log_bytes;
+  spec.stderr_tail_bytes = context.stderr_tail_bytes;
+  return spec;
 }
 
 }  // namespace nvs::supervisor

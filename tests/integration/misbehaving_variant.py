@@ -17,6 +17,12 @@ and, whatever the substring, for a request of another type:
 
   --crash-on-type=TYPE:N   die by SIGSEGV on the N-th request of that type
                            (e.g. digest:3) this process receives
+  --crash-after=A,B        die by SIGSEGV on an apply containing B once an
+                           apply containing A was applied (a crash that needs
+                           two commands in order, e.g. a label A then a
+                           command B); a restore arms it when its state
+                           contains A and disarms it otherwise, so the bug
+                           lives in the state, as real ones do
 """
 import json
 import os
@@ -39,8 +45,14 @@ def main(argv):
     split = argv.index("--")
     rules = []
     crash_types = []
+    crash_after = None
+    armed = False
     seen = {}
     for arg in argv[:split]:
+        if arg.startswith("--crash-after="):
+            first, _, second = arg[len("--crash-after="):].partition(",")
+            crash_after = (first, second)
+            continue
         if arg.startswith("--crash-on-type="):
             kind, _, nth = arg[len("--crash-on-type="):].partition(":")
             crash_types.append((kind, int(nth or "1")))
@@ -64,6 +76,13 @@ def main(argv):
                 seen[kind] = seen.get(kind, 0) + 1
                 if seen[kind] == nth:
                     die()
+        if crash_after and '"type":"restore"' in text:
+            armed = crash_after[0] in text
+        if crash_after and '"type":"apply"' in text:
+            if armed and crash_after[1] in text:
+                die()
+            if crash_after[0] in text:
+                armed = True
         child.stdin.write(line)
         child.stdin.flush()
         reply = child.stdout.readline()

@@ -24,6 +24,7 @@ namespace bp = boost::process::v2;
 using nlohmann::json;
 
 std::string NvsdPath() { return NVS_NVSD; }
+std::string PythonPath() { return NVS_PYTHON; }
 
 std::string MisbehavingVariantPath() { return NVS_MISBEHAVING; }
 

@@ -96,6 +96,7 @@ class NvsdHarness {
 
 // Paths to the programs built in this tree.
 std::string NvsdPath();
+std::string PythonPath();
 std::string RouterPath(const std::string& name);  // router-a / router-b executable, or router_c.py
 std::string MisbehavingVariantPath();
 

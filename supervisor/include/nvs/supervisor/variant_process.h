@@ -84,4 +84,21 @@ class VariantProcess {
 // is taken relative to `base`. Fails when nothing executable is found.
 Result<std::string> ResolveProgram(const std::string& program, const std::filesystem::path& base);
 
+// Where and how a variant process is started (by nvsd, or by nvs replay).
+struct SpawnContext {
+  std::filesystem::path config_dir;    // relative paths in the variant's config
+  std::filesystem::path stdio_bridge;  // for Transport::kStdio
+  std::string endpoint;                // NVS_ENDPOINT: the ROUTER the variant connects to
+  std::filesystem::path stderr_log;
+  std::uint64_t stderr_log_bytes = 8u << 20;
+  std::size_t stderr_tail_bytes = 4096;
+};
+
+// The spawn spec of variant `vc` under identity `identity` (its
+// NVS_VARIANT): argv resolved (through the stdio bridge when needed), the
+// environment (nvsd's own, minus systemd's variables, plus the variant's),
+// working dir and limits. Fails when the program or the working directory
+// is missing: such a variant cannot be started, however often it is tried.
+Result<SpawnSpec> SpecForVariant(const VariantConfig& vc, const std::string& identity, const SpawnContext& context);
+
 }  // namespace nvs::supervisor

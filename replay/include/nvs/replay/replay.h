@@ -1,0 +1,131 @@
+// nvs replay: recorded commands run again, outside nvsd, against fresh
+// variant processes with the same voter; per command: agreement,
+// divergence, crash, hang. And minimisation of a log that ends in a failure
+// (delta debugging). Used by `nvs replay` and `nvs quarantine retest`.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nvs/status.h"
+#include "nvs/supervisor/config.h"
+#include "nvs/voter/voter.h"
+
+namespace nvs::replay {
+
+// One recorded command.
+struct RecordedCommand {
+  std::uint64_t seq = 0;           // as recorded; 0 when the log has none
+  std::int64_t time_ns = 0;        // as recorded; 0 when the log has none
+  std::string cmd;                 // compact JSON, object members sorted
+  std::string request_id;
+  std::string recorded_verdict;    // COMMIT, POISON, NO_QUORUM; "" when not recorded
+  std::string recorded_result;     // compact JSON of a recorded commit's result
+};
+
+struct CommandLog {
+  std::vector<RecordedCommand> commands;
+  // The state the log starts from (a quarantine report's pre-command
+  // snapshot); none: the variants' initial state.
+  std::optional<std::string> initial_state;
+  std::string format;                   // journal, journal-export, commands, quarantine-report
+  std::vector<std::string> warnings;    // damaged journal tail, skipped lines
+};
+
+// Reads what an operator points `nvs replay` at: nvsd's journal (a state
+// dir, its journal folder or one segment), its JSON-lines export, a plain
+// JSON-lines command log (each line a command, or an object with "cmd" and
+// optionally "time_ns"), or a quarantine report (its command, on its saved
+// pre-command state).
+Result<CommandLog> LoadCommandLog(const std::filesystem::path& path);
+
+// What happened to one command.
+enum class StepKind { kAgreement, kDivergence, kCrash, kHang, kFault, kNoQuorum };
+const char* ToString(StepKind kind);
+
+struct StepReport {
+  std::size_t index = 0;          // in the log
+  std::uint64_t seq = 0;          // as recorded (index + 1 when not recorded)
+  StepKind kind = StepKind::kAgreement;
+  voter::Verdict verdict;
+  std::vector<voter::Outcome> outcomes;
+  std::string recorded_verdict;
+  double at_ms = 0;               // since the replay started
+};
+
+struct ReplayOptions {
+  std::vector<supervisor::VariantConfig> variants;
+  voter::Policy policy;
+  std::filesystem::path config_dir;    // relative paths in the variants' argv
+  std::filesystem::path stdio_bridge;  // for stdio variants
+  std::chrono::milliseconds deadline{1000};        // a reply, else hung
+  std::chrono::milliseconds start_deadline{10000};  // hello
+  double speed = 0;               // 0: as fast as possible; else the recorded spacing divided by this
+  std::uint64_t from_seq = 0;     // commands before it are applied but not reported
+  std::uint64_t to_seq = 0;       // 0: to the end
+  bool stop_at_first = false;
+  std::size_t window = 256;       // requests outstanding per variant
+};
+
+struct ReplaySummary {
+  std::size_t commands = 0;       // reported (within from/to)
+  std::size_t agreements = 0, divergences = 0, crashes = 0, hangs = 0, faults = 0, no_quorum = 0;
+  std::size_t restarts = 0;       // variant processes started again after a crash or hang
+  double seconds = 0;
+  bool failed() const { return divergences + crashes + hangs + faults + no_quorum > 0; }
+};
+
+// Progress while replaying: commands done so far, of `total`.
+using ProgressFn = std::function<void(std::size_t done, std::size_t total)>;
+// Called for every reported command, in order.
+using StepFn = std::function<void(const StepReport&)>;
+
+class Replayer {
+ public:
+  // Starts the variants (fresh processes, on a private socket).
+  static Result<std::unique_ptr<Replayer>> Start(const ReplayOptions& options);
+  ~Replayer();
+  Replayer(const Replayer&) = delete;
+  Replayer& operator=(const Replayer&) = delete;
+
+  // Replays `log` from its initial state: `on_step` for every command in
+  // the from/to bounds, `on_progress` now and then.
+  Result<ReplaySummary> Run(const CommandLog& log, const StepFn& on_step, const ProgressFn& on_progress = {});
+
+  // The options of the next Run (the variants are fixed at Start).
+  ReplayOptions& options();
+
+ private:
+  struct Impl;
+  explicit Replayer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// The failure a minimisation keeps: this kind of step, on these variants.
+struct FailureSignature {
+  StepKind kind = StepKind::kCrash;
+  std::vector<std::string> variants;  // the crashed, hung, faulty or dissenting ones
+  std::string Describe() const;
+};
+std::optional<FailureSignature> SignatureOf(const StepReport& step);
+
+struct MinimizeResult {
+  std::vector<std::size_t> kept;   // indices into the log, in order
+  FailureSignature failure;
+  std::size_t trials = 0;
+  double seconds = 0;
+};
+
+// Delta debugging (ddmin) over the commands up to the first failing one:
+// the smallest subsequence found (1-minimal: dropping any one command loses
+// the failure) that still ends in the same failure when replayed from the
+// log's initial state. Fails when the log does not fail at all.
+Result<MinimizeResult> Minimize(Replayer& replayer, const CommandLog& log, const ProgressFn& on_progress = {});
+
+}  // namespace nvs::replay

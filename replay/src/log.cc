@@ -1,0 +1,141 @@
+// Reading the command logs `nvs replay` accepts (replay.h: LoadCommandLog).
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "nvs/replay/replay.h"
+#include "nvs/supervisor/journal.h"
+
+namespace nvs::replay {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+std::string Compact(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+// Journal records (from segments or their export) become commands: every
+// admitted command in sequence order, with the verdict nvsd recorded.
+void AddJournalRecords(const std::vector<json>& records, CommandLog& log) {
+  std::map<std::uint64_t, RecordedCommand> by_seq;
+  for (const auto& record : records) {
+    const std::string type = record.value("t", "");
+    const std::uint64_t seq = record.value("seq", std::uint64_t{0});
+    if (type == "admit" && record.contains("cmd")) {
+      RecordedCommand& c = by_seq[seq];
+      c.seq = seq;
+      c.time_ns = record.value("time_ns", std::int64_t{0});
+      c.cmd = Compact(record["cmd"]);
+      c.request_id = record.value("id", "");
+    } else if (type == "verdict") {
+      auto it = by_seq.find(seq);
+      if (it == by_seq.end()) continue;  // its admit was pruned
+      it->second.recorded_verdict = record.value("verdict", "");
+      if (record.contains("result")) it->second.recorded_result = Compact(record["result"]);
+    }
+  }
+  for (auto& [seq, c] : by_seq) log.commands.push_back(std::move(c));
+}
+
+Result<std::string> ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::Error("cannot read " + path.string());
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+Result<CommandLog> LoadQuarantineReport(const fs::path& path, const json& report) {
+  CommandLog log;
+  log.format = "quarantine-report";
+  if (!report.contains("command")) return Status::Error(path.string() + ": a quarantine report without a command");
+  RecordedCommand c;
+  c.seq = report.value("seq", std::uint64_t{0});
+  c.time_ns = report.value("time_ns", std::int64_t{0});
+  c.cmd = Compact(report["command"]);
+  c.request_id = report.value("/client/request_id"_json_pointer, std::string());
+  c.recorded_verdict = report.value("verdict", "");
+  log.commands.push_back(std::move(c));
+  const std::string snapshot = report.value("/pre_state/snapshot"_json_pointer, std::string());
+  if (snapshot.empty()) {
+    log.warnings.push_back("the report has no saved pre-command state; replaying on the initial state");
+  } else {
+    auto state = ReadFile(path.parent_path() / snapshot);
+    if (!state.ok()) return Status::Error(path.string() + ": its pre-command state: " + state.status().message());
+    const json parsed = json::parse(state.value(), nullptr, false);
+    if (parsed.is_discarded()) return Status::Error((path.parent_path() / snapshot).string() + ": not JSON");
+    log.initial_state = Compact(parsed);
+  }
+  return log;
+}
+
+}  // namespace
+
+Result<CommandLog> LoadCommandLog(const fs::path& path) {
+  std::error_code ec;
+  const bool journal_file = fs::is_regular_file(path, ec) && supervisor::JournalSegmentIndex(path) != 0;
+  if (fs::is_directory(path, ec) || journal_file || path.extension() == ".nvj") {
+    auto journal = supervisor::ReadJournal(path);
+    if (!journal.ok()) return journal.status();
+    CommandLog log;
+    log.format = "journal";
+    log.warnings = journal.value().damage;
+    std::vector<json> records;
+    for (const auto& text : journal.value().records) {
+      json record = json::parse(text, nullptr, false);
+      if (record.is_object()) records.push_back(std::move(record));
+    }
+    AddJournalRecords(records, log);
+    return log;
+  }
+  auto text = ReadFile(path);
+  if (!text.ok()) return text.status();
+  // A quarantine report is one JSON object (usually pretty-printed).
+  const json whole = json::parse(text.value(), nullptr, false);
+  if (whole.is_object() && whole.contains("fingerprint") && whole.contains("command") && whole.contains("outcomes")) {
+    return LoadQuarantineReport(path, whole);
+  }
+  CommandLog log;
+  std::vector<json> records;
+  std::istringstream lines(text.value());
+  std::size_t number = 0;
+  for (std::string line; std::getline(lines, line);) {
+    ++number;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    json value = json::parse(line, nullptr, false);
+    if (!value.is_object()) {
+      log.warnings.push_back(path.string() + ":" + std::to_string(number) + ": not a JSON object; skipped");
+      continue;
+    }
+    if (value.contains("initial_state") && !value.contains("cmd")) {  // written by `nvs replay --minimize`
+      log.initial_state = Compact(value["initial_state"]);
+      continue;
+    }
+    if (value.contains("t")) {  // a journal export line
+      records.push_back(std::move(value));
+      continue;
+    }
+    RecordedCommand c;
+    if (value.contains("cmd")) {
+      c.time_ns = value.value("time_ns", std::int64_t{0});
+      c.seq = value.value("seq", std::uint64_t{0});
+      c.request_id = value.value("id", "");
+      c.cmd = Compact(value["cmd"]);
+    } else {
+      c.cmd = Compact(value);
+    }
+    log.commands.push_back(std::move(c));
+  }
+  if (!records.empty()) {
+    if (!log.commands.empty()) return Status::Error(path.string() + ": mixes journal records and plain commands");
+    log.format = "journal-export";
+    AddJournalRecords(records, log);
+  } else {
+    log.format = "commands";
+  }
+  if (log.commands.empty()) return Status::Error(path.string() + ": no commands in it");
+  return log;
+}
+
+}  // namespace nvs::replay
