@@ -32,5 +32,7 @@ struct Options {
 
 // `nvs replay ...` (cli/replay_command.cc).
 void AddReplayCommand(CLI::App& app, Options& options);
+// `nvs quarantine ...` (cli/quarantine_command.cc).
+void AddQuarantineCommand(CLI::App& app, Options& options);
 
 }  // namespace nvs::cli

@@ -15,6 +15,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "client.h"
 #include "common.h"
 #include "nvs/supervisor/journal.h"
 
@@ -22,47 +23,6 @@ namespace nvs::cli {
 namespace {
 
 using nlohmann::json;
-
-class Client {
- public:
-  explicit Client(const std::string& endpoint) : socket_(context_, zmq::socket_type::dealer) {
-    socket_.set(zmq::sockopt::linger, 0);
-    socket_.connect(endpoint);
-  }
-
-  // Sends a request and waits for the reply carrying its id.
-  std::optional<json> Call(json request, int timeout_ms) {
-    // nvsd remembers request ids (exactly-once, across its restarts): each
-    // must be unique, not just within this run.
-    const std::string id = prefix_ + std::to_string(++next_id_);
-    request["id"] = id;
-    socket_.send(zmq::buffer(request.dump()), zmq::send_flags::none);
-    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    for (;;) {
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return std::nullopt;
-      zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, left);
-      zmq::message_t message;
-      while (socket_.recv(message, zmq::recv_flags::dontwait)) {
-        json reply = json::parse(message.to_string(), nullptr, false);
-        if (!reply.is_discarded() && reply.value("id", json()) == id) return reply;
-      }
-    }
-  }
-
- private:
-  zmq::context_t context_{1};
-  zmq::socket_t socket_;
-  std::string prefix_ = [] {
-    char host[256] = "host";
-    gethostname(host, sizeof host - 1);
-    return "nvs-" + std::string(host) + "-" + std::to_string(getpid()) + "-" +
-           std::to_string(std::chrono::system_clock::now().time_since_epoch().count()) + "-";
-  }();
-  int next_id_ = 0;
-};
 
 // One line a person can read at 3 am.
 std::string Describe(const json& reply) {
@@ -203,6 +163,7 @@ int RunNvs(int argc, char** argv) {
   journal_export->callback([&] { o.exit_code = ExportJournal(o); });
 
   AddReplayCommand(app, o);
+  AddQuarantineCommand(app, o);
 
   try {
     app.parse(argc, argv);

@@ -13,7 +13,9 @@
 
 #include "common.h"
 #include "nvs/replay/replay.h"
+#include "nvs/report/html_report.h"
 #include "nvs/supervisor/config.h"
+#include "report_model.h"
 
 namespace nvs::cli {
 namespace {
@@ -34,7 +36,10 @@ struct ReplayArgs {
   bool verbose = false;
   int deadline_ms = 1000;
   bool no_progress = false;
+  std::string html;  // write an HTML report here
 };
+
+constexpr std::size_t kHtmlIncidents = 200;  // failing commands shown in detail (all are on the timeline)
 
 // Progress on stderr: a bar with rate and ETA on a terminal (redrawn at
 // most 10 times a second), else a plain line every 5 seconds.
@@ -234,9 +239,13 @@ int Replay(const ReplayArgs& args) {
     std::cout << "replaying " << log.value().commands.size() << " commands (" << log.value().format << ") with "
               << Join(names) << ", policy " << voter::ToString(options.value().policy.kind) << "\n";
   }
+  std::vector<replay::StepReport> failures;
   auto summary = replayer.value()->Run(
       log.value(),
       [&](const replay::StepReport& step) {
+        if (step.kind != replay::StepKind::kAgreement && !args.html.empty() && failures.size() < 10 * kHtmlIncidents) {
+          failures.push_back(step);
+        }
         if (step.kind == replay::StepKind::kAgreement && !args.verbose) return;
         if (args.json_output) {
           std::cout << StepJson(step).dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
@@ -251,6 +260,21 @@ int Replay(const ReplayArgs& args) {
     return kExitUsage;
   }
   const auto& s = summary.value();
+  if (!args.html.empty()) {
+    char when[32];
+    const std::time_t t = std::time(nullptr);
+    std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+    const std::string repro = "nvs replay " + args.input + " --config " + args.config;
+    std::ofstream out(args.html);
+    out << report::RenderHtml(
+        ReplayModel(args.input, names, s, failures, log.value(), repro, kHtmlIncidents, when));
+    out.close();
+    if (!out) {
+      std::cerr << "nvs replay: cannot write " << args.html << "\n";
+      return kExitUsage;
+    }
+    if (!args.json_output) std::cout << "wrote " << args.html << "\n";
+  }
   const double rate = s.seconds > 0 ? static_cast<double>(s.commands) / s.seconds : 0;
   if (args.json_output) {
     std::cout << json{{"summary", {{"commands", s.commands}, {"agreements", s.agreements}, {"divergences", s.divergences},
@@ -292,6 +316,7 @@ void AddReplayCommand(CLI::App& app, Options& o) {
   sub->add_flag("--json", args->json_output, "JSON lines: one per reported command, then a summary");
   sub->add_flag("-v,--verbose", args->verbose, "report agreements too");
   sub->add_flag("--no-progress", args->no_progress, "no progress on stderr");
+  sub->add_option("--html", args->html, "also write a self-contained HTML report of the replay here");
   sub->callback([&o, args] { o.exit_code = Replay(*args); });
 }
 

@@ -83,6 +83,16 @@ DecodedClientRequest DecodeClientRequest(std::string_view bytes) {
     request.payload = Dump(*it);
   } else if (type == "status") {
     request.type = ClientRequestType::kStatus;
+  } else if (type == "quarantine") {
+    auto action = root.find("action");
+    if (action == root.end() || !action->is_string()) {
+      return reject(id, "bad_request", "member 'action' missing or not a string");
+    }
+    request.type = ClientRequestType::kQuarantine;
+    json args = root;
+    args.erase("type");
+    args.erase("id");
+    request.payload = Dump(args);
   } else {
     return reject(id, "unknown_type", "unknown request type '" + type + "'");
   }
@@ -96,6 +106,10 @@ std::string Encode(const ClientRequest& request) {
     case ClientRequestType::kCommand: text += R"("command","cmd":)" + request.payload; break;
     case ClientRequestType::kQuery: text += R"("query","query":)" + request.payload; break;
     case ClientRequestType::kStatus: text += R"("status")"; break;
+    case ClientRequestType::kQuarantine:
+      text += R"("quarantine")";
+      if (request.payload.size() > 2) text += "," + request.payload.substr(1, request.payload.size() - 2);
+      break;
   }
   return text + R"(,"id":)" + Dump(request.id) + "}";
 }

@@ -1,5 +1,7 @@
 #include "quarantine_store.h"
 
+#include <algorithm>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -82,7 +84,16 @@ void QuarantineStore::Index(const std::string& id, const std::string& fingerprin
   }
   status_of_[id] = status;
   fingerprint_of_[id] = fingerprint;
-  if (status == "blocked") blocked_[fingerprint] = id;
+  if (status == "blocked" || status == "rejected") blocked_[fingerprint] = id;
+}
+
+std::vector<std::string> QuarantineStore::ids() const {
+  std::vector<std::pair<std::string, std::string>> order;  // (id without its q-/n- prefix, id)
+  for (const auto& [id, status] : status_of_) order.emplace_back(id.size() > 2 ? id.substr(2) : id, id);
+  std::sort(order.begin(), order.end());
+  std::vector<std::string> out;
+  for (auto& [key, id] : order) out.push_back(std::move(id));
+  return out;
 }
 
 bool QuarantineStore::IsBlocked(const std::string& fingerprint, std::string* report_id) const {

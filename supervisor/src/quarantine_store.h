@@ -20,8 +20,8 @@ class QuarantineStore {
   // report that cannot be read is named in `warnings` and skipped, never fatal.
   static Result<QuarantineStore> Open(const std::filesystem::path& dir, std::vector<std::string>& warnings);
 
-  // True when a report with status "blocked" has this fingerprint; sets the
-  // report's id.
+  // True when a report with status "blocked" or "rejected" (blocked for
+  // good by a person) has this fingerprint; sets the report's id.
   bool IsBlocked(const std::string& fingerprint, std::string* report_id = nullptr) const;
 
   // Writes a report (a JSON object text with at least "id", "fingerprint"
@@ -37,6 +37,8 @@ class QuarantineStore {
   std::optional<std::string> Read(const std::string& id) const;
 
   std::size_t blocked_count() const { return blocked_.size(); }
+  // Every report's id, oldest first (ids start with the sequence number).
+  std::vector<std::string> ids() const;
   std::size_t report_count() const { return status_of_.size(); }
   const std::filesystem::path& dir() const { return dir_; }
 

@@ -132,6 +132,8 @@ struct Command {
   std::map<std::string, json> evidence;            // per variant: death details, stderr tail
   std::optional<voter::Verdict> verdict;           // once decided
   std::string report_id;                           // POISON / NO_QUORUM
+  std::map<std::string, double> answered_ms;       // per variant: its reply, ms after dispatch (for reports)
+  double decided_ms = 0;                           // the verdict, ms after dispatch
   bool probed = false;                             // standby probe policy: a probe ran (or was tried)
   json probe = json::object();                     // what the probe did (for the report); empty: no probe
 };
@@ -271,6 +273,7 @@ struct Supervisor::Impl {
   Clock::time_point watchdog_last;
   Clock::time_point started_at = Clock::now();
   std::uint64_t commits = 0;
+  std::deque<json> recent_verdicts;  // the last 10, oldest first
 
   // ---- small helpers ------------------------------------------------------
 
@@ -652,6 +655,7 @@ struct Supervisor::Impl {
         if (c == nullptr) break;
         auto& outcome = c->outcomes[v.config.name];
         outcome.kind = voter::OutcomeKind::kReply;
+        c->answered_ms[v.config.name] = MillisSince(c->dispatched_at, Clock::now());
         outcome.result = std::holds_alternative<proto::Applied>(reply) ? std::get<proto::Applied>(reply).result
                                                                        : std::get<proto::Answer>(reply).result;
         // Equal replies are usually equal bytes (the codec normalises them):
@@ -764,6 +768,10 @@ struct Supervisor::Impl {
       Reply(address, StatusReply(request.id));
       return;
     }
+    if (request.type == proto::ClientRequestType::kQuarantine) {
+      Reply(address, QuarantineReply(request.id, json::parse(request.payload, nullptr, false)));
+      return;
+    }
     if (stopping) {
       Reply(address, proto::ClientReply::Unavailable(request.id, "nvsd is shutting down"));
       return;
@@ -825,6 +833,93 @@ struct Supervisor::Impl {
     return true;
   }
 
+  // The last verdicts, for `status`.
+  void RememberVerdict(const Command& c) {
+    recent_verdicts.push_back({{"seq", c.seq},
+                               {"query", c.is_query},
+                               {"verdict", std::string(voter::ToString(c.verdict->kind))},
+                               {"time", IsoTime(UnixNowNs())},
+                               {"ms", c.decided_ms}});
+    if (recent_verdicts.size() > 10) recent_verdicts.pop_front();
+  }
+
+  // ---- quarantine review (CLIENT.md §4) ----------------------------------------
+
+  static proto::ClientReply Ok(const std::string& id, const json& body) {
+    proto::ClientReply reply;
+    reply.id = id;
+    reply.status = proto::ClientStatus::kOk;
+    reply.body = Dump(body);
+    return reply;
+  }
+
+  // list / show / release / reject. A release lifts the block (the command
+  // is not sent: a client must send it again); a reject keeps it blocked
+  // for good. Both are recorded in the report's review history.
+  proto::ClientReply QuarantineReply(const std::string& id, const json& args) {
+    const std::string action = args.value("action", "");
+    if (action == "list") {
+      json reports = json::array();
+      for (const auto& report_id : quarantine->ids()) {
+        auto text = quarantine->Read(report_id);
+        const json report = text ? json::parse(*text, nullptr, false) : json();
+        if (!report.is_object()) continue;
+        json summary = json::object();
+        for (const char* key : {"id", "status", "time", "seq", "verdict", "fingerprint", "command", "reason", "outcomes"}) {
+          if (report.contains(key)) summary[key] = report[key];
+        }
+        for (auto& o : summary["outcomes"]) {
+          o.erase("stderr_tail");
+          o.erase("result");
+        }
+        reports.push_back(summary);
+      }
+      return Ok(id, {{"reports", reports}});
+    }
+    const std::string report_id = args.value("report", "");
+    auto text = quarantine->Read(report_id);
+    json report = text ? json::parse(*text, nullptr, false) : json();
+    if (!report.is_object()) return proto::ClientReply::Rejected(id, "not_found", "no quarantine report '" + report_id + "'");
+    if (action == "show") {
+      json pre_state;
+      const std::string snapshot = report.value("/pre_state/snapshot"_json_pointer, std::string());
+      if (!snapshot.empty()) {
+        std::ifstream in(quarantine->dir() / snapshot);
+        std::stringstream state;
+        state << in.rdbuf();
+        pre_state = json::parse(state.str(), nullptr, false);
+        if (pre_state.is_discarded()) pre_state = json();
+      }
+      return Ok(id, {{"report", report}, {"pre_state_snapshot", pre_state}});
+    }
+    if (action != "release" && action != "reject") {
+      return proto::ClientReply::Rejected(id, "bad_request", "action must be list, show, release or reject");
+    }
+    const std::string note = args.value("note", "");
+    if (note.empty()) return proto::ClientReply::Rejected(id, "bad_request", "a release or reject needs a note (why)");
+    const std::string status = report.value("status", "");
+    if (status != "blocked" && !(action == "reject" && status == "released")) {
+      return proto::ClientReply::Rejected(id, "bad_request",
+                                          "report " + report_id + " is " + status + ": only a blocked report can be " +
+                                              (action == "release" ? "released" : "rejected"));
+    }
+    json entry = {{"time", IsoTime(UnixNowNs())},
+                  {"action", action == "release" ? "released" : "rejected"},
+                  {"by", args.value("by", "unknown")},
+                  {"note", note}};
+    if (args.contains("retest")) entry["retest"] = args["retest"];
+    report["status"] = action == "release" ? "released" : "rejected";
+    if (!report["review"].is_array()) report["review"] = json::array();
+    report["review"].push_back(entry);
+    Status written = quarantine->Write(report_id, Dump(report));
+    if (!written.ok()) return proto::ClientReply::Unavailable(id, "cannot write the report: " + written.message());
+    Log(LogLevel::kWarn, action == "release" ? "released" : "rejected",
+        {{"report", report_id}, {"fingerprint", report.value("fingerprint", "")}, {"by", entry["by"]}, {"note", note}});
+    Publish(action == "release" ? "released" : "rejected",
+            {{"report", report_id}, {"fingerprint", report.value("fingerprint", "")}, {"by", entry["by"]}, {"note", note}});
+    return Ok(id, {{"report", report}});
+  }
+
   proto::ClientReply StatusReply(const std::string& id) {
     json variants_json = json::array();
     for (const auto& v : variants) {
@@ -852,7 +947,13 @@ struct Supervisor::Impl {
                    {"active", active.size()},
                    {"syncing", round.has_value()},
                    {"quarantined", quarantine->blocked_count()},
+                   {"reports", quarantine->report_count()},
                    {"checkpoint_seq", checkpoint ? checkpoint->seq : 0},
+                   {"journal", {{"segment", journal ? JournalSegmentPath(journal_dir, journal_segment).string() : ""},
+                                {"segment_bytes", journal ? journal->bytes() : 0},
+                                {"closed_segments", closed_segments.size()},
+                                {"fsync", config.fsync}}},
+                   {"recent_verdicts", json(recent_verdicts)},
                    {"probe", probe ? json{{"variant", probe->target},
                                           {"probe", probe->identity},
                                           {"pid", probe->process ? probe->process->pid() : -1}}
@@ -967,6 +1068,8 @@ struct Supervisor::Impl {
       verdict.reason += "; quarantined and not resent to a backup (standby policy " + config.standby_policy + ")";
     }
     c.verdict = verdict;
+    c.decided_ms = MillisSince(c.dispatched_at, Clock::now());
+    RememberVerdict(c);
     Publish("verdict", {{"seq", c.seq}, {"query", c.is_query}, {"verdict", std::string(voter::ToString(verdict.kind))},
                         {"reason", verdict.reason}, {"active", asked}});
     if (verdict.kind == voter::VerdictKind::kCommit) {
@@ -1303,6 +1406,8 @@ struct Supervisor::Impl {
     voter::Verdict verdict = voter::Decide(OutcomesOf(c), policy);
     if (verdict.kind == voter::VerdictKind::kPending) return;
     c.verdict = verdict;
+    c.decided_ms = MillisSince(c.dispatched_at, Clock::now());
+    RememberVerdict(c);
     json event = {{"seq", c.seq},
                   {"query", c.is_query},
                   {"verdict", std::string(voter::ToString(verdict.kind))},
@@ -1444,6 +1549,7 @@ struct Supervisor::Impl {
     for (const auto& [name, outcome] : c.outcomes) {
       json entry = {{"variant", name}, {"outcome", std::string(voter::ToString(outcome.kind))}};
       if (outcome.kind == voter::OutcomeKind::kReply) entry["result"] = ParseOrString(outcome.result);
+      if (auto it = c.answered_ms.find(name); it != c.answered_ms.end()) entry["after_ms"] = it->second;
       if (!outcome.detail.empty()) entry["detail"] = outcome.detail;
       if (auto it = c.evidence.find(name); it != c.evidence.end()) {
         for (const auto& [key, value] : it->second.items()) entry[key] = value;
@@ -1469,8 +1575,10 @@ struct Supervisor::Impl {
                }()}}},
             {"outcomes", outcomes},
             {"verdict", std::string(voter::ToString(c.verdict->kind))},
+            {"decided_ms", c.decided_ms},
             {"reason", c.verdict->reason},
             {"policy", std::string(voter::ToString(config.policy.kind))},
+            {"mode", config.mode},
             {"review", json::array({{{"time", IsoTime(UnixNowNs())},
                                      {"action", status == "blocked" ? "quarantined" : "recorded"},
                                      {"by", "nvsd"},

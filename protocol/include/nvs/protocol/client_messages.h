@@ -14,12 +14,14 @@ namespace nvs::protocol {
 inline constexpr std::size_t kMaxClientRequestBytes = 1u << 20;
 inline constexpr std::size_t kMaxClientIdBytes = 128;
 
-enum class ClientRequestType { kCommand, kQuery, kStatus };
+enum class ClientRequestType { kCommand, kQuery, kStatus, kQuarantine };
 
 struct ClientRequest {
   ClientRequestType type = ClientRequestType::kCommand;
   std::string id;
-  std::string payload;  // kCommand: cmd; kQuery: query; kStatus: empty
+  // kCommand: cmd; kQuery: query; kStatus: empty; kQuarantine: the
+  // request's other members as one JSON object ("action", "report", ...).
+  std::string payload;
 };
 
 enum class ClientStatus { kCommitted, kAnswered, kRejected, kQuarantined, kUnavailable, kOk };
