@@ -99,14 +99,30 @@ int Status(const Options& o) {
     return kExitOk;
   }
   const json& n = (*reply)["nvsd"];
-  std::cout << "nvsd pid " << n.value("pid", 0) << (n.value("ready", false) ? ", ready" : ", NOT READY") << ", seq "
-            << n.value("seq", 0) << ", policy " << n.value("policy", "?") << ", healthy " << n.value("healthy", 0)
-            << " (min " << n.value("min_healthy", 0) << "), quarantined " << n.value("quarantined", 0) << "\n";
-  std::printf("%-14s %-9s %8s %5s %8s  %s\n", "VARIANT", "STATE", "PID", "INC", "RESTARTS", "LAST FAULT");
+  std::cout << "nvsd pid " << n.value("pid", 0) << (n.value("ready", false) ? ", ready" : ", NOT READY") << ", mode "
+            << n.value("mode", "lockstep") << ", policy " << n.value("policy", "?") << ", healthy " << n.value("healthy", 0)
+            << " (min " << n.value("min_healthy", 0) << ")\n";
+  const json journal = n.value("journal", json::object());
+  std::cout << "seq " << n.value("seq", 0) << ", " << n.value("commits", 0) << " commits, checkpoint at seq "
+            << n.value("checkpoint_seq", 0) << "; journal " << journal.value("segment", "?") << " ("
+            << journal.value("segment_bytes", 0) << " bytes, fsync " << journal.value("fsync", "?") << ")\n";
+  std::cout << "quarantine: " << n.value("quarantined", 0) << " blocked, " << n.value("reports", 0)
+            << " reports (nvs quarantine list)\n";
+  std::printf("%-14s %-7s %-9s %8s %5s %8s  %s\n", "VARIANT", "ROLE", "STATE", "PID", "INC", "RESTARTS", "LAST FAULT");
   for (const auto& v : (*reply)["variants"]) {
-    std::printf("%-14s %-9s %8d %5d %8d  %s\n", v.value("name", "?").c_str(), v.value("state", "?").c_str(),
-                v.value("pid", -1), v.value("incarnation", 0), v.value("restarts", 0),
+    std::printf("%-14s %-7s %-9s %8d %5d %8d  %s\n", v.value("name", "?").c_str(), v.value("role", "?").c_str(),
+                v.value("state", "?").c_str(), v.value("pid", -1), v.value("incarnation", 0), v.value("restarts", 0),
                 v.value("last_fault", "").c_str());
+  }
+  const json recent = n.value("recent_verdicts", json::array());
+  if (!recent.empty()) {
+    std::cout << "last verdicts:";
+    for (const auto& r : recent) {
+      std::cout << " " << (r.value("query", false) ? std::string("query") : "seq " + std::to_string(r.value("seq", 0)))
+                << " " << r.value("verdict", "?");
+      if (&r != &recent.back()) std::cout << ",";
+    }
+    std::cout << "\n";
   }
   return kExitOk;
 }

@@ -1,6 +1,7 @@
 #include "report_model.h"
 
 #include <algorithm>
+#include <map>
 
 namespace nvs::cli {
 namespace {
@@ -193,6 +194,31 @@ json ReplayModel(const std::string& input, const std::vector<std::string>& varia
                          {"outcomes", outcomes}});
   }
   const double end = std::max(1.0, summary.seconds * 1000.0);
+  // Per variant, over the whole run: how often it failed, and how.
+  json per_variant = json::array();
+  for (const auto& v : variants) {
+    std::map<std::string, int> counts;
+    for (const auto& step : failures) {
+      for (const auto& o : step.outcomes) {
+        if (o.variant != v) continue;
+        const bool dissent = std::find(step.verdict.dissenting.begin(), step.verdict.dissenting.end(), v) !=
+                             step.verdict.dissenting.end();
+        if (dissent) ++counts["divergence"];
+        if (o.kind == voter::OutcomeKind::kCrashed) ++counts["crash"];
+        if (o.kind == voter::OutcomeKind::kHung) ++counts["hang"];
+        if (o.kind == voter::OutcomeKind::kProtocolError) ++counts["fault"];
+      }
+    }
+    int total = 0;
+    std::string detail;
+    for (const auto& [what, n] : counts) {
+      total += n;
+      detail += (detail.empty() ? "" : ", ") + std::to_string(n) + " " + what + (n == 1 ? "" : "s");
+    }
+    per_variant.push_back({{"variant", v},
+                           {"outcome", total == 0 ? "agreed throughout" : "failed " + std::to_string(total) + "x"},
+                           {"detail", total == 0 ? "no crash, hang or divergence" : detail}});
+  }
   json overview = {{"id", "replay"},
                    {"headline", std::string(summary.failed() ? "The replay found failures" : "Every command agreed") +
                                     ": " + std::to_string(summary.commands) + " commands"},
@@ -200,6 +226,7 @@ json ReplayModel(const std::string& input, const std::vector<std::string>& varia
                    {"reason", "replay of " + input + " against fresh " + std::to_string(variants.size()) +
                                   " variants with the same voter"},
                    {"reproduce", reproduce_base},
+                   {"outcomes", per_variant},
                    {"timeline", {{"lanes", lanes}, {"start_ms", 0}, {"end_ms", end}, {"events", events}}}};
   incidents.insert(incidents.begin(), overview);
   const double rate = summary.seconds > 0 ? static_cast<double>(summary.commands) / summary.seconds : 0;

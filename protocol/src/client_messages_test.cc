@@ -60,11 +60,24 @@ TEST(DecodeClientRequest, RejectsWithAReason) {
 TEST(ClientCodec, RequestsRoundTrip) {
   for (const ClientRequest& request : {ClientRequest{ClientRequestType::kCommand, "a\"b", R"({"op":"dump"})"},
                                        ClientRequest{ClientRequestType::kQuery, "q", R"({"op":"dump"})"},
-                                       ClientRequest{ClientRequestType::kStatus, "s", ""}}) {
+                                       ClientRequest{ClientRequestType::kStatus, "s", ""},
+                                       ClientRequest{ClientRequestType::kQuarantine, "r",
+                                                     R"({"action":"release","note":"fixed","report":"q-1"})"}}) {
     auto decoded = DecodeClientRequest(Encode(request));
     ASSERT_TRUE(decoded.request) << Encode(request);
     EXPECT_EQ(Encode(*decoded.request), Encode(request));
   }
+}
+
+TEST(DecodeClientRequest, QuarantineNeedsAnAction) {
+  auto ok = DecodeClientRequest(R"({"type":"quarantine","id":"x","action":"show","report":"q-1"})");
+  ASSERT_TRUE(ok.request);
+  EXPECT_EQ(ok.request->type, ClientRequestType::kQuarantine);
+  EXPECT_EQ(ok.request->payload, R"({"action":"show","report":"q-1"})") << "type and id are not arguments";
+  auto missing = DecodeClientRequest(R"({"type":"quarantine","id":"x"})");
+  ASSERT_FALSE(missing.request);
+  EXPECT_EQ(missing.rejection.code, "bad_request");
+  EXPECT_FALSE(DecodeClientRequest(R"({"type":"quarantine","id":"x","action":7})").request);
 }
 
 TEST(ClientCodec, RepliesRoundTrip) {

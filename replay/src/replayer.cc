@@ -81,6 +81,8 @@ struct Replayer::Impl {
   // Step outcomes of the batch being run: [step - batch_begin][slot].
   std::size_t batch_begin = 0;
   std::vector<std::vector<voter::Outcome>> batch_outcomes;
+  std::vector<double> batch_times;  // per step: when its last outcome came, ms since the run started
+  Clock::time_point run_started = Clock::now();
 
   ~Impl() {
     slots.clear();  // kills and reaps every process group
@@ -129,6 +131,7 @@ struct Replayer::Impl {
     for (const auto& pending : slot.fifo) {
       if (pending.apply) {
         auto& outcome = OutcomeOf(pending.step, slot);
+        if (first) Stamp(pending.step);
         outcome.kind = first ? head : voter::OutcomeKind::kExcluded;
         outcome.detail = first ? detail : "taken out for an earlier command: " + detail;
       }
@@ -145,6 +148,11 @@ struct Replayer::Impl {
 
   voter::Outcome& OutcomeOf(std::size_t step, const Slot& slot) {
     return batch_outcomes[step - batch_begin][static_cast<std::size_t>(&slot - slots.data())];
+  }
+
+  void Stamp(std::size_t step) {
+    double& at = batch_times[step - batch_begin];
+    at = std::max(at, std::chrono::duration<double, std::milli>(Clock::now() - run_started).count());
   }
 
   // ---- messages ------------------------------------------------------------
@@ -203,6 +211,7 @@ struct Replayer::Impl {
       return;
     }
     auto& outcome = OutcomeOf(pending.step, slot);
+    Stamp(pending.step);
     outcome.kind = voter::OutcomeKind::kReply;
     outcome.result = std::get<proto::Applied>(reply).result;
   }
@@ -305,6 +314,7 @@ struct Replayer::Impl {
   void RunBatch(const CommandLog& log, std::size_t begin, std::size_t end) {
     batch_begin = begin;
     batch_outcomes.assign(end - begin, {});
+    batch_times.assign(end - begin, 0);
     for (auto& row : batch_outcomes) {
       for (const auto& slot : slots) row.push_back(voter::Outcome{slot.config.name, voter::OutcomeKind::kExcluded, "", "not running", ""});
     }
@@ -451,13 +461,13 @@ struct Replayer::Impl {
     return std::optional<std::string>(state);
   }
 
-  StepReport Decide(const CommandLog& log, std::size_t index, Clock::time_point started) {
+  StepReport Decide(const CommandLog& log, std::size_t index) {
     StepReport step;
     step.index = index;
     step.seq = SeqOf(log, index);
     step.outcomes = batch_outcomes[index - batch_begin];
     step.recorded_verdict = log.commands[index].recorded_verdict;
-    step.at_ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
+    step.at_ms = batch_times[index - batch_begin];
     // Equal replies are usually equal bytes: compare the parsed form once.
     for (std::size_t i = 0; i < step.outcomes.size(); ++i) {
       auto& o = step.outcomes[i];
@@ -492,6 +502,7 @@ struct Replayer::Impl {
   Result<ReplaySummary> Run(const CommandLog& log, const StepFn& on_step, const ProgressFn& on_progress) {
     ReplaySummary summary;
     const auto started = Clock::now();
+    run_started = started;
     const std::size_t restarts_before = restarts;
     std::string base = log.initial_state.value_or(initial_state);
     std::uint64_t base_seq = log.commands.empty() ? 0 : SeqOf(log, 0) - 1;
@@ -541,7 +552,7 @@ struct Replayer::Impl {
         if (!rechecked.ok()) return rechecked;
       }
       for (std::size_t k = i; k < end; ++k) {
-        StepReport step = Decide(log, k, started);
+        StepReport step = Decide(log, k);
         if (step.seq >= options.from_seq) {
           ++summary.commands;
           switch (step.kind) {

@@ -56,8 +56,10 @@ class QuarantineReview : public ::testing::Test {
   }
 
   std::string Nvs(NvsdHarness& nvsd, const std::string& args, int* status) {
-    const std::string command =
-        std::string(NVS_CLI) + " " + args + " --endpoint " + nvsd.client_endpoint() + " 2>" + (dir_ / "err").string();
+    return NvsOffline(args + " --endpoint " + nvsd.client_endpoint(), status);
+  }
+  std::string NvsOffline(const std::string& args, int* status) {
+    const std::string command = std::string(NVS_CLI) + " " + args + " 2>" + (dir_ / "err").string();
     FILE* pipe = popen(command.c_str(), "r");
     std::string out;
     char buffer[4096];
@@ -154,6 +156,20 @@ TEST_F(QuarantineReview, ListShowRetestReleaseRejectAndExport) {
   Nvs(nvsd, "quarantine show q-nope", &status);
   EXPECT_EQ(status, 2);
   EXPECT_NE(Stderr().find("not_found"), std::string::npos);
+
+  // `nvs status` tells the operator the same, at a glance.
+  const std::string status_text = Nvs(nvsd, "status", &status);
+  EXPECT_EQ(status, 0);
+  EXPECT_NE(status_text.find("quarantine: 2 blocked, 3 reports"), std::string::npos) << status_text;
+  EXPECT_NE(status_text.find("last verdicts:"), std::string::npos) << status_text;
+  EXPECT_NE(status_text.find("POISON"), std::string::npos) << status_text;
+  EXPECT_NE(status_text.find("ROLE"), std::string::npos) << status_text;
+
+  // A quarantine report is also a replay input: the command on its saved state.
+  const std::string replayed = NvsOffline(
+      "replay " + (nvsd.state_dir() / "quarantine" / (id + ".json")).string() + " --json --config " + faulty, &status);
+  EXPECT_EQ(status, 1) << Stderr();
+  EXPECT_NE(replayed.find("\"kind\":\"crash\""), std::string::npos) << replayed;
 
   // The HTML export, in a real headless browser, with a screenshot.
   const fs::path html = dir_ / "quarantine.html";

@@ -139,8 +139,11 @@ TEST_F(Replay, CrashesAndHangsAreReportedAndTheVariantIsBroughtBack) {
   log.close();
   const fs::path config = Config({{"router-b", {"--fault", "crash-on=BOOM", "--fault", "hang-on=STUCK"}}});
   int status = 0;
-  const std::string out =
-      Nvs("replay " + (dir_ / "log.jsonl").string() + " --config " + config.string() + " --json --deadline 300", &status);
+  const fs::path html = fs::path(NVS_TEST_OUTPUT) / "browser" / "replay.html";
+  fs::create_directories(html.parent_path());
+  const std::string out = Nvs("replay " + (dir_ / "log.jsonl").string() + " --config " + config.string() +
+                                  " --json --deadline 300 --html " + html.string(),
+                              &status);
   EXPECT_EQ(status, 1) << out;
   const auto lines = Lines(out);
   ASSERT_EQ(lines.size(), 3u) << out;
@@ -152,6 +155,11 @@ TEST_F(Replay, CrashesAndHangsAreReportedAndTheVariantIsBroughtBack) {
   const json summary = lines[2]["summary"];
   EXPECT_EQ(summary["agreements"], 998) << "after each restart router-b agrees again";
   EXPECT_GE(summary["restarts"], 2) << "router-b was started again after its crash and its hang";
+  // The HTML report renders in a real headless browser: the overview and
+  // one incident per failing command, the failures on router-b's lane.
+  const std::string check = PythonPath() + " " + NVS_BROWSER_CHECK + " " + html.string() + " " +
+                            html.parent_path().string() + " --expect-incidents 3 --expect-events-min 2";
+  EXPECT_EQ(std::system(check.c_str()), 0) << check;
 }
 
 TEST_F(Replay, MinimisesACrashThatNeedsTwoCommandsInOrder) {
