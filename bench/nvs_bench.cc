@@ -8,7 +8,7 @@
 // Prints a table and writes JSON (--json FILE).
 //
 // usage: nvs-bench [--commands N] [--kills N] [--history N] [--only SECTION] [--json FILE]
-//   SECTION: latency, kills, failover, resync (default: all)
+//   SECTION: latency, kills, failover, resync, replay (default: all)
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -27,6 +27,7 @@
 #include <thread>
 #include <zmq.hpp>
 
+#include "nvs/replay/replay.h"
 #include "variant_harness.h"
 
 extern char** environ;
@@ -438,6 +439,78 @@ json BenchResync(int n, std::size_t history, int kills) {
           {"kill_to_resynced", ToJson(Summarise(samples, 1))}};
 }
 
+// The three routers as nvs replay starts them; `wrap_c` runs router-c in the
+// misbehaving proxy with `proxy` options (a crash that needs two commands).
+std::vector<nvs::supervisor::VariantConfig> ReplayVariants(const std::vector<std::string>& proxy = {}) {
+  const std::vector<std::string> size = {"--inputs", "16", "--outputs", "16"};
+  std::vector<nvs::supervisor::VariantConfig> variants(3);
+  variants[0].name = "router-a";
+  variants[0].argv = {NVS_ROUTER_A};
+  variants[1].name = "router-b";
+  variants[1].argv = {NVS_ROUTER_B};
+  variants[2].name = "router-c";
+  variants[2].transport = nvs::supervisor::Transport::kStdio;
+  variants[2].argv = {NVS_PYTHON};
+  if (!proxy.empty()) {
+    variants[2].argv.push_back(NVS_MISBEHAVING);
+    variants[2].argv.insert(variants[2].argv.end(), proxy.begin(), proxy.end());
+    variants[2].argv.push_back("--");
+    variants[2].argv.push_back(NVS_PYTHON);
+  }
+  variants[2].argv.push_back(NVS_ROUTER_C);
+  for (auto& v : variants) v.argv.insert(v.argv.end(), size.begin(), size.end());
+  return variants;
+}
+
+nvs::replay::ReplayOptions ReplayOptionsFor(std::vector<nvs::supervisor::VariantConfig> variants) {
+  nvs::replay::ReplayOptions options;
+  options.variants = std::move(variants);
+  options.policy = nvs::voter::Policy::DefaultFor(3);
+  options.config_dir = fs::current_path();
+  options.stdio_bridge = NVS_STDIO_BRIDGE;
+  return options;
+}
+
+// nvs replay's engine: a 100,000-command log through three fresh variants
+// (router-c is Python, on stdio) as fast as possible; and minimisation of a
+// 5,000-command log whose crash needs two commands in order.
+json BenchReplay(std::size_t history) {
+  nvs::replay::CommandLog log;
+  for (std::size_t i = 0; i < history; ++i) {
+    nvs::replay::RecordedCommand c;
+    c.seq = i + 1;
+    c.cmd = json::parse(SizedCommand(i, 16)).dump();
+    log.commands.push_back(std::move(c));
+  }
+  auto replayer = nvs::replay::Replayer::Start(ReplayOptionsFor(ReplayVariants()));
+  if (!replayer.ok()) throw std::runtime_error(replayer.status().message());
+  auto summary = replayer.value()->Run(log, {});
+  if (!summary.ok()) throw std::runtime_error(summary.status().message());
+  if (summary.value().agreements != history) throw std::runtime_error("replay: not every command agreed");
+
+  nvs::replay::CommandLog long_log;
+  for (std::size_t i = 0; i < 5000; ++i) {
+    nvs::replay::RecordedCommand c;
+    c.seq = i + 1;
+    json cmd = json::parse(SizedCommand(i * 3, 16));
+    if (i == 1234) cmd = {{"op", "label"}, {"client", "bench"}, {"kind", "input"}, {"labels", {{{"index", 5}, {"text", "ARM"}}}}};
+    if (i == 3999) cmd = {{"op", "label"}, {"client", "bench"}, {"kind", "input"}, {"labels", {{{"index", 6}, {"text", "FIRE"}}}}};
+    c.cmd = cmd.dump();
+    long_log.commands.push_back(std::move(c));
+  }
+  auto minimizer = nvs::replay::Replayer::Start(ReplayOptionsFor(ReplayVariants({"--crash-after=ARM,FIRE"})));
+  if (!minimizer.ok()) throw std::runtime_error(minimizer.status().message());
+  auto minimal = nvs::replay::Minimize(*minimizer.value(), long_log);
+  if (!minimal.ok()) throw std::runtime_error(minimal.status().message());
+  return {{"replay_commands", history},
+          {"replay_seconds", summary.value().seconds},
+          {"replay_per_second", static_cast<double>(history) / summary.value().seconds},
+          {"minimize_commands", long_log.commands.size()},
+          {"minimize_kept", minimal.value().kept.size()},
+          {"minimize_trials", minimal.value().trials},
+          {"minimize_seconds", minimal.value().seconds}};
+}
+
 }  // namespace
 
 int Run(std::size_t commands, int kills, std::size_t history, const std::string& only, const std::string& json_path);
@@ -554,6 +627,16 @@ int Run(std::size_t commands, int kills, std::size_t history, const std::string&
                   r["kill_to_resynced"]["max_us"].get<double>());
       out["resync_" + std::to_string(n)] = r;
     }
+  }
+  if (wanted("replay")) {
+    const json r = BenchReplay(history);
+    std::printf("\nnvs replay, %zu commands through 3 fresh variants (router-c in Python on stdio), --speed max: "
+                "%.0f commands/s (target >= 20000)\n",
+                history, r["replay_per_second"].get<double>());
+    std::printf("nvs replay --minimize, 5,000 commands whose crash needs 2 in order: %zu kept, %zu trials, %.2f s\n",
+                r["minimize_kept"].get<std::size_t>(), r["minimize_trials"].get<std::size_t>(),
+                r["minimize_seconds"].get<double>());
+    out["replay"] = r;
   }
   std::ofstream(json_path) << out.dump(2) << "\n";
   std::printf("\nwrote %s\n", json_path.c_str());

@@ -10,8 +10,8 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/process/v2/environment.hpp>
-// Boost 1.81 header-only mode forgets process_environment::on_setup; its definition:
-#include <boost/process/v2/impl/environment.ipp>
+// process_environment::on_setup, which Boost 1.81 header-only forgets, is
+// defined once for the whole program in supervisor/src/boost_process_environment.cc.
 #include <boost/process/v2/process.hpp>
 #include <boost/process/v2/start_dir.hpp>
 #include <boost/process/v2/stdio.hpp>
