@@ -193,6 +193,7 @@ json ReplayModel(const std::string& input, const std::vector<std::string>& varia
                                            std::to_string(step.seq)},
                          {"outcomes", outcomes}});
   }
+  for (const auto& r : summary.restart_log) events.push_back(Event(r.variant, r.at_ms, "restart", "restart"));
   const double end = std::max(1.0, summary.seconds * 1000.0);
   // Per variant, over the whole run: how often it failed, and how.
   json per_variant = json::array();

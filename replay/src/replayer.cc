@@ -77,6 +77,7 @@ struct Replayer::Impl {
   std::vector<Slot> slots;
   std::string initial_state;  // a fresh variant's state
   std::size_t restarts = 0;
+  std::vector<RestartRecord> restart_log;  // this run's
 
   // Step outcomes of the batch being run: [step - batch_begin][slot].
   std::size_t batch_begin = 0;
@@ -148,6 +149,13 @@ struct Replayer::Impl {
 
   voter::Outcome& OutcomeOf(std::size_t step, const Slot& slot) {
     return batch_outcomes[step - batch_begin][static_cast<std::size_t>(&slot - slots.data())];
+  }
+
+  void CountRestart(const std::string& variant) {
+    ++restarts;
+    if (restart_log.size() < 1000) {
+      restart_log.push_back({variant, std::chrono::duration<double, std::milli>(Clock::now() - run_started).count()});
+    }
   }
 
   void Stamp(std::size_t step) {
@@ -289,7 +297,7 @@ struct Replayer::Impl {
       if (!slot.alive) {
         Status started = Spawn(slot);
         if (!started.ok()) return started;
-        ++restarts;
+        CountRestart(slot.config.name);
       }
     }
     Status hellos = WaitHellos();
@@ -376,7 +384,7 @@ struct Replayer::Impl {
         slot.recheck = slot.recheck_all = false;
         Status started = Spawn(slot);
         if (!started.ok()) return started;
-        ++restarts;
+        CountRestart(slot.config.name);
         Status hellos = WaitHellos();
         if (!hellos.ok()) return hellos;
         if (!Call(slot, proto::Restore{base_seq, batch_base}, "restored")) {
@@ -449,7 +457,7 @@ struct Replayer::Impl {
       if (slot->alive) continue;  // alive with another state: a restore is enough
       Status started = Spawn(*slot);
       if (!started.ok()) return started;
-      ++restarts;
+      CountRestart(slot->config.name);
     }
     Status hellos = WaitHellos();
     if (!hellos.ok()) return hellos;
@@ -504,6 +512,7 @@ struct Replayer::Impl {
     const auto started = Clock::now();
     run_started = started;
     const std::size_t restarts_before = restarts;
+    restart_log.clear();
     std::string base = log.initial_state.value_or(initial_state);
     std::uint64_t base_seq = log.commands.empty() ? 0 : SeqOf(log, 0) - 1;
     std::vector<std::size_t> since_base;  // steps applied on top of `base`
@@ -599,6 +608,8 @@ struct Replayer::Impl {
       if (on_progress) on_progress(i, n);
     }
     summary.restarts = restarts - restarts_before;
+    summary.restart_log = std::move(restart_log);
+    restart_log.clear();
     summary.seconds = std::chrono::duration<double>(Clock::now() - started).count();
     return summary;
   }

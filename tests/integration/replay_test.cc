@@ -219,5 +219,43 @@ TEST_F(Replay, RealtimeSpeedKeepsTheRecordedSpacingScaled) {
   EXPECT_EQ(status, 2) << "a bad --speed is a usage error";
 }
 
+TEST_F(Replay, ProgressIsABarOnATerminalAndPlainLinesOtherwise) {
+  std::ofstream log(dir_ / "p.jsonl");
+  for (int i = 0; i < 3000; ++i) log << Route(i % 16, i % 5).dump() << "\n";
+  log.close();
+  const std::string args = "replay " + (dir_ / "p.jsonl").string() + " --config " + Config().string();
+  int status = 0;
+  Nvs(args, &status);
+  EXPECT_EQ(status, 0);
+  std::ifstream plain(dir_ / "stderr.txt");
+  const std::string lines(std::istreambuf_iterator<char>(plain), {});
+  EXPECT_NE(lines.find("replay: 3000 of 3000 commands"), std::string::npos) << lines;
+  EXPECT_EQ(lines.find('\r'), std::string::npos) << "no bar drawing when stderr is not a terminal";
+  // Under a pseudo-terminal (script(1)): a bar with rate and ETA.
+  const std::string command = "script -qec '" + std::string(NVS_CLI) + " " + args + "' /dev/null";
+  FILE* pipe = popen(command.c_str(), "r");
+  std::string tty;
+  char buffer[4096];
+  while (std::size_t n = fread(buffer, 1, sizeof buffer, pipe)) tty.append(buffer, n);
+  EXPECT_EQ(WEXITSTATUS(pclose(pipe)), 0);
+  EXPECT_NE(tty.find('\r'), std::string::npos) << tty;
+  EXPECT_NE(tty.find("ETA"), std::string::npos) << tty;
+  EXPECT_NE(tty.find("3000/3000"), std::string::npos) << tty;
+}
+
+TEST_F(Replay, EverySubcommandHasHelp) {
+  for (const std::string sub : {"", "send", "status", "journal", "journal export", "replay", "quarantine",
+                                "quarantine list", "quarantine show", "quarantine retest", "quarantine release",
+                                "quarantine reject", "quarantine export"}) {
+    int status = 0;
+    const std::string out = Nvs(sub + " --help", &status);
+    EXPECT_EQ(status, 0) << sub;
+    EXPECT_NE(out.find("Usage"), std::string::npos) << sub << ": " << out;
+  }
+  int status = 0;
+  Nvs("frobnicate", &status);
+  EXPECT_EQ(status, 2) << "an unknown subcommand is a usage error";
+}
+
 }  // namespace
 }  // namespace nvs::testing

@@ -73,10 +73,18 @@ struct ReplayOptions {
   std::size_t window = 256;       // requests outstanding per variant
 };
 
+// A variant process started again during a run (after a crash, a hang, or
+// to find which command killed it).
+struct RestartRecord {
+  std::string variant;
+  double at_ms = 0;  // since the run started
+};
+
 struct ReplaySummary {
   std::size_t commands = 0;       // reported (within from/to)
   std::size_t agreements = 0, divergences = 0, crashes = 0, hangs = 0, faults = 0, no_quorum = 0;
   std::size_t restarts = 0;       // variant processes started again after a crash or hang
+  std::vector<RestartRecord> restart_log;  // the first 1,000
   double seconds = 0;
   bool failed() const { return divergences + crashes + hangs + faults + no_quorum > 0; }
 };
