@@ -72,7 +72,7 @@ std::optional<json> Ask(const Options& o, const json& request, int* exit_code) {
 }
 
 std::string Reproduce(const QuarantineArgs& args, const std::string& id) {
-  return "nvs quarantine retest " + id + " --config " + (args.config.empty() ? "NVSD-CONFIG.json" : args.config);
+  return "nvs quarantine retest " + id + (args.config.empty() ? "" : " --config " + args.config);
 }
 
 std::string WhoDied(const json& report) {
@@ -165,11 +165,6 @@ int Show(const Options& o, const QuarantineArgs& args) {
 // config, restored to the state before it. The result as JSON:
 // {"survived": bool, "outcomes": [...], "verdict": ...}.
 std::optional<json> RunRetest(const Options& o, const QuarantineArgs& args, int* code) {
-  if (args.config.empty()) {
-    std::cerr << "nvs quarantine: --config (the nvsd config whose variants to probe with) is needed\n";
-    *code = kExitUsage;
-    return std::nullopt;
-  }
   auto reply = Ask(o, {{"type", "quarantine"}, {"action", "show"}, {"report", args.id}}, code);
   if (!reply) return std::nullopt;
   const json& report = (*reply)["report"];
@@ -179,21 +174,14 @@ std::optional<json> RunRetest(const Options& o, const QuarantineArgs& args, int*
   command.cmd = report.value("command", json()).dump();
   log.commands.push_back(command);
   if (!(*reply)["pre_state_snapshot"].is_null()) log.initial_state = (*reply)["pre_state_snapshot"].dump();
-  auto config = supervisor::LoadConfig(args.config);
-  if (!config.ok()) {
-    std::cerr << "nvs quarantine: " << config.status().message() << "\n";
+  if (report.contains("config")) log.recorded_config = report["config"].dump();
+  auto base = replay::OptionsFromConfig(args.config, log);
+  if (!base.ok()) {
+    std::cerr << "nvs quarantine: " << base.status().message() << "\n";
     *code = kExitUsage;
     return std::nullopt;
   }
-  replay::ReplayOptions options;
-  options.variants = config.value().variants;
-  options.policy = config.value().policy;
-  options.config_dir = config.value().config_dir;
-  options.stdio_bridge = config.value().stdio_bridge;
-  if (options.stdio_bridge.empty()) {
-    std::error_code ec;
-    options.stdio_bridge = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path() / "nvs-stdio-bridge";
-  }
+  replay::ReplayOptions options = base.value();
   options.deadline = std::chrono::milliseconds(args.deadline_ms);
   auto replayer = replay::Replayer::Start(options);
   if (!replayer.ok()) {
@@ -328,7 +316,8 @@ void AddQuarantineCommand(CLI::App& app, Options& o) {
       "retest", "run the command on fresh probes restored to the state before it; the live system is not touched");
   common(retest);
   retest->add_option("id", args->id, "the report id")->required();
-  retest->add_option("-c,--config", args->config, "the nvsd config whose variants to probe with")->required();
+  retest->add_option("-c,--config", args->config,
+                     "the nvsd config whose variants to probe with (default: the ones the report recorded)");
   retest->add_option("--deadline", args->deadline_ms, "a probe's reply, else it is hung (ms)")->capture_default_str();
   retest->callback([&o, args] { o.exit_code = Retest(o, *args); });
 
@@ -338,17 +327,11 @@ void AddQuarantineCommand(CLI::App& app, Options& o) {
   release->add_option("id", args->id, "the report id")->required();
   release->add_option("--note", args->note, "why (recorded in the report)")->required();
   release->add_option("--by", args->by, "who (default: $USER@host)");
-  release->add_option("-c,--config", args->config, "the nvsd config whose variants to retest with");
+  release->add_option("-c,--config", args->config,
+                      "the nvsd config whose variants to retest with (default: the ones the report recorded)");
   release->add_flag("--force", args->force, "release without a retest");
   release->add_option("--deadline", args->deadline_ms, "a probe's reply, else it is hung (ms)")->capture_default_str();
-  release->callback([&o, args] {
-    if (!args->force && args->config.empty()) {
-      std::cerr << "nvs quarantine release: --config is needed for the retest (or --force)\n";
-      o.exit_code = kExitUsage;
-      return;
-    }
-    o.exit_code = Decide(o, *args, "release");
-  });
+  release->callback([&o, args] { o.exit_code = Decide(o, *args, "release"); });
 
   CLI::App* reject = q->add_subcommand("reject", "keep it blocked for good (recorded)");
   common(reject);

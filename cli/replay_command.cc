@@ -124,17 +124,12 @@ std::string StepLine(const replay::StepReport& step) {
   return line.str();
 }
 
-Result<replay::ReplayOptions> OptionsFrom(const ReplayArgs& args) {
-  auto config = supervisor::LoadConfig(args.config);
-  if (!config.ok()) return config.status();
-  replay::ReplayOptions options;
-  options.policy = config.value().policy;
-  options.config_dir = config.value().config_dir;
-  options.stdio_bridge = config.value().stdio_bridge;
-  if (options.stdio_bridge.empty()) {
-    std::error_code ec;
-    options.stdio_bridge = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path() / "nvs-stdio-bridge";
-  }
+Result<replay::ReplayOptions> OptionsFrom(const ReplayArgs& args, const replay::CommandLog& log) {
+  auto base = replay::OptionsFromConfig(args.config, log);
+  if (!base.ok()) return base.status();
+  replay::ReplayOptions options = base.value();
+  const std::vector<supervisor::VariantConfig> configured = std::move(options.variants);
+  options.variants.clear();
   options.deadline = std::chrono::milliseconds(args.deadline_ms);
   options.from_seq = args.from;
   options.to_seq = args.to;
@@ -155,11 +150,11 @@ Result<replay::ReplayOptions> OptionsFrom(const ReplayArgs& args) {
   for (std::string name; std::getline(list, name, ',');) {
     if (!name.empty()) wanted.push_back(name);
   }
-  for (const auto& v : config.value().variants) {
+  for (const auto& v : configured) {
     if (wanted.empty() || std::find(wanted.begin(), wanted.end(), v.name) != wanted.end()) options.variants.push_back(v);
   }
-  if (options.variants.size() != (wanted.empty() ? config.value().variants.size() : wanted.size())) {
-    return Status::Error("--variants: every name must be a variant of " + args.config);
+  if (options.variants.size() != (wanted.empty() ? configured.size() : wanted.size())) {
+    return Status::Error("--variants: every name must be a configured variant");
   }
   if (options.policy.kind == voter::PolicyKind::kPrimary &&
       std::none_of(options.variants.begin(), options.variants.end(),
@@ -183,7 +178,8 @@ int WriteMinimized(const ReplayArgs& args, const replay::CommandLog& log, const 
     std::cerr << "nvs replay: cannot write " << args.minimize << "\n";
     return kExitUsage;
   }
-  const std::string repro = "nvs replay " + args.minimize + " --config " + args.config + " --stop-at-first";
+  const std::string repro =
+      "nvs replay " + args.minimize + (args.config.empty() ? "" : " --config " + args.config) + " --stop-at-first";
   if (args.json_output) {
     json kept = json::array();
     for (std::size_t i : result.kept) kept.push_back(log.commands[i].seq != 0 ? log.commands[i].seq : i + 1);
@@ -212,7 +208,7 @@ int Replay(const ReplayArgs& args) {
     return kExitUsage;
   }
   for (const auto& w : log.value().warnings) std::cerr << "nvs replay: warning: " << w << "\n";
-  auto options = OptionsFrom(args);
+  auto options = OptionsFrom(args, log.value());
   if (!options.ok()) {
     std::cerr << "nvs replay: " << options.status().message() << "\n";
     return kExitUsage;
@@ -264,7 +260,7 @@ int Replay(const ReplayArgs& args) {
     char when[32];
     const std::time_t t = std::time(nullptr);
     std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-    const std::string repro = "nvs replay " + args.input + " --config " + args.config;
+    const std::string repro = "nvs replay " + args.input + (args.config.empty() ? "" : " --config " + args.config);
     std::ofstream out(args.html);
     out << report::RenderHtml(
         ReplayModel(args.input, names, s, failures, log.value(), repro, kHtmlIncidents, when));
@@ -303,7 +299,8 @@ void AddReplayCommand(CLI::App& app, Options& o) {
                   "nvsd's journal (state dir, journal folder or segment), its JSON-lines export, a JSON-lines "
                   "command log, or a quarantine report")
       ->required();
-  sub->add_option("-c,--config", args->config, "the nvsd config whose variants and policy to use")->required();
+  sub->add_option("-c,--config", args->config,
+                  "the nvsd config whose variants and policy to use (default: the ones the journal or report recorded)");
   sub->add_option("--variants", args->variants, "only these variants of the config (comma-separated)");
   sub->add_option("--speed", args->speed, "max, realtime, or a factor of the recorded spacing such as 4x")
       ->capture_default_str();

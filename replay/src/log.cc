@@ -28,6 +28,8 @@ void AddJournalRecords(const std::vector<json>& records, CommandLog& log) {
       c.time_ns = record.value("time_ns", std::int64_t{0});
       c.cmd = Compact(record["cmd"]);
       c.request_id = record.value("id", "");
+    } else if (type == "start" && record.contains("config")) {
+      log.recorded_config = Compact(record["config"]);  // the last one: the programs that ran most recently
     } else if (type == "verdict") {
       auto it = by_seq.find(seq);
       if (it == by_seq.end()) continue;  // its admit was pruned
@@ -57,6 +59,7 @@ Result<CommandLog> LoadQuarantineReport(const fs::path& path, const json& report
   c.request_id = report.value("/client/request_id"_json_pointer, std::string());
   c.recorded_verdict = report.value("verdict", "");
   log.commands.push_back(std::move(c));
+  if (report.contains("config")) log.recorded_config = Compact(report["config"]);
   const std::string snapshot = report.value("/pre_state/snapshot"_json_pointer, std::string());
   if (snapshot.empty()) {
     log.warnings.push_back("the report has no saved pre-command state; replaying on the initial state");
@@ -136,6 +139,37 @@ Result<CommandLog> LoadCommandLog(const fs::path& path) {
   }
   if (log.commands.empty()) return Status::Error(path.string() + ": no commands in it");
   return log;
+}
+
+Result<ReplayOptions> OptionsFromConfig(const fs::path& config_file, const CommandLog& log) {
+  Result<supervisor::Config> config = Status::Error("no config");
+  if (!config_file.empty()) {
+    config = supervisor::LoadConfig(config_file);
+  } else if (log.recorded_config) {
+    json recorded = json::parse(*log.recorded_config, nullptr, false);
+    if (!recorded.is_object()) return Status::Error("the recorded config is not JSON");
+    fs::path dir = recorded.value("config_dir", std::string("."));
+    // The folder nvsd's config was in may be gone (a test's, a container's):
+    // relative paths then resolve against the current folder.
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) dir = fs::current_path(ec);
+    recorded.erase("config_dir");
+    recorded["state_dir"] = (fs::temp_directory_path() / "nvs-replay-unused").string();
+    config = supervisor::ParseConfig(recorded.dump(), dir / "recorded-config.json");
+  } else {
+    return Status::Error("this log records no variants: give --config (an nvsd config)");
+  }
+  if (!config.ok()) return Status::Error("config: " + config.status().message());
+  ReplayOptions options;
+  options.variants = config.value().variants;
+  options.policy = config.value().policy;
+  options.config_dir = config.value().config_dir;
+  options.stdio_bridge = config.value().stdio_bridge;
+  if (options.stdio_bridge.empty()) {
+    std::error_code ec;
+    options.stdio_bridge = fs::read_symlink("/proc/self/exe", ec).parent_path() / "nvs-stdio-bridge";
+  }
+  return options;
 }
 
 }  // namespace nvs::replay

@@ -307,4 +307,24 @@ Result<Config> LoadConfig(const std::filesystem::path& path) {
   return ParseConfig(text.str(), path);
 }
 
+std::string VariantsAndPolicyJson(const Config& config) {
+  json variants = json::array();
+  for (const auto& v : config.variants) {
+    json entry = {{"name", v.name}, {"argv", v.argv}, {"transport", v.transport == Transport::kStdio ? "stdio" : "zmq"}};
+    if (!v.env.empty()) entry["env"] = v.env;
+    if (!v.working_dir.empty()) entry["working_dir"] = v.working_dir.string();
+    json limits = json::object();
+    if (v.limits.address_space_mb) limits["address_space_mb"] = *v.limits.address_space_mb;
+    if (v.limits.cpu_seconds) limits["cpu_seconds"] = *v.limits.cpu_seconds;
+    if (v.limits.open_files) limits["open_files"] = *v.limits.open_files;
+    if (v.limits.core_dumps) limits["core_dumps"] = true;
+    if (!limits.empty()) entry["limits"] = limits;
+    variants.push_back(entry);
+  }
+  json policy = {{"kind", std::string(voter::ToString(config.policy.kind))}, {"ignore", config.policy.ignored}};
+  if (!config.policy.primary.empty()) policy["primary"] = config.policy.primary;
+  return json{{"variants", variants}, {"policy", policy}, {"config_dir", config.config_dir.string()}}.dump(
+      -1, ' ', false, json::error_handler_t::replace);
+}
+
 }  // namespace nvs::supervisor

@@ -1579,6 +1579,7 @@ struct Supervisor::Impl {
             {"reason", c.verdict->reason},
             {"policy", std::string(voter::ToString(config.policy.kind))},
             {"mode", config.mode},
+            {"config", json::parse(VariantsAndPolicyJson(config))},
             {"review", json::array({{{"time", IsoTime(UnixNowNs())},
                                      {"action", status == "blocked" ? "quarantined" : "recorded"},
                                      {"by", "nvsd"},
@@ -2119,6 +2120,10 @@ struct Supervisor::Impl {
     active_name = config.variants.front().name;
     Status recovered = Recover();
     if (!recovered.ok()) return recovered;
+    // Which programs ran from here on: `nvs replay` starts the same ones
+    // when it is given no config.
+    journal->Append(Dump({{"t", "start"}, {"time_ns", UnixNowNs()}, {"pid", getpid()},
+                          {"config", json::parse(VariantsAndPolicyJson(config))}}));
     for (const auto& vc : config.variants) {
       Variant v;
       v.config = vc;

@@ -111,6 +111,11 @@ TEST_F(QuarantineReview, ListShowRetestReleaseRejectAndExport) {
   EXPECT_EQ(status, 1);
   EXPECT_EQ(retest["survived"], false);
   EXPECT_EQ(retest["on_saved_state"], true);
+  // Without --config the probes are the programs the report recorded (the
+  // live, faulty ones).
+  retest = json::parse(Nvs(nvsd, "quarantine retest " + id + " --json", &status));
+  EXPECT_EQ(status, 1);
+  EXPECT_EQ(retest["survived"], false);
   // So a release is refused, and the command stays blocked.
   Nvs(nvsd, "quarantine release " + id + " --note 'try it' --config " + faulty, &status);
   EXPECT_EQ(status, 1) << Stderr();

@@ -75,6 +75,11 @@ class Replay : public ::testing::Test {
     return out;
   }
 
+  std::string Stderr() const {
+    std::ifstream in(dir_ / "stderr.txt");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
   static std::vector<json> Lines(const std::string& text) {
     std::vector<json> lines;
     std::stringstream in(text);
@@ -100,6 +105,12 @@ TEST_F(Replay, ARecordedStreamReplaysInAgreementAndAFaultyVariantIsFoundAtItsSeq
       ASSERT_EQ(reply["status"], "committed") << reply.dump();
       if (i == 217) marked_seq = reply["seq"].get<std::uint64_t>();
     }
+    // Without --config: the programs nvsd recorded in its journal (run
+    // while the harness's folder, which their arguments name, still exists).
+    int status = 0;
+    const std::string out = Nvs("replay " + (dir_ / "state").string() + " --json", &status);
+    EXPECT_EQ(status, 0) << out << Stderr();
+    EXPECT_EQ(Lines(out).back()["summary"]["agreements"], 300);
   }
   state_dir = dir_ / "state";
   int status = 0;

@@ -34,6 +34,9 @@ struct CommandLog {
   // The state the log starts from (a quarantine report's pre-command
   // snapshot); none: the variants' initial state.
   std::optional<std::string> initial_state;
+  // The variants and policy nvsd ran with, as it recorded them (journal
+  // "start" record, a report's "config"): JSON text, or none.
+  std::optional<std::string> recorded_config;
   std::string format;                   // journal, journal-export, commands, quarantine-report
   std::vector<std::string> warnings;    // damaged journal tail, skipped lines
 };
@@ -58,6 +61,12 @@ struct StepReport {
   std::string recorded_verdict;
   double at_ms = 0;               // since the replay started
 };
+
+struct ReplayOptions;
+
+// Replay options from an nvsd config file, or (with an empty path) from the
+// config `log` recorded. Fails with a readable message.
+Result<ReplayOptions> OptionsFromConfig(const std::filesystem::path& config_file, const CommandLog& log);
 
 struct ReplayOptions {
   std::vector<supervisor::VariantConfig> variants;

@@ -99,4 +99,9 @@ Result<Config> ParseConfig(const std::string& text, const std::filesystem::path&
 // Reads, parses and validates a config file.
 Result<Config> LoadConfig(const std::filesystem::path& path);
 
+// The variants and the policy of `config` as config JSON text
+// ({"variants":[...],"policy":{...}}, paths as written): what nvsd records
+// in its journal and reports, so that a replay can start the same programs.
+std::string VariantsAndPolicyJson(const Config& config);
+
 }  // namespace nvs::supervisor
