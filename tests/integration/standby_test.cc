@@ -105,6 +105,12 @@ TEST(Standby, PreemptGivesTheActiveRoleBack) {
   EXPECT_EQ(nvsd.Command(Route(2, 3))["status"], "committed");
 }
 
+// The spare probe, once it said hello (status shows null while there is none).
+bool SpareReady(const json& status) {
+  const json& spare = status["nvsd"]["probe_spare"];
+  return spare.is_object() && spare.value("ready", false);
+}
+
 json ReadReport(NvsdHarness& nvsd, const std::string& id) {
   std::ifstream in(nvsd.state_dir() / "quarantine" / (id + ".json"));
   return json::parse(in, nullptr, false);
@@ -127,7 +133,7 @@ TEST(Standby, ProbeThatSurvivesLetsTheCommandThrough) {
   ASSERT_TRUE(nvsd.WaitAllHealthy());
   ASSERT_EQ(nvsd.Command(Route(1, 2))["status"], "committed");
   // A spare probe of the next active's program waits, started ahead of need.
-  const json with_spare = nvsd.WaitStatus([](const json& s) { return s["nvsd"]["probe_spare"].value("ready", false); });
+  const json with_spare = nvsd.WaitStatus(SpareReady);
   ASSERT_TRUE(with_spare.is_object()) << "no spare probe";
   EXPECT_EQ(with_spare["nvsd"]["probe_spare"]["variant"], "router-b");
   const json reply = nvsd.Command(Label("ONLY_A_DIES"));
@@ -156,8 +162,7 @@ TEST(Standby, ProbeThatSurvivesLetsTheCommandThrough) {
   EXPECT_EQ(nvsd.Command(Route(3, 3))["status"], "committed");
   // A new spare replaces the one used, for the program that would be next.
   const json replaced = nvsd.WaitStatus([&](const json& s) {
-    return s["nvsd"]["probe_spare"].value("ready", false) &&
-           s["nvsd"]["probe_spare"]["pid"] != with_spare["nvsd"]["probe_spare"]["pid"];
+    return SpareReady(s) && s["nvsd"]["probe_spare"]["pid"] != with_spare["nvsd"]["probe_spare"]["pid"];
   });
   ASSERT_TRUE(replaced.is_object()) << "the spare was not replaced";
   EXPECT_EQ(replaced["nvsd"]["probe_spare"]["variant"], "router-a");
@@ -168,7 +173,7 @@ TEST(Standby, ProbeWithoutASpareStartsOne) {
   NvsdHarness nvsd(NvsdOptions({VariantSpec("router-a", {"--fault", "crash-on=ONLY_A_DIES"}), "router-b"},
                                {{"mode", "standby"}, {"standby_policy", "probe"}}));
   ASSERT_TRUE(nvsd.WaitAllHealthy());
-  const json with_spare = nvsd.WaitStatus([](const json& s) { return s["nvsd"]["probe_spare"].value("ready", false); });
+  const json with_spare = nvsd.WaitStatus(SpareReady);
   ASSERT_TRUE(with_spare.is_object());
   ASSERT_TRUE(SignalProcess(with_spare["nvsd"]["probe_spare"]["pid"].get<int>(), SIGKILL));
   ASSERT_TRUE(nvsd.WaitStatus([](const json& s) { return s["nvsd"]["probe_spare"].is_null(); }).is_object());
