@@ -104,9 +104,9 @@ int List(const Options& o) {
     std::cout << "no quarantine reports\n";
     return kExitOk;
   }
-  std::printf("%-29s %-20s %-36s %-9s %-30s %s\n", "ID", "TIME", "COMMAND", "VERDICT", "WHO DIED HOW", "STATUS");
+  std::printf("%-29s %-24s %-36s %-9s %-30s %s\n", "ID", "TIME", "COMMAND", "VERDICT", "WHO DIED HOW", "STATUS");
   for (const auto& r : reports) {
-    std::printf("%-29s %-20s %-36s %-9s %-30s %s\n", Text(r, "id").c_str(), Clip(Text(r, "time"), 19).c_str(),
+    std::printf("%-29s %-24s %-36s %-9s %-30s %s\n", Text(r, "id").c_str(), Clip(Text(r, "time"), 24).c_str(),
                 Clip(r.value("command", json()).dump(), 36).c_str(), Text(r, "verdict").c_str(),
                 Clip(WhoDied(r), 30).c_str(), Text(r, "status").c_str());
   }
@@ -171,6 +171,7 @@ std::optional<json> RunRetest(const Options& o, const QuarantineArgs& args, int*
   replay::CommandLog log;
   replay::RecordedCommand command;
   command.seq = report.value("seq", std::uint64_t{1});
+  command.time_ns = report.value("time_ns", std::int64_t{0});
   command.cmd = report.value("command", json()).dump();
   log.commands.push_back(command);
   if (!(*reply)["pre_state_snapshot"].is_null()) log.initial_state = (*reply)["pre_state_snapshot"].dump();
@@ -247,6 +248,11 @@ int Decide(const Options& o, const QuarantineArgs& args, const std::string& acti
     if (!o.json_output) PrintRetest(*retest);
     if ((*retest)["survived"] != true) {
       std::cerr << "nvs quarantine: not released: the probes still fail on it (--force releases anyway)\n";
+      return kExitRefused;
+    }
+    if ((*retest)["on_saved_state"] != true) {
+      std::cerr << "nvs quarantine: not released: the report has no saved pre-command state, so the retest ran on "
+                   "the initial state and proves nothing (--force releases anyway)\n";
       return kExitRefused;
     }
     request["retest"] = *retest;

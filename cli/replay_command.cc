@@ -1,6 +1,7 @@
 // `nvs replay`: recorded commands against fresh variants (replay/), with a
 // report per failing command, a summary, progress on stderr, and
 // minimisation of a log that ends in a failure.
+#include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -99,6 +100,8 @@ json StepJson(const replay::StepReport& step) {
             {"reason", step.verdict.reason},
             {"outcomes", outcomes}};
   if (!step.recorded_verdict.empty()) j["recorded_verdict"] = step.recorded_verdict;
+  if (step.differs_from_recorded) j["differs_from_recorded"] = true;
+  if (step.state_drift) j["state_drift"] = true;
   return j;
 }
 
@@ -108,7 +111,15 @@ std::string StepLine(const replay::StepReport& step) {
   line << "seq " << step.seq << ": ";
   switch (step.kind) {
     case replay::StepKind::kAgreement: line << "agreement"; break;
-    case replay::StepKind::kDivergence: line << "DIVERGENCE of " << Join(step.verdict.dissenting); break;
+    case replay::StepKind::kDivergence:
+      if (step.differs_from_recorded) {
+        line << "RESULT DIFFERS from the one nvsd recorded";
+      } else if (step.state_drift) {
+        line << "STATE DIVERGENCE of " << Join(step.verdict.dissenting);
+      } else {
+        line << "DIVERGENCE of " << Join(step.verdict.dissenting);
+      }
+      break;
     case replay::StepKind::kCrash: line << "CRASH of " << Join(step.verdict.crashed); break;
     case replay::StepKind::kHang: line << "HANG of " << Join(step.verdict.hung); break;
     case replay::StepKind::kFault: line << "PROTOCOL FAULT of " << Join(step.verdict.faulty); break;
@@ -166,11 +177,15 @@ Result<replay::ReplayOptions> OptionsFrom(const ReplayArgs& args, const replay::
 
 int WriteMinimized(const ReplayArgs& args, const replay::CommandLog& log, const replay::MinimizeResult& result) {
   std::ofstream out(args.minimize);
+  // The log stands on its own: its starting state and the programs it was
+  // recorded with (when it was not given a config) go first.
   if (log.initial_state) out << json{{"initial_state", json::parse(*log.initial_state)}}.dump() << "\n";
+  if (args.config.empty() && log.recorded_config) out << json{{"config", json::parse(*log.recorded_config)}}.dump() << "\n";
   for (std::size_t i : result.kept) {
     const auto& c = log.commands[i];
     json line = {{"seq", c.seq != 0 ? c.seq : i + 1}, {"cmd", json::parse(c.cmd)}};
     if (c.time_ns != 0) line["time_ns"] = c.time_ns;
+    if (!c.recorded_verdict.empty()) line["verdict"] = c.recorded_verdict;
     out << line.dump() << "\n";
   }
   out.close();
@@ -178,8 +193,9 @@ int WriteMinimized(const ReplayArgs& args, const replay::CommandLog& log, const 
     std::cerr << "nvs replay: cannot write " << args.minimize << "\n";
     return kExitUsage;
   }
-  const std::string repro =
-      "nvs replay " + args.minimize + (args.config.empty() ? "" : " --config " + args.config) + " --stop-at-first";
+  const std::string repro = "nvs replay " + args.minimize + (args.config.empty() ? "" : " --config " + args.config) +
+                            (args.variants.empty() ? "" : " --variants " + args.variants) +
+                            " --deadline " + std::to_string(args.deadline_ms) + " --stop-at-first";
   if (args.json_output) {
     json kept = json::array();
     for (std::size_t i : result.kept) kept.push_back(log.commands[i].seq != 0 ? log.commands[i].seq : i + 1);
@@ -218,6 +234,14 @@ int Replay(const ReplayArgs& args) {
     std::cerr << "nvs replay: cannot start the variants: " << replayer.status().message() << "\n";
     return kExitUsage;
   }
+  // Ctrl-C stops between batches, so that the variants are killed and the
+  // temporary folder removed on the way out.
+  static volatile std::sig_atomic_t interrupted = 0;
+  struct sigaction on_signal {};
+  on_signal.sa_handler = [](int) { interrupted = 1; };
+  sigaction(SIGINT, &on_signal, nullptr);
+  sigaction(SIGTERM, &on_signal, nullptr);
+  replayer.value()->StopWhen(&interrupted);
   Progress progress(!args.no_progress);
   if (!args.minimize.empty()) {
     auto result = replay::Minimize(*replayer.value(), log.value(),
@@ -256,6 +280,11 @@ int Replay(const ReplayArgs& args) {
     return kExitUsage;
   }
   const auto& s = summary.value();
+  if (s.commands == 0) {
+    std::cerr << "nvs replay: no commands in the range (the log's seqs are " << log.value().commands.front().seq << " to "
+              << log.value().commands.back().seq << ")\n";
+    return kExitUsage;
+  }
   if (!args.html.empty()) {
     char when[32];
     const std::time_t t = std::time(nullptr);

@@ -239,6 +239,8 @@ json ReplayModel(const std::string& input, const std::vector<std::string>& varia
                                    {{"label", "Divergences"}, {"value", summary.divergences}},
                                    {{"label", "Crashes"}, {"value", summary.crashes}},
                                    {{"label", "Hangs"}, {"value", summary.hangs}},
+                                   {{"label", "Protocol faults"}, {"value", summary.faults}},
+                                   {{"label", "Without quorum"}, {"value", summary.no_quorum}},
                                    {{"label", "Variant restarts"}, {"value", summary.restarts}},
                                    {{"label", "Commands per second"}, {"value", static_cast<long>(rate)}}})},
           {"incidents", incidents}};

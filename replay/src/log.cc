@@ -20,6 +20,7 @@ std::string Compact(const json& value) { return value.dump(-1, ' ', false, json:
 void AddJournalRecords(const std::vector<json>& records, CommandLog& log) {
   std::map<std::uint64_t, RecordedCommand> by_seq;
   for (const auto& record : records) {
+    try {
     const std::string type = record.value("t", "");
     const std::uint64_t seq = record.value("seq", std::uint64_t{0});
     if (type == "admit" && record.contains("cmd")) {
@@ -36,8 +37,30 @@ void AddJournalRecords(const std::vector<json>& records, CommandLog& log) {
       it->second.recorded_verdict = record.value("verdict", "");
       if (record.contains("result")) it->second.recorded_result = Compact(record["result"]);
     }
+    } catch (const json::exception& e) {  // a member of the wrong type: the record is skipped, and said so
+      log.warnings.push_back("a journal record with a member of the wrong type was skipped: " + std::string(e.what()));
+    }
   }
-  for (auto& [seq, c] : by_seq) log.commands.push_back(std::move(c));
+  // A command admitted but never decided was in flight when nvsd stopped:
+  // never acknowledged, abandoned by recovery, and run again under a new
+  // sequence number if its client retried. Only the very last one is kept
+  // (it may be the command nvsd died on).
+  std::size_t abandoned = 0;
+  for (auto it = by_seq.begin(); it != by_seq.end(); ++it) {
+    if (it->second.recorded_verdict.empty() && std::next(it) != by_seq.end()) {
+      ++abandoned;
+      continue;
+    }
+    log.commands.push_back(std::move(it->second));
+  }
+  if (abandoned > 0) {
+    log.warnings.push_back(std::to_string(abandoned) +
+                           " admitted but undecided commands (in flight when nvsd stopped) are left out");
+  }
+  if (!log.commands.empty() && log.commands.front().seq > 1) {
+    log.warnings.push_back("the journal starts at seq " + std::to_string(log.commands.front().seq) +
+                           " (older segments pruned?): replaying from the variants' initial state, not nvsd's");
+  }
 }
 
 Result<std::string> ReadFile(const fs::path& path) {
@@ -75,7 +98,17 @@ Result<CommandLog> LoadQuarantineReport(const fs::path& path, const json& report
 
 }  // namespace
 
+Result<CommandLog> LoadCommandLogOrThrow(const fs::path& path);
+
 Result<CommandLog> LoadCommandLog(const fs::path& path) {
+  try {
+    return LoadCommandLogOrThrow(path);
+  } catch (const std::exception& e) {
+    return Status::Error(path.string() + ": " + e.what());
+  }
+}
+
+Result<CommandLog> LoadCommandLogOrThrow(const fs::path& path) {
   std::error_code ec;
   const bool journal_file = fs::is_regular_file(path, ec) && supervisor::JournalSegmentIndex(path) != 0;
   if (fs::is_directory(path, ec) || journal_file || path.extension() == ".nvj") {
@@ -115,18 +148,28 @@ Result<CommandLog> LoadCommandLog(const fs::path& path) {
       log.initial_state = Compact(value["initial_state"]);
       continue;
     }
+    if (value.contains("config") && !value.contains("cmd")) {  // likewise: the programs it was recorded with
+      log.recorded_config = Compact(value["config"]);
+      continue;
+    }
     if (value.contains("t")) {  // a journal export line
       records.push_back(std::move(value));
       continue;
     }
     RecordedCommand c;
-    if (value.contains("cmd")) {
-      c.time_ns = value.value("time_ns", std::int64_t{0});
-      c.seq = value.value("seq", std::uint64_t{0});
-      c.request_id = value.value("id", "");
-      c.cmd = Compact(value["cmd"]);
-    } else {
-      c.cmd = Compact(value);
+    try {
+      if (value.contains("cmd")) {
+        c.time_ns = value.value("time_ns", std::int64_t{0});
+        c.seq = value.value("seq", std::uint64_t{0});
+        c.request_id = value.value("id", "");
+        c.recorded_verdict = value.value("verdict", "");
+        c.cmd = Compact(value["cmd"]);
+      } else {
+        c.cmd = Compact(value);
+      }
+    } catch (const json::exception& e) {
+      log.warnings.push_back(path.string() + ":" + std::to_string(number) + ": " + e.what() + "; skipped");
+      continue;
     }
     log.commands.push_back(std::move(c));
   }

@@ -23,7 +23,10 @@ std::optional<FailureSignature> SignatureOf(const StepReport& step) {
     case StepKind::kCrash: signature.variants = step.verdict.crashed; break;
     case StepKind::kHang: signature.variants = step.verdict.hung; break;
     case StepKind::kFault: signature.variants = step.verdict.faulty; break;
-    case StepKind::kDivergence: signature.variants = step.verdict.dissenting; break;
+    case StepKind::kDivergence:
+      signature.variants = step.verdict.dissenting;
+      if (step.differs_from_recorded) signature.variants = {"(recorded result)"};
+      break;
     case StepKind::kNoQuorum:
       for (const auto& o : step.outcomes) {
         if (o.kind == voter::OutcomeKind::kReply) signature.variants.push_back(o.variant);

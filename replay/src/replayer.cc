@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <deque>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -78,6 +79,7 @@ struct Replayer::Impl {
   std::string initial_state;  // a fresh variant's state
   std::size_t restarts = 0;
   std::vector<RestartRecord> restart_log;  // this run's
+  const volatile std::sig_atomic_t* interrupted = nullptr;  // set by a signal: stop between batches
 
   // Step outcomes of the batch being run: [step - batch_begin][slot].
   std::size_t batch_begin = 0;
@@ -224,6 +226,10 @@ struct Replayer::Impl {
     outcome.result = std::get<proto::Applied>(reply).result;
   }
 
+  // A command's reply has the command deadline; a restore, snapshot or
+  // digest (which may carry a whole state) has the start deadline.
+  milliseconds DeadlineOf(const Pending& pending) const { return pending.apply ? options.deadline : options.start_deadline; }
+
   // One wait for traffic, deaths or a deadline; then handles what came.
   void Turn(Clock::time_point until) {
     std::vector<zmq::pollitem_t> items{{socket.handle(), 0, ZMQ_POLLIN, 0}};
@@ -237,10 +243,14 @@ struct Replayer::Impl {
         items.push_back({nullptr, slot.process->stderr_fd(), ZMQ_POLLIN, 0});
         watched.push_back(nullptr);  // drained below, for every slot
       }
-      if (!slot.fifo.empty()) wake = std::min(wake, slot.last_progress + options.deadline);
+      if (!slot.fifo.empty()) wake = std::min(wake, slot.last_progress + DeadlineOf(slot.fifo.front()));
     }
     const auto wait = std::max(milliseconds(0), std::chrono::duration_cast<milliseconds>(wake - Clock::now()));
-    zmq::poll(items.data(), items.size(), wait + milliseconds(1));
+    try {
+      zmq::poll(items.data(), items.size(), wait + milliseconds(1));
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;  // a signal: the caller looks at its flag
+    }
     Drain();
     for (auto& slot : slots) {
       if (slot.alive && slot.process) slot.process->DrainStderr();
@@ -258,8 +268,9 @@ struct Replayer::Impl {
     }
     const auto now = Clock::now();
     for (auto& slot : slots) {
-      if (slot.alive && !slot.fifo.empty() && now >= slot.last_progress + options.deadline) {
-        TakeOut(slot, voter::OutcomeKind::kHung, "no reply within " + std::to_string(options.deadline.count()) + " ms");
+      if (slot.alive && !slot.fifo.empty() && now >= slot.last_progress + DeadlineOf(slot.fifo.front())) {
+        TakeOut(slot, voter::OutcomeKind::kHung,
+                "no reply within " + std::to_string(DeadlineOf(slot.fifo.front()).count()) + " ms");
       }
     }
   }
@@ -275,6 +286,14 @@ struct Replayer::Impl {
     if (!slot.control_reply && slot.alive) TakeOut(slot, voter::OutcomeKind::kHung, "no reply to a control request");
     if (!slot.control_reply || std::holds_alternative<proto::Error>(*slot.control_reply)) return std::nullopt;
     return slot.control_reply;
+  }
+
+  Status WaitHello(Slot& slot) {
+    const auto until = Clock::now() + options.start_deadline;
+    while (slot.alive && !slot.hello && Clock::now() < until) Turn(until);
+    if (!slot.alive) return Status::Error(slot.config.name + " died at start: " + slot.death);
+    if (!slot.hello) return Status::Error(slot.config.name + " did not say hello in time");
+    return Status::Ok();
   }
 
   Status WaitHellos() {
@@ -385,7 +404,7 @@ struct Replayer::Impl {
         Status started = Spawn(slot);
         if (!started.ok()) return started;
         CountRestart(slot.config.name);
-        Status hellos = WaitHellos();
+        Status hellos = WaitHello(slot);
         if (!hellos.ok()) return hellos;
         if (!Call(slot, proto::Restore{base_seq, batch_base}, "restored")) {
           return Status::Error(slot.config.name + " could not be restored: " + slot.death);
@@ -434,20 +453,57 @@ struct Replayer::Impl {
   // majority is restored from a majority holder's snapshot. Returns that
   // snapshot when one was taken. No live slot: an error (the caller
   // rebuilds from its base).
-  Result<std::optional<std::string>> Heal(std::uint64_t seq, bool force_snapshot) {
+  // Live slots whose state digest differs from the others' are reported in
+  // `drift` (variant -> its digest; "" under `expected` when no digest has a
+  // strict majority, and then nobody is restored: nobody can tell who is right).
+  struct Drift {
+    std::map<std::string, std::string> digests;  // every live slot's
+    std::vector<std::string> drifted;
+    std::string expected;                        // the majority's digest; "" on a tie
+  };
+
+  Result<std::optional<std::string>> Heal(std::uint64_t seq, bool force_snapshot, Drift* drift = nullptr) {
     std::map<std::string, std::vector<Slot*>> by_digest;
     std::vector<Slot*> stale;
+    std::size_t answered = 0;
     for (auto& slot : slots) {
       if (!slot.alive) continue;
       auto reply = Call(slot, proto::DigestRequest{seq}, "digest");
-      if (reply) by_digest[std::get<proto::DigestReply>(*reply).digest].push_back(&slot);
+      if (!reply) continue;
+      const std::string& digest = std::get<proto::DigestReply>(*reply).digest;
+      by_digest[digest].push_back(&slot);
+      if (drift != nullptr) drift->digests[slot.config.name] = digest;
+      ++answered;
     }
     if (by_digest.empty()) return Status::Error("no variant is left running");
-    const auto best = std::max_element(by_digest.begin(), by_digest.end(),
+    auto best = std::max_element(by_digest.begin(), by_digest.end(),
                                        [](const auto& a, const auto& b) { return a.second.size() < b.second.size(); });
+    if (by_digest.size() > 1 && best->second.size() * 2 <= answered) {
+      if (drift != nullptr) {
+        for (const auto& [digest, holders] : by_digest) {
+          for (const Slot* holder : holders) drift->drifted.push_back(holder->config.name);
+        }
+      }
+      best = by_digest.end();
+    }
     for (auto& slot : slots) {
-      const bool holder = std::find(best->second.begin(), best->second.end(), &slot) != best->second.end();
-      if (!holder) stale.push_back(&slot);
+      const bool holder = best != by_digest.end() &&
+                          std::find(best->second.begin(), best->second.end(), &slot) != best->second.end();
+      if (holder) continue;
+      if (best != by_digest.end() && slot.alive && drift != nullptr) drift->drifted.push_back(slot.config.name);
+      if (best != by_digest.end() || !slot.alive) stale.push_back(&slot);
+    }
+    if (best == by_digest.end()) {
+      // A tie: only the dead are brought back, from the first live slot.
+      for (auto& slot : slots) {
+        if (slot.alive) {
+          best = by_digest.find(drift != nullptr ? drift->digests[slot.config.name] : std::string());
+          break;
+        }
+      }
+      if (best == by_digest.end()) best = by_digest.begin();
+    } else if (drift != nullptr) {
+      drift->expected = best->first;
     }
     if (stale.empty() && !force_snapshot) return std::optional<std::string>();
     auto snapshot = Call(*best->second.front(), proto::SnapshotRequest{seq}, "state");
@@ -459,14 +515,53 @@ struct Replayer::Impl {
       if (!started.ok()) return started;
       CountRestart(slot->config.name);
     }
-    Status hellos = WaitHellos();
-    if (!hellos.ok()) return hellos;
+    for (Slot* slot : stale) {
+      Status hello = WaitHello(*slot);
+      if (!hello.ok()) return hello;
+    }
     for (Slot* slot : stale) {
       if (!Call(*slot, proto::Restore{seq, state}, "restored")) {
         return Status::Error(slot->config.name + " could not be restored: " + slot->death);
       }
     }
     return std::optional<std::string>(state);
+  }
+
+  static void Count(const StepReport& step, ReplaySummary& summary) {
+    switch (step.kind) {
+      case StepKind::kAgreement: ++summary.agreements; break;
+      case StepKind::kDivergence: ++summary.divergences; break;
+      case StepKind::kCrash: ++summary.crashes; break;
+      case StepKind::kHang: ++summary.hangs; break;
+      case StepKind::kFault: ++summary.faults; break;
+      case StepKind::kNoQuorum: ++summary.no_quorum; break;
+    }
+  }
+
+  StepReport DriftStep(const CommandLog& log, std::size_t index, const Drift& drift) {
+    StepReport step;
+    step.index = index;
+    step.seq = SeqOf(log, index);
+    step.kind = StepKind::kDivergence;
+    step.state_drift = true;
+    step.at_ms = std::chrono::duration<double, std::milli>(Clock::now() - run_started).count();
+    for (const auto& slot : slots) {
+      auto it = drift.digests.find(slot.config.name);
+      voter::Outcome o{slot.config.name, voter::OutcomeKind::kExcluded, "", "no digest (not running)", ""};
+      if (it != drift.digests.end()) {
+        o.kind = voter::OutcomeKind::kReply;
+        o.result = nlohmann::json{{"state_digest", it->second}}.dump();
+        o.detail = "";
+      }
+      step.outcomes.push_back(o);
+    }
+    step.verdict.kind = drift.expected.empty() ? voter::VerdictKind::kNoQuorum : voter::VerdictKind::kCommit;
+    step.verdict.dissenting = drift.drifted;
+    step.verdict.reason = drift.expected.empty()
+                              ? "the state digests after seq " + std::to_string(step.seq) + " have no majority"
+                              : "state digest after seq " + std::to_string(step.seq) + " differs from the majority's " +
+                                    drift.expected + " (every reply was equal: the state drifted silently); restored";
+    return step;
   }
 
   StepReport Decide(const CommandLog& log, std::size_t index) {
@@ -504,6 +599,15 @@ struct Replayer::Impl {
     } else {
       step.kind = StepKind::kAgreement;
     }
+    // What nvsd committed then must be what the variants answer now.
+    const RecordedCommand& recorded = log.commands[index];
+    if (step.kind == StepKind::kAgreement && recorded.recorded_verdict == "COMMIT" && !recorded.recorded_result.empty() &&
+        voter::ComparableForm(recorded.recorded_result, options.policy.ignored) !=
+            voter::ComparableForm(step.verdict.result, options.policy.ignored)) {
+      step.kind = StepKind::kDivergence;
+      step.differs_from_recorded = true;
+      step.verdict.reason += "; the result differs from the one nvsd recorded: " + recorded.recorded_result;
+    }
     return step;
   }
 
@@ -519,25 +623,35 @@ struct Replayer::Impl {
     Status reset = RestoreAll(base, base_seq);
     if (!reset.ok()) return reset;
     const std::size_t n = log.commands.size();
-    const auto first_time = n == 0 ? 0 : log.commands[0].time_ns;
+    // Realtime spacing counts from the first reported command: the commands
+    // before --from run as fast as possible.
+    std::int64_t first_time = 0;
+    std::optional<Clock::time_point> paced_from;
+    for (std::size_t k = 0; k < n && first_time == 0; ++k) {
+      if (SeqOf(log, k) >= options.from_seq) first_time = log.commands[k].time_ns;
+    }
     std::size_t i = 0;
     bool stop = false;
     while (i < n && !stop) {
+      if (interrupted != nullptr && *interrupted) return Status::Error("interrupted");
       if (options.to_seq != 0 && SeqOf(log, i) > options.to_seq) break;
       // A command nvsd refused was rolled back: it runs alone, on a saved
       // state that every variant returns to afterwards.
       const bool refused = !log.commands[i].recorded_verdict.empty() && log.commands[i].recorded_verdict != "COMMIT";
       std::size_t end = i + 1;
-      if (options.speed == 0 && !refused) {
+      const bool paced = options.speed > 0 && SeqOf(log, i) >= options.from_seq;
+      if (!paced && !refused) {
         while (end < n && end - i < kBatch && log.commands[end].recorded_verdict != "POISON" &&
+               (options.speed == 0 || SeqOf(log, end) < options.from_seq) &&
                log.commands[end].recorded_verdict != "NO_QUORUM" &&
                (options.to_seq == 0 || SeqOf(log, end) <= options.to_seq)) {
           ++end;
         }
       }
-      if (options.speed > 0 && first_time != 0 && log.commands[i].time_ns != 0) {
-        const auto due = started + std::chrono::nanoseconds(static_cast<std::int64_t>(
-                                       static_cast<double>(log.commands[i].time_ns - first_time) / options.speed));
+      if (paced && first_time != 0 && log.commands[i].time_ns != 0) {
+        if (!paced_from) paced_from = Clock::now();
+        const auto due = *paced_from + std::chrono::nanoseconds(static_cast<std::int64_t>(
+                                           static_cast<double>(log.commands[i].time_ns - first_time) / options.speed));
         std::this_thread::sleep_until(due);  // the recorded spacing, scaled
       }
       std::optional<std::string> before;
@@ -560,18 +674,13 @@ struct Replayer::Impl {
         Status rechecked = Recheck(log, i, end, batch_base, SeqOf(log, i) - 1);
         if (!rechecked.ok()) return rechecked;
       }
+      bool batch_agreed = true;  // every command of the batch agreed: a state difference then is news
       for (std::size_t k = i; k < end; ++k) {
         StepReport step = Decide(log, k);
+        batch_agreed = batch_agreed && step.kind == StepKind::kAgreement;
         if (step.seq >= options.from_seq) {
           ++summary.commands;
-          switch (step.kind) {
-            case StepKind::kAgreement: ++summary.agreements; break;
-            case StepKind::kDivergence: ++summary.divergences; break;
-            case StepKind::kCrash: ++summary.crashes; break;
-            case StepKind::kHang: ++summary.hangs; break;
-            case StepKind::kFault: ++summary.faults; break;
-            case StepKind::kNoQuorum: ++summary.no_quorum; break;
-          }
+          Count(step, summary);
           if (on_step) on_step(step);
           if (options.stop_at_first && step.kind != StepKind::kAgreement) {
             stop = true;
@@ -592,7 +701,18 @@ struct Replayer::Impl {
         base_seq = at;
         since_base.clear();
       } else {
-        auto healed = Heal(at, since_base.size() >= kRebaseEvery);
+        Drift drift;
+        auto healed = Heal(at, since_base.size() >= kRebaseEvery, &drift);
+        if (!drift.drifted.empty() && batch_agreed && at >= options.from_seq) {
+          // A state that differs although every reply agreed (a variant that
+          // corrupts its state silently): reported at the batch's last
+          // command. After a crash, hang or refusal in the batch the states
+          // differ for a reason already reported, and are just repaired.
+          StepReport step = DriftStep(log, end - 1, drift);
+          Count(step, summary);
+          if (on_step) on_step(step);
+          if (options.stop_at_first) stop = true;
+        }
         if (!healed.ok()) {
           // Every variant is gone: start them again on the base and the
           // commands applied since.
@@ -664,6 +784,8 @@ Result<std::unique_ptr<Replayer>> Replayer::Start(const ReplayOptions& options) 
 }
 
 ReplayOptions& Replayer::options() { return impl_->options; }
+
+void Replayer::StopWhen(const volatile std::sig_atomic_t* flag) { impl_->interrupted = flag; }
 
 Result<ReplaySummary> Replayer::Run(const CommandLog& log, const StepFn& on_step, const ProgressFn& on_progress) {
   return impl_->Run(log, on_step, on_progress);

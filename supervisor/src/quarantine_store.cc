@@ -37,12 +37,21 @@ Status WriteFileAtomically(const std::filesystem::path& path, const std::string&
       if (errno == EINTR) continue;
       const std::string error = std::strerror(errno);
       close(fd);
+      unlink(temporary.c_str());
       return Status::Error(temporary + ": " + error);
     }
     written += static_cast<std::size_t>(n);
   }
-  if (fsync(fd) != 0 || close(fd) != 0) return Status::Error(temporary + ": " + std::strerror(errno));
-  if (rename(temporary.c_str(), path.c_str()) != 0) return Status::Error(path.string() + ": " + std::strerror(errno));
+  if (fsync(fd) != 0 || close(fd) != 0) {
+    const std::string error = std::strerror(errno);
+    unlink(temporary.c_str());
+    return Status::Error(temporary + ": " + error);
+  }
+  if (rename(temporary.c_str(), path.c_str()) != 0) {
+    const std::string error = std::strerror(errno);
+    unlink(temporary.c_str());
+    return Status::Error(path.string() + ": " + error);
+  }
   const int dir = open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir >= 0) {
     fsync(dir);
@@ -114,6 +123,19 @@ Status QuarantineStore::Write(const std::string& id, const std::string& report_j
   // even when the disk refuses the report.
   Index(id, report["fingerprint"].get<std::string>(), report["status"].get<std::string>());
   return WriteFileAtomically(dir_ / (id + ".json"), report.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+}
+
+Status QuarantineStore::WriteThenIndex(const std::string& id, const std::string& report_json) {
+  if (!ValidId(id)) return Status::Error("invalid report id '" + id + "'");
+  const json report = json::parse(report_json, nullptr, /*allow_exceptions=*/false);
+  if (report.is_discarded() || !report.is_object() || !report.contains("fingerprint") ||
+      !report["fingerprint"].is_string() || !report.contains("status") || !report["status"].is_string()) {
+    return Status::Error("report " + id + " lacks a fingerprint or status");
+  }
+  Status written =
+      WriteFileAtomically(dir_ / (id + ".json"), report.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+  if (written.ok()) Index(id, report["fingerprint"].get<std::string>(), report["status"].get<std::string>());
+  return written;
 }
 
 Result<std::string> QuarantineStore::WriteAttachment(const std::string& name, const std::string& content) {

@@ -29,6 +29,11 @@ class QuarantineStore {
   // the block list.
   Status Write(const std::string& id, const std::string& report_json);
 
+  // A person's decision (release, reject): the report is written first and
+  // the block list changes only once it is on disk, so a decision that
+  // cannot be recorded does not take effect.
+  Status WriteThenIndex(const std::string& id, const std::string& report_json);
+
   // Writes a side file next to the reports (e.g. a pre-command snapshot);
   // returns its file name.
   Result<std::string> WriteAttachment(const std::string& name, const std::string& content);

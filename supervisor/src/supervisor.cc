@@ -857,6 +857,12 @@ struct Supervisor::Impl {
   // is not sent: a client must send it again); a reject keeps it blocked
   // for good. Both are recorded in the report's review history.
   proto::ClientReply QuarantineReply(const std::string& id, const json& args) {
+    for (const char* key : {"action", "report", "note", "by"}) {
+      if (args.is_object() && args.contains(key) && !args[key].is_string()) {
+        return proto::ClientReply::Rejected(id, "bad_request", std::string("member '") + key + "' must be a string");
+      }
+    }
+    if (!args.is_object()) return proto::ClientReply::Rejected(id, "bad_request", "not a JSON object");
     const std::string action = args.value("action", "");
     if (action == "list") {
       json reports = json::array();
@@ -911,8 +917,10 @@ struct Supervisor::Impl {
     report["status"] = action == "release" ? "released" : "rejected";
     if (!report["review"].is_array()) report["review"] = json::array();
     report["review"].push_back(entry);
-    Status written = quarantine->Write(report_id, Dump(report));
-    if (!written.ok()) return proto::ClientReply::Unavailable(id, "cannot write the report: " + written.message());
+    Status written = quarantine->WriteThenIndex(report_id, Dump(report));
+    if (!written.ok()) {
+      return proto::ClientReply::Unavailable(id, "cannot write the report, so nothing changed: " + written.message());
+    }
     Log(LogLevel::kWarn, action == "release" ? "released" : "rejected",
         {{"report", report_id}, {"fingerprint", report.value("fingerprint", "")}, {"by", entry["by"]}, {"note", note}});
     Publish(action == "release" ? "released" : "rejected",

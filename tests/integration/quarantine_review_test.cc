@@ -157,6 +157,10 @@ TEST_F(QuarantineReview, ListShowRetestReleaseRejectAndExport) {
   EXPECT_EQ(nvsd.Command(Label("POISON-2", 1))["status"], "quarantined");
   Nvs(nvsd, "quarantine release " + other["report"].get<std::string>() + " --note x --force", &status);
   EXPECT_NE(status, 0);
+  // Members of the wrong type get a clear refusal, not silence.
+  const auto raw = nvsd.Raw(R"({"type":"quarantine","id":"t1","action":"release","report":17,"note":5})");
+  ASSERT_TRUE(raw.has_value());
+  EXPECT_NE(raw->find("bad_request"), std::string::npos) << *raw;
   // Unknown ids and missing notes are clear errors.
   Nvs(nvsd, "quarantine show q-nope", &status);
   EXPECT_EQ(status, 2);

@@ -230,6 +230,64 @@ TEST_F(Replay, RealtimeSpeedKeepsTheRecordedSpacingScaled) {
   EXPECT_EQ(status, 2) << "a bad --speed is a usage error";
 }
 
+// Review findings: a command that kills two variants does not end the
+// replay; a silently drifting state is reported; the recorded result is
+// checked; abandoned admits are left out; an empty range is a usage error.
+TEST_F(Replay, TwoCrashesStateDriftRecordedResultsAndRanges) {
+  std::ofstream log(dir_ / "two.jsonl");
+  for (int i = 0; i < 300; ++i) log << (i == 100 ? Label("TWICE", 1) : Route(i % 16, i % 9)).dump() << "\n";
+  log.close();
+  int status = 0;
+  const fs::path both = Config({{"router-a", {"--fault", "crash-on=TWICE"}}, {"router-b", {"--fault", "crash-on=TWICE"}}});
+  std::string out = Nvs("replay " + (dir_ / "two.jsonl").string() + " --json --config " + both.string(), &status);
+  EXPECT_EQ(status, 1) << out << Stderr();
+  auto lines = Lines(out);
+  ASSERT_EQ(lines.size(), 2u) << out;
+  EXPECT_EQ(lines[0]["kind"], "crash");
+  EXPECT_EQ(lines[0]["verdict"], "POISON");
+  EXPECT_EQ(lines[1]["summary"]["agreements"], 299) << "both came back and agreed on the rest";
+
+  // router-c corrupts its state on DRIFT while answering like the others.
+  std::ofstream drift(dir_ / "drift.jsonl");
+  // (Output 0, the one the fault corrupts, is never routed, so no reply differs.)
+  for (int i = 0; i < 50; ++i) drift << (i == 10 ? Label("DRIFT", 2) : Route(i % 15 + 1, i % 3 + 1)).dump() << "\n";
+  drift.close();
+  out = Nvs("replay " + (dir_ / "drift.jsonl").string() + " --json --config " +
+                Config({{"router-c", {"--fault", "corrupt-on=DRIFT"}}}).string(),
+            &status);
+  EXPECT_EQ(status, 1) << out;
+  lines = Lines(out);
+  ASSERT_GE(lines.size(), 2u) << out;
+  EXPECT_EQ(lines[0]["kind"], "divergence");
+  EXPECT_EQ(lines[0]["state_drift"], true);
+  EXPECT_EQ(lines[0]["reason"].get<std::string>().find("router-c") == std::string::npos, true);
+  EXPECT_NE(lines[0].dump().find("router-c"), std::string::npos);
+
+  // A journal export: a recorded result that replays differently is
+  // reported; an admit with no verdict (in flight at a crash) is left out.
+  std::ofstream exported(dir_ / "export.jsonl");
+  exported << json{{"t", "admit"}, {"seq", 1}, {"cmd", Route(0, 3)}}.dump() << "\n"
+           << json{{"t", "verdict"}, {"seq", 1}, {"verdict", "COMMIT"},
+                   {"result", {{"ok", true}, {"changed", {{{"output", 0}, {"input", 9}}}}}}}.dump() << "\n"
+           << json{{"t", "admit"}, {"seq", 2}, {"cmd", Route(1, 1)}}.dump() << "\n"
+           << json{{"t", "admit"}, {"seq", 3}, {"cmd", Route(2, 5)}}.dump() << "\n"
+           << json{{"t", "verdict"}, {"seq", 3}, {"verdict", "COMMIT"},
+                   {"result", {{"ok", true}, {"changed", {{{"output", 2}, {"input", 5}}}}}}}.dump() << "\n";
+  exported.close();
+  out = Nvs("replay " + (dir_ / "export.jsonl").string() + " --json --config " + Config().string(), &status);
+  EXPECT_EQ(status, 1) << out;
+  lines = Lines(out);
+  ASSERT_EQ(lines.size(), 2u) << out;
+  EXPECT_EQ(lines[0]["seq"], 1);
+  EXPECT_EQ(lines[0]["differs_from_recorded"], true);
+  EXPECT_EQ(lines[1]["summary"]["commands"], 2) << "the undecided admit of seq 2 is left out";
+  EXPECT_NE(Stderr().find("undecided"), std::string::npos) << Stderr();
+
+  Nvs("replay " + (dir_ / "export.jsonl").string() + " --config " + Config().string() + " --from 300", &status);
+  EXPECT_EQ(status, 2) << "an empty range must not look like success";
+  EXPECT_NE(Stderr().find("no commands in the range"), std::string::npos);
+}
+
 TEST_F(Replay, ProgressIsABarOnATerminalAndPlainLinesOtherwise) {
   std::ofstream log(dir_ / "p.jsonl");
   for (int i = 0; i < 3000; ++i) log << Route(i % 16, i % 5).dump() << "\n";

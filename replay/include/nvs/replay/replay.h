@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -60,6 +61,8 @@ struct StepReport {
   std::vector<voter::Outcome> outcomes;
   std::string recorded_verdict;
   double at_ms = 0;               // since the replay started
+  bool differs_from_recorded = false;  // every variant agreed, on a result other than the recorded one
+  bool state_drift = false;            // not a command's reply: the state digests differ after `seq`
 };
 
 struct ReplayOptions;
@@ -117,6 +120,11 @@ class Replayer {
 
   // The options of the next Run (the variants are fixed at Start).
   ReplayOptions& options();
+
+  // Run stops between batches (with an error) once *flag is non-zero, e.g.
+  // from a SIGINT handler; the destructor then kills the variants and
+  // removes the temporary folder.
+  void StopWhen(const volatile std::sig_atomic_t* flag);
 
  private:
   struct Impl;
