@@ -1,0 +1,523 @@
+// nvs-videohub: the Blackmagic Videohub Ethernet protocol (TCP, port 9990)
+// in front of nvsd, so router panels and automation drive the supervised
+// controllers unchanged. It holds no router state of its own: the view is
+// nvsd's dump, refreshed periodically and after every change it makes.
+//
+// One thread, one poll loop: the listening sockets, every client socket
+// (non-blocking, output bounded), and a DEALER socket to nvsd's front end.
+// Each client's blocks are handled in order, one request to nvsd at a time.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+#include <zmq.hpp>
+
+#include "nvs/videohub/videohub_protocol.h"
+
+namespace nvs::videohub {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+struct Options {
+  std::vector<std::string> listen = {"0.0.0.0:9990"};
+  std::string endpoint = "tcp://127.0.0.1:5555";
+  std::string friendly_name = "nvs";
+  std::string unique_id;
+  int refresh_ms = 1000;
+  int timeout_ms = 5000;
+  std::size_t max_output_bytes = 1 << 20;
+  int socket_send_buffer = 64 * 1024;  // fixed, so a stalled client's backlog shows in max_output_bytes
+  std::size_t max_clients = 256;
+};
+
+std::string IsoNow() {
+  char buffer[40];
+  const auto now = std::chrono::system_clock::now();
+  const std::time_t t = std::chrono::system_clock::to_time_t(now);
+  const auto ms = std::chrono::duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%S", std::gmtime(&t));
+  return std::string(buffer) + "." + std::to_string(1000 + ms).substr(1) + "Z";
+}
+
+// JSON lines on stderr, like nvsd.
+void Log(const char* level, const char* event, json fields = json::object()) {
+  fields["ts"] = IsoNow();
+  fields["level"] = level;
+  fields["event"] = event;
+  std::cerr << fields.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+}
+
+struct Client {
+  int fd = -1;
+  std::uint64_t serial = 0;
+  std::string id;    // the router's client id for its commands: locks are per connection
+  std::string peer;
+  BlockReader reader;
+  std::deque<Block> pending;
+  bool waiting = false;   // a request of this client is at nvsd
+  bool read_closed = false;
+  std::string out;
+};
+
+struct InFlight {
+  enum class Kind { kRefresh, kCommand } kind = Kind::kRefresh;
+  std::uint64_t client = 0;  // kCommand: the client's serial
+  Clock::time_point deadline;
+};
+
+class Gateway {
+ public:
+  explicit Gateway(Options options) : options_(std::move(options)) {}
+
+  int Run(int signal_fd) {
+    for (const auto& address : options_.listen) {
+      const int fd = Listen(address);
+      if (fd < 0) return 1;
+      listeners_.push_back(fd);
+    }
+    nvsd_.set(zmq::sockopt::linger, 0);
+    nvsd_.set(zmq::sockopt::reconnect_ivl, 100);
+    nvsd_.connect(options_.endpoint);
+    device_.friendly_name = options_.friendly_name;
+    device_.unique_id = options_.unique_id;
+    Log("info", "starting", {{"listen", options_.listen}, {"nvsd", options_.endpoint}});
+    Refresh();
+    while (!stopping_) Turn(signal_fd);
+    for (auto& [serial, c] : clients_) close(c.fd);
+    for (int fd : listeners_) close(fd);
+    Log("info", "stopped");
+    return 0;
+  }
+
+ private:
+  // ---- sockets -------------------------------------------------------------
+
+  int Listen(const std::string& address) {
+    const auto colon = address.rfind(':');
+    if (colon == std::string::npos) {
+      Log("error", "bad_listen_address", {{"address", address}, {"why", "expected HOST:PORT"}});
+      return -1;
+    }
+    std::string host = address.substr(0, colon);
+    const std::string port = address.substr(colon + 1);
+    if (host.size() > 1 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    addrinfo* found = nullptr;
+    if (getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &found) != 0 || found == nullptr) {
+      Log("error", "bad_listen_address", {{"address", address}});
+      return -1;
+    }
+    const int fd = socket(found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    const int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (fd < 0 || bind(fd, found->ai_addr, found->ai_addrlen) != 0 || listen(fd, 64) != 0) {
+      Log("error", "cannot_listen", {{"address", address}, {"error", std::strerror(errno)}});
+      freeaddrinfo(found);
+      if (fd >= 0) close(fd);
+      return -1;
+    }
+    freeaddrinfo(found);
+    sockaddr_storage bound{};
+    socklen_t len = sizeof bound;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+    char port_text[NI_MAXSERV] = "?";
+    getnameinfo(reinterpret_cast<sockaddr*>(&bound), len, nullptr, 0, port_text, sizeof port_text, NI_NUMERICSERV);
+    Log("info", "listening", {{"address", address}, {"port", std::atoi(port_text)}});  // port 0 asks for a free one
+    return fd;
+  }
+
+  void Accept(int listener) {
+    for (;;) {
+      sockaddr_storage addr{};
+      socklen_t len = sizeof addr;
+      const int fd = accept4(listener, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) return;
+      if (clients_.size() >= options_.max_clients) {
+        Log("warn", "client_refused", {{"why", "too many clients"}, {"max_clients", options_.max_clients}});
+        close(fd);
+        continue;
+      }
+      const int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &options_.socket_send_buffer, sizeof options_.socket_send_buffer);
+      char host[NI_MAXHOST] = "?", port[NI_MAXSERV] = "?";
+      getnameinfo(reinterpret_cast<sockaddr*>(&addr), len, host, sizeof host, port, sizeof port,
+                  NI_NUMERICHOST | NI_NUMERICSERV);
+      Client c;
+      c.fd = fd;
+      c.serial = ++next_serial_;
+      c.id = "videohub-" + std::to_string(c.serial);
+      c.peer = std::string(host) + ":" + port;
+      Log("info", "client_connected", {{"client", c.id}, {"peer", c.peer}});
+      auto& placed = clients_.emplace(c.serial, std::move(c)).first->second;
+      Write(placed, Prelude(device_, view_ ? &*view_ : nullptr, placed.id));
+    }
+  }
+
+  // Queues `text` and writes what the socket takes now. A client whose
+  // unsent output passes the bound has stopped reading: it is dropped, so
+  // that it cannot slow the others or grow without limit.
+  void Write(Client& c, const std::string& text) {
+    c.out += text;
+    Flush(c);
+    if (c.out.size() > options_.max_output_bytes) Drop(c, "stopped reading (" + std::to_string(c.out.size()) + " bytes unsent)");
+  }
+
+  void Flush(Client& c) {
+    while (!c.out.empty() && c.fd >= 0) {
+      const ssize_t n = send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        c.out.erase(0, static_cast<std::size_t>(n));
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+      Drop(c, std::string("write failed: ") + std::strerror(errno));
+      return;
+    }
+  }
+
+  void Drop(Client& c, const std::string& why) {
+    if (c.fd < 0) return;
+    Log("info", "client_dropped", {{"client", c.id}, {"peer", c.peer}, {"why", why}});
+    close(c.fd);
+    c.fd = -1;
+  }
+
+  void Read(Client& c) {
+    char buffer[16384];
+    for (;;) {
+      const ssize_t n = recv(c.fd, buffer, sizeof buffer, MSG_DONTWAIT);
+      if (n > 0) {
+        for (auto& block : c.reader.Feed(std::string_view(buffer, static_cast<std::size_t>(n)))) {
+          c.pending.push_back(std::move(block));
+        }
+        if (c.reader.overflowed()) {
+          Drop(c, "sent a line, block or burst over the limits");
+          return;
+        }
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+      // End of stream: a last block without its blank line still counts.
+      for (auto& block : c.reader.Finish()) c.pending.push_back(std::move(block));
+      c.read_closed = true;
+      return;
+    }
+  }
+
+  // ---- requests ------------------------------------------------------------
+
+  // Handles the client's next blocks until one needs nvsd.
+  void Serve(Client& c) {
+    while (c.fd >= 0 && !c.waiting && !c.pending.empty()) {
+      Block block = std::move(c.pending.front());
+      c.pending.pop_front();
+      const Request request = ParseRequest(block, view_ ? view_->inputs : 0, view_ ? view_->outputs : 0);
+      if (std::holds_alternative<Ping>(request)) {
+        Write(c, Ack());
+      } else if (const auto* nak = std::get_if<Refusal>(&request)) {
+        Log("info", "nak", {{"client", c.id}, {"block", block.header}, {"why", nak->reason}});
+        Write(c, Nak());
+      } else if (!view_) {
+        Write(c, Nak());  // nvsd is not there: nothing can be done, and nothing is pretended
+      } else if (const auto* dump = std::get_if<DumpRequest>(&request)) {
+        Write(c, Ack() + DumpBlock(*view_, dump->header, c.id));
+      } else {
+        SendCommand(c, request);
+      }
+    }
+    if (c.fd >= 0 && c.read_closed && c.pending.empty() && !c.waiting && c.out.empty()) Drop(c, "closed the connection");
+  }
+
+  void SendCommand(Client& c, const Request& request) {
+    json cmd = {{"client", c.id}};
+    if (const auto* take = std::get_if<RouteTake>(&request)) {
+      cmd["op"] = "route";
+      cmd["routes"] = json::array();
+      for (const auto& [out, in] : take->routes) cmd["routes"].push_back({{"output", out}, {"input", in}});
+    } else if (const auto* labels = std::get_if<LabelChange>(&request)) {
+      cmd["op"] = "label";
+      cmd["kind"] = labels->input ? "input" : "output";
+      cmd["labels"] = json::array();
+      for (const auto& [index, text] : labels->labels) cmd["labels"].push_back({{"index", index}, {"text", text}});
+    } else if (const auto* locks = std::get_if<LockChange>(&request)) {
+      cmd["op"] = "lock";
+      cmd["locks"] = json::array();
+      for (const auto& [out, action] : locks->locks) {
+        cmd["locks"].push_back({{"output", out}, {"action", std::string(1, action)}});
+      }
+    }
+    Ask({{"type", "command"}, {"cmd", cmd}}, InFlight{InFlight::Kind::kCommand, c.serial, {}});
+    c.waiting = true;
+  }
+
+  // Sends a request to nvsd; its id.
+  std::string Ask(json request, InFlight purpose) {
+    const std::string id = "vh-" + std::to_string(getpid()) + "-" + std::to_string(started_ns_) + "-" +
+                           std::to_string(++next_request_);
+    request["id"] = id;
+    purpose.deadline = Clock::now() + milliseconds(options_.timeout_ms);
+    in_flight_[id] = purpose;
+    nvsd_.send(zmq::buffer(request.dump(-1, ' ', false, json::error_handler_t::replace)), zmq::send_flags::dontwait);
+    return id;
+  }
+
+  void Refresh() {
+    if (refresh_pending_) return;
+    refresh_pending_ = true;
+    next_refresh_ = Clock::now() + milliseconds(options_.refresh_ms);
+    Ask({{"type", "query"}, {"query", {{"op", "dump"}}}}, InFlight{InFlight::Kind::kRefresh, 0, {}});
+  }
+
+  void OnNvsdReply(const json& reply) {
+    const std::string id = reply.value("id", "");
+    auto it = in_flight_.find(id);
+    if (it == in_flight_.end()) return;  // late: its deadline already answered it
+    const InFlight purpose = it->second;
+    in_flight_.erase(it);
+    if (purpose.kind == InFlight::Kind::kRefresh) {
+      refresh_pending_ = false;
+      if (reply.value("status", "") != "answered") {
+        SetView(std::nullopt, "nvsd answered the dump with " + reply.value("status", "?") + ": " + reply.value("reason", ""));
+        return;
+      }
+      std::string error;
+      auto view = ViewFromDump(reply["result"].value("state", json()), &error);
+      if (!view) Log("error", "bad_dump", {{"error", error}});
+      SetView(view, view ? "" : "nvsd's dump is not a router state: " + error);
+      return;
+    }
+    auto client = clients_.find(purpose.client);
+    const std::string status = reply.value("status", "");
+    const json result = reply.value("result", json::object());
+    const bool ok = status == "committed" && result.value("ok", false);
+    if (status == "quarantined") {
+      // The operator's notice: nvsd logged and published the quarantine; the
+      // gateway says which panel sent it.
+      Log("error", "quarantined", {{"client", client != clients_.end() ? client->second.id : "?"},
+                                    {"peer", client != clients_.end() ? client->second.peer : "?"},
+                                    {"report", reply.value("report", "")},
+                                    {"reason", reply.value("reason", "")}});
+    } else if (status == "unavailable") {
+      Log("warn", "nvsd_unavailable", {{"reason", reply.value("reason", "")}});
+    }
+    if (client != clients_.end() && client->second.fd >= 0) {
+      client->second.waiting = false;
+      Write(client->second, ok ? Ack() : Nak());
+    }
+    if (ok && view_) {
+      // The change, at once, to everyone (from the committed result: no
+      // second round trip); the periodic dump corrects any drift.
+      RouterView after = *view_;
+      Apply(result, after);
+      Broadcast(Diff(*view_, after), after);
+      view_ = std::move(after);
+    }
+    if (client != clients_.end()) Serve(client->second);
+  }
+
+  // Applies a committed result's "changed" list (SPEC.md §3) to a view.
+  static void Apply(const json& result, RouterView& view) {
+    const std::string kind = result.value("kind", "");
+    for (const auto& change : result.value("changed", json::array())) {
+      if (change.contains("input") && change.contains("output")) {
+        const int out = change.value("output", -1);
+        if (out >= 0 && out < view.outputs) view.routes[static_cast<std::size_t>(out)] = change.value("input", 0);
+      } else if (change.contains("owner") && change.contains("output")) {
+        const int out = change.value("output", -1);
+        if (out < 0 || out >= view.outputs) continue;
+        view.lock_owners[static_cast<std::size_t>(out)] =
+            change["owner"].is_string() ? std::optional<std::string>(change["owner"].get<std::string>()) : std::nullopt;
+      } else if (change.contains("index") && change.contains("text")) {
+        auto& labels = kind == "input" ? view.input_labels : view.output_labels;
+        const int index = change.value("index", -1);
+        if (index >= 0 && static_cast<std::size_t>(index) < labels.size()) {
+          labels[static_cast<std::size_t>(index)] = change.value("text", "");
+        }
+      }
+    }
+  }
+
+  void Broadcast(const Changes& changes, const RouterView& view) {
+    if (!changes.any()) return;
+    for (auto& [serial, c] : clients_) {
+      if (c.fd < 0) continue;
+      std::string text;
+      if (!changes.input_labels.empty()) text += LabelsBlock(view, true, changes.input_labels);
+      if (!changes.output_labels.empty()) text += LabelsBlock(view, false, changes.output_labels);
+      if (!changes.locks.empty()) text += LocksBlock(view, changes.locks, c.id);
+      if (!changes.routes.empty()) text += RoutingBlock(view, changes.routes);
+      Write(c, text);
+    }
+  }
+
+  // A new view from nvsd (or none: nvsd is not reachable or not serving).
+  void SetView(std::optional<RouterView> view, const std::string& why) {
+    if (!view) {
+      if (!view_ && announced_absent_) return;
+      Log("warn", "device_absent", {{"why", why}});
+      view_.reset();
+      announced_absent_ = true;
+      DeviceInfo absent = device_;
+      absent.present = false;
+      for (auto& [serial, c] : clients_) {
+        if (c.fd >= 0) Write(c, DeviceResync(absent, nullptr, c.id));
+      }
+      return;
+    }
+    if (!view_ || view_->inputs != view->inputs || view_->outputs != view->outputs) {
+      Log("info", "device_present", {{"inputs", view->inputs}, {"outputs", view->outputs}});
+      view_ = std::move(view);
+      announced_absent_ = false;
+      for (auto& [serial, c] : clients_) {
+        if (c.fd >= 0) Write(c, DeviceResync(device_, &*view_, c.id));
+      }
+      return;
+    }
+    Broadcast(Diff(*view_, *view), *view);
+    view_ = std::move(view);
+  }
+
+  // ---- the loop -------------------------------------------------------------
+
+  void Turn(int signal_fd) {
+    std::vector<zmq::pollitem_t> items;
+    items.push_back({nvsd_.handle(), 0, ZMQ_POLLIN, 0});
+    items.push_back({nullptr, signal_fd, ZMQ_POLLIN, 0});
+    for (int fd : listeners_) items.push_back({nullptr, fd, ZMQ_POLLIN, 0});
+    std::vector<std::uint64_t> order;
+    for (auto& [serial, c] : clients_) {
+      items.push_back({nullptr, c.fd, static_cast<short>(ZMQ_POLLIN | (c.out.empty() ? 0 : ZMQ_POLLOUT)), 0});
+      order.push_back(serial);
+    }
+    auto wake = next_refresh_;
+    for (const auto& [id, f] : in_flight_) wake = std::min(wake, f.deadline);
+    const auto wait = std::max(milliseconds(0), std::chrono::duration_cast<milliseconds>(wake - Clock::now()));
+    try {
+      zmq::poll(items.data(), items.size(), wait + milliseconds(1));
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;
+    }
+    if (items[1].revents & ZMQ_POLLIN) {
+      signalfd_siginfo info{};
+      if (read(signal_fd, &info, sizeof info) == sizeof info) stopping_ = true;
+    }
+    if (items[0].revents & ZMQ_POLLIN) {
+      zmq::message_t message;
+      while (nvsd_.recv(message, zmq::recv_flags::dontwait)) {
+        const json reply = json::parse(message.to_string_view(), nullptr, false);
+        if (reply.is_object()) OnNvsdReply(reply);
+      }
+    }
+    for (std::size_t i = 0; i < listeners_.size(); ++i) {
+      if (items[2 + i].revents & ZMQ_POLLIN) Accept(listeners_[i]);
+    }
+    for (std::size_t k = 0; k < order.size(); ++k) {
+      auto it = clients_.find(order[k]);
+      if (it == clients_.end()) continue;
+      Client& c = it->second;
+      const short revents = items[2 + listeners_.size() + k].revents;
+      if (c.fd >= 0 && (revents & ZMQ_POLLOUT)) Flush(c);
+      if (c.fd >= 0 && (revents & (ZMQ_POLLIN | ZMQ_POLLERR)) && !c.read_closed) Read(c);
+      Serve(c);
+    }
+    CheckDeadlines();
+    if (Clock::now() >= next_refresh_) Refresh();
+    std::erase_if(clients_, [](const auto& entry) { return entry.second.fd < 0 && !entry.second.waiting; });
+  }
+
+  void CheckDeadlines() {
+    const auto now = Clock::now();
+    for (auto it = in_flight_.begin(); it != in_flight_.end();) {
+      if (now < it->second.deadline) {
+        ++it;
+        continue;
+      }
+      const InFlight f = it->second;
+      it = in_flight_.erase(it);
+      if (f.kind == InFlight::Kind::kRefresh) {
+        refresh_pending_ = false;
+        SetView(std::nullopt, "nvsd did not answer within " + std::to_string(options_.timeout_ms) + " ms");
+        continue;
+      }
+      auto client = clients_.find(f.client);
+      if (client == clients_.end()) continue;
+      client->second.waiting = false;
+      Log("warn", "nvsd_timeout", {{"client", client->second.id}});
+      if (client->second.fd >= 0) Write(client->second, Nak());  // no answer is not an ACK
+      Serve(client->second);
+    }
+  }
+
+  Options options_;
+  zmq::context_t context_{1};
+  zmq::socket_t nvsd_{context_, zmq::socket_type::dealer};
+  std::vector<int> listeners_;
+  std::map<std::uint64_t, Client> clients_;
+  std::uint64_t next_serial_ = 0;
+  std::uint64_t next_request_ = 0;
+  std::int64_t started_ns_ = std::chrono::system_clock::now().time_since_epoch().count();
+  std::map<std::string, InFlight> in_flight_;
+  std::optional<RouterView> view_;
+  bool announced_absent_ = false;
+  bool refresh_pending_ = false;
+  Clock::time_point next_refresh_ = Clock::now();
+  DeviceInfo device_;
+  bool stopping_ = false;
+};
+
+}  // namespace
+}  // namespace nvs::videohub
+
+int main(int argc, char** argv) {
+  nvs::videohub::Options options;
+  if (const char* env = std::getenv("NVS_ENDPOINT"); env != nullptr && *env != '\0') options.endpoint = env;
+  CLI::App app{"nvs-videohub: the Blackmagic Videohub Ethernet protocol in front of nvsd"};
+  app.add_option("--listen", options.listen, "HOST:PORT to listen on (repeatable)")->capture_default_str();
+  app.add_option("--endpoint", options.endpoint, "nvsd's client endpoint ($NVS_ENDPOINT)")->capture_default_str();
+  app.add_option("--friendly-name", options.friendly_name, "the Friendly name clients show")->capture_default_str();
+  app.add_option("--unique-id", options.unique_id, "the Unique ID clients see");
+  app.add_option("--refresh-ms", options.refresh_ms, "how often the state is read from nvsd")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 600000));
+  app.add_option("--timeout-ms", options.timeout_ms, "nvsd's answer, else NAK and device absent")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 600000));
+  app.add_option("--max-output-bytes", options.max_output_bytes, "unsent output per client before it is dropped")
+      ->capture_default_str();
+  app.add_option("--max-clients", options.max_clients, "connections at once")->capture_default_str();
+  app.add_option("--socket-send-buffer", options.socket_send_buffer, "kernel send buffer per client (bytes)")
+      ->capture_default_str()
+      ->check(CLI::Range(4096, 64 << 20));
+  CLI11_PARSE(app, argc, argv);
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigprocmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  const int signal_fd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+  return nvs::videohub::Gateway(options).Run(signal_fd);
+}

@@ -1,0 +1,334 @@
+// nvs-videohub (issue 6) with raw TCP clients against a real gateway, a real
+// nvsd and real variants: the prelude, each request kind, ACK/NAK, status
+// broadcast, per-connection lock views, framing as real clients produce it,
+// a variant killed mid-stream, a poison take, an absent nvsd, and a client
+// that stops reading.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include "nvsd_harness.h"
+#include "variant_harness.h"
+
+extern char** environ;
+
+namespace nvs::testing {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+// The gateway as a child process; its log in a file; its port from the log.
+class Gateway {
+ public:
+  explicit Gateway(const std::string& endpoint, std::vector<std::string> extra = {}, int timeout_ms = 2000) {
+    char pattern[] = "/tmp/nvs-vh-XXXXXX";
+    dir_ = mkdtemp(pattern);
+    log_ = dir_ / "gateway.log";
+    std::vector<std::string> args = {NVS_VIDEOHUB, "--listen", "127.0.0.1:0", "--endpoint", endpoint,
+                                     "--refresh-ms", "200", "--timeout-ms", std::to_string(timeout_ms)};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 2, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn(&pid_, NVS_VIDEOHUB, &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    const auto until = Clock::now() + std::chrono::seconds(10);
+    const std::regex listening(R"re("event":"listening".*"port":(\d+))re");
+    while (port_ == 0 && Clock::now() < until) {
+      std::smatch m;
+      const std::string text = Log();
+      if (std::regex_search(text, m, listening)) port_ = std::stoi(m[1]);
+      if (port_ == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));  // a file, not an event: polled
+    }
+  }
+  ~Gateway() {
+    if (pid_ > 0) {
+      SignalProcess(pid_, SIGTERM);
+      int status = 0;
+      waitpid(pid_, &status, 0);
+    }
+    fs::remove_all(dir_);
+  }
+  int port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  std::string Log() const {
+    std::ifstream in(log_);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+ private:
+  fs::path dir_, log_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+// A raw TCP client, as a panel would be.
+class Panel {
+ public:
+  explicit Panel(int port) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    const int one = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  ~Panel() {
+    if (fd_ >= 0) close(fd_);
+  }
+  bool connected() const { return connected_; }
+  // Best effort (the gateway may drop this client meanwhile): bytes sent.
+  std::size_t SendMuch(const std::string& bytes) {
+    std::size_t done = 0;
+    while (done < bytes.size()) {
+      const ssize_t n = send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+      if (n <= 0) break;
+      done += static_cast<std::size_t>(n);
+    }
+    return done;
+  }
+  void SmallReceiveBuffer() {
+    const int size = 4096;
+    setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+  }
+  void Send(const std::string& bytes) { ASSERT_EQ(send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size())); }
+  void CloseWrite() { shutdown(fd_, SHUT_WR); }
+  // Reads until `text` has arrived (everything up to and including it is
+  // consumed and returned), or "" at the deadline.
+  std::string Until(const std::string& text, std::chrono::milliseconds deadline = std::chrono::milliseconds(5000)) {
+    const auto until = Clock::now() + deadline;
+    for (;;) {
+      if (auto at = buffer_.find(text); at != std::string::npos) {
+        std::string out = buffer_.substr(0, at + text.size());
+        buffer_.erase(0, at + text.size());
+        return out;
+      }
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
+      if (left <= 0) return "";
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, static_cast<int>(left)) <= 0) continue;
+      char chunk[65536];
+      const ssize_t n = recv(fd_, chunk, sizeof chunk, 0);
+      if (n <= 0) {
+        closed_ = true;
+        return "";
+      }
+      buffer_.append(chunk, static_cast<std::size_t>(n));
+    }
+  }
+  // True when the gateway closed the connection within the deadline.
+  bool WaitClosed(std::chrono::milliseconds deadline) {
+    const auto until = Clock::now() + deadline;
+    while (!closed_ && Clock::now() < until) {
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, 50) <= 0) continue;
+      char chunk[65536];
+      const ssize_t n = recv(fd_, chunk, sizeof chunk, 0);
+      if (n <= 0) closed_ = true;
+    }
+    return closed_;
+  }
+  std::string Prelude() { return Until("END PRELUDE:\n\n"); }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+  bool closed_ = false;
+  std::string buffer_;
+};
+
+class Videohub : public ::testing::Test {
+ protected:
+  void Start(std::vector<VariantSpec> variants = {"router-a", "router-b", "router-c"}) {
+    nvsd_ = std::make_unique<NvsdHarness>(NvsdOptions(std::move(variants)));
+    ASSERT_TRUE(nvsd_->WaitAllHealthy());
+    gateway_ = std::make_unique<Gateway>(nvsd_->client_endpoint());
+    ASSERT_GT(gateway_->port(), 0) << gateway_->Log();
+  }
+  json Dump() { return nvsd_->Query({{"op", "dump"}})["result"]["state"]; }
+
+  std::unique_ptr<NvsdHarness> nvsd_;
+  std::unique_ptr<Gateway> gateway_;
+};
+
+TEST_F(Videohub, PreludeRequestsAckNakAndBroadcast) {
+  Start();
+  Panel a(gateway_->port()), b(gateway_->port());
+  const std::string prelude = a.Prelude();
+  ASSERT_FALSE(prelude.empty()) << gateway_->Log();
+  b.Prelude();
+  // The blocks in the order real units send them, ports from 0.
+  std::vector<std::string> order;
+  for (const std::string header : {"PROTOCOL PREAMBLE:", "VIDEOHUB DEVICE:", "INPUT LABELS:", "OUTPUT LABELS:",
+                                   "VIDEO OUTPUT LOCKS:", "VIDEO OUTPUT ROUTING:", "END PRELUDE:"}) {
+    const auto at = prelude.find(header + "\n");
+    ASSERT_NE(at, std::string::npos) << header << "\n" << prelude;
+    order.push_back(header);
+  }
+  EXPECT_LT(prelude.find("PROTOCOL PREAMBLE:"), prelude.find("VIDEOHUB DEVICE:"));
+  EXPECT_NE(prelude.find("Device present: true\n"), std::string::npos);
+  EXPECT_NE(prelude.find("Video inputs: 16\n"), std::string::npos);
+  EXPECT_NE(prelude.find("Video outputs: 16\n"), std::string::npos);
+  EXPECT_NE(prelude.find("\n0 Input 1\n"), std::string::npos);
+
+  // A take of two routes: ACK to the sender, then the change to everyone.
+  a.Send("VIDEO OUTPUT ROUTING:\n3 7\n4 8\n\n");
+  EXPECT_EQ(a.Until("ACK\n\n"), "ACK\n\n");
+  EXPECT_NE(a.Until("VIDEO OUTPUT ROUTING:\n3 7\n4 8\n\n"), "");
+  EXPECT_NE(b.Until("VIDEO OUTPUT ROUTING:\n3 7\n4 8\n\n"), "") << "the other client did not see the change";
+  EXPECT_EQ(Dump()["routes"][3], 7);
+  // Labels with multibyte UTF-8, to the end of the line.
+  a.Send("INPUT LABELS:\n2 Kamera Süd 摄像机\n\n");
+  EXPECT_EQ(a.Until("ACK\n\n"), "ACK\n\n");
+  EXPECT_NE(b.Until("INPUT LABELS:\n2 Kamera Süd 摄像机\n\n"), "");
+  EXPECT_EQ(Dump()["input_labels"][2], "Kamera Süd 摄像机");
+  // Locks are per connection: O to the owner, L to the others.
+  a.Send("VIDEO OUTPUT LOCKS:\n5 O\n\n");
+  EXPECT_NE(a.Until("ACK\n\nVIDEO OUTPUT LOCKS:\n5 O\n\n"), "");
+  EXPECT_NE(b.Until("VIDEO OUTPUT LOCKS:\n5 L\n\n"), "");
+  // ... and b cannot route it, unlock it, only force it.
+  b.Send("VIDEO OUTPUT ROUTING:\n5 1\n\n");
+  EXPECT_EQ(b.Until("NAK\n\n"), "NAK\n\n");
+  b.Send("VIDEO OUTPUT LOCKS:\n5 F\n\n");
+  EXPECT_NE(b.Until("ACK\n\nVIDEO OUTPUT LOCKS:\n5 U\n\n"), "");
+  EXPECT_NE(a.Until("VIDEO OUTPUT LOCKS:\n5 U\n\n"), "");
+  // PING, a dump of one block, an unknown block, junk, bad indices.
+  a.Send("PING:\n\n");
+  EXPECT_EQ(a.Until("ACK\n\n"), "ACK\n\n");
+  a.Send("VIDEO OUTPUT ROUTING:\n\n");
+  const std::string dump = a.Until("15 15\n\n");
+  EXPECT_EQ(dump.rfind("ACK\n\nVIDEO OUTPUT ROUTING:\n0 0\n", 0), 0u) << dump;
+  for (const std::string bad : {"FOO BAR:\n1 2\n\n", "this is junk\n\n", "VIDEO OUTPUT ROUTING:\n16 1\n\n",
+                                "VIDEO OUTPUT ROUTING:\n-1 1\n\n", "VIDEO OUTPUT ROUTING:\n1 x\n\n",
+                                "VIDEO OUTPUT LOCKS:\n1 Q\n\n"}) {
+    a.Send(bad);
+    EXPECT_EQ(a.Until("NAK\n\n"), "NAK\n\n") << bad;
+  }
+  EXPECT_EQ(Dump()["routes"][1], 1) << "a refused block changed something";
+  // A change made by another nvsd client reaches the panels too (the
+  // gateway re-reads nvsd's state every --refresh-ms).
+  ASSERT_EQ(nvsd_->Command({{"op", "route"}, {"client", "automation"}, {"routes", {{{"output", 10}, {"input", 12}}}}})["status"],
+            "committed");
+  EXPECT_NE(b.Until("VIDEO OUTPUT ROUTING:\n10 12\n\n"), "");
+}
+
+TEST_F(Videohub, FramingAsRealClientsProduceIt) {
+  Start();
+  Panel a(gateway_->port());
+  a.Prelude();
+  // Several blocks in one segment, \r\n line ends.
+  a.Send("VIDEO OUTPUT ROUTING:\r\n1 2\r\n\r\nPING:\r\n\r\nVIDEO OUTPUT ROUTING:\r\n2 3\r\n\r\n");
+  EXPECT_NE(a.Until("ACK\n\nVIDEO OUTPUT ROUTING:\n1 2\n\n"), "");
+  EXPECT_EQ(a.Until("ACK\n\n"), "ACK\n\n");
+  EXPECT_NE(a.Until("ACK\n\nVIDEO OUTPUT ROUTING:\n2 3\n\n"), "");
+  // One block split across segments, at awkward places.
+  for (const std::string part : {"VIDEO OUT", "PUT ROUTING:\n6", " 9\n", "\n"}) {
+    a.Send(part);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // separate TCP segments on purpose
+  }
+  EXPECT_NE(a.Until("ACK\n\nVIDEO OUTPUT ROUTING:\n6 9\n\n"), "");
+  // A last block without its blank line, then the client closes: still done.
+  a.Send("VIDEO OUTPUT ROUTING:\n7 11\n");
+  a.CloseWrite();
+  EXPECT_NE(a.Until("ACK\n\n"), "");
+  EXPECT_EQ(Dump()["routes"][7], 11);
+  EXPECT_EQ(Dump()["routes"][6], 9);
+}
+
+TEST_F(Videohub, AVariantKilledMidStreamAndAPoisonTake) {
+  Start({VariantSpec("router-a", {"--fault", "crash-on=POISON"}), VariantSpec("router-b", {"--fault", "crash-on=POISON"}),
+         "router-c"});
+  Panel a(gateway_->port()), b(gateway_->port());
+  a.Prelude();
+  b.Prelude();
+  // Takes keep being ACKed while a variant is SIGKILLed among them.
+  for (int i = 0; i < 40; ++i) {
+    if (i == 20) {
+      ASSERT_TRUE(SignalProcess(nvsd_->VariantPid("router-b"), SIGKILL));
+    }
+    a.Send("VIDEO OUTPUT ROUTING:\n" + std::to_string(i % 16) + " " + std::to_string((i * 3) % 16) + "\n\n");
+    const std::string got = a.Until("ACK\n\n");  // (after the previous take's status block, if it changed something)
+    EXPECT_NE(got, "") << "take " << i;
+    EXPECT_EQ(got.find("NAK"), std::string::npos) << "take " << i << ": " << got;
+  }
+  ASSERT_TRUE(nvsd_->WaitAllHealthy());
+  const json before = Dump();
+  // A label that kills two variants: NAKed, quarantined, nothing changes.
+  a.Send("OUTPUT LABELS:\n0 POISON\n\n");
+  EXPECT_EQ(a.Until("NAK\n\n"), "NAK\n\n");
+  const json quarantined = nvsd_->WaitEvent([](const json& e) { return e["event"] == "quarantine"; });
+  EXPECT_TRUE(quarantined.is_object());
+  ASSERT_TRUE(nvsd_->WaitAllHealthy());
+  EXPECT_EQ(Dump(), before);
+  EXPECT_EQ(b.Until("OUTPUT LABELS:", std::chrono::milliseconds(600)), "") << "the other client saw a change";
+  EXPECT_NE(gateway_->Log().find("\"event\":\"quarantined\""), std::string::npos) << "no operator notice";
+  // Sent again: refused at once.
+  a.Send("OUTPUT LABELS:\n0 POISON\n\n");
+  EXPECT_EQ(a.Until("NAK\n\n"), "NAK\n\n");
+}
+
+TEST_F(Videohub, WithoutNvsdTheDeviceIsNotPresent) {
+  Gateway gateway("ipc:///tmp/nvs-vh-no-nvsd-" + std::to_string(getpid()) + ".sock", {}, 200);
+  ASSERT_GT(gateway.port(), 0);
+  // Give the first dump time to fail (its own deadline, 200 ms).
+  const auto until = Clock::now() + std::chrono::seconds(5);
+  while (gateway.Log().find("device_absent") == std::string::npos && Clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // a log file: polled
+  }
+  Panel a(gateway.port());
+  const std::string prelude = a.Prelude();
+  EXPECT_NE(prelude.find("Device present: false"), std::string::npos) << prelude;
+  EXPECT_EQ(prelude.find("VIDEO OUTPUT ROUTING:"), std::string::npos) << "no made-up routes";
+  a.Send("PING:\n\n");
+  EXPECT_EQ(a.Until("ACK\n\n"), "ACK\n\n");
+  a.Send("VIDEO OUTPUT ROUTING:\n1 1\n\n");
+  EXPECT_EQ(a.Until("NAK\n\n"), "NAK\n\n");
+}
+
+TEST_F(Videohub, AClientThatStopsReadingIsDroppedAndOthersGoOn) {
+  Start();
+  Panel slow(gateway_->port()), fast(gateway_->port());
+  slow.Prelude();
+  fast.Prelude();
+  // Asks for far more than it reads (a hundred thousand dumps, some 10 MB
+  // of answers), never reading; from another thread, since the gateway may
+  // stop reading it too.
+  slow.SmallReceiveBuffer();
+  std::string flood;
+  for (int i = 0; i < 100000; ++i) flood += "VIDEO OUTPUT ROUTING:\n\n";
+  std::thread flooder([&] { slow.SendMuch(flood); });
+  fast.Send("VIDEO OUTPUT ROUTING:\n9 4\n\n");
+  EXPECT_NE(fast.Until("ACK\n\nVIDEO OUTPUT ROUTING:\n9 4\n\n"), "") << "the slow client held up the others";
+  const auto until = Clock::now() + std::chrono::seconds(10);
+  while (gateway_->Log().find("stopped reading") == std::string::npos && Clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // a log file: polled
+  }
+  EXPECT_NE(gateway_->Log().find("stopped reading"), std::string::npos) << gateway_->Log();
+  flooder.join();
+  fast.Send("PING:\n\n");
+  EXPECT_EQ(fast.Until("ACK\n\n"), "ACK\n\n");
+}
+
+}  // namespace
+}  // namespace nvs::testing
