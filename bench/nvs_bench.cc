@@ -8,8 +8,13 @@
 // Prints a table and writes JSON (--json FILE).
 //
 // usage: nvs-bench [--commands N] [--kills N] [--history N] [--only SECTION] [--json FILE]
-//   SECTION: latency, kills, failover, resync, replay (default: all)
+//   SECTION: latency, kills, failover, resync, replay, videohub (default: all)
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -236,6 +241,7 @@ class Nvsd {
     }
     throw std::runtime_error("nvsd: not back to full redundancy in time");
   }
+  std::string endpoint() const { return endpoint_; }
   std::string ActiveVariant() { return Status()["nvsd"]["active_variant"].get<std::string>(); }
 
   int VariantPid(const std::string& name) {
@@ -511,6 +517,83 @@ json BenchReplay(std::size_t history) {
           {"minimize_seconds", minimal.value().seconds}};
 }
 
+// A take through nvs-videohub (a panel's routing block -> its ACK and the
+// status block) against the same take sent to nvsd directly; 3 variants.
+json BenchVideohub(std::size_t takes) {
+  Nvsd nvsd({"router-a", "router-b", "router-c"}, {}, {{"fsync", "none"}});
+  const std::string log = "/tmp/nvs-bench-videohub.log";
+  pid_t gateway = -1;
+  {
+    std::vector<std::string> args = {NVS_VIDEOHUB, "--listen", "127.0.0.1:0", "--endpoint", nvsd.endpoint()};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn(&gateway, NVS_VIDEOHUB, &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+  }
+  int port = 0;
+  for (int i = 0; i < 2000 && port == 0; ++i) {
+    std::ifstream in(log);
+    const std::string text((std::istreambuf_iterator<char>(in)), {});
+    if (auto at = text.find("\"port\":"); at != std::string::npos) port = std::atoi(text.c_str() + at + 7);
+    if (port == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (port == 0) throw std::runtime_error("nvs-videohub did not start");
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throw std::runtime_error("cannot connect");
+  const int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  std::string buffer;
+  const auto until = [&](const std::string& text) {
+    for (;;) {
+      if (auto at = buffer.find(text); at != std::string::npos) {
+        buffer.erase(0, at + text.size());
+        return;
+      }
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, 5000) <= 0) throw std::runtime_error("nvs-videohub: no answer");
+      char chunk[65536];
+      const ssize_t n = recv(fd, chunk, sizeof chunk, 0);
+      if (n <= 0) throw std::runtime_error("nvs-videohub closed the connection");
+      buffer.append(chunk, static_cast<std::size_t>(n));
+    }
+  };
+  until("END PRELUDE:\n\n");
+  std::vector<double> via, direct;
+  // Interleaved, on separate outputs (the gateway's 0-7, the direct ones
+  // 8-15), so both see the same machine; every take changes its output (the
+  // input alternates each round), so each has a status block.
+  for (std::size_t i = 0; i < takes; ++i) {
+    const int out = static_cast<int>(i % 8);
+    const int in = (out + 1 + static_cast<int>((i / 8) % 2)) % 16;
+    const std::string block = "VIDEO OUTPUT ROUTING:\n" + std::to_string(out) + " " + std::to_string(in) + "\n\n";
+    auto t0 = Clock::now();
+    send(fd, block.data(), block.size(), MSG_NOSIGNAL);
+    until("ACK\n\n");
+    until(block);  // the status block with the change
+    via.push_back(Micros(Clock::now() - t0));
+    const std::string cmd = R"({"op":"route","client":"bench","routes":[{"output":)" + std::to_string(out + 8) +
+                            R"(,"input":)" + std::to_string(in) + "}]}";
+    t0 = Clock::now();
+    const std::string reply = nvsd.Call(CommandRequest(i, cmd));
+    direct.push_back(Micros(Clock::now() - t0));
+    if (reply.find("\"committed\"") == std::string::npos) throw std::runtime_error("direct take: " + reply);
+  }
+  close(fd);
+  nvs::testing::SignalProcess(gateway, SIGTERM);
+  int status = 0;
+  waitpid(gateway, &status, 0);
+  const Stats v = Summarise(via, 1), d = Summarise(direct, 1);
+  return {{"takes", takes}, {"via_gateway", ToJson(v)}, {"direct", ToJson(d)}, {"overhead_ratio", v.p50 / d.p50}};
+}
+
 }  // namespace
 
 int Run(std::size_t commands, int kills, std::size_t history, const std::string& only, const std::string& json_path);
@@ -637,6 +720,15 @@ int Run(std::size_t commands, int kills, std::size_t history, const std::string&
                 r["minimize_kept"].get<std::size_t>(), r["minimize_trials"].get<std::size_t>(),
                 r["minimize_seconds"].get<double>());
     out["replay"] = r;
+  }
+  if (wanted("videohub")) {
+    const json r = BenchVideohub(std::min<std::size_t>(commands, 3000));
+    std::printf("\nVideohub take (routing block -> ACK + status block) through nvs-videohub: p50 %.0f us, p99 %.0f us; "
+                "the same take to nvsd directly: p50 %.0f us, p99 %.0f us; the gateway adds %.0f%% at p50 (target <= 25%%)\n",
+                r["via_gateway"]["p50_us"].get<double>(), r["via_gateway"]["p99_us"].get<double>(),
+                r["direct"]["p50_us"].get<double>(), r["direct"]["p99_us"].get<double>(),
+                (r["overhead_ratio"].get<double>() - 1) * 100);
+    out["videohub"] = r;
   }
   std::ofstream(json_path) << out.dump(2) << "\n";
   std::printf("\nwrote %s\n", json_path.c_str());

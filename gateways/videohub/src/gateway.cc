@@ -323,17 +323,18 @@ class Gateway {
     } else if (status == "unavailable") {
       Log("warn", "nvsd_unavailable", {{"reason", reply.value("reason", "")}});
     }
-    if (client != clients_.end() && client->second.fd >= 0) {
-      client->second.waiting = false;
-      Write(client->second, ok ? Ack() : Nak());
-    }
+    const bool sender_here = client != clients_.end() && client->second.fd >= 0;
+    if (client != clients_.end()) client->second.waiting = false;
     if (ok && view_) {
       // The change, at once, to everyone (from the committed result: no
-      // second round trip); the periodic dump corrects any drift.
+      // second round trip); the periodic dump corrects any drift. The sender
+      // gets its ACK first, in the same write as its status block.
       RouterView after = *view_;
       Apply(result, after);
-      Broadcast(Diff(*view_, after), after);
+      Broadcast(Diff(*view_, after), after, sender_here ? client->first : 0);
       view_ = std::move(after);
+    } else if (sender_here) {
+      Write(client->second, ok ? Ack() : Nak());
     }
     if (client != clients_.end()) Serve(client->second);
   }
@@ -360,11 +361,12 @@ class Gateway {
     }
   }
 
-  void Broadcast(const Changes& changes, const RouterView& view) {
-    if (!changes.any()) return;
+  // The status blocks of `changes` to every client; `acked` (a serial, or 0)
+  // gets "ACK" in front of its own, even when nothing changed.
+  void Broadcast(const Changes& changes, const RouterView& view, std::uint64_t acked = 0) {
     for (auto& [serial, c] : clients_) {
-      if (c.fd < 0) continue;
-      std::string text;
+      if (c.fd < 0 || (!changes.any() && serial != acked)) continue;
+      std::string text = serial == acked ? Ack() : "";
       if (!changes.input_labels.empty()) text += LabelsBlock(view, true, changes.input_labels);
       if (!changes.output_labels.empty()) text += LabelsBlock(view, false, changes.output_labels);
       if (!changes.locks.empty()) text += LocksBlock(view, changes.locks, c.id);
