@@ -306,6 +306,22 @@ TEST_F(Videohub, WithoutNvsdTheDeviceIsNotPresent) {
   EXPECT_EQ(a.Until("NAK\n\n"), "NAK\n\n");
 }
 
+TEST_F(Videohub, WhenNvsdGoesAwayPanelsAreToldTheDeviceIsGone) {
+  Start();
+  Panel a(gateway_->port());
+  a.Prelude();
+  // Odd bytes in a label (not UTF-8) are refused, and the panel stays.
+  a.Send(std::string("INPUT LABELS:\n1 caf\xe9\n\n"));
+  EXPECT_EQ(a.Until("NAK\n\n"), "NAK\n\n");
+  ASSERT_TRUE(SignalProcess(nvsd_->nvsd_pid(), SIGKILL));
+  // Within a refresh plus the gateway's 2 s timeout: the device block says so.
+  EXPECT_NE(a.Until("Device present: false\n\n", std::chrono::milliseconds(8000)), "") << gateway_->Log();
+  a.Send("VIDEO OUTPUT ROUTING:\n1 2\n\n");
+  EXPECT_EQ(a.Until("NAK\n\n"), "NAK\n\n") << "nothing is pretended while nvsd is away";
+  Panel late(gateway_->port());
+  EXPECT_NE(late.Prelude().find("Device present: false"), std::string::npos) << "the listener stays open";
+}
+
 TEST_F(Videohub, AClientThatStopsReadingIsDroppedAndOthersGoOn) {
   Start();
   Panel slow(gateway_->port()), fast(gateway_->port());

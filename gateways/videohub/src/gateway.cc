@@ -89,18 +89,21 @@ class Gateway {
   explicit Gateway(Options options) : options_(std::move(options)) {}
 
   int Run(int signal_fd) {
-    for (const auto& address : options_.listen) {
-      const int fd = Listen(address);
-      if (fd < 0) return 1;
-      listeners_.push_back(fd);
-    }
     nvsd_.set(zmq::sockopt::linger, 0);
     nvsd_.set(zmq::sockopt::reconnect_ivl, 100);
     nvsd_.connect(options_.endpoint);
     device_.friendly_name = options_.friendly_name;
     device_.unique_id = options_.unique_id;
     Log("info", "starting", {{"listen", options_.listen}, {"nvsd", options_.endpoint}});
+    // The first view before the first client: a panel that connects at once
+    // gets the router, not a "not present" that is only a start-up race.
     Refresh();
+    while (refreshes_done_ == 0 && !stopping_) Turn(signal_fd);
+    for (const auto& address : options_.listen) {
+      const int fd = Listen(address);
+      if (fd < 0) return 1;
+      listeners_.push_back(fd);
+    }
     while (!stopping_) Turn(signal_fd);
     for (auto& [serial, c] : clients_) close(c.fd);
     for (int fd : listeners_) close(fd);
@@ -280,7 +283,10 @@ class Gateway {
     request["id"] = id;
     purpose.deadline = Clock::now() + milliseconds(options_.timeout_ms);
     in_flight_[id] = purpose;
-    nvsd_.send(zmq::buffer(request.dump(-1, ' ', false, json::error_handler_t::replace)), zmq::send_flags::dontwait);
+    if (!nvsd_.send(zmq::buffer(request.dump(-1, ' ', false, json::error_handler_t::replace)),
+                    zmq::send_flags::dontwait)) {
+      in_flight_[id].deadline = Clock::now();  // not sent: answered as a timeout at once
+    }
     return id;
   }
 
@@ -299,6 +305,7 @@ class Gateway {
     in_flight_.erase(it);
     if (purpose.kind == InFlight::Kind::kRefresh) {
       refresh_pending_ = false;
+      ++refreshes_done_;
       if (reply.value("status", "") != "answered") {
         SetView(std::nullopt, "nvsd answered the dump with " + reply.value("status", "?") + ": " + reply.value("reason", ""));
         return;
@@ -411,7 +418,9 @@ class Gateway {
     for (int fd : listeners_) items.push_back({nullptr, fd, ZMQ_POLLIN, 0});
     std::vector<std::uint64_t> order;
     for (auto& [serial, c] : clients_) {
-      items.push_back({nullptr, c.fd, static_cast<short>(ZMQ_POLLIN | (c.out.empty() ? 0 : ZMQ_POLLOUT)), 0});
+      // (After the end of its stream a socket stays readable: not polled for input again.)
+      const short events = static_cast<short>((c.read_closed ? 0 : ZMQ_POLLIN) | (c.out.empty() ? 0 : ZMQ_POLLOUT));
+      items.push_back({nullptr, c.fd, events, 0});
       order.push_back(serial);
     }
     auto wake = next_refresh_;
@@ -461,6 +470,7 @@ class Gateway {
       it = in_flight_.erase(it);
       if (f.kind == InFlight::Kind::kRefresh) {
         refresh_pending_ = false;
+        ++refreshes_done_;
         SetView(std::nullopt, "nvsd did not answer within " + std::to_string(options_.timeout_ms) + " ms");
         continue;
       }
@@ -485,6 +495,7 @@ class Gateway {
   std::optional<RouterView> view_;
   bool announced_absent_ = false;
   bool refresh_pending_ = false;
+  std::uint64_t refreshes_done_ = 0;  // answered or timed out
   Clock::time_point next_refresh_ = Clock::now();
   DeviceInfo device_;
   bool stopping_ = false;
