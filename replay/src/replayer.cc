@@ -397,13 +397,19 @@ struct Replayer::Impl {
           }
         }
       }
+      // After an ambiguous crash the first rerun only finds where it was:
+      // the process started after it is not a second restart.
+      bool pinpointed = !slot.recheck_all;
       slot.recheck = slot.recheck_all = false;
+      bool first = true;
       while (from < end) {
         if (slot.alive) TakeOut(slot, voter::OutcomeKind::kExcluded, "recheck");
         slot.recheck = slot.recheck_all = false;
         Status started = Spawn(slot);
         if (!started.ok()) return started;
-        CountRestart(slot.config.name);
+        if (first || pinpointed) CountRestart(slot.config.name);
+        if (!first) pinpointed = true;
+        first = false;
         Status hellos = WaitHello(slot);
         if (!hellos.ok()) return hellos;
         if (!Call(slot, proto::Restore{base_seq, batch_base}, "restored")) {
