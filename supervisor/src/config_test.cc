@@ -86,7 +86,7 @@ TEST(ParseConfig, EveryErrorNamesItsField) {
 TEST(ParseConfig, ReportsAllErrorsAtOnce) {
   auto config = ParseConfig(R"({"state_dir":5,"variants":[{"name":"a"}],"deadline_ms":-3})", "/c.json");
   ASSERT_FALSE(config.ok());
-  const std::string& message = config.status().message();
+  const std::string message = config.status().message();  // status() is a temporary
   EXPECT_NE(message.find("state_dir"), std::string::npos);
   EXPECT_NE(message.find("variants[0].argv"), std::string::npos);
   EXPECT_NE(message.find("deadline_ms"), std::string::npos);
