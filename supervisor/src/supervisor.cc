@@ -2083,13 +2083,31 @@ struct Supervisor::Impl {
     return any || !checkpoint;
   }
 
+  // An ipc socket file is made owner-only (tcp endpoints have no file).
+  static void OwnerOnly(const std::string& endpoint) {
+    if (endpoint.rfind("ipc://", 0) != 0) return;
+    std::error_code ec;
+    std::filesystem::permissions(endpoint.substr(6), std::filesystem::perms::owner_read | std::filesystem::perms::owner_write,
+                                 ec);
+  }
+
   // ---- run ---------------------------------------------------------------------------
 
   Status Start() {
     std::error_code ec;
-    std::filesystem::create_directories(config.state_dir / "logs", ec);
+    // The state dir holds the journal and the quarantine decisions: a state
+    // dir that others can write to is refused, never "fixed" silently.
+    namespace fs = std::filesystem;
+    if (fs::exists(config.state_dir, ec)) {
+      const auto perms = fs::status(config.state_dir, ec).permissions();
+      if ((perms & (fs::perms::group_write | fs::perms::others_write)) != fs::perms::none) {
+        return Status::Error("state_dir " + config.state_dir.string() +
+                             " can be written by others than its owner; make it owner-only (chmod 700) first");
+      }
+    }
+    fs::create_directories(config.state_dir / "logs", ec);
     if (ec) return Status::Error("state_dir " + config.state_dir.string() + ": " + ec.message());
-    std::filesystem::permissions(config.state_dir, std::filesystem::perms::owner_all, ec);
+    fs::permissions(config.state_dir, fs::perms::owner_all, ec);
     std::vector<std::string> warnings;
     auto store = QuarantineStore::Open(config.state_dir / "quarantine", warnings);
     if (!store.ok()) return store.status();
@@ -2105,6 +2123,7 @@ struct Supervisor::Impl {
       clients.set(zmq::sockopt::linger, 0);
       clients.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(proto::kMaxMessageBytes));
       clients.bind(config.client_endpoint);
+      OwnerOnly(config.client_endpoint);
       variants_socket.set(zmq::sockopt::linger, 0);
       variants_socket.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(proto::kMaxMessageBytes + 4096));
       // Bounded queues: what a flooding variant sends beyond them is dropped
@@ -2116,10 +2135,12 @@ struct Supervisor::Impl {
         std::filesystem::remove(config.variant_endpoint.substr(6), ec);
       }
       variants_socket.bind(config.variant_endpoint);
+      OwnerOnly(config.variant_endpoint);
       if (!config.event_endpoint.empty()) {
         events.emplace(context, zmq::socket_type::pub);
         events->set(zmq::sockopt::linger, 0);
         events->bind(config.event_endpoint);
+        OwnerOnly(config.event_endpoint);
       }
     } catch (const zmq::error_t& e) {
       return Status::Error(std::string("cannot bind: ") + e.what());

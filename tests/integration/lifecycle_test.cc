@@ -184,5 +184,31 @@ TEST(Lifecycle, AnInvalidConfigIsRefusedWithTheField) {
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2);
 }
 
+// The state dir and the ipc sockets are owner-only; a state dir others can
+// write is refused, not silently changed.
+TEST(Lifecycle, StateDirAndSocketsAreOwnerOnly) {
+  namespace fs = std::filesystem;
+  char pattern[] = "/tmp/nvs-perm-XXXXXX";
+  const fs::path dir = mkdtemp(pattern);
+  const fs::path state = dir / "state";
+  fs::create_directories(state);
+  fs::permissions(state, fs::perms::all);  // 0777
+  {
+    NvsdHarness nvsd(NvsdOptions({"router-a", "router-b"}, {{"state_dir", state.string()}}));
+    auto status = nvsd.WaitNvsdExit(std::chrono::milliseconds(10000));
+    ASSERT_TRUE(status.has_value()) << "nvsd started on a state dir others can write";
+    EXPECT_NE(nvsd.NvsdLog().find("can be written by others"), std::string::npos) << nvsd.NvsdLog();
+  }
+  fs::permissions(state, fs::perms::owner_all);
+  {
+    NvsdHarness nvsd(NvsdOptions({"router-a", "router-b"}, {{"state_dir", state.string()}}));
+    ASSERT_TRUE(nvsd.WaitReady());
+    const auto socket = fs::status(nvsd.client_endpoint().substr(6)).permissions();
+    EXPECT_EQ(socket & (fs::perms::group_all | fs::perms::others_all), fs::perms::none) << "client socket not owner-only";
+    EXPECT_EQ(fs::status(state).permissions() & (fs::perms::group_all | fs::perms::others_all), fs::perms::none);
+  }
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace nvs::testing
