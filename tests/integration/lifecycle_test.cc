@@ -12,6 +12,9 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <thread>
+#include <sstream>
+#include <fstream>
 
 #include "nvsd_harness.h"
 #include "variant_harness.h"
@@ -208,6 +211,68 @@ TEST(Lifecycle, StateDirAndSocketsAreOwnerOnly) {
     EXPECT_EQ(fs::status(state).permissions() & (fs::perms::group_all | fs::perms::others_all), fs::perms::none);
   }
   fs::remove_all(dir);
+}
+
+// A command that makes a variant eat memory without bound is stopped by the
+// variant's address-space limit and handled as that variant's crash; the
+// others commit it.
+TEST(Lifecycle, AMemoryHogIsStoppedByItsLimitAndCountsAsACrash) {
+  VariantSpec hog("router-c", {});
+  hog.wrapper = {"--eat-memory-on=HOG"};
+  hog.config = {{"limits", {{"address_space_mb", 512}}}};
+  NvsdHarness nvsd(NvsdOptions({"router-a", "router-b", hog}));
+  ASSERT_TRUE(nvsd.WaitAllHealthy());
+  const nlohmann::json reply = nvsd.Command(
+      {{"op", "label"}, {"client", "t"}, {"kind", "input"}, {"labels", {{{"index", 0}, {"text", "HOG"}}}}});
+  EXPECT_EQ(reply["status"], "committed") << reply.dump();
+  const nlohmann::json died = nvsd.WaitEvent([](const nlohmann::json& e) {
+    return e["event"] == "variant" && e["variant"] == "router-c" && e["state"] == "down";
+  });
+  ASSERT_TRUE(died.is_object());
+  EXPECT_NE(died["why"].get<std::string>().find("exited with status 1"), std::string::npos) << died.dump();
+  ASSERT_TRUE(nvsd.WaitAllHealthy()) << "the variant was not brought back";
+}
+
+// Killing a variant kills its whole process group: a grandchild it started
+// is gone too.
+TEST(Lifecycle, AKilledVariantLeavesNoGrandchildBehind) {
+  VariantSpec forker("router-c", {"--fault", "hang-on=STUCK"});
+  forker.wrapper = {"--grandchild"};
+  NvsdHarness nvsd(NvsdOptions({"router-a", "router-b", forker}, {{"deadline_ms", 300}}));
+  ASSERT_TRUE(nvsd.WaitAllHealthy());
+  const int pid = nvsd.VariantPid("router-c");
+  const pid_t group = getpgid(pid);
+  ASSERT_GT(group, 0);
+  ASSERT_NE(group, getpgid(0)) << "the variant is not in a process group of its own";
+  // The group's processes that are not zombies (a zombie waits for its reaper).
+  const auto live_members = [group] {
+    int live = 0;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+      std::ifstream stat(entry.path() / "stat");
+      std::string text;
+      if (!std::getline(stat, text)) continue;
+      const auto close = text.rfind(')');
+      if (close == std::string::npos) continue;
+      std::istringstream rest(text.substr(close + 2));
+      char state = '?';
+      long parent = 0, pgrp = 0;
+      rest >> state >> parent >> pgrp;
+      live += pgrp == group && state != 'Z' ? 1 : 0;
+    }
+    return live;
+  };
+  EXPECT_GE(live_members(), 4) << "bridge, proxy, router and the grandchild";
+  // The hang makes nvsd kill it (SIGKILL to the group).
+  EXPECT_EQ(nvsd.Command({{"op", "label"}, {"client", "t"}, {"kind", "input"},
+                          {"labels", {{{"index", 0}, {"text", "STUCK"}}}}})["status"],
+            "committed");
+  ASSERT_TRUE(nvsd.WaitAllHealthy());
+  EXPECT_NE(nvsd.VariantPid("router-c"), pid);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (live_members() > 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // no event tells of a grandchild's death
+  }
+  EXPECT_EQ(live_members(), 0) << "something of the killed variant's group is still alive";
 }
 
 }  // namespace

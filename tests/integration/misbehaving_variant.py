@@ -17,6 +17,12 @@ and, whatever the substring, for a request of another type:
 
   --crash-on-type=TYPE:N   die by SIGSEGV on the N-th request of that type
                            (e.g. digest:3) this process receives
+  --eat-memory-on=S        on an apply containing S, allocate memory without
+                           bound (until the variant's address-space limit
+                           stops it)
+  --grandchild             start a grandchild (sleep 600) at start, in the
+                           variant's process group, that a careless
+                           supervisor would leave behind
   --crash-after=A,B        die by SIGSEGV on an apply containing B once an
                            apply containing A was applied (a crash that needs
                            two commands in order, e.g. a label A then a
@@ -46,9 +52,17 @@ def main(argv):
     rules = []
     crash_types = []
     crash_after = None
+    eat_memory = None
+    grandchild = None
     armed = False
     seen = {}
     for arg in argv[:split]:
+        if arg.startswith("--eat-memory-on="):
+            eat_memory = arg[len("--eat-memory-on="):]
+            continue
+        if arg == "--grandchild":
+            grandchild = subprocess.Popen(["sleep", "600"])
+            continue
         if arg.startswith("--crash-after="):
             first, _, second = arg[len("--crash-after="):].partition(",")
             crash_after = (first, second)
@@ -76,6 +90,10 @@ def main(argv):
                 seen[kind] = seen.get(kind, 0) + 1
                 if seen[kind] == nth:
                     die()
+        if eat_memory and '"type":"apply"' in text and eat_memory in text:
+            hog = []
+            while True:  # a MemoryError at the limit ends the process (status 1)
+                hog.append(bytearray(16 << 20))
         if crash_after and '"type":"restore"' in text:
             armed = crash_after[0] in text
         if crash_after and '"type":"apply"' in text:

@@ -137,6 +137,7 @@ NvsdHarness::NvsdHarness(const NvsdOptions& options) : impl_(std::make_unique<Im
     argv.push_back((impl_->dir / ("received-" + name + ".jsonl")).string());
     for (const auto& e : spec.extra) argv.push_back(e);
     variant["argv"] = argv;
+    variant.merge_patch(spec.config);
     variants.push_back(variant);
   }
   json config = {{"state_dir", impl_->state_dir.string()},

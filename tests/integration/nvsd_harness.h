@@ -24,6 +24,7 @@ struct VariantSpec {
   std::vector<std::string> extra;  // extra arguments, e.g. {"--fault", "crash-on=X"}
   std::string config_name;         // defaults to `name`
   std::vector<std::string> wrapper;  // router-c only: misbehaving_variant.py options (see that file)
+  nlohmann::json config = nlohmann::json::object();  // merged into the variant's config (e.g. "limits")
 };
 
 struct NvsdOptions {
