@@ -246,7 +246,7 @@ TEST(Lifecycle, AKilledVariantLeavesNoGrandchildBehind) {
   ASSERT_NE(group, getpgid(0)) << "the variant is not in a process group of its own";
   // The group's processes that are not zombies (a zombie waits for its reaper).
   const auto live_members = [group] {
-    int live = 0;
+    std::vector<int> live;
     for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
       std::ifstream stat(entry.path() / "stat");
       std::string text;
@@ -257,22 +257,27 @@ TEST(Lifecycle, AKilledVariantLeavesNoGrandchildBehind) {
       char state = '?';
       long parent = 0, pgrp = 0;
       rest >> state >> parent >> pgrp;
-      live += pgrp == group && state != 'Z' ? 1 : 0;
+      if (pgrp == group && state != 'Z') live.push_back(std::atoi(entry.path().filename().c_str()));
     }
     return live;
   };
-  EXPECT_GE(live_members(), 4) << "bridge, proxy, router and the grandchild";
+  // A pidfd per member, taken before the kill: each becomes readable when
+  // its process ends (the event to wait for, grandchild included).
+  std::vector<int> pidfds;
+  for (int member : live_members()) pidfds.push_back(static_cast<int>(syscall(SYS_pidfd_open, member, 0)));
+  EXPECT_GE(pidfds.size(), 4u) << "bridge, proxy, router and the grandchild";
   // The hang makes nvsd kill it (SIGKILL to the group).
   EXPECT_EQ(nvsd.Command({{"op", "label"}, {"client", "t"}, {"kind", "input"},
                           {"labels", {{{"index", 0}, {"text", "STUCK"}}}}})["status"],
             "committed");
   ASSERT_TRUE(nvsd.WaitAllHealthy());
   EXPECT_NE(nvsd.VariantPid("router-c"), pid);
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (live_members() > 0 && std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // no event tells of a grandchild's death
+  for (int fd : pidfds) {
+    pollfd p{fd, POLLIN, 0};
+    EXPECT_EQ(poll(&p, 1, 5000), 1) << "a process of the killed variant's group is still running";
+    close(fd);
   }
-  EXPECT_EQ(live_members(), 0) << "something of the killed variant's group is still alive";
+  EXPECT_TRUE(live_members().empty()) << "something of the killed variant's group is still alive";
 }
 
 }  // namespace

@@ -26,6 +26,20 @@ using nlohmann::json;
 std::string NvsdPath() { return NVS_NVSD; }
 std::string PythonPath() { return NVS_PYTHON; }
 
+std::string RunCapture(const std::string& command, const std::filesystem::path& stderr_file, int* status) {
+  FILE* pipe = popen((command + " 2>" + stderr_file.string()).c_str(), "r");
+  std::string out;
+  if (pipe == nullptr) {
+    *status = -1;
+    return out;
+  }
+  char buffer[4096];
+  while (std::size_t n = fread(buffer, 1, sizeof buffer, pipe)) out.append(buffer, n);
+  const int raw = pclose(pipe);
+  *status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  return out;
+}
+
 std::string MisbehavingVariantPath() { return NVS_MISBEHAVING; }
 
 std::string RouterPath(const std::string& name) {

@@ -97,6 +97,9 @@ class NvsdHarness {
 
 // Paths to the programs built in this tree.
 std::string NvsdPath();
+// Runs a shell command; its stdout, with its exit status in *status. Its
+// stderr goes to `stderr_file`.
+std::string RunCapture(const std::string& command, const std::filesystem::path& stderr_file, int* status);
 std::string PythonPath();
 std::string RouterPath(const std::string& name);  // router-a / router-b executable, or router_c.py
 std::string MisbehavingVariantPath();

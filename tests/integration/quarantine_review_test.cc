@@ -59,13 +59,7 @@ class QuarantineReview : public ::testing::Test {
     return NvsOffline(args + " --endpoint " + nvsd.client_endpoint(), status);
   }
   std::string NvsOffline(const std::string& args, int* status) {
-    const std::string command = std::string(NVS_CLI) + " " + args + " 2>" + (dir_ / "err").string();
-    FILE* pipe = popen(command.c_str(), "r");
-    std::string out;
-    char buffer[4096];
-    while (std::size_t n = fread(buffer, 1, sizeof buffer, pipe)) out.append(buffer, n);
-    *status = WEXITSTATUS(pclose(pipe));
-    return out;
+    return RunCapture(std::string(NVS_CLI) + " " + args, dir_ / "err", status);
   }
   std::string Stderr() const {
     std::ifstream in(dir_ / "err");

@@ -66,13 +66,7 @@ class Replay : public ::testing::Test {
 
   // Runs `nvs ARGS`; its stdout and exit status.
   std::string Nvs(const std::string& args, int* status) {
-    const std::string command = std::string(NVS_CLI) + " " + args + " 2>" + (dir_ / "stderr.txt").string();
-    FILE* pipe = popen(command.c_str(), "r");
-    std::string out;
-    char buffer[4096];
-    while (std::size_t n = fread(buffer, 1, sizeof buffer, pipe)) out.append(buffer, n);
-    *status = WEXITSTATUS(pclose(pipe));
-    return out;
+    return RunCapture(std::string(NVS_CLI) + " " + args, dir_ / "stderr.txt", status);
   }
 
   std::string Stderr() const {
