@@ -46,7 +46,12 @@ bool Same(const FailureSignature& a, const FailureSignature& b) { return a.kind 
 Result<MinimizeResult> Minimize(Replayer& replayer, const CommandLog& log, const ProgressFn& on_progress) {
   const auto started = std::chrono::steady_clock::now();
   ReplayOptions& options = replayer.options();
-  const ReplayOptions saved = options;
+  // The trials' options, put back however Minimize returns.
+  struct Restore {
+    ReplayOptions& options;
+    ReplayOptions saved;
+    ~Restore() { options = saved; }
+  } restore{options, options};
   options.stop_at_first = true;
   options.from_seq = 0;
   options.to_seq = 0;
@@ -83,14 +88,8 @@ Result<MinimizeResult> Minimize(Replayer& replayer, const CommandLog& log, const
   for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
   std::optional<std::size_t> first;
   auto whole = fails(all, nullptr, &first);
-  if (!whole.ok()) {
-    options = saved;
-    return whole.status();
-  }
-  if (!whole.value()) {
-    options = saved;
-    return Status::Error("the log replays without a failure: nothing to minimise");
-  }
+  if (!whole.ok()) return whole.status();
+  if (!whole.value()) return Status::Error("the log replays without a failure: nothing to minimise");
   std::vector<std::size_t> current(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(*first + 1));
   std::size_t n = 2;
   while (current.size() >= 2) {
@@ -104,10 +103,7 @@ Result<MinimizeResult> Minimize(Replayer& replayer, const CommandLog& log, const
                         current.end());
       if (complement.empty()) continue;
       auto r = fails(complement, &result.failure, nullptr);
-      if (!r.ok()) {
-        options = saved;
-        return r.status();
-      }
+      if (!r.ok()) return r.status();
       if (r.value()) {
         current = std::move(complement);
         n = std::max<std::size_t>(n - 1, 2);
@@ -118,10 +114,7 @@ Result<MinimizeResult> Minimize(Replayer& replayer, const CommandLog& log, const
       std::vector<std::size_t> subset(current.begin() + static_cast<std::ptrdiff_t>(start),
                                       current.begin() + static_cast<std::ptrdiff_t>(std::min(current.size(), start + chunk)));
       auto r = fails(subset, &result.failure, nullptr);
-      if (!r.ok()) {
-        options = saved;
-        return r.status();
-      }
+      if (!r.ok()) return r.status();
       if (r.value()) {
         current = std::move(subset);
         n = 2;
@@ -132,7 +125,6 @@ Result<MinimizeResult> Minimize(Replayer& replayer, const CommandLog& log, const
     if (n >= current.size()) break;
     n = std::min(n * 2, current.size());
   }
-  options = saved;
   result.kept = std::move(current);
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return result;

@@ -273,7 +273,14 @@ struct Supervisor::Impl {
   Clock::time_point watchdog_last;
   Clock::time_point started_at = Clock::now();
   std::uint64_t commits = 0;
-  std::deque<json> recent_verdicts;  // the last 10, oldest first
+  struct RecentVerdict {
+    std::uint64_t seq;
+    bool query;
+    voter::VerdictKind kind;
+    std::int64_t time_ns;
+    double ms;
+  };
+  std::deque<RecentVerdict> recent_verdicts;  // the last 10, oldest first
 
   // ---- small helpers ------------------------------------------------------
 
@@ -439,6 +446,9 @@ struct Supervisor::Impl {
   // command is undecided it would delay that command's verdict, so restarts
   // wait for it (at most a deadline, since every undecided command has one).
   void SpawnPendingRestarts() {
+    if (std::none_of(variants.begin(), variants.end(), [](const Variant& v) { return v.restart_pending.has_value(); })) {
+      return;  // the usual turn: nothing to spawn, nothing to ask the socket
+    }
     // A client request that arrived during this turn is served first: after
     // a failover the next command should not wait behind a fork and exec.
     const bool client_waiting = (clients.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0;
@@ -834,13 +844,22 @@ struct Supervisor::Impl {
   }
 
   // The last verdicts, for `status`.
+  // (Kept raw: this runs for every command; `status` formats them.)
   void RememberVerdict(const Command& c) {
-    recent_verdicts.push_back({{"seq", c.seq},
-                               {"query", c.is_query},
-                               {"verdict", std::string(voter::ToString(c.verdict->kind))},
-                               {"time", IsoTime(UnixNowNs())},
-                               {"ms", c.decided_ms}});
+    recent_verdicts.push_back({c.seq, c.is_query, c.verdict->kind, UnixNowNs(), c.decided_ms});
     if (recent_verdicts.size() > 10) recent_verdicts.pop_front();
+  }
+
+  json RecentVerdictsJson() const {
+    json out = json::array();
+    for (const auto& r : recent_verdicts) {
+      out.push_back({{"seq", r.seq},
+                     {"query", r.query},
+                     {"verdict", std::string(voter::ToString(r.kind))},
+                     {"time", IsoTime(r.time_ns)},
+                     {"ms", r.ms}});
+    }
+    return out;
   }
 
   // ---- quarantine review (CLIENT.md §4) ----------------------------------------
@@ -961,7 +980,7 @@ struct Supervisor::Impl {
                                 {"segment_bytes", journal ? journal->bytes() : 0},
                                 {"closed_segments", closed_segments.size()},
                                 {"fsync", config.fsync}}},
-                   {"recent_verdicts", json(recent_verdicts)},
+                   {"recent_verdicts", RecentVerdictsJson()},
                    {"probe", probe ? json{{"variant", probe->target},
                                           {"probe", probe->identity},
                                           {"pid", probe->process ? probe->process->pid() : -1}}
