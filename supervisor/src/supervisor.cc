@@ -68,6 +68,15 @@ enum class Purpose {
 // A variant answering just inside every deadline could still fall ever
 // further behind; past this many unanswered requests it counts as hung.
 constexpr std::size_t kMaxInFlightPerVariant = 1024;
+// A healthy variant this many requests behind holds back new commands: the
+// pipeline goes at the pace of the slowest variant that is still answering,
+// rather than leaving it ever further behind until it is killed for it
+// (found by the chaos campaign: under sustained load on a busy machine, a
+// slower but correct variant was killed again and again, and a poison
+// command arriving while one of its targets was down for that reason could
+// not be recognised as poison). A variant that stops answering is still
+// caught by its deadline.
+constexpr std::size_t kPaceBehind = 256;
 // Per loop turn, at most this many messages are taken from one socket, so a
 // flood from one peer cannot starve the others or the deadlines.
 constexpr int kMaxMessagesPerTurn = 1000;
@@ -1028,6 +1037,9 @@ struct Supervisor::Impl {
       if (!c.verdict) return false;  // one undecided command at a time
     }
     if (HealthyVoters() < config.min_healthy) return false;
+    for (const auto& v : variants) {
+      if (v.state == VariantState::kHealthy && v.fifo.size() >= kPaceBehind) return false;
+    }
     // standby: Dispatch asks Active(), which promotes a voting variant if
     // the active cannot serve; here it is enough that one exists.
     return !standby || std::any_of(variants.begin(), variants.end(),
@@ -1945,6 +1957,12 @@ struct Supervisor::Impl {
     switch (purpose) {
       case Purpose::kVote: return milliseconds(config.deadline_ms);
       case Purpose::kHeartbeat: return milliseconds(config.heartbeat_timeout_ms);
+      // A periodic checkpoint asks healthy variants in the pipeline, like a
+      // command: a variant stopped just after it was asked is caught within
+      // the command deadline, not the (much longer) sync deadline (found by
+      // the chaos campaign: a SIGSTOP went unnoticed for the sync deadline).
+      case Purpose::kCheckpointDigest:
+      case Purpose::kCheckpointSnapshot: return milliseconds(config.deadline_ms);
       default: return milliseconds(config.sync_deadline_ms);
     }
   }

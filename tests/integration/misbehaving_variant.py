@@ -17,6 +17,10 @@ and, whatever the substring, for a request of another type:
 
   --crash-on-type=TYPE:N   die by SIGSEGV on the N-th request of that type
                            (e.g. digest:3) this process receives
+  --hang-on-type=TYPE:N    on the N-th request of that type, stop answering
+                           anything (stay alive, like a SIGSTOPped process)
+  --slow-ms=N              answer each apply N milliseconds late (a correct
+                           but slow implementation)
   --eat-memory-on=S        on an apply containing S, allocate memory without
                            bound (until the variant's address-space limit
                            stops it)
@@ -35,6 +39,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 MODES = ("garbage", "wrong-seq", "unsolicited", "flood", "binary-crash")
 
@@ -51,6 +56,8 @@ def main(argv):
     split = argv.index("--")
     rules = []
     crash_types = []
+    hang_types = []
+    slow = 0.0
     crash_after = None
     eat_memory = None
     grandchild = None
@@ -66,6 +73,13 @@ def main(argv):
         if arg.startswith("--crash-after="):
             first, _, second = arg[len("--crash-after="):].partition(",")
             crash_after = (first, second)
+            continue
+        if arg.startswith("--hang-on-type="):
+            kind, _, nth = arg[len("--hang-on-type="):].partition(":")
+            hang_types.append((kind, int(nth or "1")))
+            continue
+        if arg.startswith("--slow-ms="):
+            slow = int(arg[len("--slow-ms="):]) / 1000.0
             continue
         if arg.startswith("--crash-on-type="):
             kind, _, nth = arg[len("--crash-on-type="):].partition(":")
@@ -90,6 +104,14 @@ def main(argv):
                 seen[kind] = seen.get(kind, 0) + 1
                 if seen[kind] == nth:
                     die()
+        for kind, nth in hang_types:
+            if '"type":"%s"' % kind in text:
+                seen["hang " + kind] = seen.get("hang " + kind, 0) + 1
+                if seen["hang " + kind] == nth:
+                    while True:  # alive, answering nothing, until killed
+                        signal.pause()
+        if slow and '"type":"apply"' in text:
+            time.sleep(slow)
         if eat_memory and '"type":"apply"' in text and eat_memory in text:
             hog = []
             while True:  # a MemoryError at the limit ends the process (status 1)

@@ -52,6 +52,8 @@ std::string RouterPath(const std::string& name) {
 struct NvsdHarness::Impl {
   std::filesystem::path dir;
   std::filesystem::path state_dir;
+  std::filesystem::path log_dir;
+  std::string client_endpoint;
   boost::asio::io_context io;
   std::unique_ptr<bp::process> nvsd;
   int pidfd = -1;
@@ -122,6 +124,7 @@ NvsdHarness::NvsdHarness(const NvsdOptions& options) : impl_(std::make_unique<Im
   char pattern[] = "/tmp/nvs-it-XXXXXX";
   impl_->dir = mkdtemp(pattern);
   impl_->state_dir = impl_->dir / "state";
+  impl_->log_dir = options.log_dir.empty() ? impl_->dir : options.log_dir;
   const std::string client_endpoint = "ipc://" + (impl_->dir / "client.sock").string();
   const std::string event_endpoint = "ipc://" + (impl_->dir / "events.sock").string();
 
@@ -148,7 +151,7 @@ NvsdHarness::NvsdHarness(const NvsdOptions& options) : impl_(std::make_unique<Im
     argv.push_back("--outputs");
     argv.push_back(std::to_string(options.outputs));
     argv.push_back("--received-log");
-    argv.push_back((impl_->dir / ("received-" + name + ".jsonl")).string());
+    argv.push_back((impl_->log_dir / ("received-" + name + ".jsonl")).string());
     for (const auto& e : spec.extra) argv.push_back(e);
     variant["argv"] = argv;
     variant.merge_patch(spec.config);
@@ -163,6 +166,11 @@ NvsdHarness::NvsdHarness(const NvsdOptions& options) : impl_(std::make_unique<Im
                  {"sync_deadline_ms", 10000},
                  {"stop_grace_ms", 2000}};
   config.merge_patch(options.overrides);
+  // The overrides may name other endpoints (the chaos test keeps its own
+  // across nvsd restarts).
+  impl_->state_dir = config["state_dir"].get<std::string>();
+  impl_->client_endpoint = config["client_endpoint"].get<std::string>();
+  const std::string events_to = config["event_endpoint"].get<std::string>();
   const auto config_path = impl_->dir / "nvsd.json";
   std::ofstream(config_path) << config.dump(2);
 
@@ -171,8 +179,8 @@ NvsdHarness::NvsdHarness(const NvsdOptions& options) : impl_(std::make_unique<Im
   impl_->events.set(zmq::sockopt::linger, 0);
   impl_->client.set(zmq::sockopt::reconnect_ivl, 10);
   impl_->client.set(zmq::sockopt::linger, 0);
-  impl_->events.connect(event_endpoint);
-  impl_->client.connect(client_endpoint);
+  impl_->events.connect(events_to);
+  impl_->client.connect(impl_->client_endpoint);
 
   const auto log = impl_->dir / "nvsd.log";
   FILE* log_file = std::fopen(log.c_str(), "w");
@@ -216,7 +224,7 @@ std::optional<int> NvsdHarness::WaitNvsdExit(std::chrono::milliseconds deadline)
 
 int NvsdHarness::nvsd_pid() const { return impl_->nvsd->id(); }
 
-std::string NvsdHarness::client_endpoint() const { return "ipc://" + (impl_->dir / "client.sock").string(); }
+std::string NvsdHarness::client_endpoint() const { return impl_->client_endpoint; }
 
 std::string NvsdHarness::NvsdLog() const {
   std::ifstream in(impl_->dir / "nvsd.log");
@@ -328,7 +336,7 @@ int NvsdHarness::VariantPid(const std::string& name) {
 
 std::vector<json> NvsdHarness::ReceivedLog(const std::string& name) const {
   std::vector<json> lines;
-  std::ifstream in(impl_->dir / ("received-" + name + ".jsonl"));
+  std::ifstream in(impl_->log_dir / ("received-" + name + ".jsonl"));
   for (std::string line; std::getline(in, line);) {
     json parsed = json::parse(line, nullptr, false);
     if (!parsed.is_discarded()) lines.push_back(parsed);

@@ -34,6 +34,9 @@ struct NvsdOptions {
   nlohmann::json overrides;  // merged into the config (JSON merge patch)
   int inputs = 16;
   int outputs = 16;
+  // Where the variants' received logs go; empty: the harness's own temp dir.
+  // Set it to keep the logs across nvsd incarnations (the chaos test).
+  std::filesystem::path log_dir;
 };
 
 class NvsdHarness {

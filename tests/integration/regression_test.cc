@@ -1,5 +1,5 @@
 // Regression tests, each named after the defect it regresses (found in the
-// review of the first nvsd).
+// review of the first nvsd, and by the chaos campaign of issue 7).
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -89,6 +89,56 @@ TEST(Regression, DeathsOnCheckpointRequestsDoNotQuarantineTheNextCommand) {
   const json died = nvsd.WaitEvent([](const json& e) { return e["event"] == "restart"; });
   ASSERT_TRUE(died.is_object());
   EXPECT_NE(died["why"].get<std::string>().find("no command in flight"), std::string::npos) << died.dump();
+}
+
+// Chaos campaign: under sustained pipelined load a slower but correct
+// variant fell ever further behind the two that formed the majority, and was
+// killed as hung ("fell behind: 1025 requests unanswered") again and again.
+// Now the pipeline goes at the pace of the slowest variant still answering.
+TEST(Regression, ASlowButCorrectVariantPacesThePipelineInsteadOfBeingKilled) {
+  NvsdHarness nvsd(NvsdOptions({"router-a", "router-b", Misbehaving("router-c", {"--slow-ms=1"})},
+                               {{"fsync", "none"}}));
+  ASSERT_TRUE(nvsd.WaitAllHealthy());
+  // More commands in flight than a variant may have unanswered (1024).
+  std::vector<std::string> ids;
+  for (int i = 0; i < 1500; ++i) {
+    ids.push_back(nvsd.SendCommand({{"op", "route"}, {"client", "rg"}, {"routes", {{{"output", i % 16}, {"input", i % 7}}}}}));
+  }
+  for (const auto& id : ids) {
+    const json reply = nvsd.ReplyTo(id, std::chrono::milliseconds(60000));
+    ASSERT_EQ(reply["status"], "committed") << reply.dump();
+  }
+  const json status = nvsd.Status();
+  for (const auto& v : status["variants"]) {
+    EXPECT_EQ(v["restarts"], 0) << v.dump();
+    EXPECT_EQ(v["state"], "healthy") << v.dump();
+  }
+  EXPECT_EQ(nvsd.NvsdLog().find("variant_hung"), std::string::npos);
+}
+
+// Chaos campaign: a variant SIGSTOPped just after it was asked for a
+// periodic checkpoint's snapshot or digest was held to the sync deadline
+// (30 s by default) instead of the command deadline, so the stop went
+// unnoticed and the service ran on two variants without knowing.
+TEST(Regression, AVariantThatStopsOnACheckpointRequestIsCaughtWithinTheCommandDeadline) {
+  // It is first in the config, so it is asked for the snapshot; the others
+  // for digests. Each incarnation stops answering at its second digest or
+  // snapshot request (the first is the start-up round's).
+  NvsdHarness nvsd(NvsdOptions({Misbehaving("stopper", {"--hang-on-type=snapshot:2", "--hang-on-type=digest:2"}),
+                                "router-a", "router-b"},
+                               {{"checkpoint_interval", 5}, {"deadline_ms", 300}, {"sync_deadline_ms", 60000}}));
+  ASSERT_TRUE(nvsd.WaitAllHealthy());
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 10; ++i) {
+    const json reply = nvsd.Command(Label("cp-" + std::to_string(i)));
+    ASSERT_EQ(reply["status"], "committed") << reply.dump();
+  }
+  const json hung = nvsd.WaitEvent(
+      [](const json& e) { return e["event"] == "variant" && e["variant"] == "stopper" && e["state"] == "stopping"; },
+      std::chrono::milliseconds(20000));
+  ASSERT_TRUE(hung.is_object()) << "the stopped variant was not noticed in 20 s (sync deadline 60 s)";
+  EXPECT_NE(hung["why"].get<std::string>().find("within 300 ms"), std::string::npos) << hung.dump();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(20000));
 }
 
 }  // namespace
