@@ -146,6 +146,15 @@ void ParseVariant(const json& value, const std::string& path, VariantConfig& var
   f.String("working_dir", dir);
   variant.working_dir = dir;
   if (const json* limits = f.Find("limits")) ParseLimits(*limits, f.Path("limits"), variant.limits, errors);
+  f.String("user", variant.user);
+  f.String("group", variant.group);
+  if (f.Find("user") != nullptr && variant.user.empty()) f.Error("user", "must not be empty");
+  if (!variant.group.empty() && variant.user.empty()) f.Error("group", "needs \"user\" too");
+  if (!variant.user.empty() && variant.transport != Transport::kStdio) {
+    // Its socket file is owner-only (nvsd's user): the variant could not
+    // connect. Over stdio the relay stays nvsd's and only the variant drops.
+    f.Error("user", "needs \"transport\": \"stdio\" (the variants' socket is owner-only)");
+  }
   f.RejectUnknown();
 }
 
@@ -319,6 +328,8 @@ std::string VariantsAndPolicyJson(const Config& config) {
     if (v.limits.open_files) limits["open_files"] = *v.limits.open_files;
     if (v.limits.core_dumps) limits["core_dumps"] = true;
     if (!limits.empty()) entry["limits"] = limits;
+    if (!v.user.empty()) entry["user"] = v.user;
+    if (!v.group.empty()) entry["group"] = v.group;
     variants.push_back(entry);
   }
   json policy = {{"kind", std::string(voter::ToString(config.policy.kind))}, {"ignore", config.policy.ignored}};

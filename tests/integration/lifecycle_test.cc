@@ -1,11 +1,15 @@
 // Process lifecycle of nvsd and its variants: deaths with nothing in flight,
 // clean stops, no orphans, quarantine surviving a restart of nvsd.
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <pwd.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -231,6 +235,46 @@ TEST(Lifecycle, AMemoryHogIsStoppedByItsLimitAndCountsAsACrash) {
   ASSERT_TRUE(died.is_object());
   EXPECT_NE(died["why"].get<std::string>().find("exited with status 1"), std::string::npos) << died.dump();
   ASSERT_TRUE(nvsd.WaitAllHealthy()) << "the variant was not brought back";
+}
+
+// A variant configured with `user` runs as that user (its relay stays
+// nvsd's); it still answers, and votes. Without root, nvsd says why it cannot.
+TEST(Lifecycle, AVariantRunsAsItsConfiguredUser) {
+  struct passwd* nobody = getpwnam("nobody");
+  ASSERT_NE(nobody, nullptr) << "this test needs the user nobody";
+  // Debian's python3 (a python under root's home is not for nobody to run),
+  // and no received log (nobody may not write the harness's folder).
+  VariantSpec dropped("router-c", {});
+  dropped.config = {{"user", "nobody"},
+                    {"working_dir", "/"},
+                    {"argv", {"/usr/bin/python3", RouterPath("router-c"), "--inputs", "16", "--outputs", "16"}}};
+  NvsdHarness nvsd(NvsdOptions({"router-a", "router-b", dropped}));
+  if (geteuid() != 0) {
+    const nlohmann::json refused = nvsd.WaitEvent([](const nlohmann::json& e) {
+      return e["event"] == "variant" && e.value("why", "").find("nvsd must run as root") != std::string::npos;
+    });
+    EXPECT_TRUE(refused.is_object()) << nvsd.NvsdLog();
+    return;
+  }
+  ASSERT_TRUE(nvsd.WaitAllHealthy());
+  const nlohmann::json reply = nvsd.Command({{"op", "route"}, {"client", "t"}, {"routes", {{{"output", 1}, {"input", 2}}}}});
+  EXPECT_EQ(reply["status"], "committed") << reply.dump();
+  // The relay (nvsd's child) keeps nvsd's user; the controller under it is nobody.
+  const int bridge = nvsd.VariantPid("router-c");
+  ASSERT_GT(bridge, 0);
+  const auto uid_of = [](int pid) {
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("Uid:", 0) == 0) return std::atol(line.c_str() + 4);
+    }
+    return -1L;
+  };
+  EXPECT_EQ(uid_of(bridge), static_cast<long>(geteuid()));
+  std::ifstream children("/proc/" + std::to_string(bridge) + "/task/" + std::to_string(bridge) + "/children");
+  int controller = 0;
+  ASSERT_TRUE(children >> controller) << "the relay has no child";
+  EXPECT_EQ(uid_of(controller), static_cast<long>(nobody->pw_uid));
 }
 
 // Killing a variant kills its whole process group: a grandchild it started

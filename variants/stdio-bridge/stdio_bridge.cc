@@ -9,6 +9,7 @@
 // Exit codes: CMD's own; 2 for a usage or environment error; 127 when CMD
 // cannot be started.
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -26,6 +27,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <cstdio>
+#include <optional>
 #include <deque>
 #include <iostream>
 #include <string>
@@ -41,12 +44,22 @@ namespace {
 std::atomic<int> g_stop_signal{0};
 extern "C" void OnStopSignal(int signal) { g_stop_signal.store(signal); }
 
-// Child-side setup: die with the bridge, so a SIGKILLed bridge leaves no orphan.
+// Child-side setup: die with the bridge, so a SIGKILLed bridge leaves no
+// orphan; and, with --user, drop to that user and group (groups first, then
+// the uid: after setuid nothing else could be dropped).
 struct DieWithParent {
+  std::optional<std::pair<uid_t, gid_t>> run_as;
+
   template <typename Launcher>
   bp::error_code on_exec_setup(Launcher&, const bp::filesystem::path&, const char* const*&) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     signal(SIGPIPE, SIG_DFL);  // the bridge ignores it; the controller starts plain
+    if (run_as) {
+      const gid_t gid = run_as->second;
+      if (setgroups(1, &gid) != 0 || setgid(gid) != 0 || setuid(run_as->first) != 0) {
+        return bp::error_code(errno, bp::system_category());
+      }
+    }
     return {};
   }
 };
@@ -159,15 +172,31 @@ class Bridge {
 
 int main(int argc, char** argv) {
   std::vector<std::string> command;
+  DieWithParent child_setup;
+  bool usage_error = false;
   {
     int i = 1;
+    if (i + 1 < argc && std::strcmp(argv[i], "--user") == 0) {
+      // UID:GID, both numbers (nvsd resolves names before it starts us).
+      unsigned long uid = 0;
+      unsigned long gid = 0;
+      char tail = 0;
+      if (std::sscanf(argv[i + 1], "%lu:%lu%c", &uid, &gid, &tail) == 2 && uid > 0) {
+        child_setup.run_as = std::make_pair(static_cast<uid_t>(uid), static_cast<gid_t>(gid));
+      } else {
+        std::cerr << "nvs-stdio-bridge: --user takes UID:GID (numbers, UID not 0), not " << argv[i + 1] << "\n";
+        usage_error = true;
+      }
+      i += 2;
+    }
     if (i < argc && std::strcmp(argv[i], "--") == 0) ++i;
     for (; i < argc; ++i) command.emplace_back(argv[i]);
   }
-  if (command.empty() || command[0] == "--help" || command[0] == "-h") {
-    std::cerr << "usage: nvs-stdio-bridge -- CMD [ARGS...]\n"
+  if (usage_error || command.empty() || command[0] == "--help" || command[0] == "-h") {
+    std::cerr << "usage: nvs-stdio-bridge [--user UID:GID] -- CMD [ARGS...]\n"
                  "Runs CMD as an nvs variant speaking JSON lines on stdin/stdout, relayed to the\n"
-                 "ZeroMQ endpoint NVS_ENDPOINT under the routing id NVS_VARIANT.\n";
+                 "ZeroMQ endpoint NVS_ENDPOINT under the routing id NVS_VARIANT. With --user, CMD\n"
+                 "runs as that user and group; the bridge keeps its own.\n";
     return 2;
   }
   const char* endpoint = std::getenv("NVS_ENDPOINT");
@@ -202,7 +231,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(command.begin() + 1, command.end());
   bp::process child(context);
   try {
-    child = bp::process(context, exe, args, bp::process_stdio{in_pipe[0], out_pipe[1], {}}, DieWithParent{});
+    child = bp::process(context, exe, args, bp::process_stdio{in_pipe[0], out_pipe[1], {}}, child_setup);
   } catch (const std::exception& e) {
     std::cerr << "nvs-stdio-bridge: cannot start " << command[0] << ": " << e.what() << "\n";
     return 127;

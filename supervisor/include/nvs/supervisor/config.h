@@ -36,6 +36,11 @@ struct VariantConfig {
   std::map<std::string, std::string> env;    // added to nvsd's environment
   std::filesystem::path working_dir;         // empty = the config file's folder
   ResourceLimits limits;
+  // Run as this user (a name or a uid) and group (a name or a gid; default:
+  // the user's primary group). Needs nvsd to run as root and the stdio
+  // transport: the relay stays nvsd's, only the variant drops to the user.
+  std::string user;
+  std::string group;
 };
 
 // Restart intensity as in OTP supervisors: more than `intensity` restarts of
