@@ -736,7 +736,14 @@ void Campaign::Check() {
     fd_growth_max = std::max(fd_growth_max, s.fds - it->second.second);
   }
   EXPECT_LE(fd_growth_max, 16) << "nvsd's file descriptors grew";
-  EXPECT_LE(rss_growth_max, 64L * 1024) << "nvsd's memory grew by " << rss_growth_max << " KiB";
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer keeps freed memory in quarantine (256 MiB by default):
+  // under it the bound is looser; the release figure is the one that counts.
+  constexpr long kRssGrowthKib = 512L * 1024;
+#else
+  constexpr long kRssGrowthKib = 64L * 1024;
+#endif
+  EXPECT_LE(rss_growth_max, kRssGrowthKib) << "nvsd's memory grew by " << rss_growth_max << " KiB";
 
   // Figures.
   std::sort(latencies_.begin(), latencies_.end());
