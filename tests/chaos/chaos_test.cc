@@ -328,6 +328,7 @@ class Campaign {
           const std::string status = reply.value("status", "");
           ++answers_[status];
           if (status == "committed") latencies_.push_back(Ms(Clock::now() - r.first_sent));
+          if (status == "committed" || status == "quarantined") settled_.push_back(r.id);
         }
       }
     }
@@ -408,6 +409,8 @@ class Campaign {
   std::vector<int> outstanding_;
   std::map<std::string, Request> requests_;
   std::set<std::string> unanswered_;
+  std::vector<std::string> settled_;  // answered committed or quarantined
+  int answered_retries_ = 0;
   std::unique_ptr<NvsdHarness> nvsd_;
   int incarnation_ = 0;
   std::int64_t next_id_ = 0;
@@ -445,6 +448,13 @@ void Campaign::KillAndRestartNvsd() {
   // The clients had no answer for what was in flight: they send it again,
   // with the same request ids.
   for (const auto& id : unanswered_) Resend(requests_.at(id));
+  // And a few that were answered before the kill: the new nvsd must give
+  // the same answer (the same seq and result), from its journal.
+  for (int i = 0; i < 8 && !settled_.empty(); ++i) {
+    Request& r = requests_.at(settled_[rng_() % settled_.size()]);
+    Resend(r);
+    ++answered_retries_;
+  }
 }
 
 void Campaign::InjectFault(FaultKind kind) {
@@ -757,6 +767,7 @@ void Campaign::Check() {
                   {"requests", requests_.size()},
                   {"answers", answers_},
                   {"retries", retries_},
+                  {"retries_of_answered_requests", answered_retries_},
                   {"committed_in_journal", committed.size()},
                   {"nvsd_incarnations", incarnation_},
                   {"faults", faults_done_},
