@@ -63,7 +63,12 @@ ZapDecision DecideZap(const ZapRequest& request, const std::map<std::string, std
   return decision;
 }
 
-std::string DescribeProtocolFailure(int value) {
+std::string DescribeHandshakeFailure(int event, int value) {
+  if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+    // The greetings cross: when a plain client reads nvsd's CURVE greeting
+    // first, it hangs up, and nvsd sees only the connection end.
+    return "handshake not completed: the client hung up (a plain client, or a port probe?)";
+  }
   switch (value) {
     case ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
       return "not CURVE (a plain client, or one with another security mechanism)";
@@ -112,7 +117,8 @@ Result<std::unique_ptr<ClientGate>> ClientGate::Open(zmq::context_t& context, zm
     gate->zap_.set(zmq::sockopt::linger, 0);
     gate->zap_.bind(kZapEndpoint);
     gate->monitor_.set(zmq::sockopt::linger, 0);
-    if (zmq_socket_monitor(clients.handle(), kMonitorEndpoint, ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) != 0) {
+    if (zmq_socket_monitor(clients.handle(), kMonitorEndpoint,
+                           ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) != 0) {
       throw zmq::error_t();
     }
     gate->monitor_.connect(kMonitorEndpoint);
@@ -176,10 +182,10 @@ void ClientGate::OnMonitorReadable(Clock::time_point now, int max) {
     std::uint32_t value = 0;
     std::memcpy(&event, head.data(), sizeof event);
     std::memcpy(&value, static_cast<const char*>(head.data()) + 2, sizeof value);
-    if (event != ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) continue;
+    if (event != ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL && event != ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) continue;
     // libzmq's (stable) monitor does not say who the peer was: the handshake
     // failed before any key or ZAP request.
-    Refused(now, "", "", DescribeProtocolFailure(static_cast<int>(value)));
+    Refused(now, "", "", DescribeHandshakeFailure(event, static_cast<int>(value)));
   }
 }
 

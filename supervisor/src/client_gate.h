@@ -37,7 +37,7 @@ struct ZapRequest {
   std::string version;     // "1.0"
   std::string request_id;
   std::string domain;
-  std::string address;     // the peer's IP address ("" for ipc://)
+  std::string address;     // tcp://: the peer's IP address; ipc://: "localhost:UID:GID:PID"
   std::string identity;    // the peer's routing id, if it set one
   std::string mechanism;   // "NULL", "PLAIN" or "CURVE"
   std::vector<std::string> credentials;  // CURVE: the client's 32-byte public key
@@ -62,10 +62,11 @@ struct ZapDecision {
 // asked: answering it changes nothing), anything else is refused.
 ZapDecision DecideZap(const ZapRequest& request, const std::map<std::string, std::string>& authorized);
 
-// Pure: how nvsd words a client it refused before authentication (a
-// ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL value): a plain client, a client
-// that does not have nvsd's public key, a broken handshake.
-std::string DescribeProtocolFailure(int value);
+// Pure: how nvsd words a client it refused before authentication, from the
+// client socket's monitor event (ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL or
+// _NO_DETAIL) and its value: a plain client, a client that does not have
+// nvsd's public key, a handshake the client broke off.
+std::string DescribeHandshakeFailure(int event, int value);
 
 // At most `limit` lines per window; the rest are counted. Pure: the time
 // comes in.

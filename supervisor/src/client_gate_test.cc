@@ -68,11 +68,16 @@ TEST(DecideZap, OnlyListedCurveKeysOfTheClientDomainGetIn) {
   }
 }
 
-TEST(DescribeProtocolFailure, SaysWhatKindOfClientItWas) {
-  EXPECT_NE(DescribeProtocolFailure(ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH).find("not CURVE"), std::string::npos);
-  EXPECT_NE(DescribeProtocolFailure(ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC).find("does not have nvsd's public key"),
+TEST(DescribeHandshakeFailure, SaysWhatKindOfClientItWas) {
+  const int protocol = ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL;
+  EXPECT_NE(DescribeHandshakeFailure(protocol, ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH).find("not CURVE"),
             std::string::npos);
-  EXPECT_NE(DescribeProtocolFailure(ZMQ_PROTOCOL_ERROR_ZMTP_UNEXPECTED_COMMAND).find("0x10000001"), std::string::npos);
+  EXPECT_NE(DescribeHandshakeFailure(protocol, ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC).find("does not have nvsd's public key"),
+            std::string::npos);
+  EXPECT_NE(DescribeHandshakeFailure(protocol, ZMQ_PROTOCOL_ERROR_ZMTP_UNEXPECTED_COMMAND).find("0x10000001"),
+            std::string::npos);
+  EXPECT_NE(DescribeHandshakeFailure(ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL, 104).find("handshake not completed"),
+            std::string::npos);
 }
 
 TEST(LogThrottle, AtMostTheLimitPerWindowThenTheSuppressedCount) {
