@@ -1,26 +1,43 @@
 // A client of nvsd's front end (protocol/CLIENT.md): one DEALER socket,
-// requests with ids unique across runs, replies matched by id.
+// requests with ids unique across runs, replies matched by id. With a client
+// config (--client-config FILE or $NVS_CLIENT_CONFIG) it is a CURVE client,
+// and a socket monitor reports nvsd's refusal of it at once.
 #pragma once
 
 #include <unistd.h>
 
 #include <chrono>
+#include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <zmq.hpp>
 
+#include "common.h"
+#include "nvs/protocol/curve_client.h"
+#include "nvs/status.h"
+
 namespace nvs::cli {
 
 class Client {
  public:
-  explicit Client(const std::string& endpoint) : socket_(context_, zmq::socket_type::dealer) {
+  // Connects to `endpoint`; a CURVE client when `curve` is given.
+  Client(const std::string& endpoint, const std::optional<protocol::ClientConfig>& curve)
+      : endpoint_(endpoint), socket_(context_, zmq::socket_type::dealer) {
     socket_.set(zmq::sockopt::linger, 0);
+    socket_.set(zmq::sockopt::reconnect_ivl, 100);
+    if (curve) protocol::ApplyCurveClient(socket_, *curve);
+    watch_.emplace(context_, socket_, curve.has_value(), curve ? curve->keys.public_key : std::string());
     socket_.connect(endpoint);
   }
 
-  // Sends a request and waits for the reply carrying its id.
-  std::optional<nlohmann::json> Call(nlohmann::json request, int timeout_ms) {
+  const std::string& endpoint() const { return endpoint_; }
+
+  // Sends a request and waits for the reply carrying its id. Returns the
+  // reply; nullopt when none came within `timeout_ms`; an error as soon as
+  // nvsd refused this client (its CURVE key, or mismatched security).
+  Result<std::optional<nlohmann::json>> Call(nlohmann::json request, int timeout_ms) {
     // nvsd remembers request ids (exactly-once, across its restarts): each
     // must be unique, not just within this run.
     const std::string id = prefix_ + std::to_string(++next_id_);
@@ -28,22 +45,26 @@ class Client {
     socket_.send(zmq::buffer(request.dump()), zmq::send_flags::none);
     const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     for (;;) {
+      nvs::Status refused = watch_->Check();
+      if (!refused.ok()) return refused;
       const auto left =
           std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return std::nullopt;
-      zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, left);
+      if (left.count() <= 0) return std::optional<nlohmann::json>();
+      zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}, {watch_->monitor().handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, 2, left);
       zmq::message_t message;
       while (socket_.recv(message, zmq::recv_flags::dontwait)) {
         nlohmann::json reply = nlohmann::json::parse(message.to_string(), nullptr, false);
-        if (!reply.is_discarded() && reply.value("id", nlohmann::json()) == id) return reply;
+        if (!reply.is_discarded() && reply.value("id", nlohmann::json()) == id) return std::optional(std::move(reply));
       }
     }
   }
 
  private:
+  std::string endpoint_;
   zmq::context_t context_{1};
   zmq::socket_t socket_;
+  std::optional<protocol::HandshakeWatch> watch_;  // after socket_: it stops its monitor first
   std::string prefix_ = [] {
     char host[256] = "host";
     gethostname(host, sizeof host - 1);
@@ -52,5 +73,29 @@ class Client {
   }();
   int next_id_ = 0;
 };
+
+// The client `o` asks for: its client config (--client-config, else
+// $NVS_CLIENT_CONFIG, else none) and endpoint (--endpoint, else
+// $NVS_ENDPOINT, else the client config's, else the default). An error (a
+// bad client config) is printed with `who` in front and gives nullptr.
+inline std::unique_ptr<Client> Connect(const Options& o, const char* who) {
+  auto curve = protocol::ResolveClientConfig(o.client_config);
+  if (!curve.ok()) {
+    std::cerr << who << ": " << curve.status().message() << "\n";
+    return nullptr;
+  }
+  return std::make_unique<Client>(protocol::ResolveEndpoint(o.endpoint, curve.value()), curve.value());
+}
+
+// Says why a Call gave no reply; the exit code (kExitClientRefused or kExitTimeout).
+inline int NoReply(const char* who, const Client& client, const Result<std::optional<nlohmann::json>>& call,
+                   int timeout_ms) {
+  if (!call.ok()) {
+    std::cerr << who << ": " << call.status().message() << " (endpoint " << client.endpoint() << ")\n";
+    return kExitClientRefused;
+  }
+  std::cerr << who << ": no reply from " << client.endpoint() << " within " << timeout_ms << " ms\n";
+  return kExitTimeout;
+}
 
 }  // namespace nvs::cli

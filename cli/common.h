@@ -13,14 +13,17 @@ constexpr int kExitOk = 0;       // everything committed / agreed / as asked
 constexpr int kExitRefused = 1;  // something rejected, quarantined, unavailable; a replay failure; a damaged journal
 constexpr int kExitUsage = 2;    // bad arguments or input
 constexpr int kExitTimeout = 3;  // no reply from nvsd in time
+constexpr int kExitClientRefused = 4;  // nvsd refused this client: its CURVE key, or mismatched security
 
 inline constexpr const char* kExitCodes =
     "exit codes: 0 all committed (or agreed); 1 something rejected, quarantined or unavailable,\n"
     "            a replay that found a divergence, crash or hang, or a damaged journal;\n"
-    "            2 usage error or unreadable input; 3 no reply from nvsd in time";
+    "            2 usage error or unreadable input (a bad client config included); 3 no reply from nvsd in time;\n"
+    "            4 nvsd refused this client (its CURVE key is not authorized, or only one side uses CURVE)";
 
 struct Options {
-  std::string endpoint;
+  std::string endpoint;       // "" = $NVS_ENDPOINT, else the client config's, else tcp://127.0.0.1:5555
+  std::string client_config;  // "" = $NVS_CLIENT_CONFIG, else none (a plain client)
   int timeout_ms = 10000;
   bool json_output = false;
   bool query = false;
@@ -30,6 +33,8 @@ struct Options {
   int exit_code = kExitOk;
 };
 
+// --endpoint and --client-config on a subcommand that talks to nvsd (cli/main.cc).
+void AddConnectionOptions(CLI::App& sub, Options& o);
 // `nvs replay ...` (cli/replay_command.cc).
 void AddReplayCommand(CLI::App& app, Options& options);
 // `nvs quarantine ...` (cli/quarantine_command.cc).

@@ -17,6 +17,7 @@
 
 #include "client.h"
 #include "common.h"
+#include "nvs/protocol/curve_keys.h"
 #include "nvs/supervisor/journal.h"
 
 namespace nvs::cli {
@@ -60,7 +61,8 @@ int Send(const Options& o) {
     std::cerr << "nvs send: give a command (JSON) or -f FILE\n";
     return kExitUsage;
   }
-  Client client(o.endpoint);
+  auto client = Connect(o, "nvs");
+  if (!client) return kExitUsage;
   int exit_code = kExitOk;
   std::size_t number = 0;
   for (const auto& text : commands) {
@@ -71,29 +73,26 @@ int Send(const Options& o) {
       return kExitUsage;
     }
     json request = o.query ? json{{"type", "query"}, {"query", cmd}} : json{{"type", "command"}, {"cmd", cmd}};
-    auto reply = client.Call(request, o.timeout_ms);
-    if (!reply) {
-      std::cerr << "nvs: no reply from " << o.endpoint << " within " << o.timeout_ms << " ms\n";
-      return kExitTimeout;
-    }
+    auto call = client->Call(request, o.timeout_ms);
+    if (!call.ok() || !call.value()) return NoReply("nvs", *client, call, o.timeout_ms);
+    const json& reply = *call.value();
     if (o.json_output) {
-      std::cout << reply->dump() << "\n";
+      std::cout << reply.dump() << "\n";
     } else {
-      std::cout << (commands.size() > 1 ? "#" + std::to_string(number) + " " : "") << Describe(*reply) << "\n";
+      std::cout << (commands.size() > 1 ? "#" + std::to_string(number) + " " : "") << Describe(reply) << "\n";
     }
-    const std::string status = reply->value("status", "");
+    const std::string status = reply.value("status", "");
     if (status != "committed" && status != "answered") exit_code = kExitRefused;
   }
   return exit_code;
 }
 
 int Status(const Options& o) {
-  Client client(o.endpoint);
-  auto reply = client.Call({{"type", "status"}}, o.timeout_ms);
-  if (!reply) {
-    std::cerr << "nvs: no reply from " << o.endpoint << " within " << o.timeout_ms << " ms\n";
-    return kExitTimeout;
-  }
+  auto client = Connect(o, "nvs");
+  if (!client) return kExitUsage;
+  auto call = client->Call({{"type", "status"}}, o.timeout_ms);
+  if (!call.ok() || !call.value()) return NoReply("nvs", *client, call, o.timeout_ms);
+  std::optional<json>& reply = call.value();
   if (o.json_output) {
     std::cout << reply->dump() << "\n";
     return kExitOk;
@@ -127,6 +126,17 @@ int Status(const Options& o) {
   return kExitOk;
 }
 
+int Keygen(const Options& o) {
+  auto pair = protocol::WriteKeyPair(o.path);
+  if (!pair.ok()) {
+    std::cerr << "nvs keygen: " << pair.status().message() << "\n";
+    return kExitUsage;
+  }
+  std::cout << "wrote " << o.path << ".key (the secret key, owner-only: keep it there) and " << o.path
+            << ".pub (the public key)\npublic key: " << pair.value().public_key << "\n";
+  return kExitOk;
+}
+
 int ExportJournal(const Options& o) {
   const std::filesystem::path path = o.path;
   auto journal = nvs::supervisor::ReadJournal(path);
@@ -145,15 +155,22 @@ int ExportJournal(const Options& o) {
 
 }  // namespace
 
+void AddConnectionOptions(CLI::App& sub, Options& o) {
+  sub.add_option("--endpoint", o.endpoint,
+                 "nvsd's client endpoint (default: $NVS_ENDPOINT, else the client config's \"endpoint\", else "
+                 "tcp://127.0.0.1:5555)");
+  sub.add_option("--client-config", o.client_config,
+                 "the client config naming nvsd's public key and this client's CURVE key files, for an nvsd whose "
+                 "client endpoint requires CURVE (default: $NVS_CLIENT_CONFIG)");
+}
+
 int RunNvs(int argc, char** argv) {
   CLI::App app{"nvs: the operator's tool for nvsd (N-version supervisor)"};
   app.require_subcommand(1);
   app.footer(kExitCodes);
   Options o;
-  const char* env = std::getenv("NVS_ENDPOINT");
-  o.endpoint = env != nullptr && *env != '\0' ? env : "tcp://127.0.0.1:5555";
   const auto endpoint_options = [&](CLI::App* sub) {
-    sub->add_option("--endpoint", o.endpoint, "nvsd's client endpoint ($NVS_ENDPOINT)")->capture_default_str();
+    AddConnectionOptions(*sub, o);
     sub->add_option("--timeout", o.timeout_ms, "how long to wait for each reply, ms")
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
@@ -171,6 +188,12 @@ int RunNvs(int argc, char** argv) {
   endpoint_options(status);
   status->callback([&] { o.exit_code = Status(o); });
 
+  CLI::App* keygen = app.add_subcommand(
+      "keygen", "make a CURVE key pair for nvsd or a client: PATH.key (secret, mode 0600) and PATH.pub");
+  keygen->add_option("path", o.path, "DIR/NAME: the folder must exist; existing keys are never overwritten")
+      ->required();
+  keygen->callback([&] { o.exit_code = Keygen(o); });
+
   CLI::App* journal = app.add_subcommand("journal", "nvsd's write-ahead journal");
   journal->require_subcommand(1);
   CLI::App* journal_export =
@@ -187,7 +210,7 @@ int RunNvs(int argc, char** argv) {
     const int code = app.exit(e);
     return code == 0 ? kExitOk : kExitUsage;
   } catch (const zmq::error_t& e) {
-    std::cerr << "nvs: " << e.what() << " (endpoint " << o.endpoint << ")\n";
+    std::cerr << "nvs: " << e.what() << (o.endpoint.empty() ? std::string() : " (endpoint " + o.endpoint + ")") << "\n";
     return kExitUsage;
   }
   return o.exit_code;

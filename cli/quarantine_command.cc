@@ -55,13 +55,17 @@ std::string DefaultBy() {
 
 // A request to nvsd; the reply, or an exit code after saying what went wrong.
 std::optional<json> Ask(const Options& o, const json& request, int* exit_code) {
-  Client client(o.endpoint);
-  auto reply = client.Call(request, o.timeout_ms);
-  if (!reply) {
-    std::cerr << "nvs quarantine: no reply from " << o.endpoint << " within " << o.timeout_ms << " ms\n";
-    *exit_code = kExitTimeout;
+  auto client = Connect(o, "nvs quarantine");
+  if (!client) {
+    *exit_code = kExitUsage;
     return std::nullopt;
   }
+  auto call = client->Call(request, o.timeout_ms);
+  if (!call.ok() || !call.value()) {
+    *exit_code = NoReply("nvs quarantine", *client, call, o.timeout_ms);
+    return std::nullopt;
+  }
+  std::optional<json>& reply = call.value();
   if (reply->value("status", "") != "ok") {
     std::cerr << "nvs quarantine: " << reply->value("code", reply->value("status", "")) << ": "
               << reply->value("reason", "") << "\n";
@@ -304,7 +308,7 @@ void AddQuarantineCommand(CLI::App& app, Options& o) {
   CLI::App* q = app.add_subcommand("quarantine", "review quarantined commands (through the running nvsd)");
   q->require_subcommand(1);
   const auto common = [&](CLI::App* sub) {
-    sub->add_option("--endpoint", o.endpoint, "nvsd's client endpoint ($NVS_ENDPOINT)")->capture_default_str();
+    AddConnectionOptions(*sub, o);
     sub->add_option("--timeout", o.timeout_ms, "how long to wait for nvsd, ms")->capture_default_str();
     sub->add_flag("--json", o.json_output, "JSON output");
   };

@@ -232,6 +232,27 @@ Result<Config> ParseConfig(const std::string& text, const std::filesystem::path&
   if (!config.variant_endpoint.empty() && !ValidEndpoint(config.variant_endpoint)) {
     f.Error("variant_endpoint", "must be a tcp://, ipc:// or inproc:// address");
   }
+  if (const json* curve = f.Find("client_curve")) {
+    if (!curve->is_object()) {
+      f.Error("client_curve", "must be an object");
+    } else {
+      Fields c(*curve, "client_curve", errors);
+      ClientCurveConfig curve_config;
+      for (auto [key, out] : {std::pair{"secret_key_file", &curve_config.secret_key_file},
+                              std::pair{"authorized_keys_file", &curve_config.authorized_keys_file}}) {
+        std::string file;
+        c.String(key, file, /*required=*/true);
+        if (c.Find(key) != nullptr && c.Find(key)->is_string() && file.empty()) c.Error(key, "must not be empty");
+        if (!file.empty()) *out = (config.config_dir / file).lexically_normal();
+      }
+      c.RejectUnknown();
+      // inproc:// connections skip the security handshake altogether.
+      if (config.client_endpoint.rfind("inproc://", 0) == 0) {
+        f.Error("client_curve", "needs a tcp:// or ipc:// client_endpoint (inproc:// has no handshake)");
+      }
+      config.client_curve = std::move(curve_config);
+    }
+  }
 
   const json* variants = f.Find("variants");
   if (variants == nullptr) {
@@ -314,6 +335,28 @@ Result<Config> LoadConfig(const std::filesystem::path& path) {
   std::stringstream text;
   text << in.rdbuf();
   return ParseConfig(text.str(), path);
+}
+
+Status LoadClientCurveKeys(Config& config, const std::filesystem::path& path) {
+  if (!config.client_curve) return Status::Ok();
+  ClientCurveConfig& curve = *config.client_curve;
+  std::vector<std::string> errors;
+  auto keys = protocol::ReadSecretKeyFile(curve.secret_key_file);
+  if (keys.ok()) {
+    curve.keys = keys.value();
+  } else {
+    errors.push_back("client_curve.secret_key_file: " + keys.status().message());
+  }
+  auto authorized = protocol::ReadAuthorizedKeysFile(curve.authorized_keys_file);
+  if (authorized.ok()) {
+    curve.authorized = authorized.value();
+  } else {
+    errors.push_back("client_curve.authorized_keys_file: " + authorized.status().message());
+  }
+  if (errors.empty()) return Status::Ok();
+  std::string message = path.string() + ": invalid configuration:";
+  for (const auto& e : errors) message += "\n  " + e;
+  return Status::Error(message);
 }
 
 std::string VariantsAndPolicyJson(const Config& config) {

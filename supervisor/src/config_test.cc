@@ -1,6 +1,9 @@
 #include "nvs/supervisor/config.h"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <fstream>
 
 namespace nvs::supervisor {
 namespace {
@@ -80,6 +83,21 @@ TEST(ParseConfig, EveryErrorNamesItsField) {
        "restart.intensity: must be between"},
       {R"({"state_dir":"s","variants":[{"name":"a","argv":["x"]}],"deadline":5})", "deadline: unknown field"},
       {R"({"state_dir":"s","variants":[{"name":"a","argv":["x"]}],"fsync":"sometimes"})", "fsync: must be"},
+      {R"({"state_dir":"s","variants":[{"name":"a","argv":["x"]}],"client_curve":"keys"})",
+       "client_curve: must be an object"},
+      {R"({"state_dir":"s","variants":[{"name":"a","argv":["x"]}],"client_curve":{"authorized_keys_file":"a"}})",
+       "client_curve.secret_key_file: required"},
+      {R"({"state_dir":"s","variants":[{"name":"a","argv":["x"]}],"client_curve":{"secret_key_file":"k"}})",
+       "client_curve.authorized_keys_file: required"},
+      {R"({"state_dir":"s","variants":[{"name":"a","argv":["x"]}],
+           "client_curve":{"secret_key_file":"","authorized_keys_file":"a"}})",
+       "client_curve.secret_key_file: must not be empty"},
+      {R"({"state_dir":"s","variants":[{"name":"a","argv":["x"]}],
+           "client_curve":{"secret_key_file":"k","authorized_keys_file":"a","public_key":"p"}})",
+       "client_curve.public_key: unknown field"},
+      {R"({"state_dir":"s","variants":[{"name":"a","argv":["x"]}],"client_endpoint":"inproc://c",
+           "client_curve":{"secret_key_file":"k","authorized_keys_file":"a"}})",
+       "client_curve: needs a tcp:// or ipc:// client_endpoint"},
   };
   for (const auto& c : cases) {
     auto config = ParseConfig(c.text, "/etc/nvsd.json");
@@ -111,6 +129,108 @@ TEST(ParseConfig, PolicyOptions) {
   EXPECT_EQ(config->restart.intensity, 2);
   EXPECT_EQ(config->restart.period_ms, 500);
   EXPECT_EQ(config->checkpoint_interval, 10);
+}
+
+TEST(ParseConfig, ClientCurveNamesFilesRelativeToTheConfig) {
+  auto config = ParseConfig(R"({"state_dir":"s","variants":[{"name":"a","argv":["x"]}],
+      "client_curve":{"secret_key_file":"keys/nvsd.key","authorized_keys_file":"/etc/nvs/clients"}})",
+                            "/etc/nvs/nvsd.json");
+  ASSERT_TRUE(config.ok()) << config.status().message();
+  ASSERT_TRUE(config->client_curve.has_value());
+  EXPECT_EQ(config->client_curve->secret_key_file, "/etc/nvs/keys/nvsd.key");
+  EXPECT_EQ(config->client_curve->authorized_keys_file, "/etc/nvs/clients");
+  EXPECT_TRUE(config->client_curve->keys.secret_key.empty()) << "ParseConfig reads no key file";
+
+  auto plain = ParseConfig(kMinimal, "/etc/nvs/nvsd.json");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->client_curve.has_value()) << "without client_curve the endpoint stays plain";
+}
+
+// A folder with a config whose client_curve names nvsd.key and clients.
+class ClientCurveKeys : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/nvs-config-test-XXXXXX";
+    dir_ = mkdtemp(pattern);
+    config_path_ = dir_ / "nvsd.json";
+    auto parsed = ParseConfig(R"({"state_dir":"s","variants":[{"name":"a","argv":["x"]}],
+        "client_curve":{"secret_key_file":"nvsd.key","authorized_keys_file":"clients"}})",
+                              config_path_);
+    ASSERT_TRUE(parsed.ok()) << parsed.status().message();
+    config_ = parsed.value();
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void Write(const std::string& name, const std::string& text, std::filesystem::perms mode) {
+    std::ofstream(dir_ / name) << text;
+    std::filesystem::permissions(dir_ / name, mode);
+  }
+  std::string Load() {
+    const Status status = LoadClientCurveKeys(config_, config_path_);
+    return status.ok() ? "" : status.message();
+  }
+
+  static constexpr auto kOwnerOnly = std::filesystem::perms::owner_read | std::filesystem::perms::owner_write;
+  static constexpr auto kReadable = kOwnerOnly | std::filesystem::perms::group_read | std::filesystem::perms::others_read;
+  std::filesystem::path dir_;
+  std::filesystem::path config_path_;
+  Config config_;
+};
+
+TEST_F(ClientCurveKeys, LoadsTheKeyPairAndTheAuthorizedKeys) {
+  const protocol::CurveKeyPair server = protocol::GenerateKeyPair().value();
+  const protocol::CurveKeyPair client = protocol::GenerateKeyPair().value();
+  Write("nvsd.key", "# nvsd\n" + server.secret_key + "\n", kOwnerOnly);
+  Write("clients", "# who may connect\n" + client.public_key + " panel-1\n", kReadable);
+  ASSERT_EQ(Load(), "");
+  EXPECT_EQ(config_.client_curve->keys.public_key, server.public_key);
+  ASSERT_EQ(config_.client_curve->authorized.size(), 1u);
+  EXPECT_EQ(config_.client_curve->authorized[0].public_key, client.public_key);
+  EXPECT_EQ(config_.client_curve->authorized[0].name, "panel-1");
+}
+
+TEST_F(ClientCurveKeys, RefusesAMissingMalformedOrReadableSecretKey) {
+  const protocol::CurveKeyPair server = protocol::GenerateKeyPair().value();
+  Write("clients", "", kReadable);
+  const std::string key = (dir_ / "nvsd.key").string();
+  std::string message = Load();
+  EXPECT_NE(message.find(config_path_.string() + ": invalid configuration:"), std::string::npos) << message;
+  EXPECT_NE(message.find("client_curve.secret_key_file: " + key + ": cannot read: No such file"), std::string::npos)
+      << message;
+
+  Write("nvsd.key", "not a key\n", kOwnerOnly);
+  message = Load();
+  EXPECT_NE(message.find("client_curve.secret_key_file: " + key + ": line 1: not a Z85 CURVE key"), std::string::npos)
+      << message;
+
+  Write("nvsd.key", server.secret_key + "\n", kReadable);
+  message = Load();
+  EXPECT_NE(message.find("client_curve.secret_key_file: " + key + ": group or others may read or write this secret key"),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("chmod 600 " + key), std::string::npos) << message;
+  EXPECT_EQ(message.find(server.secret_key), std::string::npos) << "a secret key is never printed";
+}
+
+TEST_F(ClientCurveKeys, RefusesABadOrSharedAuthorizedKeysFile) {
+  Write("nvsd.key", protocol::GenerateKeyPair().value().secret_key + "\n", kOwnerOnly);
+  const std::string clients = (dir_ / "clients").string();
+  std::string message = Load();
+  EXPECT_NE(message.find("client_curve.authorized_keys_file: " + clients + ": cannot read"), std::string::npos) << message;
+  Write("clients", "# ok\nssh-rsa AAAA\n", kReadable);
+  message = Load();
+  EXPECT_NE(message.find("client_curve.authorized_keys_file: " + clients + ": line 2: not a Z85 CURVE key"),
+            std::string::npos)
+      << message;
+  Write("clients", "", kReadable | std::filesystem::perms::others_write);
+  message = Load();
+  EXPECT_NE(message.find("client_curve.authorized_keys_file: " + clients + ": group or others may write it"),
+            std::string::npos)
+      << message;
+  // Both files wrong: both reported at once.
+  Write("nvsd.key", "x\n", kOwnerOnly);
+  message = Load();
+  EXPECT_NE(message.find("client_curve.secret_key_file"), std::string::npos) << message;
+  EXPECT_NE(message.find("client_curve.authorized_keys_file"), std::string::npos) << message;
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // nvsd --config FILE
 //
 // The nvs supervisor daemon. Exit codes: 0 stopped by SIGTERM/SIGINT;
-// 1 could not start (bind, state dir, ...); 2 usage or configuration error.
+// 1 could not start (bind, state dir, ...); 2 usage or configuration error
+// (the client_curve key files included).
 #include <signal.h>
 #include <sys/signalfd.h>
 
@@ -51,8 +52,20 @@ int main(int argc, char** argv) {
     std::cerr << "nvsd: " << config.status().message() << "\n";
     return 2;
   }
+  // The key files too: a missing, malformed or readable secret key is a
+  // configuration error, found by --check as well.
+  const nvs::Status keys = nvs::supervisor::LoadClientCurveKeys(config.value(), config_path);
+  if (!keys.ok()) {
+    std::cerr << "nvsd: " << keys.message() << "\n";
+    return 2;
+  }
   if (check_only) {
-    std::cout << "nvsd: " << config_path << " is valid (" << config->variants.size() << " variants)\n";
+    std::cout << "nvsd: " << config_path << " is valid (" << config->variants.size() << " variants";
+    if (config->client_curve) {
+      std::cout << "; CURVE on the client endpoint, public key " << config->client_curve->keys.public_key << ", "
+                << config->client_curve->authorized.size() << " authorized client keys";
+    }
+    std::cout << ")\n";
     return 0;
   }
 

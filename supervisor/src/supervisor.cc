@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <zmq.hpp>
 
+#include "client_gate.h"
 #include "nvs/supervisor/journal.h"
 #include "log.h"
 #include "nvs/protocol/client_messages.h"
@@ -191,6 +192,9 @@ struct Supervisor::Impl {
 
   Config config;
   zmq::context_t context{1};
+  // client_curve: the ZAP handler. Declared before `clients` so that it is
+  // closed after it: a CURVE server without its handler lets anyone in.
+  std::unique_ptr<ClientGate> client_gate;
   zmq::socket_t clients{context, zmq::socket_type::router};
   zmq::socket_t variants_socket{context, zmq::socket_type::router};
   std::optional<zmq::socket_t> events;
@@ -2156,6 +2160,12 @@ struct Supervisor::Impl {
       std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
       bridge = self.parent_path() / "nvs-stdio-bridge";
     }
+    if (config.client_curve) {
+      // Before the bind: no client may meet the CURVE server before its ZAP handler.
+      auto gate = ClientGate::Open(context, clients, *config.client_curve);
+      if (!gate.ok()) return gate.status();
+      client_gate = std::move(gate.value());
+    }
     try {
       clients.set(zmq::sockopt::linger, 0);
       clients.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(proto::kMaxMessageBytes));
@@ -2198,6 +2208,8 @@ struct Supervisor::Impl {
     }
     Log(LogLevel::kInfo, "starting",
         {{"client_endpoint", config.client_endpoint},
+         {"client_security", config.client_curve ? "curve" : "none"},
+         {"authorized_keys", config.client_curve ? json(config.client_curve->authorized.size()) : json()},
          {"event_endpoint", config.event_endpoint},
          {"variant_endpoint", config.variant_endpoint},
          {"variants", variants.size()},
@@ -2390,6 +2402,11 @@ struct Supervisor::Impl {
           fds.emplace_back(slot, false);
         }
       }
+      // client_curve: the ZAP handler and the client socket's monitor, after every fd.
+      if (client_gate) {
+        items.push_back({client_gate->zap().handle(), 0, ZMQ_POLLIN, 0});
+        items.push_back({client_gate->monitor().handle(), 0, ZMQ_POLLIN, 0});
+      }
       const auto wait = std::chrono::duration_cast<milliseconds>(NextDeadline() - Clock::now());
       try {
         zmq::poll(items.data(), items.size(), std::max(milliseconds(0), wait) + milliseconds(1));
@@ -2460,6 +2477,13 @@ struct Supervisor::Impl {
         }
         Variant& v = variants[fds[k].first];
         if (v.process && !v.process->exit_info()) OnProcessExit(v);
+      }
+      if (client_gate) {
+        // Handshakes wait for these answers: before the clients' requests.
+        const auto now = Clock::now();
+        if (items[3 + fds.size()].revents & ZMQ_POLLIN) client_gate->OnZapReadable(now, kMaxMessagesPerTurn);
+        if (items[4 + fds.size()].revents & ZMQ_POLLIN) client_gate->OnMonitorReadable(now, kMaxMessagesPerTurn);
+        client_gate->Tick(now);
       }
       if (items[0].revents & ZMQ_POLLIN) DrainClientSocket();
       CheckDeadlines();

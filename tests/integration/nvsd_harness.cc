@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/inotify.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,6 +19,9 @@
 #include <set>
 #include <sstream>
 #include <zmq.hpp>
+
+#include "nvs/protocol/curve_client.h"
+#include "nvs/protocol/curve_keys.h"
 
 namespace nvs::testing {
 namespace bp = boost::process::v2;
@@ -165,6 +169,22 @@ NvsdHarness::NvsdHarness(const NvsdOptions& options) : impl_(std::make_unique<Im
                  {"deadline_ms", 2000},
                  {"sync_deadline_ms", 10000},
                  {"stop_grace_ms", 2000}};
+  if (options.curve) {
+    const auto keys = impl_->dir / "keys";
+    std::filesystem::create_directory(keys);
+    auto nvsd_keys = protocol::WriteKeyPair(keys / "nvsd");
+    auto client_keys = protocol::WriteKeyPair(keys / "client");
+    if (!nvsd_keys.ok() || !client_keys.ok()) throw std::runtime_error("cannot write the harness's CURVE keys");
+    std::ofstream(keys / "authorized_keys") << "# the harness's own client\n" << client_keys.value().public_key << " harness\n";
+    std::ofstream(keys / "client.json") << json{{"endpoint", client_endpoint},
+                                                {"server_public_key_file", "nvsd.pub"},
+                                                {"secret_key_file", "client.key"}}.dump(2);
+    config["client_curve"] = {{"secret_key_file", (keys / "nvsd.key").string()},
+                              {"authorized_keys_file", (keys / "authorized_keys").string()}};
+    auto client_config = protocol::LoadClientConfig(keys / "client.json");
+    if (!client_config.ok()) throw std::runtime_error(client_config.status().message());
+    protocol::ApplyCurveClient(impl_->client, client_config.value());
+  }
   config.merge_patch(options.overrides);
   // The overrides may name other endpoints (the chaos test keeps its own
   // across nvsd restarts).
@@ -232,6 +252,29 @@ std::string NvsdHarness::NvsdLog() const {
   text << in.rdbuf();
   return text.str();
 }
+bool NvsdHarness::WaitNvsdLog(const std::function<bool(const std::string&)>& done,
+                              std::chrono::milliseconds deadline) const {
+  const auto log = impl_->dir / "nvsd.log";
+  const int watch = inotify_init1(IN_CLOEXEC);
+  inotify_add_watch(watch, log.c_str(), IN_MODIFY);
+  const auto until = Clock::now() + deadline;
+  bool ok = done(NvsdLog());
+  while (!ok && Clock::now() < until) {
+    pollfd p{watch, POLLIN, 0};
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
+    if (poll(&p, 1, static_cast<int>(std::max<long>(1, left))) > 0) {
+      char events[4096];
+      (void)read(watch, events, sizeof events);
+    }
+    ok = done(NvsdLog());
+  }
+  close(watch);
+  return ok;
+}
+
+const std::filesystem::path& NvsdHarness::dir() const { return impl_->dir; }
+std::filesystem::path NvsdHarness::keys_dir() const { return impl_->dir / "keys"; }
+std::filesystem::path NvsdHarness::client_config() const { return impl_->dir / "keys" / "client.json"; }
 const std::filesystem::path& NvsdHarness::state_dir() const { return impl_->state_dir; }
 const std::vector<json>& NvsdHarness::events() const { return impl_->seen_events; }
 

@@ -37,6 +37,11 @@ struct NvsdOptions {
   // Where the variants' received logs go; empty: the harness's own temp dir.
   // Set it to keep the logs across nvsd incarnations (the chaos test).
   std::filesystem::path log_dir;
+  // client_curve: nvsd's client endpoint requires CURVE. The harness makes
+  // nvsd's key pair and one client key pair (listed in the authorized-keys
+  // file under the name "harness") in keys_dir(), a client config for them
+  // (client_config()), and its own client uses them.
+  bool curve = false;
 };
 
 class NvsdHarness {
@@ -89,6 +94,16 @@ class NvsdHarness {
   std::string client_endpoint() const;
   // What nvsd wrote to stderr so far (its JSON-lines log).
   std::string NvsdLog() const;
+  // Waits (inotify on the log, with a deadline) until `done` is true of nvsd's log.
+  bool WaitNvsdLog(const std::function<bool(const std::string&)>& done,
+                   std::chrono::milliseconds deadline = std::chrono::milliseconds(10000)) const;
+  // The harness's temporary folder (removed with it).
+  const std::filesystem::path& dir() const;
+  // With NvsdOptions::curve: the folder of the key files (nvsd.key, nvsd.pub,
+  // client.key, client.pub, authorized_keys) and the client config
+  // (client.json: endpoint, server_public_key_file, secret_key_file).
+  std::filesystem::path keys_dir() const;
+  std::filesystem::path client_config() const;
   int nvsd_pid() const;
   // Waits for nvsd to exit; its wait status.
   std::optional<int> WaitNvsdExit(std::chrono::milliseconds deadline);

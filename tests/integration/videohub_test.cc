@@ -253,6 +253,61 @@ TEST_F(Videohub, PreludeRequestsAckNakAndBroadcast) {
   EXPECT_NE(b.Until("VIDEO OUTPUT ROUTING:\n10 12\n\n"), "");
 }
 
+TEST_F(Videohub, WorksWithCurveKeys) {
+  NvsdOptions options({"router-a", "router-b", "router-c"});
+  options.curve = true;
+  nvsd_ = std::make_unique<NvsdHarness>(options);
+  ASSERT_TRUE(nvsd_->WaitAllHealthy());
+  gateway_ = std::make_unique<Gateway>(nvsd_->client_endpoint(),
+                                       std::vector<std::string>{"--client-config", nvsd_->client_config().string()});
+  ASSERT_GT(gateway_->port(), 0) << gateway_->Log();
+  EXPECT_NE(gateway_->Log().find(R"("security":"curve")"), std::string::npos) << gateway_->Log();
+  Panel a(gateway_->port());
+  const std::string prelude = a.Prelude();
+  EXPECT_NE(prelude.find("Device present: true\n"), std::string::npos) << prelude << gateway_->Log();
+  a.Send("VIDEO OUTPUT ROUTING:\n3 7\n\n");
+  EXPECT_EQ(a.Until("ACK\n\n"), "ACK\n\n") << gateway_->Log();
+  EXPECT_EQ(Dump()["routes"][3], 7);
+}
+
+TEST_F(Videohub, SaysWhenNvsdRefusesItsKey) {
+  NvsdOptions options({"router-a", "router-b"});
+  options.curve = true;
+  nvsd_ = std::make_unique<NvsdHarness>(options);
+  ASSERT_TRUE(nvsd_->WaitAllHealthy());
+  const fs::path keys = nvsd_->keys_dir();
+  // A key pair of its own that nobody listed in nvsd's authorized keys.
+  std::ofstream(keys / "gateway.json") << json{{"server_public_key_file", "nvsd.pub"},
+                                               {"secret_key_file", "gateway.key"}}.dump();
+  int status = -1;
+  RunCapture(std::string(NVS_CLI) + " keygen " + (keys / "gateway").string(), keys / "keygen.err", &status);
+  ASSERT_EQ(status, 0);
+  gateway_ = std::make_unique<Gateway>(nvsd_->client_endpoint(),
+                                       std::vector<std::string>{"--client-config", (keys / "gateway.json").string()});
+  ASSERT_GT(gateway_->port(), 0) << gateway_->Log();
+  EXPECT_TRUE(gateway_->WaitLog([](const std::string& log) {
+    return log.find(R"("event":"nvsd_refused")") != std::string::npos &&
+           log.find("nvsd refused this client's CURVE key") != std::string::npos;
+  })) << gateway_->Log();
+  Panel a(gateway_->port());
+  const std::string prelude = a.Prelude();
+  EXPECT_NE(prelude.find("Device present: false\n"), std::string::npos) << prelude;
+  std::ifstream pub(keys / "gateway.pub");
+  std::string comment, key;
+  std::getline(pub, comment);
+  std::getline(pub, comment);
+  pub >> key;
+  // nvsd logged it; and the gateway tries again (libzmq would not), once a second.
+  const std::string logged_key = R"("key":)" + json(key).dump();
+  EXPECT_TRUE(nvsd_->WaitNvsdLog([&](const std::string& log) {
+    std::size_t refusals = 0;
+    for (auto at = log.find(logged_key); at != std::string::npos; at = log.find(logged_key, at + 1)) ++refusals;
+    return refusals >= 2;
+  })) << nvsd_->NvsdLog();
+  const std::string log = gateway_->Log();
+  EXPECT_EQ(log.find(R"("event":"nvsd_refused")"), log.rfind(R"("event":"nvsd_refused")")) << "logged once: " << log;
+}
+
 TEST_F(Videohub, FramingAsRealClientsProduceIt) {
   Start();
   Panel a(gateway_->port());

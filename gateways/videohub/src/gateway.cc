@@ -4,8 +4,10 @@
 // nvsd's dump, refreshed periodically and after every change it makes.
 //
 // One thread, one poll loop: the listening sockets, every client socket
-// (non-blocking, output bounded), and a DEALER socket to nvsd's front end.
-// Each client's blocks are handled in order, one request to nvsd at a time.
+// (non-blocking, output bounded), and a DEALER socket to nvsd's front end
+// (a CURVE client when given a client config, with a monitor that reports a
+// refusal by nvsd at once). Each client's blocks are handled in order, one
+// request to nvsd at a time.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -28,6 +30,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "nvs/protocol/curve_client.h"
 #include "nvs/videohub/videohub_protocol.h"
 
 namespace nvs::videohub {
@@ -39,7 +42,8 @@ using std::chrono::milliseconds;
 
 struct Options {
   std::vector<std::string> listen = {"0.0.0.0:9990"};
-  std::string endpoint = "tcp://127.0.0.1:5555";
+  std::string endpoint;       // "" = $NVS_ENDPOINT, else the client config's, else tcp://127.0.0.1:5555
+  std::string client_config;  // "" = $NVS_CLIENT_CONFIG, else none (a plain client)
   std::string friendly_name = "nvs";
   std::string unique_id;
   int refresh_ms = 1000;
@@ -86,15 +90,23 @@ struct InFlight {
 
 class Gateway {
  public:
-  explicit Gateway(Options options) : options_(std::move(options)) {}
+  // `curve`: the client config (keys) for an nvsd whose endpoint requires CURVE.
+  Gateway(Options options, std::optional<protocol::ClientConfig> curve)
+      : options_(std::move(options)), curve_(std::move(curve)) {}
 
   int Run(int signal_fd) {
     nvsd_.set(zmq::sockopt::linger, 0);
     nvsd_.set(zmq::sockopt::reconnect_ivl, 100);
+    if (curve_) protocol::ApplyCurveClient(nvsd_, *curve_);
+    watch_.emplace(context_, nvsd_, curve_.has_value(), curve_ ? curve_->keys.public_key : std::string());
     nvsd_.connect(options_.endpoint);
     device_.friendly_name = options_.friendly_name;
     device_.unique_id = options_.unique_id;
-    Log("info", "starting", {{"listen", options_.listen}, {"nvsd", options_.endpoint}});
+    Log("info", "starting",
+        {{"listen", options_.listen},
+         {"nvsd", options_.endpoint},
+         {"security", curve_ ? "curve" : "none"},
+         {"public_key", curve_ ? json(curve_->keys.public_key) : json()}});
     // The first view before the first client: a panel that connects at once
     // gets the router, not a "not present" that is only a start-up race.
     Refresh();
@@ -415,6 +427,7 @@ class Gateway {
     std::vector<zmq::pollitem_t> items;
     items.push_back({nvsd_.handle(), 0, ZMQ_POLLIN, 0});
     items.push_back({nullptr, signal_fd, ZMQ_POLLIN, 0});
+    items.push_back({watch_->monitor().handle(), 0, ZMQ_POLLIN, 0});
     for (int fd : listeners_) items.push_back({nullptr, fd, ZMQ_POLLIN, 0});
     std::vector<std::uint64_t> order;
     for (auto& [serial, c] : clients_) {
@@ -425,6 +438,7 @@ class Gateway {
     }
     auto wake = next_refresh_;
     for (const auto& [id, f] : in_flight_) wake = std::min(wake, f.deadline);
+    if (retry_at_) wake = std::min(wake, *retry_at_);
     const auto wait = std::max(milliseconds(0), std::chrono::duration_cast<milliseconds>(wake - Clock::now()));
     try {
       zmq::poll(items.data(), items.size(), wait + milliseconds(1));
@@ -435,6 +449,7 @@ class Gateway {
       signalfd_siginfo info{};
       if (read(signal_fd, &info, sizeof info) == sizeof info) stopping_ = true;
     }
+    if (items[2].revents & ZMQ_POLLIN) CheckHandshake();
     if (items[0].revents & ZMQ_POLLIN) {
       zmq::message_t message;
       while (nvsd_.recv(message, zmq::recv_flags::dontwait)) {
@@ -443,20 +458,54 @@ class Gateway {
       }
     }
     for (std::size_t i = 0; i < listeners_.size(); ++i) {
-      if (items[2 + i].revents & ZMQ_POLLIN) Accept(listeners_[i]);
+      if (items[3 + i].revents & ZMQ_POLLIN) Accept(listeners_[i]);
     }
     for (std::size_t k = 0; k < order.size(); ++k) {
       auto it = clients_.find(order[k]);
       if (it == clients_.end()) continue;
       Client& c = it->second;
-      const short revents = items[2 + listeners_.size() + k].revents;
+      const short revents = items[3 + listeners_.size() + k].revents;
       if (c.fd >= 0 && (revents & ZMQ_POLLOUT)) Flush(c);
       if (c.fd >= 0 && (revents & (ZMQ_POLLIN | ZMQ_POLLERR)) && !c.read_closed) Read(c);
       Serve(c);
     }
     CheckDeadlines();
+    RetryAfterRefusal();
     if (Clock::now() >= next_refresh_) Refresh();
     std::erase_if(clients_, [](const auto& entry) { return entry.second.fd < 0 && !entry.second.waiting; });
+  }
+
+  // nvsd refusing this gateway (its CURVE key, or mismatched security) is
+  // logged once per episode, and the device is absent at once, not only
+  // after a timeout. nvsd may be set right while the gateway runs, so it
+  // goes on trying.
+  void CheckHandshake() {
+    const Status refused = watch_->Check();
+    if (!refused.ok()) {
+      if (!refused_) {
+        refused_ = true;
+        Log("error", "nvsd_refused", {{"nvsd", options_.endpoint}, {"why", refused.message()}});
+        SetView(std::nullopt, "nvsd refused this gateway: " + refused.message());
+      }
+      if (!retry_at_) retry_at_ = Clock::now() + milliseconds(std::max(options_.refresh_ms, 1000));
+    } else if (refused_ && watch_->connected()) {
+      refused_ = false;
+      retry_at_.reset();
+      Log("info", "nvsd_accepted", {{"nvsd", options_.endpoint}});
+    }
+  }
+
+  // libzmq does not reconnect a socket whose key nvsd refused: the gateway
+  // connects again itself, at most once a second (or --refresh-ms).
+  void RetryAfterRefusal() {
+    if (!retry_at_ || Clock::now() < *retry_at_) return;
+    retry_at_.reset();
+    try {
+      nvsd_.disconnect(options_.endpoint);
+    } catch (const zmq::error_t&) {
+      // (already gone with the refused session)
+    }
+    nvsd_.connect(options_.endpoint);
   }
 
   void CheckDeadlines() {
@@ -484,8 +533,12 @@ class Gateway {
   }
 
   Options options_;
+  std::optional<protocol::ClientConfig> curve_;
   zmq::context_t context_{1};
   zmq::socket_t nvsd_{context_, zmq::socket_type::dealer};
+  std::optional<protocol::HandshakeWatch> watch_;  // after nvsd_: it stops its monitor first
+  bool refused_ = false;                   // nvsd refused the last handshake
+  std::optional<Clock::time_point> retry_at_;  // when to connect again after a refusal
   std::vector<int> listeners_;
   std::map<std::uint64_t, Client> clients_;
   std::uint64_t next_serial_ = 0;
@@ -506,10 +559,14 @@ class Gateway {
 
 int main(int argc, char** argv) {
   nvs::videohub::Options options;
-  if (const char* env = std::getenv("NVS_ENDPOINT"); env != nullptr && *env != '\0') options.endpoint = env;
   CLI::App app{"nvs-videohub: the Blackmagic Videohub Ethernet protocol in front of nvsd"};
   app.add_option("--listen", options.listen, "HOST:PORT to listen on (repeatable)")->capture_default_str();
-  app.add_option("--endpoint", options.endpoint, "nvsd's client endpoint ($NVS_ENDPOINT)")->capture_default_str();
+  app.add_option("--endpoint", options.endpoint,
+                 "nvsd's client endpoint (default: $NVS_ENDPOINT, else the client config's \"endpoint\", else "
+                 "tcp://127.0.0.1:5555)");
+  app.add_option("--client-config", options.client_config,
+                 "the client config naming nvsd's public key and this gateway's CURVE key files, for an nvsd whose "
+                 "client endpoint requires CURVE (default: $NVS_CLIENT_CONFIG)");
   app.add_option("--friendly-name", options.friendly_name, "the Friendly name clients show")->capture_default_str();
   app.add_option("--unique-id", options.unique_id, "the Unique ID clients see");
   app.add_option("--refresh-ms", options.refresh_ms, "how often the state is read from nvsd")
@@ -525,6 +582,12 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(4096, 64 << 20));
   CLI11_PARSE(app, argc, argv);
+  auto curve = nvs::protocol::ResolveClientConfig(options.client_config);
+  if (!curve.ok()) {
+    std::cerr << "nvs-videohub: " << curve.status().message() << "\n";
+    return 2;
+  }
+  options.endpoint = nvs::protocol::ResolveEndpoint(options.endpoint, curve.value());
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
@@ -532,5 +595,5 @@ int main(int argc, char** argv) {
   sigprocmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
   const int signal_fd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
-  return nvs::videohub::Gateway(options).Run(signal_fd);
+  return nvs::videohub::Gateway(options, std::move(curve.value())).Run(signal_fd);
 }

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "nvs/protocol/curve_keys.h"
 #include "nvs/status.h"
 #include "nvs/voter/voter.h"
 
@@ -50,12 +51,24 @@ struct RestartConfig {
   std::int64_t period_ms = 10'000;
 };
 
+// CURVE on the client endpoint (`client_curve`; protocol/CLIENT.md §7): only
+// clients whose public key is listed get in. Unset: a plain endpoint.
+struct ClientCurveConfig {
+  std::filesystem::path secret_key_file;       // nvsd's secret key, owner-only; the public key is derived from it
+  std::filesystem::path authorized_keys_file;  // the client public keys let in, one per line
+  // Read from those files by LoadClientCurveKeys (not by ParseConfig: `nvs
+  // replay --config` reads the config without needing nvsd's secret key).
+  protocol::CurveKeyPair keys;
+  std::vector<protocol::AuthorizedKey> authorized;
+};
+
 struct Config {
   std::filesystem::path config_dir;          // the folder of the config file (for relative paths)
   std::filesystem::path state_dir;           // required: quarantine reports, variant logs
   std::string client_endpoint = "tcp://127.0.0.1:5555";  // ROUTER for clients (protocol/CLIENT.md)
   std::string event_endpoint = "tcp://127.0.0.1:5556";   // PUB for events; "" = none
   std::string variant_endpoint;              // ROUTER for variants; "" = ipc://STATE_DIR/variants.sock
+  std::optional<ClientCurveConfig> client_curve;  // unset: the client endpoint is plain
   std::vector<VariantConfig> variants;       // 1 to 8
   voter::Policy policy;                      // default: Policy::DefaultFor(variants.size())
   // "lockstep" (every variant gets every command; votes) or "standby" (one
@@ -103,6 +116,14 @@ Result<Config> ParseConfig(const std::string& text, const std::filesystem::path&
 
 // Reads, parses and validates a config file.
 Result<Config> LoadConfig(const std::filesystem::path& path);
+
+// Reads the key files `config.client_curve` names into it (nothing to do
+// without client_curve): the secret key must exist, hold one Z85 key and be
+// owner-only; the authorized-keys file must parse and not be writable by
+// group or others. nvsd calls it before it starts and for --check. Errors
+// are worded like ParseConfig's ("PATH: invalid configuration:" and one
+// "client_curve.FIELD: ..." line per problem).
+Status LoadClientCurveKeys(Config& config, const std::filesystem::path& path);
 
 // The variants and the policy of `config` as config JSON text
 // ({"variants":[...],"policy":{...}}, paths as written): what nvsd records
