@@ -2014,6 +2014,22 @@ struct Supervisor::Impl {
     return next;
   }
 
+  // Why a command waited past queue_deadline_ms, for its `unavailable` reply.
+  std::string WhyStillWaiting() const {
+    const std::string within = " within " + std::to_string(config.queue_deadline_ms) + " ms";
+    if (HealthyVoters() < config.min_healthy) {
+      return "not enough healthy variants" + within + " (healthy " + std::to_string(HealthyVoters()) + ", min_healthy " +
+             std::to_string(config.min_healthy) + ")";
+    }
+    for (const auto& v : variants) {
+      if (v.state == VariantState::kHealthy && v.fifo.size() >= kPaceBehind) {
+        return "not dispatched" + within + ": " + v.config.name + " is " + std::to_string(v.fifo.size()) +
+               " requests behind, and commands go at the pace of the slowest variant (send fewer at once)";
+      }
+    }
+    return "not dispatched" + within + " (a sync round or the command before it was still being decided)";
+  }
+
   void CheckDeadlines() {
     const auto now = Clock::now();
     for (auto& v : variants) {
@@ -2050,11 +2066,7 @@ struct Supervisor::Impl {
     }
     while (!waiting.empty() && now - waiting.front().admitted_at > milliseconds(config.queue_deadline_ms)) {
       Command& c = waiting.front();
-      Reply(c.client, proto::ClientReply::Unavailable(
-                          c.request_id, "not enough healthy variants within " +
-                                            std::to_string(config.queue_deadline_ms) + " ms (healthy " +
-                                            std::to_string(HealthyVoters()) + ", min_healthy " +
-                                            std::to_string(config.min_healthy) + ")"));
+      Reply(c.client, proto::ClientReply::Unavailable(c.request_id, WhyStillWaiting()));
       waiting.pop_front();
     }
   }

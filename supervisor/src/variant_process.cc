@@ -277,6 +277,13 @@ Result<SpawnSpec> SpecForVariant(const VariantConfig& vc, const std::string& ide
   if (!program.ok()) return program.status();
   if (vc.transport == Transport::kStdio) {
     spec.argv = {context.stdio_bridge.string()};
+    if (vc.limits.address_space_mb) {
+      // The relay applies it to the controller only: the limit is the
+      // controller's, and the relay's own needs (e.g. a sanitizer's shadow
+      // memory) are not the variant's business.
+      spec.argv.push_back("--address-space-mb");
+      spec.argv.push_back(std::to_string(*vc.limits.address_space_mb));
+    }
     if (!vc.user.empty()) {
       auto ids = ResolveUser(vc.user, vc.group);
       if (!ids.ok()) return ids.status();
@@ -297,6 +304,7 @@ Result<SpawnSpec> SpecForVariant(const VariantConfig& vc, const std::string& ide
     return Status::Error("working_dir " + spec.working_dir.string() + " is not a directory");
   }
   spec.limits = vc.limits;
+  if (vc.transport == Transport::kStdio) spec.limits.address_space_mb.reset();  // applied by the relay, above
   spec.stderr_log = context.stderr_log;
   spec.stderr_log_bytes = context.stderr_log_bytes;
   spec.stderr_tail_bytes = context.stderr_tail_bytes;

@@ -96,8 +96,10 @@ TEST(Regression, DeathsOnCheckpointRequestsDoNotQuarantineTheNextCommand) {
 // killed as hung ("fell behind: 1025 requests unanswered") again and again.
 // Now the pipeline goes at the pace of the slowest variant still answering.
 TEST(Regression, ASlowButCorrectVariantPacesThePipelineInsteadOfBeingKilled) {
+  // (The queue deadline is long: the burst waits at the slow variant's pace,
+  // which under a sanitizer build is slower still.)
   NvsdHarness nvsd(NvsdOptions({"router-a", "router-b", Misbehaving("router-c", {"--slow-ms=1"})},
-                               {{"fsync", "none"}}));
+                               {{"fsync", "none"}, {"queue_deadline_ms", 60000}}));
   ASSERT_TRUE(nvsd.WaitAllHealthy());
   // More commands in flight than a variant may have unanswered (1024).
   std::vector<std::string> ids;

@@ -45,15 +45,21 @@ std::atomic<int> g_stop_signal{0};
 extern "C" void OnStopSignal(int signal) { g_stop_signal.store(signal); }
 
 // Child-side setup: die with the bridge, so a SIGKILLed bridge leaves no
-// orphan; and, with --user, drop to that user and group (groups first, then
-// the uid: after setuid nothing else could be dropped).
+// orphan; with --address-space-mb, the controller's address-space limit (the
+// relay keeps none of its own); with --user, drop to that user and group
+// (groups first, then the uid: after setuid nothing else could be dropped).
 struct DieWithParent {
   std::optional<std::pair<uid_t, gid_t>> run_as;
+  std::optional<unsigned long> address_space_mb;
 
   template <typename Launcher>
   bp::error_code on_exec_setup(Launcher&, const bp::filesystem::path&, const char* const*&) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     signal(SIGPIPE, SIG_DFL);  // the bridge ignores it; the controller starts plain
+    if (address_space_mb) {
+      struct rlimit limit {static_cast<rlim_t>(*address_space_mb) << 20, static_cast<rlim_t>(*address_space_mb) << 20};
+      if (setrlimit(RLIMIT_AS, &limit) != 0) return bp::error_code(errno, bp::system_category());
+    }
     if (run_as) {
       const gid_t gid = run_as->second;
       if (setgroups(1, &gid) != 0 || setgid(gid) != 0 || setuid(run_as->first) != 0) {
@@ -176,15 +182,28 @@ int main(int argc, char** argv) {
   bool usage_error = false;
   {
     int i = 1;
-    if (i + 1 < argc && std::strcmp(argv[i], "--user") == 0) {
-      // UID:GID, both numbers (nvsd resolves names before it starts us).
-      unsigned long uid = 0;
-      unsigned long gid = 0;
+    while (i + 1 < argc && argv[i][0] == '-' && std::strcmp(argv[i], "--") != 0) {
       char tail = 0;
-      if (std::sscanf(argv[i + 1], "%lu:%lu%c", &uid, &gid, &tail) == 2 && uid > 0) {
-        child_setup.run_as = std::make_pair(static_cast<uid_t>(uid), static_cast<gid_t>(gid));
+      if (std::strcmp(argv[i], "--user") == 0) {
+        // UID:GID, both numbers (nvsd resolves names before it starts us).
+        unsigned long uid = 0;
+        unsigned long gid = 0;
+        if (std::sscanf(argv[i + 1], "%lu:%lu%c", &uid, &gid, &tail) == 2 && uid > 0) {
+          child_setup.run_as = std::make_pair(static_cast<uid_t>(uid), static_cast<gid_t>(gid));
+        } else {
+          std::cerr << "nvs-stdio-bridge: --user takes UID:GID (numbers, UID not 0), not " << argv[i + 1] << "\n";
+          usage_error = true;
+        }
+      } else if (std::strcmp(argv[i], "--address-space-mb") == 0) {
+        unsigned long mb = 0;
+        if (std::sscanf(argv[i + 1], "%lu%c", &mb, &tail) == 1 && mb > 0 && mb < (1UL << 30)) {
+          child_setup.address_space_mb = mb;
+        } else {
+          std::cerr << "nvs-stdio-bridge: --address-space-mb takes a positive number, not " << argv[i + 1] << "\n";
+          usage_error = true;
+        }
       } else {
-        std::cerr << "nvs-stdio-bridge: --user takes UID:GID (numbers, UID not 0), not " << argv[i + 1] << "\n";
+        std::cerr << "nvs-stdio-bridge: unknown option " << argv[i] << "\n";
         usage_error = true;
       }
       i += 2;
@@ -193,10 +212,11 @@ int main(int argc, char** argv) {
     for (; i < argc; ++i) command.emplace_back(argv[i]);
   }
   if (usage_error || command.empty() || command[0] == "--help" || command[0] == "-h") {
-    std::cerr << "usage: nvs-stdio-bridge [--user UID:GID] -- CMD [ARGS...]\n"
+    std::cerr << "usage: nvs-stdio-bridge [--user UID:GID] [--address-space-mb N] -- CMD [ARGS...]\n"
                  "Runs CMD as an nvs variant speaking JSON lines on stdin/stdout, relayed to the\n"
                  "ZeroMQ endpoint NVS_ENDPOINT under the routing id NVS_VARIANT. With --user, CMD\n"
-                 "runs as that user and group; the bridge keeps its own.\n";
+                 "runs as that user and group; with --address-space-mb, under that address-space\n"
+                 "limit. The bridge keeps its own user and limits.\n";
     return 2;
   }
   const char* endpoint = std::getenv("NVS_ENDPOINT");
