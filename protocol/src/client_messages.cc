@@ -142,6 +142,9 @@ std::string Encode(const ClientReply& reply) {
 }
 
 std::optional<ClientReply> DecodeClientReply(std::string_view bytes) {
+  if (bytes.size() > kMaxMessageBytes || JsonNestingDepth(bytes, kMaxDocumentJsonDepth) > kMaxDocumentJsonDepth) {
+    return std::nullopt;
+  }
   const json root = json::parse(bytes.begin(), bytes.end(), nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded() || !root.is_object()) return std::nullopt;
   auto status_it = root.find("status");
@@ -161,7 +164,11 @@ std::optional<ClientReply> DecodeClientReply(std::string_view bytes) {
     return it != root.end() && it->is_string() ? it->get<std::string>() : std::string();
   };
   if (auto it = root.find("seq"); it != root.end() && it->is_number_unsigned()) reply.seq = it->get<std::uint64_t>();
-  if (auto it = root.find("result"); it != root.end()) reply.result = Dump(*it);
+  if (auto it = root.find("result"); it != root.end()) {
+    reply.result = Dump(*it);
+  } else if (reply.status == ClientStatus::kCommitted || reply.status == ClientStatus::kAnswered) {
+    return std::nullopt;  // its result is what it is for (and Encode could not write it without one)
+  }
   reply.code = text("code");
   reply.reason = text("reason");
   reply.report = text("report");

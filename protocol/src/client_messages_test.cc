@@ -107,6 +107,30 @@ TEST(ClientCodec, RepliesRoundTrip) {
   EXPECT_FALSE(DecodeClientReply(R"({"id":"x","status":"maybe"})"));
 }
 
+// Found while fuzzing the client codec (an 800 KB nested reply run through
+// fuzz/client_messages_fuzzer: ASan stack-overflow; the target's 4 KB
+// max_len is too short to reach that depth by itself): nlohmann/json parses
+// any depth, but re-serialising `result` recursed once per level.
+TEST(DecodeClientReply, DeeplyNestedReplyIsRefusedNotStackOverflow) {
+  const std::size_t depth = 400000;
+  const std::string deep =
+      R"({"id":"x","status":"answered","result":)" + std::string(depth, '[') + std::string(depth, ']') + "}";
+  EXPECT_FALSE(DecodeClientReply(deep));
+  const std::string shallow = R"({"id":"x","status":"answered","result":)" + std::string(60, '[') +
+                              std::string(60, ']') + "}";
+  EXPECT_TRUE(DecodeClientReply(shallow)) << "payload-deep results are replies";
+}
+
+// Found by fuzz/client_messages_fuzzer: a committed reply without `result`
+// was accepted, and Encode then wrote `"result":}` (not JSON).
+TEST(DecodeClientReply, CommittedOrAnsweredWithoutResultIsRefusedNotReencodedAsInvalidJson) {
+  EXPECT_FALSE(DecodeClientReply(R"({"id":"r1","status":"committed","seq":1})"));
+  EXPECT_FALSE(DecodeClientReply(R"({"id":"q1","status":"answered"})"));
+  auto with_null = DecodeClientReply(R"({"id":"q1","status":"answered","result":null})");
+  ASSERT_TRUE(with_null);
+  EXPECT_FALSE(json::parse(Encode(*with_null), nullptr, false).is_discarded());
+}
+
 TEST(Fnv1a64Hex, KnownVectors) {
   EXPECT_EQ(Fnv1a64Hex(""), "cbf29ce484222325");
   EXPECT_EQ(Fnv1a64Hex("a"), "af63dc4c8601ec8c");

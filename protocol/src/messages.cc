@@ -38,6 +38,21 @@ std::optional<std::uint64_t> ReadCount(const json& value) {
   return std::nullopt;
 }
 
+// Reads a JSON integer literal that fits an int (get<int>() would truncate:
+// 4294967297, 2^32 + 1, would be read as 1).
+std::optional<int> ReadInt(const json& value) {
+  if (value.is_number_unsigned()) {
+    const auto v = value.get<std::uint64_t>();
+    if (v <= static_cast<std::uint64_t>(std::numeric_limits<int>::max())) return static_cast<int>(v);
+    return std::nullopt;
+  }
+  if (value.is_number_integer()) {
+    const auto v = value.get<std::int64_t>();
+    if (v >= std::numeric_limits<int>::min() && v <= std::numeric_limits<int>::max()) return static_cast<int>(v);
+  }
+  return std::nullopt;
+}
+
 Error MakeError(std::string_view code, std::string reason, std::optional<std::uint64_t> seq = std::nullopt) {
   return Error{seq, std::string(code), std::move(reason)};
 }
@@ -197,10 +212,11 @@ Decoded<Reply> DecodeReply(std::string_view bytes) {
   Reply reply;
   if (type == "hello") {
     auto it = object.find("protocol");
-    if (it == object.end() || !it->is_number_integer()) {
-      return MakeError(error_code::kMalformed, "'hello' message: member 'protocol' must be an integer");
+    const std::optional<int> protocol = it == object.end() ? std::nullopt : ReadInt(*it);
+    if (!protocol) {
+      return MakeError(error_code::kMalformed, "'hello' message: member 'protocol' must be an integer (an int)");
     }
-    reply = Hello{it->get<int>(), read.Text("variant"), read.Text("impl")};
+    reply = Hello{*protocol, read.Text("variant"), read.Text("impl")};
   } else if (type == "applied") {
     reply = Applied{read.Count("seq"), read.Json("result")};
   } else if (type == "answer") {

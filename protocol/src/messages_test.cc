@@ -162,6 +162,25 @@ TEST(DecodeReply, MalformedReplies) {
   EXPECT_EQ(DecodeReply(R"({"type":"pang","seq":1})").error().code, error_code::kUnknownType);
 }
 
+// Found by reading the codec while fuzzing it: `protocol` was read with
+// get<int>(), which truncates, so 4294967297 (2^32 + 1) passed nvsd's
+// version check as 1.
+TEST(DecodeReply, HelloProtocolBeyondIntIsMalformedNotTruncated) {
+  for (const char* protocol : {"4294967297", "2147483648", "-2147483649", "18446744073709551615"}) {
+    const std::string text =
+        std::string(R"({"type":"hello","protocol":)") + protocol + R"(,"variant":"a","impl":"b"})";
+    auto decoded = DecodeReply(text);
+    ASSERT_FALSE(decoded.ok()) << text;
+    EXPECT_EQ(decoded.error().code, error_code::kMalformed);
+  }
+  auto one = DecodeReply(R"({"type":"hello","protocol":1,"variant":"a","impl":"b"})");
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(std::get<Hello>(one.value()).protocol, 1);
+  auto negative = DecodeReply(R"({"type":"hello","protocol":-2147483648,"variant":"a","impl":"b"})");
+  ASSERT_TRUE(negative.ok()) << "any int: nvsd then refuses a version it does not speak";
+  EXPECT_EQ(std::get<Hello>(negative.value()).protocol, -2147483647 - 1);
+}
+
 TEST(Encode, QuotesStringsSafely) {
   const std::string bytes = Encode(Error{1, "bad_state", "line\n\"quoted\" \xff"});
   auto parsed = json::parse(bytes);

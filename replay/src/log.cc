@@ -1,9 +1,12 @@
 // Reading the command logs `nvs replay` accepts (replay.h: LoadCommandLog).
 #include <fstream>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <stdexcept>
 
+#include "nvs/protocol/messages.h"
 #include "nvs/replay/replay.h"
 #include "nvs/supervisor/journal.h"
 
@@ -15,6 +18,46 @@ namespace fs = std::filesystem;
 
 std::string Compact(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
 
+// A member of a record that is not what nvs writes there.
+struct BadMember : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// A count member (seq, time_ns): an integer in [0, 2^63), as PROTOCOL.md
+// §2 has them; `fallback` when absent. Throws BadMember otherwise: a float
+// such as 1e30 must not reach nlohmann's get<>(), whose cast is then
+// undefined behaviour, and 1.5 or -1 must not become 1 or 2^64 - 1.
+std::uint64_t Count(const json& object, const char* key, std::uint64_t fallback = 0) {
+  auto it = object.find(key);
+  if (it == object.end()) return fallback;
+  if (it->is_number_unsigned() &&
+      it->get<std::uint64_t>() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+    return it->get<std::uint64_t>();
+  }
+  if (it->is_number_integer() && !it->is_number_unsigned() && it->get<std::int64_t>() >= 0) {
+    return static_cast<std::uint64_t>(it->get<std::int64_t>());
+  }
+  throw BadMember(std::string("member '") + key + "' is not an integer in [0, 2^63)");
+}
+
+// Parses one JSON document of a log; discarded when it is not JSON or is
+// nested deeper than nvs ever writes (protocol::kMaxDocumentJsonDepth):
+// nlohmann's serialiser, which Compact uses, recurses once per level.
+json ParseDocument(std::string_view text) {
+  if (protocol::JsonNestingDepth(text, protocol::kMaxDocumentJsonDepth) > protocol::kMaxDocumentJsonDepth) {
+    return json(json::value_t::discarded);
+  }
+  return json::parse(text, nullptr, /*allow_exceptions=*/false);
+}
+
+// The snapshot a quarantine report names: a plain file name beside the
+// report, as nvsd writes it; never a path elsewhere ("/dev/zero",
+// "../../etc/shadow").
+bool PlainFileName(const std::string& name) {
+  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string::npos &&
+         name.find('\0') == std::string::npos;
+}
+
 // Journal records (from segments or their export) become commands: every
 // admitted command in sequence order, with the verdict nvsd recorded.
 void AddJournalRecords(const std::vector<json>& records, CommandLog& log) {
@@ -22,13 +65,14 @@ void AddJournalRecords(const std::vector<json>& records, CommandLog& log) {
   for (const auto& record : records) {
     try {
     const std::string type = record.value("t", "");
-    const std::uint64_t seq = record.value("seq", std::uint64_t{0});
+    const std::uint64_t seq = Count(record, "seq");
     if (type == "admit" && record.contains("cmd")) {
-      RecordedCommand& c = by_seq[seq];
+      RecordedCommand c;  // every member read before it is kept: a bad one skips the whole record
       c.seq = seq;
-      c.time_ns = record.value("time_ns", std::int64_t{0});
+      c.time_ns = static_cast<std::int64_t>(Count(record, "time_ns"));
       c.cmd = Compact(record["cmd"]);
       c.request_id = record.value("id", "");
+      by_seq[seq] = std::move(c);
     } else if (type == "start" && record.contains("config")) {
       log.recorded_config = Compact(record["config"]);  // the last one: the programs that ran most recently
     } else if (type == "verdict") {
@@ -37,7 +81,8 @@ void AddJournalRecords(const std::vector<json>& records, CommandLog& log) {
       it->second.recorded_verdict = record.value("verdict", "");
       if (record.contains("result")) it->second.recorded_result = Compact(record["result"]);
     }
-    } catch (const json::exception& e) {  // a member of the wrong type: the record is skipped, and said so
+    } catch (const std::exception& e) {  // a member of the wrong type: the record is skipped, and said so
+      // (json::exception or BadMember)
       log.warnings.push_back("a journal record with a member of the wrong type was skipped: " + std::string(e.what()));
     }
   }
@@ -76,8 +121,8 @@ Result<CommandLog> LoadQuarantineReport(const fs::path& path, const json& report
   log.format = "quarantine-report";
   if (!report.contains("command")) return Status::Error(path.string() + ": a quarantine report without a command");
   RecordedCommand c;
-  c.seq = report.value("seq", std::uint64_t{0});
-  c.time_ns = report.value("time_ns", std::int64_t{0});
+  c.seq = Count(report, "seq");
+  c.time_ns = static_cast<std::int64_t>(Count(report, "time_ns"));
   c.cmd = Compact(report["command"]);
   c.request_id = report.value("/client/request_id"_json_pointer, std::string());
   c.recorded_verdict = report.value("verdict", "");
@@ -86,10 +131,13 @@ Result<CommandLog> LoadQuarantineReport(const fs::path& path, const json& report
   const std::string snapshot = report.value("/pre_state/snapshot"_json_pointer, std::string());
   if (snapshot.empty()) {
     log.warnings.push_back("the report has no saved pre-command state; replaying on the initial state");
+  } else if (!PlainFileName(snapshot)) {
+    return Status::Error(path.string() + ": its pre-command state '" + snapshot +
+                         "' is not a file name beside the report");
   } else {
     auto state = ReadFile(path.parent_path() / snapshot);
     if (!state.ok()) return Status::Error(path.string() + ": its pre-command state: " + state.status().message());
-    const json parsed = json::parse(state.value(), nullptr, false);
+    const json parsed = ParseDocument(state.value());
     if (parsed.is_discarded()) return Status::Error((path.parent_path() / snapshot).string() + ": not JSON");
     log.initial_state = Compact(parsed);
   }
@@ -118,9 +166,18 @@ Result<CommandLog> LoadCommandLogOrThrow(const fs::path& path) {
     log.format = "journal";
     log.warnings = journal.value().damage;
     std::vector<json> records;
+    std::size_t unreadable = 0;
     for (const auto& text : journal.value().records) {
-      json record = json::parse(text, nullptr, false);
-      if (record.is_object()) records.push_back(std::move(record));
+      json record = ParseDocument(text);
+      if (record.is_object()) {
+        records.push_back(std::move(record));
+      } else {
+        ++unreadable;
+      }
+    }
+    if (unreadable > 0) {
+      log.warnings.push_back(std::to_string(unreadable) + " journal records that are not JSON objects (or are nested "
+                             "deeper than " + std::to_string(protocol::kMaxDocumentJsonDepth) + " levels) were skipped");
     }
     AddJournalRecords(records, log);
     return log;
@@ -128,7 +185,7 @@ Result<CommandLog> LoadCommandLogOrThrow(const fs::path& path) {
   auto text = ReadFile(path);
   if (!text.ok()) return text.status();
   // A quarantine report is one JSON object (usually pretty-printed).
-  const json whole = json::parse(text.value(), nullptr, false);
+  const json whole = ParseDocument(text.value());
   if (whole.is_object() && whole.contains("fingerprint") && whole.contains("command") && whole.contains("outcomes")) {
     return LoadQuarantineReport(path, whole);
   }
@@ -139,9 +196,10 @@ Result<CommandLog> LoadCommandLogOrThrow(const fs::path& path) {
   for (std::string line; std::getline(lines, line);) {
     ++number;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    json value = json::parse(line, nullptr, false);
+    json value = ParseDocument(line);
     if (!value.is_object()) {
-      log.warnings.push_back(path.string() + ":" + std::to_string(number) + ": not a JSON object; skipped");
+      log.warnings.push_back(path.string() + ":" + std::to_string(number) +
+                             ": not a JSON object (or nested too deep); skipped");
       continue;
     }
     if (value.contains("initial_state") && !value.contains("cmd")) {  // written by `nvs replay --minimize`
@@ -159,15 +217,15 @@ Result<CommandLog> LoadCommandLogOrThrow(const fs::path& path) {
     RecordedCommand c;
     try {
       if (value.contains("cmd")) {
-        c.time_ns = value.value("time_ns", std::int64_t{0});
-        c.seq = value.value("seq", std::uint64_t{0});
+        c.time_ns = static_cast<std::int64_t>(Count(value, "time_ns"));
+        c.seq = Count(value, "seq");
         c.request_id = value.value("id", "");
         c.recorded_verdict = value.value("verdict", "");
         c.cmd = Compact(value["cmd"]);
       } else {
         c.cmd = Compact(value);
       }
-    } catch (const json::exception& e) {
+    } catch (const std::exception& e) {  // json::exception or BadMember
       log.warnings.push_back(path.string() + ":" + std::to_string(number) + ": " + e.what() + "; skipped");
       continue;
     }

@@ -97,6 +97,80 @@ TEST_F(CommandLogs, NothingToReplayIsAClearError) {
   EXPECT_FALSE(mixed.ok());
 }
 
+// Found by fuzz/journal_records_fuzzer and fuzz/quarantine_report_fuzzer:
+// a seq or time_ns too large for an integer is a JSON float, and
+// nlohmann's value<std::int64_t>() then cast it: undefined behaviour
+// (UBSan: "1.79543e+28 is outside the range of representable values").
+// 1.5 and -1 were silently read as 1 and 2^64 - 1.
+TEST_F(CommandLogs, FloatOrNegativeSeqOrTimeIsSkippedNotUndefinedBehaviour) {
+  auto lines = LoadCommandLog(Write("lines.jsonl", R"({"seq":1e30,"cmd":{"op":"a"}}
+{"seq":1,"time_ns":17954294967297709098400309744,"cmd":{"op":"b"}}
+{"seq":1.5,"cmd":{"op":"c"}}
+{"seq":-1,"cmd":{"op":"d"}}
+{"seq":9223372036854775808,"cmd":{"op":"e"}}
+{"seq":2,"time_ns":5,"cmd":{"op":"f"}}
+)"));
+  ASSERT_TRUE(lines.ok()) << lines.status().message();
+  ASSERT_EQ(lines.value().commands.size(), 1u);
+  EXPECT_EQ(lines.value().commands[0].cmd, R"({"op":"f"})");
+  EXPECT_EQ(lines.value().warnings.size(), 5u) << "each skipped line is named";
+
+  auto exported = LoadCommandLog(Write("export.jsonl", R"({"t":"admit","seq":2,"time_ns":1.8e28,"cmd":{"op":"a"}}
+{"t":"admit","seq":1,"time_ns":7,"cmd":{"op":"b"}}
+{"t":"verdict","seq":2e40,"verdict":"COMMIT","result":{}}
+)"));
+  ASSERT_TRUE(exported.ok()) << exported.status().message();
+  ASSERT_EQ(exported.value().commands.size(), 1u) << "the admit with a float time_ns is skipped whole";
+  EXPECT_EQ(exported.value().commands[0].seq, 1u);
+  EXPECT_EQ(exported.value().commands[0].time_ns, 7);
+  EXPECT_EQ(exported.value().warnings.size(), 2u);
+
+  auto report = LoadCommandLog(Write("q-1.json", R"({"id":"q-1","fingerprint":"f","status":"blocked",
+    "seq":9.22337e+32,"command":{"op":"boom"},"outcomes":[],"verdict":"POISON"})"));
+  EXPECT_FALSE(report.ok()) << "a report whose seq is not a count is refused with a message";
+}
+
+// Found by fuzzing the client codec (the same pattern here): nlohmann/json
+// parses any depth, but Compact re-serialises a command recursively, one
+// stack frame per level, and 400,000 levels overflow the stack.
+TEST_F(CommandLogs, DeeplyNestedRecordIsSkippedNotStackOverflow) {
+  const std::size_t depth = 400000;
+  const std::string deep = std::string(depth, '[') + std::string(depth, ']');
+  auto lines = LoadCommandLog(Write("deep.jsonl", R"({"cmd":)" + deep + "}\n" + R"({"op":"ok"})" + "\n"));
+  ASSERT_TRUE(lines.ok()) << lines.status().message();
+  ASSERT_EQ(lines.value().commands.size(), 1u);
+  EXPECT_EQ(lines.value().commands[0].cmd, R"({"op":"ok"})");
+  EXPECT_EQ(lines.value().warnings.size(), 1u);
+
+  fs::create_directories(dir_ / "state" / "journal");
+  std::string bytes(supervisor::kJournalMagic);
+  bytes += supervisor::FrameRecord(R"({"t":"admit","seq":1,"time_ns":1,"cmd":{"op":"x"}})");
+  bytes += supervisor::FrameRecord(R"({"t":"admit","seq":2,"time_ns":2,"cmd":)" + deep + "}");
+  std::ofstream(supervisor::JournalSegmentPath(dir_ / "state" / "journal", 1), std::ios::binary) << bytes;
+  auto journal = LoadCommandLog(dir_ / "state");
+  ASSERT_TRUE(journal.ok()) << journal.status().message();
+  ASSERT_EQ(journal.value().commands.size(), 1u);
+  EXPECT_EQ(journal.value().commands[0].seq, 1u);
+  EXPECT_EQ(journal.value().warnings.size(), 1u) << "the skipped record is counted";
+
+  const std::string payload_deep = R"({"cmd":)" + std::string(64, '[') + std::string(64, ']') + "}\n";
+  EXPECT_TRUE(LoadCommandLog(Write("ok.jsonl", payload_deep)).ok()) << "a command as deep as nvsd admits is read";
+}
+
+// Found by reading the report reader while fuzzing it: the snapshot a report
+// names was read from `report folder / name` whatever the name, so
+// "/dev/zero" made `nvs replay` read forever and "../../x" read any file.
+TEST_F(CommandLogs, ReportSnapshotOutsideItsFolderIsRefused) {
+  for (const char* snapshot : {"/dev/zero", "../q-1.state.json", "sub/q-1.state.json", ".."}) {
+    auto report = LoadCommandLog(Write("q-1.json", std::string(R"({"id":"q-1","fingerprint":"f","status":"blocked",
+      "seq":4,"command":{"op":"boom"},"outcomes":[],"verdict":"POISON","pre_state":{"snapshot":")") + snapshot +
+                                                     R"("}})"));
+    ASSERT_FALSE(report.ok()) << snapshot;
+    EXPECT_NE(report.status().message().find("not a file name beside the report"), std::string::npos)
+        << report.status().message();
+  }
+}
+
 TEST(Signature, NamesTheKindAndTheVariants) {
   StepReport step;
   step.kind = StepKind::kCrash;

@@ -11,10 +11,24 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "nvs/protocol/messages.h"
+
 namespace nvs::supervisor {
 namespace {
 
 using nlohmann::json;
+
+bool TooDeep(const std::string& text) {
+  return protocol::JsonNestingDepth(text, protocol::kMaxDocumentJsonDepth) > protocol::kMaxDocumentJsonDepth;
+}
+
+std::optional<std::string> ReadText(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
 
 bool ValidId(const std::string& id) {
   if (id.empty() || id.size() > 100) return false;
@@ -72,7 +86,8 @@ Result<QuarantineStore> QuarantineStore::Open(const std::filesystem::path& dir, 
     std::ifstream in(path);
     std::stringstream text;
     text << in.rdbuf();
-    const json report = json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+    const json report = TooDeep(text.str()) ? json(json::value_t::discarded)
+                                            : json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
     if (report.is_discarded() || !report.is_object() || !report.contains("id") || !report["id"].is_string() ||
         !report.contains("fingerprint") || !report["fingerprint"].is_string() || !report.contains("status") ||
         !report["status"].is_string()) {
@@ -147,11 +162,46 @@ Result<std::string> QuarantineStore::WriteAttachment(const std::string& name, co
 
 std::optional<std::string> QuarantineStore::Read(const std::string& id) const {
   if (!ValidId(id)) return std::nullopt;
-  std::ifstream in(dir_ / (id + ".json"));
-  if (!in) return std::nullopt;
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  auto text = ReadText(dir_ / (id + ".json"));
+  if (!text || TooDeep(*text)) return std::nullopt;
+  return text;
+}
+
+std::optional<std::string> QuarantineStore::ReadAttachment(const std::string& name) const {
+  if (!ValidId(name)) return std::nullopt;
+  auto text = ReadText(dir_ / name);
+  if (!text || TooDeep(*text)) return std::nullopt;
+  return text;
+}
+
+json ReportSummary(const json& report) {
+  json summary = json::object();
+  if (!report.is_object()) return summary;
+  for (const char* key : {"id", "status", "time", "seq", "verdict", "fingerprint", "command", "reason", "outcomes"}) {
+    if (auto it = report.find(key); it != report.end()) summary[key] = *it;
+  }
+  if (auto outcomes = summary.find("outcomes"); outcomes != summary.end()) {
+    for (auto& o : *outcomes) {  // an array's elements, an object's values, or a primitive itself
+      if (!o.is_object()) continue;
+      o.erase("stderr_tail");
+      o.erase("result");
+    }
+  }
+  return summary;
+}
+
+std::string SnapshotFileName(const json& report) {
+  if (!report.is_object()) return "";
+  auto pre_state = report.find("pre_state");
+  if (pre_state == report.end() || !pre_state->is_object()) return "";
+  auto snapshot = pre_state->find("snapshot");
+  return snapshot != pre_state->end() && snapshot->is_string() ? snapshot->get<std::string>() : "";
+}
+
+std::string ReportStatus(const json& report) {
+  if (!report.is_object()) return "";
+  auto status = report.find("status");
+  return status != report.end() && status->is_string() ? status->get<std::string>() : "";
 }
 
 }  // namespace nvs::supervisor

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <map>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <set>
 #include <string>
@@ -17,7 +18,9 @@ namespace nvs::supervisor {
 class QuarantineStore {
  public:
   // Opens (creating if needed) the folder and loads every report in it. A
-  // report that cannot be read is named in `warnings` and skipped, never fatal.
+  // report that cannot be read (not JSON, no string id, fingerprint and
+  // status, or nested deeper than protocol::kMaxDocumentJsonDepth) is named
+  // in `warnings` and skipped, never fatal.
   static Result<QuarantineStore> Open(const std::filesystem::path& dir, std::vector<std::string>& warnings);
 
   // True when a report with status "blocked" or "rejected" (blocked for
@@ -38,8 +41,16 @@ class QuarantineStore {
   // returns its file name.
   Result<std::string> WriteAttachment(const std::string& name, const std::string& content);
 
-  // The report text by id.
+  // The report text by id; nullopt when there is none, or it is nested
+  // deeper than protocol::kMaxDocumentJsonDepth (nvsd never writes one:
+  // it would overflow the stack of whoever dumps or copies it).
   std::optional<std::string> Read(const std::string& id) const;
+
+  // A side file's text by the name WriteAttachment gave it; nullopt when
+  // there is none, the name is not such a name (a path elsewhere, such as
+  // "/dev/zero" or "../x", or ""), or it is nested deeper than
+  // protocol::kMaxDocumentJsonDepth.
+  std::optional<std::string> ReadAttachment(const std::string& name) const;
 
   std::size_t blocked_count() const { return blocked_.size(); }
   // Every report's id, oldest first (ids start with the sequence number).
@@ -56,6 +67,22 @@ class QuarantineStore {
   std::map<std::string, std::string> status_of_;  // report id -> status
   std::map<std::string, std::string> fingerprint_of_;
 };
+
+// Readers of a report for the quarantine review (protocol/CLIENT.md §2).
+// A report is a file someone may have edited: they take any JSON value and
+// never throw.
+
+// What `list` shows of a report: its id, status, time, seq, verdict,
+// fingerprint, command, reason and outcomes, the outcomes without their
+// stderr tails and results. An empty object when `report` is not an object.
+nlohmann::json ReportSummary(const nlohmann::json& report);
+
+// The name of the report's pre-command snapshot (pre_state.snapshot, for
+// QuarantineStore::ReadAttachment); "" when absent or not a string.
+std::string SnapshotFileName(const nlohmann::json& report);
+
+// The report's status; "" when absent or not a string.
+std::string ReportStatus(const nlohmann::json& report);
 
 // Writes `content` to `path` atomically: a temporary file, fsync, rename,
 // fsync of the folder.

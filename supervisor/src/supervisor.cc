@@ -902,15 +902,7 @@ struct Supervisor::Impl {
         auto text = quarantine->Read(report_id);
         const json report = text ? json::parse(*text, nullptr, false) : json();
         if (!report.is_object()) continue;
-        json summary = json::object();
-        for (const char* key : {"id", "status", "time", "seq", "verdict", "fingerprint", "command", "reason", "outcomes"}) {
-          if (report.contains(key)) summary[key] = report[key];
-        }
-        for (auto& o : summary["outcomes"]) {
-          o.erase("stderr_tail");
-          o.erase("result");
-        }
-        reports.push_back(summary);
+        reports.push_back(ReportSummary(report));
       }
       return Ok(id, {{"reports", reports}});
     }
@@ -920,12 +912,8 @@ struct Supervisor::Impl {
     if (!report.is_object()) return proto::ClientReply::Rejected(id, "not_found", "no quarantine report '" + report_id + "'");
     if (action == "show") {
       json pre_state;
-      const std::string snapshot = report.value("/pre_state/snapshot"_json_pointer, std::string());
-      if (!snapshot.empty()) {
-        std::ifstream in(quarantine->dir() / snapshot);
-        std::stringstream state;
-        state << in.rdbuf();
-        pre_state = json::parse(state.str(), nullptr, false);
+      if (auto state = quarantine->ReadAttachment(SnapshotFileName(report))) {
+        pre_state = json::parse(*state, nullptr, false);
         if (pre_state.is_discarded()) pre_state = json();
       }
       return Ok(id, {{"report", report}, {"pre_state_snapshot", pre_state}});
@@ -935,7 +923,7 @@ struct Supervisor::Impl {
     }
     const std::string note = args.value("note", "");
     if (note.empty()) return proto::ClientReply::Rejected(id, "bad_request", "a release or reject needs a note (why)");
-    const std::string status = report.value("status", "");
+    const std::string status = ReportStatus(report);
     if (status != "blocked" && !(action == "reject" && status == "released")) {
       return proto::ClientReply::Rejected(id, "bad_request",
                                           "report " + report_id + " is " + status + ": only a blocked report can be " +
@@ -1651,7 +1639,8 @@ struct Supervisor::Impl {
       auto text = quarantine->Read(id);
       if (!text) continue;
       json report = json::parse(*text, nullptr, false);
-      if (report.is_discarded()) continue;
+      if (!report.is_object()) continue;
+      if (!report["pre_state"].is_object()) report["pre_state"] = json::object();
       auto file = quarantine->WriteAttachment(id + ".state.json", checkpoint->state + "\n");
       report["pre_state"]["digest"] = checkpoint->digest;
       report["pre_state"]["snapshot"] = file.ok() ? file.value() : "";

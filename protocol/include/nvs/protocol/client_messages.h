@@ -51,7 +51,9 @@ DecodedClientRequest DecodeClientRequest(std::string_view bytes);
 std::string Encode(const ClientRequest& request);
 
 std::string Encode(const ClientReply& reply);
-// Returns nullopt when `bytes` is not a client reply.
+// Returns nullopt when `bytes` is not a client reply: not a JSON object with
+// a known `status`, a `committed` or `answered` reply without `result`, over
+// kMaxMessageBytes, or nested deeper than kMaxDocumentJsonDepth.
 std::optional<ClientReply> DecodeClientReply(std::string_view bytes);
 
 std::string_view ToString(ClientStatus status);

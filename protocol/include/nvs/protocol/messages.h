@@ -22,6 +22,13 @@ inline constexpr int kProtocolVersion = 1;
 inline constexpr std::size_t kMaxMessageBytes = 16u * 1024u * 1024u;
 // Deepest JSON nesting accepted; deeper messages are `malformed`.
 inline constexpr int kMaxJsonDepth = 64;
+// Deepest JSON nesting accepted in the documents nvs builds around payloads
+// and reads back: client replies, journal records, quarantine reports,
+// command logs. A payload (at most kMaxJsonDepth levels) sits a few levels
+// down in them; anything deeper was not written by nvs, and is refused
+// before it reaches nlohmann/json's recursive serialiser and copy (which
+// overflow the stack at some ten thousand levels).
+inline constexpr int kMaxDocumentJsonDepth = 2 * kMaxJsonDepth;
 
 // ---- Requests, nvsd -> variant ------------------------------------------
 struct Apply {

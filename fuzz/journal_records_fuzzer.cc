@@ -1,0 +1,47 @@
+// The journal's record bodies: the JSON objects nvsd writes (admit, verdict,
+// start; protocol/JOURNAL.md) as `nvs replay` reads them back from a
+// segment. The input is one record payload per line (the shape of `nvs
+// journal export`); each line is framed with its true length and CRC-32, so
+// the bodies get past the checksum and reach the JSON readers (journal_fuzzer
+// covers the framing itself).
+//
+// Properties: never a crash, an escaping throw or undefined behaviour; the
+// segment reads back as exactly those records; LoadCommandLog either fails
+// with a message or gives commands whose cmd is in normal form.
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "fuzz_check.h"
+#include "nvs/replay/replay.h"
+#include "nvs/supervisor/journal.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data, std::size_t size) {
+  namespace sv = nvs::supervisor;
+  const std::string_view text = nvs::fuzz::AsText(data, size);
+  std::vector<std::string> records;
+  std::string segment(sv::kJournalMagic);
+  for (std::size_t at = 0; at < text.size();) {
+    std::size_t end = text.find('\n', at);
+    if (end == std::string_view::npos) end = text.size();
+    records.emplace_back(text.substr(at, end - at));
+    segment += sv::FrameRecord(records.back());
+    at = end + 1;
+  }
+  const std::filesystem::path file = sv::JournalSegmentPath(nvs::fuzz::ScratchDir(), 1);
+  nvs::fuzz::WriteFile(file, segment);
+
+  const auto journal = sv::ReadJournal(file);
+  NVS_FUZZ_CHECK(journal.ok());
+  NVS_FUZZ_CHECK(journal.value().damage.empty());
+  NVS_FUZZ_CHECK(journal.value().records == records);
+
+  const auto log = nvs::replay::LoadCommandLog(file);
+  if (!log.ok()) return 0;
+  NVS_FUZZ_CHECK(log.value().format == "journal");
+  for (const auto& command : log.value().commands) {
+    // Normal form: JSON that dumps back to itself (members sorted, compact).
+    const auto cmd = nlohmann::json::parse(command.cmd, nullptr, /*allow_exceptions=*/false);
+    NVS_FUZZ_CHECK(!cmd.is_discarded() && cmd.dump() == command.cmd);
+  }
+  return 0;
+}
