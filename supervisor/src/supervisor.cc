@@ -2245,42 +2245,10 @@ struct Supervisor::Impl {
       if (ec) return Status::Error("cannot move journal.nvj into " + journal_dir.string() + ": " + ec.message());
       segments = JournalSegments(journal_dir);
     }
-    // Closed segments are read as they are (damage in one is reported, not
-    // cut: it is history); the last one is opened for appending, and a torn
-    // tail there (a crash mid-write) is cut at the last good record.
-    std::vector<std::string> records;
-    for (std::size_t i = 0; i + 1 < segments.size(); ++i) {
-      auto scan = ReadJournalFile(segments[i]);
-      if (!scan.ok()) return scan.status();
-      if (!scan.value().damage.empty()) {
-        Log(LogLevel::kError, "journal_segment_damaged", {{"segment", segments[i].string()}, {"damage", scan.value().damage},
-                                                          {"records_kept", scan.value().records.size()}});
-      }
-      std::uint64_t max_seq = 0;
-      for (auto& text : scan.value().records) {
-        const json record = json::parse(text, nullptr, false);
-        if (record.is_object()) max_seq = std::max(max_seq, record.value("seq", std::uint64_t{0}));
-        records.push_back(std::move(text));
-      }
-      closed_segments.push_back({segments[i], max_seq});
-    }
-    journal_segment = segments.empty() ? 1 : JournalSegmentIndex(segments.back());
-    std::vector<std::string> last_records;
-    std::string damage;
-    auto opened = JournalWriter::Open(JournalSegmentPath(journal_dir, journal_segment), journal_policy,
-                                      config.fsync_batch_ms, &last_records, &damage);
-    if (!opened.ok()) return opened.status();
-    journal = std::move(opened.value());
-    if (segments.empty()) {
-      Status synced = SyncDirectory(journal_dir);
-      if (!synced.ok()) return synced;
-    }
-    if (!damage.empty()) {
-      Log(LogLevel::kWarn, "journal_tail_cut", {{"segment", JournalSegmentPath(journal_dir, journal_segment).string()},
-                                                {"damage", damage}, {"records_kept", last_records.size()}});
-    }
-    for (auto& text : last_records) records.push_back(std::move(text));
-
+    // The checkpoint first, then the records segment by segment, each one
+    // applied as it is read: recovery holds one segment at a time, not the
+    // whole history (found by the chaos campaign: after 425,000 commands in
+    // 1 MiB segments, nvsd held the whole 165 MB journal, 218 MB resident).
     std::ifstream in(config.state_dir / "checkpoint.json");
     if (in) {
       std::stringstream text;
@@ -2298,17 +2266,20 @@ struct Supervisor::Impl {
     };
     std::map<std::uint64_t, Admitted> admitted;
     std::size_t abandoned = 0;
-    for (const auto& text : records) {
+    std::size_t records = 0;
+    // One record; its seq (0 if it has none).
+    const auto recover = [&](const std::string& text) -> std::uint64_t {
+      ++records;
       const json record = json::parse(text, nullptr, false);
-      if (record.is_discarded() || !record.is_object()) continue;
+      if (record.is_discarded() || !record.is_object()) return 0;
       const std::string type = record.value("t", "");
       const std::uint64_t seq = record.value("seq", std::uint64_t{0});
       last_seq = std::max(last_seq, seq);
       if (type == "admit") {
         admitted[seq] = {record.value("time_ns", std::int64_t{0}), Dump(record["cmd"])};
-        continue;
+        return seq;
       }
-      if (type != "verdict") continue;
+      if (type != "verdict") return seq;
       auto it = admitted.find(seq);
       const std::string verdict = record.value("verdict", "");
       proto::ClientReply reply;
@@ -2331,7 +2302,40 @@ struct Supervisor::Impl {
       }
       if (it != admitted.end()) admitted.erase(it);
       if (reply.id && !reply.id->empty()) Remember(*reply.id, reply);
+      return seq;
+    };
+    // Closed segments are read as they are (damage in one is reported, not
+    // cut: it is history); the last one is opened for appending, and a torn
+    // tail there (a crash mid-write) is cut at the last good record.
+    for (std::size_t i = 0; i + 1 < segments.size(); ++i) {
+      auto scan = ReadJournalFile(segments[i]);
+      if (!scan.ok()) return scan.status();
+      if (!scan.value().damage.empty()) {
+        Log(LogLevel::kError, "journal_segment_damaged", {{"segment", segments[i].string()}, {"damage", scan.value().damage},
+                                                          {"records_kept", scan.value().records.size()}});
+      }
+      std::uint64_t max_seq = 0;
+      for (const auto& text : scan.value().records) max_seq = std::max(max_seq, recover(text));
+      closed_segments.push_back({segments[i], max_seq});
     }
+    journal_segment = segments.empty() ? 1 : JournalSegmentIndex(segments.back());
+    std::vector<std::string> last_records;
+    std::string damage;
+    auto opened = JournalWriter::Open(JournalSegmentPath(journal_dir, journal_segment), journal_policy,
+                                      config.fsync_batch_ms, &last_records, &damage);
+    if (!opened.ok()) return opened.status();
+    journal = std::move(opened.value());
+    if (segments.empty()) {
+      Status synced = SyncDirectory(journal_dir);
+      if (!synced.ok()) return synced;
+    }
+    if (!damage.empty()) {
+      Log(LogLevel::kWarn, "journal_tail_cut", {{"segment", JournalSegmentPath(journal_dir, journal_segment).string()},
+                                                {"damage", damage}, {"records_kept", last_records.size()}});
+    }
+    for (const auto& text : last_records) recover(text);
+    last_records.clear();
+    last_records.shrink_to_fit();
     abandoned = admitted.size();
     if (!checkpoint && !tail.empty()) {
       return Status::Error("the journal holds " + std::to_string(tail.size()) + " committed commands but " +
@@ -2339,7 +2343,7 @@ struct Supervisor::Impl {
                            " is missing; refusing to start from an empty state");
     }
     commits_since_checkpoint = static_cast<int>(tail.size());
-    if (!records.empty() || checkpoint) {
+    if (records > 0 || checkpoint) {
       Log(LogLevel::kInfo, "recovered",
           {{"checkpoint_seq", checkpoint ? checkpoint->seq : 0}, {"tail", tail.size()}, {"last_seq", last_seq},
            {"commits", commits}, {"abandoned", abandoned}, {"requests_remembered", answered.size()}});

@@ -449,9 +449,13 @@ void Campaign::KillAndRestartNvsd() {
   // with the same request ids.
   for (const auto& id : unanswered_) Resend(requests_.at(id));
   // And a few that were answered before the kill: the new nvsd must give
-  // the same answer (the same seq and result), from its journal.
+  // the same answer (the same seq and result), from its journal. Recent
+  // ones, as a client retries: nvsd remembers the last `remembered_requests`
+  // ids (100,000), and a retry older than that is a new command (CONFIG.md).
+  constexpr std::size_t kRecent = 2000;
   for (int i = 0; i < 8 && !settled_.empty(); ++i) {
-    Request& r = requests_.at(settled_[rng_() % settled_.size()]);
+    const std::size_t window = std::min(settled_.size(), kRecent);
+    Request& r = requests_.at(settled_[settled_.size() - 1 - rng_() % window]);
     Resend(r);
     ++answered_retries_;
   }
