@@ -200,19 +200,26 @@ HandshakeWatch::~HandshakeWatch() {
   if (socket_ != nullptr && socket_->handle() != nullptr) zmq_socket_monitor(socket_->handle(), nullptr, 0);
 }
 
-Status HandshakeWatch::Check() {
+std::optional<MonitorEvent> NextMonitorEvent(zmq::socket_t& monitor) {
   zmq::message_t head;
-  while (monitor_.recv(head, zmq::recv_flags::dontwait)) {
+  while (monitor.recv(head, zmq::recv_flags::dontwait)) {
     // Two frames: (event: u16, value: u32) in host order, then the endpoint.
     if (head.more()) {
       zmq::message_t endpoint;
-      (void)monitor_.recv(endpoint, zmq::recv_flags::none);
+      (void)monitor.recv(endpoint, zmq::recv_flags::none);
     }
     if (head.size() < 6) continue;
-    std::uint16_t event = 0;
-    std::uint32_t value = 0;
-    std::memcpy(&event, head.data(), sizeof event);
-    std::memcpy(&value, static_cast<const char*>(head.data()) + 2, sizeof value);
+    MonitorEvent e;
+    std::memcpy(&e.event, head.data(), sizeof e.event);
+    std::memcpy(&e.value, static_cast<const char*>(head.data()) + 2, sizeof e.value);
+    return e;
+  }
+  return std::nullopt;
+}
+
+Status HandshakeWatch::Check() {
+  while (const auto next = NextMonitorEvent(monitor_)) {
+    const auto [event, value] = *next;
     if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
       failures_in_a_row_ = 0;
       connected_ = true;

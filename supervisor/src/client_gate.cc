@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "log.h"
+#include "nvs/protocol/curve_client.h"
 
 namespace nvs::supervisor {
 namespace {
@@ -171,17 +172,10 @@ void ClientGate::OnZapReadable(Clock::time_point now, int max) {
 }
 
 void ClientGate::OnMonitorReadable(Clock::time_point now, int max) {
-  zmq::message_t head;
-  for (int taken = 0; taken < max && monitor_.recv(head, zmq::recv_flags::dontwait); ++taken) {
-    if (head.more()) {
-      zmq::message_t endpoint;
-      (void)monitor_.recv(endpoint, zmq::recv_flags::none);
-    }
-    if (head.size() < 6) continue;
-    std::uint16_t event = 0;
-    std::uint32_t value = 0;
-    std::memcpy(&event, head.data(), sizeof event);
-    std::memcpy(&value, static_cast<const char*>(head.data()) + 2, sizeof value);
+  for (int taken = 0; taken < max; ++taken) {
+    const auto next = protocol::NextMonitorEvent(monitor_);
+    if (!next) break;
+    const auto [event, value] = *next;
     if (event != ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL && event != ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) continue;
     // libzmq's (stable) monitor does not say who the peer was: the handshake
     // failed before any key or ZAP request.

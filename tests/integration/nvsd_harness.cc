@@ -254,19 +254,24 @@ std::string NvsdHarness::NvsdLog() const {
 }
 bool NvsdHarness::WaitNvsdLog(const std::function<bool(const std::string&)>& done,
                               std::chrono::milliseconds deadline) const {
-  const auto log = impl_->dir / "nvsd.log";
+  return WaitForFileCondition(impl_->dir / "nvsd.log", [&] { return done(NvsdLog()); }, deadline);
+}
+
+bool WaitForFileCondition(const std::filesystem::path& file, const std::function<bool()>& done,
+                          std::chrono::milliseconds deadline) {
   const int watch = inotify_init1(IN_CLOEXEC);
-  inotify_add_watch(watch, log.c_str(), IN_MODIFY);
-  const auto until = Clock::now() + deadline;
-  bool ok = done(NvsdLog());
-  while (!ok && Clock::now() < until) {
+  inotify_add_watch(watch, file.c_str(), IN_MODIFY);
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  bool ok = done();
+  while (!ok && std::chrono::steady_clock::now() < until) {
     pollfd p{watch, POLLIN, 0};
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now()).count();
     if (poll(&p, 1, static_cast<int>(std::max<long>(1, left))) > 0) {
       char events[4096];
       (void)read(watch, events, sizeof events);
     }
-    ok = done(NvsdLog());
+    ok = done();
   }
   close(watch);
   return ok;

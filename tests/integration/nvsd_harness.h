@@ -113,6 +113,11 @@ class NvsdHarness {
   std::unique_ptr<Impl> impl_;
 };
 
+// Waits until `done()` is true, asking again each time `file` is written
+// (inotify), up to the deadline. Returns the last answer.
+bool WaitForFileCondition(const std::filesystem::path& file, const std::function<bool()>& done,
+                          std::chrono::milliseconds deadline);
+
 // Paths to the programs built in this tree.
 std::string NvsdPath();
 // Runs a shell command; its stdout, with its exit status in *status. Its

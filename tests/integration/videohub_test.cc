@@ -10,7 +10,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -64,21 +63,7 @@ class Gateway {
   // of the gateway's log.
   bool WaitLog(const std::function<bool(const std::string&)>& done,
                std::chrono::milliseconds deadline = std::chrono::milliseconds(10000)) const {
-    const int watch = inotify_init1(IN_CLOEXEC);
-    inotify_add_watch(watch, log_.c_str(), IN_MODIFY);
-    const auto until = Clock::now() + deadline;
-    bool ok = done(Log());
-    while (!ok && Clock::now() < until) {
-      pollfd p{watch, POLLIN, 0};
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
-      if (poll(&p, 1, static_cast<int>(std::max<long>(1, left))) > 0) {
-        char events[4096];
-        (void)read(watch, events, sizeof events);
-      }
-      ok = done(Log());
-    }
-    close(watch);
-    return ok;
+    return WaitForFileCondition(log_, [&] { return done(Log()); }, deadline);
   }
   ~Gateway() {
     if (pid_ > 0) {

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <filesystem>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <zmq.hpp>
@@ -60,6 +61,16 @@ void ApplyCurveClient(zmq::socket_t& socket, const ClientConfig& config);
 // be nvsd going down); `public_key`: the client's own (Z85), for the message.
 std::optional<std::string> HandshakeRefusal(int event, int value, bool curve, int failures_in_a_row,
                                             const std::string& public_key);
+
+// One event of a ZeroMQ socket monitor (zmq_socket_monitor).
+struct MonitorEvent {
+  std::uint16_t event = 0;  // ZMQ_EVENT_*
+  std::uint32_t value = 0;  // its value (an errno, a ZMQ_PROTOCOL_ERROR_*, a ZAP status...)
+};
+
+// The next event waiting on a monitor socket, or nullopt when none is. Reads
+// both frames (the event, then the endpoint); skips malformed ones.
+std::optional<MonitorEvent> NextMonitorEvent(zmq::socket_t& monitor);
 
 // Watches the handshakes of a client socket through a socket monitor.
 // Movable, not copyable; one thread.
