@@ -42,8 +42,22 @@ class Client {
     // must be unique, not just within this run.
     const std::string id = prefix_ + std::to_string(++next_id_);
     request["id"] = id;
-    socket_.send(zmq::buffer(request.dump()), zmq::send_flags::none);
+    const std::string bytes = request.dump();
     const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    // A DEALER's send blocks while it has no peer to queue for: after nvsd
+    // refused the handshake, libzmq drops the connection and does not try
+    // again, so a blocking send here waited forever (found as a CI hang of
+    // NvsdCurve.NvsSaysAtOnceThatNvsdRefusedItWithExitCode4 under load). The
+    // send waits like the reply: for the deadline, or nvsd's refusal.
+    while (!socket_.send(zmq::buffer(bytes), zmq::send_flags::dontwait)) {
+      nvs::Status refused = watch_->Check();
+      if (!refused.ok()) return refused;
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return std::optional<nlohmann::json>();
+      zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLOUT, 0}, {watch_->monitor().handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, 2, left);
+    }
     for (;;) {
       nvs::Status refused = watch_->Check();
       if (!refused.ok()) return refused;

@@ -75,8 +75,8 @@ constexpr std::size_t kMaxInFlightPerVariant = 1024;
 // (found by the chaos campaign: under sustained load on a busy machine, a
 // slower but correct variant was killed again and again, and a poison
 // command arriving while one of its targets was down for that reason could
-// not be recognised as poison). A variant that stops answering is still
-// caught by its deadline.
+// not be recognised as poison). Only a variant that still answers sets the
+// pace (IsPacing); one that stops is caught by its deadline.
 constexpr std::size_t kPaceBehind = 256;
 // Per loop turn, at most this many messages are taken from one socket, so a
 // flood from one peer cannot starve the others or the deadlines.
@@ -1029,13 +1029,22 @@ struct Supervisor::Impl {
       if (!c.verdict) return false;  // one undecided command at a time
     }
     if (HealthyVoters() < config.min_healthy) return false;
+    const auto answering_since = Clock::now() - milliseconds(std::max<std::int64_t>(1, config.deadline_ms / 4));
     for (const auto& v : variants) {
-      if (v.state == VariantState::kHealthy && v.fifo.size() >= kPaceBehind) return false;
+      if (IsPacing(v, answering_since)) return false;
     }
     // standby: Dispatch asks Active(), which promotes a voting variant if
     // the active cannot serve; here it is enough that one exists.
     return !standby || std::any_of(variants.begin(), variants.end(),
                                    [&](const Variant& v) { return Voting(v) && !v.restart_when_idle; });
+  }
+
+  // A voting variant far behind that still answers sets the pace. One that
+  // has not answered for a quarter of the deadline does not (a stopped or
+  // hung variant must not stall the others; its deadline catches it), nor
+  // one about to be restarted.
+  bool IsPacing(const Variant& v, Clock::time_point answering_since) const {
+    return Voting(v) && !v.restart_when_idle && v.fifo.size() >= kPaceBehind && v.last_reply_at >= answering_since;
   }
 
   // standby: the active variant, promoting the first voting variant (in
@@ -1950,12 +1959,13 @@ struct Supervisor::Impl {
     switch (purpose) {
       case Purpose::kVote: return milliseconds(config.deadline_ms);
       case Purpose::kHeartbeat: return milliseconds(config.heartbeat_timeout_ms);
-      // A periodic checkpoint asks healthy variants in the pipeline, like a
-      // command: a variant stopped just after it was asked is caught within
-      // the command deadline, not the (much longer) sync deadline (found by
-      // the chaos campaign: a SIGSTOP went unnoticed for the sync deadline).
-      case Purpose::kCheckpointDigest:
-      case Purpose::kCheckpointSnapshot: return milliseconds(config.deadline_ms);
+      // A periodic checkpoint's digest is asked of healthy variants in the
+      // pipeline and costs about what a command does: a variant stopped just
+      // after it was asked is caught within the command deadline, not the
+      // (much longer) sync deadline (found by the chaos campaign: a SIGSTOP
+      // went unnoticed for the sync deadline). The snapshot, which can be
+      // large, keeps the sync deadline.
+      case Purpose::kCheckpointDigest: return milliseconds(config.deadline_ms);
       default: return milliseconds(config.sync_deadline_ms);
     }
   }
@@ -2010,8 +2020,9 @@ struct Supervisor::Impl {
       return "not enough healthy variants" + within + " (healthy " + std::to_string(HealthyVoters()) + ", min_healthy " +
              std::to_string(config.min_healthy) + ")";
     }
+    const auto answering_since = Clock::now() - milliseconds(std::max<std::int64_t>(1, config.deadline_ms / 4));
     for (const auto& v : variants) {
-      if (v.state == VariantState::kHealthy && v.fifo.size() >= kPaceBehind) {
+      if (IsPacing(v, answering_since)) {
         return "not dispatched" + within + ": " + v.config.name + " is " + std::to_string(v.fifo.size()) +
                " requests behind, and commands go at the pace of the slowest variant (send fewer at once)";
       }

@@ -266,6 +266,7 @@ Result<std::string> ResolveUser(const std::string& user, const std::string& grou
     }
   }
   if (uid == 0) return Status::Error("user " + user + ": a variant is not run as root on purpose; leave `user` out");
+  if (gid == 0) return Status::Error("user " + user + ": group 0 (root) is refused; give `group`");
   return std::to_string(uid) + ":" + std::to_string(gid);
 }
 

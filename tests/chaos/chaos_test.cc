@@ -626,6 +626,8 @@ void Campaign::Check() {
   // 1. One definite answer per request; retries answered the same.
   int mismatched = 0;
   int benign_quarantined = 0;
+  std::int64_t benign = 0;
+  std::int64_t benign_committed = 0;
   std::map<std::string, std::uint64_t> committed_seq;
   for (const auto& [id, r] : requests_) {
     const json& first = r.replies.front();
@@ -637,12 +639,22 @@ void Campaign::Check() {
       if (!same && ++mismatched <= 5) ADD_FAILURE() << id << " answered twice differently: " << first.dump() << " / " << other.dump();
     }
     if (status == "committed") committed_seq[id] = first["seq"].get<std::uint64_t>();
+    if (r.kind == Kind::kBenign) {
+      ++benign;
+      benign_committed += status == "committed";
+    }
     if (r.kind == Kind::kPoison || r.kind == Kind::kPoisonResend) {
       EXPECT_EQ(status, "quarantined") << "poison " << id << ": " << first.dump();
     } else if (status == "quarantined" && ++benign_quarantined <= 5) {
       ADD_FAILURE() << "a benign command was quarantined: " << r.bytes << " -> " << first.dump();
     }
   }
+
+  // One fault at a time is what nvs survives: nearly every benign command
+  // commits (unavailable and no_quorum answers are definite, but a run where
+  // many came back so would be an outage, not survival).
+  EXPECT_GE(static_cast<double>(benign_committed), 0.95 * static_cast<double>(benign))
+      << benign - benign_committed << " of " << benign << " benign commands did not commit";
 
   // 2. The journal: every commit once, at the sequence number the client was told.
   auto journal = supervisor::ReadJournal(state_dir_);

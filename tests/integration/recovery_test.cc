@@ -264,7 +264,7 @@ namespace {
 // Chaos campaign: recovery gathered every record of every segment in memory
 // before applying them, so after 425,000 commands (165 MB of journal) a
 // restarted nvsd peaked at 218 MB resident. It now applies each segment as
-// it reads it. A 70 MB synthetic history (big commands, so the journal
+// it reads it. A 62 MB synthetic history (big commands, so the journal
 // dwarfs what nvsd keeps: the last 1,000 replies, and the checkpoint) must
 // not show in nvsd's peak memory.
 TEST(Recovery, RecoveryReadsTheJournalASegmentAtATimeNotAllAtOnce) {
@@ -318,9 +318,11 @@ TEST(Recovery, RecoveryReadsTheJournalASegmentAtATimeNotAllAtOnce) {
   std::cout << "recovered " << kCommands << " commands from " << journal_bytes / 1000000 << " MB of journal; nvsd peak "
             << peak_kb / 1024 << " MiB\n";
   EXPECT_GT(journal_bytes, 60'000'000u);
-  // Well under the journal's size (under ASan, whose own overhead is large,
-  // still under it).
+#if !defined(__SANITIZE_ADDRESS__)
+  // Well under the journal's size. (Not under ASan: its quarantine keeps up
+  // to 256 MiB of freed memory, so the peak says nothing there.)
   EXPECT_LT(peak_kb * 1024, static_cast<long>(journal_bytes) * 2 / 3) << "nvsd held the history in memory";
+#endif
   // A retry of a recent id is answered from memory; an old one is beyond
   // remembered_requests.
   const std::string retry = nvsd.SendCommand(Route(1, 1), "old-" + std::to_string(kCommands));

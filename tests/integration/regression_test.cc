@@ -119,13 +119,13 @@ TEST(Regression, ASlowButCorrectVariantPacesThePipelineInsteadOfBeingKilled) {
 }
 
 // Chaos campaign: a variant SIGSTOPped just after it was asked for a
-// periodic checkpoint's snapshot or digest was held to the sync deadline
-// (30 s by default) instead of the command deadline, so the stop went
-// unnoticed and the service ran on two variants without knowing.
-TEST(Regression, AVariantThatStopsOnACheckpointRequestIsCaughtWithinTheCommandDeadline) {
-  // It is first in the config, so it is asked for the snapshot; the others
-  // for digests. Each incarnation stops answering at its second digest or
-  // snapshot request (the first is the start-up round's).
+// periodic checkpoint's digest was held to the sync deadline (30 s by
+// default) instead of the command deadline, so the stop went unnoticed and
+// the service ran on two variants without knowing.
+TEST(Regression, AVariantThatStopsOnACheckpointDigestRequestIsCaughtWithinTheCommandDeadline) {
+  // The snapshot goes to the first agreeing variant by name (router-a); the
+  // stopper is asked for digests. Each incarnation stops answering at its
+  // second digest request (the first is the start-up round's).
   NvsdHarness nvsd(NvsdOptions({Misbehaving("stopper", {"--hang-on-type=snapshot:2", "--hang-on-type=digest:2"}),
                                 "router-a", "router-b"},
                                {{"checkpoint_interval", 5}, {"deadline_ms", 300}, {"sync_deadline_ms", 60000}}));
@@ -140,6 +140,8 @@ TEST(Regression, AVariantThatStopsOnACheckpointRequestIsCaughtWithinTheCommandDe
       std::chrono::milliseconds(20000));
   ASSERT_TRUE(hung.is_object()) << "the stopped variant was not noticed in 20 s (sync deadline 60 s)";
   EXPECT_NE(hung["why"].get<std::string>().find("within 300 ms"), std::string::npos) << hung.dump();
+  EXPECT_EQ(hung["why"].get<std::string>().find(" to seq"), std::string::npos)
+      << "it was caught on a command, not on the checkpoint's digest request: " << hung.dump();
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(20000));
 }
 

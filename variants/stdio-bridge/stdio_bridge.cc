@@ -49,22 +49,28 @@ extern "C" void OnStopSignal(int signal) { g_stop_signal.store(signal); }
 // relay keeps none of its own); with --user, drop to that user and group
 // (groups first, then the uid: after setuid nothing else could be dropped).
 struct DieWithParent {
-  std::optional<std::pair<uid_t, gid_t>> run_as;
-  std::optional<unsigned long> address_space_mb;
+  uid_t run_as_uid = 0;  // 0: keep the bridge's (root is never asked for)
+  gid_t run_as_gid = 0;
+  unsigned long address_space_mb = 0;  // 0: none
+  pid_t bridge_pid = getpid();
 
   template <typename Launcher>
   bp::error_code on_exec_setup(Launcher&, const bp::filesystem::path&, const char* const*&) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     signal(SIGPIPE, SIG_DFL);  // the bridge ignores it; the controller starts plain
-    if (address_space_mb) {
-      struct rlimit limit {static_cast<rlim_t>(*address_space_mb) << 20, static_cast<rlim_t>(*address_space_mb) << 20};
+    if (address_space_mb > 0) {
+      struct rlimit limit {static_cast<rlim_t>(address_space_mb) << 20, static_cast<rlim_t>(address_space_mb) << 20};
       if (setrlimit(RLIMIT_AS, &limit) != 0) return bp::error_code(errno, bp::system_category());
     }
-    if (run_as) {
-      const gid_t gid = run_as->second;
-      if (setgroups(1, &gid) != 0 || setgid(gid) != 0 || setuid(run_as->first) != 0) {
+    if (run_as_uid != 0) {
+      const gid_t gid = run_as_gid;
+      if (setgroups(1, &gid) != 0 || setgid(gid) != 0 || setuid(run_as_uid) != 0) {
         return bp::error_code(errno, bp::system_category());
       }
+      // Changing credentials clears the parent-death signal: set it again,
+      // and make sure the bridge did not die in between.
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != bridge_pid) _exit(1);
     }
     return {};
   }
@@ -188,10 +194,14 @@ int main(int argc, char** argv) {
         // UID:GID, both numbers (nvsd resolves names before it starts us).
         unsigned long uid = 0;
         unsigned long gid = 0;
-        if (std::sscanf(argv[i + 1], "%lu:%lu%c", &uid, &gid, &tail) == 2 && uid > 0) {
-          child_setup.run_as = std::make_pair(static_cast<uid_t>(uid), static_cast<gid_t>(gid));
+        // Both must fit (a uid of 2^32 would wrap to root), neither may be 0.
+        const bool digits = std::strspn(argv[i + 1], "0123456789:") == std::strlen(argv[i + 1]);
+        if (digits && std::sscanf(argv[i + 1], "%lu:%lu%c", &uid, &gid, &tail) == 2 && uid > 0 && gid > 0 &&
+            uid < 0xFFFFFFFFUL && gid < 0xFFFFFFFFUL) {
+          child_setup.run_as_uid = static_cast<uid_t>(uid);
+          child_setup.run_as_gid = static_cast<gid_t>(gid);
         } else {
-          std::cerr << "nvs-stdio-bridge: --user takes UID:GID (numbers, UID not 0), not " << argv[i + 1] << "\n";
+          std::cerr << "nvs-stdio-bridge: --user takes UID:GID (numbers, neither 0), not " << argv[i + 1] << "\n";
           usage_error = true;
         }
       } else if (std::strcmp(argv[i], "--address-space-mb") == 0) {
