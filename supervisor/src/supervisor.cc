@@ -91,6 +91,12 @@ constexpr std::chrono::milliseconds kSpareRespawn{1000};
 // A restart waits for a moment when no command is undecided, at most this long.
 constexpr std::chrono::milliseconds kMaxRestartDelay{20};
 constexpr std::chrono::microseconds kRestartHoldoff{3000};
+// A variant's last replies can still be on their way through ZeroMQ's I/O
+// thread when its process is seen dead (the stdio bridge sends them just
+// before it exits). Its death is judged once every request sent before the
+// exit is answered, or after this long: otherwise a loaded host blames the
+// death on a command that was in fact answered.
+constexpr std::chrono::milliseconds kExitGrace{50};
 
 struct Sent {
   Purpose purpose;
@@ -119,6 +125,7 @@ struct Variant {
   std::string stop_reason;
   std::optional<std::string> restart_pending;  // spawn at the end of this loop turn
   Clock::time_point restart_requested_at;
+  std::optional<Clock::time_point> exit_seen_at;  // process gone, death not judged yet (kExitGrace)
 };
 
 struct ClientAddress {
@@ -348,7 +355,7 @@ struct Supervisor::Impl {
 
   int HealthyVoters() const {
     int n = 0;
-    for (const auto& v : variants) n += (v.state == VariantState::kHealthy && !v.needs_sync && !v.restart_when_idle) ? 1 : 0;
+    for (const auto& v : variants) n += (v.state == VariantState::kHealthy && !v.needs_sync && !v.exit_seen_at && !v.restart_when_idle) ? 1 : 0;
     return n;
   }
 
@@ -408,6 +415,7 @@ struct Supervisor::Impl {
     v.needs_sync = true;
     v.restart_when_idle = false;
     v.round_digest.reset();
+    v.exit_seen_at.reset();
 
     auto spec = SpecFor(v.config, v.identity, v.config.name + ".log");
     if (!spec.ok()) {
@@ -502,8 +510,10 @@ struct Supervisor::Impl {
   // is still undecided, because the reply to the head may have been lost in
   // the dying process: counting a death there can only make a verdict more
   // cautious. The rest are excluded.
+  // Requests sent after the process was seen dead never reached it: they
+  // blame nothing.
   void FailOutstanding(Variant& v, std::optional<voter::OutcomeKind> blame, const std::string& detail) {
-    const bool head_is_vote = !v.fifo.empty() && v.fifo.front().purpose == Purpose::kVote;
+    const bool head_is_vote = !v.fifo.empty() && v.fifo.front().purpose == Purpose::kVote && Delivered(v, v.fifo.front());
     bool first = true;
     for (const auto& sent : v.fifo) {
       const bool head = std::exchange(first, false);
@@ -512,6 +522,11 @@ struct Supervisor::Impl {
         if (c == nullptr) continue;
         auto& outcome = c->outcomes[v.config.name];
         if (outcome.kind != voter::OutcomeKind::kPending) continue;
+        if (!Delivered(v, sent)) {
+          outcome.kind = voter::OutcomeKind::kExcluded;
+          outcome.detail = "not delivered: its process had already exited (" + detail + ")";
+          continue;
+        }
         const bool blamed =
             blame && head_is_vote && (head || (*blame == voter::OutcomeKind::kCrashed && !c->verdict));
         outcome.kind = blamed ? *blame : voter::OutcomeKind::kExcluded;
@@ -539,14 +554,37 @@ struct Supervisor::Impl {
     }
   }
 
-  void OnProcessExit(Variant& v) {
-    // What it said before dying counts. Its last messages may still be on
-    // their way through our I/O thread: give them a moment (bounded).
+  // Its process has exited and the death is not judged yet.
+  static bool InExitGrace(const Variant& v) { return v.exit_seen_at && v.process && !v.process->exit_info(); }
+
+  // Whether `sent` went out before the process was seen dead.
+  static bool Delivered(const Variant& v, const Sent& sent) { return !v.exit_seen_at || sent.sent_at < *v.exit_seen_at; }
+
+  // Its pidfd said the process is gone. What it said before dying counts,
+  // and its last messages may still be on their way: unless it was being
+  // stopped, the death is judged when nothing sent before the exit is
+  // outstanding, or after kExitGrace (SettleExits), without holding up the
+  // loop meanwhile.
+  void OnPidfdReadable(Variant& v) {
+    if (v.exit_seen_at) return;
+    v.exit_seen_at = Clock::now();
     DrainVariantSocket();
-    if (!v.fifo.empty()) {
-      zmq::pollitem_t item{variants_socket.handle(), 0, ZMQ_POLLIN, 0};
-      if (zmq::poll(&item, 1, milliseconds(1)) > 0) DrainVariantSocket();
+    SettleExits();
+  }
+
+  void SettleExits() {
+    const auto now = Clock::now();
+    for (auto& v : variants) {
+      if (!InExitGrace(v)) continue;
+      const bool waiting_for_reply = !v.fifo.empty() && Delivered(v, v.fifo.front());
+      if (v.state == VariantState::kStopping || !waiting_for_reply || now >= *v.exit_seen_at + kExitGrace) {
+        OnProcessExit(v);
+      }
     }
+  }
+
+  void OnProcessExit(Variant& v) {
+    if (!v.exit_seen_at) v.exit_seen_at = Clock::now();
     const auto info = v.process->TryReap();
     if (!info) return;
     const std::string how = info->Describe();
@@ -556,10 +594,10 @@ struct Supervisor::Impl {
       Restart(v, v.stop_reason);
       return;
     }
-    // An unexpected death: the command at the head of its FIFO, if a vote, is
-    // the one it died on.
+    // An unexpected death: the command at the head of its FIFO, if a vote
+    // that reached it, is the one it died on.
     std::string what = how;
-    if (!v.fifo.empty() && v.fifo.front().purpose == Purpose::kVote) {
+    if (!v.fifo.empty() && v.fifo.front().purpose == Purpose::kVote && Delivered(v, v.fifo.front())) {
       if (Command* c = FindActive(v.fifo.front().command)) {
         what = how + (c->is_query ? " on a query" : " on seq " + std::to_string(c->seq));
       }
@@ -956,7 +994,7 @@ struct Supervisor::Impl {
                                {"pid", v.process && !v.process->exit_info() ? v.process->pid() : -1},
                                {"incarnation", v.incarnation},
                                {"restarts", v.restarts},
-                               {"voting", v.state == VariantState::kHealthy && !v.needs_sync && !v.restart_when_idle},
+                               {"voting", v.state == VariantState::kHealthy && !v.needs_sync && !v.exit_seen_at && !v.restart_when_idle},
                                {"in_flight", v.fifo.size()},
                                {"role", !standby ? "voter" : v.config.name == active_name ? "active" : "backup"},
                                {"last_fault", v.last_fault}});
@@ -1034,7 +1072,13 @@ struct Supervisor::Impl {
       if (IsPacing(v, answering_since)) return false;
     }
     // standby: Dispatch asks Active(), which promotes a voting variant if
-    // the active cannot serve; here it is enough that one exists.
+    // the active cannot serve; here it is enough that one exists, and that
+    // the active is not a process whose death is still being judged.
+    if (standby) {
+      const auto current = std::find_if(variants.begin(), variants.end(),
+                                        [&](const Variant& v) { return v.config.name == active_name; });
+      if (current != variants.end() && InExitGrace(*current)) return false;
+    }
     return !standby || std::any_of(variants.begin(), variants.end(),
                                    [&](const Variant& v) { return Voting(v) && !v.restart_when_idle; });
   }
@@ -1052,6 +1096,9 @@ struct Supervisor::Impl {
   Variant* Active() {
     Variant* current = Find(active_name);
     if (current != nullptr && Voting(*current) && !current->restart_when_idle) return current;
+    // An active whose process just exited is not replaced before its death
+    // is judged (what it died on decides what the backup may be sent).
+    if (current != nullptr && InExitGrace(*current)) return nullptr;
     for (auto& v : variants) {
       if (!Voting(v) || v.restart_when_idle) continue;
       const std::string why = "the active " + active_name + " cannot take commands (" +
@@ -1412,10 +1459,12 @@ struct Supervisor::Impl {
     if (the_active != nullptr) c.standby_active = the_active->config.name;
     for (auto& v : variants) {
       const bool votes = standby ? &v == the_active
-                                 : v.state == VariantState::kHealthy && !v.needs_sync && !v.restart_when_idle;
+                                 : v.state == VariantState::kHealthy && !v.needs_sync && !v.exit_seen_at && !v.restart_when_idle;
       c.outcomes[v.config.name] =
           voter::Outcome{v.config.name, votes ? voter::OutcomeKind::kPending : voter::OutcomeKind::kExcluded, "",
-                         votes ? "" : std::string("not voting: ") + Name(v.state), ""};
+                         votes ? "" : v.exit_seen_at ? std::string("not voting: its process exited")
+                                                     : std::string("not voting: ") + Name(v.state),
+                         ""};
     }
     active.push_back(std::move(c));
     Command& placed = active.back();
@@ -1666,7 +1715,7 @@ struct Supervisor::Impl {
     std::vector<Variant*> agreeing;
     for (const auto& name : c.verdict->agreeing) {
       Variant* v = Find(name);
-      if (v != nullptr && v->state == VariantState::kHealthy && !v->needs_sync && !v->restart_when_idle) {
+      if (v != nullptr && v->state == VariantState::kHealthy && !v->needs_sync && !v->exit_seen_at && !v->restart_when_idle) {
         agreeing.push_back(v);
       }
     }
@@ -1800,7 +1849,7 @@ struct Supervisor::Impl {
     round = std::move(r);
   }
 
-  bool Voting(const Variant& v) const { return v.state == VariantState::kHealthy && !v.needs_sync; }
+  bool Voting(const Variant& v) const { return v.state == VariantState::kHealthy && !v.needs_sync && !v.exit_seen_at; }
 
   void AdvanceRound() {
     if (!round) return;
@@ -2004,6 +2053,7 @@ struct Supervisor::Impl {
     // least every heartbeat interval.)
     if (!spare && spare_not_before > Clock::now()) next = std::min(next, spare_not_before);
     for (const auto& v : variants) {
+      if (InExitGrace(v)) next = std::min(next, *v.exit_seen_at + kExitGrace);
       if (v.restart_pending) next = std::min(next, v.restart_requested_at + kRestartHoldoff);
       if (v.restart_pending) next = std::min(next, v.restart_requested_at + kMaxRestartDelay);
       if ((v.state == VariantState::kHealthy || v.state == VariantState::kSyncing) && v.fifo.empty()) {
@@ -2033,6 +2083,7 @@ struct Supervisor::Impl {
   void CheckDeadlines() {
     const auto now = Clock::now();
     for (auto& v : variants) {
+      if (InExitGrace(v)) continue;  // dead: SettleExits judges it
       if (v.state == VariantState::kStopping) {
         if (now - v.state_since > milliseconds(config.stop_grace_ms + 1000) && v.process) v.process->SignalGroup(SIGKILL);
         continue;
@@ -2402,8 +2453,10 @@ struct Supervisor::Impl {
       for (std::size_t i = 0; i < variants.size(); ++i) {
         auto& v = variants[i];
         if (!v.process || v.process->exit_info()) continue;
-        items.push_back({nullptr, v.process->pidfd(), ZMQ_POLLIN, 0});
-        fds.emplace_back(i, true);
+        if (!v.exit_seen_at) {  // (a pidfd stays readable: once is enough)
+          items.push_back({nullptr, v.process->pidfd(), ZMQ_POLLIN, 0});
+          fds.emplace_back(i, true);
+        }
         if (v.process->stderr_fd() >= 0) {
           items.push_back({nullptr, v.process->stderr_fd(), ZMQ_POLLIN, 0});
           fds.emplace_back(i, false);
@@ -2492,8 +2545,9 @@ struct Supervisor::Impl {
           continue;
         }
         Variant& v = variants[fds[k].first];
-        if (v.process && !v.process->exit_info()) OnProcessExit(v);
+        if (v.process && !v.process->exit_info()) OnPidfdReadable(v);
       }
+      SettleExits();
       if (client_gate) {
         // Handshakes wait for these answers: before the clients' requests.
         const auto now = Clock::now();

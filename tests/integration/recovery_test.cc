@@ -283,7 +283,14 @@ TEST(Recovery, RecoveryReadsTheJournalASegmentAtATimeNotAllAtOnce) {
   }
   for (const auto& segment : supervisor::JournalSegments(state_dir / "journal")) fs::remove(segment);
   const std::string padding(400, 'x');
+#if defined(__SANITIZE_ADDRESS__)
+  // The memory bound is not checked under ASan (below), and recovering
+  // 100,000 commands there takes most of a minute: a smaller history still
+  // exercises the segment-by-segment path.
+  const int kCommands = 20000;
+#else
   const int kCommands = 100000;
+#endif
   const int kPerSegment = 5000;
   for (int first = 1; first <= kCommands; first += kPerSegment) {
     std::vector<std::string> existing;
@@ -305,7 +312,7 @@ TEST(Recovery, RecoveryReadsTheJournalASegmentAtATimeNotAllAtOnce) {
   std::ofstream(state_dir / "checkpoint.json") << checkpoint.dump();
 
   NvsdHarness nvsd(NvsdOptions({"router-a"}, {{"state_dir", state_dir.string()}, {"remembered_requests", 1000}}));
-  ASSERT_TRUE(nvsd.WaitReady());
+  ASSERT_TRUE(nvsd.WaitReady(std::chrono::milliseconds(120000)));
   const json status = nvsd.Status();
   EXPECT_EQ(status["nvsd"]["seq"], kCommands);
   long peak_kb = -1;
@@ -317,8 +324,8 @@ TEST(Recovery, RecoveryReadsTheJournalASegmentAtATimeNotAllAtOnce) {
   for (const auto& segment : supervisor::JournalSegments(state_dir / "journal")) journal_bytes += fs::file_size(segment);
   std::cout << "recovered " << kCommands << " commands from " << journal_bytes / 1000000 << " MB of journal; nvsd peak "
             << peak_kb / 1024 << " MiB\n";
-  EXPECT_GT(journal_bytes, 60'000'000u);
 #if !defined(__SANITIZE_ADDRESS__)
+  EXPECT_GT(journal_bytes, 60'000'000u);
   // Well under the journal's size. (Not under ASan: its quarantine keeps up
   // to 256 MiB of freed memory, so the peak says nothing there.)
   EXPECT_LT(peak_kb * 1024, static_cast<long>(journal_bytes) * 2 / 3) << "nvsd held the history in memory";
