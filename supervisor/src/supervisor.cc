@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <unordered_map>
+#include <utility>
 #include <zmq.hpp>
 
 #include "client_gate.h"
@@ -305,7 +306,10 @@ struct Supervisor::Impl {
   // ---- small helpers ------------------------------------------------------
 
   Variant* Find(const std::string& name) {
-    for (auto& v : variants) {
+    return const_cast<Variant*>(std::as_const(*this).Find(name));
+  }
+  const Variant* Find(const std::string& name) const {
+    for (const auto& v : variants) {
       if (v.config.name == name) return &v;
     }
     return nullptr;
@@ -355,7 +359,7 @@ struct Supervisor::Impl {
 
   int HealthyVoters() const {
     int n = 0;
-    for (const auto& v : variants) n += (v.state == VariantState::kHealthy && !v.needs_sync && !v.exit_seen_at && !v.restart_when_idle) ? 1 : 0;
+    for (const auto& v : variants) n += (Voting(v) && !v.restart_when_idle) ? 1 : 0;
     return n;
   }
 
@@ -584,7 +588,6 @@ struct Supervisor::Impl {
   }
 
   void OnProcessExit(Variant& v) {
-    if (!v.exit_seen_at) v.exit_seen_at = Clock::now();
     const auto info = v.process->TryReap();
     if (!info) return;
     const std::string how = info->Describe();
@@ -994,7 +997,7 @@ struct Supervisor::Impl {
                                {"pid", v.process && !v.process->exit_info() ? v.process->pid() : -1},
                                {"incarnation", v.incarnation},
                                {"restarts", v.restarts},
-                               {"voting", v.state == VariantState::kHealthy && !v.needs_sync && !v.exit_seen_at && !v.restart_when_idle},
+                               {"voting", Voting(v) && !v.restart_when_idle},
                                {"in_flight", v.fifo.size()},
                                {"role", !standby ? "voter" : v.config.name == active_name ? "active" : "backup"},
                                {"last_fault", v.last_fault}});
@@ -1074,10 +1077,8 @@ struct Supervisor::Impl {
     // standby: Dispatch asks Active(), which promotes a voting variant if
     // the active cannot serve; here it is enough that one exists, and that
     // the active is not a process whose death is still being judged.
-    if (standby) {
-      const auto current = std::find_if(variants.begin(), variants.end(),
-                                        [&](const Variant& v) { return v.config.name == active_name; });
-      if (current != variants.end() && InExitGrace(*current)) return false;
+    if (const Variant* current = standby ? Find(active_name) : nullptr; current != nullptr && InExitGrace(*current)) {
+      return false;
     }
     return !standby || std::any_of(variants.begin(), variants.end(),
                                    [&](const Variant& v) { return Voting(v) && !v.restart_when_idle; });
@@ -1459,7 +1460,7 @@ struct Supervisor::Impl {
     if (the_active != nullptr) c.standby_active = the_active->config.name;
     for (auto& v : variants) {
       const bool votes = standby ? &v == the_active
-                                 : v.state == VariantState::kHealthy && !v.needs_sync && !v.exit_seen_at && !v.restart_when_idle;
+                                 : Voting(v) && !v.restart_when_idle;
       c.outcomes[v.config.name] =
           voter::Outcome{v.config.name, votes ? voter::OutcomeKind::kPending : voter::OutcomeKind::kExcluded, "",
                          votes ? "" : v.exit_seen_at ? std::string("not voting: its process exited")
@@ -1715,7 +1716,7 @@ struct Supervisor::Impl {
     std::vector<Variant*> agreeing;
     for (const auto& name : c.verdict->agreeing) {
       Variant* v = Find(name);
-      if (v != nullptr && v->state == VariantState::kHealthy && !v->needs_sync && !v->exit_seen_at && !v->restart_when_idle) {
+      if (v != nullptr && Voting(*v) && !v->restart_when_idle) {
         agreeing.push_back(v);
       }
     }
@@ -1849,6 +1850,7 @@ struct Supervisor::Impl {
     round = std::move(r);
   }
 
+  // Healthy, checked, and its process not seen dead.
   bool Voting(const Variant& v) const { return v.state == VariantState::kHealthy && !v.needs_sync && !v.exit_seen_at; }
 
   void AdvanceRound() {
