@@ -1,13 +1,14 @@
 // The journal's record bodies: the JSON objects nvsd writes (admit, verdict,
-// start; protocol/JOURNAL.md) as `nvs replay` reads them back from a
-// segment. The input is one record payload per line (the shape of `nvs
+// start; protocol/JOURNAL.md) as nvsd's recovery (ParseJournalRecord) and
+// `nvs replay` read them back from a segment. The input is one record payload per line (the shape of `nvs
 // journal export`); each line is framed with its true length and CRC-32, so
 // the bodies get past the checksum and reach the JSON readers (journal_fuzzer
 // covers the framing itself).
 //
 // Properties: never a crash, an escaping throw or undefined behaviour; the
-// segment reads back as exactly those records; LoadCommandLog either fails
-// with a message or gives commands whose cmd is in normal form.
+// segment reads back as exactly those records; ParseJournalRecord either
+// says why or gives a command and a result in normal form; LoadCommandLog
+// either fails with a message or gives commands whose cmd is in normal form.
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -35,13 +36,28 @@ extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data, std::size_t siz
   NVS_FUZZ_CHECK(journal.value().damage.empty());
   NVS_FUZZ_CHECK(journal.value().records == records);
 
+  // Normal form: JSON that dumps back to itself (members sorted, compact).
+  const auto normal = [](const std::string& text) {
+    const auto value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    return !value.is_discarded() && value.dump() == text;
+  };
+  for (const auto& body : records) {
+    const auto record = sv::ParseJournalRecord(body);
+    if (!record.ok()) {
+      NVS_FUZZ_CHECK(!record.status().message().empty());
+      continue;
+    }
+    if (record.value().type == "admit") NVS_FUZZ_CHECK(normal(record.value().cmd));
+    if (record.value().type == "verdict" && record.value().verdict == "COMMIT") {
+      NVS_FUZZ_CHECK(normal(record.value().result));
+    }
+  }
+
   const auto log = nvs::replay::LoadCommandLog(file);
   if (!log.ok()) return 0;
   NVS_FUZZ_CHECK(log.value().format == "journal");
   for (const auto& command : log.value().commands) {
-    // Normal form: JSON that dumps back to itself (members sorted, compact).
-    const auto cmd = nlohmann::json::parse(command.cmd, nullptr, /*allow_exceptions=*/false);
-    NVS_FUZZ_CHECK(!cmd.is_discarded() && cmd.dump() == command.cmd);
+    NVS_FUZZ_CHECK(normal(command.cmd));
   }
   return 0;
 }

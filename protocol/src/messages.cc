@@ -1,5 +1,7 @@
 #include "nvs/protocol/messages.h"
 
+#include "nvs/protocol/json_values.h"
+
 #include <limits>
 #include <utility>
 
@@ -22,20 +24,6 @@ Overloaded(Ts...) -> Overloaded<Ts...>;
 // A JSON string literal for `text`; invalid UTF-8 is replaced, never thrown.
 std::string Quote(std::string_view text) {
   return json(std::string(text)).dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-// Reads a protocol integer (0 <= v < 2^63): JSON integer literal only.
-std::optional<std::uint64_t> ReadCount(const json& value) {
-  if (value.is_number_unsigned()) {
-    const auto v = value.get<std::uint64_t>();
-    if (v <= kMaxSeq) return v;
-    return std::nullopt;
-  }
-  if (value.is_number_integer()) {
-    const auto v = value.get<std::int64_t>();
-    if (v >= 0) return static_cast<std::uint64_t>(v);
-  }
-  return std::nullopt;
 }
 
 // Reads a JSON integer literal that fits an int (get<int>() would truncate:
@@ -139,6 +127,19 @@ std::variant<Envelope, Error> ParseEnvelope(std::string_view bytes) {
 }
 
 }  // namespace
+
+std::optional<std::uint64_t> ReadCount(const json& value) {
+  if (value.is_number_unsigned()) {
+    const auto v = value.get<std::uint64_t>();
+    if (v <= kMaxSeq) return v;
+    return std::nullopt;
+  }
+  if (value.is_number_integer()) {
+    const auto v = value.get<std::int64_t>();
+    if (v >= 0) return static_cast<std::uint64_t>(v);
+  }
+  return std::nullopt;
+}
 
 int JsonNestingDepth(std::string_view text, int limit) {
   int depth = 0;

@@ -1,11 +1,11 @@
 // Reading the command logs `nvs replay` accepts (replay.h: LoadCommandLog).
 #include <fstream>
-#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
 
+#include "nvs/protocol/json_values.h"
 #include "nvs/protocol/messages.h"
 #include "nvs/replay/replay.h"
 #include "nvs/supervisor/journal.h"
@@ -30,13 +30,7 @@ struct BadMember : std::runtime_error {
 std::uint64_t Count(const json& object, const char* key, std::uint64_t fallback = 0) {
   auto it = object.find(key);
   if (it == object.end()) return fallback;
-  if (it->is_number_unsigned() &&
-      it->get<std::uint64_t>() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-    return it->get<std::uint64_t>();
-  }
-  if (it->is_number_integer() && !it->is_number_unsigned() && it->get<std::int64_t>() >= 0) {
-    return static_cast<std::uint64_t>(it->get<std::int64_t>());
-  }
+  if (const auto count = protocol::ReadCount(*it)) return *count;
   throw BadMember(std::string("member '") + key + "' is not an integer in [0, 2^63)");
 }
 

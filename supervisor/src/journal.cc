@@ -9,6 +9,10 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "nvs/protocol/json_values.h"
+#include "nvs/protocol/messages.h"
 
 namespace nvs::supervisor {
 namespace {
@@ -144,6 +148,63 @@ std::vector<std::filesystem::path> JournalSegments(const std::filesystem::path& 
   std::sort(segments.begin(), segments.end(),
             [](const auto& a, const auto& b) { return JournalSegmentIndex(a) < JournalSegmentIndex(b); });
   return segments;
+}
+
+Result<JournalRecord> ParseJournalRecord(std::string_view payload) {
+  using nlohmann::json;
+  if (protocol::JsonNestingDepth(payload, protocol::kMaxDocumentJsonDepth) > protocol::kMaxDocumentJsonDepth) {
+    return Status::Error("nested deeper than " + std::to_string(protocol::kMaxDocumentJsonDepth) + " levels");
+  }
+  const json body = json::parse(payload, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return Status::Error("not JSON");
+  if (!body.is_object()) return Status::Error("not a JSON object");
+  const auto compact = [](const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); };
+  // A string member; absent is "" unless required.
+  std::string problem;
+  const auto text = [&](const char* key, bool required = false) -> std::string {
+    const auto it = body.find(key);
+    if (it == body.end()) {
+      if (required && problem.empty()) problem = std::string("no '") + key + "'";
+      return "";
+    }
+    if (!it->is_string()) {
+      if (problem.empty()) problem = std::string("'") + key + "' is not a string";
+      return "";
+    }
+    return it->get<std::string>();
+  };
+  const auto count = [&](const char* key) -> std::uint64_t {
+    const auto it = body.find(key);
+    const auto value = it == body.end() ? std::nullopt : protocol::ReadCount(*it);
+    if (!value && problem.empty()) problem = std::string("'") + key + "' is not an integer in [0, 2^63)";
+    return value.value_or(0);
+  };
+  JournalRecord record;
+  record.type = text("t", /*required=*/true);
+  if (!problem.empty()) return Status::Error(problem);
+  if (record.type == "admit") {
+    record.seq = count("seq");
+    record.time_ns = static_cast<std::int64_t>(count("time_ns"));
+    record.id = text("id");
+    const auto cmd = body.find("cmd");
+    if (cmd == body.end() && problem.empty()) problem = "no 'cmd'";
+    if (problem.empty()) record.cmd = compact(*cmd);
+  } else if (record.type == "verdict") {
+    record.seq = count("seq");
+    record.id = text("id");
+    record.verdict = text("verdict", /*required=*/true);
+    if (record.verdict == "COMMIT") {
+      const auto result = body.find("result");
+      if (result == body.end() && problem.empty()) problem = "a COMMIT without 'result'";
+      if (problem.empty()) record.result = compact(*result);
+    } else {
+      record.report = text("report");
+      record.fingerprint = text("fingerprint");
+      record.reason = text("reason");
+    }
+  }
+  if (!problem.empty()) return Status::Error(problem);
+  return record;
 }
 
 Result<JournalContents> ReadJournal(const std::filesystem::path& path) {

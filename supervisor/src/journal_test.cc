@@ -144,6 +144,68 @@ TEST_F(JournalFile, BatchPolicyDefersTheSync) {
   EXPECT_FALSE(writer.value()->unsynced());
 }
 
+TEST(ParseJournalRecord, ReadsWhatNvsdWrites) {
+  auto admit = ParseJournalRecord(
+      R"({"t":"admit","seq":7,"time_ns":1700000000000000000,"id":"r-1","client":"00ab","fingerprint":"f",)"
+      R"("cmd":{"routes":[{"output":1,"input":2}],"op":"route"}})");
+  ASSERT_TRUE(admit.ok()) << admit.status().message();
+  EXPECT_EQ(admit.value().type, "admit");
+  EXPECT_EQ(admit.value().seq, 7u);
+  EXPECT_EQ(admit.value().time_ns, 1700000000000000000);
+  EXPECT_EQ(admit.value().id, "r-1");
+  EXPECT_EQ(admit.value().cmd, R"({"op":"route","routes":[{"input":2,"output":1}]})") << "compact, members sorted";
+
+  auto commit = ParseJournalRecord(R"({"t":"verdict","seq":7,"id":"r-1","verdict":"COMMIT","result":{"ok":true}})");
+  ASSERT_TRUE(commit.ok()) << commit.status().message();
+  EXPECT_EQ(commit.value().verdict, "COMMIT");
+  EXPECT_EQ(commit.value().result, R"({"ok":true})");
+
+  auto poison = ParseJournalRecord(
+      R"({"t":"verdict","seq":8,"id":"r-2","verdict":"POISON","report":"q-1","fingerprint":"ab","reason":"both crashed"})");
+  ASSERT_TRUE(poison.ok()) << poison.status().message();
+  EXPECT_EQ(poison.value().report, "q-1");
+  EXPECT_EQ(poison.value().fingerprint, "ab");
+  EXPECT_EQ(poison.value().reason, "both crashed");
+
+  auto start = ParseJournalRecord(R"({"t":"start","time_ns":1,"pid":2,"config":{"variants":[]}})");
+  ASSERT_TRUE(start.ok());
+  EXPECT_EQ(start.value().type, "start");
+  EXPECT_EQ(start.value().seq, 0u);
+}
+
+// Found reading nvsd's recovery beside replay's fuzzed reader: nvsd read
+// these with get<>() and value(), which throw on a string and cast a float
+// or a negative number (undefined behaviour).
+TEST(ParseJournalRecord, ARecordOfTheWrongShapeSaysWhyAndNeverThrows) {
+  const std::pair<std::string, std::string> cases[] = {
+      {R"({"t":"admit","seq":"7","time_ns":1,"cmd":{}})", "'seq' is not an integer in [0, 2^63)"},
+      {R"({"t":"admit","seq":7.5,"time_ns":1,"cmd":{}})", "'seq' is not an integer in [0, 2^63)"},
+      {R"({"t":"admit","seq":-7,"time_ns":1,"cmd":{}})", "'seq' is not an integer in [0, 2^63)"},
+      {R"({"t":"admit","seq":1e300,"time_ns":1,"cmd":{}})", "'seq' is not an integer in [0, 2^63)"},
+      {R"({"t":"admit","seq":9223372036854775808,"time_ns":1,"cmd":{}})", "'seq' is not an integer in [0, 2^63)"},
+      {R"({"t":"admit","time_ns":1,"cmd":{}})", "'seq' is not an integer in [0, 2^63)"},
+      {R"({"t":"admit","seq":7,"time_ns":-1.0,"cmd":{}})", "'time_ns' is not an integer in [0, 2^63)"},
+      {R"({"t":"admit","seq":7,"time_ns":1})", "no 'cmd'"},
+      {R"({"t":"admit","seq":7,"time_ns":1,"id":["r"],"cmd":{}})", "'id' is not a string"},
+      {R"({"t":"verdict","seq":7,"result":{}})", "no 'verdict'"},
+      {R"({"t":"verdict","seq":7,"verdict":1})", "'verdict' is not a string"},
+      {R"({"t":"verdict","seq":7,"verdict":"COMMIT"})", "a COMMIT without 'result'"},
+      {R"({"t":"verdict","seq":7,"verdict":"POISON","fingerprint":{}})", "'fingerprint' is not a string"},
+      {R"({"t":"verdict","seq":7,"verdict":"NO_QUORUM","reason":null})", "'reason' is not a string"},
+      {R"({"seq":7})", "no 't'"},
+      {R"({"t":null})", "'t' is not a string"},
+      {R"("admit")", "not a JSON object"},
+      {R"({"t":"admit",)", "not JSON"},
+      {std::string(200, '[') + std::string(200, ']'), "nested deeper than 128 levels"},
+  };
+  for (const auto& [body, why] : cases) {
+    Result<JournalRecord> read = Status::Error("not run");
+    ASSERT_NO_THROW(read = ParseJournalRecord(body)) << body;
+    ASSERT_FALSE(read.ok()) << body;
+    EXPECT_EQ(read.status().message(), why) << body;
+  }
+}
+
 TEST(JournalSegments, NamesRoundTripAndOthersAreIgnored) {
   EXPECT_EQ(JournalSegmentPath("/s/journal", 7).filename(), "000000000007.nvj");
   EXPECT_EQ(JournalSegmentIndex("/s/journal/000000000007.nvj"), 7u);

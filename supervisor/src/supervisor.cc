@@ -22,6 +22,7 @@
 #include "nvs/supervisor/journal.h"
 #include "log.h"
 #include "nvs/protocol/client_messages.h"
+#include "nvs/protocol/json_values.h"
 #include "nvs/protocol/messages.h"
 #include "nvs/voter/voter.h"
 #include "quarantine_store.h"
@@ -186,6 +187,24 @@ double MillisSince(Clock::time_point start, Clock::time_point now) {
 // a client's strings): invalid UTF-8 becomes U+FFFD instead of an exception.
 std::string Dump(const json& value, int indent = -1) {
   return value.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+
+// checkpoint.json ({"seq":S,"digest":D,"state":STATE}), or why it is not one.
+Result<Checkpoint> ParseCheckpoint(const std::string& text) {
+  if (proto::JsonNestingDepth(text, proto::kMaxDocumentJsonDepth) > proto::kMaxDocumentJsonDepth) {
+    return Status::Error("nested deeper than " + std::to_string(proto::kMaxDocumentJsonDepth) + " levels");
+  }
+  const json saved = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (saved.is_discarded()) return Status::Error("not JSON");
+  if (!saved.is_object()) return Status::Error("not a JSON object");
+  const auto seq = saved.find("seq");
+  const auto state = saved.find("state");
+  const auto digest = saved.find("digest");
+  const auto seq_value = seq == saved.end() ? std::nullopt : proto::ReadCount(*seq);
+  if (!seq_value) return Status::Error("'seq' is not an integer in [0, 2^63)");
+  if (digest == saved.end() || !digest->is_string()) return Status::Error("'digest' is not a string");
+  if (state == saved.end()) return Status::Error("no 'state'");
+  return Checkpoint{*seq_value, Dump(*state), digest->get<std::string>()};
 }
 
 json ParseOrString(const std::string& text) {
@@ -2317,11 +2336,12 @@ struct Supervisor::Impl {
     if (in) {
       std::stringstream text;
       text << in.rdbuf();
-      const json saved = json::parse(text.str(), nullptr, false);
-      if (saved.is_discarded() || !saved.contains("seq") || !saved.contains("state") || !saved.contains("digest")) {
-        return Status::Error((config.state_dir / "checkpoint.json").string() + ": not a checkpoint; move it away to start over");
+      auto read = ParseCheckpoint(text.str());
+      if (!read.ok()) {
+        return Status::Error((config.state_dir / "checkpoint.json").string() + ": not a checkpoint (" +
+                             read.status().message() + "); move it away to start over");
       }
-      checkpoint = Checkpoint{saved["seq"].get<std::uint64_t>(), Dump(saved["state"]), saved["digest"].get<std::string>()};
+      checkpoint = std::move(read.value());
       last_seq = std::max(last_seq, checkpoint->seq);  // its records may have been pruned
     }
     struct Admitted {
@@ -2331,38 +2351,58 @@ struct Supervisor::Impl {
     std::map<std::uint64_t, Admitted> admitted;
     std::size_t abandoned = 0;
     std::size_t records = 0;
-    // One record; its seq (0 if it has none).
-    const auto recover = [&](const std::string& text) -> std::uint64_t {
+    // Records of a shape nvsd does not write are skipped and reported, not
+    // a throw out of recovery (found reading recovery beside replay's
+    // fuzzed reader: a string seq aborted nvsd, a float one was undefined
+    // behaviour).
+    std::size_t skipped = 0;
+    json skipped_examples = json::array();
+    // A commit after the checkpoint whose admit is missing: a command the
+    // state cannot be rebuilt with.
+    std::size_t commits_lost = 0;
+    json commits_without_command = json::array();  // the first 16
+    // Record `index` (from 0) of `file`; its seq (0 if it has none).
+    const auto recover = [&](const std::string& text, const std::filesystem::path& file,
+                             std::size_t index) -> std::uint64_t {
       ++records;
-      const json record = json::parse(text, nullptr, false);
-      if (record.is_discarded() || !record.is_object()) return 0;
-      const std::string type = record.value("t", "");
-      const std::uint64_t seq = record.value("seq", std::uint64_t{0});
+      auto read = ParseJournalRecord(text);
+      if (!read.ok()) {
+        if (++skipped <= 16) {
+          skipped_examples.push_back(file.string() + ", record " + std::to_string(index + 1) + ": " +
+                                     read.status().message());
+        }
+        return 0;
+      }
+      JournalRecord& record = read.value();
+      if (record.type != "admit" && record.type != "verdict") return 0;
+      const std::uint64_t seq = record.seq;
       last_seq = std::max(last_seq, seq);
-      if (type == "admit") {
-        admitted[seq] = {record.value("time_ns", std::int64_t{0}), Dump(record["cmd"])};
+      if (record.type == "admit") {
+        admitted[seq] = {record.time_ns, std::move(record.cmd)};
         return seq;
       }
-      if (type != "verdict") return seq;
       auto it = admitted.find(seq);
-      const std::string verdict = record.value("verdict", "");
       proto::ClientReply reply;
-      reply.id = record.value("id", "");
-      if (verdict == "COMMIT") {
+      reply.id = record.id;
+      if (record.verdict == "COMMIT") {
         reply.status = proto::ClientStatus::kCommitted;
         reply.seq = seq;
-        reply.result = Dump(record["result"]);
+        reply.result = std::move(record.result);
         ++commits;
-        if (it != admitted.end() && (!checkpoint || seq > checkpoint->seq)) {
-          tail.push_back({seq, it->second.time_ns, it->second.payload});
+        if (!checkpoint || seq > checkpoint->seq) {
+          if (it != admitted.end()) {
+            tail.push_back({seq, it->second.time_ns, it->second.payload});
+          } else if (++commits_lost <= 16) {
+            commits_without_command.push_back(seq);
+          }
         }
-      } else if (verdict == "POISON") {
+      } else if (record.verdict == "POISON") {
         reply.status = proto::ClientStatus::kQuarantined;
-        reply.report = record.value("report", "");
-        reply.fingerprint = record.value("fingerprint", "");
-        reply.reason = record.value("reason", "");
+        reply.report = std::move(record.report);
+        reply.fingerprint = std::move(record.fingerprint);
+        reply.reason = std::move(record.reason);
       } else {
-        reply = proto::ClientReply::Rejected(reply.id, "no_quorum", record.value("reason", ""));
+        reply = proto::ClientReply::Rejected(reply.id, "no_quorum", record.reason);
       }
       if (it != admitted.end()) admitted.erase(it);
       if (reply.id && !reply.id->empty()) Remember(*reply.id, reply);
@@ -2379,7 +2419,8 @@ struct Supervisor::Impl {
                                                           {"records_kept", scan.value().records.size()}});
       }
       std::uint64_t max_seq = 0;
-      for (const auto& text : scan.value().records) max_seq = std::max(max_seq, recover(text));
+      const auto& texts = scan.value().records;
+      for (std::size_t r = 0; r < texts.size(); ++r) max_seq = std::max(max_seq, recover(texts[r], segments[i], r));
       closed_segments.push_back({segments[i], max_seq});
     }
     journal_segment = segments.empty() ? 1 : JournalSegmentIndex(segments.back());
@@ -2397,7 +2438,9 @@ struct Supervisor::Impl {
       Log(LogLevel::kWarn, "journal_tail_cut", {{"segment", JournalSegmentPath(journal_dir, journal_segment).string()},
                                                 {"damage", damage}, {"records_kept", last_records.size()}});
     }
-    for (const auto& text : last_records) recover(text);
+    for (std::size_t r = 0; r < last_records.size(); ++r) {
+      recover(last_records[r], JournalSegmentPath(journal_dir, journal_segment), r);
+    }
     last_records.clear();
     last_records.shrink_to_fit();
     abandoned = admitted.size();
@@ -2405,6 +2448,17 @@ struct Supervisor::Impl {
       return Status::Error("the journal holds " + std::to_string(tail.size()) + " committed commands but " +
                            (config.state_dir / "checkpoint.json").string() +
                            " is missing; refusing to start from an empty state");
+    }
+    if (skipped > 0) {
+      Log(LogLevel::kError, "journal_records_skipped",
+          {{"count", skipped}, {"first", skipped_examples},
+           {"why", "records of a shape nvsd does not write (a bug or a hand edit); what they held is not recovered"}});
+    }
+    if (commits_lost > 0) {
+      Log(LogLevel::kError, "journal_commits_without_command",
+          {{"count", commits_lost}, {"seqs", commits_without_command},
+           {"why", "committed after the checkpoint but their admit records are missing or unreadable; "
+                   "the state is rebuilt without them"}});
     }
     commits_since_checkpoint = static_cast<int>(tail.size());
     if (records > 0 || checkpoint) {

@@ -107,21 +107,6 @@ bool IsHandshakeFailure(int event) {
          event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
 }
 
-// nvsd's log lines of one event.
-std::vector<json> LogEvents(const std::string& log, const std::string& event) {
-  std::vector<json> found;
-  std::size_t start = 0;
-  while (start < log.size()) {
-    const auto end = log.find('\n', start);
-    const json line = json::parse(log.substr(start, end == std::string::npos ? std::string::npos : end - start), nullptr,
-                                  false);
-    if (line.is_object() && line.value("event", "") == event) found.push_back(line);
-    if (end == std::string::npos) break;
-    start = end + 1;
-  }
-  return found;
-}
-
 // A refusal of `key` (Z85; null for one without a key) for `reason` is in the log.
 bool LoggedRefusal(const std::string& log, const json& key, const std::string& reason) {
   for (const auto& line : LogEvents(log, "client_refused")) {

@@ -28,6 +28,21 @@ namespace bp = boost::process::v2;
 using nlohmann::json;
 
 std::string NvsdPath() { return NVS_NVSD; }
+
+std::vector<json> LogEvents(const std::string& log, const std::string& event) {
+  std::vector<json> found;
+  std::size_t start = 0;
+  while (start < log.size()) {
+    const auto end = log.find('\n', start);
+    const json line = json::parse(log.substr(start, end == std::string::npos ? std::string::npos : end - start), nullptr,
+                                  false);
+    if (line.is_object() && line.value("event", "") == event) found.push_back(line);
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return found;
+}
+
 std::string PythonPath() { return NVS_PYTHON; }
 
 std::string RunCapture(const std::string& command, const std::filesystem::path& stderr_file, int* status) {

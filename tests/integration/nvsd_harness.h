@@ -118,6 +118,9 @@ class NvsdHarness {
 bool WaitForFileCondition(const std::filesystem::path& file, const std::function<bool()>& done,
                           std::chrono::milliseconds deadline);
 
+// nvsd's log lines (JSON, one a line) of one event.
+std::vector<nlohmann::json> LogEvents(const std::string& log, const std::string& event);
+
 // Paths to the programs built in this tree.
 std::string NvsdPath();
 // Runs a shell command; its stdout, with its exit status in *status. Its

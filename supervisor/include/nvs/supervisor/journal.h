@@ -39,6 +39,29 @@ JournalScan ScanJournal(std::string_view bytes);
 // damaged one is a scan with `damage` set.
 Result<JournalScan> ReadJournalFile(const std::filesystem::path& file);
 
+// One record's body as nvsd's recovery reads it (protocol/JOURNAL.md):
+// `admit` and `verdict` records, with the members recovery acts on. Other
+// kinds (`start`) are read as their type alone.
+struct JournalRecord {
+  std::string type;
+  std::uint64_t seq = 0;     // admit, verdict
+  std::int64_t time_ns = 0;  // admit
+  std::string id;            // admit, verdict: the request id ("" when absent)
+  std::string cmd;           // admit: the command, compact JSON with sorted members
+  std::string verdict;       // verdict: COMMIT, POISON, NO_QUORUM
+  std::string result;        // verdict COMMIT: compact JSON
+  std::string report;        // verdict other than COMMIT ("" when absent)
+  std::string fingerprint;
+  std::string reason;
+};
+
+// Reads one record's body. A body nvsd does not write (not JSON, not an
+// object, nested deeper than protocol::kMaxDocumentJsonDepth, a member
+// missing or of the wrong type, a seq that is not an integer in [0, 2^63))
+// is an error saying which. Never throws. Only a bug or a hand edit leaves
+// such a record behind a good CRC.
+Result<JournalRecord> ParseJournalRecord(std::string_view payload);
+
 // The journal is a folder of segments, STATE_DIR/journal/NNNNNNNNNNNN.nvj
 // (12 decimal digits, from 1, in the order they were written). nvsd starts a
 // new segment at a checkpoint once the current one has grown past
