@@ -187,6 +187,7 @@ std::optional<json> RunRetest(const Options& o, const QuarantineArgs& args, int*
     return std::nullopt;
   }
   replay::ReplayOptions options = base.value();
+  for (const auto& w : options.warnings) std::cerr << "nvs quarantine: warning: " << w << "\n";
   options.deadline = std::chrono::milliseconds(args.deadline_ms);
   auto replayer = replay::Replayer::Start(options);
   if (!replayer.ok()) {

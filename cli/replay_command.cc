@@ -229,6 +229,7 @@ int Replay(const ReplayArgs& args) {
     std::cerr << "nvs replay: " << options.status().message() << "\n";
     return kExitUsage;
   }
+  for (const auto& w : options.value().warnings) std::cerr << "nvs replay: warning: " << w << "\n";
   auto replayer = replay::Replayer::Start(options.value());
   if (!replayer.ok()) {
     std::cerr << "nvs replay: cannot start the variants: " << replayer.status().message() << "\n";

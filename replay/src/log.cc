@@ -1,4 +1,6 @@
 // Reading the command logs `nvs replay` accepts (replay.h: LoadCommandLog).
+#include <unistd.h>
+
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -257,6 +259,17 @@ Result<ReplayOptions> OptionsFromConfig(const fs::path& config_file, const Comma
   if (!config.ok()) return Status::Error("config: " + config.status().message());
   ReplayOptions options;
   options.variants = config.value().variants;
+  // nvsd drops a variant to its `user` as root; a replay on an engineer's
+  // desk is not root, and runs every variant as whoever runs it.
+  if (geteuid() != 0) {
+    for (auto& v : options.variants) {
+      if (v.user.empty()) continue;
+      options.warnings.push_back("variant " + v.name + " runs as you, not as user " + v.user +
+                                 " (running it as another user needs root)");
+      v.user.clear();
+      v.group.clear();
+    }
+  }
   options.policy = config.value().policy;
   options.config_dir = config.value().config_dir;
   options.stdio_bridge = config.value().stdio_bridge;

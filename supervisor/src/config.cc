@@ -1,5 +1,9 @@
 #include "nvs/supervisor/config.h"
 
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
+
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -352,6 +356,64 @@ Status LoadClientCurveKeys(Config& config, const std::filesystem::path& path) {
     curve.authorized = authorized.value();
   } else {
     errors.push_back("client_curve.authorized_keys_file: " + authorized.status().message());
+  }
+  if (errors.empty()) return Status::Ok();
+  std::string message = path.string() + ": invalid configuration:";
+  for (const auto& e : errors) message += "\n  " + e;
+  return Status::Error(message);
+}
+
+Result<std::string> ResolveRunAs(const std::string& user, const std::string& group) {
+  if (geteuid() != 0) {
+    return Status::Error("user " + user + ": nvsd must run as root to start a variant as another user");
+  }
+  const auto number = [](const std::string& text) -> std::optional<unsigned long> {
+    if (text.empty() || text.size() > 9 || text.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+    return std::stoul(text);
+  };
+  std::vector<char> buffer(16384);
+  uid_t uid = 0;
+  gid_t gid = 0;
+  struct passwd pw {};
+  struct passwd* found = nullptr;
+  if (auto n = number(user)) {
+    uid = static_cast<uid_t>(*n);
+    getpwuid_r(uid, &pw, buffer.data(), buffer.size(), &found);
+    if (found == nullptr && group.empty()) return Status::Error("user " + user + ": no such uid; give a group too");
+    if (found != nullptr) gid = found->pw_gid;
+  } else {
+    getpwnam_r(user.c_str(), &pw, buffer.data(), buffer.size(), &found);
+    if (found == nullptr) return Status::Error("user " + user + ": no such user");
+    uid = found->pw_uid;
+    gid = found->pw_gid;
+  }
+  if (!group.empty()) {
+    if (auto n = number(group)) {
+      gid = static_cast<gid_t>(*n);
+    } else {
+      struct group gr {};
+      struct group* g = nullptr;
+      getgrnam_r(group.c_str(), &gr, buffer.data(), buffer.size(), &g);
+      if (g == nullptr) return Status::Error("group " + group + ": no such group");
+      gid = g->gr_gid;
+    }
+  }
+  if (uid == 0) return Status::Error("user " + user + ": a variant is not run as root on purpose; leave `user` out");
+  if (gid == 0) return Status::Error("user " + user + ": group 0 (root) is refused; give `group`");
+  return std::to_string(uid) + ":" + std::to_string(gid);
+}
+
+Status ResolveVariantUsers(Config& config, const std::filesystem::path& path) {
+  std::vector<std::string> errors;
+  for (std::size_t i = 0; i < config.variants.size(); ++i) {
+    VariantConfig& v = config.variants[i];
+    if (v.user.empty()) continue;
+    auto ids = ResolveRunAs(v.user, v.group);
+    if (ids.ok()) {
+      v.run_as = ids.value();
+    } else {
+      errors.push_back("variants[" + std::to_string(i) + "] (" + v.name + ").user: " + ids.status().message());
+    }
   }
   if (errors.empty()) return Status::Ok();
   std::string message = path.string() + ": invalid configuration:";

@@ -1,5 +1,9 @@
 #include "nvs/supervisor/config.h"
 
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -114,6 +118,38 @@ TEST(ParseConfig, ReportsAllErrorsAtOnce) {
   EXPECT_NE(message.find("state_dir"), std::string::npos);
   EXPECT_NE(message.find("variants[0].argv"), std::string::npos);
   EXPECT_NE(message.find("deadline_ms"), std::string::npos);
+}
+
+// A variant's user is resolved once, before nvsd starts (and by --check),
+// not at every spawn: a restart never fails on the user database.
+TEST(ResolveVariantUsers, ResolvesOnceAndNamesTheVariantThatCannotBe) {
+  auto config = ParseConfig(R"({"state_dir":"s","variants":[
+      {"name":"a","argv":["x"]},
+      {"name":"b","argv":["x"],"transport":"stdio","user":"nobody"},
+      {"name":"c","argv":["x"],"transport":"stdio","user":"65534","group":"nogroup"},
+      {"name":"d","argv":["x"],"transport":"stdio","user":"no-such-user-nvs"},
+      {"name":"e","argv":["x"],"transport":"stdio","user":"nobody","group":"root"}]})",
+                            "/etc/nvsd.json");
+  ASSERT_TRUE(config.ok()) << config.status().message();
+  const Status resolved = ResolveVariantUsers(config.value(), "/etc/nvsd.json");
+  ASSERT_FALSE(resolved.ok());
+  const std::string& message = resolved.message();
+  EXPECT_EQ(message.rfind("/etc/nvsd.json: invalid configuration:", 0), 0u) << message;
+  if (geteuid() != 0) {
+    EXPECT_NE(message.find("variants[1] (b).user: user nobody: nvsd must run as root"), std::string::npos) << message;
+    return;
+  }
+  const struct passwd* nobody = getpwnam("nobody");
+  const struct group* nogroup = getgrnam("nogroup");
+  ASSERT_NE(nobody, nullptr);
+  ASSERT_NE(nogroup, nullptr);
+  EXPECT_EQ(config.value().variants[0].run_as, "");
+  EXPECT_EQ(config.value().variants[1].run_as,
+            std::to_string(nobody->pw_uid) + ":" + std::to_string(nobody->pw_gid));
+  EXPECT_EQ(config.value().variants[2].run_as, "65534:" + std::to_string(nogroup->gr_gid));
+  EXPECT_NE(message.find("variants[3] (d).user: user no-such-user-nvs: no such user"), std::string::npos) << message;
+  EXPECT_NE(message.find("variants[4] (e).user: user nobody: group 0 (root) is refused"), std::string::npos) << message;
+  EXPECT_EQ(message.find("variants[1]"), std::string::npos) << message;
 }
 
 TEST(ParseConfig, PolicyOptions) {

@@ -59,6 +59,13 @@ int main(int argc, char** argv) {
     std::cerr << "nvsd: " << keys.message() << "\n";
     return 2;
   }
+  // The variants' users too, once: a restart of a variant then never
+  // depends on the user database.
+  const nvs::Status users = nvs::supervisor::ResolveVariantUsers(config.value(), config_path);
+  if (!users.ok()) {
+    std::cerr << "nvsd: " << users.message() << "\n";
+    return 2;
+  }
   if (check_only) {
     std::cout << "nvsd: " << config_path << " is valid (" << config->variants.size() << " variants";
     if (config->client_curve) {

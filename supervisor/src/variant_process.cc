@@ -1,8 +1,6 @@
 #include "nvs/supervisor/variant_process.h"
 
 #include <fcntl.h>
-#include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -229,47 +227,6 @@ std::vector<std::string> EnvironmentFor(const VariantConfig& vc, const std::stri
   return env;
 }
 
-// "UID:GID" for a variant's `user` and `group` (names or numbers).
-Result<std::string> ResolveUser(const std::string& user, const std::string& group) {
-  if (geteuid() != 0) {
-    return Status::Error("user " + user + ": nvsd must run as root to start a variant as another user");
-  }
-  const auto number = [](const std::string& text) -> std::optional<unsigned long> {
-    if (text.empty() || text.size() > 9 || text.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
-    return std::stoul(text);
-  };
-  std::vector<char> buffer(16384);
-  uid_t uid = 0;
-  gid_t gid = 0;
-  struct passwd pw {};
-  struct passwd* found = nullptr;
-  if (auto n = number(user)) {
-    uid = static_cast<uid_t>(*n);
-    getpwuid_r(uid, &pw, buffer.data(), buffer.size(), &found);
-    if (found == nullptr && group.empty()) return Status::Error("user " + user + ": no such uid; give a group too");
-    if (found != nullptr) gid = found->pw_gid;
-  } else {
-    getpwnam_r(user.c_str(), &pw, buffer.data(), buffer.size(), &found);
-    if (found == nullptr) return Status::Error("user " + user + ": no such user");
-    uid = found->pw_uid;
-    gid = found->pw_gid;
-  }
-  if (!group.empty()) {
-    if (auto n = number(group)) {
-      gid = static_cast<gid_t>(*n);
-    } else {
-      struct group gr {};
-      struct group* g = nullptr;
-      getgrnam_r(group.c_str(), &gr, buffer.data(), buffer.size(), &g);
-      if (g == nullptr) return Status::Error("group " + group + ": no such group");
-      gid = g->gr_gid;
-    }
-  }
-  if (uid == 0) return Status::Error("user " + user + ": a variant is not run as root on purpose; leave `user` out");
-  if (gid == 0) return Status::Error("user " + user + ": group 0 (root) is refused; give `group`");
-  return std::to_string(uid) + ":" + std::to_string(gid);
-}
-
 }  // namespace
 
 Result<SpawnSpec> SpecForVariant(const VariantConfig& vc, const std::string& identity, const SpawnContext& context) {
@@ -286,7 +243,9 @@ Result<SpawnSpec> SpecForVariant(const VariantConfig& vc, const std::string& ide
       spec.argv.push_back(std::to_string(*vc.limits.address_space_mb));
     }
     if (!vc.user.empty()) {
-      auto ids = ResolveUser(vc.user, vc.group);
+      // Resolved once when nvsd started (ResolveVariantUsers); `nvs replay`
+      // as root resolves it here.
+      auto ids = vc.run_as.empty() ? ResolveRunAs(vc.user, vc.group) : Result<std::string>(vc.run_as);
       if (!ids.ok()) return ids.status();
       spec.argv.push_back("--user");
       spec.argv.push_back(ids.value());

@@ -277,6 +277,28 @@ TEST(Lifecycle, AVariantRunsAsItsConfiguredUser) {
   EXPECT_EQ(uid_of(controller), static_cast<long>(nobody->pw_uid));
 }
 
+// The review of the last stop: a variant's user was looked up at every
+// spawn, so a user database that failed later (or a user removed) marked
+// the variant failed on its next restart. It is resolved once, before nvsd
+// starts; one that cannot be is a configuration error, found by --check too.
+TEST(Lifecycle, AVariantUserThatCannotBeResolvedIsRefusedAtStartAndByCheck) {
+  VariantSpec ghost("router-c", {});
+  ghost.config = {{"user", "no-such-user-nvs"}, {"working_dir", "/"}};
+  NvsdHarness nvsd(NvsdOptions({"router-a", "router-b", ghost}));
+  const auto status = nvsd.WaitNvsdExit(std::chrono::milliseconds(10000));
+  ASSERT_TRUE(status) << "nvsd started with a user it cannot resolve";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2) << "wait status " << *status;
+  const std::string why = geteuid() == 0 ? "variants[2] (router-c).user: user no-such-user-nvs: no such user"
+                                         : "variants[2] (router-c).user: user no-such-user-nvs: nvsd must run as root";
+  EXPECT_NE(nvsd.NvsdLog().find(why), std::string::npos) << nvsd.NvsdLog();
+  int check = -1;
+  RunCapture(NvsdPath() + " --check --config " + (nvsd.dir() / "nvsd.json").string(), nvsd.dir() / "check.err", &check);
+  EXPECT_EQ(check, 2);
+  std::ifstream err(nvsd.dir() / "check.err");
+  const std::string said((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
+  EXPECT_NE(said.find(why), std::string::npos) << said;
+}
+
 // Killing a variant kills its whole process group: a grandchild it started
 // is gone too.
 TEST(Lifecycle, AKilledVariantLeavesNoGrandchildBehind) {

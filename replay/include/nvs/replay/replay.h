@@ -83,6 +83,9 @@ struct ReplayOptions {
   std::uint64_t to_seq = 0;       // 0: to the end
   bool stop_at_first = false;
   std::size_t window = 256;       // requests outstanding per variant
+  // Said before the run: e.g. a variant whose `user` is dropped because
+  // `nvs replay` is not root.
+  std::vector<std::string> warnings;
 };
 
 // A variant process started again during a run (after a crash, a hang, or

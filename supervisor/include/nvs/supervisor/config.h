@@ -42,6 +42,10 @@ struct VariantConfig {
   // transport: the relay stays nvsd's, only the variant drops to the user.
   std::string user;
   std::string group;
+  // "UID:GID" of `user` and `group`, resolved once when nvsd starts
+  // (ResolveVariantUsers): a restart never waits on, or fails with, the
+  // user database. Empty: resolved at each spawn (`nvs replay`).
+  std::string run_as;
 };
 
 // Restart intensity as in OTP supervisors: more than `intensity` restarts of
@@ -124,6 +128,17 @@ Result<Config> LoadConfig(const std::filesystem::path& path);
 // are worded like ParseConfig's ("PATH: invalid configuration:" and one
 // "client_curve.FIELD: ..." line per problem).
 Status LoadClientCurveKeys(Config& config, const std::filesystem::path& path);
+
+// "UID:GID" for a variant's `user` and `group` (names or numbers). Fails
+// when this process is not root, the user or group does not exist, or
+// either is 0 (a variant is not run as root on purpose).
+Result<std::string> ResolveRunAs(const std::string& user, const std::string& group);
+
+// Resolves every variant's `user` and `group` into its run_as. nvsd calls
+// it before it starts and for --check; errors are worded like ParseConfig's
+// ("PATH: invalid configuration:" and one "variants[I] (NAME).user: ..."
+// line per variant).
+Status ResolveVariantUsers(Config& config, const std::filesystem::path& path);
 
 // The variants and the policy of `config` as config JSON text
 // ({"variants":[...],"policy":{...}}, paths as written): what nvsd records
