@@ -115,6 +115,10 @@ struct Variant {
   std::string identity;  // NVS_VARIANT of the current incarnation
   std::unique_ptr<VariantProcess> process;
   std::deque<Sent> fifo;
+  // Commands not sent yet because a request that is not a command (a
+  // checkpoint digest, a ping) is unanswered (Supervisor::Impl::Send), with
+  // what was queued after them: sent in order once it is answered.
+  std::deque<std::pair<Sent, std::string>> held;
   Clock::time_point last_reply_at;
   Clock::time_point last_sent_at;  // for heartbeats: an idle variant is pinged
   Clock::time_point state_since;
@@ -401,16 +405,52 @@ struct Supervisor::Impl {
                         {"why", why}});
   }
 
+  // Sends a request to `v`, or holds it: a command is not sent behind an
+  // unanswered request that is not a command. A variant that answers a
+  // checkpoint digest or a ping and dies on the command right behind it can
+  // take the answer with it (libzmq writes it from its I/O thread, which an
+  // abort stops), and nvsd could not tell that death from one on the digest
+  // itself, which blames no command: found by the chaos campaign, where two
+  // variants aborting on a poison right after a checkpoint made it
+  // `no_quorum`, and it was delivered again when resent. Held, the command
+  // goes out once the answer is in (a round trip, once per checkpoint), so
+  // the request a variant dies on is always the oldest one unanswered.
   void Send(Variant& v, const proto::Request& request, Purpose purpose, std::string_view reply_type,
             std::uint64_t command = 0) {
-    const std::string bytes = proto::Encode(request);
+    Sent sent{purpose, reply_type, proto::SeqOf(request), command, Clock::now()};
+    std::string bytes = proto::Encode(request);
+    if (!v.held.empty() || (purpose == Purpose::kVote && AwaitingNonCommand(v))) {
+      v.held.emplace_back(sent, std::move(bytes));
+      return;
+    }
+    Transmit(v, sent, bytes);
+  }
+
+  static bool AwaitingNonCommand(const Variant& v) {
+    return std::any_of(v.fifo.begin(), v.fifo.end(), [](const Sent& s) { return s.purpose != Purpose::kVote; });
+  }
+
+  void Transmit(Variant& v, Sent sent, const std::string& bytes) {
     const auto now = Clock::now();
     if (v.fifo.empty()) v.last_reply_at = now;  // the deadline of a new head counts from now
     v.last_sent_at = now;
-    v.fifo.push_back(Sent{purpose, reply_type, proto::SeqOf(request), command, now});
+    sent.sent_at = now;
+    v.fifo.push_back(sent);
     variants_socket.send(zmq::buffer(v.identity), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
     variants_socket.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
   }
+
+  // Sends what was held, in order, up to the next command that must wait.
+  void SendHeld(Variant& v) {
+    while (!v.held.empty() && (v.held.front().first.purpose != Purpose::kVote || !AwaitingNonCommand(v))) {
+      auto [sent, bytes] = std::move(v.held.front());
+      v.held.pop_front();
+      Transmit(v, sent, bytes);
+    }
+  }
+
+  // Requests sent and held.
+  static std::size_t InFlight(const Variant& v) { return v.fifo.size() + v.held.size(); }
 
   // ---- lifecycle ------------------------------------------------------------
 
@@ -435,6 +475,7 @@ struct Supervisor::Impl {
     v.identity = v.config.name + "." + std::to_string(v.incarnation);
     by_identity[v.identity] = static_cast<std::size_t>(&v - variants.data());
     v.fifo.clear();
+    v.held.clear();
     v.needs_sync = true;
     v.restart_when_idle = false;
     v.round_digest.reset();
@@ -533,18 +574,27 @@ struct Supervisor::Impl {
   // is still undecided, because the reply to the head may have been lost in
   // the dying process: counting a death there can only make a verdict more
   // cautious. The rest are excluded.
-  // Requests sent after the process was seen dead never reached it: they
-  // blame nothing.
+  // Requests sent after the process was seen dead never reached it, nor
+  // did held ones: they blame nothing.
   void FailOutstanding(Variant& v, std::optional<voter::OutcomeKind> blame, const std::string& detail) {
     const bool head_is_vote = !v.fifo.empty() && v.fifo.front().purpose == Purpose::kVote && Delivered(v, v.fifo.front());
+    std::vector<std::pair<Sent, bool>> outstanding;  // and whether it was sent
+    for (const auto& sent : v.fifo) outstanding.emplace_back(sent, true);
+    for (const auto& [sent, bytes] : v.held) outstanding.emplace_back(sent, false);
+    v.held.clear();
     bool first = true;
-    for (const auto& sent : v.fifo) {
+    for (const auto& [sent, was_sent] : outstanding) {
       const bool head = std::exchange(first, false);
       if (sent.purpose == Purpose::kVote) {
         Command* c = FindActive(sent.command);
         if (c == nullptr) continue;
         auto& outcome = c->outcomes[v.config.name];
         if (outcome.kind != voter::OutcomeKind::kPending) continue;
+        if (!was_sent) {
+          outcome.kind = voter::OutcomeKind::kExcluded;
+          outcome.detail = "not delivered: held behind an unanswered request (" + detail + ")";
+          continue;
+        }
         if (!Delivered(v, sent)) {
           outcome.kind = voter::OutcomeKind::kExcluded;
           outcome.detail = "not delivered: its process had already exited (" + detail + ")";
@@ -732,6 +782,7 @@ struct Supervisor::Impl {
     }
     v.fifo.pop_front();
     v.last_reply_at = Clock::now();
+    SendHeld(v);
     switch (sent.purpose) {
       case Purpose::kVote: {
         Command* c = FindActive(sent.command);
@@ -1017,7 +1068,7 @@ struct Supervisor::Impl {
                                {"incarnation", v.incarnation},
                                {"restarts", v.restarts},
                                {"voting", Voting(v) && !v.restart_when_idle},
-                               {"in_flight", v.fifo.size()},
+                               {"in_flight", InFlight(v)},
                                {"role", !standby ? "voter" : v.config.name == active_name ? "active" : "backup"},
                                {"last_fault", v.last_fault}});
     }
@@ -1079,6 +1130,7 @@ struct Supervisor::Impl {
       for (const auto& sent : v.fifo) {
         if (sent.purpose != Purpose::kHeartbeat) return false;  // replies are FIFO: a ping in flight is harmless
       }
+      if (!v.held.empty()) return false;
     }
     return true;
   }
@@ -1108,7 +1160,7 @@ struct Supervisor::Impl {
   // hung variant must not stall the others; its deadline catches it), nor
   // one about to be restarted.
   bool IsPacing(const Variant& v, Clock::time_point answering_since) const {
-    return Voting(v) && !v.restart_when_idle && v.fifo.size() >= kPaceBehind && v.last_reply_at >= answering_since;
+    return Voting(v) && !v.restart_when_idle && InFlight(v) >= kPaceBehind && v.last_reply_at >= answering_since;
   }
 
   // standby: the active variant, promoting the first voting variant (in
@@ -2094,7 +2146,7 @@ struct Supervisor::Impl {
     const auto answering_since = Clock::now() - milliseconds(std::max<std::int64_t>(1, config.deadline_ms / 4));
     for (const auto& v : variants) {
       if (IsPacing(v, answering_since)) {
-        return "not dispatched" + within + ": " + v.config.name + " is " + std::to_string(v.fifo.size()) +
+        return "not dispatched" + within + ": " + v.config.name + " is " + std::to_string(InFlight(v)) +
                " requests behind, and commands go at the pace of the slowest variant (send fewer at once)";
       }
     }
@@ -2109,8 +2161,8 @@ struct Supervisor::Impl {
         if (now - v.state_since > milliseconds(config.stop_grace_ms + 1000) && v.process) v.process->SignalGroup(SIGKILL);
         continue;
       }
-      if (v.fifo.size() > kMaxInFlightPerVariant) {
-        const std::string what = "fell behind: " + std::to_string(v.fifo.size()) + " requests unanswered";
+      if (InFlight(v) > kMaxInFlightPerVariant) {
+        const std::string what = "fell behind: " + std::to_string(InFlight(v)) + " requests unanswered";
         Log(LogLevel::kWarn, "variant_hung", {{"variant", v.config.name}, {"what", what}});
         Kill(v, "hung: " + what, voter::OutcomeKind::kHung, what);
         continue;
