@@ -180,14 +180,23 @@ std::optional<json> RunRetest(const Options& o, const QuarantineArgs& args, int*
   log.commands.push_back(command);
   if (!(*reply)["pre_state_snapshot"].is_null()) log.initial_state = (*reply)["pre_state_snapshot"].dump();
   if (report.contains("config")) log.recorded_config = report["config"].dump();
-  auto base = replay::OptionsFromConfig(args.config, log);
+  auto base = replay::OptionsFromConfig(args.config, log, /*keep_users=*/true);
   if (!base.ok()) {
     std::cerr << "nvs quarantine: " << base.status().message() << "\n";
     *code = kExitUsage;
     return std::nullopt;
   }
   replay::ReplayOptions options = base.value();
-  for (const auto& w : options.warnings) std::cerr << "nvs quarantine: warning: " << w << "\n";
+  // The retest runs a command known to break variants: it keeps the users
+  // nvsd drops them to, which takes root.
+  for (const auto& v : options.variants) {
+    if (!v.user.empty() && geteuid() != 0) {
+      std::cerr << "nvs quarantine: variant " << v.name << " runs as user " << v.user
+                << "; a retest runs the quarantined command as that user too: run it as root\n";
+      *code = kExitUsage;
+      return std::nullopt;
+    }
+  }
   options.deadline = std::chrono::milliseconds(args.deadline_ms);
   auto replayer = replay::Replayer::Start(options);
   if (!replayer.ok()) {

@@ -238,7 +238,7 @@ Result<CommandLog> LoadCommandLogOrThrow(const fs::path& path) {
   return log;
 }
 
-Result<ReplayOptions> OptionsFromConfig(const fs::path& config_file, const CommandLog& log) {
+Result<ReplayOptions> OptionsFromConfig(const fs::path& config_file, const CommandLog& log, bool keep_users) {
   Result<supervisor::Config> config = Status::Error("no config");
   if (!config_file.empty()) {
     config = supervisor::LoadConfig(config_file);
@@ -261,7 +261,7 @@ Result<ReplayOptions> OptionsFromConfig(const fs::path& config_file, const Comma
   options.variants = config.value().variants;
   // nvsd drops a variant to its `user` as root; a replay on an engineer's
   // desk is not root, and runs every variant as whoever runs it.
-  if (geteuid() != 0) {
+  if (!keep_users && geteuid() != 0) {
     for (auto& v : options.variants) {
       if (v.user.empty()) continue;
       options.warnings.push_back("variant " + v.name + " runs as you, not as user " + v.user +

@@ -4,6 +4,8 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -371,18 +373,36 @@ Result<std::string> ResolveRunAs(const std::string& user, const std::string& gro
     if (text.empty() || text.size() > 9 || text.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
     return std::stoul(text);
   };
+  // getpw*_r and getgr*_r: 0 with no entry, or an entry, or an error number
+  // (some C libraries say "not found" with one of the first four). The
+  // buffer grows on ERANGE: a group with many members needs more than 16 KiB.
   std::vector<char> buffer(16384);
+  const auto look_up = [&](const auto& call) {
+    while (true) {
+      const int error = call(buffer.data(), buffer.size());
+      if (error != ERANGE || buffer.size() >= (16u << 20)) return error;
+      buffer.resize(buffer.size() * 4);
+    }
+  };
+  const auto not_found = [](int error) {
+    return error == 0 || error == ENOENT || error == ESRCH || error == EBADF || error == EPERM;
+  };
+  const auto cannot = [](const std::string& what, int error) {
+    return Status::Error(what + ": cannot look it up (" + std::strerror(error) + ")");
+  };
   uid_t uid = 0;
   gid_t gid = 0;
   struct passwd pw {};
   struct passwd* found = nullptr;
   if (auto n = number(user)) {
     uid = static_cast<uid_t>(*n);
-    getpwuid_r(uid, &pw, buffer.data(), buffer.size(), &found);
+    const int error = look_up([&](char* b, std::size_t size) { return getpwuid_r(uid, &pw, b, size, &found); });
+    if (found == nullptr && !not_found(error)) return cannot("user " + user, error);
     if (found == nullptr && group.empty()) return Status::Error("user " + user + ": no such uid; give a group too");
     if (found != nullptr) gid = found->pw_gid;
   } else {
-    getpwnam_r(user.c_str(), &pw, buffer.data(), buffer.size(), &found);
+    const int error = look_up([&](char* b, std::size_t size) { return getpwnam_r(user.c_str(), &pw, b, size, &found); });
+    if (found == nullptr && !not_found(error)) return cannot("user " + user, error);
     if (found == nullptr) return Status::Error("user " + user + ": no such user");
     uid = found->pw_uid;
     gid = found->pw_gid;
@@ -393,7 +413,9 @@ Result<std::string> ResolveRunAs(const std::string& user, const std::string& gro
     } else {
       struct group gr {};
       struct group* g = nullptr;
-      getgrnam_r(group.c_str(), &gr, buffer.data(), buffer.size(), &g);
+      const int error =
+          look_up([&](char* b, std::size_t size) { return getgrnam_r(group.c_str(), &gr, b, size, &g); });
+      if (g == nullptr && !not_found(error)) return cannot("group " + group, error);
       if (g == nullptr) return Status::Error("group " + group + ": no such group");
       gid = g->gr_gid;
     }

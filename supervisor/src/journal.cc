@@ -150,14 +150,18 @@ std::vector<std::filesystem::path> JournalSegments(const std::filesystem::path& 
   return segments;
 }
 
-Result<JournalRecord> ParseJournalRecord(std::string_view payload) {
+Result<JournalRecord> ParseJournalRecord(std::string_view payload, std::uint64_t* seq_seen) {
   using nlohmann::json;
+  if (seq_seen != nullptr) *seq_seen = 0;
   if (protocol::JsonNestingDepth(payload, protocol::kMaxDocumentJsonDepth) > protocol::kMaxDocumentJsonDepth) {
     return Status::Error("nested deeper than " + std::to_string(protocol::kMaxDocumentJsonDepth) + " levels");
   }
   const json body = json::parse(payload, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) return Status::Error("not JSON");
   if (!body.is_object()) return Status::Error("not a JSON object");
+  if (const auto seq = body.find("seq"); seq != body.end() && seq_seen != nullptr) {
+    *seq_seen = protocol::ReadCount(*seq).value_or(0);
+  }
   const auto compact = [](const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); };
   // A string member; absent is "" unless required.
   std::string problem;

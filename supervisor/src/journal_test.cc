@@ -204,6 +204,15 @@ TEST(ParseJournalRecord, ARecordOfTheWrongShapeSaysWhyAndNeverThrows) {
     ASSERT_FALSE(read.ok()) << body;
     EXPECT_EQ(read.status().message(), why) << body;
   }
+  // A skipped record's seq is still seen when it can be read: nvsd never
+  // gives it to another command.
+  std::uint64_t seen = 99;
+  EXPECT_FALSE(ParseJournalRecord(R"({"t":"admit","seq":41,"time_ns":1})", &seen).ok());
+  EXPECT_EQ(seen, 41u);
+  EXPECT_FALSE(ParseJournalRecord(R"({"t":7,"seq":40})", &seen).ok());
+  EXPECT_EQ(seen, 40u);
+  EXPECT_FALSE(ParseJournalRecord(R"({"t":"admit","seq":-1.5})", &seen).ok());
+  EXPECT_EQ(seen, 0u);
 }
 
 TEST(JournalSegments, NamesRoundTripAndOthersAreIgnored) {

@@ -68,6 +68,13 @@ enum class Purpose {
   kProbeSnapshot,       // standby probe: the new active's state before the command its predecessor died on
 };
 
+const char* PurposeName(Purpose purpose) {
+  static const char* const kNames[] = {"command",           "catch-up",          "restore", "sync round digest",
+                                       "sync round snapshot", "checkpoint digest", "checkpoint snapshot", "ping",
+                                       "probe snapshot"};
+  return kNames[static_cast<int>(purpose)];
+}
+
 // A variant answering just inside every deadline could still fall ever
 // further behind; past this many unanswered requests it counts as hung.
 constexpr std::size_t kMaxInFlightPerVariant = 1024;
@@ -441,10 +448,27 @@ struct Supervisor::Impl {
   }
 
   // Sends what was held, in order, up to the next command that must wait.
+  // A command decided meanwhile other than by a commit (a poison, a
+  // rollback) is not sent at all: it could only kill another variant, and
+  // the variant's state is repaired by the round that follows a rollback.
+  // (A committed one is: a slower variant must still apply it, and its
+  // late reply is still compared.)
   void SendHeld(Variant& v) {
     while (!v.held.empty() && (v.held.front().first.purpose != Purpose::kVote || !AwaitingNonCommand(v))) {
       auto [sent, bytes] = std::move(v.held.front());
       v.held.pop_front();
+      if (sent.purpose == Purpose::kVote) {
+        Command* c = FindActive(sent.command);
+        if (c != nullptr && c->verdict && c->verdict->kind != voter::VerdictKind::kCommit) {
+          auto& outcome = c->outcomes[v.config.name];
+          if (outcome.kind == voter::OutcomeKind::kPending) {
+            outcome.kind = voter::OutcomeKind::kExcluded;
+            outcome.detail = "not delivered: decided (" + std::string(voter::ToString(c->verdict->kind)) +
+                             ") before it could be sent";
+          }
+          continue;
+        }
+      }
       Transmit(v, sent, bytes);
     }
   }
@@ -2092,6 +2116,26 @@ struct Supervisor::Impl {
     }
   }
 
+  // The undecided command that waits for `v`'s vote while `v` works on a
+  // request that is not a command, or nullptr. Such a request may have a
+  // long deadline (a checkpoint snapshot has the sync deadline), but the
+  // command does not wait past the command deadline for it: the chaos
+  // campaign found a donor stopped right after a checkpoint's snapshot
+  // request stall the service for the whole stop, as the command needed its
+  // vote (the other two disagreed).
+  const Command* WaitingBehind(const Variant& v) const {
+    if (active.empty() || active.back().verdict || v.fifo.empty() || v.fifo.front().purpose == Purpose::kVote) {
+      return nullptr;  // (one undecided command at a time: the newest)
+    }
+    const Command& c = active.back();
+    const auto it = c.outcomes.find(v.config.name);
+    return it != c.outcomes.end() && it->second.kind == voter::OutcomeKind::kPending ? &c : nullptr;
+  }
+
+  Clock::time_point VoteDeadline(const Variant& v, const Command& c) const {
+    return std::max(c.dispatched_at, v.last_reply_at) + milliseconds(config.deadline_ms);
+  }
+
   // The loop is alive as long as it turns: tell systemd so.
   void PetWatchdog() {
     if (!watchdog_every || Clock::now() - watchdog_last < *watchdog_every) return;
@@ -2115,6 +2159,7 @@ struct Supervisor::Impl {
     auto next = Clock::now() + milliseconds(200);
     for (const auto& v : variants) {
       if (!v.fifo.empty()) next = std::min(next, std::max(v.fifo.front().sent_at, v.last_reply_at) + DeadlineFor(v.fifo.front().purpose));
+      if (const Command* c = WaitingBehind(v)) next = std::min(next, VoteDeadline(v, *c));
       if (v.state == VariantState::kStarting || (v.state == VariantState::kSyncing && !round)) {
         next = std::min(next, v.state_since + milliseconds(config.sync_deadline_ms));
       }
@@ -2163,6 +2208,14 @@ struct Supervisor::Impl {
       }
       if (InFlight(v) > kMaxInFlightPerVariant) {
         const std::string what = "fell behind: " + std::to_string(InFlight(v)) + " requests unanswered";
+        Log(LogLevel::kWarn, "variant_hung", {{"variant", v.config.name}, {"what", what}});
+        Kill(v, "hung: " + what, voter::OutcomeKind::kHung, what);
+        continue;
+      }
+      if (const Command* c = WaitingBehind(v); c != nullptr && now >= VoteDeadline(v, *c)) {
+        const std::string what = "no reply within " + std::to_string(config.deadline_ms) + " ms while seq " +
+                                 std::to_string(c->seq) + " waited behind its " +
+                                 PurposeName(v.fifo.front().purpose) + " request";
         Log(LogLevel::kWarn, "variant_hung", {{"variant", v.config.name}, {"what", what}});
         Kill(v, "hung: " + what, voter::OutcomeKind::kHung, what);
         continue;
@@ -2417,13 +2470,17 @@ struct Supervisor::Impl {
     const auto recover = [&](const std::string& text, const std::filesystem::path& file,
                              std::size_t index) -> std::uint64_t {
       ++records;
-      auto read = ParseJournalRecord(text);
+      std::uint64_t seq_seen = 0;
+      auto read = ParseJournalRecord(text, &seq_seen);
       if (!read.ok()) {
+        // Its seq, if readable, is still taken: never given to another
+        // command, and its segment not pruned before it.
+        last_seq = std::max(last_seq, seq_seen);
         if (++skipped <= 16) {
           skipped_examples.push_back(file.string() + ", record " + std::to_string(index + 1) + ": " +
                                      read.status().message());
         }
-        return 0;
+        return seq_seen;
       }
       JournalRecord& record = read.value();
       if (record.type != "admit" && record.type != "verdict") return 0;

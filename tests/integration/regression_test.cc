@@ -134,6 +134,31 @@ TEST(Regression, APoisonRightAfterACheckpointIsQuarantinedThoughTheDigestAnswerD
   }
 }
 
+// Chaos campaign: a donor stopped right after a periodic checkpoint asked it
+// for a snapshot (whose deadline is the long sync deadline) stalled the
+// service for the whole stop, because the next command needed its vote.
+// That command now waits no longer than the command deadline.
+TEST(Regression, ACommandThatNeedsAVoteStuckBehindACheckpointSnapshotWaitsOnlyTheCommandDeadline) {
+  // Unanimity: every command needs every vote, and every variant agrees, so
+  // "aaa" (first by name) is the snapshot donor. It stops answering on its
+  // second snapshot request: the first periodic checkpoint's (the first is
+  // the start-up round's).
+  NvsdHarness nvsd(NvsdOptions({Misbehaving("aaa", {"--hang-on-type=snapshot:2"}), "router-a", "router-b"},
+                               {{"checkpoint_interval", 3}, {"deadline_ms", 500}, {"sync_deadline_ms", 60000},
+                                {"policy", {{"kind", "unanimous"}}}}));
+  ASSERT_TRUE(nvsd.WaitAllHealthy());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(nvsd.SendCommand(Label("before-" + std::to_string(i))));
+  const std::string next = nvsd.SendCommand(Label("next"));
+  for (const auto& id : ids) EXPECT_EQ(nvsd.ReplyTo(id)["status"], "committed");
+  const auto sent_at = std::chrono::steady_clock::now();
+  const json reply = nvsd.ReplyTo(next, std::chrono::milliseconds(20000));
+  EXPECT_EQ(reply["status"], "committed") << reply.dump();
+  EXPECT_LT(std::chrono::steady_clock::now() - sent_at, std::chrono::seconds(10)) << "it waited for the sync deadline";
+  EXPECT_NE(nvsd.NvsdLog().find("while seq 4 waited behind its checkpoint snapshot request"), std::string::npos)
+      << nvsd.NvsdLog();
+}
+
 // Chaos campaign: under sustained pipelined load a slower but correct
 // variant fell ever further behind the two that formed the majority, and was
 // killed as hung ("fell behind: 1025 requests unanswered") again and again.
@@ -169,7 +194,7 @@ TEST(Regression, AVariantThatStopsOnACheckpointDigestRequestIsCaughtWithinTheCom
   // The snapshot goes to the first agreeing variant by name (router-a); the
   // stopper is asked for digests. Each incarnation stops answering at its
   // second digest request (the first is the start-up round's).
-  NvsdHarness nvsd(NvsdOptions({Misbehaving("stopper", {"--hang-on-type=snapshot:2", "--hang-on-type=digest:2"}),
+  NvsdHarness nvsd(NvsdOptions({Misbehaving("stopper", {"--hang-on-type=snapshot:3", "--hang-on-type=digest:2"}),
                                 "router-a", "router-b"},
                                {{"checkpoint_interval", 5}, {"deadline_ms", 300}, {"sync_deadline_ms", 60000}}));
   ASSERT_TRUE(nvsd.WaitAllHealthy());

@@ -68,8 +68,11 @@ struct StepReport {
 struct ReplayOptions;
 
 // Replay options from an nvsd config file, or (with an empty path) from the
-// config `log` recorded. Fails with a readable message.
-Result<ReplayOptions> OptionsFromConfig(const std::filesystem::path& config_file, const CommandLog& log);
+// config `log` recorded. Fails with a readable message. Unless `keep_users`,
+// a variant's `user` is dropped (with a warning) when this process is not
+// root: it runs as whoever runs the replay.
+Result<ReplayOptions> OptionsFromConfig(const std::filesystem::path& config_file, const CommandLog& log,
+                                        bool keep_users = false);
 
 struct ReplayOptions {
   std::vector<supervisor::VariantConfig> variants;

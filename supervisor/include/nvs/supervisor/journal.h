@@ -59,8 +59,10 @@ struct JournalRecord {
 // object, nested deeper than protocol::kMaxDocumentJsonDepth, a member
 // missing or of the wrong type, a seq that is not an integer in [0, 2^63))
 // is an error saying which. Never throws. Only a bug or a hand edit leaves
-// such a record behind a good CRC.
-Result<JournalRecord> ParseJournalRecord(std::string_view payload);
+// such a record behind a good CRC. `*seq_seen` (when given) is set to the
+// record's seq whenever it can be read, even when the record cannot: a
+// skipped record's seq is still taken.
+Result<JournalRecord> ParseJournalRecord(std::string_view payload, std::uint64_t* seq_seen = nullptr);
 
 // The journal is a folder of segments, STATE_DIR/journal/NNNNNNNNNNNN.nvj
 // (12 decimal digits, from 1, in the order they were written). nvsd starts a
