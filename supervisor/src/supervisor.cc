@@ -433,8 +433,11 @@ struct Supervisor::Impl {
     Transmit(v, sent, bytes);
   }
 
+  // Whether a request that is not a command is unanswered at `v`. Only such
+  // requests are sent behind one, so it is enough to look at the newest
+  // (this runs for every command sent: no scan of the FIFO).
   static bool AwaitingNonCommand(const Variant& v) {
-    return std::any_of(v.fifo.begin(), v.fifo.end(), [](const Sent& s) { return s.purpose != Purpose::kVote; });
+    return !v.fifo.empty() && v.fifo.back().purpose != Purpose::kVote;
   }
 
   void Transmit(Variant& v, Sent sent, const std::string& bytes) {
