@@ -141,6 +141,15 @@ std::optional<std::uint64_t> ReadCount(const json& value) {
   return std::nullopt;
 }
 
+Result<json> ParseDocument(std::string_view text) {
+  if (JsonNestingDepth(text, kMaxDocumentJsonDepth) > kMaxDocumentJsonDepth) {
+    return Status::Error("nested deeper than " + std::to_string(kMaxDocumentJsonDepth) + " levels");
+  }
+  json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) return Status::Error("not JSON");
+  return value;
+}
+
 int JsonNestingDepth(std::string_view text, int limit) {
   int depth = 0;
   int deepest = 0;

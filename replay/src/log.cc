@@ -37,13 +37,10 @@ std::uint64_t Count(const json& object, const char* key, std::uint64_t fallback 
 }
 
 // Parses one JSON document of a log; discarded when it is not JSON or is
-// nested deeper than nvs ever writes (protocol::kMaxDocumentJsonDepth):
-// nlohmann's serialiser, which Compact uses, recurses once per level.
+// nested deeper than nvs ever writes (protocol::ParseDocument).
 json ParseDocument(std::string_view text) {
-  if (protocol::JsonNestingDepth(text, protocol::kMaxDocumentJsonDepth) > protocol::kMaxDocumentJsonDepth) {
-    return json(json::value_t::discarded);
-  }
-  return json::parse(text, nullptr, /*allow_exceptions=*/false);
+  auto parsed = protocol::ParseDocument(text);
+  return parsed.ok() ? std::move(parsed.value()) : json(json::value_t::discarded);
 }
 
 // The snapshot a quarantine report names: a plain file name beside the

@@ -12,7 +12,6 @@
 #include <nlohmann/json.hpp>
 
 #include "nvs/protocol/json_values.h"
-#include "nvs/protocol/messages.h"
 
 namespace nvs::supervisor {
 namespace {
@@ -26,6 +25,11 @@ std::uint32_t GetU32(std::string_view bytes, std::size_t at) {
   for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(bytes[at + static_cast<std::size_t>(i)]);
   return v;
 }
+
+using nlohmann::json;
+
+// Compact JSON text of a value read back; invalid UTF-8 is replaced, never thrown.
+std::string Compact(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 std::int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -151,18 +155,14 @@ std::vector<std::filesystem::path> JournalSegments(const std::filesystem::path& 
 }
 
 Result<JournalRecord> ParseJournalRecord(std::string_view payload, std::uint64_t* seq_seen) {
-  using nlohmann::json;
   if (seq_seen != nullptr) *seq_seen = 0;
-  if (protocol::JsonNestingDepth(payload, protocol::kMaxDocumentJsonDepth) > protocol::kMaxDocumentJsonDepth) {
-    return Status::Error("nested deeper than " + std::to_string(protocol::kMaxDocumentJsonDepth) + " levels");
-  }
-  const json body = json::parse(payload, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) return Status::Error("not JSON");
+  auto parsed = protocol::ParseDocument(payload);
+  if (!parsed.ok()) return parsed.status();
+  const json& body = parsed.value();
   if (!body.is_object()) return Status::Error("not a JSON object");
   if (const auto seq = body.find("seq"); seq != body.end() && seq_seen != nullptr) {
     *seq_seen = protocol::ReadCount(*seq).value_or(0);
   }
-  const auto compact = [](const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); };
   // A string member; absent is "" unless required.
   std::string problem;
   const auto text = [&](const char* key, bool required = false) -> std::string {
@@ -192,7 +192,7 @@ Result<JournalRecord> ParseJournalRecord(std::string_view payload, std::uint64_t
     record.id = text("id");
     const auto cmd = body.find("cmd");
     if (cmd == body.end() && problem.empty()) problem = "no 'cmd'";
-    if (problem.empty()) record.cmd = compact(*cmd);
+    if (problem.empty()) record.cmd = Compact(*cmd);
   } else if (record.type == "verdict") {
     record.seq = count("seq");
     record.id = text("id");
@@ -200,7 +200,7 @@ Result<JournalRecord> ParseJournalRecord(std::string_view payload, std::uint64_t
     if (record.verdict == "COMMIT") {
       const auto result = body.find("result");
       if (result == body.end() && problem.empty()) problem = "a COMMIT without 'result'";
-      if (problem.empty()) record.result = compact(*result);
+      if (problem.empty()) record.result = Compact(*result);
     } else {
       record.report = text("report");
       record.fingerprint = text("fingerprint");
@@ -209,6 +209,21 @@ Result<JournalRecord> ParseJournalRecord(std::string_view payload, std::uint64_t
   }
   if (!problem.empty()) return Status::Error(problem);
   return record;
+}
+
+Result<Checkpoint> ParseCheckpoint(std::string_view text) {
+  auto parsed = protocol::ParseDocument(text);
+  if (!parsed.ok()) return parsed.status();
+  const json& saved = parsed.value();
+  if (!saved.is_object()) return Status::Error("not a JSON object");
+  const auto seq = saved.find("seq");
+  const auto state = saved.find("state");
+  const auto digest = saved.find("digest");
+  const auto seq_value = seq == saved.end() ? std::nullopt : protocol::ReadCount(*seq);
+  if (!seq_value) return Status::Error("'seq' is not an integer in [0, 2^63)");
+  if (digest == saved.end() || !digest->is_string()) return Status::Error("'digest' is not a string");
+  if (state == saved.end()) return Status::Error("no 'state'");
+  return Checkpoint{*seq_value, Compact(*state), digest->get<std::string>()};
 }
 
 Result<JournalContents> ReadJournal(const std::filesystem::path& path) {

@@ -215,6 +215,29 @@ TEST(ParseJournalRecord, ARecordOfTheWrongShapeSaysWhyAndNeverThrows) {
   EXPECT_EQ(seen, 0u);
 }
 
+TEST(ParseCheckpoint, ReadsWhatNvsdWritesAndSaysWhichMemberIsWrong) {
+  auto good = ParseCheckpoint(R"({"seq":12,"digest":"0a1b","state":{"routes":[3,1],"labels":{}}})");
+  ASSERT_TRUE(good.ok()) << good.status().message();
+  EXPECT_EQ(good.value().seq, 12u);
+  EXPECT_EQ(good.value().digest, "0a1b");
+  EXPECT_EQ(good.value().state, R"({"labels":{},"routes":[3,1]})");
+  const std::pair<std::string, std::string> cases[] = {
+      {R"({"seq":-1.5,"digest":"d","state":{}})", "'seq' is not an integer in [0, 2^63)"},
+      {R"({"seq":"3","digest":"d","state":{}})", "'seq' is not an integer in [0, 2^63)"},
+      {R"({"seq":3,"digest":5,"state":{}})", "'digest' is not a string"},
+      {R"({"seq":3,"digest":"d"})", "no 'state'"},
+      {"[1,2]", "not a JSON object"},
+      {"{", "not JSON"},
+      {R"({"seq":0,"digest":"d","state":)" + std::string(200, '[') + std::string(200, ']') + "}",
+       "nested deeper than 128 levels"},
+  };
+  for (const auto& [text, why] : cases) {
+    const auto read = ParseCheckpoint(text);
+    ASSERT_FALSE(read.ok()) << text;
+    EXPECT_EQ(read.status().message(), why) << text;
+  }
+}
+
 TEST(JournalSegments, NamesRoundTripAndOthersAreIgnored) {
   EXPECT_EQ(JournalSegmentPath("/s/journal", 7).filename(), "000000000007.nvj");
   EXPECT_EQ(JournalSegmentIndex("/s/journal/000000000007.nvj"), 7u);

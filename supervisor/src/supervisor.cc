@@ -22,7 +22,6 @@
 #include "nvs/supervisor/journal.h"
 #include "log.h"
 #include "nvs/protocol/client_messages.h"
-#include "nvs/protocol/json_values.h"
 #include "nvs/protocol/messages.h"
 #include "nvs/voter/voter.h"
 #include "quarantine_store.h"
@@ -174,12 +173,6 @@ struct CommittedEntry {
   std::string payload;
 };
 
-struct Checkpoint {
-  std::uint64_t seq = 0;
-  std::string state;
-  std::string digest;
-};
-
 std::string HexIdentity(const std::string& bytes) {
   static const char* const kHex = "0123456789abcdef";
   std::string out;
@@ -198,24 +191,6 @@ double MillisSince(Clock::time_point start, Clock::time_point now) {
 // a client's strings): invalid UTF-8 becomes U+FFFD instead of an exception.
 std::string Dump(const json& value, int indent = -1) {
   return value.dump(indent, ' ', false, json::error_handler_t::replace);
-}
-
-// checkpoint.json ({"seq":S,"digest":D,"state":STATE}), or why it is not one.
-Result<Checkpoint> ParseCheckpoint(const std::string& text) {
-  if (proto::JsonNestingDepth(text, proto::kMaxDocumentJsonDepth) > proto::kMaxDocumentJsonDepth) {
-    return Status::Error("nested deeper than " + std::to_string(proto::kMaxDocumentJsonDepth) + " levels");
-  }
-  const json saved = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (saved.is_discarded()) return Status::Error("not JSON");
-  if (!saved.is_object()) return Status::Error("not a JSON object");
-  const auto seq = saved.find("seq");
-  const auto state = saved.find("state");
-  const auto digest = saved.find("digest");
-  const auto seq_value = seq == saved.end() ? std::nullopt : proto::ReadCount(*seq);
-  if (!seq_value) return Status::Error("'seq' is not an integer in [0, 2^63)");
-  if (digest == saved.end() || !digest->is_string()) return Status::Error("'digest' is not a string");
-  if (state == saved.end()) return Status::Error("no 'state'");
-  return Checkpoint{*seq_value, Dump(*state), digest->get<std::string>()};
 }
 
 json ParseOrString(const std::string& text) {

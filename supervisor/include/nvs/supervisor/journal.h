@@ -64,6 +64,18 @@ struct JournalRecord {
 // skipped record's seq is still taken.
 Result<JournalRecord> ParseJournalRecord(std::string_view payload, std::uint64_t* seq_seen = nullptr);
 
+// checkpoint.json (protocol/JOURNAL.md): the canonical state after every
+// command committed up to `seq`, and its digest.
+struct Checkpoint {
+  std::uint64_t seq = 0;
+  std::string state;   // compact JSON
+  std::string digest;
+};
+
+// Reads checkpoint.json's text ({"seq":S,"digest":D,"state":STATE}); an
+// error says which member is wrong. Never throws.
+Result<Checkpoint> ParseCheckpoint(std::string_view text);
+
 // The journal is a folder of segments, STATE_DIR/journal/NNNNNNNNNNNN.nvj
 // (12 decimal digits, from 1, in the order they were written). nvsd starts a
 // new segment at a checkpoint once the current one has grown past
