@@ -52,6 +52,13 @@ std::variant<json, Error> ParseObject(std::string_view bytes) {
                      "message of " + std::to_string(bytes.size()) + " bytes exceeds the limit of " +
                          std::to_string(kMaxMessageBytes));
   }
+  // PROTOCOL.md §2: exactly one JSON text. nlohmann skips a UTF-8
+  // byte-order mark and stops at a NUL byte, so both are refused here (a
+  // raw NUL can never be part of a JSON text).
+  if (bytes.substr(0, 3) == "\xEF\xBB\xBF") {
+    return MakeError(error_code::kMalformed, "a UTF-8 byte-order mark in front of the message");
+  }
+  if (bytes.find('\0') != std::string_view::npos) return MakeError(error_code::kMalformed, "a NUL byte in the message");
   if (JsonNestingDepth(bytes) > kMaxJsonDepth) {
     return MakeError(error_code::kMalformed, "JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   }

@@ -50,6 +50,23 @@ TEST(DecodeRequest, UnknownMembersAreIgnored) {
   EXPECT_EQ(SeqOf(request), 3u);
 }
 
+// PROTOCOL.md §2: a message is exactly one JSON text; nlohmann alone took a
+// byte-order mark in front and stopped at a NUL byte (an outside variant
+// author found the reference variants disagreeing on both).
+TEST(DecodeRequest, OneJsonTextAndNothingElse) {
+  const std::string ping = R"({"type":"ping","seq":1})";
+  for (const std::string& bytes : {"\xEF\xBB\xBF" + ping, ping + std::string(1, '\0'), std::string(1, '\0') + ping,
+                                   ping + std::string(4, '\0'), ping + " x", ping + ping}) {
+    auto decoded = DecodeRequest(bytes);
+    ASSERT_FALSE(decoded.ok()) << bytes;
+    EXPECT_EQ(decoded.error().code, "malformed");
+    EXPECT_FALSE(decoded.error().seq.has_value());
+  }
+  auto spaced = DecodeRequest(" \t\r\n" + ping + " \t\r\n");
+  ASSERT_TRUE(spaced.ok()) << "JSON whitespace around the object is allowed";
+  EXPECT_FALSE(DecodeReply("\xEF\xBB\xBF" + std::string(R"({"type":"pong","seq":1})")).ok()) << "replies too";
+}
+
 TEST(DecodeRequest, MalformedInputsNameTheProblem) {
   struct Case {
     const char* text;

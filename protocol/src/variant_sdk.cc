@@ -48,9 +48,13 @@ void InstallStopHandlers() {
   for (;;) pause();
 }
 
+// The received log (PROTOCOL.md §6): each apply and query as received, with
+// "received_by", the process's NVS_VARIANT.
 class ReceivedLog {
  public:
   explicit ReceivedLog(const std::string& path) {
+    const char* name = std::getenv("NVS_VARIANT");
+    received_by_ = R"(,"received_by":)" + nlohmann::json(name != nullptr ? name : "").dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "}";
     if (!path.empty()) file_ = std::fopen(path.c_str(), "a");
     if (!path.empty() && file_ == nullptr) std::cerr << "cannot open received log " << path << "\n";
   }
@@ -60,8 +64,10 @@ class ReceivedLog {
   ReceivedLog(const ReceivedLog&) = delete;
   ReceivedLog& operator=(const ReceivedLog&) = delete;
 
-  void Append(const std::string& line) {
+  // `message`: the encoded request (a JSON object).
+  void Append(const std::string& message) {
     if (file_ == nullptr) return;
+    const std::string line = message.substr(0, message.size() - 1) + received_by_;
     std::fwrite(line.data(), 1, line.size(), file_);
     std::fputc('\n', file_);
     std::fflush(file_);
@@ -69,6 +75,7 @@ class ReceivedLog {
 
  private:
   std::FILE* file_ = nullptr;
+  std::string received_by_;  // ,"received_by":NAME}
 };
 
 // The first fault whose substring occurs in `payload`, if any.

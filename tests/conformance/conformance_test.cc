@@ -67,6 +67,10 @@ class ScenarioRunner {
     if (step.contains("expect_state") && step.size() <= 2) return CheckState(step["expect_state"]);
     if (step.contains("restore")) return Restore(step);
     if (step.contains("expect_digest") && !step.contains("restore")) return CheckDigest(step["expect_digest"]);
+    if (step.contains("send_hex") && step.contains("expect_reply")) {
+      return ExpectReply(HexToBytes(step["send_hex"].get<std::string>()), step["expect_reply"]);
+    }
+    if (step.contains("send_parts")) return ExpectIgnored(step["send_parts"]);
     if (step.contains("send")) return ExpectProtocolError(step["send"].dump(), step);
     if (step.contains("send_text")) return ExpectProtocolError(step["send_text"].get<std::string>(), step);
     if (step.contains("send_hex")) return ExpectProtocolError(HexToBytes(step["send_hex"].get<std::string>()), step);
@@ -162,6 +166,39 @@ class ScenarioRunner {
     if (e == nullptr) return "expected a protocol error, got " + *raw;
     const std::string want = step.value("expect_protocol_error", std::string());
     return e->code == want ? "" : "error code " + e->code + ", expected " + want;
+  }
+
+  // Raw bytes that form a valid message: the reply must be `expected` (a
+  // result is compared as CheckResult does, `message` aside).
+  std::string ExpectReply(const std::string& bytes, const json& expected) {
+    harness_.Send(variant_, bytes);
+    auto raw = harness_.Receive(variant_);
+    if (!raw) return "no reply to raw message";
+    const json actual = json::parse(*raw, nullptr, false);
+    if (!actual.is_object()) return "reply is not a JSON object: " + *raw;
+    if (actual.value("type", "") != expected.value("type", "") || actual.value("seq", json()) != expected["seq"]) {
+      return "reply " + *raw + ", expected " + expected.dump();
+    }
+    if (expected.contains("result")) {
+      if (!actual.contains("result")) return "reply without a result: " + *raw;
+      const std::string diff = CompareResults(actual["result"].dump(), expected["result"].dump());
+      if (!diff.empty()) return "result differs: got " + *raw + ", expected " + expected.dump();
+    }
+    return "";
+  }
+
+  // A multi-part message must get no reply: the pong to the ping sent
+  // after it must be the next reply.
+  std::string ExpectIgnored(const json& parts) {
+    std::vector<std::string> frames;
+    for (const auto& part : parts) frames.push_back(part.get<std::string>());
+    harness_.SendParts(variant_, frames);
+    auto reply = Exchange(proto::Ping{++seq_});
+    if (!reply) return "after a multi-part message: " + error_;
+    if (!std::holds_alternative<proto::Pong>(*reply)) {
+      return "a multi-part message was answered (the next reply is " + proto::Encode(*reply) + ")";
+    }
+    return "";
   }
 
   VariantHarness& harness_;

@@ -137,6 +137,12 @@ TEST_P(FaultOptions, ReceivedLogRecordsEveryApplyAndQueryBeforeProcessing) {
   EXPECT_EQ(lines[0].at("cmd"), json::parse(kBenign));
   EXPECT_EQ(lines[1].at("seq"), 2);
   EXPECT_EQ(lines[1].at("cmd"), json::parse(kPoison));
+  // Each line names the process that received it (its NVS_VARIANT): nvsd's
+  // probes and retests run the same command line and share the log.
+  for (const auto& line : lines) {
+    ASSERT_TRUE(line.contains("received_by")) << line.dump();
+    EXPECT_EQ(line["received_by"].get<std::string>().rfind(GetParam() + ".", 0), 0u) << line.dump();
+  }
 }
 
 TEST_P(FaultOptions, BadFaultOptionIsAUsageError) {

@@ -582,6 +582,15 @@ class Scenario:
     def send_hex(self, data, code, note=None):
         self._add({"send_hex": data.hex(), "expect_protocol_error": code}, note)
 
+    def send_hex_reply(self, data, reply, note=None):
+        """Raw bytes that are a valid message: the reply must be `reply`."""
+        self._add({"send_hex": data.hex(), "expect_reply": reply}, note)
+
+    def send_parts(self, parts, note=None):
+        """A multi-part message: the variant must not answer it (the runner
+        then sends a ping, whose pong must be the next reply)."""
+        self._add({"send_parts": parts, "expect_ignored": True}, note)
+
     def write(self):
         path = os.path.join(HERE, self.fname)
         with open(path, "w", encoding="utf-8", newline="\n") as f:
@@ -1405,6 +1414,28 @@ def gen_protocol():
     s.send_hex(b'{"type":"apply","seq":8,"time_ns":0,"cmd":{"op":"label","client":"a","kind":"input",'
                b'"labels":[{"index":0,"text":"\xe9"}]}}', "malformed", "Latin-1 byte E9 inside a label")
     s.send_hex(b"\xff\xfe", "malformed", "not UTF-8 at all")
+    # PROTOCOL 2: a message is exactly one JSON text, whitespace around it allowed.
+    ping = b'{"type":"ping","seq":41}'
+    s.send_hex(b"\xef\xbb\xbf" + ping, "malformed", "a UTF-8 byte-order mark in front of the object")
+    s.send_hex(ping + b"\x00", "malformed", "a NUL byte after the object")
+    s.send_hex(b"\x00" + ping, "malformed", "a NUL byte in front of the object")
+    s.send_hex(ping + b"\x00\x00\x00\x00", "malformed", "NUL padding after the object")
+    s.send_hex_reply(b" \t" + ping + b" \t ", {"type": "pong", "seq": 41},
+                     "JSON whitespace (space, tab) around the object is allowed")
+    # PROTOCOL 7: nesting. The message object is level 1; 64 levels are taken
+    # (the domain then refuses a label list of lists), 65 are malformed.
+    def deep_label(levels_in_labels):
+        return ('{"type":"apply","seq":%d,"time_ns":0,"cmd":{"op":"label","client":"a","kind":"input","labels":'
+                % (50 + levels_in_labels)) + "[" * levels_in_labels + "]" * levels_in_labels + "}}"
+    s.send_hex_reply(deep_label(62).encode(), {"type": "applied", "seq": 112, "result": {"ok": False, "error": "bad_request"}},
+                     "64 levels: the apply (1), its cmd (2), 62 nested arrays: taken as any message (the domain refuses it)")
+    s.send_hex(deep_label(63).encode(), "malformed", "65 levels: one more than PROTOCOL 7 allows")
+    s.send_hex(b'{"type":"ping","seq":42,"x":' + b"[" * 64 + b"]" * 64 + b"}", "malformed",
+               "65 levels in a member the variant does not read")
+    # PROTOCOL 1.1: a multi-part message is ignored (no reply); through
+    # nvs-stdio-bridge it never reaches the variant (PROTOCOL 1.2).
+    s.send_parts(['{"type":"ping","seq":43}', '{"type":"ping","seq":44}'], "two parts, each a valid ping: no reply")
+    s.send_parts(['{"type":"ping","seq":45}', ''], "a valid ping and an empty part: no reply")
     s.state(st, "the variant kept running; state unchanged")
     s.apply(route("a", (1, 0)), rch((1, 0)), "still processing commands")
     s.state(mk(3, 2, routes=[2, 0]))
@@ -1480,13 +1511,13 @@ def gen_digest_vectors():
 # Self-checks and main
 # ---------------------------------------------------------------------------
 
-ACTIONS = {"apply", "query", "expect_state", "expect_digest", "restore", "send", "send_text", "send_hex"}
-EXPECTS = {"expect", "expect_error", "expect_protocol_error", "expect_digest"}
+ACTIONS = {"apply", "query", "expect_state", "expect_digest", "restore", "send", "send_text", "send_hex", "send_parts"}
+EXPECTS = {"expect", "expect_error", "expect_protocol_error", "expect_digest", "expect_reply", "expect_ignored"}
 
 
 def check_line_format(fname, n, obj):
     keys = set(obj) - {"note"}
-    acts = keys & {"apply", "query", "restore", "send", "send_text", "send_hex"}
+    acts = keys & {"apply", "query", "restore", "send", "send_text", "send_hex", "send_parts"}
     if acts:
         assert len(acts) == 1, (fname, n, keys)
         a = acts.pop()
@@ -1494,7 +1525,8 @@ def check_line_format(fname, n, obj):
         allowed = {"apply": [{"expect"}, {"expect_error"}], "query": [{"expect"}, {"expect_error"}],
                    "restore": [{"expect_digest"}, {"expect_protocol_error"}],
                    "send": [{"expect_protocol_error"}], "send_text": [{"expect_protocol_error"}],
-                   "send_hex": [{"expect_protocol_error"}]}[a]
+                   "send_hex": [{"expect_protocol_error"}, {"expect_reply"}],
+                   "send_parts": [{"expect_ignored"}]}[a]
         assert rest in allowed, (fname, n, keys)
     else:
         assert keys in ({"expect_state"}, {"expect_digest"}), (fname, n, keys)

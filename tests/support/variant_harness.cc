@@ -157,6 +157,14 @@ void VariantHarness::Send(const std::string& name, const std::string& bytes) {
   impl_->router.send(zmq::buffer(bytes), zmq::send_flags::none);
 }
 
+void VariantHarness::SendParts(const std::string& name, const std::vector<std::string>& parts) {
+  auto& running = impl_->variants.at(name);
+  impl_->router.send(zmq::buffer(running.identity), zmq::send_flags::sndmore);
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    impl_->router.send(zmq::buffer(parts[i]), i + 1 < parts.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+  }
+}
+
 std::optional<std::string> VariantHarness::Receive(const std::string& name, std::chrono::milliseconds deadline) {
   const auto until = Clock::now() + deadline;
   for (;;) {

@@ -49,6 +49,8 @@ class VariantHarness {
   // Sends raw bytes to a started variant.
   void Send(const std::string& name, const std::string& bytes);
   void Send(const std::string& name, const protocol::Request& request) { Send(name, protocol::Encode(request)); }
+  // Sends one multi-part message (a protocol fault nvsd never commits).
+  void SendParts(const std::string& name, const std::vector<std::string>& parts);
 
   // The next message from `name`, raw; nullopt at the deadline, or as soon as
   // the process has exited and nothing it sent is left.

@@ -739,10 +739,12 @@ class Controller:
     fault action) out. Free of process-level side effects, so it can be
     tested in-process; the main loop carries out the deadly faults."""
 
-    def __init__(self, inputs=16, outputs=16, faults=(), received_log=None):
+    def __init__(self, inputs=16, outputs=16, faults=(), received_log=None,
+                 variant=""):
         self.state = initial_state(inputs, outputs)
         self.faults = list(faults)           # [(kind, substring)], in order
         self.received_log = received_log     # binary file object or None
+        self.variant = variant               # NVS_VARIANT, "" when unset
         self._canonical = None               # cached (bytes, digest)
 
     # -- state helpers --
@@ -799,12 +801,22 @@ class Controller:
             return self._error(echo, "unknown_type",
                                "unknown message type %s" % _short(mtype)), None
         if self.received_log is not None and mtype in ("apply", "query"):
-            self.received_log.write(compact(msg).encode("utf-8") + b"\n")
-            self.received_log.flush()
+            self._log_received(msg)
         if echo is None:
             return self._error(None, "malformed",
                                '"seq" missing or not an integer in [0, 2^63)'), None
         return handler(self, msg, seq)
+
+    def _log_received(self, msg):
+        """--received-log: the message plus "received_by" (PROTOCOL.md §6),
+        one compact line, flushed before the message is processed. A
+        "received_by" the message already has is replaced, so the line stays
+        one valid JSON object."""
+        logged = dict(msg)                   # msg itself is processed as received
+        logged.pop("received_by", None)
+        logged["received_by"] = self.variant
+        self.received_log.write(compact(logged).encode("utf-8") + b"\n")
+        self.received_log.flush()
 
     # -- request handlers --
 
@@ -981,11 +993,11 @@ def main(argv=None):
             sys.stderr.write("router_c: cannot open received log: %s\n" % exc)
             return 2
 
+    variant = os.environb.get(b"NVS_VARIANT", b"").decode("utf-8", "replace")
     controller = Controller(config["inputs"], config["outputs"],
-                            config["faults"], log)
+                            config["faults"], log, variant)
     out = sys.stdout.buffer
     inp = sys.stdin.buffer
-    variant = os.environb.get(b"NVS_VARIANT", b"").decode("utf-8", "replace")
     out.write(Controller._line({"type": "hello", "protocol": PROTOCOL_VERSION,
                                 "variant": variant, "impl": IMPL}))
     out.flush()

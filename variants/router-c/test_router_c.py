@@ -754,6 +754,21 @@ class TestProtocol(unittest.TestCase):
                      b'{"type":"ping","seq":1,"x":' + b"[" * 64 + b"]" * 64 + b"}"):
             self.error(body, "malformed", None)
 
+    def test_exactly_one_json_text(self):
+        ping = b'{"type":"ping","seq":1}'
+        for body in (b"\xef\xbb\xbf" + ping, ping + b"\x00", b"\x00" + ping, ping + ping,
+                     ping + b" 2", ping + b"\x0b", ping + b"\x0c", ping + b"\xc2\xa0",
+                     b"\xc2\xa0" + ping):
+            self.error(body, "malformed", None)
+        self.assertEqual(reply(self.c, b" \t\r\n" + ping + b"\r\n\t "), {"type": "pong", "seq": 1})
+
+    def test_depth_64_taken_65_malformed(self):
+        # the message object is level 1 (PROTOCOL.md §7)
+        msg = b'{"type":"apply","seq":1,"time_ns":0,"cmd":{"op":"x","a":%s}}'
+        r = reply(self.c, msg % (b"[" * 62 + b"]" * 62))               # 64 levels
+        self.assertEqual((r["type"], r["result"]["error"]), ("applied", "unknown_op"))
+        self.error(msg % (b"[" * 63 + b"]" * 63), "malformed", None)  # 65 levels
+
     def test_invalid_utf8(self):
         for body in (b'{"type":"ping","seq":1,"x":"\xff"}', b'{"type":"ping","seq":1,"x":"\xc0\xaf"}',
                      b'{"type":"ping","seq":1,"x":"\xed\xa0\x80"}', b'{"type":"ping","seq":1,"x":"\xe2\x82"}',
@@ -867,7 +882,7 @@ class TestFaultsInProcess(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "log")
             with open(path, "ab") as log:
-                c = rc.Controller(4, 4, [], log)
+                c = rc.Controller(4, 4, [], log, "router-c.3")
                 msgs = [b'{"type":"apply", "seq":1,"time_ns":2,"cmd":{"op":"route","client":"\xc3\xbc",'
                         b'"routes":[{"output":0,"input":1.50}]}}',
                         b'{"type":"query","seq":2,"query":{"op":"dump"}}',
@@ -881,9 +896,32 @@ class TestFaultsInProcess(unittest.TestCase):
                 lines = f.read().split(b"\n")
         self.assertEqual(lines, [
             b'{"type":"apply","seq":1,"time_ns":2,"cmd":{"op":"route","client":"\xc3\xbc",'
-            b'"routes":[{"output":0,"input":1.50}]}}',
-            b'{"type":"query","seq":2,"query":{"op":"dump"}}',
-            b'{"type":"apply","seq":5}',
+            b'"routes":[{"output":0,"input":1.50}]},"received_by":"router-c.3"}',
+            b'{"type":"query","seq":2,"query":{"op":"dump"},"received_by":"router-c.3"}',
+            b'{"type":"apply","seq":5,"received_by":"router-c.3"}',
+            b""])
+
+    def test_received_by(self):
+        # "" when NVS_VARIANT is unset (the default); a "received_by" the
+        # message brings along is replaced in the log, not duplicated, and the
+        # message is processed as received
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "log")
+            with open(path, "ab") as log:
+                c = rc.Controller(4, 4, [("wrong", "spoof")], log)
+                r = reply(c, b'{"type":"query","seq":1,"received_by":"spoof",'
+                             b'"query":{"op":"dump"}}')
+                self.assertEqual(r["type"], "answer")
+                self.assertTrue(r["result"]["ok"])
+                r = reply(c, wire({"type": "apply", "seq": 2, "time_ns": 0,
+                                   "cmd": label("a", "input", (0, "spoof"))}))
+                self.assertEqual(r["result"], {"ok": True, "fault": "wrong"})
+            with open(path, "rb") as f:
+                lines = f.read().split(b"\n")
+        self.assertEqual(lines, [
+            b'{"type":"query","seq":1,"query":{"op":"dump"},"received_by":""}',
+            b'{"type":"apply","seq":2,"time_ns":0,"cmd":{"op":"label","client":"a","kind":"input",'
+            b'"labels":[{"index":0,"text":"spoof"}]},"received_by":""}',
             b""])
 
 
@@ -1053,12 +1091,36 @@ class TestStdio(unittest.TestCase):
                 log = os.path.join(tmp, "received.log")
                 code, out, _ = run(faults + ["--received-log", log],
                                    b'{"type":"ping","seq":0}\n' + msg % word +
-                                   b'{"type":"ping","seq":2}\n')
+                                   b'{"type":"ping","seq":2}\n',
+                                   env={"NVS_VARIANT": "router-c.4"})
                 self.assertEqual(code, expected, word)
                 self.assertEqual(out[1], b'{"type":"pong","seq":0}')
                 self.assertEqual(out[2:], [b""])         # no reply to the fatal command
+                with open(log, "rb") as f:               # logged before dying
+                    self.assertEqual(f.read(), (msg % word)[:-2] +
+                                     b',"received_by":"router-c.4"}\n')
+
+    def test_received_log_received_by(self):
+        msgs = (b'{"type":"query","seq":1,"query":{"op":"dump"}}\n'
+                b'{"type":"ping","seq":2}\n'
+                b' {"type" : "apply","seq":3,"time_ns":0,"cmd":{"op":"dump"}} \r\n')
+        logged = (b'{"type":"query","seq":1,"query":{"op":"dump"},"received_by":%s}\n'
+                  b'{"type":"apply","seq":3,"time_ns":0,"cmd":{"op":"dump"},"received_by":%s}\n')
+        for name, expected in (("probe.2", b'"probe.2"'), (None, b'""')):
+            env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+            env.pop("NVS_VARIANT", None)
+            if name is not None:
+                env["NVS_VARIANT"] = name
+            with tempfile.TemporaryDirectory() as tmp:
+                log = os.path.join(tmp, "received.log")
+                with open(log, "wb") as f:
+                    f.write(b"earlier\n")               # the log is appended to
+                p = subprocess.run([sys.executable, SCRIPT, "--received-log", log], input=msgs,
+                                   capture_output=True, timeout=TIMEOUT, env=env)
+                self.assertEqual(p.returncode, 0, name)
+                self.assertEqual(len(p.stdout.split(b"\n")), 5, name)
                 with open(log, "rb") as f:
-                    self.assertEqual(f.read(), msg % word)   # logged before dying
+                    self.assertEqual(f.read(), b"earlier\n" + logged % (expected, expected), name)
 
     def test_hang(self):
         p = self.proc("--fault", "hang-on=HANGME")

@@ -314,7 +314,17 @@ int main(int argc, char** argv) {
     }
     if (items[0].revents & ZMQ_POLLIN) {
       zmq::message_t message;
-      while (socket.recv(message, zmq::recv_flags::dontwait)) bridge.QueueForChild(message.to_string_view());
+      while (socket.recv(message, zmq::recv_flags::dontwait)) {
+        if (!message.more()) {
+          bridge.QueueForChild(message.to_string_view());
+          continue;
+        }
+        // PROTOCOL.md 1.1: a variant ignores a multi-part message. Relayed
+        // part by part, it would become several lines, each a message.
+        std::size_t parts = 1;
+        while (message.more() && socket.recv(message, zmq::recv_flags::none)) ++parts;
+        std::cerr << "nvs-stdio-bridge: dropped a multi-part message (" << parts << " parts; PROTOCOL.md 1.1)\n";
+      }
     }
     if (bridge.WantsToWrite()) bridge.WriteToChild();
     if (stdout_open && (items[2].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) stdout_open = bridge.ReadFromChild();

@@ -135,7 +135,8 @@ int main(int argc, char** argv) {
 
   routerb::Session::LogSink sink;
   if (log_fd >= 0) sink = [log_fd](std::string_view line) { WriteAll(log_fd, line); };
-  routerb::Session session(routerb::RouterState(opts->inputs, opts->outputs), opts->faults, sink);
+  routerb::Session session(routerb::RouterState(opts->inputs, opts->outputs), opts->faults, sink,
+                           variant);
 
   bool running = Send(sock, routerb::Session::Hello(variant));
   while (running && !g_stop) {

@@ -71,8 +71,12 @@ bool IsRequestType(std::string_view t) {
 
 }  // namespace
 
-Session::Session(RouterState state, std::vector<FaultRule> faults, LogSink log)
-    : state_(std::move(state)), faults_(std::move(faults)), log_(std::move(log)) {}
+Session::Session(RouterState state, std::vector<FaultRule> faults, LogSink log,
+                 std::string_view received_by)
+    : state_(std::move(state)),
+      faults_(std::move(faults)),
+      log_(std::move(log)),
+      received_by_(SanitizeUtf8(received_by)) {}
 
 std::string Session::Hello(std::string_view variant) {
   std::string out = "{\"type\":\"hello\",\"protocol\":1,\"variant\":";
@@ -123,9 +127,19 @@ Outcome Session::Dispatch(std::string_view message) {
   const bool is_apply = type == "apply";
   const bool is_query = type == "query";
   if ((is_apply || is_query) && log_) {
-    std::string line;
-    AppendValue(line, doc);
-    line.push_back('\n');
+    // PROTOCOL.md §6: the message plus "received_by" (ours replaces any
+    // member of that name the message already has, so no name repeats).
+    std::string line = "{";
+    for (const auto& m : doc.GetObject()) {
+      if (View(m.name) == "received_by") continue;
+      AppendQuoted(line, View(m.name));
+      line.push_back(':');
+      AppendValue(line, m.value);
+      line.push_back(',');
+    }
+    line.append("\"received_by\":");
+    AppendQuoted(line, received_by_);
+    line.append("}\n");
     log_(line);
   }
 

@@ -26,10 +26,12 @@ struct Outcome {
 class Session {
  public:
   // Called with one compact JSON line (ending in '\n') per apply/query
-  // message, before the message is processed.
+  // message, before the message is processed: the message with the member
+  // "received_by" (the given name, i.e. NVS_VARIANT) added.
   using LogSink = std::function<void(std::string_view line)>;
 
-  Session(RouterState state, std::vector<FaultRule> faults, LogSink log = {});
+  Session(RouterState state, std::vector<FaultRule> faults, LogSink log = {},
+          std::string_view received_by = {});
 
   Outcome Handle(std::string_view message);
 
@@ -45,6 +47,7 @@ class Session {
   RouterState state_;
   std::vector<FaultRule> faults_;
   LogSink log_;
+  std::string received_by_;  // valid UTF-8
 };
 
 }  // namespace routerb
