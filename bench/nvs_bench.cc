@@ -8,7 +8,7 @@
 // Prints a table and writes JSON (--json FILE).
 //
 // usage: nvs-bench [--commands N] [--kills N] [--history N] [--only SECTION] [--json FILE]
-//   SECTION: latency, kills, failover, resync, replay, videohub (default: all)
+//   SECTION: latency, kills, failover, resync, replay, videohub, variants (default: all)
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -122,6 +122,70 @@ Stats BenchDirect(std::size_t commands) {
   stats.cpu_us = (MachineBusyMicros() - cpu_start) / static_cast<double>(commands);
   fs::remove(socket);
   return stats;
+}
+
+// ---- each variant on a full-size router ------------------------------------------
+
+// What the variants' unit tests used to assert on wall time (a test failed
+// on a fresh clone of a loaded machine): a 1024x1024 router with every
+// label, lock and 64 full salvos, its snapshot, a restore of it, and route
+// commands on it, through the real protocol, per variant.
+json BenchVariantsFullSize() {
+  json out = json::object();
+  for (const std::string name : {"router-a", "router-b", "router-c"}) {
+    const std::string socket = "/tmp/nvs-bench-variant-" + std::to_string(getpid()) + ".sock";
+    nvs::testing::VariantHarness harness("ipc://" + socket);
+    std::string error;
+    if (!harness.Start(nvs::testing::RouterVariant(name, SizeArgs(1024)), error)) throw std::runtime_error(error);
+    std::uint64_t seq = 0;
+    // One request: its type, and its other members (",\"cmd\":...").
+    const auto call = [&](const std::string& type, const std::string& members) {
+      harness.Send(name, R"({"type":")" + type + R"(","seq":)" + std::to_string(++seq) + members + "}");
+      auto reply = harness.Receive(name, std::chrono::milliseconds(60000));
+      if (!reply) throw std::runtime_error(name + ": no reply");
+      return *reply;
+    };
+    // Fill it: labels and locks of 64 characters everywhere, 64 salvos of 1024 routes.
+    for (const std::string kind : {"input", "output"}) {
+      std::string labels;
+      for (int i = 0; i < 1024; ++i) {
+        labels += std::string(i ? "," : "") + R"({"index":)" + std::to_string(i) + R"(,"text":")" +
+                  std::string(64, kind[0]) + "\"}";
+      }
+      call("apply", R"(,"time_ns":1,"cmd":{"op":"label","client":"bench","kind":")" + kind + R"(","labels":[)" + labels +
+                        "]}");
+    }
+    std::string locks;
+    for (int o = 0; o < 1024; ++o) locks += std::string(o ? "," : "") + R"({"output":)" + std::to_string(o) + R"(,"action":"O"})";
+    call("apply", R"(,"time_ns":1,"cmd":{"op":"lock","client":"bench","locks":[)" + locks + "]}");
+    for (int k = 0; k < 64; ++k) {
+      std::string routes;
+      for (int o = 0; o < 1024; ++o) {
+        routes += std::string(o ? "," : "") + R"({"output":)" + std::to_string(o) + R"(,"input":)" +
+                  std::to_string((o + k) % 1024) + "}";
+      }
+      call("apply", R"(,"time_ns":1,"cmd":{"op":"salvo_define","client":"bench","name":"salvo-)" + std::to_string(k) +
+                        R"(","routes":[)" + routes + "]}");
+    }
+    auto t0 = Clock::now();
+    const std::string snapshot = call("snapshot", "");
+    const double snapshot_ms = Micros(Clock::now() - t0) / 1000;
+    const json state = json::parse(snapshot)["state"];
+    t0 = Clock::now();
+    call("restore", R"(,"state":)" + state.dump());
+    const double restore_ms = Micros(Clock::now() - t0) / 1000;
+    std::vector<double> routes;
+    for (int i = 0; i < 1000; ++i) {
+      t0 = Clock::now();
+      call("apply", R"(,"time_ns":1,"cmd":)" + SizedCommand(static_cast<std::size_t>(i), 1024));
+      routes.push_back(Micros(Clock::now() - t0));
+    }
+    const Stats route = Summarise(routes, 1);
+    out[name] = {{"snapshot_ms", snapshot_ms}, {"snapshot_bytes", snapshot.size()}, {"restore_ms", restore_ms},
+                 {"route_p50_us", route.p50}, {"route_p99_us", route.p99}};
+    fs::remove(socket);
+  }
+  return out;
 }
 
 // ---- nvsd ---------------------------------------------------------------------
@@ -612,7 +676,7 @@ int main(int argc, char** argv) {
     else if (arg == "--history" && i + 1 < argc) history = std::stoul(argv[++i]);
     else if (arg == "--only" && i + 1 < argc) only = argv[++i];
     else {
-      std::cerr << "usage: nvs-bench [--commands N] [--kills N] [--history N] [--only latency|kills|failover|resync] "
+      std::cerr << "usage: nvs-bench [--commands N] [--kills N] [--history N] [--only latency|kills|failover|resync|replay|videohub|variants] "
                    "[--json FILE]\n";
       return 2;
     }
@@ -729,6 +793,16 @@ int Run(std::size_t commands, int kills, std::size_t history, const std::string&
                 r["direct"]["p50_us"].get<double>(), r["direct"]["p99_us"].get<double>(),
                 (r["overhead_ratio"].get<double>() - 1) * 100);
     out["videohub"] = r;
+  }
+  if (wanted("variants")) {
+    const json r = BenchVariantsFullSize();
+    std::printf("\neach variant alone, 1024x1024 with every label, lock and 64 full salvos, over its own protocol:\n");
+    for (const auto& [name, v] : r.items()) {
+      std::printf("  %-9s snapshot %.1f ms (%.0f KB), restore %.1f ms, route p50 %.0f us p99 %.0f us\n", name.c_str(),
+                  v["snapshot_ms"].get<double>(), v["snapshot_bytes"].get<double>() / 1024, v["restore_ms"].get<double>(),
+                  v["route_p50_us"].get<double>(), v["route_p99_us"].get<double>());
+    }
+    out["variants_full_size"] = r;
   }
   std::ofstream(json_path) << out.dump(2) << "\n";
   std::printf("\nwrote %s\n", json_path.c_str());

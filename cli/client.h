@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -38,11 +39,21 @@ class Client {
   // reply; nullopt when none came within `timeout_ms`; an error as soon as
   // nvsd refused this client (its CURVE key, or mismatched security).
   Result<std::optional<nlohmann::json>> Call(nlohmann::json request, int timeout_ms) {
+    return CallWith([&](const std::string& id) {
+      request["id"] = id;
+      return request.dump();
+    }, timeout_ms);
+  }
+
+  // The same with the request's bytes made by `make` from the id: a command
+  // is passed on as the user wrote it (nlohmann would refuse a number such
+  // as 1e400, which is valid JSON: nvsd says what it makes of it).
+  Result<std::optional<nlohmann::json>> CallWith(const std::function<std::string(const std::string& id)>& make,
+                                                 int timeout_ms) {
     // nvsd remembers request ids (exactly-once, across its restarts): each
     // must be unique, not just within this run.
     const std::string id = prefix_ + std::to_string(++next_id_);
-    request["id"] = id;
-    const std::string bytes = request.dump();
+    const std::string bytes = make(id);
     const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     // A DEALER's send blocks while it has no peer to queue for: after nvsd
     // refused the handshake, libzmq drops the connection and does not try
@@ -69,7 +80,13 @@ class Client {
       zmq::message_t message;
       while (socket_.recv(message, zmq::recv_flags::dontwait)) {
         nlohmann::json reply = nlohmann::json::parse(message.to_string(), nullptr, false);
-        if (!reply.is_discarded() && reply.value("id", nlohmann::json()) == id) return std::optional(std::move(reply));
+        if (reply.is_discarded() || !reply.is_object()) continue;
+        // A rejection with a null id answers a request nvsd could not read
+        // the id of: with one request outstanding, it is this one's.
+        const auto reply_id = reply.value("id", nlohmann::json());
+        if (reply_id == id || (reply_id.is_null() && reply.value("status", "") == "rejected")) {
+          return std::optional(std::move(reply));
+        }
       }
     }
   }

@@ -67,13 +67,21 @@ int Send(const Options& o) {
   std::size_t number = 0;
   for (const auto& text : commands) {
     ++number;
-    json cmd = json::parse(text, nullptr, false);
-    if (cmd.is_discarded()) {
-      std::cerr << "nvs: line " << number << " is not JSON: " << text << "\n";
+    // A syntax error is said here; anything else (a number out of nlohmann's
+    // range, a nesting nvsd refuses) is nvsd's to judge, and its answer is
+    // printed at once. The command goes out as written.
+    try {
+      const json parsed = json::parse(text);  // (only checked: the text goes out as it is)
+      (void)parsed;
+    } catch (const json::parse_error& e) {
+      std::cerr << "nvs: line " << number << " is not JSON (" << e.what() << "): " << text << "\n";
       return kExitUsage;
+    } catch (const json::exception&) {
     }
-    json request = o.query ? json{{"type", "query"}, {"query", cmd}} : json{{"type", "command"}, {"cmd", cmd}};
-    auto call = client->Call(request, o.timeout_ms);
+    auto call = client->CallWith([&](const std::string& id) {
+      return std::string(o.query ? R"({"type":"query","query":)" : R"({"type":"command","cmd":)") + text +
+             R"(,"id":)" + json(id).dump() + "}";
+    }, o.timeout_ms);
     if (!call.ok() || !call.value()) return NoReply("nvs", *client, call, o.timeout_ms);
     const json& reply = *call.value();
     if (o.json_output) {

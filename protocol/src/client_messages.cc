@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "nvs/protocol/json_values.h"
 #include "nvs/protocol/messages.h"
 
 namespace nvs::protocol {
@@ -12,6 +13,68 @@ using nlohmann::json;
 std::string Dump(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 constexpr std::string_view kStatusNames[] = {"committed", "answered", "rejected", "quarantined", "unavailable", "ok"};
+
+// Reads a request's id without building the document: the first string
+// member "id" of the top-level object, if it comes before whatever makes the
+// request unreadable (a syntax error, a number out of range; nesting does not
+// matter: the reader only counts levels). So a request nvsd cannot read
+// still gets a reply its client can match. Also says why the text is not
+// JSON, in words.
+class IdReader : public nlohmann::json_sax<json> {
+ public:
+  std::optional<std::string> id;
+  std::string error;  // why the text is not JSON; empty when it is
+
+  bool null() override { return Value(); }
+  bool boolean(bool) override { return Value(); }
+  bool number_integer(number_integer_t) override { return Value(); }
+  bool number_unsigned(number_unsigned_t) override { return Value(); }
+  bool number_float(number_float_t, const string_t&) override { return Value(); }
+  bool binary(binary_t&) override { return Value(); }
+  bool string(string_t& value) override {
+    if (depth_ == 1 && id_next_ && !id) id = value;
+    return Value();
+  }
+  bool start_object(std::size_t) override { return Open(); }
+  bool start_array(std::size_t) override { return Open(); }
+  bool end_object() override { return Close(); }
+  bool end_array() override { return Close(); }
+  bool key(string_t& name) override {
+    id_next_ = depth_ == 1 && name == "id";
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    error = e.what();
+    // "[json.exception.parse_error.101] parse error at ..." -> "parse error at ..."
+    if (const auto end = error.find("] "); error.rfind("[json.exception.", 0) == 0 && end != std::string::npos) {
+      error.erase(0, end + 2);
+    }
+    return false;
+  }
+
+ private:
+  bool Value() {
+    id_next_ = false;
+    return true;
+  }
+  bool Open() {
+    ++depth_;
+    id_next_ = false;
+    return true;
+  }
+  bool Close() {
+    --depth_;
+    return true;
+  }
+  int depth_ = 0;
+  bool id_next_ = false;
+};
+
+// The id to echo in the rejection of an unreadable request (nullopt: none).
+std::optional<std::string> EchoableId(const IdReader& reader) {
+  if (!reader.id || reader.id->empty() || reader.id->size() > kMaxClientIdBytes) return std::nullopt;
+  return reader.id;
+}
 
 }  // namespace
 
@@ -54,13 +117,28 @@ DecodedClientRequest DecodeClientRequest(std::string_view bytes) {
   };
   if (bytes.size() > kMaxClientRequestBytes) {
     return reject(std::nullopt, "too_large",
-                  "request of " + std::to_string(bytes.size()) + " bytes exceeds " + std::to_string(kMaxClientRequestBytes));
+                  "request of " + std::to_string(bytes.size()) + " bytes exceeds " +
+                      std::to_string(kMaxClientRequestBytes) + " (1 MiB)");
   }
-  if (JsonNestingDepth(bytes) > kMaxJsonDepth) {
-    return reject(std::nullopt, "bad_request", "JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+  const auto unreadable = [&](std::string code, std::string reason) {
+    IdReader reader;
+    json::sax_parse(bytes.begin(), bytes.end(), &reader, json::input_format_t::json, /*strict=*/true);
+    return reject(EchoableId(reader), std::move(code), std::move(reason));
+  };
+  if (const int depth = JsonNestingDepth(bytes); depth > kMaxJsonDepth) {
+    return unreadable("bad_request", "JSON nested deeper than " + std::to_string(kMaxJsonDepth) +
+                                         " levels (every object and array is a level, the request itself the first)");
   }
   const json root = json::parse(bytes.begin(), bytes.end(), nullptr, /*allow_exceptions=*/false);
-  if (root.is_discarded()) return reject(std::nullopt, "bad_request", "not valid JSON in UTF-8");
+  if (root.is_discarded()) {
+    IdReader reader;
+    json::sax_parse(bytes.begin(), bytes.end(), &reader, json::input_format_t::json, /*strict=*/true);
+    std::string why = reader.error.empty() ? "not valid JSON in UTF-8" : "not valid JSON: " + reader.error;
+    if (reader.error.find("number overflow") != std::string::npos) {
+      why += " (numbers must fit an IEEE 754 double: RFC 8259 section 6 lets a receiver set that limit)";
+    }
+    return reject(EchoableId(reader), "bad_request", why);
+  }
   if (!root.is_object()) return reject(std::nullopt, "bad_request", "a request must be a JSON object");
   std::optional<std::string> id;
   if (auto it = root.find("id"); it != root.end() && it->is_string()) {
@@ -75,6 +153,13 @@ DecodedClientRequest DecodeClientRequest(std::string_view bytes) {
   const std::string& type = type_it->get_ref<const std::string&>();
   ClientRequest request;
   request.id = *id;
+  if (auto it = root.find("expires_at_ms"); it != root.end()) {
+    const auto expires = ReadCount(*it);
+    if (!expires) {
+      return reject(id, "bad_request", "member 'expires_at_ms' must be an integer: Unix time in milliseconds");
+    }
+    request.expires_at_ms = static_cast<std::int64_t>(*expires);
+  }
   if (type == "command" || type == "query") {
     const char* member = type == "command" ? "cmd" : "query";
     auto it = root.find(member);
@@ -111,6 +196,7 @@ std::string Encode(const ClientRequest& request) {
       if (request.payload.size() > 2) text += "," + request.payload.substr(1, request.payload.size() - 2);
       break;
   }
+  if (request.expires_at_ms) text += R"(,"expires_at_ms":)" + std::to_string(*request.expires_at_ms);
   return text + R"(,"id":)" + Dump(request.id) + "}";
 }
 

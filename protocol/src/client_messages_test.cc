@@ -43,8 +43,17 @@ TEST(DecodeClientRequest, RejectsWithAReason) {
       {R"({"type":"command","id":"a"})", "bad_request", true},
       {R"({"type":"query","id":"a"})", "bad_request", true},
       {R"({"type":"explode","id":"a"})", "unknown_type", true},
+      // Unreadable, yet its id is echoed when it can be read, so that a
+      // client can match the rejection (an outside client waited 10 s for it).
       {R"({"type":"command","id":"a","cmd":)" + std::string(100, '[') + std::string(100, ']') + "}", "bad_request",
-       false},
+       true},
+      {R"({"cmd":)" + std::string(100, '[') + std::string(100, ']') + R"(,"type":"command","id":"a"})", "bad_request",
+       true},
+      {R"({"type":"command","id":"a","cmd":1e400})", "bad_request", true},
+      {R"({"type":"command","id":"a","cmd":)", "bad_request", true},
+      {R"({"type":"command","cmd":{"id":"inner"},"oops"})", "bad_request", false},
+      {R"({"type":"command","id":"a","cmd":1,"expires_at_ms":-5})", "bad_request", true},
+      {R"({"type":"command","id":"a","cmd":1,"expires_at_ms":"soon"})", "bad_request", true},
       {R"({"type":"command","id":"a","cmd":")" + std::string(kMaxClientRequestBytes, 'x') + "\"}", "too_large", false},
   };
   for (const auto& c : cases) {
@@ -58,15 +67,39 @@ TEST(DecodeClientRequest, RejectsWithAReason) {
 }
 
 TEST(ClientCodec, RequestsRoundTrip) {
-  for (const ClientRequest& request : {ClientRequest{ClientRequestType::kCommand, "a\"b", R"({"op":"dump"})"},
-                                       ClientRequest{ClientRequestType::kQuery, "q", R"({"op":"dump"})"},
-                                       ClientRequest{ClientRequestType::kStatus, "s", ""},
-                                       ClientRequest{ClientRequestType::kQuarantine, "r",
-                                                     R"({"action":"release","note":"fixed","report":"q-1"})"}}) {
+  for (const ClientRequest& request :
+       {ClientRequest{ClientRequestType::kCommand, "a\"b", R"({"op":"dump"})", std::nullopt},
+        ClientRequest{ClientRequestType::kCommand, "e", R"({"op":"dump"})", 1764151200123},
+        ClientRequest{ClientRequestType::kQuery, "q", R"({"op":"dump"})", std::nullopt},
+        ClientRequest{ClientRequestType::kStatus, "s", "", std::nullopt},
+        ClientRequest{ClientRequestType::kQuarantine, "r", R"({"action":"release","note":"fixed","report":"q-1"})",
+                      std::nullopt}}) {
     auto decoded = DecodeClientRequest(Encode(request));
     ASSERT_TRUE(decoded.request) << Encode(request);
     EXPECT_EQ(Encode(*decoded.request), Encode(request));
+    EXPECT_EQ(decoded.request->expires_at_ms, request.expires_at_ms);
   }
+}
+
+TEST(DecodeClientRequest, SaysWhyTheBytesAreNotJson) {
+  auto overflow = DecodeClientRequest(R"({"type":"command","id":"big","cmd":{"gain":1e400}})");
+  ASSERT_FALSE(overflow.request);
+  EXPECT_EQ(overflow.rejection.id, "big");
+  EXPECT_NE(overflow.rejection.reason.find("number overflow"), std::string::npos) << overflow.rejection.reason;
+  EXPECT_NE(overflow.rejection.reason.find("IEEE 754 double"), std::string::npos) << overflow.rejection.reason;
+  auto syntax = DecodeClientRequest(R"({"type":"command","id":"s1","cmd":{"a":tru}})");
+  ASSERT_FALSE(syntax.request);
+  EXPECT_EQ(syntax.rejection.id, "s1");
+  EXPECT_NE(syntax.rejection.reason.find("syntax error"), std::string::npos) << syntax.rejection.reason;
+  // Nesting: the request object is level 1, so 64 levels in all are taken
+  // and 65 are not.
+  const auto nested = [](int levels) {  // the request, then levels - 1 arrays as its cmd
+    return R"({"type":"command","id":"n","cmd":)" + std::string(levels - 1, '[') + std::string(levels - 1, ']') + "}";
+  };
+  EXPECT_TRUE(DecodeClientRequest(nested(64)).request);
+  auto deep = DecodeClientRequest(nested(65));
+  ASSERT_FALSE(deep.request);
+  EXPECT_EQ(deep.rejection.id, "n");
 }
 
 TEST(DecodeClientRequest, QuarantineNeedsAnAction) {

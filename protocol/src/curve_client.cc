@@ -181,7 +181,7 @@ HandshakeWatch::HandshakeWatch(zmq::context_t& context, zmq::socket_t& socket, b
   static std::atomic<unsigned> counter{0};
   const std::string address = "inproc://nvs-handshake-watch-" + std::to_string(getpid()) + "-" + std::to_string(++counter);
   const int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                     ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+                     ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_DISCONNECTED;
   if (zmq_socket_monitor(socket.handle(), address.c_str(), events) != 0) throw zmq::error_t();
   monitor_.set(zmq::sockopt::linger, 0);
   monitor_.connect(address);
@@ -227,6 +227,7 @@ Status HandshakeWatch::Check() {
       continue;
     }
     connected_ = false;
+    if (event == ZMQ_EVENT_DISCONNECTED) continue;  // (not a refusal: the peer went away)
     ++failures_in_a_row_;
     if (auto refusal = HandshakeRefusal(event, static_cast<int>(value), curve_, failures_in_a_row_, public_key_)) {
       refusal_ = std::move(refusal);

@@ -80,13 +80,22 @@ void AddJournalRecords(const std::vector<json>& records, CommandLog& log) {
     }
   }
   // A command admitted but never decided was in flight when nvsd stopped:
-  // never acknowledged, abandoned by recovery, and run again under a new
-  // sequence number if its client retried. Only the very last one is kept
-  // (it may be the command nvsd died on).
+  // never acknowledged, retested by the next nvsd and then abandoned
+  // (ABANDONED) or quarantined (POISON), and run again under a new sequence
+  // number if its client retried. Only the very last one is kept when it has
+  // no verdict at all (it may be the command nvsd died on). EXPIRED ones
+  // were agreed on after their client's deadline and rolled back: never
+  // carried out either.
   std::size_t abandoned = 0;
+  std::size_t expired = 0;
   for (auto it = by_seq.begin(); it != by_seq.end(); ++it) {
-    if (it->second.recorded_verdict.empty() && std::next(it) != by_seq.end()) {
+    const std::string& verdict = it->second.recorded_verdict;
+    if ((verdict.empty() && std::next(it) != by_seq.end()) || verdict == "ABANDONED") {
       ++abandoned;
+      continue;
+    }
+    if (verdict == "EXPIRED") {
+      ++expired;
       continue;
     }
     log.commands.push_back(std::move(it->second));
@@ -94,6 +103,10 @@ void AddJournalRecords(const std::vector<json>& records, CommandLog& log) {
   if (abandoned > 0) {
     log.warnings.push_back(std::to_string(abandoned) +
                            " admitted but undecided commands (in flight when nvsd stopped) are left out");
+  }
+  if (expired > 0) {
+    log.warnings.push_back(std::to_string(expired) +
+                           " commands decided after their client's deadline (EXPIRED, rolled back) are left out");
   }
   if (!log.commands.empty() && log.commands.front().seq > 1) {
     log.warnings.push_back("the journal starts at seq " + std::to_string(log.commands.front().seq) +

@@ -287,6 +287,13 @@ Result<Config> ParseConfig(const std::string& text, const std::filesystem::path&
   f.Integer("heartbeat_timeout_ms", config.heartbeat_timeout_ms, 10, 3'600'000);
   f.Integer("queue_deadline_ms", config.queue_deadline_ms, 0, 3'600'000);
   f.Integer("queue_limit", config.queue_limit, 1, 10'000'000);
+  config.client_queue_limit = std::max<std::size_t>(1, config.queue_limit / 4);
+  f.Integer("client_queue_limit", config.client_queue_limit, 1, 10'000'000);
+  if (config.client_queue_limit > config.queue_limit) {
+    f.Error("client_queue_limit", "cannot exceed queue_limit (" + std::to_string(config.queue_limit) + ")");
+  }
+  f.Integer("client_backlog_limit", config.client_backlog_limit, 1, 10'000'000);
+  f.Integer("exit_grace_ms", config.exit_grace_ms, 1, 600'000);
   f.Integer("checkpoint_interval", config.checkpoint_interval, 1, 100'000'000);
   f.Integer("journal_segment_bytes", config.journal_segment_bytes, 4096, std::int64_t{1} << 40);
   f.Integer("journal_keep_segments", config.journal_keep_segments, 0, 1'000'000);

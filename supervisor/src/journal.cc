@@ -190,6 +190,8 @@ Result<JournalRecord> ParseJournalRecord(std::string_view payload, std::uint64_t
     record.seq = count("seq");
     record.time_ns = static_cast<std::int64_t>(count("time_ns"));
     record.id = text("id");
+    record.client = text("client");
+    record.fingerprint = text("fingerprint");
     const auto cmd = body.find("cmd");
     if (cmd == body.end() && problem.empty()) problem = "no 'cmd'";
     if (problem.empty()) record.cmd = Compact(*cmd);

@@ -131,15 +131,13 @@ struct NvsRun {
   std::string out;
   std::string err;
   int status = -1;
-  long ms = 0;
 };
 NvsRun RunNvs(const NvsdHarness& nvsd, const std::string& args, const std::string& env = "") {
   NvsRun run;
   const fs::path err = nvsd.dir() / "nvs.err";
-  const auto start = Clock::now();
-  run.out = RunCapture("env -u NVS_CLIENT_CONFIG -u NVS_ENDPOINT " + env + " " + std::string(NVS_CLI) + " " + args,
+  // `timeout` bounds a run that would wait for nvs's own (long) timeout.
+  run.out = RunCapture("timeout 60 env -u NVS_CLIENT_CONFIG -u NVS_ENDPOINT " + env + " " + std::string(NVS_CLI) + " " + args,
                        err, &run.status);
-  run.ms = static_cast<long>(std::chrono::duration_cast<milliseconds>(Clock::now() - start).count());
   run.err = ReadText(err);
   return run;
 }
@@ -252,24 +250,23 @@ TEST(NvsdCurve, NvsSaysAtOnceThatNvsdRefusedItWithExitCode4) {
                                             {"server_public_key_file", "newcomer.pub"},
                                             {"secret_key_file", "client.key"}}.dump();
 
-  const std::string cmd = " --timeout 30000 '" + Route(0, 1).dump() + "'";
-  // Unlisted key: refused, said so, well before the 30 s timeout.
+  // A timeout longer than the run's bound: exit 4 means it was told at once
+  // (exit 3 would be the timeout, 124 the bound).
+  const std::string cmd = " --timeout 600000 '" + Route(0, 1).dump() + "'";
+  // Unlisted key: refused, and said so at once.
   NvsRun unlisted = RunNvs(nvsd, "send --client-config " + (keys / "newcomer.json").string() + cmd);
   EXPECT_EQ(unlisted.status, 4) << unlisted.err;
   EXPECT_NE(unlisted.err.find("nvsd refused this client's CURVE key " + newcomer_public), std::string::npos)
       << unlisted.err;
-  EXPECT_LT(unlisted.ms, 10000) << "it waited for the timeout";
   // Plain nvs against a CURVE nvsd.
   NvsRun plain = RunNvs(nvsd, "send --endpoint " + nvsd.client_endpoint() + cmd);
   EXPECT_EQ(plain.status, 4) << plain.err;
   EXPECT_NE(plain.err.find("requires CURVE"), std::string::npos) << plain.err;
   EXPECT_NE(plain.err.find("--client-config"), std::string::npos) << plain.err;
-  EXPECT_LT(plain.ms, 10000);
   // The wrong server public key.
-  NvsRun lost = RunNvs(nvsd, "status --timeout 30000 --client-config " + (keys / "lost.json").string());
+  NvsRun lost = RunNvs(nvsd, "status --timeout 600000 --client-config " + (keys / "lost.json").string());
   EXPECT_EQ(lost.status, 4) << lost.err;
   EXPECT_NE(lost.err.find("server_public_key"), std::string::npos) << lost.err;
-  EXPECT_LT(lost.ms, 10000);
   // quarantine review goes through the same client.
   NvsRun review = RunNvs(nvsd, "quarantine list", "NVS_CLIENT_CONFIG=" + (keys / "newcomer.json").string());
   EXPECT_EQ(review.status, 4) << review.err;
@@ -292,11 +289,10 @@ TEST(NvsdCurve, CurveClientOfAPlainNvsdIsToldSo) {
   ASSERT_TRUE(protocol::WriteKeyPair(keys / "nvsd").ok());
   ASSERT_TRUE(protocol::WriteKeyPair(keys / "op").ok());
   std::ofstream(keys / "op.json") << json{{"server_public_key_file", "nvsd.pub"}, {"secret_key_file", "op.key"}}.dump();
-  NvsRun run = RunNvs(nvsd, "status --timeout 30000 --endpoint " + nvsd.client_endpoint() + " --client-config " +
+  NvsRun run = RunNvs(nvsd, "status --timeout 600000 --endpoint " + nvsd.client_endpoint() + " --client-config " +
                                 (keys / "op.json").string());
   EXPECT_EQ(run.status, 4) << run.err;
   EXPECT_NE(run.err.find("does not use CURVE"), std::string::npos) << run.err;
-  EXPECT_LT(run.ms, 10000);
   // Without a client config, as before.
   EXPECT_EQ(RunNvs(nvsd, "status --endpoint " + nvsd.client_endpoint()).status, 0);
 }

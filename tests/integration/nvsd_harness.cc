@@ -407,4 +407,12 @@ std::vector<json> NvsdHarness::ReceivedLog(const std::string& name) const {
   return lines;
 }
 
+std::vector<json> NvsdHarness::DeliveredTo(const std::string& name) const {
+  std::vector<json> lines;
+  for (auto& line : ReceivedLog(name)) {
+    if (line.value("received_by", "").rfind(name + ".", 0) == 0) lines.push_back(std::move(line));
+  }
+  return lines;
+}
+
 }  // namespace nvs::testing

@@ -88,6 +88,10 @@ class NvsdHarness {
 
   // The lines of a variant's received log (its --received-log, always set).
   std::vector<nlohmann::json> ReceivedLog(const std::string& name) const;
+  // Those of its lines the variant's own incarnations received ("received_by"
+  // NAME.N), not nvsd's disposable processes of its program (probes,
+  // retests), which write to the same log.
+  std::vector<nlohmann::json> DeliveredTo(const std::string& name) const;
 
   const std::filesystem::path& state_dir() const;
   // nvsd's client endpoint (for running `nvs` against it).

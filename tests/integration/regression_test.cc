@@ -144,17 +144,16 @@ TEST(Regression, ACommandThatNeedsAVoteStuckBehindACheckpointSnapshotWaitsOnlyTh
   // second snapshot request: the first periodic checkpoint's (the first is
   // the start-up round's).
   NvsdHarness nvsd(NvsdOptions({Misbehaving("aaa", {"--hang-on-type=snapshot:2"}), "router-a", "router-b"},
-                               {{"checkpoint_interval", 3}, {"deadline_ms", 500}, {"sync_deadline_ms", 60000},
+                               {{"checkpoint_interval", 3}, {"deadline_ms", 500}, {"sync_deadline_ms", 600000},
                                 {"policy", {{"kind", "unanimous"}}}}));
   ASSERT_TRUE(nvsd.WaitAllHealthy());
   std::vector<std::string> ids;
   for (int i = 0; i < 3; ++i) ids.push_back(nvsd.SendCommand(Label("before-" + std::to_string(i))));
   const std::string next = nvsd.SendCommand(Label("next"));
   for (const auto& id : ids) EXPECT_EQ(nvsd.ReplyTo(id)["status"], "committed");
-  const auto sent_at = std::chrono::steady_clock::now();
+  // (Waiting for the sync deadline, 600 s, would miss this 20 s one.)
   const json reply = nvsd.ReplyTo(next, std::chrono::milliseconds(20000));
   EXPECT_EQ(reply["status"], "committed") << reply.dump();
-  EXPECT_LT(std::chrono::steady_clock::now() - sent_at, std::chrono::seconds(10)) << "it waited for the sync deadline";
   EXPECT_NE(nvsd.NvsdLog().find("while seq 4 waited behind its checkpoint snapshot request"), std::string::npos)
       << nvsd.NvsdLog();
 }
@@ -196,9 +195,8 @@ TEST(Regression, AVariantThatStopsOnACheckpointDigestRequestIsCaughtWithinTheCom
   // second digest request (the first is the start-up round's).
   NvsdHarness nvsd(NvsdOptions({Misbehaving("stopper", {"--hang-on-type=snapshot:3", "--hang-on-type=digest:2"}),
                                 "router-a", "router-b"},
-                               {{"checkpoint_interval", 5}, {"deadline_ms", 300}, {"sync_deadline_ms", 60000}}));
+                               {{"checkpoint_interval", 5}, {"deadline_ms", 300}, {"sync_deadline_ms", 600000}}));
   ASSERT_TRUE(nvsd.WaitAllHealthy());
-  const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < 10; ++i) {
     const json reply = nvsd.Command(Label("cp-" + std::to_string(i)));
     ASSERT_EQ(reply["status"], "committed") << reply.dump();
@@ -206,11 +204,10 @@ TEST(Regression, AVariantThatStopsOnACheckpointDigestRequestIsCaughtWithinTheCom
   const json hung = nvsd.WaitEvent(
       [](const json& e) { return e["event"] == "variant" && e["variant"] == "stopper" && e["state"] == "stopping"; },
       std::chrono::milliseconds(20000));
-  ASSERT_TRUE(hung.is_object()) << "the stopped variant was not noticed in 20 s (sync deadline 60 s)";
+  ASSERT_TRUE(hung.is_object()) << "the stopped variant was not noticed in 20 s (sync deadline 600 s)";
   EXPECT_NE(hung["why"].get<std::string>().find("within 300 ms"), std::string::npos) << hung.dump();
   EXPECT_EQ(hung["why"].get<std::string>().find(" to seq"), std::string::npos)
       << "it was caught on a command, not on the checkpoint's digest request: " << hung.dump();
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(20000));
 }
 
 }  // namespace

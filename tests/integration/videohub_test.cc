@@ -378,6 +378,64 @@ TEST_F(Videohub, WhenNvsdGoesAwayPanelsAreToldTheDeviceIsGone) {
   EXPECT_NE(late.Prelude().find("Device present: false"), std::string::npos) << "the listener stays open";
 }
 
+// A take NAKed while nvsd was stopped (SIGSTOP, a paused machine) waited in
+// nvsd's socket and was carried out when nvsd went on: the NAK was a lie.
+// Now the gateway's command carries its deadline (expires_at_ms), the NAK
+// comes only after it, and nvsd never carries out a command past it.
+TEST_F(Videohub, ATakeNakedWhileNvsdWasStoppedIsNeverCarriedOutLater) {
+  Start();
+  Panel a(gateway_->port());
+  a.Prelude();
+  ASSERT_TRUE(SignalProcess(nvsd_->nvsd_pid(), SIGSTOP));
+  a.Send("VIDEO OUTPUT ROUTING:\n1 5\n\n");
+  EXPECT_EQ(a.Until("NAK\n\n", std::chrono::milliseconds(10000)), "NAK\n\n") << gateway_->Log();
+  ASSERT_TRUE(SignalProcess(nvsd_->nvsd_pid(), SIGCONT));
+  // (The take was in nvsd's socket before this query: it has been read.)
+  EXPECT_EQ(Dump()["routes"][1], 1) << "a NAKed take was carried out";
+  EXPECT_EQ(gateway_->Log().find("late_commit_after_nak"), std::string::npos);
+}
+
+// The same with nvsd killed and started again: the take waited in the
+// gateway's own queue to nvsd and was delivered on the reconnection.
+TEST(VideohubRestart, ATakeNakedWhileNvsdWasDownIsNotCarriedOutWhenItComesBack) {
+  char pattern[] = "/tmp/nvs-vh-restart-XXXXXX";
+  const fs::path dir = mkdtemp(pattern);
+  const json overrides = {{"state_dir", (dir / "state").string()},
+                          {"client_endpoint", "ipc://" + (dir / "client.sock").string()},
+                          {"event_endpoint", "ipc://" + (dir / "events.sock").string()}};
+  auto nvsd = std::make_unique<NvsdHarness>(NvsdOptions({"router-a", "router-b"}, overrides));
+  ASSERT_TRUE(nvsd->WaitAllHealthy());
+  Gateway gateway(nvsd->client_endpoint());
+  Panel a(gateway.port());
+  a.Prelude();
+  ASSERT_TRUE(SignalProcess(nvsd->nvsd_pid(), SIGKILL));
+  ASSERT_TRUE(nvsd->WaitNvsdExit(std::chrono::milliseconds(10000)));
+  a.Send("VIDEO OUTPUT ROUTING:\n1 5\n\n");
+  // (A device block saying it is absent may come first.)
+  EXPECT_NE(a.Until("NAK\n\n", std::chrono::milliseconds(10000)), "") << gateway.Log();
+  nvsd = std::make_unique<NvsdHarness>(NvsdOptions({"router-a", "router-b"}, overrides));
+  ASSERT_TRUE(nvsd->WaitAllHealthy());
+  // Once the gateway is connected to the new nvsd, anything it had queued
+  // would have been delivered first, before this take.
+  const auto connections = [](const std::string& log) {
+    std::size_t n = 0;
+    for (auto at = log.find("nvsd_connected"); at != std::string::npos; at = log.find("nvsd_connected", at + 1)) ++n;
+    return n;
+  };
+  const auto present = [](const std::string& log) {
+    const auto absent = log.rfind("device_absent");
+    return absent == std::string::npos || log.rfind("device_present") > absent;
+  };
+  ASSERT_TRUE(gateway.WaitLog([&](const std::string& log) { return connections(log) >= 2 && present(log); }))
+      << gateway.Log();
+  a.Send("VIDEO OUTPUT ROUTING:\n2 3\n\n");
+  EXPECT_NE(a.Until("ACK\n\n", std::chrono::milliseconds(10000)), "") << gateway.Log();
+  EXPECT_EQ(nvsd->Query({{"op", "dump"}})["result"]["state"]["routes"][2], 3);
+  EXPECT_EQ(nvsd->Query({{"op", "dump"}})["result"]["state"]["routes"][1], 1) << "a NAKed take was carried out";
+  nvsd.reset();
+  fs::remove_all(dir);
+}
+
 TEST_F(Videohub, AClientThatStopsReadingIsDroppedAndOthersGoOn) {
   Start();
   Panel slow(gateway_->port()), fast(gateway_->port());

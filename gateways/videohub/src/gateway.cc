@@ -26,6 +26,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 #include <zmq.hpp>
@@ -39,6 +40,9 @@ namespace {
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
+// A command's NAK comes this long after its expires_at_ms (clock readings
+// of the gateway and of nvsd, on one host, differ by less).
+constexpr milliseconds kExpiryMargin{50};
 
 struct Options {
   std::vector<std::string> listen = {"0.0.0.0:9990"};
@@ -47,7 +51,12 @@ struct Options {
   std::string friendly_name = "nvs";
   std::string unique_id;
   int refresh_ms = 1000;
-  int timeout_ms = 5000;
+  // A command's NAK after this long without nvsd's answer; nvsd is told the
+  // same deadline (expires_at_ms) and never carries a command out after it,
+  // so the NAK is true (CLIENT.md §2).
+  int timeout_ms = 1000;
+  int heartbeat_ms = 250;     // nvsd is asked for its status this often
+  int absent_after_ms = 1000; // no answer from nvsd this long: the device is absent
   std::size_t max_output_bytes = 1 << 20;
   int socket_send_buffer = 64 * 1024;  // fixed, so a stalled client's backlog shows in max_output_bytes
   std::size_t max_clients = 256;
@@ -83,7 +92,7 @@ struct Client {
 };
 
 struct InFlight {
-  enum class Kind { kRefresh, kCommand } kind = Kind::kRefresh;
+  enum class Kind { kRefresh, kCommand, kHeartbeat } kind = Kind::kRefresh;
   std::uint64_t client = 0;  // kCommand: the client's serial
   Clock::time_point deadline;
 };
@@ -97,6 +106,12 @@ class Gateway {
   int Run(int signal_fd) {
     nvsd_.set(zmq::sockopt::linger, 0);
     nvsd_.set(zmq::sockopt::reconnect_ivl, 100);
+    // Requests are queued only on a live connection: one that goes down
+    // takes its queue with it, and a request sent while nvsd is away fails
+    // at once (NAK). Found by an outside test: a take NAKed while nvsd was
+    // down waited in this socket's queue and was carried out when nvsd came
+    // back, in 5 of 11 trials.
+    nvsd_.set(zmq::sockopt::immediate, 1);
     if (curve_) protocol::ApplyCurveClient(nvsd_, *curve_);
     watch_.emplace(context_, nvsd_, curve_.has_value(), curve_ ? curve_->keys.public_key : std::string());
     nvsd_.connect(options_.endpoint);
@@ -109,7 +124,12 @@ class Gateway {
          {"public_key", curve_ ? json(curve_->keys.public_key) : json()}});
     // The first view before the first client: a panel that connects at once
     // gets the router, not a "not present" that is only a start-up race.
-    Refresh();
+    // (Requests go out only on a live connection: wait for it first, for at
+    // most --timeout-ms.)
+    const auto connect_until = Clock::now() + milliseconds(options_.timeout_ms);
+    next_refresh_ = next_heartbeat_ = connect_until;
+    while (!watch_->connected() && Clock::now() < connect_until && !stopping_) Turn(signal_fd);
+    if (refreshes_done_ == 0) Refresh();
     while (refreshes_done_ == 0 && !stopping_) Turn(signal_fd);
     for (const auto& address : options_.listen) {
       const int fd = Listen(address);
@@ -284,8 +304,14 @@ class Gateway {
         cmd["locks"].push_back({{"output", out}, {"action", std::string(1, action)}});
       }
     }
-    Ask({{"type", "command"}, {"cmd", cmd}}, InFlight{InFlight::Kind::kCommand, c.serial, {}});
+    const std::int64_t expires_at_ms = UnixNowMs() + options_.timeout_ms;
+    Ask({{"type", "command"}, {"cmd", cmd}, {"expires_at_ms", expires_at_ms}},
+        InFlight{InFlight::Kind::kCommand, c.serial, {}});
     c.waiting = true;
+  }
+
+  static std::int64_t UnixNowMs() {
+    return std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   }
 
   // Sends a request to nvsd; its id.
@@ -293,8 +319,13 @@ class Gateway {
     const std::string id = "vh-" + std::to_string(getpid()) + "-" + std::to_string(started_ns_) + "-" +
                            std::to_string(++next_request_);
     request["id"] = id;
-    purpose.deadline = Clock::now() + milliseconds(options_.timeout_ms);
+    // A command's NAK waits a little past its expires_at_ms, so that nvsd,
+    // which refuses it from then on, can never carry it out after the NAK.
+    purpose.deadline = Clock::now() + milliseconds(options_.timeout_ms) +
+                       (purpose.kind == InFlight::Kind::kCommand ? kExpiryMargin : milliseconds(0));
+    if (purpose.kind == InFlight::Kind::kHeartbeat) purpose.deadline = Clock::now() + milliseconds(options_.absent_after_ms);
     in_flight_[id] = purpose;
+    last_asked_ = Clock::now();
     if (!nvsd_.send(zmq::buffer(request.dump(-1, ' ', false, json::error_handler_t::replace)),
                     zmq::send_flags::dontwait)) {
       in_flight_[id].deadline = Clock::now();  // not sent: answered as a timeout at once
@@ -311,10 +342,23 @@ class Gateway {
 
   void OnNvsdReply(const json& reply) {
     const std::string id = reply.value("id", "");
+    last_answer_ = Clock::now();
+    if (!view_ && !refresh_pending_) Refresh();  // nvsd is back: read its state now, not at the next refresh
     auto it = in_flight_.find(id);
-    if (it == in_flight_.end()) return;  // late: its deadline already answered it
+    if (it == in_flight_.end()) {
+      // Late: its deadline already answered it. A command NAKed meanwhile
+      // cannot have been carried out (nvsd refuses it after its expiry), but
+      // say so loudly if nvsd says otherwise, and show the true state.
+      if (nacked_.count(id) != 0 && reply.value("status", "") == "committed") {
+        Log("error", "late_commit_after_nak", {{"id", id}, {"seq", reply.value("seq", 0)}});
+        Refresh();
+      }
+      nacked_.erase(id);
+      return;
+    }
     const InFlight purpose = it->second;
     in_flight_.erase(it);
+    if (purpose.kind == InFlight::Kind::kHeartbeat) return;
     if (purpose.kind == InFlight::Kind::kRefresh) {
       refresh_pending_ = false;
       ++refreshes_done_;
@@ -341,6 +385,14 @@ class Gateway {
                                     {"reason", reply.value("reason", "")}});
     } else if (status == "unavailable") {
       Log("warn", "nvsd_unavailable", {{"reason", reply.value("reason", "")}});
+    } else if (status == "rejected" && reply.value("code", "") == "no_quorum") {
+      // As for a quarantine: the operator's notice, naming the panel.
+      Log("error", "no_quorum", {{"client", client != clients_.end() ? client->second.id : "?"},
+                                  {"peer", client != clients_.end() ? client->second.peer : "?"},
+                                  {"reason", reply.value("reason", "")}});
+    } else if (status == "rejected") {
+      Log("warn", "nvsd_rejected", {{"client", client != clients_.end() ? client->second.id : "?"},
+                                    {"code", reply.value("code", "")}, {"reason", reply.value("reason", "")}});
     }
     const bool sender_here = client != clients_.end() && client->second.fd >= 0;
     if (client != clients_.end()) client->second.waiting = false;
@@ -436,7 +488,7 @@ class Gateway {
       items.push_back({nullptr, c.fd, events, 0});
       order.push_back(serial);
     }
-    auto wake = next_refresh_;
+    auto wake = std::min(next_refresh_, next_heartbeat_);
     for (const auto& [id, f] : in_flight_) wake = std::min(wake, f.deadline);
     if (retry_at_) wake = std::min(wake, *retry_at_);
     const auto wait = std::max(milliseconds(0), std::chrono::duration_cast<milliseconds>(wake - Clock::now()));
@@ -472,6 +524,7 @@ class Gateway {
     CheckDeadlines();
     RetryAfterRefusal();
     if (Clock::now() >= next_refresh_) Refresh();
+    Heartbeat();
     std::erase_if(clients_, [](const auto& entry) { return entry.second.fd < 0 && !entry.second.waiting; });
   }
 
@@ -493,6 +546,12 @@ class Gateway {
       retry_at_.reset();
       Log("info", "nvsd_accepted", {{"nvsd", options_.endpoint}});
     }
+    if (watch_->connected() != connected_) {
+      connected_ = watch_->connected();
+      Log("info", connected_ ? "nvsd_connected" : "nvsd_disconnected", {{"nvsd", options_.endpoint}});
+    }
+    // Connected again (nvsd restarted): the view at once, not at the next refresh.
+    if (connected_ && !view_ && !refresh_pending_ && refreshes_done_ > 0) Refresh();
   }
 
   // libzmq does not reconnect a socket whose key nvsd refused: the gateway
@@ -508,6 +567,21 @@ class Gateway {
     nvsd_.connect(options_.endpoint);
   }
 
+  // nvsd is asked for its status every --heartbeat-ms while nothing else is
+  // asked of it; with no answer to anything for --absent-after-ms, the
+  // device is absent (panels are told within about a second, not at the
+  // next refresh's timeout).
+  void Heartbeat() {
+    const auto now = Clock::now();
+    if (now < next_heartbeat_) return;
+    next_heartbeat_ = now + milliseconds(options_.heartbeat_ms);
+    const bool asking = std::any_of(in_flight_.begin(), in_flight_.end(),
+                                    [](const auto& entry) { return entry.second.kind == InFlight::Kind::kHeartbeat; });
+    if (!asking && now - last_asked_ >= milliseconds(options_.heartbeat_ms)) {
+      Ask({{"type", "status"}}, InFlight{InFlight::Kind::kHeartbeat, 0, {}});
+    }
+  }
+
   void CheckDeadlines() {
     const auto now = Clock::now();
     for (auto it = in_flight_.begin(); it != in_flight_.end();) {
@@ -516,7 +590,14 @@ class Gateway {
         continue;
       }
       const InFlight f = it->second;
+      const std::string id = it->first;
       it = in_flight_.erase(it);
+      if (f.kind == InFlight::Kind::kHeartbeat) {
+        if (now - last_answer_ >= milliseconds(options_.absent_after_ms)) {
+          SetView(std::nullopt, "nvsd did not answer for " + std::to_string(options_.absent_after_ms) + " ms");
+        }
+        continue;
+      }
       if (f.kind == InFlight::Kind::kRefresh) {
         refresh_pending_ = false;
         ++refreshes_done_;
@@ -526,7 +607,9 @@ class Gateway {
       auto client = clients_.find(f.client);
       if (client == clients_.end()) continue;
       client->second.waiting = false;
-      Log("warn", "nvsd_timeout", {{"client", client->second.id}});
+      Log("warn", "nvsd_timeout", {{"client", client->second.id}, {"id", id}});
+      nacked_.insert(id);
+      if (nacked_.size() > 4096) nacked_.erase(nacked_.begin());
       if (client->second.fd >= 0) Write(client->second, Nak());  // no answer is not an ACK
       Serve(client->second);
     }
@@ -538,6 +621,7 @@ class Gateway {
   zmq::socket_t nvsd_{context_, zmq::socket_type::dealer};
   std::optional<protocol::HandshakeWatch> watch_;  // after nvsd_: it stops its monitor first
   bool refused_ = false;                   // nvsd refused the last handshake
+  bool connected_ = false;                 // as last logged (nvsd_connected / nvsd_disconnected)
   std::optional<Clock::time_point> retry_at_;  // when to connect again after a refusal
   std::vector<int> listeners_;
   std::map<std::uint64_t, Client> clients_;
@@ -545,6 +629,10 @@ class Gateway {
   std::uint64_t next_request_ = 0;
   std::int64_t started_ns_ = std::chrono::system_clock::now().time_since_epoch().count();
   std::map<std::string, InFlight> in_flight_;
+  std::set<std::string> nacked_;  // commands NAKed for want of an answer (recent ones)
+  Clock::time_point last_asked_ = Clock::now();
+  Clock::time_point last_answer_ = Clock::now();
+  Clock::time_point next_heartbeat_ = Clock::now();
   std::optional<RouterView> view_;
   bool announced_absent_ = false;
   bool refresh_pending_ = false;
@@ -572,7 +660,16 @@ int main(int argc, char** argv) {
   app.add_option("--refresh-ms", options.refresh_ms, "how often the state is read from nvsd")
       ->capture_default_str()
       ->check(CLI::Range(10, 600000));
-  app.add_option("--timeout-ms", options.timeout_ms, "nvsd's answer, else NAK and device absent")
+  app.add_option("--timeout-ms", options.timeout_ms,
+                 "a command's deadline: NAK when nvsd has not answered by then (nvsd is told the same deadline and "
+                 "never carries the command out after it); the refresh's answer, else the device is absent")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 600000));
+  app.add_option("--heartbeat-ms", options.heartbeat_ms, "how often nvsd is asked for its status when idle")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 600000));
+  app.add_option("--absent-after-ms", options.absent_after_ms,
+                 "no answer from nvsd for this long: the device is shown absent")
       ->capture_default_str()
       ->check(CLI::Range(10, 600000));
   app.add_option("--max-output-bytes", options.max_output_bytes, "unsent output per client before it is dropped")

@@ -22,6 +22,9 @@ struct ClientRequest {
   // kCommand: cmd; kQuery: query; kStatus: empty; kQuarantine: the
   // request's other members as one JSON object ("action", "report", ...).
   std::string payload;
+  // `expires_at_ms` (optional): Unix time in milliseconds after which nvsd
+  // must not carry the request out (CLIENT.md §2).
+  std::optional<std::int64_t> expires_at_ms;
 };
 
 enum class ClientStatus { kCommitted, kAnswered, kRejected, kQuarantined, kUnavailable, kOk };

@@ -91,7 +91,8 @@ class HandshakeWatch {
   // Reads the pending events. Returns the refusal (see HandshakeRefusal)
   // once nvsd refused this client, until a later handshake succeeds.
   Status Check();
-  // True when the last handshake (as of the last Check) succeeded.
+  // True when the last handshake (as of the last Check) succeeded and the
+  // connection has not gone since.
   bool connected() const { return connected_; }
 
  private:

@@ -93,6 +93,18 @@ struct Config {
   std::int64_t heartbeat_timeout_ms = 500;   // a ping unanswered this long: the variant is dead (hung)
   std::int64_t queue_deadline_ms = 5000;     // a client command waits at most this long for nvsd to be ready
   std::size_t queue_limit = 10'000;          // commands waiting; beyond, `unavailable`
+  // Commands one client (one connection) may have waiting; beyond, that
+  // client's next ones are `unavailable`. Default: a quarter of queue_limit,
+  // so one client's burst never fills the queue for the others.
+  std::size_t client_queue_limit = 2'500;
+  // Replies nvsd holds for one client that does not take them as fast as
+  // they come (its connection's ZeroMQ queue is full); beyond, that client
+  // is cut off: what waits is dropped, logged and counted (CLIENT.md §1).
+  std::size_t client_backlog_limit = 10'000;
+  // At most this long after a variant's process is seen dead, nvsd waits
+  // for the replies it sent before it died, when the transport cannot tell
+  // sooner that nothing more will come (PROTOCOL.md §5).
+  std::int64_t exit_grace_ms = 50;
   int checkpoint_interval = 100;             // commits between checkpoints
   // The journal's segments: a new one is started at the first checkpoint
   // after the current one reaches this size. Closed segments wholly covered

@@ -48,10 +48,11 @@ struct JournalRecord {
   std::int64_t time_ns = 0;  // admit
   std::string id;            // admit, verdict: the request id ("" when absent)
   std::string cmd;           // admit: the command, compact JSON with sorted members
-  std::string verdict;       // verdict: COMMIT, POISON, NO_QUORUM
+  std::string client;        // admit: the client's routing id, hex ("" when absent)
+  std::string verdict;       // verdict: COMMIT, POISON, NO_QUORUM, EXPIRED, ABANDONED
   std::string result;        // verdict COMMIT: compact JSON
   std::string report;        // verdict other than COMMIT ("" when absent)
-  std::string fingerprint;
+  std::string fingerprint;   // admit; verdict other than COMMIT
   std::string reason;
 };
 
@@ -128,6 +129,8 @@ class JournalWriter {
 
   // True when records were written but not yet fsynced.
   bool unsynced() const { return unsynced_; }
+  // True when records wait to be written or fsynced.
+  bool pending() const { return !buffer_.empty() || unsynced_; }
   std::uint64_t bytes() const { return size_; }
   std::uint64_t records() const { return records_; }
 

@@ -1,0 +1,129 @@
+// A retest: one command run on fresh, disposable processes of some variants'
+// programs, each restored to the state before the command (the checkpoint,
+// then the commands committed after it), so that what the command does can
+// be told apart from what happened to the processes that first ran it.
+// nvsd retests
+// - a command on which variants only hung (none crashed): a stopped process,
+//   a paused VM or a starved host looks like a hang, so two hangs are not
+//   proof of poison until fresh processes hang on it too;
+// - at recovery, a command nvsd admitted (and so may have sent to its
+//   variants) but never decided before it stopped: it may be the command
+//   that killed them, and must not simply be delivered again.
+//
+// Pure: events come in (a probe said something, exited, could not start;
+// time passed), and what to send to which probe, and which probes to kill,
+// come out. The caller owns the processes and the socket. A probe is not a
+// variant: it never votes in the pipeline and is never restarted.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "nvs/supervisor/journal.h"
+#include "nvs/voter/voter.h"
+
+namespace nvs::supervisor {
+
+class Retest {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  struct Command {
+    std::uint64_t seq = 0;      // the wire seq (a query's: the last committed seq)
+    std::int64_t time_ns = 0;
+    std::string payload;        // normal-form JSON
+    bool is_query = false;
+  };
+  struct TailEntry {
+    std::uint64_t seq = 0;
+    std::int64_t time_ns = 0;
+    std::string payload;
+  };
+  // The state before the command: a checkpoint (none: a fresh process's
+  // initial state) and the commands committed after it, in order.
+  struct PreState {
+    std::optional<Checkpoint> checkpoint;
+    std::vector<TailEntry> tail;
+  };
+  struct Deadlines {
+    std::chrono::milliseconds prepare;  // start (hello), restore and catch-up
+    std::chrono::milliseconds command;  // the command itself, once the probe holds the pre-state
+  };
+
+  // One probe per name in `variants` (the variant whose program it runs),
+  // with identity "retest.N" for N from `first_number` on.
+  Retest(const std::vector<std::string>& variants, Command command, PreState pre_state, Deadlines deadlines,
+         Clock::time_point now, int first_number);
+
+  struct ProbeInfo {
+    std::string variant;
+    std::string identity;
+  };
+  // The probes to start, in order (the caller spawns each under its
+  // identity, and calls OnSpawnFailed for those it cannot).
+  std::vector<ProbeInfo> probes() const;
+
+  // Events. Messages and exits of identities that are not this retest's,
+  // or of probes already decided, are ignored.
+  void OnSpawnFailed(const std::string& identity, const std::string& why, Clock::time_point now);
+  void OnMessage(const std::string& identity, std::string_view bytes, Clock::time_point now);
+  // The probe's process is gone (and everything it sent before is in).
+  void OnExit(const std::string& identity, const std::string& how, Clock::time_point now);
+  void OnTime(Clock::time_point now);
+
+  // What the caller must do now: send these bytes to these identities, in
+  // order; kill these probes (their outcome is already taken).
+  std::vector<std::pair<std::string, std::string>> TakeOutgoing();
+  std::vector<std::string> TakeKills();
+
+  bool done() const;
+  // The next time OnTime has something to do; max() when done.
+  Clock::time_point NextDeadline() const;
+  bool Owns(const std::string& identity) const;
+
+  // Once done: what each probe did with the command, one outcome per
+  // variant. A probe that never got to run it (could not start, a restore
+  // whose digest differs, died or erred before the command) is kExcluded,
+  // its detail starting with "inconclusive: ".
+  std::vector<voter::Outcome> Outcomes() const;
+  // Whether `variant`'s probe ran the command (its outcome says something
+  // about the command).
+  bool Conclusive(const std::string& variant) const;
+  // For reports, events and logs: per probe, its outcome and detail.
+  nlohmann::json Describe() const;
+
+ private:
+  enum class Phase { kStarting, kPreparing, kCommand, kDone };
+  struct Probe {
+    std::string variant;
+    std::string identity;
+    Phase phase = Phase::kStarting;
+    std::size_t replies = 0;       // to the requests sent, in order
+    Clock::time_point phase_since;
+    voter::Outcome outcome;
+    double after_ms = 0;           // the outcome, after the retest began
+  };
+  Probe* Find(const std::string& identity);
+  void SendPreState(Probe& p);
+  void SendCommand(Probe& p, Clock::time_point now);
+  void OnReplyTo(Probe& p, std::string_view bytes, Clock::time_point now);
+  void Finish(Probe& p, voter::OutcomeKind kind, std::string detail, Clock::time_point now, std::string result = "");
+  void Inconclusive(Probe& p, const std::string& why, Clock::time_point now);
+  std::size_t PrepareReplies() const;  // replies before the command's
+
+  Command command_;
+  PreState pre_state_;
+  Deadlines deadlines_;
+  Clock::time_point started_;
+  std::vector<Probe> probes_;
+  std::vector<std::pair<std::string, std::string>> outgoing_;
+  std::vector<std::string> kills_;
+};
+
+}  // namespace nvs::supervisor
