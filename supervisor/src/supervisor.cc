@@ -116,6 +116,7 @@ constexpr std::size_t kMaxCutOffRemembered = 1024;
 constexpr std::size_t kProbeSlot = static_cast<std::size_t>(-1);
 constexpr std::size_t kSpareSlot = static_cast<std::size_t>(-2);
 constexpr std::size_t kRetestSlot = static_cast<std::size_t>(-3);  // a retest's probe (Run)
+constexpr std::size_t kWakeSlot = static_cast<std::size_t>(-4);    // a wake-up only (Run)
 // After a spare probe failed (died, could not start, said something), the
 // next one waits this long: a program that dies at start must not become a
 // fork loop.
@@ -3415,6 +3416,16 @@ struct Supervisor::Impl {
           }
         }
       }
+      // While a dead process's connection may still be closing, the variants
+      // socket's own signalling fd wakes the loop when libzmq has news for it
+      // (the pipe's termination, which ConnectionGone sees), instead of the
+      // next kExitPoll. (Its readiness is only a hint: SettleExits looks.)
+      const bool settling = std::any_of(variants.begin(), variants.end(), [](const Variant& v) { return InExitGrace(v); }) ||
+                            (retest && !retest->exit_seen.empty());
+      if (settling) {
+        items.push_back({nullptr, variants_socket.get(zmq::sockopt::fd), ZMQ_POLLIN, 0});
+        fds.emplace_back(kWakeSlot, false);
+      }
       // client_curve: the ZAP handler and the client socket's monitor, after every fd.
       if (client_gate) {
         items.push_back({client_gate->zap().handle(), 0, ZMQ_POLLIN, 0});
@@ -3483,7 +3494,7 @@ struct Supervisor::Impl {
       }
       for (std::size_t k = 0; k < fds.size(); ++k) {
         const auto& item = items[3 + k];
-        if (fds[k].first == kRetestSlot) continue;
+        if (fds[k].first == kRetestSlot || fds[k].first == kWakeSlot) continue;
         if (fds[k].first == kProbeSlot || fds[k].first == kSpareSlot) {
           auto& one = fds[k].first == kProbeSlot ? probe : spare;
           if (!fds[k].second && one && one->process && (item.revents & (ZMQ_POLLIN | ZMQ_POLLERR))) {
@@ -3496,7 +3507,10 @@ struct Supervisor::Impl {
         if (!fds[k].second && (item.revents & (ZMQ_POLLIN | ZMQ_POLLERR))) v.process->DrainStderr();
       }
       for (std::size_t k = 0; k < fds.size(); ++k) {
-        if (!fds[k].second || !(items[3 + k].revents & ZMQ_POLLIN) || fds[k].first == kRetestSlot) continue;
+        if (!fds[k].second || !(items[3 + k].revents & ZMQ_POLLIN) || fds[k].first == kRetestSlot ||
+            fds[k].first == kWakeSlot) {
+          continue;
+        }
         if (fds[k].first == kProbeSlot) {
           OnProbeExit();
           continue;
