@@ -39,5 +39,7 @@ void AddConnectionOptions(CLI::App& sub, Options& o);
 void AddReplayCommand(CLI::App& app, Options& options);
 // `nvs quarantine ...` (cli/quarantine_command.cc).
 void AddQuarantineCommand(CLI::App& app, Options& options);
+// `nvs journal check` and `nvs journal repair` (cli/journal_command.cc).
+void AddJournalCheckCommands(CLI::App& journal, Options& options);
 
 }  // namespace nvs::cli

@@ -103,9 +103,17 @@ int Status(const Options& o) {
   std::optional<json>& reply = call.value();
   if (o.json_output) {
     std::cout << reply->dump() << "\n";
-    return kExitOk;
+    const json& n = (*reply)["nvsd"];
+    return n.value("ready", false) && n.value("available", true) &&
+                   n.value("journal", json::object()).value("state", "ok") == "ok"
+               ? kExitOk
+               : kExitRefused;
   }
   const json& n = (*reply)["nvsd"];
+  const json journal_state = n.value("journal", json::object());
+  // Not serving as it should: exit 1, so that a script or a probe sees it.
+  const bool healthy = n.value("ready", false) && n.value("available", true) &&
+                       journal_state.value("state", "ok") == "ok";
   std::cout << "nvsd pid " << n.value("pid", 0) << (n.value("ready", false) ? ", ready" : ", NOT READY") << ", mode "
             << n.value("mode", "lockstep") << ", policy " << n.value("policy", "?") << ", healthy " << n.value("healthy", 0)
             << " (min " << n.value("min_healthy", 0) << ")\n";
@@ -115,6 +123,13 @@ int Status(const Options& o) {
             << journal.value("segment_bytes", 0) << " bytes, fsync " << journal.value("fsync", "?") << ")\n";
   std::cout << "quarantine: " << n.value("quarantined", 0) << " blocked, " << n.value("reports", 0)
             << " reports (nvs quarantine list)\n";
+  if (journal_state.value("state", "ok") != "ok") {
+    const json trouble = journal_state.value("trouble", json::object());
+    std::cout << "JOURNAL DEGRADED (" << trouble.value("kind", "?") << "): " << trouble.value("reason", "") << "\n";
+  }
+  if (!n.value("available", true)) {
+    std::cout << "NOT TAKING COMMANDS: " << n.value("unavailable_reason", json("")).dump() << "\n";
+  }
   std::printf("%-14s %-7s %-9s %8s %5s %8s  %s\n", "VARIANT", "ROLE", "STATE", "PID", "INC", "RESTARTS", "LAST FAULT");
   for (const auto& v : (*reply)["variants"]) {
     std::printf("%-14s %-7s %-9s %8d %5d %8d  %s\n", v.value("name", "?").c_str(), v.value("role", "?").c_str(),
@@ -131,7 +146,7 @@ int Status(const Options& o) {
     }
     std::cout << "\n";
   }
-  return kExitOk;
+  return healthy ? kExitOk : kExitRefused;
 }
 
 int Keygen(const Options& o) {
@@ -208,6 +223,7 @@ int RunNvs(int argc, char** argv) {
       journal->add_subcommand("export", "print the journal as JSON lines; exit 1 if a segment is damaged");
   journal_export->add_option("path", o.path, "the state dir, its journal folder, or one segment")->required();
   journal_export->callback([&] { o.exit_code = ExportJournal(o); });
+  AddJournalCheckCommands(*journal, o);
 
   AddReplayCommand(app, o);
   AddQuarantineCommand(app, o);

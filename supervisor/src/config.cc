@@ -114,6 +114,9 @@ void ParseVariant(const json& value, const std::string& path, VariantConfig& var
   if (f.Find("name") != nullptr && f.Find("name")->is_string() && !std::regex_match(variant.name, kName)) {
     f.Error("name", "must be 1 to 32 of A-Z a-z 0-9 _ . - (not starting with '.')");
   }
+  if (variant.name == "probe" || variant.name == "retest") {
+    f.Error("name", "\"" + variant.name + "\" is taken: nvsd names its disposable processes " + variant.name + ".N");
+  }
   const json* argv = f.Find("argv");
   if (argv == nullptr) {
     f.Error("argv", "required");

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "nvs/protocol/json_values.h"
+#include "nvs/supervisor/state_dir.h"
 
 namespace nvs::supervisor {
 namespace {
@@ -36,19 +37,6 @@ std::int64_t NowMs() {
       .count();
 }
 
-Status WriteAll(int fd, std::string_view bytes) {
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::Error(std::string("journal write: ") + std::strerror(errno));
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  return Status::Ok();
-}
-
 }  // namespace
 
 std::uint32_t Crc32(std::string_view bytes) {
@@ -66,37 +54,87 @@ std::string FrameRecord(std::string_view payload) {
   return out;
 }
 
+namespace {
+
+// Whether a good record starts at `at`: a whole header and payload, a JSON
+// object's braces, and the checksum (2^-32 by chance, and the braces too).
+bool GoodRecordAt(std::string_view bytes, std::size_t at) {
+  if (bytes.size() - at < 8) return false;
+  const std::uint32_t length = GetU32(bytes, at);
+  if (length < 2 || length > kMaxJournalRecordBytes || bytes.size() - at - 8 < length) return false;
+  const std::string_view payload = bytes.substr(at + 8, length);
+  return payload.front() == '{' && payload.back() == '}' && Crc32(payload) == GetU32(bytes, at + 4);
+}
+
+// After a bad spot at `at`: a torn tail, or damage. A crash in the middle
+// of an append leaves a prefix of what was written: an incomplete header, or
+// a record whose (true) length runs past the end of the file; a file system
+// that had extended the file may leave zeros. Anything else (a record whose
+// bytes are all there but whose checksum fails, a length nvsd never writes,
+// a good record further on) is damage: a torn write cannot make it.
+void ClassifyTail(std::string_view bytes, std::size_t at, bool incomplete, JournalScan& scan) {
+  if (bytes.find_first_not_of('\0', at) == std::string_view::npos) {
+    scan.tail = JournalScan::Tail::kTorn;
+    scan.damage += " (then zeros to the end: a write cut short)";
+    return;
+  }
+  for (std::size_t next = at + 1; next + 8 <= bytes.size(); ++next) {
+    if (GoodRecordAt(bytes, next)) {
+      scan.tail = JournalScan::Tail::kDamaged;
+      scan.next_good = next;
+      scan.damage += "; a good record follows at offset " + std::to_string(next) + ", so this is damage, not a torn write";
+      return;
+    }
+  }
+  scan.tail = incomplete ? JournalScan::Tail::kTorn : JournalScan::Tail::kDamaged;
+  if (!incomplete) scan.damage += ": its bytes are all there, so this is damage, not a torn write";
+}
+
+}  // namespace
+
 JournalScan ScanJournal(std::string_view bytes) {
   JournalScan scan;
   if (bytes.size() < kJournalMagic.size()) {
-    if (!bytes.empty()) scan.damage = "file shorter than its magic line (" + std::to_string(bytes.size()) + " bytes)";
+    if (!bytes.empty()) {
+      scan.damage = "file shorter than its magic line (" + std::to_string(bytes.size()) + " bytes)";
+      scan.tail = JournalScan::Tail::kTorn;
+    }
     return scan;
   }
   if (bytes.substr(0, kJournalMagic.size()) != kJournalMagic) {
     scan.damage = "not a journal (bad magic line)";
+    scan.tail = JournalScan::Tail::kDamaged;
     return scan;
   }
   std::size_t at = kJournalMagic.size();
   scan.good_bytes = at;
   while (at < bytes.size()) {
     if (bytes.size() - at < 8) {
-      scan.damage = "torn record header at offset " + std::to_string(at);
+      scan.damage = "incomplete record header at offset " + std::to_string(at);
+      ClassifyTail(bytes, at, /*incomplete=*/true, scan);
       return scan;
     }
     const std::uint32_t length = GetU32(bytes, at);
     const std::uint32_t crc = GetU32(bytes, at + 4);
-    if (length > kMaxJournalRecordBytes) {
+    if (length > kMaxJournalRecordBytes || length < 2) {
+      // (nvsd writes JSON objects: never more than the limit, never under 2 bytes)
       scan.damage = "record at offset " + std::to_string(at) + " claims " + std::to_string(length) + " bytes";
+      ClassifyTail(bytes, at, /*incomplete=*/false, scan);
       return scan;
     }
     if (bytes.size() - at - 8 < length) {
-      scan.damage = "torn record at offset " + std::to_string(at) + " (" + std::to_string(length) + " bytes claimed, " +
-                    std::to_string(bytes.size() - at - 8) + " present)";
+      scan.damage = "incomplete record at offset " + std::to_string(at) + " (" + std::to_string(length) +
+                    " bytes claimed, " + std::to_string(bytes.size() - at - 8) + " present)";
+      // Whole after all, with a length that was changed: damage.
+      const bool whole = Crc32(bytes.substr(at + 8)) == crc;
+      if (whole) scan.damage += ", yet the bytes present match its checksum: its length was changed";
+      ClassifyTail(bytes, at, /*incomplete=*/!whole, scan);
       return scan;
     }
     const std::string_view payload = bytes.substr(at + 8, length);
     if (Crc32(payload) != crc) {
-      scan.damage = "checksum mismatch in record at offset " + std::to_string(at);
+      scan.damage = "checksum mismatch in the record at offset " + std::to_string(at);
+      ClassifyTail(bytes, at, /*incomplete=*/false, scan);
       return scan;
     }
     scan.records.emplace_back(payload);
@@ -213,7 +251,30 @@ Result<JournalRecord> ParseJournalRecord(std::string_view payload, std::uint64_t
   return record;
 }
 
-Result<Checkpoint> ParseCheckpoint(std::string_view text) {
+namespace {
+
+std::string CheckpointCrc(std::uint64_t seq, const std::string& digest, std::uint64_t commits, std::string_view state) {
+  boost::crc_32_type crc;
+  const std::string head = std::to_string(seq) + " " + digest + " " + std::to_string(commits) + " ";
+  crc.process_bytes(head.data(), head.size());
+  crc.process_bytes(state.data(), state.size());
+  static const char* const kHex = "0123456789abcdef";
+  std::string out(8, '0');
+  std::uint32_t v = crc.checksum();
+  for (int i = 7; i >= 0; --i, v >>= 4) out[static_cast<std::size_t>(i)] = kHex[v & 0xf];
+  return out;
+}
+
+}  // namespace
+
+std::string FormatCheckpoint(const Checkpoint& c) {
+  return R"({"seq":)" + std::to_string(c.seq) + R"(,"digest":)" + Compact(json(c.digest)) + R"(,"commits":)" +
+         std::to_string(c.commits) + R"(,"crc":")" + CheckpointCrc(c.seq, c.digest, c.commits, c.state) +
+         R"(","state":)" + c.state + "}\n";
+}
+
+Result<Checkpoint> ParseCheckpoint(std::string_view text, bool* unchecked) {
+  if (unchecked != nullptr) *unchecked = false;
   auto parsed = protocol::ParseDocument(text);
   if (!parsed.ok()) return parsed.status();
   const json& saved = parsed.value();
@@ -225,7 +286,33 @@ Result<Checkpoint> ParseCheckpoint(std::string_view text) {
   if (!seq_value) return Status::Error("'seq' is not an integer in [0, 2^63)");
   if (digest == saved.end() || !digest->is_string()) return Status::Error("'digest' is not a string");
   if (state == saved.end()) return Status::Error("no 'state'");
-  return Checkpoint{*seq_value, Compact(*state), digest->get<std::string>()};
+  Checkpoint checkpoint{*seq_value, Compact(*state), digest->get<std::string>(), 0};
+  const auto crc = saved.find("crc");
+  const auto commits = saved.find("commits");
+  if (crc == saved.end() && commits == saved.end() && saved.size() == 3) {
+    if (unchecked != nullptr) *unchecked = true;  // the first format: nothing to check it by
+    return checkpoint;
+  }
+  if (crc == saved.end()) return Status::Error("no 'crc' (a checkpoint of this format always has one)");
+  const auto commits_value = commits == saved.end() ? std::nullopt : protocol::ReadCount(*commits);
+  if (!commits_value) return Status::Error("'commits' is not an integer in [0, 2^63)");
+  checkpoint.commits = *commits_value;
+  if (!crc->is_string()) return Status::Error("'crc' is not a string");
+  // The checksum is of the state's text as written: find it in the file
+  // (its last member, up to the final brace) rather than re-encode it.
+  const auto at = text.find(R"(,"state":)");
+  const auto end = text.find_last_of('}');
+  if (at == std::string_view::npos || end == std::string_view::npos || end <= at + 9) {
+    return Status::Error("'state' is not the last member, as nvsd writes it");
+  }
+  const std::string_view state_text = text.substr(at + 9, end - (at + 9));
+  const std::string want = CheckpointCrc(checkpoint.seq, checkpoint.digest, checkpoint.commits, state_text);
+  if (crc->get<std::string>() != want) {
+    return Status::Error("checksum mismatch (crc " + crc->get<std::string>() + ", the contents give " + want +
+                         "): the file was changed or damaged");
+  }
+  checkpoint.state = std::string(state_text);
+  return checkpoint;
 }
 
 Result<JournalContents> ReadJournal(const std::filesystem::path& path) {
@@ -260,89 +347,137 @@ Status SyncDirectory(const std::filesystem::path& dir) {
   return Status::Ok();
 }
 
-Result<std::unique_ptr<JournalWriter>> JournalWriter::Open(const std::filesystem::path& path, FsyncPolicy policy,
-                                                           int batch_ms, std::vector<std::string>* existing,
-                                                           std::string* damage) {
-  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return Status::Error(path.string() + ": " + std::strerror(errno));
+Result<std::unique_ptr<JournalWriter>> JournalWriter::Start(std::unique_ptr<StateFile> file, FsyncPolicy policy,
+                                                            int batch_ms, StorageError* error) {
   std::unique_ptr<JournalWriter> writer(new JournalWriter());
-  writer->fd_ = fd;
   writer->policy_ = policy;
   writer->batch_ms_ = batch_ms;
-  struct stat st {};
-  if (fstat(fd, &st) != 0) return Status::Error(path.string() + ": " + std::strerror(errno));
-  std::string content(static_cast<std::size_t>(st.st_size), '\0');
-  std::size_t got = 0;
-  while (got < content.size()) {
-    const ssize_t n = pread(fd, content.data() + got, content.size() - got, static_cast<off_t>(got));
-    if (n <= 0) {
-      if (n < 0 && errno == EINTR) continue;
-      break;
-    }
-    got += static_cast<std::size_t>(n);
+  if (file->size() > 0) {
+    Status cut = file->Truncate(0, error);
+    if (!cut.ok()) return cut;
   }
-  content.resize(got);
-  JournalScan scan = ScanJournal(content);
-  if (!scan.damage.empty() && scan.good_bytes == 0 && content.size() >= kJournalMagic.size()) {
-    return Status::Error(path.string() + ": " + scan.damage + "; refusing to overwrite it");
+  std::size_t done = 0;
+  while (done < kJournalMagic.size()) {
+    auto n = file->Append(kJournalMagic.substr(done), error);
+    if (!n.ok()) return n.status();
+    if (n.value() == 0) return Status::Error("journal: a write wrote nothing");
+    done += n.value();
   }
-  if (scan.good_bytes == 0) {
-    // A new (or empty/torn-at-birth) journal: start it.
-    if (ftruncate(fd, 0) != 0) return Status::Error(path.string() + ": " + std::strerror(errno));
-    if (lseek(fd, 0, SEEK_SET) < 0) return Status::Error(path.string() + ": " + std::strerror(errno));
-    Status s = WriteAll(fd, kJournalMagic);
-    if (!s.ok()) return s;
-    if (fsync(fd) != 0) return Status::Error(path.string() + ": fsync: " + std::strerror(errno));
-    writer->size_ = kJournalMagic.size();
-  } else {
-    if (scan.good_bytes < content.size()) {
-      // Cut the damaged tail so new records follow the last good one.
-      if (ftruncate(fd, static_cast<off_t>(scan.good_bytes)) != 0 || fsync(fd) != 0) {
-        return Status::Error(path.string() + ": cannot cut the damaged tail: " + std::strerror(errno));
-      }
-    }
-    if (lseek(fd, static_cast<off_t>(scan.good_bytes), SEEK_SET) < 0) {
-      return Status::Error(path.string() + ": " + std::strerror(errno));
-    }
-    writer->size_ = scan.good_bytes;
-  }
-  writer->records_ = scan.records.size();
+  Status synced = file->Sync(error);
+  if (!synced.ok()) return synced;
+  writer->size_ = writer->synced_ = writer->synced_records_at_ = file->size();
+  writer->file_ = std::move(file);
   writer->last_sync_ms_ = NowMs();
-  if (existing != nullptr) *existing = std::move(scan.records);
-  if (damage != nullptr) *damage = scan.damage;
+  return writer;
+}
+
+Result<std::unique_ptr<JournalWriter>> JournalWriter::Continue(std::unique_ptr<StateFile> file, std::uint64_t good_bytes,
+                                                               std::uint64_t records, FsyncPolicy policy, int batch_ms,
+                                                               StorageError* error) {
+  if (good_bytes < kJournalMagic.size()) return Start(std::move(file), policy, batch_ms, error);
+  std::unique_ptr<JournalWriter> writer(new JournalWriter());
+  writer->policy_ = policy;
+  writer->batch_ms_ = batch_ms;
+  if (file->size() != good_bytes) {
+    Status cut = file->Truncate(good_bytes, error);
+    if (!cut.ok()) return Status::Error("cannot cut the torn tail: " + cut.message());
+  }
+  writer->size_ = writer->synced_ = good_bytes;
+  writer->records_ = writer->synced_records_ = records;
+  writer->synced_records_at_ = good_bytes;
+  writer->file_ = std::move(file);
+  writer->last_sync_ms_ = NowMs();
   return writer;
 }
 
 JournalWriter::~JournalWriter() {
-  if (fd_ >= 0) {
-    Flush(/*force=*/true);
-    close(fd_);
-  }
+  if (file_ && !in_doubt_) Flush(/*force=*/true);
 }
 
 void JournalWriter::Append(std::string_view payload) {
   buffer_ += FrameRecord(payload);
-  ++records_;
+  ++buffered_records_;
 }
 
-Status JournalWriter::Flush(bool force) {
-  if (!buffer_.empty()) {
-    Status s = WriteAll(fd_, buffer_);
-    if (!s.ok()) return s;
-    size_ += buffer_.size();
-    buffer_.clear();
-    unsynced_ = true;
+Flushed JournalWriter::CutBack(std::uint64_t good, const StorageError& why) {
+  Flushed out;
+  out.error = why;
+  StorageError ignored;
+  if (file_->size() == good || file_->Truncate(good, &ignored).ok()) {
+    size_ = good;
+    synced_ = std::min(synced_, good);
+    records_ = good == synced_records_at_ ? synced_records_ : records_;
+    out.result = Flushed::Result::kNotWritten;
+    return out;
   }
-  if (!unsynced_) return Status::Ok();
+  in_doubt_ = true;
+  doubt_from_ = good;
+  out.result = Flushed::Result::kInDoubt;
+  return out;
+}
+
+Flushed JournalWriter::Flush(bool force) {
+  if (in_doubt_) {
+    Flushed out = Resolve();
+    if (!out.ok()) {
+      // Nothing is written while the segment is in doubt: what was queued
+      // is dropped, for sure not on disk (and never written later).
+      buffer_.clear();
+      buffered_records_ = 0;
+      out.result = Flushed::Result::kNotWritten;
+      return out;
+    }
+  }
+  // Where to cut back to if this write or its sync fails: under "always",
+  // the last fsynced record (whatever was written after it is not durable);
+  // otherwise the last one written (earlier ones may have been answered).
+  const std::uint64_t good = policy_ == FsyncPolicy::kAlways ? synced_ : size_;
+  if (!buffer_.empty()) {
+    std::size_t done = 0;
+    while (done < buffer_.size()) {
+      StorageError error;
+      auto n = file_->Append(std::string_view(buffer_).substr(done), &error);
+      if (!n.ok() || n.value() == 0) {
+        if (n.ok()) error = {EIO, "journal: a write wrote nothing"};
+        buffer_.clear();
+        buffered_records_ = 0;
+        return CutBack(good, error);
+      }
+      done += n.value();
+      size_ = file_->size();
+    }
+    buffer_.clear();
+    records_ += buffered_records_;
+    buffered_records_ = 0;
+  }
+  if (!unsynced()) return {};
   const bool sync = force || policy_ == FsyncPolicy::kAlways ||
                     (policy_ == FsyncPolicy::kBatch && NowMs() - last_sync_ms_ >= batch_ms_);
-  if (!sync) return Status::Ok();
-  if (policy_ != FsyncPolicy::kNone || force) {
-    if (fdatasync(fd_) != 0) return Status::Error(std::string("journal fdatasync: ") + std::strerror(errno));
+  if (!sync) return {};
+  StorageError error;
+  if (!file_->Sync(&error).ok()) {
+    // After a failed fsync the written data may be gone whatever the page
+    // cache shows (it may have been marked clean): never trusted again.
+    return CutBack(good, error);
   }
-  unsynced_ = false;
+  synced_ = size_;
+  synced_records_ = records_;
+  synced_records_at_ = synced_;
   last_sync_ms_ = NowMs();
-  return Status::Ok();
+  return {};
+}
+
+Flushed JournalWriter::Resolve() {
+  if (!in_doubt_) return {};
+  Flushed out;
+  if (!file_->Truncate(doubt_from_, &out.error).ok()) {
+    out.result = Flushed::Result::kInDoubt;
+    return out;
+  }
+  in_doubt_ = false;
+  size_ = synced_ = doubt_from_;
+  if (doubt_from_ == synced_records_at_) records_ = synced_records_;
+  return out;
 }
 
 }  // namespace nvs::supervisor

@@ -21,12 +21,14 @@
 #include "admission_queue.h"
 #include "client_gate.h"
 #include "nvs/supervisor/journal.h"
+#include "nvs/supervisor/state_dir.h"
 #include "log.h"
 #include "nvs/protocol/client_messages.h"
 #include "nvs/protocol/messages.h"
 #include "nvs/voter/voter.h"
 #include "quarantine_store.h"
 #include "restart_intensity.h"
+#include "recovery.h"
 #include "retest.h"
 #include "nvs/supervisor/variant_process.h"
 
@@ -67,12 +69,13 @@ enum class Purpose {
   kCheckpointSnapshot,  // snapshot for a periodic checkpoint
   kHeartbeat,           // ping of an idle variant
   kProbeSnapshot,       // standby probe: the new active's state before the command its predecessor died on
+  kCheckpointRestore,   // a sync round's restore of the checkpoint: its digest must be the checkpoint's
 };
 
 const char* PurposeName(Purpose purpose) {
   static const char* const kNames[] = {"command",           "catch-up",          "restore", "sync round digest",
                                        "sync round snapshot", "checkpoint digest", "checkpoint snapshot", "ping",
-                                       "probe snapshot"};
+                                       "probe snapshot", "checkpoint restore"};
   return kNames[static_cast<int>(purpose)];
 }
 
@@ -110,8 +113,12 @@ constexpr std::chrono::milliseconds kExitPoll{1};
 // A client's backlog of replies (see Supervisor::Impl::Backlog) beyond
 // this many bytes cuts it off, whatever client_backlog_limit says.
 constexpr std::size_t kMaxBacklogBytes = 64u << 20;
+constexpr std::size_t kMaxAllBacklogsBytes = 256u << 20;
 // Clients cut off whose later requests are still recognised and ignored.
 constexpr std::size_t kMaxCutOffRemembered = 1024;
+// A sync round's catch-up goes out this many requests ahead of the
+// variant's answers (PumpPaced), well below kMaxInFlightPerVariant.
+constexpr std::size_t kCatchUpWindow = 128;
 // The poll slot of the standby probe's descriptors (not a variant index).
 constexpr std::size_t kProbeSlot = static_cast<std::size_t>(-1);
 constexpr std::size_t kSpareSlot = static_cast<std::size_t>(-2);
@@ -155,6 +162,19 @@ struct Variant {
   std::optional<std::string> round_digest;
   std::string stop_reason;
   std::optional<std::string> restart_pending;  // spawn at the end of this loop turn
+  // A sync round's catch-up (the checkpoint, the commits after it, the
+  // digest), sent a window at a time as the variant answers (PumpPaced): a
+  // long tail sent at once left every variant "fell behind" and killed, again
+  // and again, and nvsd never served (an outside test, 1,100 commits after
+  // the checkpoint).
+  struct PacedSend {
+    proto::Request request;
+    Purpose purpose;
+    std::string_view reply_type;
+  };
+  std::deque<PacedSend> paced;
+  // Why it refused the checkpoint's restore, or gave another digest (a sync round).
+  std::optional<std::string> refused_checkpoint;
   Clock::time_point restart_requested_at;
   std::optional<Clock::time_point> exit_seen_at;  // process gone, death not judged yet (exit_grace_ms)
 };
@@ -287,15 +307,44 @@ struct Supervisor::Impl {
     std::string donor;
     Clock::time_point started;
   };
+  // The state dir (locked while nvsd runs), and the journal segment being
+  // written in it.
+  std::unique_ptr<PosixStateDir> state;
   std::unique_ptr<JournalWriter> journal;
-  std::filesystem::path journal_dir;
   FsyncPolicy journal_policy = FsyncPolicy::kAlways;
   std::uint64_t journal_segment = 0;  // index of the segment being written
   struct ClosedSegment {
-    std::filesystem::path path;
+    std::uint64_t index = 0;
     std::uint64_t max_seq = 0;  // no record in it has a higher sequence number
   };
   std::deque<ClosedSegment> closed_segments;  // oldest first
+  // The checkpoint before the current one (checkpoint.prev.json): recovery
+  // falls back to it, so the journal it needs is kept too.
+  std::optional<Checkpoint> previous_checkpoint;
+  std::optional<Checkpoint> saved_checkpoint;  // what checkpoint.json holds
+  // Every variant refused the checkpoint: nvsd does not serve (the reason
+  // names the file and the way out).
+  std::optional<std::string> checkpoint_problem;
+  // Storage trouble: the journal (or a quarantine report) could not be
+  // written. nvsd refuses commands (`unavailable`, with the reason), answers
+  // reads, and tries again every second (RetryJournal).
+  struct JournalTrouble {
+    std::string kind;    // "full", "read_only", "io_error", "in_doubt"
+    std::string reason;  // the system's words, with the file
+    Clock::time_point since;
+  };
+  std::optional<JournalTrouble> journal_trouble;
+  Clock::time_point journal_retry_at{};
+  // Replies whose verdict records may or may not be on disk (the writer
+  // could not cut them off): held until that is settled (RetryJournal).
+  std::vector<std::pair<ClientAddress, proto::ClientReply>> replies_in_doubt;
+  // Quarantines whose reports could not be written yet (QuarantineUnwritten).
+  struct UnwrittenReport {
+    std::string id;
+    std::string text;
+    std::string verdict_record;
+  };
+  std::vector<UnwrittenReport> unwritten_reports;
   // Replies wait here until the journal records they depend on are flushed
   // (group commit: one flush per loop turn, then every reply of the turn).
   std::vector<std::pair<ClientAddress, proto::ClientReply>> outbox;
@@ -482,18 +531,117 @@ struct Supervisor::Impl {
   // replies into `unavailable`: nothing is acknowledged that is not on disk.
   void FlushJournalAndReplies() {
     if (!outbox.empty() || (journal && journal->pending())) {
-      Status flushed = journal ? journal->Flush() : Status::Ok();
-      if (!flushed.ok()) Log(LogLevel::kError, "journal_write_failed", {{"error", flushed.message()}});
-      for (auto& [to, reply] : outbox) {
-        if (!flushed.ok() && reply.status == proto::ClientStatus::kCommitted) {
-          reply = proto::ClientReply::Unavailable(reply.id, "the journal cannot be written: " + flushed.message());
-          NoteUnavailable(reply.reason);
-        }
-        SendNow(to, reply);
+      if (journal) {
+        Flushed flushed = journal->Flush();
+        if (!flushed.ok()) OnJournalFailure(flushed);
       }
+      for (auto& [to, reply] : outbox) SendNow(to, reply);
       outbox.clear();
     }
     RetryBacklogs();
+  }
+
+  // ---- storage trouble -------------------------------------------------------------
+
+  // The journal could not be written. What the failed flush held is gone
+  // (kNotWritten: the writer cut the segment back) or in doubt (kInDoubt: it
+  // could not). A commit whose verdict went with it is undone: the variants
+  // are put back on the state before it, and its reply says `unavailable`
+  // (never carried out), or, in doubt, is held until the writer can cut it
+  // off. nvsd then refuses commands, keeps answering reads, and tries again
+  // every second (RetryJournal). An outside test filled the disk: a torn
+  // record was followed by later ones, 87 acknowledged commits vanished at
+  // the restart, and six commands answered `unavailable` had been applied.
+  void OnJournalFailure(const Flushed& flushed) {
+    const int e = flushed.error.error_number;
+    const bool doubt = flushed.result == Flushed::Result::kInDoubt;
+    const std::string kind = doubt                            ? "in_doubt"
+                             : e == ENOSPC || e == EDQUOT     ? "full"
+                             : e == EROFS                     ? "read_only"
+                                                              : "io_error";
+    std::string reason = DescribeStorageError(e) + " (" + flushed.error.message + ")";
+    if (doubt) reason += "; what was written after the last good record may or may not be on disk, and cannot be cut off";
+    if (!journal_trouble) {
+      Log(LogLevel::kError, "journal_degraded", {{"kind", kind}, {"reason", reason}});
+      Publish("journal", {{"state", "degraded"}, {"kind", kind}, {"reason", reason}});
+      journal_trouble = JournalTrouble{kind, reason, Clock::now()};
+    } else {
+      journal_trouble->kind = kind;
+      journal_trouble->reason = reason;
+    }
+    journal_retry_at = Clock::now() + std::chrono::seconds(1);
+    // This turn's replies that rest on the lost records.
+    std::vector<std::pair<ClientAddress, proto::ClientReply>> keep;
+    for (auto& [to, reply] : outbox) {
+      if (reply.status != proto::ClientStatus::kCommitted) {
+        keep.emplace_back(std::move(to), std::move(reply));
+        continue;
+      }
+      if (reply.id) answered.erase(*reply.id);  // (not remembered: a retry must not be told `committed`)
+      if (doubt) {
+        replies_in_doubt.emplace_back(std::move(to), std::move(reply));
+      } else {
+        UndoCommit(reply.seq);
+        keep.emplace_back(std::move(to), proto::ClientReply::Unavailable(reply.id, "the journal cannot be written (" +
+                                                                              reason + "): not carried out"));
+      }
+    }
+    outbox = std::move(keep);
+  }
+
+  // A commit whose verdict never reached the disk: out of the tail, and
+  // every variant back on the checkpoint and the commits still durable.
+  void UndoCommit(std::uint64_t seq) {
+    const auto before = tail.size();
+    std::erase_if(tail, [&](const CommittedEntry& e) { return e.seq == seq; });
+    if (tail.size() < before) {
+      --commits;
+      commits_since_checkpoint = static_cast<int>(tail.size());
+    }
+    pending_checkpoint.reset();
+    for (auto& v : variants) {
+      if (v.state == VariantState::kHealthy) v.needs_sync = true;
+    }
+    Log(LogLevel::kError, "commit_undone", {{"seq", seq}, {"why", "its verdict could not be written to the journal"}});
+  }
+
+  // Once a second while the journal is in trouble: cut off what is in
+  // doubt, then write and fsync a small record. When both work, nvsd takes
+  // commands again.
+  void RetryJournal() {
+    if (!journal_trouble || Clock::now() < journal_retry_at || !journal) return;
+    journal_retry_at = Clock::now() + std::chrono::seconds(1);
+    if (journal->in_doubt()) {
+      Flushed resolved = journal->Resolve();
+      if (!resolved.ok()) return;
+      for (auto& [to, reply] : replies_in_doubt) {
+        UndoCommit(reply.seq);
+        Reply(to, proto::ClientReply::Unavailable(reply.id, "the journal could not be written (" +
+                                                                journal_trouble->reason + "): not carried out"));
+      }
+      replies_in_doubt.clear();
+    }
+    while (!unwritten_reports.empty()) {
+      const auto& pending = unwritten_reports.front();
+      Status written = quarantine->Write(pending.id, pending.text);
+      if (!written.ok()) {
+        journal_trouble->reason = "a quarantine report cannot be written: " + written.message();
+        return;
+      }
+      Log(LogLevel::kWarn, "quarantine_written", {{"report", pending.id}});
+      journal->Append(pending.verdict_record);
+      unwritten_reports.erase(unwritten_reports.begin());
+    }
+    journal->Append(Dump({{"t", "mark"}, {"time_ns", UnixNowNs()}, {"note", "the journal can be written again"}}));
+    Flushed flushed = journal->Flush(/*force=*/true);
+    if (!flushed.ok()) {
+      OnJournalFailure(flushed);
+      return;
+    }
+    const double ms = MillisSince(journal_trouble->since, Clock::now());
+    Log(LogLevel::kWarn, "journal_ok", {{"after_ms", ms}, {"was", journal_trouble->reason}});
+    Publish("journal", {{"state", "ok"}, {"after_ms", ms}, {"was", journal_trouble->reason}});
+    journal_trouble.reset();
   }
 
   // Sends one reply now, or queues it behind the client's backlog. Never a
@@ -541,7 +689,23 @@ struct Supervisor::Impl {
   void Queue(const std::string& peer, Backlog& backlog, std::vector<std::string> frames) {
     for (const auto& f : frames) backlog.bytes += f.size();
     backlog.messages.push_back(std::move(frames));
-    if (backlog.messages.size() > config.client_backlog_limit || backlog.bytes > kMaxBacklogBytes) CutOff(peer);
+    if (backlog.messages.size() > config.client_backlog_limit || backlog.bytes > kMaxBacklogBytes) {
+      CutOff(peer);
+      return;
+    }
+    // All clients together: beyond kMaxAllBacklogsBytes, the one holding the
+    // most is cut off (many slow readers must not exhaust nvsd's memory).
+    std::size_t total = 0;
+    const Backlog* largest = nullptr;
+    std::string largest_peer;
+    for (const auto& [p, b] : backlogs) {
+      total += b.bytes;
+      if (largest == nullptr || b.bytes > largest->bytes) {
+        largest = &b;
+        largest_peer = p;
+      }
+    }
+    if (total > kMaxAllBacklogsBytes) CutOff(largest_peer);
   }
 
   // A client that has not taken client_backlog_limit replies is cut off:
@@ -715,7 +879,7 @@ struct Supervisor::Impl {
       v.held.pop_front();
       if (sent.purpose == Purpose::kVote) {
         Command* c = FindActive(sent.command);
-        if (c != nullptr && c->verdict && c->verdict->kind != voter::VerdictKind::kCommit) {
+        if (c != nullptr && c->verdict && (c->verdict->kind != voter::VerdictKind::kCommit || c->expired)) {
           auto& outcome = c->outcomes[v.config.name];
           if (outcome.kind == voter::OutcomeKind::kPending) {
             outcome.kind = voter::OutcomeKind::kExcluded;
@@ -756,6 +920,8 @@ struct Supervisor::Impl {
     by_identity[v.identity] = static_cast<std::size_t>(&v - variants.data());
     v.fifo.clear();
     v.held.clear();
+    v.paced.clear();
+    v.refused_checkpoint.reset();
     v.needs_sync = true;
     v.restart_when_idle = false;
     v.round_digest.reset();
@@ -857,6 +1023,7 @@ struct Supervisor::Impl {
     for (const auto& sent : v.fifo) outstanding.emplace_back(sent, true);
     for (const auto& [sent, bytes] : v.held) outstanding.emplace_back(sent, false);
     v.held.clear();
+    v.paced.clear();  // (catch-up not sent yet: nothing to blame)
     bool first = true;
     for (const auto& [sent, was_sent] : outstanding) {
       const bool head = std::exchange(first, false);
@@ -1059,7 +1226,8 @@ struct Supervisor::Impl {
     }
     const Sent sent = v.fifo.front();
     const auto seq = proto::SeqOf(reply);
-    if (std::holds_alternative<proto::Error>(reply) && sent.purpose != Purpose::kRestore) {
+    if (std::holds_alternative<proto::Error>(reply) && sent.purpose != Purpose::kRestore &&
+        sent.purpose != Purpose::kCheckpointRestore) {
       const auto& e = std::get<proto::Error>(reply);
       Kill(v, "answered a protocol error: " + e.code + " (" + e.reason + ")", voter::OutcomeKind::kProtocolError,
            "protocol error " + e.code + ": " + e.reason);
@@ -1076,6 +1244,7 @@ struct Supervisor::Impl {
     v.fifo.pop_front();
     v.last_reply_at = Clock::now();
     SendHeld(v);
+    PumpPaced(v);
     switch (sent.purpose) {
       case Purpose::kVote: {
         Command* c = FindActive(sent.command);
@@ -1099,6 +1268,14 @@ struct Supervisor::Impl {
       }
       case Purpose::kCatchUp:
       case Purpose::kHeartbeat:
+        break;
+      case Purpose::kCheckpointRestore:
+        if (const auto* e = std::get_if<proto::Error>(&reply)) {
+          v.refused_checkpoint = "refused to restore it: " + e->code + " (" + e->reason + ")";
+        } else if (checkpoint && std::get<proto::Restored>(reply).digest != checkpoint->digest) {
+          v.refused_checkpoint = "restored it to digest " + std::get<proto::Restored>(reply).digest +
+                                 ", but the checkpoint says " + checkpoint->digest;
+        }
         break;
       case Purpose::kRestore:
         if (auto* e = std::get_if<proto::Error>(&reply)) {
@@ -1250,7 +1427,14 @@ struct Supervisor::Impl {
     c.admitted_at = Clock::now();
     if (!c.is_query && AnswerRetry(c)) return;
     if (HasExpired(c)) {
-      Reply(address, ExpiredReply(c, "when nvsd read it"));
+      const auto reply = ExpiredReply(c, "when nvsd read it");
+      Reply(address, reply);
+      if (!c.is_query) Remember(c.request_id, reply);  // (as when it expires later: its id stays expired)
+      return;
+    }
+    if (journal_trouble && !c.is_query) {
+      Reply(address, proto::ClientReply::Unavailable(request.id, "the journal cannot be written: " +
+                                                                     journal_trouble->reason + " (queries are answered)"));
       return;
     }
     if (RefuseIfBlocked(c)) return;
@@ -1448,7 +1632,13 @@ struct Supervisor::Impl {
                    {"quarantined", quarantine->blocked_count()},
                    {"reports", quarantine->report_count()},
                    {"checkpoint_seq", checkpoint ? checkpoint->seq : 0},
-                   {"journal", {{"segment", journal ? JournalSegmentPath(journal_dir, journal_segment).string() : ""},
+                   {"journal", {{"segment", journal ? state->Where(JournalSegmentName(journal_segment)).string() : ""},
+                                {"state", journal_trouble ? "degraded" : "ok"},
+                                {"trouble", journal_trouble ? json{{"kind", journal_trouble->kind},
+                                                                   {"reason", journal_trouble->reason},
+                                                                   {"for_ms", MillisSince(journal_trouble->since, Clock::now())}}
+                                                            : json()},
+                                {"replies_in_doubt", replies_in_doubt.size()},
                                 {"segment_bytes", journal ? journal->bytes() : 0},
                                 {"closed_segments", closed_segments.size()},
                                 {"fsync", config.fsync}}},
@@ -1472,6 +1662,7 @@ struct Supervisor::Impl {
   // ---- the pipeline -----------------------------------------------------------
 
   bool RoundNeeded() const {
+    if (checkpoint_problem) return false;  // (nothing a round can do: a person must)
     if (!checkpoint) return true;
     // A report quarantined outside the pipeline (a suspect at recovery)
     // still needs the snapshot of the state before its command.
@@ -1493,13 +1684,13 @@ struct Supervisor::Impl {
       for (const auto& sent : v.fifo) {
         if (sent.purpose != Purpose::kHeartbeat) return false;  // replies are FIFO: a ping in flight is harmless
       }
-      if (!v.held.empty()) return false;
+      if (!v.held.empty() || !v.paced.empty()) return false;
     }
     return true;
   }
 
   bool CanDispatch() const {
-    if (round || RoundNeeded() || !suspects.empty()) return false;
+    if (round || RoundNeeded() || !suspects.empty() || checkpoint_problem) return false;
     for (const auto& c : active) {
       if (!c.verdict) return false;  // one undecided command at a time
     }
@@ -1835,7 +2026,13 @@ struct Supervisor::Impl {
     described["found_at_recovery"] = true;
     c.retest = described;
     c.report_id = ReportId("q", c.seq, c.fingerprint);
-    WriteReport(c, "blocked");
+    std::string report_text;
+    if (Status written = WriteReport(c, "blocked", &report_text); !written.ok()) {
+      // Blocked in memory; undecided on disk, so the next start retests it again.
+      Log(LogLevel::kError, "quarantined_in_memory", {{"report", c.report_id}, {"seq", c.seq}});
+      QuarantineUnwritten(c, report_text, written.message());
+      return;
+    }
     JournalVerdict(c);
     proto::ClientReply reply;
     reply.id = c.request_id;
@@ -1971,10 +2168,11 @@ struct Supervisor::Impl {
     return true;
   }
 
-  void SendToProbe(const proto::Request& request) {
-    const std::string bytes = proto::Encode(request);
-    variants_socket.send(zmq::buffer(probe->identity), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-    variants_socket.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
+  // False (and the probe ended, inconclusive) when its connection is gone.
+  bool SendToProbe(const proto::Request& request) {
+    if (SendToIdentity(probe->identity, proto::Encode(request))) return true;
+    EndProbe("inconclusive", "its connection to nvsd is gone");
+    return false;
   }
 
   // Ends the probe: `outcome` is "survived", "crashed", "hung", "failed"
@@ -2053,12 +2251,11 @@ struct Supervisor::Impl {
         EndProbe("inconclusive", "the command is gone");
         return;
       }
-      probe->phase = Probe::Phase::kApplying;
-      probe->phase_since = Clock::now();
-      if (c->is_query) {
-        SendToProbe(proto::Query{last_seq, c->payload});
-      } else {
-        SendToProbe(proto::Apply{c->seq, c->time_ns, c->payload});
+      // (Applying only once it was sent: a death before it says nothing of the command.)
+      if (c->is_query ? SendToProbe(proto::Query{last_seq, c->payload})
+                      : SendToProbe(proto::Apply{c->seq, c->time_ns, c->payload})) {
+        probe->phase = Probe::Phase::kApplying;
+        probe->phase_since = Clock::now();
       }
       return;
     }
@@ -2129,10 +2326,10 @@ struct Supervisor::Impl {
                             {"client", HexIdentity(c.client.envelope[0])},
                             {"fingerprint", c.fingerprint},
                             {"cmd", ParseOrString(c.payload)}}));
-      if (Status flushed = journal->Flush(); !flushed.ok()) {
-        Log(LogLevel::kError, "journal_write_failed", {{"error", flushed.message()}, {"seq", c.seq}});
+      if (Flushed flushed = journal->Flush(); !flushed.ok()) {
+        OnJournalFailure(flushed);
         const auto reply = proto::ClientReply::Unavailable(
-            c.request_id, "the journal cannot be written (" + flushed.message() + "): not sent to any variant");
+            c.request_id, "the journal cannot be written (" + journal_trouble->reason + "): not sent to any variant");
         Reply(c.client, reply);
         for (const auto& also : c.also_reply) Reply(also, reply);
         return;
@@ -2292,6 +2489,10 @@ struct Supervisor::Impl {
 
   void JournalVerdict(const Command& c) {
     if (!journal || c.is_query) return;
+    journal->Append(Dump(VerdictRecord(c)));
+  }
+
+  static json VerdictRecord(const Command& c) {
     json record = {{"t", "verdict"},
                    {"seq", c.seq},
                    {"id", c.request_id},
@@ -2306,7 +2507,7 @@ struct Supervisor::Impl {
       record["fingerprint"] = c.fingerprint;
       record["reason"] = c.verdict->reason;
     }
-    journal->Append(Dump(record));
+    return record;
   }
 
   void OnCommit(Command& c) {
@@ -2325,7 +2526,11 @@ struct Supervisor::Impl {
     reply.result = verdict.result;
     JournalVerdict(c);
     ReplyCommand(c, reply);
-    for (const auto& name : verdict.dissenting) MarkDivergent(c, *Find(name), CountedOutcome(c, name).result);
+    for (const auto& name : verdict.dissenting) {
+      // (A retest probe that dissented stood in for a variant already
+      // restarted for its hang: its new incarnation did nothing wrong.)
+      if (!c.retest_outcomes.count(name)) MarkDivergent(c, *Find(name), CountedOutcome(c, name).result);
+    }
     if (!c.is_query && commits_since_checkpoint >= config.checkpoint_interval && !pending_checkpoint) {
       StartCheckpoint(c);
     }
@@ -2340,7 +2545,24 @@ struct Supervisor::Impl {
 
   void OnPoison(Command& c) {
     c.report_id = ReportId("q", c.seq, c.fingerprint);
-    WriteReport(c, "blocked");
+    std::string report_text;
+    if (Status written = WriteReport(c, "blocked", &report_text); !written.ok()) {
+      // The block holds in memory, but a quarantine a restart would forget
+      // is not one to announce (an outside test: a poison answered
+      // `quarantined` while the disk was full was delivered again after a
+      // restart). No verdict record either: the admit stays undecided, so
+      // the next start retests it and quarantines it for good.
+      const auto unavailable = proto::ClientReply::Unavailable(
+          c.request_id, "it killed variants (" + c.verdict->reason + "), and is blocked while nvsd runs, but the "
+                        "quarantine report cannot be written (" + written.message() + "): not carried out");
+      Reply(c.client, unavailable);
+      for (const auto& also : c.also_reply) Reply(also, unavailable);
+      Log(LogLevel::kError, "quarantined_in_memory",
+          {{"report", c.report_id}, {"fingerprint", c.fingerprint}, {"seq", c.seq}, {"error", written.message()}});
+      QuarantineUnwritten(c, report_text, written.message());
+      RollBack(c);
+      return;
+    }
     proto::ClientReply reply;
     reply.id = c.request_id;
     reply.status = proto::ClientStatus::kQuarantined;
@@ -2373,6 +2595,9 @@ struct Supervisor::Impl {
       Variant& v = *Find(name);
       if (outcome.kind == voter::OutcomeKind::kReply || outcome.kind == voter::OutcomeKind::kPending) {
         v.needs_sync = true;
+        v.last_fault = "rolled back: seq " + std::to_string(c.seq) + " was " +
+                       (c.expired ? std::string("agreed on after its deadline")
+                                  : "refused (" + std::string(voter::ToString(c.verdict->kind)) + ")");
       }
     }
     if (!c.report_id.empty()) reports_awaiting_pre_state.push_back(c.report_id);
@@ -2420,7 +2645,7 @@ struct Supervisor::Impl {
                                      {"note", c.verdict->reason}}})}};
   }
 
-  void WriteReport(const Command& c, const std::string& status) {
+  Status WriteReport(const Command& c, const std::string& status, std::string* text = nullptr) {
     json report = ReportOf(c, status);
     if (!c.probe.empty()) report["probe"] = c.probe;  // standby probe policy: what the probe did
     if (c.retested) report["retest"] = c.retest;       // hangs, or a suspect at recovery: what fresh processes did
@@ -2431,8 +2656,28 @@ struct Supervisor::Impl {
         if (old.contains("review")) report["review"] = old["review"];
       }
     }
+    if (text != nullptr) *text = Dump(report);
     Status written = quarantine->Write(c.report_id, Dump(report));
     if (!written.ok()) Log(LogLevel::kError, "report_write_failed", {{"report", c.report_id}, {"error", written.message()}});
+    return written;
+  }
+
+  // A quarantine whose report could not be written: blocked in memory, its
+  // verdict not journaled (the admit stays undecided, so a restart retests
+  // it), and nvsd takes no command until the report is on disk (a
+  // checkpoint must not pass over the undecided admit meanwhile).
+  void QuarantineUnwritten(const Command& c, const std::string& text, const std::string& error) {
+    unwritten_reports.push_back({c.report_id, text, Dump(VerdictRecord(c))});
+    const std::string kind = error.find("No space") != std::string::npos    ? "full"
+                             : error.find("Read-only") != std::string::npos ? "read_only"
+                                                                            : "io_error";
+    const std::string reason = "a quarantine report cannot be written: " + error;
+    if (!journal_trouble) {
+      Log(LogLevel::kError, "journal_degraded", {{"kind", kind}, {"reason", reason}});
+      Publish("journal", {{"state", "degraded"}, {"kind", kind}, {"reason", reason}});
+      journal_trouble = JournalTrouble{kind, reason, Clock::now()};
+    }
+    journal_retry_at = Clock::now() + std::chrono::seconds(1);
   }
 
   // After the round that rolled the variants back: record the pre-command
@@ -2516,55 +2761,73 @@ struct Supervisor::Impl {
 
   // The checkpoint on disk: written atomically, after the journal records it
   // covers are durable (so a recovery never finds a state without the
-  // records that explain it).
+  // records that explain it). The one it replaces is kept as
+  // checkpoint.prev.json: recovery falls back to it when the newest is
+  // damaged.
   void SaveCheckpoint() {
     if (!checkpoint) return;
     if (journal) {
-      Status flushed = journal->Flush(/*force=*/true);
+      Flushed flushed = journal->Flush(/*force=*/true);
       if (!flushed.ok()) {
-        Log(LogLevel::kError, "journal_write_failed", {{"error", flushed.message()}});
+        OnJournalFailure(flushed);
         return;
       }
     }
-    const std::string text = R"({"seq":)" + std::to_string(checkpoint->seq) + R"(,"digest":)" +
-                             Dump(json(checkpoint->digest)) + R"(,"state":)" + checkpoint->state + "}\n";
-    Status written = WriteFileAtomically(config.state_dir / "checkpoint.json", text);
+    checkpoint->commits =
+        commits - static_cast<std::uint64_t>(std::count_if(tail.begin(), tail.end(), [&](const CommittedEntry& e) {
+          return e.seq > checkpoint->seq;
+        }));
+    StorageError error;
+    Status kept = saved_checkpoint && state->Exists(kCheckpointFile)
+                      ? state->Rename(kCheckpointFile, kPreviousCheckpointFile, &error)
+                      : Status::Ok();
+    Status written = kept.ok() ? state->WriteAtomically(kCheckpointFile, FormatCheckpoint(*checkpoint), &error) : kept;
     if (!written.ok()) {
-      Log(LogLevel::kError, "checkpoint_write_failed", {{"error", written.message()}});
+      Log(LogLevel::kError, "checkpoint_write_failed",
+          {{"seq", checkpoint->seq}, {"error", written.message()}, {"what", DescribeStorageError(error.error_number)}});
       return;
     }
+    if (kept.ok() && saved_checkpoint) previous_checkpoint = saved_checkpoint;
+    saved_checkpoint = checkpoint;
     RotateJournal();
   }
 
   // At a checkpoint (on disk): a new segment once the current one is big
   // enough, and the pruning of old segments the retention lets go. A segment
-  // is only pruned when the checkpoint covers every record in it.
+  // is only pruned when both kept checkpoints cover every record in it.
   void RotateJournal() {
     if (!journal || journal->bytes() < config.journal_segment_bytes) return;
-    const std::filesystem::path next = JournalSegmentPath(journal_dir, journal_segment + 1);
-    auto opened = JournalWriter::Open(next, journal_policy, config.fsync_batch_ms, nullptr, nullptr);
-    Status synced = opened.ok() ? SyncDirectory(journal_dir) : opened.status();
-    if (!synced.ok()) {
-      Log(LogLevel::kError, "journal_rotate_failed", {{"segment", next.string()}, {"error", synced.message()}});
-      return;  // the current segment goes on growing
-    }
-    Status flushed = journal->Flush(/*force=*/true);
+    // The current segment whole on disk first: a closed segment is never
+    // torn (recovery takes damage in one for what it is).
+    Flushed flushed = journal->Flush(/*force=*/true);
     if (!flushed.ok()) {
-      Log(LogLevel::kError, "journal_write_failed", {{"error", flushed.message()}});
+      OnJournalFailure(flushed);
       return;
     }
-    closed_segments.push_back({JournalSegmentPath(journal_dir, journal_segment), last_seq});
+    StorageError error;
+    const std::string next = JournalSegmentName(journal_segment + 1);
+    auto file = state->OpenForAppend(next, &error);
+    auto opened = file.ok() ? JournalWriter::Start(std::move(file.value()), journal_policy, config.fsync_batch_ms, &error)
+                            : Result<std::unique_ptr<JournalWriter>>(file.status());
+    Status synced = opened.ok() ? state->SyncDir(kJournalDir, &error) : opened.status();
+    if (!synced.ok()) {
+      Log(LogLevel::kError, "journal_rotate_failed", {{"segment", state->Where(next).string()}, {"error", synced.message()}});
+      return;  // the current segment goes on growing
+    }
+    closed_segments.push_back({journal_segment, last_seq});
     journal = std::move(opened.value());
     ++journal_segment;
-    Log(LogLevel::kInfo, "journal_segment", {{"segment", next.string()}, {"seq", last_seq}});
+    Log(LogLevel::kInfo, "journal_segment", {{"segment", state->Where(next).string()}, {"seq", last_seq}});
+    const std::uint64_t covered = std::min(checkpoint ? checkpoint->seq : 0,
+                                           previous_checkpoint ? previous_checkpoint->seq : checkpoint ? checkpoint->seq : 0);
     while (config.journal_keep_segments > 0 && closed_segments.size() > config.journal_keep_segments &&
-           checkpoint && closed_segments.front().max_seq <= checkpoint->seq) {
-      std::error_code ec;
-      std::filesystem::remove(closed_segments.front().path, ec);
-      Log(ec ? LogLevel::kError : LogLevel::kInfo, "journal_pruned",
-          {{"segment", closed_segments.front().path.string()}, {"max_seq", closed_segments.front().max_seq},
-           {"error", ec ? ec.message() : ""}});
-      if (ec) break;
+           closed_segments.front().max_seq <= covered) {
+      const std::string name = JournalSegmentName(closed_segments.front().index);
+      Status removed = state->Remove(name, &error);
+      Log(removed.ok() ? LogLevel::kInfo : LogLevel::kError, "journal_pruned",
+          {{"segment", state->Where(name).string()}, {"max_seq", closed_segments.front().max_seq},
+           {"error", removed.ok() ? "" : removed.message()}});
+      if (!removed.ok()) break;
       closed_segments.pop_front();
     }
   }
@@ -2579,20 +2842,45 @@ struct Supervisor::Impl {
       if (v.state != VariantState::kHealthy && v.state != VariantState::kSyncing) continue;
       r.participants.insert(v.config.name);
       v.round_digest.reset();
+      v.refused_checkpoint.reset();
       if (v.state == VariantState::kHealthy || (!any_voting && checkpoint)) {
         r.trusted.insert(v.config.name);
         if (v.needs_sync && checkpoint) {
           // Rolled back: the checkpoint and the committed commands since.
-          Send(v, proto::Restore{checkpoint->seq, checkpoint->state}, Purpose::kCatchUp, "restored");
-          for (const auto& e : tail) Send(v, proto::Apply{e.seq, e.time_ns, e.payload}, Purpose::kCatchUp, "applied");
+          SendPaced(v, proto::Restore{checkpoint->seq, checkpoint->state}, Purpose::kCheckpointRestore, "restored");
+          for (const auto& e : tail) SendPaced(v, proto::Apply{e.seq, e.time_ns, e.payload}, Purpose::kCatchUp, "applied");
         }
+      } else if (!checkpoint && !tail.empty()) {
+        // No checkpoint left, the whole journal there: the state is rebuilt
+        // by replaying every commit on the variants' initial state.
+        for (const auto& e : tail) SendPaced(v, proto::Apply{e.seq, e.time_ns, e.payload}, Purpose::kCatchUp, "applied");
       }
-      Send(v, proto::DigestRequest{last_seq}, Purpose::kRoundDigest, "digest");
+      SendPaced(v, proto::DigestRequest{last_seq}, Purpose::kRoundDigest, "digest");
     }
     if (r.participants.empty()) return;
     Log(LogLevel::kInfo, "sync_round", {{"participants", r.participants}, {"trusted", r.trusted},
                                         {"checkpoint_seq", checkpoint ? checkpoint->seq : 0}, {"tail", tail.size()}});
     round = std::move(r);
+  }
+
+  // The seq of the last committed command (the state's seq).
+  std::uint64_t LastCommittedSeq() const {
+    return !tail.empty() ? tail.back().seq : checkpoint ? checkpoint->seq : 0;
+  }
+
+  // A catch-up request, sent when fewer than kCatchUpWindow requests are
+  // unanswered at the variant.
+  void SendPaced(Variant& v, const proto::Request& request, Purpose purpose, std::string_view reply_type) {
+    v.paced.push_back({request, purpose, reply_type});
+    PumpPaced(v);
+  }
+
+  void PumpPaced(Variant& v) {
+    while (!v.paced.empty() && InFlight(v) < kCatchUpWindow) {
+      Variant::PacedSend next = std::move(v.paced.front());
+      v.paced.pop_front();
+      Send(v, next.request, next.purpose, next.reply_type);
+    }
   }
 
   // Healthy, checked, and its process not seen dead.
@@ -2610,6 +2898,7 @@ struct Supervisor::Impl {
         for (const auto& name : r.participants) {
           if (!Find(name)->round_digest) return;
         }
+        if (RefusedCheckpoint(r)) return;
         // The digest held by the most trusted participants wins (ties: the
         // most that voted until now); only at start-up, when nobody is
         // trusted yet, do fresh variants vote.
@@ -2684,6 +2973,46 @@ struct Supervisor::Impl {
     }
   }
 
+  // A variant that refused the checkpoint's restore (or restored it to
+  // another digest) is taken out; when every trusted participant did, the
+  // checkpoint is what is wrong: nvsd names the file and stops serving
+  // rather than start on a state nobody vouches for (an outside test put an
+  // out-of-range route in checkpoint.json: every variant refused it, and
+  // nvsd said nothing of the file). True when the round is over.
+  bool RefusedCheckpoint(Round& r) {
+    std::vector<std::string> refused;
+    std::size_t trusted = 0;
+    for (const auto& name : r.participants) {
+      const Variant& v = *Find(name);
+      if (r.trusted.count(name)) ++trusted;
+      if (v.refused_checkpoint) refused.push_back(name);
+    }
+    if (refused.empty()) return false;
+    if (refused.size() >= trusted) {
+      std::string details;
+      for (const auto& name : refused) {
+        details += (details.empty() ? "" : "; ") + name + " " + *Find(name)->refused_checkpoint;
+      }
+      checkpoint_problem = state->Where(kCheckpointFile).string() + " (seq " + std::to_string(checkpoint->seq) +
+                           ") is refused by every variant: " + details +
+                           ". Stop nvsd and move that file away: it then starts from " + kPreviousCheckpointFile +
+                           " (or, with no checkpoint left, by replaying the whole journal), or restore it from a "
+                           "backup; `nvs journal check` says more";
+      Log(LogLevel::kError, "checkpoint_refused", {{"file", state->Where(kCheckpointFile).string()},
+                                                   {"seq", checkpoint->seq}, {"details", details}});
+      Publish("journal", {{"state", "checkpoint_refused"}, {"reason", *checkpoint_problem}});
+      round.reset();
+      return true;
+    }
+    for (const auto& name : refused) {
+      Variant& v = *Find(name);
+      const std::string why = "the checkpoint (seq " + std::to_string(checkpoint->seq) + "): " + *v.refused_checkpoint;
+      r.participants.erase(name);
+      Kill(v, why, std::nullopt, "");
+    }
+    return false;
+  }
+
   void OnRoundSnapshot(Variant& v, const proto::StateReply& state) {
     if (!round || round->phase != Round::Phase::kSnapshot || round->donor != v.config.name) return;
     Round& r = *round;
@@ -2702,12 +3031,17 @@ struct Supervisor::Impl {
       Send(receiver, proto::Restore{last_seq, state.state}, Purpose::kRestore, "restored");
     }
     const bool first = !checkpoint;
-    checkpoint = Checkpoint{last_seq, state.state, state.digest};
+    // Labelled with the last committed seq, not the last seq given out: a
+    // later seq may be an undecided admit (a suspect being retested), and a
+    // checkpoint past it would hide it from the next recovery (found by a
+    // review: a poison in flight through two nvsd crashes was delivered
+    // again). The state is the same: only commits change it.
+    checkpoint = Checkpoint{LastCommittedSeq(), state.state, state.digest, 0};
     SaveCheckpoint();
     tail.clear();
     commits_since_checkpoint = 0;
     RecordPreState();
-    if (first) Log(LogLevel::kInfo, "checkpoint", {{"seq", last_seq}, {"digest", state.digest}, {"first", true}});
+    if (first) Log(LogLevel::kInfo, "checkpoint", {{"seq", checkpoint->seq}, {"digest", state.digest}, {"first", true}});
     AdvanceRound();
   }
 
@@ -2816,6 +3150,7 @@ struct Supervisor::Impl {
     }
     if (!waiting.empty()) next = std::min(next, waiting.OldestAdmission() + milliseconds(config.queue_deadline_ms));
     if (recheck_soon || !backlogs.empty()) next = std::min(next, Clock::now() + kExitPoll);
+    if (journal_trouble) next = std::min(next, journal_retry_at);
     if (refusing && refusing->unreported > 0) next = std::min(next, refusing->last_event + std::chrono::seconds(1));
     if (retest) {
       next = std::min(next, retest->retest->NextDeadline());
@@ -2866,7 +3201,6 @@ struct Supervisor::Impl {
     const auto read_started = Clock::now();
     if (DrainVariantSocket()) variants_drained_at = read_started;
     if (stalled) {
-      stalled = false;
       Log(LogLevel::kWarn, "loop_stalled", {{"why", "a turn began long after the poll was due: deadlines are "
                                                     "judged on the next turn, after the variants' replies are read"}});
       recheck_soon = true;
@@ -2934,6 +3268,8 @@ struct Supervisor::Impl {
   // nullopt when it can. Before the first sync round it is only starting.
   std::optional<std::string> UnavailableNow() const {
     if (stopping) return "nvsd is shutting down";
+    if (journal_trouble) return "the journal cannot be written: " + journal_trouble->reason;
+    if (checkpoint_problem) return *checkpoint_problem;
     if (NotFailed() < config.min_healthy) {
       return "only " + std::to_string(NotFailed()) + " variants are not failed; min_healthy is " +
              std::to_string(config.min_healthy);
@@ -2996,11 +3332,18 @@ struct Supervisor::Impl {
         Command c = waiting.Pop();
         changed = true;
         if (RefuseIfBlocked(c)) continue;  // quarantined while it waited
-        if (!c.is_query && HasExpired(c)) {
+        if (!c.is_query && journal_trouble) {
+          const auto reply = proto::ClientReply::Unavailable(
+              c.request_id, "the journal cannot be written: " + journal_trouble->reason + "; not sent to any variant");
+          Reply(c.client, reply);
+          for (const auto& also : c.also_reply) Reply(also, reply);
+          continue;
+        }
+        if (HasExpired(c)) {
           const auto reply = ExpiredReply(c, "before it could be sent to the variants");
           Reply(c.client, reply);
           for (const auto& also : c.also_reply) Reply(also, reply);
-          Remember(c.request_id, reply);
+          if (!c.is_query) Remember(c.request_id, reply);
           continue;
         }
         Dispatch(std::move(c));
@@ -3046,6 +3389,15 @@ struct Supervisor::Impl {
                              " can be written by others than its owner; make it owner-only (chmod 700) first");
       }
     }
+    fs::create_directories(config.state_dir, ec);
+    if (ec) return Status::Error("state_dir " + config.state_dir.string() + ": " + ec.message());
+    auto opened_dir = PosixStateDir::Open(config.state_dir);
+    if (!opened_dir.ok()) return Status::Error("state_dir " + opened_dir.status().message());
+    state = std::move(opened_dir.value());
+    // One nvsd per state dir: two would both append to its journal (an
+    // outside test lost thousands of acknowledged commits that way).
+    Status locked = state->Lock();
+    if (!locked.ok()) return locked;
     fs::create_directories(config.state_dir / "logs", ec);
     if (ec) return Status::Error("state_dir " + config.state_dir.string() + ": " + ec.message());
     fs::permissions(config.state_dir, fs::perms::owner_all, ec);
@@ -3135,195 +3487,124 @@ struct Supervisor::Impl {
     return Status::Ok();
   }
 
-  // Opens the journal and rebuilds what nvsd knew before it stopped (or was
-  // killed): the checkpoint, the committed tail after it, the last sequence
-  // number, and the final replies by request id. Commands admitted but not
-  // decided were never acknowledged: they are abandoned (a retry runs them).
+  // Rebuilds what nvsd knew before it stopped (or was killed) from the
+  // state dir (recovery.h): the checkpoint, the committed tail after it, the
+  // last sequence number, the final replies by request id, and the suspects
+  // (admitted, never decided: retested before anything is dispatched). Then
+  // opens the newest journal segment for appending, a torn tail cut off.
   Status Recover() {
     journal_policy = config.fsync == "always" ? FsyncPolicy::kAlways
                      : config.fsync == "batch" ? FsyncPolicy::kBatch
                                                : FsyncPolicy::kNone;
-    journal_dir = config.state_dir / "journal";
-    std::error_code ec;
-    std::filesystem::create_directories(journal_dir, ec);
-    if (ec) return Status::Error(journal_dir.string() + ": " + ec.message());
-    std::filesystem::permissions(journal_dir, std::filesystem::perms::owner_all, ec);
-    std::vector<std::filesystem::path> segments = JournalSegments(journal_dir);
-    if (segments.empty() && std::filesystem::exists(config.state_dir / "journal.nvj")) {
-      // A journal of the single-file layout becomes the first segment.
-      std::filesystem::rename(config.state_dir / "journal.nvj", JournalSegmentPath(journal_dir, 1), ec);
-      if (ec) return Status::Error("cannot move journal.nvj into " + journal_dir.string() + ": " + ec.message());
-      segments = JournalSegments(journal_dir);
+    StorageError error;
+    Status made = state->MakeDir(kJournalDir, &error);
+    if (!made.ok()) return made;
+    auto recovered = RecoverStateDir(*state, RecoveryOptions{config.remembered_requests});
+    if (!recovered.ok()) return recovered.status();
+    Recovered& r = recovered.value();
+    for (const auto& warning : r.warnings) Log(LogLevel::kError, "recovery", {{"warning", warning}});
+    checkpoint = r.checkpoint;
+    // What checkpoint.json holds, if it is good: the next checkpoint keeps
+    // it as the previous one (a damaged one is simply replaced).
+    if (r.checkpoint_is_current) saved_checkpoint = r.checkpoint;
+    previous_checkpoint = r.checkpoint_is_current ? r.previous_checkpoint : r.checkpoint;
+    last_seq = r.last_seq;
+    commits = r.commits;
+    for (auto& e : r.tail) tail.push_back({e.seq, e.time_ns, std::move(e.payload)});
+    for (auto& [id, reply] : r.remembered) Remember(id, reply);
+    for (auto& s : r.suspects) {
+      suspects.push_back({s.seq, s.time_ns, std::move(s.request_id), std::move(s.client), std::move(s.fingerprint),
+                          std::move(s.payload)});
     }
-    // The checkpoint first, then the records segment by segment, each one
-    // applied as it is read: recovery holds one segment at a time, not the
-    // whole history (found by the chaos campaign: after 425,000 commands in
-    // 1 MiB segments, nvsd held the whole 165 MB journal, 218 MB resident).
-    std::ifstream in(config.state_dir / "checkpoint.json");
-    if (in) {
-      std::stringstream text;
-      text << in.rdbuf();
-      auto read = ParseCheckpoint(text.str());
-      if (!read.ok()) {
-        return Status::Error((config.state_dir / "checkpoint.json").string() + ": not a checkpoint (" +
-                             read.status().message() + "); move it away to start over");
-      }
-      checkpoint = std::move(read.value());
-      last_seq = std::max(last_seq, checkpoint->seq);  // its records may have been pruned
-    }
-    struct Admitted {
-      std::int64_t time_ns;
-      std::string payload;
-      std::string id;
-      std::string client;
-      std::string fingerprint;
-    };
-    std::map<std::uint64_t, Admitted> admitted;
-    std::size_t abandoned = 0;
-    std::size_t records = 0;
-    // Records of a shape nvsd does not write are skipped and reported, not
-    // a throw out of recovery (found reading recovery beside replay's
-    // fuzzed reader: a string seq aborted nvsd, a float one was undefined
-    // behaviour).
-    std::size_t skipped = 0;
-    json skipped_examples = json::array();
-    // A commit after the checkpoint whose admit is missing: a command the
-    // state cannot be rebuilt with.
-    std::size_t commits_lost = 0;
-    json commits_without_command = json::array();  // the first 16
-    // Record `index` (from 0) of `file`; its seq (0 if it has none).
-    const auto recover = [&](const std::string& text, const std::filesystem::path& file,
-                             std::size_t index) -> std::uint64_t {
-      ++records;
-      std::uint64_t seq_seen = 0;
-      auto read = ParseJournalRecord(text, &seq_seen);
-      if (!read.ok()) {
-        // Its seq, if readable, is still taken: never given to another
-        // command, and its segment not pruned before it.
-        last_seq = std::max(last_seq, seq_seen);
-        if (++skipped <= 16) {
-          skipped_examples.push_back(file.string() + ", record " + std::to_string(index + 1) + ": " +
-                                     read.status().message());
-        }
-        return seq_seen;
-      }
-      JournalRecord& record = read.value();
-      if (record.type != "admit" && record.type != "verdict") return 0;
-      const std::uint64_t seq = record.seq;
-      last_seq = std::max(last_seq, seq);
-      if (record.type == "admit") {
-        admitted[seq] = {record.time_ns, std::move(record.cmd), record.id, std::move(record.client),
-                         std::move(record.fingerprint)};
-        return seq;
-      }
-      auto it = admitted.find(seq);
-      if (record.verdict == "ABANDONED") {
-        // A suspect a retest found harmless (or an admit that never reached
-        // a variant): never carried out, and its id not remembered, so a
-        // retry runs it.
-        if (it != admitted.end()) admitted.erase(it);
-        return seq;
-      }
-      proto::ClientReply reply;
-      reply.id = record.id;
-      if (record.verdict == "COMMIT") {
-        reply.status = proto::ClientStatus::kCommitted;
-        reply.seq = seq;
-        reply.result = std::move(record.result);
-        ++commits;
-        if (!checkpoint || seq > checkpoint->seq) {
-          if (it != admitted.end()) {
-            tail.push_back({seq, it->second.time_ns, it->second.payload});
-          } else if (++commits_lost <= 16) {
-            commits_without_command.push_back(seq);
-          }
-        }
-      } else if (record.verdict == "POISON") {
-        reply.status = proto::ClientStatus::kQuarantined;
-        reply.report = std::move(record.report);
-        reply.fingerprint = std::move(record.fingerprint);
-        reply.reason = std::move(record.reason);
-      } else if (record.verdict == "EXPIRED") {
-        reply = proto::ClientReply::Rejected(reply.id, "expired", record.reason);
-      } else {
-        reply = proto::ClientReply::Rejected(reply.id, "no_quorum", record.reason);
-      }
-      if (it != admitted.end()) admitted.erase(it);
-      if (reply.id && !reply.id->empty()) Remember(*reply.id, reply);
-      return seq;
-    };
-    // Closed segments are read as they are (damage in one is reported, not
-    // cut: it is history); the last one is opened for appending, and a torn
-    // tail there (a crash mid-write) is cut at the last good record.
-    for (std::size_t i = 0; i + 1 < segments.size(); ++i) {
-      auto scan = ReadJournalFile(segments[i]);
-      if (!scan.ok()) return scan.status();
-      if (!scan.value().damage.empty()) {
-        Log(LogLevel::kError, "journal_segment_damaged", {{"segment", segments[i].string()}, {"damage", scan.value().damage},
-                                                          {"records_kept", scan.value().records.size()}});
-      }
-      std::uint64_t max_seq = 0;
-      const auto& texts = scan.value().records;
-      for (std::size_t r = 0; r < texts.size(); ++r) max_seq = std::max(max_seq, recover(texts[r], segments[i], r));
-      closed_segments.push_back({segments[i], max_seq});
-    }
-    journal_segment = segments.empty() ? 1 : JournalSegmentIndex(segments.back());
-    std::vector<std::string> last_records;
-    std::string damage;
-    auto opened = JournalWriter::Open(JournalSegmentPath(journal_dir, journal_segment), journal_policy,
-                                      config.fsync_batch_ms, &last_records, &damage);
-    if (!opened.ok()) return opened.status();
-    journal = std::move(opened.value());
-    if (segments.empty()) {
-      Status synced = SyncDirectory(journal_dir);
+    for (const auto& c : r.closed) closed_segments.push_back({c.index, c.max_seq});
+    journal_segment = r.current;
+    auto file = state->OpenForAppend(JournalSegmentName(journal_segment), &error);
+    if (!file.ok()) return Status::Error("cannot open the journal: " + file.status().message());
+    auto writer = r.current_good_bytes == 0
+                      ? JournalWriter::Start(std::move(file.value()), journal_policy, config.fsync_batch_ms, &error)
+                      : JournalWriter::Continue(std::move(file.value()), r.current_good_bytes, r.current_records,
+                                                journal_policy, config.fsync_batch_ms, &error);
+    if (!writer.ok()) return Status::Error("cannot write the journal: " + writer.status().message());
+    journal = std::move(writer.value());
+    if (r.current_good_bytes == 0) {
+      Status synced = state->SyncDir(kJournalDir, &error);
       if (!synced.ok()) return synced;
     }
-    if (!damage.empty()) {
-      Log(LogLevel::kWarn, "journal_tail_cut", {{"segment", JournalSegmentPath(journal_dir, journal_segment).string()},
-                                                {"damage", damage}, {"records_kept", last_records.size()}});
+    if (!r.torn.empty()) {
+      Log(LogLevel::kWarn, "journal_tail_cut", {{"segment", state->Where(JournalSegmentName(journal_segment)).string()},
+                                                {"damage", r.torn}, {"records_kept", r.current_records}});
     }
-    for (std::size_t r = 0; r < last_records.size(); ++r) {
-      recover(last_records[r], JournalSegmentPath(journal_dir, journal_segment), r);
-    }
-    last_records.clear();
-    last_records.shrink_to_fit();
-    // Admitted and never decided: nvsd may have sent it to its variants
-    // before it stopped (the admit is on disk before any variant sees a
-    // command), and it may be what killed them. Each one after the
-    // checkpoint is retested before anything is dispatched (StartSuspectRetest);
-    // older ones (left by an nvsd before this rule) cannot be rebuilt on
-    // and are only counted.
-    for (auto& [seq, a] : admitted) {
-      if (checkpoint && seq <= checkpoint->seq) {
-        ++abandoned;
-        continue;
-      }
-      suspects.push_back({seq, a.time_ns, a.id, a.client, a.fingerprint, std::move(a.payload)});
-    }
-    if (!checkpoint && !tail.empty()) {
-      return Status::Error("the journal holds " + std::to_string(tail.size()) + " committed commands but " +
-                           (config.state_dir / "checkpoint.json").string() +
-                           " is missing; refusing to start from an empty state");
-    }
-    if (skipped > 0) {
+    if (r.skipped > 0) {
       Log(LogLevel::kError, "journal_records_skipped",
-          {{"count", skipped}, {"first", skipped_examples},
+          {{"count", r.skipped}, {"first", r.skipped_examples},
            {"why", "records of a shape nvsd does not write (a bug or a hand edit); what they held is not recovered"}});
     }
-    if (commits_lost > 0) {
+    if (r.commits_without_command_count > 0) {
       Log(LogLevel::kError, "journal_commits_without_command",
-          {{"count", commits_lost}, {"seqs", commits_without_command},
+          {{"count", r.commits_without_command_count}, {"seqs", r.commits_without_command},
            {"why", "committed after the checkpoint but their admit records are missing or unreadable; "
                    "the state is rebuilt without them"}});
     }
     commits_since_checkpoint = static_cast<int>(tail.size());
-    if (records > 0 || checkpoint) {
+    if (r.records_read > 0 || checkpoint) {
       Log(LogLevel::kInfo, "recovered",
           {{"checkpoint_seq", checkpoint ? checkpoint->seq : 0}, {"tail", tail.size()}, {"last_seq", last_seq},
-           {"commits", commits}, {"abandoned", abandoned}, {"suspects", suspects.size()},
-           {"requests_remembered", answered.size()}});
+           {"commits", commits}, {"suspects", suspects.size()}, {"segments_read", r.segments_read},
+           {"records_read", r.records_read}, {"requests_remembered", answered.size()}});
     }
     return Status::Ok();
+  }
+
+  // At SIGTERM: a checkpoint of the committed state, so the next start
+  // replays nothing (an outside test: no checkpoint at stop, and the next
+  // start replayed every commit since the last periodic one). Taken from an
+  // idle voting variant, and only when every other idle voting variant's
+  // digest agrees; within stop_grace_ms, else not at all.
+  void FinalCheckpoint() {
+    if (!journal || journal_trouble || checkpoint_problem || (checkpoint && tail.empty())) return;
+    if (std::any_of(active.begin(), active.end(), [](const Command& c) { return !c.verdict; })) return;
+    std::vector<Variant*> idle;
+    for (auto& v : variants) {
+      if (Voting(v) && !v.restart_when_idle && v.fifo.empty() && v.held.empty() && v.paced.empty()) idle.push_back(&v);
+    }
+    if (idle.empty()) return;
+    const std::uint64_t seq = LastCommittedSeq();
+    std::optional<proto::StateReply> snapshot;
+    std::map<std::string, std::string> digests;  // identity -> digest
+    SendToIdentity(idle.front()->identity, proto::Encode(proto::Request(proto::SnapshotRequest{seq})));
+    for (std::size_t i = 1; i < idle.size(); ++i) {
+      SendToIdentity(idle[i]->identity, proto::Encode(proto::Request(proto::DigestRequest{seq})));
+    }
+    const auto until = Clock::now() + milliseconds(config.stop_grace_ms);
+    while ((!snapshot || digests.size() + 1 < idle.size()) && Clock::now() < until) {
+      zmq::pollitem_t item{variants_socket.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, std::max(milliseconds(1), std::chrono::duration_cast<milliseconds>(until - Clock::now())));
+      zmq::message_t identity;
+      while (variants_socket.recv(identity, zmq::recv_flags::dontwait)) {
+        zmq::message_t body;
+        if (!identity.more() || !variants_socket.recv(body, zmq::recv_flags::none)) continue;
+        auto decoded = proto::DecodeReply(body.to_string_view());
+        if (!decoded.ok() || proto::SeqOf(decoded.value()) != seq) continue;
+        if (auto* st = std::get_if<proto::StateReply>(&decoded.value());
+            st != nullptr && identity.to_string() == idle.front()->identity) {
+          snapshot = *st;
+        } else if (auto* d = std::get_if<proto::DigestReply>(&decoded.value())) {
+          digests[identity.to_string()] = d->digest;
+        }
+      }
+    }
+    const bool agreed = snapshot && digests.size() + 1 == idle.size() &&
+                        std::all_of(digests.begin(), digests.end(),
+                                    [&](const auto& entry) { return entry.second == snapshot->digest; });
+    if (!agreed) {
+      Log(LogLevel::kWarn, "checkpoint_at_stop_skipped",
+          {{"why", snapshot ? "the variants' digests differ" : "no snapshot within stop_grace_ms"}});
+      return;
+    }
+    checkpoint = Checkpoint{seq, snapshot->state, snapshot->digest, 0};
+    SaveCheckpoint();
+    tail.clear();
+    Log(LogLevel::kInfo, "checkpoint_at_stop", {{"seq", seq}, {"digest", snapshot->digest}});
   }
 
   void Shutdown() {
@@ -3353,6 +3634,7 @@ struct Supervisor::Impl {
     probe.reset();  // a probe is disposable: killed, never waited for
     spare.reset();
     retest.reset();
+    FinalCheckpoint();
     for (auto& v : variants) {
       if (v.process && !v.process->exit_info()) v.process->SignalGroup(SIGTERM);
     }
@@ -3533,8 +3815,11 @@ struct Supervisor::Impl {
       }
       if (items[0].revents & ZMQ_POLLIN) DrainClientSocket();
       CheckDeadlines();
-      CheckProbeDeadline();
-      if (retest) retest->retest->OnTime(Clock::now());
+      // (Not in a stalled turn: replies that came meanwhile are not read
+      // yet. Retests are judged, like variants, as of the last full read.)
+      if (!stalled) CheckProbeDeadline();
+      RetryJournal();
+      if (retest && !stalled) retest->retest->OnTime(variants_drained_at);
       PumpRetest();
       Pump();
       SendHeartbeats();

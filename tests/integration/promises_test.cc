@@ -194,6 +194,72 @@ TEST(Promise, APoisonIsNotDeliveredTwiceWhateverMomentNvsdIsKilledAt) {
   fs::remove_all(dir);
 }
 
+// Found by a review: a sync round during a suspect's retest wrote a
+// checkpoint labelled with the suspect's seq (the last seq given out), and
+// the next recovery took every admit at or below the checkpoint for
+// settled: after a second crash mid-retest, the poison was abandoned and
+// delivered again. Checkpoints now carry the last committed seq.
+TEST(Promise, ASuspectSurvivesASecondCrashDuringItsRetest) {
+  char pattern[] = "/tmp/nvs-promise-XXXXXX";
+  const fs::path dir = mkdtemp(pattern);
+  NvsdOptions options({VariantSpec("router-a", {"--fault", "hang-on=KILLER"}),
+                       VariantSpec("router-b", {"--fault", "hang-on=KILLER"}), "router-c"},
+                      {{"state_dir", (dir / "state").string()}, {"heartbeat_interval_ms", 60000},
+                       {"deadline_ms", 3000}});
+  options.log_dir = dir;
+  const auto journal_has = [&](const std::string& token) {
+    return CountContaining(JournalRecords(dir / "state"), token) >= 1;
+  };
+  {
+    NvsdHarness nvsd(options);
+    ASSERT_TRUE(nvsd.WaitAllHealthy());
+    ASSERT_EQ(nvsd.Command(Route(1, 1))["status"], "committed");
+    ASSERT_EQ(nvsd.Command(Route(2, 2))["status"], "committed");
+    nvsd.SendCommand(Label("KILLER"), "poison-1");  // seq 3: a and b hang on it, undecided for 3 s
+    const auto all_have_it = [&] {
+      for (const std::string name : {"router-a", "router-b", "router-c"}) {
+        if (CountContaining(nvsd.ReceivedLog(name), "KILLER") < 1) return false;
+      }
+      return true;
+    };
+    ASSERT_TRUE(WaitForFileCondition(dir, all_have_it, milliseconds(10000)));
+    ASSERT_TRUE(journal_has("KILLER"));
+    ASSERT_TRUE(SignalProcess(nvsd.nvsd_pid(), SIGKILL));
+    ASSERT_TRUE(nvsd.WaitNvsdExit(milliseconds(10000)));
+  }
+  {
+    // The suspect's retest hangs for the deadline; meanwhile the start-up
+    // round (the two commits after the checkpoint are checkpoint_interval)
+    // writes a checkpoint. nvsd is killed again before the retest ends.
+    NvsdOptions second = options;
+    second.overrides["checkpoint_interval"] = 1;
+    NvsdHarness nvsd(second);
+    ASSERT_TRUE(nvsd.WaitReady());
+    const auto checkpoint_seq = [&] {
+      std::ifstream in(dir / "state" / "checkpoint.json");
+      const json c = json::parse(in, nullptr, false);
+      return c.is_object() ? c.value("seq", 0) : 0;
+    };
+    ASSERT_TRUE(WaitForFileCondition(dir / "state", [&] { return checkpoint_seq() >= 2; }, milliseconds(10000)) ||
+                checkpoint_seq() >= 2);
+    EXPECT_EQ(checkpoint_seq(), 2) << "a checkpoint past the undecided seq 3";
+    EXPECT_TRUE(nvsd.Status()["nvsd"]["retest"].is_object()) << "the retest was over too soon for this test";
+    ASSERT_TRUE(SignalProcess(nvsd.nvsd_pid(), SIGKILL));
+    ASSERT_TRUE(nvsd.WaitNvsdExit(milliseconds(10000)));
+  }
+  {
+    NvsdHarness nvsd(options);
+    ASSERT_TRUE(nvsd.WaitReady());
+    const json resent = nvsd.Command(Label("KILLER"), milliseconds(30000));
+    EXPECT_EQ(resent["status"], "quarantined") << resent.dump();
+    ASSERT_TRUE(nvsd.WaitAllHealthy(milliseconds(30000)));
+    for (const std::string name : {"router-a", "router-b"}) {
+      EXPECT_EQ(CountContaining(nvsd.DeliveredTo(name), "KILLER"), 1) << name << " was sent the poison again";
+    }
+  }
+  fs::remove_all(dir);
+}
+
 // A benign command in flight when nvsd is killed is retested at the restart,
 // found harmless, and not carried out; its client's retry then runs it once.
 TEST(Promise, ABenignCommandInFlightWhenNvsdIsKilledRunsOnceWhenRetried) {

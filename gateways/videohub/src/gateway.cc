@@ -40,9 +40,11 @@ namespace {
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-// A command's NAK comes this long after its expires_at_ms (clock readings
-// of the gateway and of nvsd, on one host, differ by less).
-constexpr milliseconds kExpiryMargin{50};
+// A command's NAK comes this long after its expires_at_ms: nvsd decides
+// nothing after that deadline, and its answer to a command it decided just
+// before comes within this much unless its disk takes longer to sync (a
+// review measured a reply 55 ms after the deadline with 200 ms fsyncs).
+constexpr milliseconds kExpiryMargin{500};
 
 struct Options {
   std::vector<std::string> listen = {"0.0.0.0:9990"};
@@ -609,7 +611,11 @@ class Gateway {
       client->second.waiting = false;
       Log("warn", "nvsd_timeout", {{"client", client->second.id}, {"id", id}});
       nacked_.insert(id);
-      if (nacked_.size() > 4096) nacked_.erase(nacked_.begin());
+      nacked_order_.push_back(id);
+      if (nacked_order_.size() > 4096) {  // the oldest go first
+        nacked_.erase(nacked_order_.front());
+        nacked_order_.pop_front();
+      }
       if (client->second.fd >= 0) Write(client->second, Nak());  // no answer is not an ACK
       Serve(client->second);
     }
@@ -630,6 +636,7 @@ class Gateway {
   std::int64_t started_ns_ = std::chrono::system_clock::now().time_since_epoch().count();
   std::map<std::string, InFlight> in_flight_;
   std::set<std::string> nacked_;  // commands NAKed for want of an answer (recent ones)
+  std::deque<std::string> nacked_order_;
   Clock::time_point last_asked_ = Clock::now();
   Clock::time_point last_answer_ = Clock::now();
   Clock::time_point next_heartbeat_ = Clock::now();

@@ -1,9 +1,10 @@
 // The write-ahead journal's on-disk format (protocol/JOURNAL.md): a magic
 // line, then records, each framed as
 //   u32 little-endian payload length | u32 little-endian CRC-32 (IEEE) of the payload | payload
-// The payload is one JSON object. A torn or corrupt tail (a crash in the
-// middle of a write, a flipped bit) is detected by the length and checksum,
-// reported, and cut at the last good record; nothing before it is lost.
+// The payload is one JSON object. A torn tail (a crash in the middle of the
+// last write: an incomplete final record, or zeros) is told apart from
+// damage (a bad record with good records after it, a flipped bit): the first
+// may be cut, the second stops recovery (protocol/JOURNAL.md).
 #pragma once
 
 #include <cstdint>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "nvs/status.h"
+#include "nvs/supervisor/state_dir.h"
 
 namespace nvs::supervisor {
 
@@ -30,6 +32,13 @@ struct JournalScan {
   std::vector<std::string> records;  // payloads, in order
   std::size_t good_bytes = 0;        // length of the valid prefix (magic included)
   std::string damage;                // why the rest is not valid; empty when the file ended cleanly
+  // What follows the valid prefix:
+  enum class Tail {
+    kClean,    // nothing: the file ends after its last good record
+    kTorn,     // an incomplete final record, or zeros, and no good record after it: a write cut short
+    kDamaged,  // a bad record with a good one after it (at next_good): damage, never a torn write
+  } tail = Tail::kClean;
+  std::size_t next_good = 0;         // kDamaged: the offset of the next good record
 };
 
 // Reads a journal's bytes. Never throws; never trusts a length it cannot check.
@@ -71,11 +80,16 @@ struct Checkpoint {
   std::uint64_t seq = 0;
   std::string state;   // compact JSON
   std::string digest;
+  std::uint64_t commits = 0;  // commands committed since the first start, up to seq
 };
 
-// Reads checkpoint.json's text ({"seq":S,"digest":D,"state":STATE}); an
-// error says which member is wrong. Never throws.
-Result<Checkpoint> ParseCheckpoint(std::string_view text);
+// checkpoint.json's text: {"seq":S,"digest":D,"commits":C,"crc":K,"state":STATE},
+// K the CRC-32 (8 hex digits) of "S D C " followed by STATE's text.
+std::string FormatCheckpoint(const Checkpoint& checkpoint);
+// Reads it back; an error says which member is wrong, or that the checksum
+// fails (a changed byte anywhere). A checkpoint of the first format (no
+// crc, no commits) is read as it is, with `*unchecked` set. Never throws.
+Result<Checkpoint> ParseCheckpoint(std::string_view text, bool* unchecked = nullptr);
 
 // The journal is a folder of segments, STATE_DIR/journal/NNNNNNNNNNNN.nvj
 // (12 decimal digits, from 1, in the order they were written). nvsd starts a
@@ -107,14 +121,33 @@ enum class FsyncPolicy {
   kNone,    // leave it to the kernel
 };
 
-// Appends records to one journal file. Not thread-safe.
+// What became of the records a Flush wrote.
+struct Flushed {
+  enum class Result {
+    kDone,        // written (and fsynced, as the policy asks)
+    kNotWritten,  // the disk refused, and the segment is back at its last good record: they are not on disk, for sure
+    kInDoubt,     // the disk refused, and the segment could not be cut back: they may or may not be on disk
+  } result = Result::kDone;
+  StorageError error;  // not kDone: why (its errno tells a full disk from a read-only one)
+  bool ok() const { return result == Result::kDone; }
+};
+
+// Appends records to one journal segment. A failed write or fsync never
+// leaves a hole that later records follow: the writer cuts the segment back
+// to its last good record before it writes again (fsync "always": the last
+// fsynced one, as data whose fsync failed may be lost whatever the page
+// cache says; otherwise the last one written). Not thread-safe.
 class JournalWriter {
  public:
-  // Opens or creates the file. An existing file is scanned: its records are
-  // returned in `existing`; a damaged tail is cut and described in `damage`.
-  static Result<std::unique_ptr<JournalWriter>> Open(const std::filesystem::path& path, FsyncPolicy policy,
-                                                     int batch_ms, std::vector<std::string>* existing,
-                                                     std::string* damage);
+  // Starts a new segment in `file` (empty, or holding less than a magic
+  // line): writes the magic line and syncs it.
+  static Result<std::unique_ptr<JournalWriter>> Start(std::unique_ptr<StateFile> file, FsyncPolicy policy,
+                                                      int batch_ms, StorageError* error = nullptr);
+  // Goes on with a segment whose first `good_bytes` hold `records` good
+  // records: what follows them (a torn tail) is cut off first.
+  static Result<std::unique_ptr<JournalWriter>> Continue(std::unique_ptr<StateFile> file, std::uint64_t good_bytes,
+                                                         std::uint64_t records, FsyncPolicy policy, int batch_ms,
+                                                         StorageError* error = nullptr);
   ~JournalWriter();
   JournalWriter(const JournalWriter&) = delete;
   JournalWriter& operator=(const JournalWriter&) = delete;
@@ -124,25 +157,40 @@ class JournalWriter {
 
   // Writes what is queued; fsyncs when the policy asks for it (kAlways: every
   // call that wrote something; kBatch: when batch_ms have passed since the
-  // last fsync, or `force`). Returns an error when the disk refuses.
-  Status Flush(bool force = false);
+  // last fsync, or `force`). When the disk refuses, what was queued is
+  // dropped (kNotWritten), or the segment is in doubt (kInDoubt: nothing is
+  // written until Resolve cuts it back; meanwhile a Flush drops what was
+  // queued and says kNotWritten).
+  Flushed Flush(bool force = false);
+  // After kInDoubt: cuts the segment back to its last good record. kDone
+  // once it could (what was in doubt is then gone for sure).
+  Flushed Resolve();
 
+  bool in_doubt() const { return in_doubt_; }
   // True when records were written but not yet fsynced.
-  bool unsynced() const { return unsynced_; }
+  bool unsynced() const { return size_ > synced_; }
   // True when records wait to be written or fsynced.
-  bool pending() const { return !buffer_.empty() || unsynced_; }
+  bool pending() const { return !buffer_.empty() || unsynced(); }
   std::uint64_t bytes() const { return size_; }
-  std::uint64_t records() const { return records_; }
+  std::uint64_t records() const { return records_ + buffered_records_; }
 
  private:
   JournalWriter() = default;
-  int fd_ = -1;
+  // Cuts the segment back to `good` bytes; the outcome for records beyond it.
+  Flushed CutBack(std::uint64_t good, const StorageError& why);
+
+  std::unique_ptr<StateFile> file_;
   FsyncPolicy policy_ = FsyncPolicy::kAlways;
   int batch_ms_ = 0;
   std::string buffer_;
-  bool unsynced_ = false;
-  std::uint64_t size_ = 0;
-  std::uint64_t records_ = 0;
+  std::uint64_t buffered_records_ = 0;
+  std::uint64_t size_ = 0;      // written
+  std::uint64_t synced_ = 0;    // fsynced
+  std::uint64_t records_ = 0;   // written
+  std::uint64_t synced_records_ = 0;     // records_ when synced_ was last set
+  std::uint64_t synced_records_at_ = 0;  // ... at this size
+  bool in_doubt_ = false;
+  std::uint64_t doubt_from_ = 0;
   std::int64_t last_sync_ms_ = 0;
 };
 

@@ -1,0 +1,251 @@
+#include "recovery.h"
+
+#include <algorithm>
+#include <map>
+
+namespace nvs::supervisor {
+namespace {
+
+namespace proto = nvs::protocol;
+
+// One segment's records, as recovery needs them.
+struct SegmentRecords {
+  std::uint64_t index = 0;
+  std::vector<JournalRecord> records;  // admit and verdict records, in order
+  std::uint64_t max_seq = 0;
+  std::optional<std::uint64_t> min_seq;
+  std::size_t verdicts = 0;
+};
+
+struct LoadedCheckpoint {
+  std::optional<Checkpoint> checkpoint;
+  std::string problem;  // why it cannot be used ("" when it can, or is missing)
+  bool missing = false;
+  bool unchecked = false;
+};
+
+LoadedCheckpoint LoadCheckpoint(StateDir& dir, const std::string& name) {
+  LoadedCheckpoint out;
+  bool missing = false;
+  auto text = dir.Read(name, &missing);
+  if (!text.ok()) {
+    out.missing = missing;
+    if (!missing) out.problem = text.status().message();
+    return out;
+  }
+  auto parsed = ParseCheckpoint(text.value(), &out.unchecked);
+  if (!parsed.ok()) {
+    out.problem = dir.Where(name).string() + ": " + parsed.status().message();
+    return out;
+  }
+  out.checkpoint = std::move(parsed.value());
+  return out;
+}
+
+std::string WayOut(const std::string& what) {
+  return what + ". nvsd will not start on a state it cannot vouch for. `nvs journal check STATE_DIR` says "
+                "what is wrong where; `nvs journal repair STATE_DIR` says exactly what it would drop to go on (and "
+                "drops it with --yes); or restore the state dir from a backup";
+}
+
+}  // namespace
+
+std::string JournalSegmentName(std::uint64_t index) {
+  return std::string(kJournalDir) + "/" + JournalSegmentPath("", index).filename().string();
+}
+
+Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options) {
+  Recovered r;
+  StorageError error;
+  // A state dir of the single-file layout: its journal becomes segment 1.
+  auto listed = dir.List(kJournalDir);
+  if (!listed.ok()) return listed.status();
+  std::vector<std::uint64_t> indices;
+  for (const auto& name : listed.value()) {
+    if (const auto index = JournalSegmentIndex(name)) indices.push_back(index);
+  }
+  std::sort(indices.begin(), indices.end());
+  if (indices.empty() && dir.Exists("journal.nvj")) {
+    Status made = dir.MakeDir(kJournalDir, &error);
+    Status moved = made.ok() ? dir.Rename("journal.nvj", JournalSegmentName(1), &error) : made;
+    if (!moved.ok()) return Status::Error("cannot move journal.nvj into the journal folder: " + moved.message());
+    indices = {1};
+  }
+
+  // The checkpoint: the newest good one of the two kept.
+  LoadedCheckpoint current = LoadCheckpoint(dir, kCheckpointFile);
+  LoadedCheckpoint previous = LoadCheckpoint(dir, kPreviousCheckpointFile);
+  if (current.checkpoint) {
+    r.checkpoint = current.checkpoint;
+    r.checkpoint_is_current = true;
+    r.previous_checkpoint = previous.checkpoint;
+    if (current.unchecked) r.warnings.push_back(dir.Where(kCheckpointFile).string() + " has no checksum (format 1)");
+  } else if (previous.checkpoint) {
+    r.checkpoint = previous.checkpoint;
+    r.warnings.push_back((current.missing ? dir.Where(kCheckpointFile).string() + " is missing"
+                                          : current.problem) +
+                         "; starting from the previous checkpoint (seq " + std::to_string(previous.checkpoint->seq) +
+                         ") and a longer replay of the journal");
+  } else if (!current.missing || !previous.missing || !indices.empty()) {
+    const bool whole_journal = !indices.empty() && indices.front() == 1;
+    const std::string why = !current.problem.empty() ? current.problem
+                            : !previous.problem.empty() ? previous.problem
+                                                        : dir.Where(kCheckpointFile).string() + " is missing";
+    if (!whole_journal && !indices.empty()) {
+      return Status::Error(WayOut(why + "; no usable checkpoint is left, and the journal does not go back to the "
+                                        "first command (its oldest segment is " +
+                                        dir.Where(JournalSegmentName(indices.front())).string() +
+                                        "), so the state cannot be rebuilt"));
+    }
+    if (!indices.empty()) {
+      r.warnings.push_back(why + "; no usable checkpoint is left: the state is rebuilt by replaying the whole journal "
+                                 "from its first command");
+    } else if (!current.missing || !previous.missing) {
+      return Status::Error(WayOut(why + "; no usable checkpoint is left, and there is no journal to rebuild from"));
+    }
+  }
+  const std::uint64_t checkpoint_seq = r.checkpoint ? r.checkpoint->seq : 0;
+  r.last_seq = checkpoint_seq;
+
+  // Segments, newest first, until the rest can only hold what the
+  // checkpoint covers and enough replies are remembered.
+  std::vector<SegmentRecords> read;  // newest first
+  std::size_t verdicts = 0;
+  for (auto it = indices.rbegin(); it != indices.rend(); ++it) {
+    const std::string name = JournalSegmentName(*it);
+    auto bytes = dir.Read(name);
+    if (!bytes.ok()) return bytes.status();
+    JournalScan scan = ScanJournal(bytes.value());
+    bytes.value().clear();
+    bytes.value().shrink_to_fit();
+    const bool newest = it == indices.rbegin();
+    if (scan.tail == JournalScan::Tail::kDamaged || (!newest && scan.tail != JournalScan::Tail::kClean)) {
+      return Status::Error(WayOut(dir.Where(name).string() + ": damaged at offset " + std::to_string(scan.good_bytes) +
+                                  " (" + scan.damage + "), after " + std::to_string(scan.records.size()) +
+                                  " good records" +
+                                  (newest ? std::string() : "; a closed segment was fsynced whole, so this is "
+                                                            "damage, not a torn write")));
+    }
+    if (newest) {
+      r.current = *it;
+      r.current_good_bytes = scan.good_bytes;
+      r.current_records = scan.records.size();
+      if (scan.tail == JournalScan::Tail::kTorn) r.torn = scan.damage;
+    }
+    SegmentRecords segment;
+    segment.index = *it;
+    for (std::size_t i = 0; i < scan.records.size(); ++i) {
+      ++r.records_read;
+      std::uint64_t seq_seen = 0;
+      auto parsed = ParseJournalRecord(scan.records[i], &seq_seen);
+      segment.max_seq = std::max(segment.max_seq, seq_seen);
+      if (!parsed.ok()) {
+        if (++r.skipped <= 16) {
+          r.skipped_examples.push_back(dir.Where(name).string() + ", record " + std::to_string(i + 1) + ": " +
+                                       parsed.status().message());
+        }
+        continue;
+      }
+      JournalRecord& record = parsed.value();
+      if (record.type != "admit" && record.type != "verdict") continue;
+      segment.min_seq = std::min(segment.min_seq.value_or(record.seq), record.seq);
+      segment.max_seq = std::max(segment.max_seq, record.seq);
+      // Only what matters is kept: admits after the checkpoint, verdicts.
+      if (record.type == "admit") {
+        if (record.seq <= checkpoint_seq) continue;
+      } else {
+        ++segment.verdicts;
+      }
+      segment.records.push_back(std::move(record));
+    }
+    scan.records.clear();
+    verdicts += segment.verdicts;
+    const bool reaches_checkpoint = r.checkpoint && segment.min_seq && *segment.min_seq <= checkpoint_seq;
+    read.push_back(std::move(segment));
+    ++r.segments_read;
+    if (reaches_checkpoint && verdicts >= options.remembered_requests) break;
+  }
+
+  // Closed segments, oldest first: those not read hold nothing past the
+  // oldest that was read.
+  const std::uint64_t unread_bound =
+      read.empty() ? checkpoint_seq : (read.back().min_seq ? *read.back().min_seq - 1 : read.back().max_seq);
+  for (const auto index : indices) {
+    if (index == r.current) continue;
+    std::uint64_t max_seq = unread_bound;
+    for (const auto& segment : read) {
+      if (segment.index == index) max_seq = segment.max_seq;
+    }
+    r.closed.push_back({index, max_seq});
+  }
+
+  // Apply, oldest first.
+  struct Admitted {
+    std::int64_t time_ns;
+    std::string payload;
+    std::string id;
+    std::string client;
+    std::string fingerprint;
+  };
+  std::map<std::uint64_t, Admitted> admitted;
+  std::uint64_t commits_after = 0;
+  std::vector<std::pair<std::string, proto::ClientReply>> replies;
+  for (auto segment = read.rbegin(); segment != read.rend(); ++segment) {
+    r.last_seq = std::max(r.last_seq, segment->max_seq);
+    for (auto& record : segment->records) {
+      const std::uint64_t seq = record.seq;
+      if (record.type == "admit") {
+        admitted[seq] = {record.time_ns, std::move(record.cmd), record.id, std::move(record.client),
+                         std::move(record.fingerprint)};
+        continue;
+      }
+      auto it = admitted.find(seq);
+      if (record.verdict == "ABANDONED") {
+        if (it != admitted.end()) admitted.erase(it);
+        continue;
+      }
+      proto::ClientReply reply;
+      reply.id = record.id;
+      if (record.verdict == "COMMIT") {
+        reply.status = proto::ClientStatus::kCommitted;
+        reply.seq = seq;
+        reply.result = std::move(record.result);
+        if (seq > checkpoint_seq) {
+          ++commits_after;
+          if (it != admitted.end()) {
+            r.tail.push_back({seq, it->second.time_ns, it->second.payload});
+          } else if (++r.commits_without_command_count <= 16) {
+            r.commits_without_command.push_back(seq);
+          }
+        }
+      } else if (record.verdict == "POISON") {
+        reply.status = proto::ClientStatus::kQuarantined;
+        reply.report = std::move(record.report);
+        reply.fingerprint = std::move(record.fingerprint);
+        reply.reason = std::move(record.reason);
+      } else if (record.verdict == "EXPIRED") {
+        reply = proto::ClientReply::Rejected(reply.id, "expired", record.reason);
+      } else {
+        reply = proto::ClientReply::Rejected(reply.id, "no_quorum", record.reason);
+      }
+      if (it != admitted.end()) admitted.erase(it);
+      if (!record.id.empty()) replies.emplace_back(record.id, std::move(reply));
+    }
+    segment->records.clear();
+  }
+  if (replies.size() > options.remembered_requests) {
+    replies.erase(replies.begin(), replies.end() - static_cast<std::ptrdiff_t>(options.remembered_requests));
+  }
+  r.remembered = std::move(replies);
+  for (auto& [seq, a] : admitted) {
+    r.suspects.push_back({seq, a.time_ns, a.id, a.client, a.fingerprint, std::move(a.payload)});
+  }
+  r.commits = (r.checkpoint ? r.checkpoint->commits : 0) + commits_after;
+  if (!r.checkpoint && !r.tail.empty() && !(indices.front() == 1)) {
+    return Status::Error(WayOut("the journal holds commits but no checkpoint, and does not go back to the first "
+                                "command"));
+  }
+  return r;
+}
+
+}  // namespace nvs::supervisor

@@ -1,0 +1,460 @@
+#include "nvs/supervisor/state_dir.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace nvs::supervisor {
+namespace {
+
+Status Failure(int error_number, const std::string& what, StorageError* error) {
+  if (error != nullptr) *error = {error_number, what + ": " + std::strerror(error_number)};
+  return Status::Error(what + ": " + std::strerror(error_number));
+}
+
+// The parts of a relative path, or an empty list when it is not one.
+std::vector<std::string> Parts(const std::string& path) {
+  std::vector<std::string> parts;
+  if (path.empty() || path.front() == '/') return {};
+  std::size_t start = 0;
+  while (start <= path.size()) {
+    const auto end = std::min(path.find('/', start), path.size());
+    const std::string part = path.substr(start, end - start);
+    if (part.empty() || part == "." || part == "..") return {};
+    parts.push_back(part);
+    start = end + 1;
+  }
+  return parts;
+}
+
+class PosixFile : public StateFile {
+ public:
+  PosixFile(int fd, std::uint64_t size, std::string where) : fd_(fd), size_(size), where_(std::move(where)) {}
+  ~PosixFile() override { close(fd_); }
+
+  Result<std::size_t> Append(std::string_view bytes, StorageError* error) override {
+    for (;;) {
+      const ssize_t n = pwrite(fd_, bytes.data(), bytes.size(), static_cast<off_t>(size_));
+      if (n >= 0) {
+        size_ += static_cast<std::uint64_t>(n);
+        return static_cast<std::size_t>(n);
+      }
+      if (errno == EINTR) continue;
+      return Failure(errno, where_ + ": write", error);
+    }
+  }
+  Status Sync(StorageError* error) override {
+    if (fdatasync(fd_) != 0) return Failure(errno, where_ + ": fdatasync", error);
+    return Status::Ok();
+  }
+  Status Truncate(std::uint64_t size, StorageError* error) override {
+    if (ftruncate(fd_, static_cast<off_t>(size)) != 0) return Failure(errno, where_ + ": truncate", error);
+    if (fsync(fd_) != 0) return Failure(errno, where_ + ": fsync", error);
+    size_ = size;
+    return Status::Ok();
+  }
+  std::uint64_t size() const override { return size_; }
+
+ private:
+  int fd_;
+  std::uint64_t size_;
+  std::string where_;
+};
+
+}  // namespace
+
+std::string DescribeStorageError(int error_number) {
+  switch (error_number) {
+    case ENOSPC: return "the disk is full";
+    case EDQUOT: return "the disk quota is exceeded";
+    case EROFS: return "the file system is read-only";
+    case EIO: return "an I/O error";
+    case EACCES:
+    case EPERM: return "permission denied";
+    default: return error_number != 0 ? std::strerror(error_number) : "an unknown error";
+  }
+}
+
+// ---- PosixStateDir --------------------------------------------------------------
+
+Result<std::unique_ptr<PosixStateDir>> PosixStateDir::Open(const std::filesystem::path& root) {
+  const int fd = open(root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return Status::Error(root.string() + ": " + std::strerror(errno));
+  return std::unique_ptr<PosixStateDir>(new PosixStateDir(root, fd));
+}
+
+PosixStateDir::~PosixStateDir() {
+  if (lock_fd_ >= 0) close(lock_fd_);
+  close(fd_);
+}
+
+Status PosixStateDir::Lock() {
+  const int fd = openat(fd_, "nvsd.lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return Status::Error(Where("nvsd.lock").string() + ": cannot open the state dir's lock: " + std::strerror(errno) +
+                         (errno == EROFS ? " (the state dir is read-only)" : ""));
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int error_number = errno;
+    char holder[32] = {};
+    const ssize_t n = pread(fd, holder, sizeof holder - 1, 0);
+    close(fd);
+    std::string pid = n > 0 ? std::string(holder, static_cast<std::size_t>(n)) : "";
+    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+    if (error_number == EWOULDBLOCK) {
+      return Status::Error("state dir " + root_.string() + " is in use by another nvsd (pid " +
+                           (pid.empty() ? std::string("unknown") : pid) + "): two nvsd on one state dir would both "
+                           "append to its journal; stop that one first, or give this one its own state_dir");
+    }
+    return Status::Error(Where("nvsd.lock").string() + ": cannot lock: " + std::strerror(error_number));
+  }
+  const std::string pid = std::to_string(getpid()) + "\n";
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+    // The lock holds; only the pid note is missing.
+  }
+  lock_fd_ = fd;
+  return Status::Ok();
+}
+
+std::filesystem::path PosixStateDir::Where(const std::string& path) const { return root_ / path; }
+
+Result<std::pair<int, std::string>> PosixStateDir::Parent(const std::string& path, StorageError* error) const {
+  const auto parts = Parts(path);
+  if (parts.empty()) return Status::Error("not a path inside the state dir: '" + path + "'");
+  int dir = dup(fd_);
+  if (dir < 0) return Failure(errno, root_.string(), error);
+  for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+    const int next = openat(dir, parts[i].c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    const int error_number = errno;
+    close(dir);
+    if (next < 0) return Failure(error_number, Where(path).parent_path().string(), error);
+    dir = next;
+  }
+  return std::make_pair(dir, parts.back());
+}
+
+Result<std::unique_ptr<StateFile>> PosixStateDir::OpenForAppend(const std::string& path, StorageError* error) {
+  auto parent = Parent(path, error);
+  if (!parent.ok()) return parent.status();
+  const auto [dir, name] = parent.value();
+  const int fd = openat(dir, name.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  const int error_number = errno;
+  close(dir);
+  if (fd < 0) return Failure(error_number, Where(path).string(), error);
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return Failure(S_ISREG(st.st_mode) ? errno : EINVAL, Where(path).string() + " (not a regular file)", error);
+  }
+  return std::unique_ptr<StateFile>(new PosixFile(fd, static_cast<std::uint64_t>(st.st_size), Where(path).string()));
+}
+
+Result<std::string> PosixStateDir::Read(const std::string& path, bool* missing) {
+  if (missing != nullptr) *missing = false;
+  auto parent = Parent(path, nullptr);
+  if (!parent.ok()) {
+    if (missing != nullptr) *missing = true;
+    return parent.status();
+  }
+  const auto [dir, name] = parent.value();
+  const int fd = openat(dir, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  const int error_number = errno;
+  close(dir);
+  if (fd < 0) {
+    if (missing != nullptr) *missing = error_number == ENOENT;
+    return Status::Error(Where(path).string() + ": " + std::strerror(error_number));
+  }
+  std::string content;
+  char buffer[1 << 16];
+  for (;;) {
+    const ssize_t n = read(fd, buffer, sizeof buffer);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const std::string message = std::strerror(errno);
+      close(fd);
+      return Status::Error(Where(path).string() + ": " + message);
+    }
+    content.append(buffer, static_cast<std::size_t>(n));
+  }
+  close(fd);
+  return content;
+}
+
+bool PosixStateDir::Exists(const std::string& path) {
+  auto parent = Parent(path, nullptr);
+  if (!parent.ok()) return false;
+  const auto [dir, name] = parent.value();
+  struct stat st {};
+  const bool exists = fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  close(dir);
+  return exists;
+}
+
+Status PosixStateDir::WriteAtomically(const std::string& path, std::string_view content, StorageError* error) {
+  auto parent = Parent(path, error);
+  if (!parent.ok()) return parent.status();
+  const auto [dir, name] = parent.value();
+  const std::string temporary = name + ".tmp";
+  const auto fail = [&](const std::string& what) {
+    const int error_number = errno;
+    unlinkat(dir, temporary.c_str(), 0);
+    close(dir);
+    return Failure(error_number, what, error);
+  };
+  unlinkat(dir, temporary.c_str(), 0);  // (a leftover, or a link planted there: never followed)
+  const int fd = openat(dir, temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return fail(Where(path).string() + ".tmp");
+  std::size_t written = 0;
+  while (written < content.size()) {
+    const ssize_t n = write(fd, content.data() + written, content.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int error_number = errno;
+      close(fd);
+      errno = error_number;
+      return fail(Where(path).string() + ".tmp: write");
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  if (fsync(fd) != 0) {
+    const int error_number = errno;
+    close(fd);
+    errno = error_number;
+    return fail(Where(path).string() + ".tmp: fsync");
+  }
+  close(fd);
+  if (renameat(dir, temporary.c_str(), dir, name.c_str()) != 0) return fail(Where(path).string() + ": rename");
+  if (fsync(dir) != 0) {
+    const int error_number = errno;
+    close(dir);
+    return Failure(error_number, Where(path).parent_path().string() + ": fsync", error);
+  }
+  close(dir);
+  return Status::Ok();
+}
+
+Status PosixStateDir::Rename(const std::string& from, const std::string& to, StorageError* error) {
+  auto source = Parent(from, error);
+  if (!source.ok()) return source.status();
+  auto target = Parent(to, error);
+  if (!target.ok()) {
+    close(source.value().first);
+    return target.status();
+  }
+  const int rc = renameat(source.value().first, source.value().second.c_str(), target.value().first,
+                          target.value().second.c_str());
+  const int error_number = errno;
+  const int synced = rc == 0 ? fsync(target.value().first) : 0;
+  close(source.value().first);
+  close(target.value().first);
+  if (rc != 0) return Failure(error_number, Where(from).string() + " -> " + Where(to).string(), error);
+  if (synced != 0) return Failure(errno, Where(to).parent_path().string() + ": fsync", error);
+  return Status::Ok();
+}
+
+Status PosixStateDir::Remove(const std::string& path, StorageError* error) {
+  auto parent = Parent(path, error);
+  if (!parent.ok()) return parent.status();
+  const auto [dir, name] = parent.value();
+  const int rc = unlinkat(dir, name.c_str(), 0);
+  const int error_number = errno;
+  close(dir);
+  if (rc != 0 && error_number != ENOENT) return Failure(error_number, Where(path).string(), error);
+  return Status::Ok();
+}
+
+Result<std::vector<std::string>> PosixStateDir::List(const std::string& dir_path) {
+  int dir = -1;
+  if (dir_path.empty()) {
+    dir = dup(fd_);
+  } else {
+    auto parent = Parent(dir_path, nullptr);
+    if (!parent.ok()) return std::vector<std::string>();
+    dir = openat(parent.value().first, parent.value().second.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    close(parent.value().first);
+  }
+  if (dir < 0) {
+    if (errno == ENOENT) return std::vector<std::string>();
+    return Status::Error(Where(dir_path).string() + ": " + std::strerror(errno));
+  }
+  DIR* stream = fdopendir(dir);
+  if (stream == nullptr) {
+    close(dir);
+    return Status::Error(Where(dir_path).string() + ": " + std::strerror(errno));
+  }
+  std::vector<std::string> names;
+  while (const dirent* entry = readdir(stream)) {
+    const std::string name = entry->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  closedir(stream);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+Status PosixStateDir::MakeDir(const std::string& dir_path, StorageError* error) {
+  auto parent = Parent(dir_path, error);
+  if (!parent.ok()) return parent.status();
+  const auto [dir, name] = parent.value();
+  const int rc = mkdirat(dir, name.c_str(), 0700);
+  const int error_number = errno;
+  close(dir);
+  if (rc != 0 && error_number != EEXIST) return Failure(error_number, Where(dir_path).string(), error);
+  return Status::Ok();
+}
+
+Status PosixStateDir::SyncDir(const std::string& dir_path, StorageError* error) {
+  int dir = -1;
+  if (dir_path.empty()) {
+    dir = dup(fd_);
+  } else {
+    auto parent = Parent(dir_path, error);
+    if (!parent.ok()) return parent.status();
+    dir = openat(parent.value().first, parent.value().second.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    close(parent.value().first);
+  }
+  if (dir < 0) return Failure(errno, Where(dir_path).string(), error);
+  const int rc = fsync(dir);
+  const int error_number = errno;
+  close(dir);
+  if (rc != 0) return Failure(error_number, Where(dir_path).string() + ": fsync", error);
+  return Status::Ok();
+}
+
+// ---- FaultyStateDir ----------------------------------------------------------------
+
+class FaultyStateDir::File : public StateFile {
+ public:
+  File(FaultyStateDir& dir, std::string path, std::unique_ptr<StateFile> real)
+      : dir_(dir), path_(std::move(path)), real_(std::move(real)) {
+    if (!dir_.synced_size_.count(path_)) dir_.synced_size_[path_] = real_->size();
+  }
+
+  Result<std::size_t> Append(std::string_view bytes, StorageError* error) override {
+    if (dir_.read_only_) return dir_.Fail(EROFS, dir_.Where(path_).string() + ": write", error);
+    std::size_t take = bytes.size();
+    if (dir_.short_writes_ > 0) take = std::min(take, dir_.short_writes_);
+    bool full = false;
+    if (dir_.space_left_) {
+      if (*dir_.space_left_ == 0) return dir_.Fail(ENOSPC, dir_.Where(path_).string() + ": write", error);
+      if (take > *dir_.space_left_) {
+        take = static_cast<std::size_t>(*dir_.space_left_);
+        full = true;
+      }
+    }
+    auto written = real_->Append(bytes.substr(0, take), error);
+    if (!written.ok()) return written;
+    dir_.bytes_written_ += written.value();
+    if (dir_.space_left_) *dir_.space_left_ -= written.value();
+    (void)full;  // the part that fitted is written; the next append fails
+    return written;
+  }
+  Status Sync(StorageError* error) override {
+    if (dir_.read_only_) return dir_.Fail(EROFS, dir_.Where(path_).string() + ": fdatasync", error);
+    if (dir_.TakeSyncFailure()) return dir_.Fail(EIO, dir_.Where(path_).string() + ": fdatasync", error);
+    Status s = real_->Sync(error);
+    if (s.ok()) dir_.synced_size_[path_] = real_->size();
+    return s;
+  }
+  Status Truncate(std::uint64_t size, StorageError* error) override {
+    if (dir_.read_only_) return dir_.Fail(EROFS, dir_.Where(path_).string() + ": truncate", error);
+    if (dir_.truncate_fails_) return dir_.Fail(EIO, dir_.Where(path_).string() + ": truncate", error);
+    if (dir_.TakeSyncFailure()) return dir_.Fail(EIO, dir_.Where(path_).string() + ": fsync", error);
+    Status s = real_->Truncate(size, error);
+    if (s.ok()) dir_.synced_size_[path_] = size;
+    return s;
+  }
+  std::uint64_t size() const override { return real_->size(); }
+
+ private:
+  FaultyStateDir& dir_;
+  std::string path_;
+  std::unique_ptr<StateFile> real_;
+};
+
+Status FaultyStateDir::Fail(int error_number, const std::string& what, StorageError* error) const {
+  return Failure(error_number, what, error);
+}
+
+bool FaultyStateDir::TakeSyncFailure() {
+  if (failing_syncs_ <= 0) return false;
+  --failing_syncs_;
+  return true;
+}
+
+Result<std::unique_ptr<StateFile>> FaultyStateDir::OpenForAppend(const std::string& path, StorageError* error) {
+  if (read_only_ && !real_.Exists(path)) return Fail(EROFS, Where(path).string(), error);
+  auto real = real_.OpenForAppend(path, error);
+  if (!real.ok()) return real.status();
+  return std::unique_ptr<StateFile>(new File(*this, path, std::move(real.value())));
+}
+
+Status FaultyStateDir::WriteAtomically(const std::string& path, std::string_view content, StorageError* error) {
+  if (read_only_) return Fail(EROFS, Where(path).string() + ".tmp", error);
+  if (space_left_ && content.size() > *space_left_) {
+    *space_left_ = 0;
+    return Fail(ENOSPC, Where(path).string() + ".tmp: write", error);
+  }
+  if (TakeSyncFailure()) return Fail(EIO, Where(path).string() + ".tmp: fsync", error);
+  Status s = real_.WriteAtomically(path, content, error);
+  if (s.ok()) {
+    bytes_written_ += content.size();
+    if (space_left_) *space_left_ -= content.size();
+  }
+  return s;
+}
+
+Status FaultyStateDir::Rename(const std::string& from, const std::string& to, StorageError* error) {
+  if (read_only_) return Fail(EROFS, Where(from).string(), error);
+  return real_.Rename(from, to, error);
+}
+
+Status FaultyStateDir::Remove(const std::string& path, StorageError* error) {
+  if (read_only_) return Fail(EROFS, Where(path).string(), error);
+  return real_.Remove(path, error);
+}
+
+Status FaultyStateDir::MakeDir(const std::string& dir, StorageError* error) {
+  if (read_only_ && !real_.Exists(dir)) return Fail(EROFS, Where(dir).string(), error);
+  return real_.MakeDir(dir, error);
+}
+
+Status FaultyStateDir::SyncDir(const std::string& dir, StorageError* error) {
+  if (read_only_) return Fail(EROFS, Where(dir).string(), error);
+  if (TakeSyncFailure()) return Fail(EIO, Where(dir).string() + ": fsync", error);
+  return real_.SyncDir(dir, error);
+}
+
+void FaultyStateDir::Crash() {
+  for (const auto& [path, synced] : synced_size_) {
+    std::error_code ec;
+    const auto where = Where(path);
+    if (std::filesystem::exists(where, ec) && std::filesystem::file_size(where, ec) > synced) {
+      std::filesystem::resize_file(where, synced, ec);
+    }
+  }
+}
+
+Status FaultyStateDir::FlipBit(const std::string& path, std::uint64_t offset, int bit) {
+  const auto where = Where(path);
+  const int fd = open(where.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return Status::Error(where.string() + ": " + std::strerror(errno));
+  unsigned char byte = 0;
+  if (pread(fd, &byte, 1, static_cast<off_t>(offset)) != 1) {
+    close(fd);
+    return Status::Error(where.string() + ": no byte at " + std::to_string(offset));
+  }
+  byte = static_cast<unsigned char>(byte ^ (1u << bit));
+  const bool ok = pwrite(fd, &byte, 1, static_cast<off_t>(offset)) == 1;
+  close(fd);
+  return ok ? Status::Ok() : Status::Error(where.string() + ": cannot write");
+}
+
+}  // namespace nvs::supervisor
