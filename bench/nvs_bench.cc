@@ -4,11 +4,13 @@
 //   nvsd-1/2/3  the same commands through nvsd with 1, 2 and 3 variants
 // the time from a variant's SIGKILL to the next committed reply, standby
 // failover (SIGKILL and SIGSTOP of the active), and the restart + resync time
-// of a variant after 100,000 commands on 288x288 and 1024x1024 routers.
+// of a variant after 100,000 commands on 288x288 and 1024x1024 routers, and
+// nvsd's restart time against the length of its history (10,000 to 1,000,000
+// commands in the journal, at the default settings).
 // Prints a table and writes JSON (--json FILE).
 //
 // usage: nvs-bench [--commands N] [--kills N] [--history N] [--only SECTION] [--json FILE]
-//   SECTION: latency, kills, failover, resync, replay, videohub, variants (default: all)
+//   SECTION: latency, kills, failover, resync, replay, videohub, variants, restart (default: all)
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -29,10 +31,12 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <sstream>
 #include <thread>
 #include <zmq.hpp>
 
 #include "nvs/replay/replay.h"
+#include "nvs/supervisor/journal.h"
 #include "variant_harness.h"
 
 extern char** environ;
@@ -306,6 +310,10 @@ class Nvsd {
     throw std::runtime_error("nvsd: not back to full redundancy in time");
   }
   std::string endpoint() const { return endpoint_; }
+  std::string Log() const {
+    std::ifstream in(dir_ / "nvsd.log");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
   std::string ActiveVariant() { return Status()["nvsd"]["active_variant"].get<std::string>(); }
 
   int VariantPid(const std::string& name) {
@@ -658,6 +666,115 @@ json BenchVideohub(std::size_t takes) {
   return {{"takes", takes}, {"via_gateway", ToJson(v)}, {"direct", ToJson(d)}, {"overhead_ratio", v.p50 / d.p50}};
 }
 
+// nvsd's restart on a state dir with `history` commands behind it, as nvsd
+// writes one at the default settings (a checkpoint every 100 commits, 64 MiB
+// segments, all kept): the time from the spawn to every variant healthy and
+// idle, and what recovery read. The history is written directly (a real
+// nvsd takes minutes for a million commands): one real nvsd run gives the
+// state, its digest and a verdict's shape; every synthetic command routes
+// output 0 to input 1 again, so that state stays right at every checkpoint.
+// A retry of the newest request id must be answered from memory with its
+// seq: the journal was read, not skipped.
+json BenchRestart(std::size_t history) {
+  namespace sv = nvs::supervisor;
+  char pattern[] = "/tmp/nvs-bench-restart-XXXXXX";
+  const fs::path base = mkdtemp(pattern);
+  const fs::path seed_dir = base / "seed";
+  const std::string route = R"({"op":"route","client":"bench","routes":[{"output":0,"input":1}]})";
+  {
+    Nvsd seed({"router-a", "router-b"}, {}, {{"state_dir", seed_dir.string()}});
+    const std::string reply = seed.Call(R"({"type":"command","id":"seed","cmd":)" + route + "}");
+    if (reply.find("committed") == std::string::npos) throw std::runtime_error("seed: " + reply);
+  }  // SIGTERM: a checkpoint at seq 1
+  std::ifstream checkpoint_in(seed_dir / "checkpoint.json");
+  auto seed_checkpoint = sv::ParseCheckpoint(std::string(std::istreambuf_iterator<char>(checkpoint_in), {}));
+  if (!seed_checkpoint.ok()) throw std::runtime_error("seed checkpoint: " + seed_checkpoint.status().message());
+  auto seed_journal = sv::ReadJournal(seed_dir);
+  if (!seed_journal.ok()) throw std::runtime_error("seed journal: " + seed_journal.status().message());
+  json admit0, verdict0;
+  for (const auto& text : seed_journal.value().records) {
+    const json r = json::parse(text);
+    if (r["t"] == "admit") admit0 = r;
+    if (r["t"] == "verdict") verdict0 = r;
+  }
+  const std::uint64_t kSegmentBytes = 64u << 20;
+  const std::uint64_t kInterval = 100;
+  json out = json::object();
+  for (const std::size_t n : {std::size_t{10000}, std::size_t{100000}, history}) {
+    const fs::path state = base / ("state-" + std::to_string(n));
+    fs::create_directories(state / "journal");
+    const auto made = Clock::now();
+    std::uint64_t segment = 1;
+    std::ofstream file(sv::JournalSegmentPath(state / "journal", segment), std::ios::binary);
+    file << sv::kJournalMagic;
+    std::uint64_t bytes = sv::kJournalMagic.size();
+    auto put = [&](const json& record) {
+      const std::string framed = sv::FrameRecord(record.dump());
+      file << framed;
+      bytes += framed.size();
+    };
+    put({{"t", "start"}, {"time_ns", 1}, {"pid", 1}, {"config", {{"note", "nvs-bench synthetic history"}}}});
+    // Checkpoints at every multiple of 100; the last 37 commands after one.
+    const std::uint64_t last = n;
+    const std::uint64_t checkpoint_seq = last > 37 ? (last - 37) / kInterval * kInterval : 0;
+    for (std::uint64_t seq = 1; seq <= last; ++seq) {
+      json admit = admit0;
+      admit["seq"] = seq;
+      admit["id"] = "h" + std::to_string(seq);
+      admit["time_ns"] = 1'700'000'000'000'000'000 + seq * 1000;
+      json verdict = verdict0;
+      verdict["seq"] = seq;
+      verdict["id"] = admit["id"];
+      put(admit);
+      put(verdict);
+      if (seq % kInterval == 0 && bytes >= kSegmentBytes) {  // nvsd rotates at a checkpoint
+        file.close();
+        file.open(sv::JournalSegmentPath(state / "journal", ++segment), std::ios::binary);
+        file << sv::kJournalMagic;
+        bytes = sv::kJournalMagic.size();
+      }
+    }
+    file.close();
+    for (const auto& [name, seq] : {std::pair<const char*, std::uint64_t>{"checkpoint.json", checkpoint_seq},
+                                    {"checkpoint.prev.json", checkpoint_seq >= kInterval ? checkpoint_seq - kInterval : 0}}) {
+      sv::Checkpoint c = seed_checkpoint.value();
+      c.seq = seq;
+      c.commits = seq;
+      std::ofstream(state / name) << sv::FormatCheckpoint(c);
+    }
+    const double made_s = std::chrono::duration<double>(Clock::now() - made).count();
+    std::uint64_t journal_bytes = 0;
+    for (const auto& entry : fs::directory_iterator(state / "journal")) journal_bytes += entry.file_size();
+    // The restart (the page cache is warm: the history was just written, as
+    // it is on a server that restarts nvsd; a cold cache adds the disk's read
+    // time for the segments recovery reads).
+    const auto spawned = Clock::now();
+    Nvsd nvsd({"router-a", "router-b"}, {}, {{"state_dir", state.string()}});
+    const double ready_ms = std::chrono::duration<double, std::milli>(Clock::now() - spawned).count();
+    const json retry = json::parse(nvsd.Call(R"({"type":"command","id":"h)" + std::to_string(last) + R"(","cmd":)" + route + "}"));
+    if (retry.value("status", "") != "committed" || retry.value("seq", 0ull) != last) {
+      throw std::runtime_error("restart after " + std::to_string(n) + " commands: the newest id was not remembered: " +
+                               retry.dump());
+    }
+    json recovered;
+    std::stringstream log(nvsd.Log());
+    for (std::string line; std::getline(log, line);) {
+      const json l = json::parse(line, nullptr, false);
+      if (l.is_object() && l.value("event", "") == "recovered") recovered = l;
+    }
+    out[std::to_string(n)] = {{"ready_ms", ready_ms},
+                              {"journal_mib", static_cast<double>(journal_bytes) / (1 << 20)},
+                              {"segments", segment},
+                              {"write_history_s", made_s},
+                              {"records_read", recovered.value("records_read", 0)},
+                              {"segments_read", recovered.value("segments_read", 0)},
+                              {"requests_remembered", recovered.value("requests_remembered", 0)}};
+    fs::remove_all(state);
+  }
+  fs::remove_all(base);
+  return out;
+}
+
 }  // namespace
 
 int Run(std::size_t commands, int kills, std::size_t history, const std::string& only, const std::string& json_path);
@@ -676,7 +793,7 @@ int main(int argc, char** argv) {
     else if (arg == "--history" && i + 1 < argc) history = std::stoul(argv[++i]);
     else if (arg == "--only" && i + 1 < argc) only = argv[++i];
     else {
-      std::cerr << "usage: nvs-bench [--commands N] [--kills N] [--history N] [--only latency|kills|failover|resync|replay|videohub|variants] "
+      std::cerr << "usage: nvs-bench [--commands N] [--kills N] [--history N] [--only latency|kills|failover|resync|replay|videohub|variants|restart] "
                    "[--json FILE]\n";
       return 2;
     }
@@ -803,6 +920,19 @@ int Run(std::size_t commands, int kills, std::size_t history, const std::string&
                   v["route_p50_us"].get<double>(), v["route_p99_us"].get<double>());
     }
     out["variants_full_size"] = r;
+  }
+  if (wanted("restart")) {
+    const json r = BenchRestart(std::max<std::size_t>(history * 10, 100000));
+    std::printf("\nnvsd restart (spawn -> every variant healthy), 2 variants, default settings, by history length:\n");
+    for (const auto& [n, v] : r.items()) {
+      std::printf("  %8s commands (%4.0f MiB, %llu segments): %6.0f ms; read %llu records of %llu segments, %llu ids "
+                  "remembered%s\n",
+                  n.c_str(), v["journal_mib"].get<double>(), v["segments"].get<unsigned long long>(),
+                  v["ready_ms"].get<double>(), v["records_read"].get<unsigned long long>(),
+                  v["segments_read"].get<unsigned long long>(), v["requests_remembered"].get<unsigned long long>(),
+                  n == "1000000" ? " (target <= 1000 ms)" : "");
+    }
+    out["restart_by_history"] = r;
   }
   std::ofstream(json_path) << out.dump(2) << "\n";
   std::printf("\nwrote %s\n", json_path.c_str());

@@ -32,6 +32,17 @@ inline constexpr const char* kJournalDir = "journal";
 // "journal/NNNNNNNNNNNN.nvj"
 std::string JournalSegmentName(std::uint64_t index);
 
+// A final reply remembered for a request id: the reply, or, for a verdict
+// older than the checkpoint (recovery skims those, PeekJournalRecord), the
+// record's text, read when a retry asks for it.
+struct RememberedReply {
+  std::optional<protocol::ClientReply> reply;
+  std::string verdict_record;
+  // The reply. nullopt only for a record that cannot be read back, which
+  // PeekJournalRecord vouched for: a bug, said by the caller.
+  std::optional<protocol::ClientReply> Get() const;
+};
+
 struct Recovered {
   std::optional<Checkpoint> checkpoint;  // the one to start from (none: replay from the first command)
   bool checkpoint_is_current = false;    // it is checkpoint.json's (not the previous one's)
@@ -47,7 +58,7 @@ struct Recovered {
   std::uint64_t last_seq = 0;
   std::uint64_t commits = 0;
   // The final replies of the last remembered request ids, oldest first.
-  std::vector<std::pair<std::string, protocol::ClientReply>> remembered;
+  std::vector<std::pair<std::string, RememberedReply>> remembered;
   struct Suspect {
     std::uint64_t seq = 0;
     std::int64_t time_ns = 0;
@@ -57,7 +68,6 @@ struct Recovered {
     std::string payload;
   };
   std::vector<Suspect> suspects;  // admitted after the checkpoint, never decided, in order
-  std::size_t abandoned = 0;      // admitted before the checkpoint, never decided (left by an older nvsd)
   struct Segment {
     std::uint64_t index = 0;
     std::uint64_t max_seq = 0;  // no record in it has a higher seq (an upper bound for segments not read)

@@ -84,7 +84,7 @@ TEST_F(Recovery, TheCheckpointTheCommitsAfterItAndTheRepliesByRequestId) {
   EXPECT_EQ(r.value().commits, 8u);
   ASSERT_EQ(r.value().remembered.size(), 8u);
   EXPECT_EQ(r.value().remembered.back().first, "r-8");
-  EXPECT_EQ(r.value().remembered.back().second.seq, 8u);
+  EXPECT_EQ(r.value().remembered.back().second.Get()->seq, 8u);
   EXPECT_TRUE(r.value().suspects.empty());
   EXPECT_EQ(r.value().current, 1u);
 }
@@ -202,7 +202,7 @@ TEST_F(Recovery, AdmittedButUndecidedCommandsAreSuspects) {
   bool expired_remembered = false;
   for (const auto& [id, reply] : r.value().remembered) {
     abandoned_remembered = abandoned_remembered || id == "r-5";
-    expired_remembered = expired_remembered || (id == "r-6" && reply.code == "expired");
+    expired_remembered = expired_remembered || (id == "r-6" && reply.Get()->code == "expired");
   }
   EXPECT_FALSE(abandoned_remembered) << "an abandoned command's retry runs it";
   EXPECT_TRUE(expired_remembered);

@@ -200,7 +200,8 @@ bool PosixStateDir::Exists(const std::string& path) {
 Status PosixStateDir::WriteAtomically(const std::string& path, std::string_view content, StorageError* error) {
   auto parent = Parent(path, error);
   if (!parent.ok()) return parent.status();
-  const auto [dir, name] = parent.value();
+  const int dir = parent.value().first;  // (not a structured binding: clang 14 cannot capture one)
+  const std::string name = parent.value().second;
   const std::string temporary = name + ".tmp";
   const auto fail = [&](const std::string& what) {
     const int error_number = errno;

@@ -349,7 +349,9 @@ struct Supervisor::Impl {
   // (group commit: one flush per loop turn, then every reply of the turn).
   std::vector<std::pair<ClientAddress, proto::ClientReply>> outbox;
   // Final replies by request id, so a retry is answered, never re-applied.
-  std::unordered_map<std::string, proto::ClientReply> answered;
+  // (Those recovery read from before the checkpoint are kept as their
+  // verdict records' text, read on a retry: RememberedReply.)
+  std::unordered_map<std::string, RememberedReply> answered;
   std::deque<std::string> answered_order;
 
   // Replies a client has not taken yet: its connection's ZeroMQ queue was
@@ -1437,6 +1439,10 @@ struct Supervisor::Impl {
                                                                      journal_trouble->reason + " (queries are answered)"));
       return;
     }
+    if (checkpoint_problem) {  // (a person must act: waiting out the queue deadline helps nobody)
+      Reply(address, proto::ClientReply::Unavailable(request.id, *checkpoint_problem));
+      return;
+    }
     if (RefuseIfBlocked(c)) return;
     if (NotFailed() < config.min_healthy) {
       Reply(address, proto::ClientReply::Unavailable(
@@ -1464,7 +1470,16 @@ struct Supervisor::Impl {
   bool AnswerRetry(const Command& c) {
     if (auto it = answered.find(c.request_id); it != answered.end()) {
       Log(LogLevel::kInfo, "retry_answered", {{"id", c.request_id}});
-      Reply(c.client, it->second);
+      if (auto reply = it->second.Get()) {
+        Reply(c.client, *reply);
+      } else {
+        // (Never: recovery skims only records that read back. Not applied
+        // again in any case: the request was answered before.)
+        Log(LogLevel::kError, "remembered_reply_unreadable", {{"id", c.request_id}});
+        Reply(c.client, proto::ClientReply::Unavailable(
+                            c.request_id, "this request id was answered before, but its answer in the journal cannot "
+                                          "be read back: not carried out again"));
+      }
       return true;
     }
     bool attached = false;
@@ -1487,6 +1502,17 @@ struct Supervisor::Impl {
   bool RefuseIfBlocked(const Command& c) {
     std::string report;
     if (!quarantine->IsBlocked(c.fingerprint, &report)) return false;
+    for (const auto& pending : unwritten_reports) {
+      if (pending.id != report) continue;
+      // Blocked only in memory so far: a restart would forget it, so no
+      // client is told `quarantined` until the report is on disk.
+      const auto reply = proto::ClientReply::Unavailable(
+          c.request_id, "identical to command " + report + ", which is blocked while nvsd runs, but its quarantine "
+                        "report cannot be written yet: not carried out");
+      Reply(c.client, reply);
+      for (const auto& also : c.also_reply) Reply(also, reply);
+      return true;
+    }
     proto::ClientReply reply;
     reply.id = c.request_id;
     reply.status = proto::ClientStatus::kQuarantined;
@@ -1494,6 +1520,7 @@ struct Supervisor::Impl {
     reply.fingerprint = c.fingerprint;
     reply.reason = "identical to quarantined command " + report + "; refused without dispatch";
     Reply(c.client, reply);
+    for (const auto& also : c.also_reply) Reply(also, reply);  // retries while it waited
     Log(LogLevel::kWarn, "blocked", {{"fingerprint", c.fingerprint}, {"report", report}});
     Publish("blocked", {{"fingerprint", c.fingerprint}, {"report", report}});
     return true;
@@ -2480,7 +2507,7 @@ struct Supervisor::Impl {
 
   void Remember(const std::string& id, const proto::ClientReply& reply) {
     if (config.remembered_requests == 0) return;
-    if (answered.insert_or_assign(id, reply).second) answered_order.push_back(id);
+    if (answered.insert_or_assign(id, RememberedReply{reply, {}}).second) answered_order.push_back(id);
     while (answered_order.size() > config.remembered_requests) {
       answered.erase(answered_order.front());
       answered_order.pop_front();
@@ -3243,7 +3270,9 @@ struct Supervisor::Impl {
           continue;
         }
       }
-      if ((v.state == VariantState::kStarting || (v.state == VariantState::kSyncing && !round)) &&
+      // (Syncing with no round because the checkpoint is refused is not the
+      // variant's fault: a restart would not help, so it waits for a person.)
+      if ((v.state == VariantState::kStarting || (v.state == VariantState::kSyncing && !round && !checkpoint_problem)) &&
           now - v.state_since > milliseconds(config.sync_deadline_ms)) {
         Kill(v, std::string("no progress while ") + Name(v.state) + " for " + std::to_string(config.sync_deadline_ms) + " ms",
              std::nullopt, "");
@@ -3511,7 +3540,14 @@ struct Supervisor::Impl {
     last_seq = r.last_seq;
     commits = r.commits;
     for (auto& e : r.tail) tail.push_back({e.seq, e.time_ns, std::move(e.payload)});
-    for (auto& [id, reply] : r.remembered) Remember(id, reply);
+    for (auto& [id, reply] : r.remembered) {
+      if (config.remembered_requests == 0) break;
+      if (answered.insert_or_assign(id, std::move(reply)).second) answered_order.push_back(id);
+    }
+    while (answered_order.size() > config.remembered_requests) {
+      answered.erase(answered_order.front());
+      answered_order.pop_front();
+    }
     for (auto& s : r.suspects) {
       suspects.push_back({s.seq, s.time_ns, std::move(s.request_id), std::move(s.client), std::move(s.fingerprint),
                           std::move(s.payload)});

@@ -3,8 +3,10 @@
 // (seeded, printed) moments: variants SIGKILLed, SIGSTOPped past their
 // deadline and SIGCONTed later, single-variant faults (crash, exit, hang,
 // wrong answer, silent state corruption) on chosen commands, common-mode
-// poison commands that crash two variants, and nvsd itself SIGKILLed and
-// started again on the same state dir.
+// poison commands that crash two variants, nvsd itself SIGKILLed and
+// started again on the same state dir, and (as root, the state dir on a
+// tmpfs of its own) the state dir's disk filling up, then freed, sometimes
+// with nvsd SIGKILLed while it is full.
 //
 // Faults come one at a time: each is injected, then nvsd is given the time to
 // recover (every variant healthy and voting again) before the next. That is
@@ -13,7 +15,8 @@
 // rightly be quarantined.
 //
 // Checked, from the clients' side and from the journal:
-// - every request got one definite answer, and every retry (after an nvsd
+// - every request got one definite answer (`unavailable` while the disk is
+//   full: never carried out), and every retry (after an nvsd
 //   restart, or after a long silence) got the same one;
 // - no committed command lost or applied twice (journal vs. client replies);
 // - the final state equals a reference replay of the committed commands
@@ -31,6 +34,8 @@
 #include <dirent.h>
 #include <poll.h>
 #include <signal.h>
+#include <fcntl.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -40,6 +45,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -106,7 +112,8 @@ struct Request {
   std::vector<json> replies;
 };
 
-enum class FaultKind { kKillVariant, kStopVariant, kCommandFault, kPoison, kKillNvsd };
+enum class FaultKind { kKillVariant, kStopVariant, kCommandFault, kPoison, kKillNvsd, kDiskFull };
+constexpr int kFaultKinds = 6;
 const char* FaultName(FaultKind k) {
   switch (k) {
     case FaultKind::kKillVariant: return "SIGKILL variant";
@@ -114,12 +121,42 @@ const char* FaultName(FaultKind k) {
     case FaultKind::kCommandFault: return "single-variant command fault";
     case FaultKind::kPoison: return "common-mode poison";
     case FaultKind::kKillNvsd: return "SIGKILL nvsd";
+    case FaultKind::kDiskFull: return "state dir disk full";
   }
   return "?";
 }
 
 // NVS_CHAOS_ONLY (e.g. "stop,nvsd") picks fault kinds by these names.
-const char* const kOnlyNames[] = {"kill", "stop", "command", "poison", "nvsd"};
+const char* const kOnlyNames[] = {"kill", "stop", "command", "poison", "nvsd", "disk"};
+
+// Fills the filesystem `file` is on: a reservation of all but the last
+// 64 KiB, then writes until one fails for want of space. True if it did.
+bool FillDisk(const fs::path& file) {
+  const int fd = open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  struct statvfs vfs {};
+  if (fstatvfs(fd, &vfs) == 0) {
+    const auto free_bytes = static_cast<long long>(vfs.f_bavail) * static_cast<long long>(vfs.f_frsize);
+    if (free_bytes > (1 << 16)) (void)posix_fallocate(fd, 0, free_bytes - (1 << 16));
+  }
+  if (lseek(fd, 0, SEEK_END) < 0) {
+    close(fd);
+    return false;
+  }
+  const std::string chunk(4096, 'x');
+  for (;;) {
+    if (write(fd, chunk.data(), chunk.size()) < 0) {
+      const bool full = errno == ENOSPC;
+      close(fd);
+      return full;
+    }
+  }
+}
+
+int Shell(const std::string& command) {
+  const int raw = std::system((command + " >/dev/null 2>&1").c_str());
+  return WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+}
 
 struct Sample {
   double t_s;
@@ -222,12 +259,27 @@ class Campaign {
     char pattern[] = "/tmp/nvs-chaos-XXXXXX";
     dir_ = mkdtemp(pattern);
     state_dir_ = dir_ / "state";
+    // As root, the state dir gets a tmpfs of its own, so that the disk-full
+    // fault fills only it (tmpfs takes memory only for what is written).
+    if (geteuid() == 0) {
+      fs::create_directories(state_dir_);
+      disk_ = Shell("mount -t tmpfs -o size=4g,mode=0700 nvs-chaos " + state_dir_.string()) == 0;
+    }
+    if (!disk_) std::cout << "chaos: not root: no disk-full faults (the state dir needs a filesystem of its own)\n";
     client_endpoint_ = "ipc://" + (dir_ / "client.sock").string();
     std::cout << "chaos: seed " << seed_ << " (NVS_CHAOS_SEED=" << seed_ << " repeats this run), folder " << dir_.string()
               << "\n";
   }
 
   ~Campaign() {
+    nvsd_.reset();
+    if (disk_ && ::testing::Test::HasFailure()) {
+      // Kept for a look: the state dir's files copied off the tmpfs.
+      std::error_code ec;
+      fs::remove(state_dir_ / "balloon", ec);
+      fs::copy(state_dir_, dir_ / "state.kept", fs::copy_options::recursive, ec);
+    }
+    if (disk_) Shell("umount -l " + state_dir_.string());
     if (!::testing::Test::HasFailure()) {
       std::error_code ec;
       fs::remove_all(dir_, ec);
@@ -397,7 +449,8 @@ class Campaign {
   }
 
   void InjectFault(FaultKind kind);
-  void KillAndRestartNvsd();
+  // `meanwhile` runs between the kill and the restart.
+  void KillAndRestartNvsd(const std::function<void()>& meanwhile = {});
   void Drain();
   void Check();
 
@@ -429,12 +482,14 @@ class Campaign {
   std::vector<std::string> poison_tokens_;
   std::vector<std::pair<std::string, std::string>> poison_targets_;  // token, variant it must have reached
   std::vector<int> orphans_;
+  bool disk_ = false;  // the state dir is a tmpfs of this run's
+  int killed_while_full_ = 0;
   Clock::time_point start_;
   Clock::time_point end_of_run_;
   Clock::time_point last_sample_;
 };
 
-void Campaign::KillAndRestartNvsd() {
+void Campaign::KillAndRestartNvsd(const std::function<void()>& meanwhile) {
   const json before = nvsd_->Status(milliseconds(5000));
   std::vector<int> old_variants;
   for (const auto& name : kNames) {
@@ -447,6 +502,7 @@ void Campaign::KillAndRestartNvsd() {
   // Its variants must not outlive it (PR_SET_PDEATHSIG, process groups).
   const auto left = WaitGone(old_variants, milliseconds(5000));
   orphans_.insert(orphans_.end(), left.begin(), left.end());
+  if (meanwhile) meanwhile();
   nvsd_ = StartNvsd();
   ASSERT_TRUE(nvsd_->WaitReady()) << "nvsd did not come back after SIGKILL (seed " << seed_ << ")";
   // The clients had no answer for what was in flight: they send it again,
@@ -537,6 +593,32 @@ void Campaign::InjectFault(FaultKind kind) {
     const std::string resend = Send(client, cmd, Kind::kPoisonResend);
     const auto until = Clock::now() + milliseconds(10000);
     while (requests_.at(resend).replies.empty() && Clock::now() < until) Turn();
+  } else if (kind == FaultKind::kDiskFull) {
+    // Full under load: commands are refused (`unavailable`, never carried
+    // out) until there is space again; then nvsd goes on by itself. Every
+    // other time nvsd is SIGKILLed while the disk is full, and restarted
+    // once there is space.
+    const fs::path balloon = state_dir_ / "balloon";
+    ASSERT_TRUE(FillDisk(balloon)) << "could not fill the state dir's tmpfs";
+    const json degraded = RunUntil(
+        [](const json& s) { return s.value("/nvsd/journal/state"_json_pointer, std::string()) == "degraded"; },
+        milliseconds(10000));
+    ASSERT_FALSE(degraded.is_null()) << "the disk is full and nvsd's status does not say so (seed " << seed_ << ")";
+    const auto free_at = Clock::now() + milliseconds(100 + static_cast<int>(rng_() % 500));
+    while (Clock::now() < free_at) Turn();
+    if (rng_() % 2 == 0) {
+      detail = "then SIGKILL nvsd, space, restart";
+      ++killed_while_full_;
+      KillAndRestartNvsd([&] { fs::remove(balloon); });
+      if (::testing::Test::HasFatalFailure()) return;
+      done = RunUntil(AllHealthy, milliseconds(30000));
+    } else {
+      detail = "then space";
+      fs::remove(balloon);
+      done = RunUntil(
+          [](const json& s) { return s.value("/nvsd/journal/state"_json_pointer, std::string()) == "ok" && AllHealthy(s); },
+          milliseconds(30000));
+    }
   } else {
     detail = "nvsd";
     KillAndRestartNvsd();
@@ -573,11 +655,12 @@ void Campaign::Run() {
                                            : settings_.faults;
   std::vector<FaultKind> kinds;
   const std::string only = std::getenv("NVS_CHAOS_ONLY") != nullptr ? std::getenv("NVS_CHAOS_ONLY") : "";
-  for (int k = 0; k < 5; ++k) {
+  for (int k = 0; k < kFaultKinds; ++k) {
     const auto kind = static_cast<FaultKind>(k);
+    if (kind == FaultKind::kDiskFull && !disk_) continue;
     if (only.empty() || only.find(kOnlyNames[k]) != std::string::npos) kinds.push_back(kind);
   }
-  ASSERT_FALSE(kinds.empty()) << "NVS_CHAOS_ONLY names none of kill, stop, command, poison, nvsd";
+  ASSERT_FALSE(kinds.empty()) << "NVS_CHAOS_ONLY names none of kill, stop, command, poison, nvsd, disk (disk: as root)";
   for (int i = 0; i < faults; ++i) plan.push_back(kinds[static_cast<std::size_t>(i) % kinds.size()]);
   std::shuffle(plan.begin(), plan.end(), rng_);
   settings_.faults = faults;
@@ -627,24 +710,36 @@ void Campaign::Check() {
   const double seconds = std::chrono::duration<double>(Clock::now() - start_).count();
   static const std::set<std::string> kDefinite = {"committed", "rejected", "quarantined", "unavailable"};
 
-  // 1. One definite answer per request; retries answered the same.
+  // 1. One definite answer per request; retries answered the same. An
+  // `unavailable` answer says the request was not carried out, so its retry
+  // (the clients resend what was in flight when nvsd was killed, and the
+  // old nvsd's `unavailable` may be read after the new one's answer) is a
+  // new attempt: its answer is the request's answer, and every other answer
+  // but `unavailable` must be the same.
   int mismatched = 0;
   int benign_quarantined = 0;
   std::int64_t benign = 0;
   std::int64_t benign_committed = 0;
+  std::int64_t refused_for_storage = 0;  // `unavailable` because the journal could not be written
   std::map<std::string, std::uint64_t> committed_seq;
   for (const auto& [id, r] : requests_) {
-    const json& first = r.replies.front();
+    const auto decided = std::find_if(r.replies.begin(), r.replies.end(),
+                                      [](const json& reply) { return reply.value("status", "") != "unavailable"; });
+    const json& first = decided != r.replies.end() ? *decided : r.replies.front();
     const std::string status = first.value("status", "");
     EXPECT_TRUE(kDefinite.count(status)) << id << ": " << first.dump();
     for (const auto& other : r.replies) {
+      if (other.value("status", "") == "unavailable") continue;
       const bool same = other.value("status", "") == status && other.value("seq", json()) == first.value("seq", json()) &&
                         other.value("result", json()) == first.value("result", json());
       if (!same && ++mismatched <= 5) ADD_FAILURE() << id << " answered twice differently: " << first.dump() << " / " << other.dump();
     }
     if (status == "committed") committed_seq[id] = first["seq"].get<std::uint64_t>();
     if (r.kind == Kind::kBenign) {
-      ++benign;
+      const bool storage = status == "unavailable" &&
+                           first.value("reason", "").find("journal c") != std::string::npos;  // "cannot"/"could not"
+      refused_for_storage += storage ? 1 : 0;
+      benign += storage ? 0 : 1;  // (the disk-full fault's refusals are its point, not an outage)
       benign_committed += status == "committed";
     }
     if (r.kind == Kind::kPoison || r.kind == Kind::kPoisonResend) {
@@ -678,7 +773,7 @@ void Campaign::Check() {
       committed.emplace_back(seq, admitted.at(seq));
       auto it = committed_seq.find(id);
       if (it == committed_seq.end()) {
-        ADD_FAILURE() << id << " committed at seq " << seq << " but its client was told " << requests_.at(id).replies.front().dump();
+        ADD_FAILURE() << id << " committed at seq " << seq << " but its client was told " << json(requests_.at(id).replies).dump();
       } else {
         EXPECT_EQ(it->second, seq) << id;
       }
@@ -807,6 +902,8 @@ void Campaign::Check() {
                   {"nvsd_incarnations", incarnation_},
                   {"faults", faults_done_},
                   {"faults_by_kind", faults_by_kind_},
+                  {"nvsd_killed_while_disk_full", killed_while_full_},
+                  {"refused_while_journal_unwritable", refused_for_storage},
                   {"poison_commands", poison_tokens_.size()},
                   {"commit_latency_ms", {{"p50", pct(latencies_, 0.5)}, {"p99", pct(latencies_, 0.99)}, {"max", latencies_.empty() ? 0 : latencies_.back()}}},
                   {"fault_recovery_ms", {{"p50", pct(recoveries, 0.5)}, {"max", recoveries.empty() ? 0 : recoveries.back()}}},

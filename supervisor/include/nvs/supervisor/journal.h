@@ -10,10 +10,12 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "nvs/protocol/client_messages.h"
 #include "nvs/status.h"
 #include "nvs/supervisor/state_dir.h"
 
@@ -44,6 +46,17 @@ struct JournalScan {
 // Reads a journal's bytes. Never throws; never trusts a length it cannot check.
 JournalScan ScanJournal(std::string_view bytes);
 
+// The same scan, with the payloads as views into `bytes` (which must
+// outlive them): recovery reads segments of tens of MiB and copies nothing.
+struct JournalScanViews {
+  std::vector<std::string_view> records;
+  std::size_t good_bytes = 0;
+  std::string damage;
+  JournalScan::Tail tail = JournalScan::Tail::kClean;
+  std::size_t next_good = 0;
+};
+JournalScanViews ScanJournalViews(std::string_view bytes);
+
 // Reads one journal file (a segment). An unreadable file is an error; a
 // damaged one is a scan with `damage` set.
 Result<JournalScan> ReadJournalFile(const std::filesystem::path& file);
@@ -73,6 +86,30 @@ struct JournalRecord {
 // record's seq whenever it can be read, even when the record cannot: a
 // skipped record's seq is still taken.
 Result<JournalRecord> ParseJournalRecord(std::string_view payload, std::uint64_t* seq_seen = nullptr);
+
+// What recovery needs of most records, read without building a JSON tree:
+// the type, the seq, and of a verdict the request id and the verdict. Given
+// only for a body ParseJournalRecord reads without an error and to the
+// same values: valid JSON (UTF-8 and escapes checked as the JSON reader
+// does, nested no deeper than it takes) whose members are of the types
+// ParseJournalRecord requires; and only when the values need no unescaping
+// (`id` and the rest are views into `payload`) and no member repeats.
+// Otherwise nullopt, and the caller parses the record
+// (ParseJournalRecord). On a restart after a million commands this is what
+// reads the records older than the checkpoint, a few hundred thousand.
+struct JournalRecordHead {
+  std::string_view type;
+  std::uint64_t seq = 0;      // 0 when absent (records other than admit and verdict)
+  std::string_view id;        // admit, verdict ("" when absent)
+  std::string_view verdict;   // verdict
+};
+std::optional<JournalRecordHead> PeekJournalRecord(std::string_view payload);
+
+// The final reply a verdict record stands for (what a retry of its request
+// id is answered): COMMIT is `committed` with the seq and the result,
+// POISON `quarantined`, EXPIRED and NO_QUORUM `rejected`; ABANDONED
+// (never decided) has none.
+std::optional<protocol::ClientReply> ReplyOfVerdict(JournalRecord verdict);
 
 // checkpoint.json (protocol/JOURNAL.md): the canonical state after every
 // command committed up to `seq`, and its digest.
