@@ -179,6 +179,29 @@ TEST_F(Recovery, DamageInTheNewestSegmentStopsRecoveryATornTailIsCut) {
   EXPECT_EQ(torn.value().tail.size(), 4u);
 }
 
+// Every bit of the newest segment, one at a time (a changed header, a
+// changed checksum, a changed body): never a start on fewer records, never
+// a torn tail. (A flip in the magic line makes it "not a journal".)
+TEST_F(Recovery, ABitFlippedAnywhereInTheNewestSegmentIsDamageNeverATornTail) {
+  const auto records = Commands(1, 3);
+  std::string bytes(kJournalMagic);
+  for (const auto& r : records) bytes += FrameRecord(r);
+  int flips = 0;
+  for (std::size_t at = 0; at < bytes.size(); ++at) {
+    for (int bit = 0; bit < 8; ++bit) {
+      std::string flipped = bytes;
+      flipped[at] = static_cast<char>(flipped[at] ^ (1 << bit));
+      std::ofstream(JournalSegmentPath(root_ / "journal", 1), std::ios::binary | std::ios::trunc) << flipped;
+      auto r = Recover();
+      ++flips;
+      ASSERT_FALSE(r.ok()) << "bit " << bit << " of byte " << at << " flipped: started on "
+                           << r.value().current_records << " records";
+      EXPECT_NE(r.status().message().find("nvs journal"), std::string::npos) << r.status().message();
+    }
+  }
+  EXPECT_EQ(flips, static_cast<int>(bytes.size()) * 8);
+}
+
 TEST_F(Recovery, AdmittedButUndecidedCommandsAreSuspects) {
   auto records = Commands(1, 3);
   records.push_back(Admit(4));

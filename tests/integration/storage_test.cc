@@ -41,6 +41,13 @@ json Label(const std::string& text) {
   return {{"op", "label"}, {"client", "st"}, {"kind", "input"}, {"labels", {{{"index", 3}, {"text", text}}}}};
 }
 
+// A member deep in a reply, or null when it is not there (never a throw:
+// the tests also run against older nvsd, whose status is shaped otherwise).
+json At(const json& value, const std::string& pointer) {
+  const json::json_pointer at(pointer);
+  return value.contains(at) ? value.at(at) : json();
+}
+
 int Shell(const std::string& command) {
   const int raw = std::system((command + " >/dev/null 2>&1").c_str());
   return WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
@@ -262,12 +269,12 @@ TEST(Storage, AFullDiskLosesNoAcknowledgedCommitAndAppliesNothingAnsweredUnavail
       if (reply["status"] == "unavailable") refused = reply;
     }
     ASSERT_TRUE(refused.is_object()) << "400 commands on a full disk, all committed";
-    EXPECT_NE(refused["reason"].get<std::string>().find("No space left"), std::string::npos) << refused.dump();
+    EXPECT_NE(refused.value("reason", "").find("No space left"), std::string::npos) << refused.dump();
     for (int i = 0; i < 5; ++i) EXPECT_EQ(sender.Send("c")["status"], "unavailable");
     // Visible: status, the event, `nvs status`; reads are still answered.
     const json status = nvsd.Status();
-    EXPECT_EQ(status["nvsd"]["journal"]["state"], "degraded") << status.dump();
-    EXPECT_EQ(status["nvsd"]["journal"]["trouble"]["kind"], "full") << status.dump();
+    EXPECT_EQ(At(status, "/nvsd/journal/state"), "degraded") << status.dump();
+    EXPECT_EQ(At(status, "/nvsd/journal/trouble/kind"), "full") << status.dump();
     EXPECT_TRUE(nvsd.WaitEvent([](const json& e) { return e["event"] == "journal" && e["state"] == "degraded"; })
                     .is_object());
     int exit_code = 0;
@@ -276,9 +283,9 @@ TEST(Storage, AFullDiskLosesNoAcknowledgedCommitAndAppliesNothingAnsweredUnavail
     EXPECT_EQ(nvsd.Query({{"op", "dump"}})["status"], "answered");
     // Space again: nvsd resumes by itself.
     fs::remove(dir / "state" / "balloon");
-    ASSERT_TRUE(nvsd.WaitEvent([](const json& e) { return e["event"] == "journal" && e["state"] == "ok"; })
+    EXPECT_TRUE(nvsd.WaitEvent([](const json& e) { return e["event"] == "journal" && e["state"] == "ok"; })
                     .is_object());
-    for (int i = 0; i < 20; ++i) ASSERT_EQ(sender.Send("d")["status"], "committed");
+    for (int i = 0; i < 20; ++i) EXPECT_EQ(sender.Send("d")["status"], "committed");
     before = nvsd.Query({{"op", "dump"}});
     model.Check(before);
     ASSERT_TRUE(SignalProcess(nvsd.nvsd_pid(), SIGKILL));
@@ -341,7 +348,7 @@ TEST(Storage, APoisonIsNotAnsweredQuarantinedUntilItsReportIsOnDiskNorDeliveredA
     const json first = nvsd.ReplyTo(nvsd.SendCommand(Label("KILLER"), "poison-1"));
     EXPECT_EQ(first["status"], "unavailable") << first.dump();
     EXPECT_NE(first.value("reason", "").find("report cannot be written"), std::string::npos) << first.dump();
-    EXPECT_EQ(nvsd.Status()["nvsd"]["journal"]["state"], "degraded");
+    EXPECT_EQ(At(nvsd.Status(), "/nvsd/journal/state"), "degraded");
     // Resent meanwhile: not `quarantined` either (nvsd would forget it).
     const json again = nvsd.Command(Label("KILLER"));
     EXPECT_EQ(again["status"], "unavailable") << again.dump();
@@ -418,8 +425,8 @@ TEST(Storage, AStateDirTurnedReadOnlyRefusesCommandsWithTheReasonAndLosesNothing
     EXPECT_EQ(poison["status"], "unavailable") << poison.dump();
     for (int i = 0; i < 5; ++i) EXPECT_EQ(sender.Send("c")["status"], "unavailable");
     const json status = nvsd.Status();
-    EXPECT_EQ(status["nvsd"]["journal"]["state"], "degraded") << status.dump();
-    EXPECT_EQ(status["nvsd"]["journal"]["trouble"]["kind"], "read_only") << status.dump();
+    EXPECT_EQ(At(status, "/nvsd/journal/state"), "degraded") << status.dump();
+    EXPECT_EQ(At(status, "/nvsd/journal/trouble/kind"), "read_only") << status.dump();
     int exit_code = 0;
     Nvs("status --endpoint " + nvsd.client_endpoint(), &exit_code, nvsd.dir());
     EXPECT_NE(exit_code, 0);
@@ -661,10 +668,11 @@ TEST(Storage, ACheckpointEveryVariantRefusesIsNamed) {
   const json logged = LogEvents(nvsd.NvsdLog(), "checkpoint_refused").front();
   EXPECT_EQ(logged["file"], (state / "checkpoint.json").string()) << logged.dump();
   const json status = nvsd.Status();
-  EXPECT_NE(status["nvsd"]["unavailable_reason"].get<std::string>().find((state / "checkpoint.json").string()),
-            std::string::npos)
-      << status.dump();
-  EXPECT_NE(status["nvsd"]["unavailable_reason"].get<std::string>().find("nvs journal check"), std::string::npos);
+  const std::string reason = At(status, "/nvsd/unavailable_reason").is_string()
+                                 ? At(status, "/nvsd/unavailable_reason").get<std::string>()
+                                 : "";
+  EXPECT_NE(reason.find((state / "checkpoint.json").string()), std::string::npos) << status.dump();
+  EXPECT_NE(reason.find("nvs journal check"), std::string::npos) << status.dump();
   EXPECT_EQ(nvsd.Command(Route(1, 1))["status"], "unavailable");
   int exit_code = 0;
   Nvs("status --endpoint " + nvsd.client_endpoint(), &exit_code, nvsd.dir());
