@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <zlib.h>
@@ -449,6 +451,7 @@ class Skimmer {
   }
 
   bool Number() {
+    const std::size_t from = i_;
     Eat('-');
     if (Eat('0')) {
       // no more digits after a leading zero
@@ -457,13 +460,26 @@ class Skimmer {
     } else {
       return false;
     }
-    if (Eat('.') && !Digits()) return false;
+    bool fraction_or_exponent = false;
+    if (Eat('.')) {
+      if (!Digits()) return false;
+      fraction_or_exponent = true;
+    }
     if (Peek() == 'e' || Peek() == 'E') {
       ++i_;
       if (!Eat('+')) Eat('-');
       if (!Digits()) return false;
+      fraction_or_exponent = true;
     }
-    return true;
+    // An integer of up to 19 digits is one the reader keeps as an integer;
+    // anything else it reads as a double, and refuses one that overflows
+    // (1e400, or 400 digits). Leave every number that is not plainly
+    // finite to the parse.
+    const std::string_view number = s_.substr(from, i_ - from);
+    if (!fraction_or_exponent && number.size() <= 20) return true;
+    double value = 0;
+    const auto [end, error] = std::from_chars(number.data(), number.data() + number.size(), value);
+    return error == std::errc() && end == number.data() + number.size() && std::isfinite(value);
   }
 
   bool Word(std::string_view w) {

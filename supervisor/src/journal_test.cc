@@ -405,6 +405,9 @@ TEST(PeekJournalRecord, DeclinesWhatItCannotVouchFor) {
       "{\"t\":\"admit\",\"seq\":7,\"time_ns\":1,\"cmd\":\"\xed\xa0\x80\"}",         // an encoded surrogate
       "{\"t\":\"admit\",\"seq\":7,\"time_ns\":1,\"cmd\":\"\xc0\xaf\"}",             // overlong
       "{\"t\":\"admit\",\"seq\":7,\"time_ns\":1,\"cmd\":\"a\tb\"}",                 // a raw control character
+      R"({"t":"admit","seq":7,"time_ns":1,"cmd":1e400})",                           // a double that overflows
+      R"({"t":"admit","seq":7,"time_ns":1,"cmd":[-1.5E+309]})",
+      "{\"t\":\"admit\",\"seq\":7,\"time_ns\":1,\"cmd\":" + std::string(400, '9') + "}",
       R"({"t":"admit","seq":7,"time_ns":1,"cmd":[1,]})",
       R"({"t":"admit","seq":7,"time_ns":1,"cmd":tru})",
       R"({"t":"admit","seq":7,"time_ns":1,"cmd":{}} x)",
