@@ -187,6 +187,7 @@ std::optional<json> RunRetest(const Options& o, const QuarantineArgs& args, int*
     return std::nullopt;
   }
   replay::ReplayOptions options = base.value();
+  for (const auto& w : options.warnings) std::cerr << "nvs quarantine: warning: " << w << "\n";
   // The retest runs a command known to break variants: it keeps the users
   // nvsd drops them to, which takes root.
   for (const auto& v : options.variants) {
@@ -337,7 +338,7 @@ void AddQuarantineCommand(CLI::App& app, Options& o) {
   common(retest);
   retest->add_option("id", args->id, "the report id")->required();
   retest->add_option("-c,--config", args->config,
-                     "the nvsd config whose variants to probe with (default: the ones the report recorded)");
+                     "the nvsd config whose variants to probe with (default: $NVS_CONFIG, else /etc/nvs/nvsd.json; never the programs the report names)");
   retest->add_option("--deadline", args->deadline_ms, "a probe's reply, else it is hung (ms)")->capture_default_str();
   retest->callback([&o, args] { o.exit_code = Retest(o, *args); });
 
@@ -348,7 +349,7 @@ void AddQuarantineCommand(CLI::App& app, Options& o) {
   release->add_option("--note", args->note, "why (recorded in the report)")->required();
   release->add_option("--by", args->by, "who (default: $USER@host)");
   release->add_option("-c,--config", args->config,
-                      "the nvsd config whose variants to retest with (default: the ones the report recorded)");
+                      "the nvsd config whose variants to retest with (default: $NVS_CONFIG, else /etc/nvs/nvsd.json; never the programs the report names)");
   release->add_flag("--force", args->force, "release without a retest");
   release->add_option("--deadline", args->deadline_ms, "a probe's reply, else it is hung (ms)")->capture_default_str();
   release->callback([&o, args] { o.exit_code = Decide(o, *args, "release"); });

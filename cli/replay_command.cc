@@ -177,10 +177,11 @@ Result<replay::ReplayOptions> OptionsFrom(const ReplayArgs& args, const replay::
 
 int WriteMinimized(const ReplayArgs& args, const replay::CommandLog& log, const replay::MinimizeResult& result) {
   std::ofstream out(args.minimize);
-  // The log stands on its own: its starting state and the programs it was
-  // recorded with (when it was not given a config) go first.
+  // The log stands on its own: its starting state and, for the reader, the
+  // programs it was recorded with go first (a replay never runs those: it
+  // runs the config it is given).
   if (log.initial_state) out << json{{"initial_state", json::parse(*log.initial_state)}}.dump() << "\n";
-  if (args.config.empty() && log.recorded_config) out << json{{"config", json::parse(*log.recorded_config)}}.dump() << "\n";
+  if (log.recorded_config) out << json{{"config", json::parse(*log.recorded_config)}}.dump() << "\n";
   for (std::size_t i : result.kept) {
     const auto& c = log.commands[i];
     json line = {{"seq", c.seq != 0 ? c.seq : i + 1}, {"cmd", json::parse(c.cmd)}};
@@ -330,7 +331,7 @@ void AddReplayCommand(CLI::App& app, Options& o) {
                   "command log, or a quarantine report")
       ->required();
   sub->add_option("-c,--config", args->config,
-                  "the nvsd config whose variants and policy to use (default: the ones the journal or report recorded)");
+                  "the nvsd config whose variants and policy to use (default: $NVS_CONFIG, else /etc/nvs/nvsd.json; never the programs a log names)");
   sub->add_option("--variants", args->variants, "only these variants of the config (comma-separated)");
   sub->add_option("--speed", args->speed, "max, realtime, or a factor of the recorded spacing such as 4x")
       ->capture_default_str();

@@ -1,6 +1,7 @@
 // Reading the command logs `nvs replay` accepts (replay.h: LoadCommandLog).
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -248,26 +249,81 @@ Result<CommandLog> LoadCommandLogOrThrow(const fs::path& path) {
   return log;
 }
 
-Result<ReplayOptions> OptionsFromConfig(const fs::path& config_file, const CommandLog& log, bool keep_users) {
-  Result<supervisor::Config> config = Status::Error("no config");
-  if (!config_file.empty()) {
-    config = supervisor::LoadConfig(config_file);
-  } else if (log.recorded_config) {
-    json recorded = json::parse(*log.recorded_config, nullptr, false);
-    if (!recorded.is_object()) return Status::Error("the recorded config is not JSON");
-    fs::path dir = recorded.value("config_dir", std::string("."));
-    // The folder nvsd's config was in may be gone (a test's, a container's):
-    // relative paths then resolve against the current folder.
-    std::error_code ec;
-    if (!fs::is_directory(dir, ec)) dir = fs::current_path(ec);
-    recorded.erase("config_dir");
-    recorded["state_dir"] = (fs::temp_directory_path() / "nvs-replay-unused").string();
-    config = supervisor::ParseConfig(recorded.dump(), dir / "recorded-config.json");
-  } else {
-    return Status::Error("this log records no variants: give --config (an nvsd config)");
+namespace {
+
+// The programs a config starts, and how, in words an operator can compare:
+// one line per variant, plus the bridge and the voting policy.
+std::map<std::string, std::string> Programs(const supervisor::Config& config) {
+  std::map<std::string, std::string> out;
+  for (const auto& v : config.variants) {
+    json env = json::object();
+    for (const auto& [key, value] : v.env) env[key] = value;
+    out["variant " + v.name] = json{{"argv", v.argv},
+                                    {"transport", v.transport == supervisor::Transport::kZmq ? "zmq" : "stdio"},
+                                    {"env", env},
+                                    {"user", v.user}}
+                                   .dump();
   }
+  if (!config.stdio_bridge.empty()) out["stdio_bridge"] = config.stdio_bridge.string();
+  return out;
+}
+
+// What differs between the config the log recorded and the one given
+// (nothing, when the recorded one cannot be read: then it is said so).
+std::vector<std::string> Differences(const CommandLog& log, const supervisor::Config& given) {
+  if (!log.recorded_config) return {};
+  json recorded = json::parse(*log.recorded_config, nullptr, false);
+  if (!recorded.is_object()) return {"the config the log recorded is not JSON; it was not compared with " +
+                                     given.config_dir.string()};
+  const fs::path dir = recorded.value("config_dir", std::string("."));
+  recorded.erase("config_dir");
+  recorded["state_dir"] = (fs::temp_directory_path() / "nvs-replay-unused").string();
+  const auto parsed = supervisor::ParseConfig(recorded.dump(), dir / "recorded-config.json");
+  if (!parsed.ok()) return {"the config the log recorded does not read (" + parsed.status().message() + ")"};
+  const auto was = Programs(parsed.value());
+  const auto now = Programs(given);
+  std::vector<std::string> out;
+  for (const auto& [what, text] : was) {
+    const auto it = now.find(what);
+    if (it == now.end()) {
+      out.push_back(what + " was recorded (" + text + ") but is not in the given config");
+    } else if (it->second != text) {
+      out.push_back(what + " differs from the recorded one: recorded " + text + ", given " + it->second);
+    }
+  }
+  for (const auto& [what, text] : now) {
+    if (was.count(what) == 0) out.push_back(what + " is in the given config but was not recorded");
+  }
+  return out;
+}
+
+}  // namespace
+
+std::filesystem::path LocalConfigPath() {
+  if (const char* env = std::getenv("NVS_CONFIG"); env != nullptr && *env != '\0') return env;
+  std::error_code ec;
+  if (fs::is_regular_file(kDefaultConfigPath, ec)) return kDefaultConfigPath;
+  return {};
+}
+
+Result<ReplayOptions> OptionsFromConfig(const fs::path& config_file, const CommandLog& log, bool keep_users) {
+  // The programs come from a config the operator names, never from the log:
+  // whoever wrote the log, the report or the reply it came in would choose
+  // what runs (as the operator, often root).
+  const fs::path file = config_file.empty() ? LocalConfigPath() : config_file;
+  if (file.empty()) {
+    return Status::Error(std::string(log.recorded_config ? "this log records the config nvsd ran with, but nvs never "
+                                                            "starts programs read from a log, report or reply: "
+                                                          : "this log records no variants: ") +
+                         "give --config FILE (the nvsd config), or set NVS_CONFIG, or install it as " +
+                         kDefaultConfigPath);
+  }
+  auto config = supervisor::LoadConfig(file);
   if (!config.ok()) return Status::Error("config: " + config.status().message());
   ReplayOptions options;
+  for (auto& difference : Differences(log, config.value())) {
+    options.warnings.push_back(std::move(difference) + " (the given config's is used)");
+  }
   options.variants = config.value().variants;
   // nvsd drops a variant to its `user` as root; a replay on an engineer's
   // desk is not root, and runs every variant as whoever runs it.

@@ -67,10 +67,18 @@ struct StepReport {
 
 struct ReplayOptions;
 
-// Replay options from an nvsd config file, or (with an empty path) from the
-// config `log` recorded. Fails with a readable message. Unless `keep_users`,
-// a variant's `user` is dropped (with a warning) when this process is not
-// root: it runs as whoever runs the replay.
+// Where the operator's own nvsd config is when no --config is given:
+// $NVS_CONFIG, else kDefaultConfigPath when it exists; empty when neither.
+inline constexpr const char* kDefaultConfigPath = "/etc/nvs/nvsd.json";
+std::filesystem::path LocalConfigPath();
+
+// Replay options from an nvsd config file (an empty path: LocalConfigPath()).
+// Never from the config `log` recorded: a log, a report or a reply is data,
+// and the programs it names are not run; where they differ from the given
+// config's, a warning says what differs. Fails with a readable message when
+// there is no config to use. Unless `keep_users`, a variant's `user` is
+// dropped (with a warning) when this process is not root: it runs as
+// whoever runs the replay.
 Result<ReplayOptions> OptionsFromConfig(const std::filesystem::path& config_file, const CommandLog& log,
                                         bool keep_users = false);
 
