@@ -168,42 +168,64 @@ int Check(const std::string& path, bool repair, bool yes) {
     }
     damaged = true;
     const RecordInfo* before = records.empty() ? nullptr : &records.back();
-    if (scan.tail == sv::JournalScan::Tail::kDamaged) {
-      const sv::JournalScan after = ScanFrom(bytes.value(), scan.next_good);
-      const auto after_records = Infos(after);
-      const RecordInfo* next = after_records.empty() ? nullptr : &after_records.front();
-      std::cout << "  DAMAGED at offset " << scan.good_bytes << ": " << scan.damage << "\n";
-      const std::string span = std::to_string(scan.next_good - scan.good_bytes) + " unreadable bytes at offset " +
-                               std::to_string(scan.good_bytes) + " of " + name + ", between " +
-                               (before ? Describe(*before) : std::string("the start")) + " and " +
-                               (next ? Describe(*next) : std::string("the end"));
-      plan.push_back("drop the " + span + "; the " + std::to_string(after_records.size()) +
-                     " good records after them are kept (what the unreadable bytes held is lost: a verdict there "
-                     "leaves its command undecided, to be retested at the next start, and its request id forgotten)");
-      const std::string original = bytes.value();
-      const std::size_t from = scan.good_bytes;
-      const std::size_t to = scan.next_good;
-      actions.push_back([&dir, name, original, from, to] {
-        sv::StorageError error;
-        Status kept = dir.WriteAtomically(name + ".damaged", original, &error);
-        if (!kept.ok()) return kept;
-        return dir.WriteAtomically(name, original.substr(0, from) + original.substr(to), &error);
-      });
-    } else {
-      std::cout << "  DAMAGED at offset " << scan.good_bytes << ": " << scan.damage
-                << " (a closed segment was complete when it was closed)\n";
-      plan.push_back("cut " + name + " at offset " + std::to_string(scan.good_bytes) + " (after " +
-                     (before ? Describe(*before) : std::string("its magic line")) + "): the " +
-                     std::to_string(bytes.value().size() - scan.good_bytes) + " bytes after it are unreadable");
-      const std::string original = bytes.value();
-      const std::size_t from = scan.good_bytes;
-      actions.push_back([&dir, name, original, from] {
-        sv::StorageError error;
-        Status kept = dir.WriteAtomically(name + ".damaged", original, &error);
-        if (!kept.ok()) return kept;
-        return dir.WriteAtomically(name, original.substr(0, from), &error);
-      });
+    // Every unreadable span of the segment, in one pass: [from, to) offsets,
+    // and whether the segment ends in one (cut there) or in good records.
+    const std::string original = bytes.value();
+    std::vector<std::pair<std::size_t, std::size_t>> spans;
+    std::size_t cut_at = original.size();
+    std::size_t kept_after = 0;
+    {
+      sv::JournalScan cur = scan;
+      std::size_t base = 0;  // cur's offsets are those of original.substr(base), after a magic line
+      const auto absolute = [&](std::size_t offset) {
+        return base == 0 ? offset : base + offset - sv::kJournalMagic.size();
+      };
+      for (;;) {
+        if (cur.tail == sv::JournalScan::Tail::kDamaged) {
+          spans.emplace_back(absolute(cur.good_bytes), absolute(cur.next_good));
+          base = spans.back().second;
+          cur = ScanFrom(original, base);
+          kept_after += cur.records.size();
+          continue;
+        }
+        if (cur.tail != sv::JournalScan::Tail::kClean) cut_at = absolute(cur.good_bytes);
+        break;
+      }
     }
+    for (const auto& [from, to] : spans) {
+      std::cout << "  DAMAGED at offset " << from << ": " << to - from << " unreadable bytes, good records after them\n";
+      plan.push_back("drop the " + std::to_string(to - from) + " unreadable bytes at offset " + std::to_string(from) +
+                     " of " + name + (spans.size() == 1 && before ? " (after " + Describe(*before) + ")" : "") +
+                     " (what they held is lost: a verdict there leaves its command undecided, to be retested at the "
+                     "next start, and its request id forgotten)");
+    }
+    if (!spans.empty()) std::cout << "  (the first: " << scan.damage << ")\n";
+    if (cut_at < original.size()) {
+      std::cout << "  DAMAGED at offset " << cut_at << " to the end" << (spans.empty() ? ": " + scan.damage : "")
+                << " (a closed segment was complete when it was closed)\n";
+      plan.push_back("cut " + name + " at offset " + std::to_string(cut_at) + (spans.empty() && before ? " (after " +
+                     Describe(*before) + ")" : "") + ": the " + std::to_string(original.size() - cut_at) +
+                     " bytes after it are unreadable");
+    }
+    if (!spans.empty()) {
+      plan.push_back("keep the " + std::to_string(kept_after) + " good records between and after those spans");
+    }
+    actions.push_back([&dir, name, original, spans, cut_at] {
+      std::string repaired;
+      std::size_t at = 0;
+      for (const auto& [from, to] : spans) {
+        repaired += original.substr(at, from - at);
+        at = to;
+      }
+      repaired += original.substr(at, cut_at - at);
+      // The original is kept beside it, never over an earlier one.
+      std::string keep = name + ".damaged";
+      for (int n = 1; dir.Exists(keep); ++n) keep = name + ".damaged." + std::to_string(n);
+      sv::StorageError error;
+      Status kept = dir.WriteAtomically(keep, original, &error);
+      if (!kept.ok()) return kept;
+      return dir.WriteAtomically(name, repaired, &error);
+    });
   }
   std::size_t undecided = 0;
   for (const auto seq : admitted) undecided += decided.count(seq) ? 0 : 1;
@@ -212,12 +234,13 @@ int Check(const std::string& path, bool repair, bool yes) {
                               "retests them)\n";
   }
   if (!damaged) {
-    std::cout << "no damage: nvsd will start on this state dir\n";
+    std::cout << "no damage in any file\n";
     return kExitOk;
   }
   if (!repair) {
-    std::cout << "DAMAGED: nvsd will not start on this state dir. `nvs journal repair " << path
-              << "` says exactly what it would drop to go on.\n";
+    std::cout << "DAMAGED: nvsd will not start if a start reads a damaged file (the checkpoints and the segments "
+                 "since, and back to the last remembered_requests verdicts). `nvs journal repair "
+              << path << "` says exactly what it would drop to go on.\n";
     return kExitRefused;
   }
   std::cout << (yes ? "repairing:\n" : "a repair would:\n");

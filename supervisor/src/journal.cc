@@ -751,39 +751,43 @@ void JournalWriter::Append(std::string_view payload) {
   ++buffered_records_;
 }
 
-Flushed JournalWriter::CutBack(std::uint64_t good, const StorageError& why) {
+Flushed JournalWriter::CutBack(std::uint64_t good, std::uint64_t records_at_good, const StorageError& why) {
   Flushed out;
   out.error = why;
+  out.records_kept = records_at_good;
   StorageError ignored;
   if (file_->size() == good || file_->Truncate(good, &ignored).ok()) {
     size_ = good;
     synced_ = std::min(synced_, good);
-    records_ = good == synced_records_at_ ? synced_records_ : records_;
+    records_ = records_at_good;
     out.result = Flushed::Result::kNotWritten;
     return out;
   }
   in_doubt_ = true;
   doubt_from_ = good;
+  doubt_records_ = records_at_good;
   out.result = Flushed::Result::kInDoubt;
   return out;
 }
 
 Flushed JournalWriter::Flush(bool force) {
   if (in_doubt_) {
-    Flushed out = Resolve();
-    if (!out.ok()) {
-      // Nothing is written while the segment is in doubt: what was queued
-      // is dropped, for sure not on disk (and never written later).
-      buffer_.clear();
-      buffered_records_ = 0;
-      out.result = Flushed::Result::kNotWritten;
-      return out;
-    }
+    // Nothing is written while the segment is in doubt: what was queued is
+    // dropped, for sure not on disk (and never written later). Resolve, by
+    // the caller, settles the doubt.
+    Flushed out;
+    out.error = {EIO, "the journal segment is in doubt since an earlier failed write"};
+    out.records_kept = records_;
+    buffer_.clear();
+    buffered_records_ = 0;
+    out.result = Flushed::Result::kNotWritten;
+    return out;
   }
   // Where to cut back to if this write or its sync fails: under "always",
   // the last fsynced record (whatever was written after it is not durable);
   // otherwise the last one written (earlier ones may have been answered).
   const std::uint64_t good = policy_ == FsyncPolicy::kAlways ? synced_ : size_;
+  const std::uint64_t records_at_good = policy_ == FsyncPolicy::kAlways ? synced_records_ : records_;
   if (!buffer_.empty()) {
     std::size_t done = 0;
     while (done < buffer_.size()) {
@@ -793,7 +797,7 @@ Flushed JournalWriter::Flush(bool force) {
         if (n.ok()) error = {EIO, "journal: a write wrote nothing"};
         buffer_.clear();
         buffered_records_ = 0;
-        return CutBack(good, error);
+        return CutBack(good, records_at_good, error);
       }
       done += n.value();
       size_ = file_->size();
@@ -810,7 +814,7 @@ Flushed JournalWriter::Flush(bool force) {
   if (!file_->Sync(&error).ok()) {
     // After a failed fsync the written data may be gone whatever the page
     // cache shows (it may have been marked clean): never trusted again.
-    return CutBack(good, error);
+    return CutBack(good, records_at_good, error);
   }
   synced_ = size_;
   synced_records_ = records_;
@@ -827,8 +831,8 @@ Flushed JournalWriter::Resolve() {
     return out;
   }
   in_doubt_ = false;
-  size_ = synced_ = doubt_from_;
-  if (doubt_from_ == synced_records_at_) records_ = synced_records_;
+  size_ = synced_ = synced_records_at_ = doubt_from_;
+  records_ = synced_records_ = doubt_records_;
   return out;
 }
 

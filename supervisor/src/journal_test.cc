@@ -187,6 +187,7 @@ TEST_F(JournalFile, AFullDiskLeavesNoHoleThatLaterRecordsFollow) {
   const Flushed full = writer->Flush();
   EXPECT_EQ(full.result, Flushed::Result::kNotWritten);
   EXPECT_EQ(full.error.error_number, ENOSPC);
+  EXPECT_EQ(full.records_kept, 1u) << "the records on disk, for the caller to settle the replies of the rest";
   EXPECT_EQ(Contents(), good) << "the part that fitted was cut off again";
   faulty_->ClearSpaceLimit();
   writer->Append(R"({"n":3})");
@@ -223,14 +224,23 @@ TEST_F(JournalFile, WhatCannotBeCutOffIsInDoubtUntilItCan) {
   faulty_->FailSyncs(1);
   faulty_->SetTruncateFails(true);
   writer->Append(R"({"n":2})");
-  EXPECT_EQ(writer->Flush().result, Flushed::Result::kInDoubt);
+  const Flushed doubt = writer->Flush();
+  EXPECT_EQ(doubt.result, Flushed::Result::kInDoubt);
+  EXPECT_EQ(doubt.records_kept, 1u) << "record 1 is surely on disk; record 2 is in doubt";
   EXPECT_TRUE(writer->in_doubt());
   writer->Append(R"({"n":3})");
   EXPECT_EQ(writer->Flush().result, Flushed::Result::kNotWritten) << "record 3 is dropped, not written after the doubt";
   EXPECT_EQ(writer->Resolve().result, Flushed::Result::kInDoubt);
   faulty_->SetTruncateFails(false);
+  // Only Resolve settles the doubt (its caller then settles the replies in
+  // doubt): a Flush that did it quietly left them unanswered for good, and a
+  // checkpoint could then hold commits whose verdicts were cut off.
+  writer->Append(R"({"n":5})");
+  EXPECT_EQ(writer->Flush().result, Flushed::Result::kNotWritten);
+  EXPECT_TRUE(writer->in_doubt()) << "a Flush settled the doubt";
   EXPECT_TRUE(writer->Resolve().ok());
   EXPECT_FALSE(writer->in_doubt());
+  EXPECT_EQ(writer->records(), 1u);
   EXPECT_EQ(ScanJournal(Contents()).records, (std::vector<std::string>{R"({"n":1})"}));
   writer->Append(R"({"n":4})");
   ASSERT_TRUE(writer->Flush().ok());

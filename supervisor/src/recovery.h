@@ -28,6 +28,8 @@ namespace nvs::supervisor {
 // The file names in the state dir.
 inline constexpr const char* kCheckpointFile = "checkpoint.json";
 inline constexpr const char* kPreviousCheckpointFile = "checkpoint.prev.json";
+// A new checkpoint, written whole before it takes the current one's name.
+inline constexpr const char* kNextCheckpointFile = "checkpoint.next.json";
 inline constexpr const char* kJournalDir = "journal";
 // "journal/NNNNNNNNNNNN.nvj"
 std::string JournalSegmentName(std::uint64_t index);
@@ -38,6 +40,9 @@ std::string JournalSegmentName(std::uint64_t index);
 struct RememberedReply {
   std::optional<protocol::ClientReply> reply;
   std::string verdict_record;
+  // nvsd's ordinal of its verdict record while that may not be on disk yet
+  // (0: read from the journal, so on disk).
+  std::uint64_t record = 0;
   // The reply. nullopt only for a record that cannot be read back, which
   // PeekJournalRecord vouched for: a bug, said by the caller.
   std::optional<protocol::ClientReply> Get() const;

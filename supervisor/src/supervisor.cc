@@ -185,6 +185,8 @@ struct ClientAddress {
 
 struct Command {
   std::uint64_t id = 0;
+  // The ordinal of its verdict record in the journal (Impl::AppendRecord); 0: none.
+  std::uint64_t verdict_record = 0;
   bool is_query = false;
   std::string client_key;    // the client's routing id: its queue (AdmissionQueue)
   std::optional<std::int64_t> expires_at_ms;  // the client's deadline (CLIENT.md §2)
@@ -325,19 +327,30 @@ struct Supervisor::Impl {
   // Every variant refused the checkpoint: nvsd does not serve (the reason
   // names the file and the way out).
   std::optional<std::string> checkpoint_problem;
+  // The file `checkpoint` was read from or written to (kCheckpointFile or,
+  // after a fallback at start, kPreviousCheckpointFile): what a message names.
+  std::string checkpoint_file = kCheckpointFile;
+  // The last checkpoint could not be written (SaveCheckpoint); status says so.
+  std::optional<std::string> checkpoint_error;
   // Storage trouble: the journal (or a quarantine report) could not be
   // written. nvsd refuses commands (`unavailable`, with the reason), answers
   // reads, and tries again every second (RetryJournal).
+  struct OutgoingReply {
+    ClientAddress to;
+    proto::ClientReply reply;
+    std::uint64_t record = 0;  // the verdict record it rests on (an ordinal); 0: none
+  };
   struct JournalTrouble {
     std::string kind;    // "full", "read_only", "io_error", "in_doubt"
     std::string reason;  // the system's words, with the file
     Clock::time_point since;
+    int attempts = 0;    // RetryJournal's tries so far
   };
   std::optional<JournalTrouble> journal_trouble;
   Clock::time_point journal_retry_at{};
   // Replies whose verdict records may or may not be on disk (the writer
   // could not cut them off): held until that is settled (RetryJournal).
-  std::vector<std::pair<ClientAddress, proto::ClientReply>> replies_in_doubt;
+  std::vector<OutgoingReply> replies_in_doubt;
   // Quarantines whose reports could not be written yet (QuarantineUnwritten).
   struct UnwrittenReport {
     std::string id;
@@ -347,7 +360,15 @@ struct Supervisor::Impl {
   std::vector<UnwrittenReport> unwritten_reports;
   // Replies wait here until the journal records they depend on are flushed
   // (group commit: one flush per loop turn, then every reply of the turn).
-  std::vector<std::pair<ClientAddress, proto::ClientReply>> outbox;
+  std::vector<OutgoingReply> outbox;
+  // Every journal record appended gets the next ordinal (AppendRecord); a
+  // reply names the ordinal of the verdict record it rests on, so a failed
+  // flush settles exactly the replies whose records it lost, and never one
+  // resting on a record already on disk (a retry answered from memory).
+  std::uint64_t journal_appended = 0;
+  // The ordinal of the current segment's record 0 (its k-th record is
+  // journal_base + k); reset after records are cut off or rolled over.
+  std::uint64_t journal_base = 0;
   // Final replies by request id, so a retry is answered, never re-applied.
   // (Those recovery read from before the checkpoint are kept as their
   // verdict records' text, read on a retry: RememberedReply.)
@@ -493,9 +514,16 @@ struct Supervisor::Impl {
     events->send(zmq::buffer(text), zmq::send_flags::dontwait);
   }
 
-  void Reply(const ClientAddress& to, const proto::ClientReply& reply) {
+  // `record`: the ordinal of the journal record the reply rests on (0: none).
+  void Reply(const ClientAddress& to, const proto::ClientReply& reply, std::uint64_t record = 0) {
     if (reply.status == proto::ClientStatus::kUnavailable) NoteUnavailable(reply.reason);
-    outbox.emplace_back(to, reply);
+    outbox.push_back({to, reply, record});
+  }
+
+  // Queues a journal record; its ordinal.
+  std::uint64_t AppendRecord(std::string_view payload) {
+    journal->Append(payload);
+    return ++journal_appended;
   }
 
   // Answers `unavailable` are published (CLIENT.md §5): the first at once,
@@ -537,7 +565,7 @@ struct Supervisor::Impl {
         Flushed flushed = journal->Flush();
         if (!flushed.ok()) OnJournalFailure(flushed);
       }
-      for (auto& [to, reply] : outbox) SendNow(to, reply);
+      for (auto& out : outbox) SendNow(out.to, out.reply);
       outbox.clear();
     }
     RetryBacklogs();
@@ -572,23 +600,42 @@ struct Supervisor::Impl {
       journal_trouble->reason = reason;
     }
     journal_retry_at = Clock::now() + std::chrono::seconds(1);
-    // This turn's replies that rest on the lost records.
-    std::vector<std::pair<ClientAddress, proto::ClientReply>> keep;
-    for (auto& [to, reply] : outbox) {
-      if (reply.status != proto::ClientStatus::kCommitted) {
-        keep.emplace_back(std::move(to), std::move(reply));
+    // The replies that rest on records the flush lost (or left in doubt):
+    // those from this ordinal on. Replies resting on records already on disk
+    // (a retry answered from memory) are sent as they are.
+    const std::uint64_t first_lost = journal_base + flushed.records_kept + 1;
+    journal_base = journal_appended - journal->records();
+    std::vector<OutgoingReply> keep;
+    for (auto& out : outbox) {
+      const auto status = out.reply.status;
+      if (out.record < first_lost || status == proto::ClientStatus::kQuarantined ||
+          status == proto::ClientStatus::kUnavailable) {
+        // (A quarantine rests on its report, written before its verdict: a
+        // restart finds the report and blocks the command again.)
+        keep.push_back(std::move(out));
         continue;
       }
-      if (reply.id) answered.erase(*reply.id);  // (not remembered: a retry must not be told `committed`)
+      if (out.reply.id) answered.erase(*out.reply.id);  // (not remembered: a retry must not be told so)
       if (doubt) {
-        replies_in_doubt.emplace_back(std::move(to), std::move(reply));
+        replies_in_doubt.push_back(std::move(out));
       } else {
-        UndoCommit(reply.seq);
-        keep.emplace_back(std::move(to), proto::ClientReply::Unavailable(reply.id, "the journal cannot be written (" +
-                                                                              reason + "): not carried out"));
+        keep.push_back(NotCarriedOut(std::move(out), reason));
       }
     }
     outbox = std::move(keep);
+  }
+
+  // A reply whose verdict record never reached the disk: a commit is undone
+  // and a refusal withdrawn; either is answered `unavailable` (not carried
+  // out), which a retry may change. A refusal told to a client but lost on
+  // disk would be carried out after a restart: the command comes back as an
+  // undecided admit, and its id is free again.
+  OutgoingReply NotCarriedOut(OutgoingReply out, const std::string& reason) {
+    if (out.reply.status == proto::ClientStatus::kCommitted) UndoCommit(out.reply.seq);
+    out.reply = proto::ClientReply::Unavailable(out.reply.id, "the journal cannot be written (" + reason +
+                                                                  "): not carried out");
+    out.record = 0;
+    return out;
   }
 
   // A commit whose verdict never reached the disk: out of the tail, and
@@ -613,16 +660,18 @@ struct Supervisor::Impl {
   void RetryJournal() {
     if (!journal_trouble || Clock::now() < journal_retry_at || !journal) return;
     journal_retry_at = Clock::now() + std::chrono::seconds(1);
+    ++journal_trouble->attempts;
     if (journal->in_doubt()) {
       Flushed resolved = journal->Resolve();
       if (!resolved.ok()) return;
-      for (auto& [to, reply] : replies_in_doubt) {
-        UndoCommit(reply.seq);
-        Reply(to, proto::ClientReply::Unavailable(reply.id, "the journal could not be written (" +
-                                                                journal_trouble->reason + "): not carried out"));
-      }
-      replies_in_doubt.clear();
+      journal_base = journal_appended - journal->records();
     }
+    // What was in doubt is cut off now: not carried out, for sure.
+    for (auto& out : replies_in_doubt) {
+      OutgoingReply settled = NotCarriedOut(std::move(out), journal_trouble->reason);
+      Reply(settled.to, settled.reply);
+    }
+    replies_in_doubt.clear();
     while (!unwritten_reports.empty()) {
       const auto& pending = unwritten_reports.front();
       Status written = quarantine->Write(pending.id, pending.text);
@@ -631,10 +680,10 @@ struct Supervisor::Impl {
         return;
       }
       Log(LogLevel::kWarn, "quarantine_written", {{"report", pending.id}});
-      journal->Append(pending.verdict_record);
+      AppendRecord(pending.verdict_record);
       unwritten_reports.erase(unwritten_reports.begin());
     }
-    journal->Append(Dump({{"t", "mark"}, {"time_ns", UnixNowNs()}, {"note", "the journal can be written again"}}));
+    AppendRecord(Dump({{"t", "mark"}, {"time_ns", UnixNowNs()}, {"note", "the journal can be written again"}}));
     Flushed flushed = journal->Flush(/*force=*/true);
     if (!flushed.ok()) {
       OnJournalFailure(flushed);
@@ -1471,7 +1520,7 @@ struct Supervisor::Impl {
     if (auto it = answered.find(c.request_id); it != answered.end()) {
       Log(LogLevel::kInfo, "retry_answered", {{"id", c.request_id}});
       if (auto reply = it->second.Get()) {
-        Reply(c.client, *reply);
+        Reply(c.client, *reply, it->second.record);
       } else {
         // (Never: recovery skims only records that read back. Not applied
         // again in any case: the request was answered before.)
@@ -1663,9 +1712,11 @@ struct Supervisor::Impl {
                                 {"state", journal_trouble ? "degraded" : "ok"},
                                 {"trouble", journal_trouble ? json{{"kind", journal_trouble->kind},
                                                                    {"reason", journal_trouble->reason},
+                                                                   {"attempts", journal_trouble->attempts},
                                                                    {"for_ms", MillisSince(journal_trouble->since, Clock::now())}}
                                                             : json()},
                                 {"replies_in_doubt", replies_in_doubt.size()},
+                                {"checkpoint_error", checkpoint_error ? json(*checkpoint_error) : json()},
                                 {"segment_bytes", journal ? journal->bytes() : 0},
                                 {"closed_segments", closed_segments.size()},
                                 {"fsync", config.fsync}}},
@@ -2024,7 +2075,7 @@ struct Supervisor::Impl {
                                  "before it survived it (" + std::string(voter::ToString(verdict.kind)) +
                                  "): not carried out, and not remembered, so a retry runs it";
       if (journal) {
-        journal->Append(Dump({{"t", "verdict"}, {"seq", s.seq}, {"id", s.request_id}, {"verdict", "ABANDONED"},
+        AppendRecord(Dump({{"t", "verdict"}, {"seq", s.seq}, {"id", s.request_id}, {"verdict", "ABANDONED"},
                               {"reason", reason}}));
       }
       json event = {{"phase", "done"}, {"seq", s.seq}, {"conclusion", reason}, {"probes", described["probes"]}};
@@ -2346,7 +2397,7 @@ struct Supervisor::Impl {
       // an outside test killed nvsd in that window, and the resent poison
       // killed both variants again. The flush also writes the verdicts
       // decided before it in this turn: under load, one fsync per command.
-      journal->Append(Dump({{"t", "admit"},
+      AppendRecord(Dump({{"t", "admit"},
                             {"seq", c.seq},
                             {"time_ns", c.time_ns},
                             {"id", c.request_id},
@@ -2500,23 +2551,24 @@ struct Supervisor::Impl {
   // The final reply to a command, to every client that asked for it; kept
   // by request id so that a retry gets it again.
   void ReplyCommand(const Command& c, const proto::ClientReply& reply) {
-    Reply(c.client, reply);
-    for (const auto& also : c.also_reply) Reply(also, reply);
-    if (!c.is_query) Remember(c.request_id, reply);
+    Reply(c.client, reply, c.verdict_record);
+    for (const auto& also : c.also_reply) Reply(also, reply, c.verdict_record);
+    if (!c.is_query) Remember(c.request_id, reply, c.verdict_record);
   }
 
-  void Remember(const std::string& id, const proto::ClientReply& reply) {
+  // `record`: the ordinal of its verdict record (0: none, or one on disk).
+  void Remember(const std::string& id, const proto::ClientReply& reply, std::uint64_t record = 0) {
     if (config.remembered_requests == 0) return;
-    if (answered.insert_or_assign(id, RememberedReply{reply, {}}).second) answered_order.push_back(id);
+    if (answered.insert_or_assign(id, RememberedReply{reply, {}, record}).second) answered_order.push_back(id);
     while (answered_order.size() > config.remembered_requests) {
       answered.erase(answered_order.front());
       answered_order.pop_front();
     }
   }
 
-  void JournalVerdict(const Command& c) {
+  void JournalVerdict(Command& c) {
     if (!journal || c.is_query) return;
-    journal->Append(Dump(VerdictRecord(c)));
+    c.verdict_record = AppendRecord(Dump(VerdictRecord(c)));
   }
 
   static json VerdictRecord(const Command& c) {
@@ -2754,14 +2806,28 @@ struct Supervisor::Impl {
 
   void AdvanceCheckpoint() {
     if (!pending_checkpoint) return;
-    auto& p = *pending_checkpoint;
-    for (const auto& [name, digest] : p.digests) {
+    for (const auto& [name, digest] : pending_checkpoint->digests) {
       if (!digest) return;
     }
+    // Taken out first: a failed flush below undoes commits, which drops the
+    // pending checkpoint (a reference into it would dangle).
+    const PendingCheckpoint p = std::move(*pending_checkpoint);
+    pending_checkpoint.reset();
     std::map<std::string, int> votes;
     for (const auto& [name, digest] : p.digests) ++votes[*digest];
     const auto majority = static_cast<int>(p.digests.size()) / 2 + 1;
     if (p.snapshot_digest && votes[*p.snapshot_digest] >= majority && p.state) {
+      // A checkpoint holds only commits whose verdicts are on disk: while the
+      // journal is in trouble, or if this flush fails, there is none (a later
+      // one is taken when the journal is back).
+      if (journal_trouble) return;
+      if (journal) {
+        Flushed flushed = journal->Flush(/*force=*/true);
+        if (!flushed.ok()) {
+          OnJournalFailure(flushed);
+          return;
+        }
+      }
       checkpoint = Checkpoint{p.seq, *p.state, *p.snapshot_digest};
       SaveCheckpoint();
       std::erase_if(tail, [&](const CommittedEntry& e) { return e.seq <= p.seq; });
@@ -2783,7 +2849,6 @@ struct Supervisor::Impl {
         if (p.digests.count(v.config.name)) v.needs_sync = true;  // let a round settle who is right
       }
     }
-    pending_checkpoint.reset();
   }
 
   // The checkpoint on disk: written atomically, after the journal records it
@@ -2804,18 +2869,35 @@ struct Supervisor::Impl {
         commits - static_cast<std::uint64_t>(std::count_if(tail.begin(), tail.end(), [&](const CommittedEntry& e) {
           return e.seq > checkpoint->seq;
         }));
+    // The new one whole on disk first, under its own name; then the current
+    // one becomes the previous, and the new one the current. A failure at
+    // any step leaves a pair recovery starts from (at worst: no current, and
+    // the last one as the previous), never fewer checkpoints than before.
     StorageError error;
-    Status kept = saved_checkpoint && state->Exists(kCheckpointFile)
-                      ? state->Rename(kCheckpointFile, kPreviousCheckpointFile, &error)
-                      : Status::Ok();
-    Status written = kept.ok() ? state->WriteAtomically(kCheckpointFile, FormatCheckpoint(*checkpoint), &error) : kept;
+    Status written = state->WriteAtomically(kNextCheckpointFile, FormatCheckpoint(*checkpoint), &error);
+    const bool had = saved_checkpoint && state->Exists(kCheckpointFile);
+    if (written.ok() && had) written = state->Rename(kCheckpointFile, kPreviousCheckpointFile, &error);
+    if (written.ok()) written = state->Rename(kNextCheckpointFile, kCheckpointFile, &error);
     if (!written.ok()) {
+      const std::string what = DescribeStorageError(error.error_number);
+      if (!checkpoint_error) {
+        Publish("journal", {{"state", "checkpoint_failing"}, {"reason", written.message()}, {"what", what}});
+      }
+      checkpoint_error = "checkpoint seq " + std::to_string(checkpoint->seq) + " could not be written: " +
+                         written.message() + " (" + what + "); commands are still journaled, but a restart replays "
+                         "more of the journal and no segment is pruned";
       Log(LogLevel::kError, "checkpoint_write_failed",
-          {{"seq", checkpoint->seq}, {"error", written.message()}, {"what", DescribeStorageError(error.error_number)}});
+          {{"seq", checkpoint->seq}, {"error", written.message()}, {"what", what}});
       return;
     }
-    if (kept.ok() && saved_checkpoint) previous_checkpoint = saved_checkpoint;
+    if (checkpoint_error) {
+      Log(LogLevel::kWarn, "checkpoint_written_again", {{"seq", checkpoint->seq}, {"was", *checkpoint_error}});
+      Publish("journal", {{"state", "checkpoint_ok"}, {"seq", checkpoint->seq}});
+      checkpoint_error.reset();
+    }
+    if (had) previous_checkpoint = saved_checkpoint;
     saved_checkpoint = checkpoint;
+    checkpoint_file = kCheckpointFile;
     RotateJournal();
   }
 
@@ -2843,10 +2925,18 @@ struct Supervisor::Impl {
     }
     closed_segments.push_back({journal_segment, last_seq});
     journal = std::move(opened.value());
+    journal_base = journal_appended;
     ++journal_segment;
     Log(LogLevel::kInfo, "journal_segment", {{"segment", state->Where(next).string()}, {"seq", last_seq}});
-    const std::uint64_t covered = std::min(checkpoint ? checkpoint->seq : 0,
-                                           previous_checkpoint ? previous_checkpoint->seq : checkpoint ? checkpoint->seq : 0);
+    // Nor while it holds a verdict of the last `remembered_requests`
+    // commands: their ids are remembered across a restart only while their
+    // verdict records are there to read (each seq has at most one verdict,
+    // so those are within the last remembered_requests seqs).
+    const std::uint64_t remembered_from =
+        last_seq > config.remembered_requests ? last_seq - config.remembered_requests : 0;
+    const std::uint64_t covered = std::min({checkpoint ? checkpoint->seq : 0,
+                                            previous_checkpoint ? previous_checkpoint->seq : checkpoint ? checkpoint->seq : 0,
+                                            remembered_from});
     while (config.journal_keep_segments > 0 && closed_segments.size() > config.journal_keep_segments &&
            closed_segments.front().max_seq <= covered) {
       const std::string name = JournalSegmentName(closed_segments.front().index);
@@ -3020,12 +3110,15 @@ struct Supervisor::Impl {
       for (const auto& name : refused) {
         details += (details.empty() ? "" : "; ") + name + " " + *Find(name)->refused_checkpoint;
       }
-      checkpoint_problem = state->Where(kCheckpointFile).string() + " (seq " + std::to_string(checkpoint->seq) +
+      const bool current = checkpoint_file == kCheckpointFile;
+      checkpoint_problem = state->Where(checkpoint_file).string() + " (seq " + std::to_string(checkpoint->seq) +
                            ") is refused by every variant: " + details +
-                           ". Stop nvsd and move that file away: it then starts from " + kPreviousCheckpointFile +
-                           " (or, with no checkpoint left, by replaying the whole journal), or restore it from a "
-                           "backup; `nvs journal check` says more";
-      Log(LogLevel::kError, "checkpoint_refused", {{"file", state->Where(kCheckpointFile).string()},
+                           ". Stop nvsd and move that file away: it then starts from " +
+                           (current ? std::string(kPreviousCheckpointFile) + " (or, with no checkpoint left, "
+                                    : std::string("(with no checkpoint left) ")) +
+                           "by replaying the whole journal, which needs every segment since the first command" +
+                           (current ? ")" : "") + ", or restore it from a backup; `nvs journal check` says more";
+      Log(LogLevel::kError, "checkpoint_refused", {{"file", state->Where(checkpoint_file).string()},
                                                    {"seq", checkpoint->seq}, {"details", details}});
       Publish("journal", {{"state", "checkpoint_refused"}, {"reason", *checkpoint_problem}});
       round.reset();
@@ -3488,7 +3581,7 @@ struct Supervisor::Impl {
     if (!recovered.ok()) return recovered;
     // Which programs ran from here on: `nvs replay` starts the same ones
     // when it is given no config.
-    journal->Append(Dump({{"t", "start"}, {"time_ns", UnixNowNs()}, {"pid", getpid()},
+    AppendRecord(Dump({{"t", "start"}, {"time_ns", UnixNowNs()}, {"pid", getpid()},
                           {"config", json::parse(VariantsAndPolicyJson(config))}}));
     for (const auto& vc : config.variants) {
       Variant v;
@@ -3536,6 +3629,7 @@ struct Supervisor::Impl {
     // What checkpoint.json holds, if it is good: the next checkpoint keeps
     // it as the previous one (a damaged one is simply replaced).
     if (r.checkpoint_is_current) saved_checkpoint = r.checkpoint;
+    checkpoint_file = r.checkpoint && !r.checkpoint_is_current ? kPreviousCheckpointFile : kCheckpointFile;
     previous_checkpoint = r.checkpoint_is_current ? r.previous_checkpoint : r.checkpoint;
     last_seq = r.last_seq;
     commits = r.commits;
@@ -3562,6 +3656,8 @@ struct Supervisor::Impl {
                                                 journal_policy, config.fsync_batch_ms, &error);
     if (!writer.ok()) return Status::Error("cannot write the journal: " + writer.status().message());
     journal = std::move(writer.value());
+    journal_appended = journal->records();
+    journal_base = 0;
     if (r.current_good_bytes == 0) {
       Status synced = state->SyncDir(kJournalDir, &error);
       if (!synced.ok()) return synced;

@@ -166,6 +166,10 @@ struct Flushed {
     kInDoubt,     // the disk refused, and the segment could not be cut back: they may or may not be on disk
   } result = Result::kDone;
   StorageError error;  // not kDone: why (its errno tells a full disk from a read-only one)
+  // Not kDone: how many records of the segment are surely intact (written
+  // before the failed write, and not cut off); those after them were lost
+  // (kNotWritten) or are in doubt (kInDoubt).
+  std::uint64_t records_kept = 0;
   bool ok() const { return result == Result::kDone; }
 };
 
@@ -197,7 +201,8 @@ class JournalWriter {
   // last fsync, or `force`). When the disk refuses, what was queued is
   // dropped (kNotWritten), or the segment is in doubt (kInDoubt: nothing is
   // written until Resolve cuts it back; meanwhile a Flush drops what was
-  // queued and says kNotWritten).
+  // queued and says kNotWritten: only the caller's Resolve settles the
+  // doubt, so that it learns which records went).
   Flushed Flush(bool force = false);
   // After kInDoubt: cuts the segment back to its last good record. kDone
   // once it could (what was in doubt is then gone for sure).
@@ -214,7 +219,7 @@ class JournalWriter {
  private:
   JournalWriter() = default;
   // Cuts the segment back to `good` bytes; the outcome for records beyond it.
-  Flushed CutBack(std::uint64_t good, const StorageError& why);
+  Flushed CutBack(std::uint64_t good, std::uint64_t records_at_good, const StorageError& why);
 
   std::unique_ptr<StateFile> file_;
   FsyncPolicy policy_ = FsyncPolicy::kAlways;
@@ -228,6 +233,7 @@ class JournalWriter {
   std::uint64_t synced_records_at_ = 0;  // ... at this size
   bool in_doubt_ = false;
   std::uint64_t doubt_from_ = 0;
+  std::uint64_t doubt_records_ = 0;  // the records before doubt_from_
   std::int64_t last_sync_ms_ = 0;
 };
 
