@@ -104,16 +104,18 @@ int Status(const Options& o) {
   if (o.json_output) {
     std::cout << reply->dump() << "\n";
     const json& n = (*reply)["nvsd"];
-    return n.value("ready", false) && n.value("available", true) &&
-                   n.value("journal", json::object()).value("state", "ok") == "ok"
+    const json journal = n.value("journal", json::object());
+    return n.value("ready", false) && n.value("available", true) && journal.value("state", "ok") == "ok" &&
+                   journal.value("checkpoint_error", json()).is_null()
                ? kExitOk
                : kExitRefused;
   }
   const json& n = (*reply)["nvsd"];
   const json journal_state = n.value("journal", json::object());
   // Not serving as it should: exit 1, so that a script or a probe sees it.
+  const json checkpoint_error = journal_state.value("checkpoint_error", json());
   const bool healthy = n.value("ready", false) && n.value("available", true) &&
-                       journal_state.value("state", "ok") == "ok";
+                       journal_state.value("state", "ok") == "ok" && checkpoint_error.is_null();
   std::cout << "nvsd pid " << n.value("pid", 0) << (n.value("ready", false) ? ", ready" : ", NOT READY") << ", mode "
             << n.value("mode", "lockstep") << ", policy " << n.value("policy", "?") << ", healthy " << n.value("healthy", 0)
             << " (min " << n.value("min_healthy", 0) << ")\n";
@@ -127,6 +129,7 @@ int Status(const Options& o) {
     const json trouble = journal_state.value("trouble", json::object());
     std::cout << "JOURNAL DEGRADED (" << trouble.value("kind", "?") << "): " << trouble.value("reason", "") << "\n";
   }
+  if (checkpoint_error.is_string()) std::cout << "CHECKPOINT FAILING: " << checkpoint_error.get<std::string>() << "\n";
   if (!n.value("available", true)) {
     std::cout << "NOT TAKING COMMANDS: " << n.value("unavailable_reason", json("")).dump() << "\n";
   }
