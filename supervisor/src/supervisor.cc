@@ -2118,7 +2118,9 @@ struct Supervisor::Impl {
     reply.report = c.report_id;
     reply.fingerprint = c.fingerprint;
     reply.reason = verdict.reason;
-    if (!c.request_id.empty()) Remember(c.request_id, reply);  // its client is gone: a retry is answered
+    // Its client is gone: a retry is answered. (Unless the id already has a
+    // later answer, e.g. a retry committed after this admit was undone.)
+    if (!c.request_id.empty() && answered.count(c.request_id) == 0) Remember(c.request_id, reply, c.verdict_record);
     reports_awaiting_pre_state.push_back(c.report_id);
     Publish("quarantine", {{"report", c.report_id}, {"fingerprint", c.fingerprint}, {"seq", c.seq}, {"reason", verdict.reason}});
     Log(LogLevel::kError, "quarantined",
