@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <deque>
@@ -32,6 +33,7 @@
 #include <zmq.hpp>
 
 #include "nvs/protocol/curve_client.h"
+#include "nvs/videohub/allow_list.h"
 #include "nvs/videohub/videohub_protocol.h"
 
 namespace nvs::videohub {
@@ -47,7 +49,11 @@ using std::chrono::milliseconds;
 constexpr milliseconds kExpiryMargin{500};
 
 struct Options {
-  std::vector<std::string> listen = {"0.0.0.0:9990"};
+  // Loopback by default: the Videohub protocol has no authentication, so a
+  // wider listen address needs --allow (SECURITY.md).
+  std::vector<std::string> listen = {"127.0.0.1:9990"};
+  std::vector<std::string> allow;  // CIDR networks whose clients may connect; empty: any (loopback listen only)
+  std::vector<Network> allowed;    // `allow`, parsed
   std::string endpoint;       // "" = $NVS_ENDPOINT, else the client config's, else tcp://127.0.0.1:5555
   std::string client_config;  // "" = $NVS_CLIENT_CONFIG, else none (a plain client)
   std::string friendly_name = "nvs";
@@ -121,6 +127,7 @@ class Gateway {
     device_.unique_id = options_.unique_id;
     Log("info", "starting",
         {{"listen", options_.listen},
+         {"allow", options_.allow},
          {"nvsd", options_.endpoint},
          {"security", curve_ ? "curve" : "none"},
          {"public_key", curve_ ? json(curve_->keys.public_key) : json()}});
@@ -130,6 +137,15 @@ class Gateway {
     // most --timeout-ms.)
     const auto connect_until = Clock::now() + milliseconds(options_.timeout_ms);
     next_refresh_ = next_heartbeat_ = connect_until;
+    const bool open_beyond_loopback = std::any_of(options_.listen.begin(), options_.listen.end(),
+                                                  [](const std::string& a) { return !LoopbackOnly(a); });
+    if (curve_ && open_beyond_loopback) {
+      Log("warn", "open_beyond_loopback",
+          {{"listen", options_.listen},
+           {"allow", options_.allow},
+           {"why", "nvsd requires CURVE, but the Videohub protocol has no authentication: any client on the allowed "
+                   "networks can read the router and take routes with this gateway's key"}});
+    }
     while (!watch_->connected() && Clock::now() < connect_until && !stopping_) Turn(signal_fd);
     if (refreshes_done_ == 0) Refresh();
     while (refreshes_done_ == 0 && !stopping_) Turn(signal_fd);
@@ -191,6 +207,14 @@ class Gateway {
       socklen_t len = sizeof addr;
       const int fd = accept4(listener, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) return;
+      if (!options_.allowed.empty() && !Allowed(options_.allowed, addr)) {
+        char host[NI_MAXHOST] = "?";
+        getnameinfo(reinterpret_cast<sockaddr*>(&addr), len, host, sizeof host, nullptr, 0, NI_NUMERICHOST);
+        ++clients_refused_;
+        Log("warn", "client_refused", {{"peer", host}, {"why", "not in an --allow network"}, {"refused", clients_refused_}});
+        close(fd);
+        continue;
+      }
       if (clients_.size() >= options_.max_clients) {
         Log("warn", "client_refused", {{"why", "too many clients"}, {"max_clients", options_.max_clients}});
         close(fd);
@@ -630,6 +654,7 @@ class Gateway {
   bool connected_ = false;                 // as last logged (nvsd_connected / nvsd_disconnected)
   std::optional<Clock::time_point> retry_at_;  // when to connect again after a refusal
   std::vector<int> listeners_;
+  std::uint64_t clients_refused_ = 0;  // connections from outside the --allow networks
   std::map<std::uint64_t, Client> clients_;
   std::uint64_t next_serial_ = 0;
   std::uint64_t next_request_ = 0;
@@ -655,7 +680,13 @@ class Gateway {
 int main(int argc, char** argv) {
   nvs::videohub::Options options;
   CLI::App app{"nvs-videohub: the Blackmagic Videohub Ethernet protocol in front of nvsd"};
-  app.add_option("--listen", options.listen, "HOST:PORT to listen on (repeatable)")->capture_default_str();
+  app.add_option("--listen", options.listen,
+                 "HOST:PORT to listen on (repeatable); anything but loopback needs --allow")
+      ->capture_default_str();
+  app.add_option("--allow", options.allow,
+                 "a client network that may connect, as CIDR (10.1.2.0/24, 192.168.1.7, fd00::/8; repeatable); "
+                 "needed to listen beyond loopback. The Videohub protocol has no authentication: this is its only "
+                 "check");
   app.add_option("--endpoint", options.endpoint,
                  "nvsd's client endpoint (default: $NVS_ENDPOINT, else the client config's \"endpoint\", else "
                  "tcp://127.0.0.1:5555)");
@@ -686,6 +717,24 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(4096, 64 << 20));
   CLI11_PARSE(app, argc, argv);
+  for (const auto& text : options.allow) {
+    std::string why;
+    auto network = nvs::videohub::ParseNetwork(text, &why);
+    if (!network) {
+      std::cerr << "nvs-videohub: --allow " << text << ": " << why << "\n";
+      return 2;
+    }
+    options.allowed.push_back(*network);
+  }
+  for (const auto& address : options.listen) {
+    if (options.allowed.empty() && !nvs::videohub::LoopbackOnly(address)) {
+      std::cerr << "nvs-videohub: --listen " << address
+                << " reaches beyond this machine, and the Videohub protocol has no authentication: say which client "
+                   "networks may connect with --allow CIDR (repeatable, e.g. --allow 10.1.2.0/24), or listen on "
+                   "127.0.0.1\n";
+      return 2;
+    }
+  }
   auto curve = nvs::protocol::ResolveClientConfig(options.client_config);
   if (!curve.ok()) {
     std::cerr << "nvs-videohub: " << curve.status().message() << "\n";
