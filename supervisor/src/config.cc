@@ -240,6 +240,16 @@ Result<Config> ParseConfig(const std::string& text, const std::filesystem::path&
   }
   if (!config.variant_endpoint.empty() && !ValidEndpoint(config.variant_endpoint)) {
     f.Error("variant_endpoint", "must be a tcp://, ipc:// or inproc:// address");
+  } else if (config.variant_endpoint.rfind("tcp://", 0) == 0) {
+    // The variants run on this machine. Their routing ids are their secrets
+    // (PROTOCOL.md §1.1) and travel in clear, as do the commands: never over
+    // a network.
+    const std::string host = config.variant_endpoint.substr(6, config.variant_endpoint.rfind(':') - 6);
+    if (host != "localhost" && host != "[::1]" && host.rfind("127.", 0) != 0) {
+      f.Error("variant_endpoint", "a tcp endpoint must be on loopback (127.0.0.1, [::1] or localhost), not " + host +
+                                      ": variants run on this machine, and their ids and commands travel in clear; the "
+                                      "default ipc endpoint in the state dir is safer still");
+    }
   }
   if (const json* curve = f.Find("client_curve")) {
     if (!curve->is_object()) {

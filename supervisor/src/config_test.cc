@@ -35,6 +35,15 @@ TEST(ParseConfig, MinimalConfigGetsTheDefaults) {
   EXPECT_EQ(config->deadline_ms, 1000);
 }
 
+TEST(ParseConfig, ATcpVariantEndpointOnLoopbackIsTaken) {
+  for (const char* endpoint : {"tcp://127.0.0.1:5601", "tcp://[::1]:5601", "tcp://localhost:5601"}) {
+    const std::string text = std::string(R"({"state_dir":"s","variant_endpoint":")") + endpoint +
+                             R"(","variants":[{"name":"a","argv":["x"]}]})";
+    auto config = ParseConfig(text, "/c.json");
+    EXPECT_TRUE(config.ok()) << endpoint << ": " << config.status().message();
+  }
+}
+
 TEST(ParseConfig, TwoVariantsDefaultToUnanimity) {
   auto config = ParseConfig(R"({"state_dir":"/s","variants":[{"name":"a","argv":["x"]},{"name":"b","argv":["y"]}]})",
                             "/c.json");
@@ -50,6 +59,10 @@ TEST(ParseConfig, EveryErrorNamesItsField) {
   };
   const Case cases[] = {
       {"not json", "not valid JSON"},
+      {R"({"state_dir":"s","variant_endpoint":"tcp://0.0.0.0:5601","variants":[{"name":"a","argv":["x"]}]})",
+       "variant_endpoint: a tcp endpoint must be on loopback"},
+      {R"({"state_dir":"s","variant_endpoint":"tcp://10.1.2.3:5601","variants":[{"name":"a","argv":["x"]}]})",
+       "not 10.1.2.3"},
       {"[]", "must be a JSON object"},
       {R"({"variants":[{"name":"a","argv":["x"]}]})", "state_dir: required"},
       {R"({"state_dir":"s"})", "variants: required"},

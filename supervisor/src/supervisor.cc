@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -885,8 +886,9 @@ struct Supervisor::Impl {
   // One message to a variant or probe through the ROUTER_MANDATORY variants
   // socket; false when its connection is gone or its queue is full.
   bool SendToIdentity(const std::string& identity, const std::string& bytes) {
+    const std::string& wire = WireId(identity);
     try {
-      if (!variants_socket.send(zmq::buffer(identity), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+      if (!variants_socket.send(zmq::buffer(wire), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
         return false;
       }
     } catch (const zmq::error_t& e) {
@@ -906,8 +908,9 @@ struct Supervisor::Impl {
   // Used only for processes seen dead; when the connection is still up, the
   // probe is an empty message to a dead process, which nothing reads.
   bool ConnectionGone(const std::string& identity) {
+    const std::string& wire = WireId(identity);
     try {
-      if (!variants_socket.send(zmq::buffer(identity), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+      if (!variants_socket.send(zmq::buffer(wire), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
         return false;  // queue full: still connected
       }
     } catch (const zmq::error_t& e) {
@@ -949,9 +952,71 @@ struct Supervisor::Impl {
 
   // ---- lifecycle ------------------------------------------------------------
 
+  // ---- routing ids ---------------------------------------------------------------
+  //
+  // A process's identity (router-a.3, probe.7, retest.2) names it in logs,
+  // events and status. On the variants socket it is known by its routing id:
+  // the identity, a dot and 32 random hex digits, given to it in NVS_VARIANT
+  // and to nobody else. A process that guesses the identity of the next
+  // incarnation (the event socket announces restarts) cannot connect as it:
+  // a message from an unknown routing id is ignored, and nothing is sent to
+  // one. (An outside test did so over a tcp variant endpoint, received the
+  // state and every command, and won a vote with a lie.)
+  std::unordered_map<std::string, std::string> wire_of;      // identity -> routing id
+  std::unordered_map<std::string, std::string> identity_of;  // routing id -> identity
+  std::deque<std::string> wire_order;                        // identities, oldest first
+  std::uint64_t unknown_peers = 0;                           // messages from routing ids nvsd never gave out
+
+  const std::string& NewWireId(const std::string& identity) {
+    unsigned char random[16];
+    std::size_t got = 0;
+    while (got < sizeof random) {
+      const ssize_t n = getrandom(random + got, sizeof random - got, 0);
+      if (n > 0) got += static_cast<std::size_t>(n);
+      else if (errno != EINTR) throw std::runtime_error(std::string("getrandom: ") + std::strerror(errno));
+    }
+    static const char* const kHex = "0123456789abcdef";
+    std::string wire = identity + ".";
+    for (unsigned char b : random) {
+      wire += kHex[b >> 4];
+      wire += kHex[b & 15];
+    }
+    if (auto old = wire_of.find(identity); old != wire_of.end()) identity_of.erase(old->second);
+    else wire_order.push_back(identity);
+    identity_of[wire] = identity;
+    // Only the latest processes are alive: the oldest entries are dead ones.
+    while (wire_order.size() > 4096) {
+      if (auto it = wire_of.find(wire_order.front()); it != wire_of.end()) {
+        identity_of.erase(it->second);
+        wire_of.erase(it);
+      }
+      wire_order.pop_front();
+    }
+    return wire_of[identity] = std::move(wire);
+  }
+
+  // The routing id given to `identity` (itself if none was: it then reaches nobody).
+  const std::string& WireId(const std::string& identity) const {
+    const auto it = wire_of.find(identity);
+    return it == wire_of.end() ? identity : it->second;
+  }
+
+  // The identity of a routing id nvsd gave out, or nullptr.
+  const std::string* IdentityOf(const zmq::message_t& routing_id) {
+    const auto it = identity_of.find(routing_id.to_string());
+    if (it != identity_of.end()) return &it->second;
+    if (++unknown_peers == 1 || unknown_peers % 1000 == 0) {
+      Log(LogLevel::kWarn, "unknown_variant_peer",
+          {{"messages", unknown_peers},
+           {"why", "a message on the variants socket from a routing id nvsd never gave out: ignored (a process "
+                   "that was not started by nvsd, or a stale one)"}});
+    }
+    return nullptr;
+  }
+
   // How to start a process of `vc` under `identity`, its stderr going to
-  // logs/LOG_NAME.
-  Result<SpawnSpec> SpecFor(const VariantConfig& vc, const std::string& identity, const std::string& log_name) const {
+  // logs/LOG_NAME. Each call gives the process a new routing id.
+  Result<SpawnSpec> SpecFor(const VariantConfig& vc, const std::string& identity, const std::string& log_name) {
     SpawnContext context;
     context.config_dir = config.config_dir;
     context.stdio_bridge = bridge;
@@ -959,7 +1024,7 @@ struct Supervisor::Impl {
     context.stderr_log = config.state_dir / "logs" / log_name;
     context.stderr_log_bytes = config.stderr_log_bytes;
     context.stderr_tail_bytes = config.stderr_tail_bytes;
-    return SpecForVariant(vc, identity, context);
+    return SpecForVariant(vc, NewWireId(identity), context);
   }
 
   // Starts a new incarnation. On failure the slot is counted as a failed
@@ -1214,11 +1279,14 @@ struct Supervisor::Impl {
         more = part.more();
         parts.push_back(std::move(part));
       }
-      if (spare && identity.to_string() == spare->identity) {
+      const std::string* known = IdentityOf(identity);
+      if (known == nullptr) continue;
+      const std::string& from = *known;
+      if (spare && from == spare->identity) {
         OnSpareMessage(parts.size() == 1 ? parts[0].to_string_view() : std::string_view());
         continue;
       }
-      if (probe && identity.to_string() == probe->identity) {
+      if (probe && from == probe->identity) {
         if (parts.size() == 1) {
           OnProbeMessage(parts[0].to_string_view());
         } else {
@@ -1226,17 +1294,16 @@ struct Supervisor::Impl {
         }
         continue;
       }
-      if (retest && retest->retest->Owns(identity.to_string())) {
+      if (retest && retest->retest->Owns(from)) {
         // (PumpRetest, later in the turn, sends what it asks for.)
-        retest->retest->OnMessage(identity.to_string(), parts.size() == 1 ? parts[0].to_string_view() : "multi-part",
-                                  Clock::now());
+        retest->retest->OnMessage(from, parts.size() == 1 ? parts[0].to_string_view() : "multi-part", Clock::now());
         continue;
       }
-      auto it = by_identity.find(identity.to_string());
+      auto it = by_identity.find(from);
       if (it == by_identity.end()) continue;
       Variant& v = variants[it->second];
-      if (v.identity != identity.to_string()) {
-        Log(LogLevel::kDebug, "stale_message", {{"identity", identity.to_string()}});
+      if (v.identity != from) {
+        Log(LogLevel::kDebug, "stale_message", {{"identity", from}});
         continue;  // a late message from a dead incarnation
       }
       if (v.state == VariantState::kStopping || v.state == VariantState::kDown || v.state == VariantState::kFailed) {
@@ -1703,6 +1770,7 @@ struct Supervisor::Impl {
                                 {"rejected", client_counters.rejected}}},
                    {"retest", retest ? retest->retest->Describe() : json()},
                    {"suspects", suspects.size()},
+                   {"unknown_variant_peers", unknown_peers},
                    {"active", active.size()},
                    {"syncing", round.has_value()},
                    {"quarantined", quarantine->blocked_count()},
@@ -3719,11 +3787,12 @@ struct Supervisor::Impl {
         if (!identity.more() || !variants_socket.recv(body, zmq::recv_flags::none)) continue;
         auto decoded = proto::DecodeReply(body.to_string_view());
         if (!decoded.ok() || proto::SeqOf(decoded.value()) != seq) continue;
-        if (auto* st = std::get_if<proto::StateReply>(&decoded.value());
-            st != nullptr && identity.to_string() == idle.front()->identity) {
+        const std::string* from = IdentityOf(identity);
+        if (from == nullptr) continue;
+        if (auto* st = std::get_if<proto::StateReply>(&decoded.value()); st != nullptr && *from == idle.front()->identity) {
           snapshot = *st;
         } else if (auto* d = std::get_if<proto::DigestReply>(&decoded.value())) {
-          digests[identity.to_string()] = d->digest;
+          digests[*from] = d->digest;
         }
       }
     }
