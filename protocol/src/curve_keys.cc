@@ -59,8 +59,10 @@ std::string Octal(mode_t mode) {
 // the permissions checked are those of the file read). `forbidden`: mode
 // bits that make the file unacceptable, why, and what mends it (a chmod,
 // completed with the path).
+// With `own`, the file must belong to this process's user (or root): a key
+// another user owns is theirs to change (OpenSSH's StrictModes).
 Result<std::string> ReadGuarded(const std::filesystem::path& path, std::size_t limit, mode_t forbidden,
-                                const std::string& why, const std::string& fix) {
+                                const std::string& why, const std::string& fix, bool own = false) {
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
   if (fd < 0) return Status::Error(path.string() + ": cannot read: " + std::strerror(errno));
   struct stat st {};
@@ -71,6 +73,9 @@ Result<std::string> ReadGuarded(const std::filesystem::path& path, std::size_t l
     error = "not a regular file";
   } else if ((st.st_mode & forbidden) != 0) {
     error = why + " (mode " + Octal(st.st_mode) + "); " + fix + " " + path.string();
+  } else if (own && st.st_uid != geteuid() && st.st_uid != 0) {
+    error = "owned by uid " + std::to_string(st.st_uid) + ", not by this user (uid " + std::to_string(geteuid()) +
+            ") or root: another user could change it; chown it";
   } else if (static_cast<std::size_t>(st.st_size) > limit) {
     error = "larger than " + std::to_string(limit) + " bytes";
   }
@@ -199,7 +204,8 @@ Result<std::vector<AuthorizedKey>> ParseAuthorizedKeys(std::string_view text) {
 
 Result<CurveKeyPair> ReadSecretKeyFile(const std::filesystem::path& path) {
   auto text = ReadGuarded(path, kMaxKeyFileBytes, S_IRWXG | S_IRWXO,
-                          "group or others may read or write this secret key", "make it owner-only: chmod 600");
+                          "group or others may read or write this secret key", "make it owner-only: chmod 600",
+                          /*own=*/true);
   if (!text.ok()) return text.status();
   auto key = ParseKeyFile(text.value());
   if (!key.ok()) return Status::Error(path.string() + ": " + key.status().message());
@@ -221,7 +227,7 @@ Result<std::string> ReadPublicKeyFile(const std::filesystem::path& path) {
 Result<std::vector<AuthorizedKey>> ReadAuthorizedKeysFile(const std::filesystem::path& path) {
   auto text = ReadGuarded(path, kMaxAuthorizedKeysBytes, S_IWGRP | S_IWOTH,
                           "group or others may write it, and so let any client in",
-                          "make it writable by its owner only: chmod go-w");
+                          "make it writable by its owner only: chmod go-w", /*own=*/true);
   if (!text.ok()) return text.status();
   auto keys = ParseAuthorizedKeys(text.value());
   if (!keys.ok()) return Status::Error(path.string() + ": " + keys.status().message());

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -22,12 +23,27 @@ bool TooDeep(const std::string& text) {
   return protocol::JsonNestingDepth(text, protocol::kMaxDocumentJsonDepth) > protocol::kMaxDocumentJsonDepth;
 }
 
+// A file of this folder, never through a link, and only one of nvsd's user:
+// `nvs quarantine show` once returned a root-only file through a linked
+// snapshot.
 std::optional<std::string> ReadText(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  if (!in) return std::nullopt;
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  const int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return std::nullopt;
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+    close(fd);
+    return std::nullopt;
+  }
+  std::string text;
+  char buffer[65536];
+  for (;;) {
+    const ssize_t n = read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    text.append(buffer, static_cast<std::size_t>(n));
+  }
+  close(fd);
+  return text;
 }
 
 bool ValidId(const std::string& id) {
@@ -42,7 +58,10 @@ bool ValidId(const std::string& id) {
 
 Status WriteFileAtomically(const std::filesystem::path& path, const std::string& content) {
   const std::string temporary = path.string() + ".tmp";
-  const int fd = open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  // A leftover (or a link planted there) is removed, never written through:
+  // a linked .tmp once made a release overwrite a root file.
+  unlink(temporary.c_str());
+  const int fd = open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return Status::Error(temporary + ": " + std::strerror(errno));
   std::size_t written = 0;
   while (written < content.size()) {
@@ -83,11 +102,9 @@ Result<QuarantineStore> QuarantineStore::Open(const std::filesystem::path& dir, 
   for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
     const auto& path = entry.path();
     if (path.extension() != ".json" || path.stem().extension() == ".state") continue;
-    std::ifstream in(path);
-    std::stringstream text;
-    text << in.rdbuf();
-    const json report = TooDeep(text.str()) ? json(json::value_t::discarded)
-                                            : json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+    const std::string text = ReadText(path).value_or("");
+    const json report = TooDeep(text) ? json(json::value_t::discarded)
+                                      : json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (report.is_discarded() || !report.is_object() || !report.contains("id") || !report["id"].is_string() ||
         !report.contains("fingerprint") || !report["fingerprint"].is_string() || !report.contains("status") ||
         !report["status"].is_string()) {

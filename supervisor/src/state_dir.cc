@@ -2,12 +2,14 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace nvs::supervisor {
@@ -79,6 +81,83 @@ std::string DescribeStorageError(int error_number) {
     case EPERM: return "permission denied";
     default: return error_number != 0 ? std::strerror(error_number) : "an unknown error";
   }
+}
+
+// ---- strict modes ----------------------------------------------------------------
+
+namespace {
+
+std::string OwnerName(uid_t uid) {
+  std::string out = "uid " + std::to_string(uid);
+  if (const passwd* p = getpwuid(uid); p != nullptr) out += " (" + std::string(p->pw_name) + ")";
+  return out;
+}
+
+}  // namespace
+
+Status CheckOwnPath(const std::filesystem::path& path, bool directory) {
+  struct stat st {};
+  if (lstat(path.c_str(), &st) != 0) return Status::Error(path.string() + ": " + std::strerror(errno));
+  if (S_ISLNK(st.st_mode)) {
+    return Status::Error(path.string() + " is a symbolic link: nvsd follows no link in its state dir (another user "
+                         "could point it at a file of theirs, or at one of yours); remove it");
+  }
+  if (st.st_uid != geteuid()) {
+    return Status::Error(path.string() + " is owned by " + OwnerName(st.st_uid) + ", not by nvsd's user (" +
+                         OwnerName(geteuid()) + "): whoever owns it can change what nvsd reads; chown it, or use "
+                         "another state_dir");
+  }
+  if (directory && !S_ISDIR(st.st_mode)) return Status::Error(path.string() + " is not a folder");
+  if ((S_ISDIR(st.st_mode) || S_ISREG(st.st_mode)) && (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return Status::Error(path.string() + " can be written by group or others (mode " + mode +
+                         "): make it owner-only (chmod go-w)");
+  }
+  return Status::Ok();
+}
+
+Status CheckAncestors(const std::filesystem::path& path) {
+  for (std::filesystem::path at = path.parent_path(); !at.empty(); at = at.parent_path()) {
+    struct stat st {};
+    if (stat(at.c_str(), &st) != 0) return Status::Error(at.string() + ": " + std::strerror(errno));
+    if (st.st_uid != 0 && st.st_uid != geteuid()) {
+      return Status::Error(path.string() + ": the folder " + at.string() + " above it is owned by " +
+                           OwnerName(st.st_uid) + ", who could replace it; keep the state dir under folders owned by "
+                           "root or nvsd's user");
+    }
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0) {
+      return Status::Error(path.string() + ": the folder " + at.string() + " above it can be written by group or "
+                           "others (and is not sticky), who could replace it; keep the state dir elsewhere (e.g. "
+                           "/var/lib/nvsd)");
+    }
+    if (at == at.parent_path()) break;
+  }
+  return Status::Ok();
+}
+
+Status CheckOwnTree(const std::filesystem::path& dir, const std::vector<std::string>& subfolders) {
+  Status own = CheckOwnPath(dir, /*directory=*/true);
+  if (!own.ok()) return own;
+  std::vector<std::filesystem::path> folders = {dir};
+  for (const auto& sub : subfolders) {
+    struct stat st {};
+    if (lstat((dir / sub).c_str(), &st) == 0) folders.push_back(dir / sub);
+  }
+  for (const auto& folder : folders) {
+    DIR* d = opendir(folder.c_str());
+    if (d == nullptr) return Status::Error(folder.string() + ": " + std::strerror(errno));
+    Status result = Status::Ok();
+    while (const dirent* e = readdir(d)) {
+      const std::string name = e->d_name;
+      if (name == "." || name == "..") continue;
+      result = CheckOwnPath(folder / name, /*directory=*/false);
+      if (!result.ok()) break;
+    }
+    closedir(d);
+    if (!result.ok()) return result;
+  }
+  return Status::Ok();
 }
 
 // ---- PosixStateDir --------------------------------------------------------------

@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/signalfd.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -3571,28 +3572,42 @@ struct Supervisor::Impl {
 
   Status Start() {
     std::error_code ec;
-    // The state dir holds the journal and the quarantine decisions: a state
-    // dir that others can write to is refused, never "fixed" silently.
+    // The state dir holds the journal and the quarantine decisions. As
+    // OpenSSH's StrictModes (and PostgreSQL's data directory): it, every
+    // folder and file in it, and the folders above it must be nvsd's user's
+    // (or root's, above it), no link, nothing others can write. A state dir
+    // that fails is refused, naming the path and the reason, never "fixed"
+    // silently. (An outside test had nvsd take a dir another user made,
+    // follow their `journal` link, append to a root file through a linked
+    // log, and obey a report they wrote.)
     namespace fs = std::filesystem;
-    if (fs::exists(config.state_dir, ec)) {
-      const auto perms = fs::status(config.state_dir, ec).permissions();
-      if ((perms & (fs::perms::group_write | fs::perms::others_write)) != fs::perms::none) {
-        return Status::Error("state_dir " + config.state_dir.string() +
-                             " can be written by others than its owner; make it owner-only (chmod 700) first");
+    const fs::path dir = fs::absolute(config.state_dir, ec).lexically_normal();
+    struct stat st {};
+    if (lstat(dir.c_str(), &st) != 0) {
+      fs::create_directories(dir.parent_path(), ec);
+      if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+        return Status::Error("state_dir " + dir.string() + ": " + std::strerror(errno));
       }
     }
-    fs::create_directories(config.state_dir, ec);
-    if (ec) return Status::Error("state_dir " + config.state_dir.string() + ": " + ec.message());
-    auto opened_dir = PosixStateDir::Open(config.state_dir);
+    if (Status own = CheckOwnPath(dir, /*directory=*/true); !own.ok()) return Status::Error("state_dir: " + own.message());
+    if (Status above = CheckAncestors(dir); !above.ok()) return Status::Error("state_dir: " + above.message());
+    auto opened_dir = PosixStateDir::Open(dir);
     if (!opened_dir.ok()) return Status::Error("state_dir " + opened_dir.status().message());
     state = std::move(opened_dir.value());
     // One nvsd per state dir: two would both append to its journal (an
     // outside test lost thousands of acknowledged commits that way).
     Status locked = state->Lock();
     if (!locked.ok()) return locked;
-    fs::create_directories(config.state_dir / "logs", ec);
-    if (ec) return Status::Error("state_dir " + config.state_dir.string() + ": " + ec.message());
-    fs::permissions(config.state_dir, fs::perms::owner_all, ec);
+    fs::permissions(dir, fs::perms::owner_all, ec);
+    for (const char* sub : {kJournalDir, "logs", "quarantine"}) {
+      if (mkdir((dir / sub).c_str(), 0700) != 0 && errno != EEXIST) {
+        return Status::Error("state_dir " + (dir / sub).string() + ": " + std::strerror(errno));
+      }
+    }
+    if (Status tree = CheckOwnTree(dir, {kJournalDir, "logs", "quarantine"}); !tree.ok()) {
+      return Status::Error("state_dir: " + tree.message());
+    }
+    for (const char* sub : {kJournalDir, "logs", "quarantine"}) fs::permissions(dir / sub, fs::perms::owner_all, ec);
     std::vector<std::string> warnings;
     auto store = QuarantineStore::Open(config.state_dir / "quarantine", warnings);
     if (!store.ok()) return store.status();

@@ -99,7 +99,7 @@ Result<std::unique_ptr<VariantProcess>> VariantProcess::Spawn(const SpawnSpec& s
   fcntl(self->stderr_fd_, F_SETFL, O_NONBLOCK);
 
   if (!spec.stderr_log.empty()) {
-    self->log_fd_ = open(spec.stderr_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    self->log_fd_ = open(spec.stderr_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (self->log_fd_ >= 0) {
       struct stat st {};
       if (fstat(self->log_fd_, &st) == 0) self->log_size_ = static_cast<std::uint64_t>(st.st_size);
@@ -148,7 +148,7 @@ void VariantProcess::WriteLog(const char* data, std::size_t size) {
     const std::string rotated = spec_.stderr_log.string() + ".1";
     rename(spec_.stderr_log.c_str(), rotated.c_str());
     close(log_fd_);
-    log_fd_ = open(spec_.stderr_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    log_fd_ = open(spec_.stderr_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
     log_size_ = 0;
     if (log_fd_ < 0) return;
   }
@@ -158,7 +158,7 @@ void VariantProcess::WriteLog(const char* data, std::size_t size) {
 void VariantProcess::ReopenLog() {
   if (spec_.stderr_log.empty()) return;
   if (log_fd_ >= 0) close(log_fd_);
-  log_fd_ = open(spec_.stderr_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  log_fd_ = open(spec_.stderr_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
   log_size_ = 0;
   struct stat st {};
   if (log_fd_ >= 0 && fstat(log_fd_, &st) == 0) log_size_ = static_cast<std::uint64_t>(st.st_size);

@@ -204,7 +204,7 @@ TEST(Lifecycle, StateDirAndSocketsAreOwnerOnly) {
     NvsdHarness nvsd(NvsdOptions({"router-a", "router-b"}, {{"state_dir", state.string()}}));
     auto status = nvsd.WaitNvsdExit(std::chrono::milliseconds(10000));
     ASSERT_TRUE(status.has_value()) << "nvsd started on a state dir others can write";
-    EXPECT_NE(nvsd.NvsdLog().find("can be written by others"), std::string::npos) << nvsd.NvsdLog();
+    EXPECT_NE(nvsd.NvsdLog().find("can be written by group or others"), std::string::npos) << nvsd.NvsdLog();
   }
   fs::permissions(state, fs::perms::owner_all);
   {
@@ -213,6 +213,10 @@ TEST(Lifecycle, StateDirAndSocketsAreOwnerOnly) {
     const auto socket = fs::status(nvsd.client_endpoint().substr(6)).permissions();
     EXPECT_EQ(socket & (fs::perms::group_all | fs::perms::others_all), fs::perms::none) << "client socket not owner-only";
     EXPECT_EQ(fs::status(state).permissions() & (fs::perms::group_all | fs::perms::others_all), fs::perms::none);
+    for (const char* sub : {"journal", "logs", "quarantine"}) {  // (logs/ was 0755)
+      EXPECT_EQ(fs::status(state / sub).permissions() & (fs::perms::group_all | fs::perms::others_all), fs::perms::none)
+          << sub;
+    }
   }
   fs::remove_all(dir);
 }

@@ -67,6 +67,19 @@ class StateDir {
   virtual std::filesystem::path Where(const std::string& path) const = 0;
 };
 
+// OpenSSH's StrictModes for what nvsd keeps its state in. `path` itself
+// (never followed if a link): owned by this process's user, not a symbolic
+// link, and (a folder or a regular file) not writable by group or others.
+// `directory`: it must be a folder. The error names the path and the reason.
+Status CheckOwnPath(const std::filesystem::path& path, bool directory);
+// Every folder above `path` (an absolute path): owned by root or this user,
+// and not writable by group or others unless sticky (as /tmp is: there no one
+// may remove or replace another's entry).
+Status CheckAncestors(const std::filesystem::path& path);
+// CheckOwnPath of every entry of `dir`, and of the entries of the folders
+// listed in `subfolders` (relative to it) when they exist.
+Status CheckOwnTree(const std::filesystem::path& dir, const std::vector<std::string>& subfolders);
+
 // The real state dir. Every file is opened relative to the folder's own
 // descriptor, never following a symbolic link.
 class PosixStateDir : public StateDir {
