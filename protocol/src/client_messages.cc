@@ -212,6 +212,7 @@ std::string Encode(const ClientReply& reply) {
       break;
     case ClientStatus::kRejected:
       text += R"(,"code":)" + Dump(reply.code) + R"(,"reason":)" + Dump(reply.reason);
+      if (reply.body.size() > 2) text += "," + reply.body.substr(1, reply.body.size() - 2);  // (e.g. a failed retest)
       break;
     case ClientStatus::kQuarantined:
       text += R"(,"report":)" + Dump(reply.report) + R"(,"fingerprint":)" + Dump(reply.fingerprint) +

@@ -4,6 +4,7 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -264,6 +265,19 @@ Result<Config> ParseConfig(const std::string& text, const std::filesystem::path&
         if (c.Find(key) != nullptr && c.Find(key)->is_string() && file.empty()) c.Error(key, "must not be empty");
         if (!file.empty()) *out = (config.config_dir / file).lexically_normal();
       }
+      if (const json* reviewers = c.Find("reviewers")) {
+        if (!reviewers->is_array() || reviewers->size() > 256) {
+          c.Error("reviewers", "must be an array of key names (as in authorized_keys_file)");
+        } else {
+          for (const auto& name : *reviewers) {
+            if (!name.is_string() || name.get<std::string>().empty()) {
+              c.Error("reviewers", "every entry must be a non-empty key name");
+              break;
+            }
+            curve_config.reviewers.push_back(name.get<std::string>());
+          }
+        }
+      }
       c.RejectUnknown();
       // inproc:// connections skip the security handshake altogether.
       if (config.client_endpoint.rfind("inproc://", 0) == 0) {
@@ -376,6 +390,14 @@ Status LoadClientCurveKeys(Config& config, const std::filesystem::path& path) {
   auto authorized = protocol::ReadAuthorizedKeysFile(curve.authorized_keys_file);
   if (authorized.ok()) {
     curve.authorized = authorized.value();
+    for (const auto& reviewer : curve.reviewers) {
+      const bool listed = std::any_of(curve.authorized.begin(), curve.authorized.end(),
+                                      [&](const protocol::AuthorizedKey& k) { return k.name == reviewer; });
+      if (!listed) {
+        errors.push_back("client_curve.reviewers: no key named \"" + reviewer + "\" in " +
+                         curve.authorized_keys_file.string());
+      }
+    }
   } else {
     errors.push_back("client_curve.authorized_keys_file: " + authorized.status().message());
   }

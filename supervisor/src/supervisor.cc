@@ -183,7 +183,17 @@ struct Variant {
 
 struct ClientAddress {
   std::vector<std::string> envelope;  // routing frames, including a REQ's empty delimiter
+  // Who sent it: the name of its CURVE key in authorized_keys (its key when
+  // unnamed), as the ZAP handler vouched for it; "" on a plain endpoint,
+  // where nobody is authenticated. Never a field the client fills in.
+  std::string user;
 };
+
+// The User-Id the ZAP handler gave the connection a message came on ("" if none).
+std::string UserIdOf(const zmq::message_t& message) {
+  const char* user = zmq_msg_gets(message.handle(), "User-Id");
+  return user != nullptr ? std::string(user) : std::string();
+}
 
 struct Command {
   std::uint64_t id = 0;
@@ -414,8 +424,19 @@ struct Supervisor::Impl {
   std::deque<Suspect> suspects;
   // The retest in progress (one at a time): of a hung-only command (its id)
   // or of suspects.front() (command 0). Its processes, by identity.
+  // A release waiting for nvsd's own retest of the command (its answer goes
+  // out when the retest is done).
+  struct PendingRelease {
+    ClientAddress to;
+    std::string request_id;
+    std::string report;
+    std::string note;
+    json by;          // the reviewer's key name, or "unauthenticated"
+    json claimed_by;  // on a plain endpoint: the name the client gave (unchecked)
+  };
   struct RunningRetest {
     std::unique_ptr<Retest> retest;
+    std::optional<PendingRelease> release;  // a release's retest (then `command` is unused)
     std::uint64_t command = 0;  // 0: the suspect at the front of `suspects`
     std::map<std::string, std::unique_ptr<VariantProcess>> processes;
     std::map<std::string, Clock::time_point> exit_seen;  // process gone, its last messages maybe still coming
@@ -1474,6 +1495,7 @@ struct Supervisor::Impl {
       if (frames.size() >= 2) {
         // [identity, (empty delimiter of a REQ,) payload]; extra frames are an error.
         for (std::size_t i = 0; i + 1 < frames.size(); ++i) address.envelope.push_back(frames[i].to_string());
+        if (config.client_curve) address.user = UserIdOf(frames.back());
         const bool req_envelope = address.envelope.size() == 2 && address.envelope[1].empty();
         if (cut_off.count(address.envelope[0]) != 0) {
           ++client_counters.requests_ignored;  // (its cut-off was logged)
@@ -1527,7 +1549,10 @@ struct Supervisor::Impl {
       return;
     }
     if (request.type == proto::ClientRequestType::kQuarantine) {
-      Reply(address, QuarantineReply(request.id, json::parse(request.payload, nullptr, false)));
+      // (A release is answered once nvsd's own retest is done.)
+      if (auto reply = QuarantineReply(address, request.id, json::parse(request.payload, nullptr, false))) {
+        Reply(address, *reply);
+      }
       return;
     }
     if (stopping) {
@@ -1675,14 +1700,24 @@ struct Supervisor::Impl {
 
   // list / show / release / reject. A release lifts the block (the command
   // is not sent: a client must send it again); a reject keeps it blocked
-  // for good. Both are recorded in the report's review history.
-  proto::ClientReply QuarantineReply(const std::string& id, const json& args) {
+  // for good. Both are recorded in the report's review history, with who
+  // decided as the ZAP handler vouched for it: with client_curve, only the
+  // keys `reviewers` names may, and `by` is the key's name; on a plain
+  // endpoint anyone who reaches it may (it can send any command too), and
+  // `by` says "unauthenticated". A release is accepted only once nvsd's own
+  // retest (fresh probes of the configured programs on the saved pre-state)
+  // survives it: nothing a client says about a retest is taken. nullopt:
+  // the answer comes later (a release, when its retest is done).
+  std::optional<proto::ClientReply> QuarantineReply(const ClientAddress& from, const std::string& id, const json& args) {
     for (const char* key : {"action", "report", "note", "by"}) {
       if (args.is_object() && args.contains(key) && !args[key].is_string()) {
         return proto::ClientReply::Rejected(id, "bad_request", std::string("member '") + key + "' must be a string");
       }
     }
     if (!args.is_object()) return proto::ClientReply::Rejected(id, "bad_request", "not a JSON object");
+    if (args.contains("force") && !args["force"].is_boolean()) {
+      return proto::ClientReply::Rejected(id, "bad_request", "member 'force' must be true or false");
+    }
     const std::string action = args.value("action", "");
     if (action == "list") {
       json reports = json::array();
@@ -1709,6 +1744,16 @@ struct Supervisor::Impl {
     if (action != "release" && action != "reject") {
       return proto::ClientReply::Rejected(id, "bad_request", "action must be list, show, release or reject");
     }
+    if (config.client_curve) {
+      const auto& reviewers = config.client_curve->reviewers;
+      if (std::find(reviewers.begin(), reviewers.end(), from.user) == reviewers.end()) {
+        Log(LogLevel::kWarn, "review_refused", {{"report", report_id}, {"action", action}, {"key", from.user}});
+        return proto::ClientReply::Rejected(
+            id, "forbidden",
+            "key \"" + from.user + "\" may not " + action + " a quarantined command: only the keys client_curve." +
+                "reviewers names may" + (reviewers.empty() ? " (it names none)" : ""));
+      }
+    }
     const std::string note = args.value("note", "");
     if (note.empty()) return proto::ClientReply::Rejected(id, "bad_request", "a release or reject needs a note (why)");
     const std::string status = ReportStatus(report);
@@ -1717,23 +1762,95 @@ struct Supervisor::Impl {
                                           "report " + report_id + " is " + status + ": only a blocked report can be " +
                                               (action == "release" ? "released" : "rejected"));
     }
-    json entry = {{"time", IsoTime(UnixNowNs())},
-                  {"action", action == "release" ? "released" : "rejected"},
-                  {"by", args.value("by", "unknown")},
-                  {"note", note}};
-    if (args.contains("retest")) entry["retest"] = args["retest"];
-    report["status"] = action == "release" ? "released" : "rejected";
+    PendingRelease decision{from, id, report_id, note, config.client_curve ? json(from.user) : json("unauthenticated"),
+                            !config.client_curve && args.contains("by") ? args["by"] : json()};
+    if (action == "reject") return Review(decision, "rejected", json());
+    if (args.value("force", false)) {
+      return Review(decision, "released", {{"skipped", true}, {"why", "forced by the reviewer"}});
+    }
+    // nvsd's own retest first.
+    const std::string snapshot_file = SnapshotFileName(report);
+    auto snapshot = snapshot_file.empty() ? std::nullopt : quarantine->ReadAttachment(snapshot_file);
+    const json pre = report.value("pre_state", json::object());
+    if (!snapshot || !pre.is_object() || !pre.value("digest", json()).is_string()) {
+      return proto::ClientReply::Rejected(
+          id, "no_pre_state",
+          "report " + report_id + " has no saved pre-command state, so a retest would run on another state and "
+          "prove nothing: not released (force lifts the block without a retest, recorded as such)");
+    }
+    if (retest || !suspects.empty()) {
+      return proto::ClientReply::Unavailable(id, "a retest is running now; ask again when it is done");
+    }
+    while (!snapshot->empty() && (snapshot->back() == '\n' || snapshot->back() == ' ')) snapshot->pop_back();
+    Retest::PreState pre_state;
+    pre_state.checkpoint =
+        Checkpoint{pre.value("snapshot_seq", std::uint64_t{0}), *snapshot, pre["digest"].get<std::string>(), 0};
+    const json command = report.value("command", json());
+    std::vector<std::string> names;
+    for (const auto& v : variants) names.push_back(v.config.name);
+    StartRetestOf(names, {report.value("seq", std::uint64_t{0}), report.value("time_ns", std::int64_t{0}), Dump(command),
+                          report.value("kind", "command") == "query"},
+                  std::move(pre_state), 0, "release of " + report_id + " asked by " + decision.by.dump(),
+                  std::move(decision));
+    return std::nullopt;
+  }
+
+  // Records a review decision in the report, lifts or keeps the block, and
+  // says so (log, event); the answer to the reviewer.
+  proto::ClientReply Review(const PendingRelease& d, const std::string& action, const json& retested) {
+    auto text = quarantine->Read(d.report);
+    json report = text ? json::parse(*text, nullptr, false) : json();
+    if (!report.is_object()) return proto::ClientReply::Rejected(d.request_id, "not_found", "no quarantine report '" + d.report + "'");
+    const std::string status = ReportStatus(report);
+    if (status != "blocked" && !(action == "rejected" && status == "released")) {
+      return proto::ClientReply::Rejected(d.request_id, "bad_request", "report " + d.report + " is " + status + " now");
+    }
+    json entry = {{"time", IsoTime(UnixNowNs())}, {"action", action}, {"by", d.by}, {"note", d.note}};
+    if (!d.claimed_by.is_null()) entry["claimed_by"] = d.claimed_by;
+    if (!retested.is_null()) entry["retest"] = retested;
+    report["status"] = action;
     if (!report["review"].is_array()) report["review"] = json::array();
     report["review"].push_back(entry);
-    Status written = quarantine->WriteThenIndex(report_id, Dump(report));
+    Status written = quarantine->WriteThenIndex(d.report, Dump(report));
     if (!written.ok()) {
-      return proto::ClientReply::Unavailable(id, "cannot write the report, so nothing changed: " + written.message());
+      return proto::ClientReply::Unavailable(d.request_id,
+                                             "cannot write the report, so nothing changed: " + written.message());
     }
-    Log(LogLevel::kWarn, action == "release" ? "released" : "rejected",
-        {{"report", report_id}, {"fingerprint", report.value("fingerprint", "")}, {"by", entry["by"]}, {"note", note}});
-    Publish(action == "release" ? "released" : "rejected",
-            {{"report", report_id}, {"fingerprint", report.value("fingerprint", "")}, {"by", entry["by"]}, {"note", note}});
-    return Ok(id, {{"report", report}});
+    const json said = {{"report", d.report}, {"fingerprint", report.value("fingerprint", "")}, {"by", d.by},
+                       {"note", d.note}};
+    Log(LogLevel::kWarn, action, said);
+    Publish(action, said);
+    return Ok(d.request_id, {{"report", report}});
+  }
+
+  // nvsd's retest for a release is done: released if every configured
+  // variant's fresh probe ran the command and answered; else refused, with
+  // what each probe did.
+  void FinishRelease(Retest& r, const PendingRelease& d, json described) {
+    bool survived = true;
+    std::string failed;
+    for (const auto& o : r.Outcomes()) {
+      if (o.kind == voter::OutcomeKind::kReply && r.Conclusive(o.variant)) continue;
+      survived = false;
+      failed += (failed.empty() ? "" : ", ") + o.variant + " " + std::string(voter::ToString(o.kind)) + " (" +
+                o.detail + ")";
+    }
+    described["survived"] = survived;
+    described["on_saved_state"] = true;
+    described["by"] = "nvsd";
+    described["time"] = IsoTime(UnixNowNs());
+    const json event = {{"phase", "done"}, {"report", d.report}, {"survived", survived}, {"probes", described["probes"]}};
+    Log(LogLevel::kWarn, "retest", event);
+    Publish("retest", event);
+    if (survived) {
+      Reply(d.to, Review(d, "released", described));
+      return;
+    }
+    proto::ClientReply refused = proto::ClientReply::Rejected(
+        d.request_id, "retest_failed",
+        "not released: nvsd's retest on fresh probes restored to the state before it still fails: " + failed);
+    refused.body = Dump({{"retest", described}});
+    Reply(d.to, refused);
   }
 
   proto::ClientReply StatusReply(const std::string& id) {
@@ -1970,9 +2087,16 @@ struct Supervisor::Impl {
   // for, or 0 for suspects.front().
   void StartRetest(const std::vector<std::string>& names, const Retest::Command& command, std::uint64_t pre_state_seq,
                    std::uint64_t command_id, const std::string& why) {
+    StartRetestOf(names, command, PreStateBefore(pre_state_seq), command_id, why, std::nullopt);
+  }
+
+  // The same on an explicit pre-state; with `release`, for that release.
+  void StartRetestOf(const std::vector<std::string>& names, const Retest::Command& command, Retest::PreState pre_state,
+                     std::uint64_t command_id, const std::string& why, std::optional<PendingRelease> release) {
     RunningRetest r;
     r.command = command_id;
-    r.retest = std::make_unique<Retest>(names, command, PreStateBefore(pre_state_seq),
+    r.release = std::move(release);
+    r.retest = std::make_unique<Retest>(names, command, std::move(pre_state),
                                         Retest::Deadlines{milliseconds(config.sync_deadline_ms),
                                                           milliseconds(config.deadline_ms)},
                                         Clock::now(), retest_probes_started + 1);
@@ -2063,6 +2187,15 @@ struct Supervisor::Impl {
     retest.reset();
     r.processes.clear();
     json described = r.retest->Describe();
+    if (r.release) {
+      FinishRelease(*r.retest, *r.release, std::move(described));
+      // What waited for the retest slot meanwhile.
+      StartSuspectRetest();
+      for (auto& c : active) {
+        if (!c.verdict) Decide(c);
+      }
+      return;
+    }
     if (r.command == 0) {
       FinishSuspect(*r.retest, std::move(described));
       StartSuspectRetest();
@@ -2773,7 +2906,9 @@ struct Supervisor::Impl {
             {"seq", c.seq},
             {"time_ns", c.time_ns},
             {"time", IsoTime(c.time_ns)},
-            {"client", {{"request_id", c.request_id}, {"peer", HexIdentity(c.client.envelope[0])}}},
+            {"client", {{"request_id", c.request_id},
+                        {"key", config.client_curve ? json(c.client.user) : json()},
+                        {"authenticated", config.client_curve.has_value()}}},
             {"pre_state",
              {{"checkpoint_seq", checkpoint ? checkpoint->seq : 0},
               {"checkpoint_digest", checkpoint ? checkpoint->digest : ""},

@@ -190,10 +190,20 @@ NvsdHarness::NvsdHarness(const NvsdOptions& options) : impl_(std::make_unique<Im
     auto nvsd_keys = protocol::WriteKeyPair(keys / "nvsd");
     auto client_keys = protocol::WriteKeyPair(keys / "client");
     if (!nvsd_keys.ok() || !client_keys.ok()) throw std::runtime_error("cannot write the harness's CURVE keys");
-    std::ofstream(keys / "authorized_keys") << "# the harness's own client\n" << client_keys.value().public_key << " harness\n";
+    std::ofstream authorized(keys / "authorized_keys");
+    authorized << "# the harness's own client\n" << client_keys.value().public_key << " harness\n";
     std::ofstream(keys / "client.json") << json{{"endpoint", client_endpoint},
                                                 {"server_public_key_file", "nvsd.pub"},
                                                 {"secret_key_file", "client.key"}}.dump(2);
+    for (const auto& name : options.client_keys) {
+      auto more = protocol::WriteKeyPair(keys / name);
+      if (!more.ok()) throw std::runtime_error("cannot write the CURVE keys of " + name);
+      authorized << more.value().public_key << " " << name << "\n";
+      std::ofstream(keys / (name + ".json")) << json{{"endpoint", client_endpoint},
+                                                     {"server_public_key_file", "nvsd.pub"},
+                                                     {"secret_key_file", name + ".key"}}.dump(2);
+    }
+    authorized.close();
     config["client_curve"] = {{"secret_key_file", (keys / "nvsd.key").string()},
                               {"authorized_keys_file", (keys / "authorized_keys").string()}};
     auto client_config = protocol::LoadClientConfig(keys / "client.json");

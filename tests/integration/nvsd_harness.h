@@ -42,6 +42,10 @@ struct NvsdOptions {
   // file under the name "harness") in keys_dir(), a client config for them
   // (client_config()), and its own client uses them.
   bool curve = false;
+  // With `curve`: more client key pairs, listed in authorized_keys under
+  // these names, each with a client config keys_dir()/NAME.json (for `nvs
+  // --client-config`).
+  std::vector<std::string> client_keys;
 };
 
 class NvsdHarness {

@@ -137,8 +137,8 @@ TEST_F(Programs, ARogueEndpointsReportRunsNothing) {
   Nvs("quarantine retest q-000000000001-00000000" + at, &status);
   EXPECT_EQ(status, 2) << Stderr();
   EXPECT_NE(Stderr().find("never starts programs read from a log, report or reply"), std::string::npos) << Stderr();
+  // (A release runs nothing here at all: nvsd retests it, with its own programs.)
   Nvs("quarantine release q-000000000001-00000000 --note n" + at, &status);
-  EXPECT_NE(status, 0) << Stderr();
   EXPECT_GE(rogue.answered(), 2) << "the rogue server was never asked: the test proves nothing";
   EXPECT_FALSE(fs::exists(mark)) << "a program named in the reply ran";
 

@@ -38,7 +38,7 @@ struct ClientReply {
   std::string reason;             // kRejected, kQuarantined, kUnavailable
   std::string report;             // kQuarantined
   std::string fingerprint;        // kQuarantined
-  std::string body;               // kOk: JSON object text whose members are merged into the reply
+  std::string body;               // kOk (and kRejected, optionally): JSON object text whose members are merged into the reply
 
   static ClientReply Rejected(std::optional<std::string> id, std::string code, std::string reason);
   static ClientReply Unavailable(std::optional<std::string> id, std::string reason);

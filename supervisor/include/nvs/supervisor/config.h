@@ -60,6 +60,9 @@ struct RestartConfig {
 struct ClientCurveConfig {
   std::filesystem::path secret_key_file;       // nvsd's secret key, owner-only; the public key is derived from it
   std::filesystem::path authorized_keys_file;  // the client public keys let in, one per line
+  // The names (in authorized_keys) of the keys that may release or reject a
+  // quarantined command. None: no key may.
+  std::vector<std::string> reviewers;
   // Read from those files by LoadClientCurveKeys (not by ParseConfig: `nvs
   // replay --config` reads the config without needing nvsd's secret key).
   protocol::CurveKeyPair keys;
