@@ -247,11 +247,31 @@ TEST(Lifecycle, AVariantRunsAsItsConfiguredUser) {
   struct passwd* nobody = getpwnam("nobody");
   ASSERT_NE(nobody, nullptr) << "this test needs the user nobody";
   // Debian's python3 (a python under root's home is not for nobody to run),
-  // and no received log (nobody may not write the harness's folder).
+  // and no received log (nobody may not write the harness's folder). The
+  // program is copied where nobody can read it: a checkout under /root is
+  // not (the test failed in such a fresh clone).
+  char pattern[] = "/tmp/nvs-as-nobody-XXXXXX";
+  ASSERT_NE(mkdtemp(pattern), nullptr);
+  const std::filesystem::path readable = pattern;
+  std::filesystem::permissions(readable, std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
+                                             std::filesystem::perms::group_exec | std::filesystem::perms::others_read |
+                                             std::filesystem::perms::others_exec);
+  std::filesystem::copy_file(RouterPath("router-c"), readable / "router_c.py");
+  std::filesystem::permissions(readable / "router_c.py", std::filesystem::perms::owner_read |
+                                                             std::filesystem::perms::owner_write |
+                                                             std::filesystem::perms::group_read |
+                                                             std::filesystem::perms::others_read);
+  struct Cleanup {
+    std::filesystem::path dir;
+    ~Cleanup() {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    }
+  } cleanup{readable};
   VariantSpec dropped("router-c", {});
   dropped.config = {{"user", "nobody"},
                     {"working_dir", "/"},
-                    {"argv", {"/usr/bin/python3", RouterPath("router-c"), "--inputs", "16", "--outputs", "16"}}};
+                    {"argv", {"/usr/bin/python3", (readable / "router_c.py").string(), "--inputs", "16", "--outputs", "16"}}};
   NvsdHarness nvsd(NvsdOptions({"router-a", "router-b", dropped}));
   if (geteuid() != 0) {
     EXPECT_TRUE(nvsd.WaitNvsdLog(
