@@ -479,6 +479,21 @@ Status ResolveVariantUsers(Config& config, const std::filesystem::path& path) {
       errors.push_back("variants[" + std::to_string(i) + "] (" + v.name + ").user: " + ids.status().message());
     }
   }
+  // One user per variant: processes of one user can signal and trace each
+  // other, so a variant could kill or read another (an outside test did).
+  for (std::size_t i = 0; i < config.variants.size(); ++i) {
+    const auto& a = config.variants[i];
+    if (a.run_as.empty()) continue;
+    const std::string uid_a = a.run_as.substr(0, a.run_as.find(':'));
+    for (std::size_t j = 0; j < i; ++j) {
+      const auto& b = config.variants[j];
+      if (!b.run_as.empty() && b.run_as.substr(0, b.run_as.find(':')) == uid_a) {
+        errors.push_back("variants[" + std::to_string(i) + "] (" + a.name + ").user: " + a.user +
+                         " is also the user of " + b.name + " (uid " + uid_a +
+                         "): each variant needs a user of its own, or one could kill or read the other");
+      }
+    }
+  }
   if (errors.empty()) return Status::Ok();
   std::string message = path.string() + ": invalid configuration:";
   for (const auto& e : errors) message += "\n  " + e;

@@ -209,16 +209,19 @@ std::optional<ExitInfo> VariantProcess::TryReap() {
 
 namespace {
 
+// A clean environment: a variant gets none of nvsd's (an outside test had a
+// `nobody` variant print a secret from it), only a fixed PATH, nvsd's own
+// NVS_* settings and sanitizer options (for sanitized builds), its config's
+// `env` (which may set PATH), and its NVS_VARIANT and NVS_ENDPOINT.
 std::vector<std::string> EnvironmentFor(const VariantConfig& vc, const std::string& identity, const std::string& endpoint) {
   std::vector<std::string> env;
+  if (vc.env.count("PATH") == 0) env.emplace_back("PATH=/usr/local/bin:/usr/bin:/bin");
   for (char** e = environ; *e != nullptr; ++e) {
     std::string_view entry(*e);
     const auto name = entry.substr(0, entry.find('='));
-    // systemd's notification variables are nvsd's, not its children's.
-    if (name == "NVS_VARIANT" || name == "NVS_ENDPOINT" || name == "NOTIFY_SOCKET" || name == "WATCHDOG_USEC" ||
-        name == "WATCHDOG_PID" || vc.env.count(std::string(name))) {
-      continue;
-    }
+    const bool passed = (name.rfind("NVS_", 0) == 0 && name != "NVS_VARIANT" && name != "NVS_ENDPOINT") ||
+                        name == "ASAN_OPTIONS" || name == "UBSAN_OPTIONS" || name == "LSAN_OPTIONS";
+    if (!passed || vc.env.count(std::string(name))) continue;
     env.emplace_back(entry);
   }
   for (const auto& [key, value] : vc.env) env.push_back(key + "=" + value);
