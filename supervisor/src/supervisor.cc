@@ -2,9 +2,12 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -980,6 +983,55 @@ struct Supervisor::Impl {
   static std::size_t InFlight(const Variant& v) { return v.fifo.size() + v.held.size(); }
 
   // ---- lifecycle ------------------------------------------------------------
+
+  // ---- orphans ---------------------------------------------------------------------
+  //
+  // nvsd is a child subreaper (PR_SET_CHILD_SUBREAPER, set in Start): a
+  // process a variant started that left its process group (setsid) and
+  // outlived it is handed to nvsd, not to init. Any child of nvsd that is
+  // not one of its variants, probes or retests is such an orphan: killed
+  // and reaped. (An outside test had a variant's setsid child survive the
+  // variant's kill and nvsd's stop.)
+  std::set<pid_t> orphans;  // killed, not reaped yet
+  Clock::time_point next_orphan_check{};
+
+  std::set<pid_t> OwnChildren() const {
+    std::set<pid_t> known;
+    const auto add = [&](const std::unique_ptr<VariantProcess>& p) {
+      if (p) known.insert(p->pid());
+    };
+    for (const auto& v : variants) add(v.process);
+    if (probe) add(probe->process);
+    if (spare) add(spare->process);
+    if (retest) {
+      for (const auto& [identity, process] : retest->processes) add(process);
+    }
+    return known;
+  }
+
+  void KillOrphans(bool now = false) {
+    const auto at = Clock::now();
+    if (!now && at < next_orphan_check) return;
+    next_orphan_check = at + milliseconds(250);
+    const std::set<pid_t> known = OwnChildren();
+    std::error_code ec;
+    for (std::filesystem::directory_iterator task("/proc/self/task", ec), end; !ec && task != end; task.increment(ec)) {
+      std::ifstream children(task->path() / "children");
+      for (pid_t pid = 0; children >> pid;) {
+        if (known.count(pid) != 0 || orphans.count(pid) != 0) continue;
+        std::string name;
+        std::ifstream(std::filesystem::path("/proc") / std::to_string(pid) / "comm") >> name;
+        kill(pid, SIGKILL);
+        orphans.insert(pid);
+        Log(LogLevel::kWarn, "orphan_killed",
+            {{"pid", pid}, {"name", name}, {"why", "a process a variant started outlived it (it left the variant's "
+                                                    "process group): nothing a variant starts may outlive it"}});
+      }
+    }
+    for (auto it = orphans.begin(); it != orphans.end();) {
+      it = waitpid(*it, nullptr, WNOHANG) != 0 ? orphans.erase(it) : std::next(it);
+    }
+  }
 
   // ---- routing ids ---------------------------------------------------------------
   //
@@ -3716,6 +3768,10 @@ struct Supervisor::Impl {
 
   Status Start() {
     std::error_code ec;
+    // Orphans of the variants come to nvsd, which kills them (KillOrphans).
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
+      return Status::Error(std::string("cannot become a child subreaper: ") + std::strerror(errno));
+    }
     // The state dir holds the journal and the quarantine decisions. As
     // OpenSSH's StrictModes (and PostgreSQL's data directory): it, every
     // folder and file in it, and the folders above it must be nvsd's user's
@@ -4010,6 +4066,18 @@ struct Supervisor::Impl {
       }
       v.process.reset();  // SIGKILLs the group if it is still there
     }
+    // Whatever they started that left their groups: killed, and reaped
+    // (each SIGKILLed process is waited for at most a second).
+    KillOrphans(/*now=*/true);
+    for (const pid_t pid : orphans) {
+      const int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+      if (fd >= 0) {
+        pollfd p{fd, POLLIN, 0};
+        poll(&p, 1, 1000);
+        close(fd);
+      }
+      waitpid(pid, nullptr, WNOHANG);
+    }
     Log(LogLevel::kInfo, "stopped", {{"seq", last_seq}, {"commits", commits}});
   }
 
@@ -4190,6 +4258,7 @@ struct Supervisor::Impl {
       FlushJournalAndReplies();
       PetWatchdog();
       SpawnPendingRestarts();
+      KillOrphans();
       KeepSpare();
     }
   }

@@ -2,12 +2,17 @@
 // nvsd's whole environment (a `nobody` variant printed a secret from it),
 // and two variants could run as one user (and kill each other). A variant
 // now gets a clean environment, and a user of its own.
+#include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <fstream>
 
 #include "nvsd_harness.h"
 #include "security_support.h"
+#include "variant_harness.h"
 
 namespace nvs::testing {
 namespace {
@@ -45,6 +50,52 @@ TEST_F(Containment, TwoVariantsMayNotShareAUser) {
   NvsdHarness nvsd(NvsdOptions({"router-a", b, c}));
   ASSERT_TRUE(nvsd.WaitNvsdExit(std::chrono::milliseconds(15000)).has_value()) << "nvsd started two variants as nobody";
   EXPECT_NE(nvsd.NvsdLog().find("is also the user of router-c1"), std::string::npos) << nvsd.NvsdLog();
+}
+
+// True when `pid` is gone (or goes within the deadline): a pidfd is
+// readable once the process has exited.
+bool Gone(pid_t pid, std::chrono::milliseconds deadline) {
+  const int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return errno == ESRCH;
+  pollfd p{fd, POLLIN, 0};
+  const bool exited = poll(&p, 1, static_cast<int>(deadline.count())) == 1;
+  close(fd);
+  return exited;
+}
+
+pid_t ReadPid(const fs::path& file) {
+  std::ifstream in(file);
+  pid_t pid = 0;
+  in >> pid;
+  return pid;
+}
+
+// A variant's child that called setsid survived the variant's kill and
+// nvsd's stop. nvsd is a child subreaper now: such an orphan comes to it,
+// and it kills it.
+TEST_F(Containment, NothingAVariantStartedOutlivesItNorNvsd) {
+  const fs::path pids = dir() / "escaped.pid";
+  VariantSpec escaping("router-c", {});
+  escaping.config = {{"argv", {"/bin/sh", "-c", "setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $! > " +
+                                                    pids.string() + "; exec " + PythonPath() + " " +
+                                                    RouterPath("router-c") + " --inputs 16 --outputs 16"}}};
+  pid_t second = 0;
+  {
+    NvsdHarness nvsd(NvsdOptions({"router-a", "router-b", escaping}));
+    ASSERT_TRUE(nvsd.WaitAllHealthy());
+    const pid_t first = ReadPid(pids);
+    ASSERT_GT(first, 0);
+    ASSERT_FALSE(Gone(first, std::chrono::milliseconds(0))) << "the escaped child is not running: the test proves nothing";
+    // The variant dies: its escaped child goes with it.
+    ASSERT_TRUE(SignalProcess(nvsd.VariantPid("router-c"), SIGKILL));
+    EXPECT_TRUE(Gone(first, std::chrono::milliseconds(10000))) << "pid " << first << " outlived its variant";
+    EXPECT_TRUE(nvsd.WaitNvsdLog([](const std::string& log) { return log.find("orphan_killed") != std::string::npos; }));
+    ASSERT_TRUE(nvsd.WaitAllHealthy());
+    second = ReadPid(pids);
+    ASSERT_NE(second, first) << "the restarted variant did not start another";
+  }
+  // nvsd stopped: nothing it started is left.
+  EXPECT_TRUE(Gone(second, std::chrono::milliseconds(10000))) << "pid " << second << " outlived nvsd";
 }
 
 }  // namespace
