@@ -283,6 +283,15 @@ Result<Config> ParseConfig(const std::string& text, const std::filesystem::path&
       if (config.client_endpoint.rfind("inproc://", 0) == 0) {
         f.Error("client_curve", "needs a tcp:// or ipc:// client_endpoint (inproc:// has no handshake)");
       }
+      // The events (verdicts, variants' pids, review notes) must not be open
+      // to whoever reaches a port while the client endpoint requires keys.
+      // (Not given: the events go to an ipc socket in the state dir.)
+      if (f.Find("event_endpoint") == nullptr) {
+        config.event_endpoint = "ipc://" + (config.state_dir / "events.sock").string();
+      } else if (config.event_endpoint.rfind("tcp://", 0) == 0) {
+        f.Error("event_endpoint", "with client_curve it must be an ipc:// endpoint (nvsd makes its socket "
+                                  "owner-only) or \"\": a tcp event endpoint has no authentication (SECURITY.md)");
+      }
       config.client_curve = std::move(curve_config);
     }
   }

@@ -44,6 +44,24 @@ TEST(ParseConfig, ATcpVariantEndpointOnLoopbackIsTaken) {
   }
 }
 
+// Events carry verdicts, pids and review notes: with client_curve they are
+// never on an unauthenticated tcp port.
+TEST(ParseConfig, WithClientCurveEventsAreOnIpcOnly) {
+  const std::string curve = R"("client_curve":{"secret_key_file":"k","authorized_keys_file":"a"})";
+  auto config = ParseConfig(R"({"state_dir":"/s",)" + curve + R"(,"variants":[{"name":"a","argv":["x"]}]})", "/c.json");
+  ASSERT_TRUE(config.ok()) << config.status().message();
+  EXPECT_EQ(config->event_endpoint, "ipc:///s/events.sock");
+  config = ParseConfig(R"({"state_dir":"/s","event_endpoint":"tcp://127.0.0.1:5556",)" + curve +
+                           R"(,"variants":[{"name":"a","argv":["x"]}]})",
+                       "/c.json");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("event_endpoint: with client_curve it must be an ipc://"), std::string::npos)
+      << config.status().message();
+  config = ParseConfig(R"({"state_dir":"/s","event_endpoint":"",)" + curve + R"(,"variants":[{"name":"a","argv":["x"]}]})",
+                       "/c.json");
+  EXPECT_TRUE(config.ok());
+}
+
 TEST(ParseConfig, TwoVariantsDefaultToUnanimity) {
   auto config = ParseConfig(R"({"state_dir":"/s","variants":[{"name":"a","argv":["x"]},{"name":"b","argv":["y"]}]})",
                             "/c.json");
