@@ -56,7 +56,10 @@ extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data, std::size_t siz
       NVS_FUZZ_CHECK(parsed.ok());
       NVS_FUZZ_CHECK(head->type == parsed.value().type);
       NVS_FUZZ_CHECK(head->seq == seq_seen);
-      if (head->type == "admit" || head->type == "verdict") NVS_FUZZ_CHECK(head->id == parsed.value().id);
+      if (head->type == "admit" || head->type == "verdict") {
+        NVS_FUZZ_CHECK(head->id == parsed.value().id);
+        NVS_FUZZ_CHECK(head->key == parsed.value().key);
+      }
       if (head->type == "verdict") {
         NVS_FUZZ_CHECK(head->verdict == parsed.value().verdict);
         const auto reply = sv::ReplyOfVerdict(parsed.value());

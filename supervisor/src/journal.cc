@@ -258,6 +258,7 @@ Result<JournalRecord> ParseJournalRecord(std::string_view payload, std::uint64_t
     record.seq = count("seq");
     record.time_ns = static_cast<std::int64_t>(count("time_ns"));
     record.id = text("id");
+    record.key = text("key");
     record.client = text("client");
     record.fingerprint = text("fingerprint");
     const auto cmd = body.find("cmd");
@@ -266,6 +267,7 @@ Result<JournalRecord> ParseJournalRecord(std::string_view payload, std::uint64_t
   } else if (record.type == "verdict") {
     record.seq = count("seq");
     record.id = text("id");
+    record.key = text("key");
     record.verdict = text("verdict", /*required=*/true);
     if (record.verdict == "COMMIT") {
       const auto result = body.find("result");
@@ -537,7 +539,7 @@ std::optional<JournalRecordHead> PeekJournalRecord(std::string_view payload) {
   // The members ParseJournalRecord looks at, by kind: what each must be.
   std::string_view keys[16];
   std::size_t n_keys = 0;
-  std::optional<Skimmer::Member> t, seq, time_ns, id, client, fingerprint, verdict, report, reason;
+  std::optional<Skimmer::Member> t, seq, time_ns, id, key, client, fingerprint, verdict, report, reason;
   bool cmd = false, result = false;
   Skimmer skim(payload);
   const bool read = skim.Object([&](const Skimmer::Member& m) {
@@ -550,6 +552,7 @@ std::optional<JournalRecordHead> PeekJournalRecord(std::string_view payload) {
     else if (m.key == "seq") seq = m;
     else if (m.key == "time_ns") time_ns = m;
     else if (m.key == "id") id = m;
+    else if (m.key == "key") key = m;
     else if (m.key == "client") client = m;
     else if (m.key == "fingerprint") fingerprint = m;
     else if (m.key == "verdict") verdict = m;
@@ -580,8 +583,10 @@ std::optional<JournalRecordHead> PeekJournalRecord(std::string_view payload) {
     return head;
   }
   if (id && (!id->is_string || !id->plain)) return std::nullopt;
+  if (key && (!key->is_string || !key->plain)) return std::nullopt;
   head.seq = *seq->count;
   if (id) head.id = id->text;
+  if (key) head.key = key->text;
   return head;
 }
 

@@ -370,6 +370,7 @@ void ExpectPeekAgrees(const std::string& body) {
   EXPECT_EQ(head->seq, seq_seen) << body;  // (the record's seq; of other kinds, what recovery takes of it)
   if (head->type == "admit" || head->type == "verdict") {
     EXPECT_EQ(head->id, parsed.value().id) << body;
+    EXPECT_EQ(head->key, parsed.value().key) << body;
   }
   if (head->type == "verdict") {
     EXPECT_EQ(head->verdict, parsed.value().verdict) << body;
@@ -380,7 +381,7 @@ TEST(PeekJournalRecord, ReadsWhatNvsdWritesAsTheParseDoes) {
   const std::string records[] = {
       R"({"client":"00ab","cmd":{"op":"route","routes":[{"input":2,"output":1}]},"fingerprint":"f","id":"r-1","seq":7,"t":"admit","time_ns":1700000000000000000})",
       R"({"id":"r-1","result":{"changed":[],"ok":true},"result_digest":"0011","seq":7,"t":"verdict","verdict":"COMMIT"})",
-      R"({"fingerprint":"ab","id":"r-2","reason":"both crashed","report":"q-1","seq":8,"t":"verdict","verdict":"POISON"})",
+      R"({"fingerprint":"ab","id":"r-2","key":"alice","reason":"both crashed","report":"q-1","seq":8,"t":"verdict","verdict":"POISON"})",
       R"({"id":"r-3","reason":"too late","seq":9,"t":"verdict","verdict":"EXPIRED"})",
       R"({"id":"","seq":10,"t":"verdict","verdict":"ABANDONED","reason":"x"})",
       R"({"t":"start","time_ns":1,"pid":2,"config":{"variants":[]}})",
@@ -396,6 +397,7 @@ TEST(PeekJournalRecord, ReadsWhatNvsdWritesAsTheParseDoes) {
   EXPECT_EQ(PeekJournalRecord(records[1])->verdict, "COMMIT");
   EXPECT_EQ(PeekJournalRecord(records[1])->id, "r-1");
   EXPECT_EQ(PeekJournalRecord(records[0])->seq, 7u);
+  EXPECT_EQ(PeekJournalRecord(records[2])->key, "alice");
 }
 
 TEST(PeekJournalRecord, DeclinesWhatItCannotVouchFor) {
@@ -408,6 +410,8 @@ TEST(PeekJournalRecord, DeclinesWhatItCannotVouchFor) {
       R"({"t":"verdict","seq":-0,"verdict":"COMMIT","result":1})",
       R"({"t":"verdict","seq":9223372036854775808,"verdict":"COMMIT","result":1})",
       R"({"t":"verdict","seq":7,"verdict":"POISON","reason":1})",
+      R"({"t":"verdict","seq":7,"id":"a","key":"al\u0069ce","verdict":"COMMIT","result":1})",  // a key to unescape
+      R"({"t":"verdict","seq":7,"id":"a","key":7,"verdict":"COMMIT","result":1})",
       R"({"t":"admit","seq":7,"time_ns":1})",                                        // no cmd
       R"({"t":"admit","seq":7,"time_ns":1,"cmd":"\ud800"})",                         // lone surrogate
       R"({"t":"admit","seq":7,"time_ns":1,"cmd":"\udc00\ud800"})",

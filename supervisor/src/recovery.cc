@@ -11,7 +11,7 @@ namespace {
 // A verdict recovery only remembers (older than the checkpoint): not
 // parsed, kept as its text for a retry to read (RememberedReply).
 struct SkimmedVerdict {
-  std::string id;
+  std::string id;  // RequestKey(key, id)
   std::string text;
 };
 
@@ -161,7 +161,7 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
           if (verdict) {
             ++segment.verdicts;
             if (head->verdict != "ABANDONED" && !head->id.empty()) {
-              segment.records.emplace_back(SkimmedVerdict{std::string(head->id), std::string(scan.records[i])});
+              segment.records.emplace_back(SkimmedVerdict{RequestKey(head->key, head->id), std::string(scan.records[i])});
             }
           }
           continue;
@@ -217,6 +217,7 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
     std::string id;
     std::string client;
     std::string fingerprint;
+    std::string key;
   };
   std::map<std::uint64_t, Admitted> admitted;
   std::uint64_t commits_after = 0;
@@ -232,7 +233,7 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
       const std::uint64_t seq = record.seq;
       if (record.type == "admit") {
         admitted[seq] = {record.time_ns, std::move(record.cmd), record.id, std::move(record.client),
-                         std::move(record.fingerprint)};
+                         std::move(record.fingerprint), std::move(record.key)};
         continue;
       }
       auto it = admitted.find(seq);
@@ -252,7 +253,7 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
       }
       if (it != admitted.end()) admitted.erase(it);
       if (record.id.empty()) continue;
-      std::string id = record.id;
+      std::string id = RequestKey(record.key, record.id);
       replies.emplace_back(std::move(id), RememberedReply{ReplyOfVerdict(std::move(record)), {}});
     }
     segment->records.clear();
@@ -262,7 +263,7 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
   }
   r.remembered = std::move(replies);
   for (auto& [seq, a] : admitted) {
-    r.suspects.push_back({seq, a.time_ns, a.id, a.client, a.fingerprint, std::move(a.payload)});
+    r.suspects.push_back({seq, a.time_ns, a.id, a.client, a.fingerprint, std::move(a.payload), a.key});
   }
   r.commits = (r.checkpoint ? r.checkpoint->commits : 0) + commits_after;
   if (!r.checkpoint && !r.tail.empty() && !(indices.front() == 1)) {

@@ -71,6 +71,7 @@ struct Recovered {
     std::string client;  // hex
     std::string fingerprint;
     std::string payload;
+    std::string key;     // the client's CURVE key name ("" on a plain endpoint)
   };
   std::vector<Suspect> suspects;  // admitted after the checkpoint, never decided, in order
   struct Segment {

@@ -423,6 +423,7 @@ struct Supervisor::Impl {
     std::string client;  // hex routing id, as journaled
     std::string fingerprint;
     std::string payload;
+    std::string key;     // the client's CURVE key name, as journaled
   };
   std::deque<Suspect> suspects;
   // The retest in progress (one at a time): of a hung-only command (its id)
@@ -648,7 +649,7 @@ struct Supervisor::Impl {
         keep.push_back(std::move(out));
         continue;
       }
-      if (out.reply.id) answered.erase(*out.reply.id);  // (not remembered: a retry must not be told so)
+      if (out.reply.id) answered.erase(RequestKey(out.to.user, *out.reply.id));  // (a retry must not be told so)
       if (doubt) {
         replies_in_doubt.push_back(std::move(out));
       } else {
@@ -1634,7 +1635,7 @@ struct Supervisor::Impl {
     if (HasExpired(c)) {
       const auto reply = ExpiredReply(c, "when nvsd read it");
       Reply(address, reply);
-      if (!c.is_query) Remember(c.request_id, reply);  // (as when it expires later: its id stays expired)
+      if (!c.is_query) Remember(RequestKey(c.client.user, c.request_id), reply);  // (its id stays expired)
       return;
     }
     if (journal_trouble && !c.is_query) {
@@ -1671,7 +1672,7 @@ struct Supervisor::Impl {
   // A request id seen before: answered from memory (never applied twice),
   // or attached to the same command if it is still pending.
   bool AnswerRetry(const Command& c) {
-    if (auto it = answered.find(c.request_id); it != answered.end()) {
+    if (auto it = answered.find(RequestKey(c.client.user, c.request_id)); it != answered.end()) {
       Log(LogLevel::kInfo, "retry_answered", {{"id", c.request_id}});
       if (auto reply = it->second.Get()) {
         Reply(c.client, *reply, it->second.record);
@@ -1687,14 +1688,15 @@ struct Supervisor::Impl {
     }
     bool attached = false;
     waiting.ForRequest(c.request_id, [&](Command& pending) {
-      if (!attached && !pending.is_query) {
+      if (!attached && !pending.is_query && pending.client.user == c.client.user) {
         pending.also_reply.push_back(c.client);
         attached = true;
       }
     });
     if (attached) return true;
     for (auto& pending : active) {
-      if (!pending.is_query && pending.request_id == c.request_id && !pending.verdict) {
+      if (!pending.is_query && pending.request_id == c.request_id && pending.client.user == c.client.user &&
+          !pending.verdict) {
         pending.also_reply.push_back(c.client);
         return true;
       }
@@ -2338,8 +2340,10 @@ struct Supervisor::Impl {
                                  "before it survived it (" + std::string(voter::ToString(verdict.kind)) +
                                  "): not carried out, and not remembered, so a retry runs it";
       if (journal) {
-        AppendRecord(Dump({{"t", "verdict"}, {"seq", s.seq}, {"id", s.request_id}, {"verdict", "ABANDONED"},
-                              {"reason", reason}}));
+        json abandoned = {{"t", "verdict"}, {"seq", s.seq}, {"id", s.request_id}, {"verdict", "ABANDONED"},
+                          {"reason", reason}};
+        if (!s.key.empty()) abandoned["key"] = s.key;
+        AppendRecord(Dump(abandoned));
       }
       json event = {{"phase", "done"}, {"seq", s.seq}, {"conclusion", reason}, {"probes", described["probes"]}};
       Log(LogLevel::kInfo, "retest", event);
@@ -2353,6 +2357,7 @@ struct Supervisor::Impl {
     c.fingerprint = s.fingerprint.empty() ? proto::Fnv1a64Hex(s.payload) : s.fingerprint;
     c.request_id = s.request_id;
     c.client.envelope = {Unhex(s.client)};
+    c.client.user = s.key;
     for (auto& o : outcomes) {
       o.detail = "a fresh process, after nvsd restarted: " + o.detail;
       c.outcomes[o.variant] = o;
@@ -2383,7 +2388,9 @@ struct Supervisor::Impl {
     reply.reason = verdict.reason;
     // Its client is gone: a retry is answered. (Unless the id already has a
     // later answer, e.g. a retry committed after this admit was undone.)
-    if (!c.request_id.empty() && answered.count(c.request_id) == 0) Remember(c.request_id, reply, c.verdict_record);
+    if (!c.request_id.empty() && answered.count(RequestKey(c.client.user, c.request_id)) == 0) {
+      Remember(RequestKey(c.client.user, c.request_id), reply, c.verdict_record);
+    }
     reports_awaiting_pre_state.push_back(c.report_id);
     Publish("quarantine", {{"report", c.report_id}, {"fingerprint", c.fingerprint}, {"seq", c.seq}, {"reason", verdict.reason}});
     Log(LogLevel::kError, "quarantined",
@@ -2662,13 +2669,15 @@ struct Supervisor::Impl {
       // an outside test killed nvsd in that window, and the resent poison
       // killed both variants again. The flush also writes the verdicts
       // decided before it in this turn: under load, one fsync per command.
-      AppendRecord(Dump({{"t", "admit"},
-                            {"seq", c.seq},
-                            {"time_ns", c.time_ns},
-                            {"id", c.request_id},
-                            {"client", HexIdentity(c.client.envelope[0])},
-                            {"fingerprint", c.fingerprint},
-                            {"cmd", ParseOrString(c.payload)}}));
+      json admit = {{"t", "admit"},
+                    {"seq", c.seq},
+                    {"time_ns", c.time_ns},
+                    {"id", c.request_id},
+                    {"client", HexIdentity(c.client.envelope[0])},
+                    {"fingerprint", c.fingerprint},
+                    {"cmd", ParseOrString(c.payload)}};
+      if (!c.client.user.empty()) admit["key"] = c.client.user;  // (its request ids are this key's)
+      AppendRecord(Dump(admit));
       if (Flushed flushed = journal->Flush(); !flushed.ok()) {
         OnJournalFailure(flushed);
         const auto reply = proto::ClientReply::Unavailable(
@@ -2818,13 +2827,14 @@ struct Supervisor::Impl {
   void ReplyCommand(const Command& c, const proto::ClientReply& reply) {
     Reply(c.client, reply, c.verdict_record);
     for (const auto& also : c.also_reply) Reply(also, reply, c.verdict_record);
-    if (!c.is_query) Remember(c.request_id, reply, c.verdict_record);
+    if (!c.is_query) Remember(RequestKey(c.client.user, c.request_id), reply, c.verdict_record);
   }
 
   // `record`: the ordinal of its verdict record (0: none, or one on disk).
-  void Remember(const std::string& id, const proto::ClientReply& reply, std::uint64_t record = 0) {
+  // `key`: RequestKey of the request.
+  void Remember(const std::string& key, const proto::ClientReply& reply, std::uint64_t record = 0) {
     if (config.remembered_requests == 0) return;
-    if (answered.insert_or_assign(id, RememberedReply{reply, {}, record}).second) answered_order.push_back(id);
+    if (answered.insert_or_assign(key, RememberedReply{reply, {}, record}).second) answered_order.push_back(key);
     while (answered_order.size() > config.remembered_requests) {
       answered.erase(answered_order.front());
       answered_order.pop_front();
@@ -2841,6 +2851,7 @@ struct Supervisor::Impl {
                    {"seq", c.seq},
                    {"id", c.request_id},
                    {"verdict", c.expired ? "EXPIRED" : std::string(voter::ToString(c.verdict->kind))}};
+    if (!c.client.user.empty()) record["key"] = c.client.user;
     if (c.expired) {
       record["reason"] = c.verdict->reason;
     } else if (c.verdict->kind == voter::VerdictKind::kCommit) {
@@ -3732,7 +3743,7 @@ struct Supervisor::Impl {
           const auto reply = ExpiredReply(c, "before it could be sent to the variants");
           Reply(c.client, reply);
           for (const auto& also : c.also_reply) Reply(also, reply);
-          if (!c.is_query) Remember(c.request_id, reply);
+          if (!c.is_query) Remember(RequestKey(c.client.user, c.request_id), reply);
           continue;
         }
         Dispatch(std::move(c));
@@ -3929,7 +3940,7 @@ struct Supervisor::Impl {
     }
     for (auto& s : r.suspects) {
       suspects.push_back({s.seq, s.time_ns, std::move(s.request_id), std::move(s.client), std::move(s.fingerprint),
-                          std::move(s.payload)});
+                          std::move(s.payload), std::move(s.key)});
     }
     for (const auto& c : r.closed) closed_segments.push_back({c.index, c.max_seq});
     journal_segment = r.current;

@@ -6,12 +6,15 @@
 // names may release or reject; `by` is the key's name; nvsd retests the
 // command itself on fresh probes of its own programs and releases only if
 // they survive; the report names the authenticated key.
+#include <signal.h>
+
 #include <fstream>
 #include <zmq.hpp>
 
 #include "nvs/protocol/curve_client.h"
 #include "nvsd_harness.h"
 #include "security_support.h"
+#include "variant_harness.h"
 
 namespace nvs::testing {
 namespace {
@@ -112,6 +115,44 @@ TEST_F(Review, OnlyAReviewerKeyReleasesAndOnlyAfterNvsdsOwnRetestSurvives) {
   EXPECT_EQ(entry["retest"]["by"], "nvsd");
   EXPECT_EQ(entry["retest"]["survived"], true);
   EXPECT_EQ(nvsd.Command(Poison())["status"], "committed") << "the fixed programs take it";
+}
+
+// Finding 7: request ids were remembered per id, not per client: one key's
+// id returned another key's reply, and its command was never applied. Now a
+// key's ids are its own, across a restart too.
+TEST_F(Review, RequestIdsAreRememberedPerClientKey) {
+  const auto route = [](int output, int input) {
+    return json{{"op", "route"}, {"client", "sec"}, {"routes", {{{"output", output}, {"input", input}}}}};
+  };
+  json alice_reply, gateway_reply;
+  {
+    NvsdHarness nvsd(Options(/*faulty=*/false));
+    ASSERT_TRUE(nvsd.WaitAllHealthy());
+    const fs::path keys = nvsd.keys_dir();
+    alice_reply = AskAs(keys / "alice.json", {{"type", "command"}, {"id", "same-1"}, {"cmd", route(1, 2)}});
+    gateway_reply = AskAs(keys / "gateway.json", {{"type", "command"}, {"id", "same-1"}, {"cmd", route(3, 4)}});
+    ASSERT_EQ(alice_reply.value("status", ""), "committed") << alice_reply.dump();
+    ASSERT_EQ(gateway_reply.value("status", ""), "committed") << gateway_reply.dump();
+    EXPECT_NE(gateway_reply["seq"], alice_reply["seq"]) << "the gateway was given alice's reply; its command was never applied";
+    const json routes = nvsd.Query({{"op", "dump"}})["result"]["state"]["routes"];
+    EXPECT_EQ(routes[1], 2);
+    EXPECT_EQ(routes[3], 4);
+    // Each key's retry is its own.
+    EXPECT_EQ(AskAs(keys / "alice.json", {{"type", "command"}, {"id", "same-1"}, {"cmd", route(5, 5)}})["seq"],
+              alice_reply["seq"]);
+    ASSERT_TRUE(SignalProcess(nvsd.nvsd_pid(), SIGKILL));
+    ASSERT_TRUE(nvsd.WaitNvsdExit(milliseconds(10000)));
+  }
+  // And after a restart, from the journal.
+  NvsdHarness nvsd(Options(/*faulty=*/false));
+  ASSERT_TRUE(nvsd.WaitAllHealthy());
+  const fs::path keys = nvsd.keys_dir();
+  EXPECT_EQ(AskAs(keys / "gateway.json", {{"type", "command"}, {"id", "same-1"}, {"cmd", route(6, 6)}})["seq"],
+            gateway_reply["seq"]);
+  EXPECT_EQ(AskAs(keys / "alice.json", {{"type", "command"}, {"id", "same-1"}, {"cmd", route(6, 6)}})["seq"],
+            alice_reply["seq"]);
+  const json retried = nvsd.Command(route(7, 7));  // (the harness's own key: no id of its own is "same-1")
+  EXPECT_EQ(retried["status"], "committed");
 }
 
 }  // namespace

@@ -71,6 +71,7 @@ struct JournalRecord {
   std::string id;            // admit, verdict: the request id ("" when absent)
   std::string cmd;           // admit: the command, compact JSON with sorted members
   std::string client;        // admit: the client's routing id, hex ("" when absent)
+  std::string key;           // admit, verdict: the name of the client's CURVE key ("" on a plain endpoint)
   std::string verdict;       // verdict: COMMIT, POISON, NO_QUORUM, EXPIRED, ABANDONED
   std::string result;        // verdict COMMIT: compact JSON
   std::string report;        // verdict other than COMMIT ("" when absent)
@@ -101,8 +102,16 @@ struct JournalRecordHead {
   std::string_view type;
   std::uint64_t seq = 0;      // 0 when absent (records other than admit and verdict)
   std::string_view id;        // admit, verdict ("" when absent)
+  std::string_view key;       // admit, verdict ("" when absent)
   std::string_view verdict;   // verdict
 };
+
+// What nvsd remembers a request by: its id, within the client key that sent
+// it (a key's ids are its own: another key's same id is another request).
+// "" key (a plain endpoint): the id alone.
+inline std::string RequestKey(std::string_view key, std::string_view id) {
+  return key.empty() ? std::string(id) : std::string(key) + "\n" + std::string(id);
+}
 std::optional<JournalRecordHead> PeekJournalRecord(std::string_view payload);
 
 // The final reply a verdict record stands for (what a retry of its request
