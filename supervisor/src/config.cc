@@ -100,6 +100,10 @@ void ParseLimits(const json& value, const std::string& path, ResourceLimits& lim
     f.Integer("open_files", number, 16, 1 << 20);
     limits.open_files = number;
   }
+  if (f.Find("processes")) {
+    f.Integer("processes", number, 8, 1 << 22);
+    limits.processes = number;
+  }
   f.Bool("core_dumps", limits.core_dumps);
   f.RejectUnknown();
 }

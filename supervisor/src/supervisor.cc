@@ -24,6 +24,7 @@
 #include <zmq.hpp>
 
 #include "admission_queue.h"
+#include "cgroups.h"
 #include "client_gate.h"
 #include "nvs/supervisor/journal.h"
 #include "nvs/supervisor/state_dir.h"
@@ -995,6 +996,38 @@ struct Supervisor::Impl {
   // variant's kill and nvsd's stop.)
   std::set<pid_t> orphans;  // killed, not reaped yet
   Clock::time_point next_orphan_check{};
+  // A cgroup per variant process where the host offers one (cgroups.h);
+  // else nullptr, and `no_cgroups` says why.
+  std::unique_ptr<VariantCgroups> cgroups;
+  std::string no_cgroups;
+
+  std::set<std::string> LiveIdentities() const {
+    std::set<std::string> live;
+    for (const auto& v : variants) {
+      if (v.process) live.insert(v.identity);
+    }
+    if (probe && probe->process) live.insert(probe->identity);
+    if (spare && spare->process) live.insert(spare->identity);
+    if (retest) {
+      for (const auto& [identity, process] : retest->processes) live.insert(identity);
+    }
+    return live;
+  }
+
+  // The cgroups of processes that are gone: whatever is left in them is killed.
+  void EmptyDeadCgroups() {
+    if (!cgroups) return;
+    const auto live = LiveIdentities();
+    for (const auto& identity : cgroups->identities()) {
+      if (live.count(identity) != 0) continue;
+      if (const int killed = cgroups->Destroy(identity); killed > 0) {
+        Log(LogLevel::kWarn, "cgroup_emptied",
+            {{"process", identity}, {"killed", killed},
+             {"why", "processes it started outlived it: nothing a variant starts may outlive it"}});
+      }
+    }
+    cgroups->Retry();
+  }
 
   std::set<pid_t> OwnChildren() const {
     std::set<pid_t> known;
@@ -1014,6 +1047,7 @@ struct Supervisor::Impl {
     const auto at = Clock::now();
     if (!now && at < next_orphan_check) return;
     next_orphan_check = at + milliseconds(250);
+    EmptyDeadCgroups();
     const std::set<pid_t> known = OwnChildren();
     std::error_code ec;
     for (std::filesystem::directory_iterator task("/proc/self/task", ec), end; !ec && task != end; task.increment(ec)) {
@@ -1106,7 +1140,16 @@ struct Supervisor::Impl {
     context.stderr_log = config.state_dir / "logs" / log_name;
     context.stderr_log_bytes = config.stderr_log_bytes;
     context.stderr_tail_bytes = config.stderr_tail_bytes;
-    return SpecForVariant(vc, NewWireId(identity), context);
+    auto spec = SpecForVariant(vc, NewWireId(identity), context);
+    if (spec.ok() && cgroups) {
+      auto joined = cgroups->Create(identity, vc.limits.processes);
+      if (joined.ok()) {
+        spec.value().join_cgroups = std::move(joined.value());
+      } else {
+        Log(LogLevel::kWarn, "cgroup_failed", {{"process", identity}, {"error", joined.status().message()}});
+      }
+    }
+    return spec;
   }
 
   // Starts a new incarnation. On failure the slot is counted as a failed
@@ -1927,6 +1970,7 @@ struct Supervisor::Impl {
                                {"voting", Voting(v) && !v.restart_when_idle},
                                {"in_flight", InFlight(v)},
                                {"role", !standby ? "voter" : v.config.name == active_name ? "active" : "backup"},
+                               {"cgroup", cgroups && v.process ? json(cgroups->Where(v.identity).string()) : json()},
                                {"last_fault", v.last_fault}});
     }
     json body = {{"nvsd",
@@ -3783,6 +3827,7 @@ struct Supervisor::Impl {
     if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
       return Status::Error(std::string("cannot become a child subreaper: ") + std::strerror(errno));
     }
+    cgroups = VariantCgroups::Open("nvsd." + std::to_string(getpid()), &no_cgroups);
     // The state dir holds the journal and the quarantine decisions. As
     // OpenSSH's StrictModes (and PostgreSQL's data directory): it, every
     // folder and file in it, and the folders above it must be nvsd's user's
@@ -3893,7 +3938,9 @@ struct Supervisor::Impl {
          {"variant_endpoint", config.variant_endpoint},
          {"variants", variants.size()},
          {"policy", std::string(voter::ToString(config.policy.kind))},
-         {"quarantined", quarantine->blocked_count()}});
+         {"quarantined", quarantine->blocked_count()},
+         {"containment", cgroups ? "a cgroup per variant (pids, freezer) and a child subreaper"
+                                 : "a child subreaper only (no cgroup: " + no_cgroups + ")"}});
     std::uint64_t watchdog_usec = 0;
     if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
       watchdog_every = milliseconds(std::max<std::uint64_t>(1, watchdog_usec / 2000));
@@ -4080,6 +4127,7 @@ struct Supervisor::Impl {
     // Whatever they started that left their groups: killed, and reaped
     // (each SIGKILLed process is waited for at most a second).
     KillOrphans(/*now=*/true);
+    cgroups.reset();  // (empties and removes what is left of them)
     for (const pid_t pid : orphans) {
       const int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
       if (fd >= 0) {

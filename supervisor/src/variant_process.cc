@@ -29,9 +29,14 @@ namespace {
 // nvsd, no new privileges, and the configured resource limits.
 struct ChildSetup {
   ResourceLimits limits;
+  std::vector<int> cgroup_fds;  // cgroup.procs files, opened by the parent
 
   template <typename Launcher>
   bp::error_code on_exec_setup(Launcher&, const bp::filesystem::path&, const char* const*&) {
+    // Into its cgroups first, before it can start anything ("0": itself).
+    for (int fd : cgroup_fds) {
+      if (write(fd, "0", 1) != 1) return bp::error_code(errno, bp::system_category());
+    }
     setpgid(0, 0);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
@@ -106,18 +111,34 @@ Result<std::unique_ptr<VariantProcess>> VariantProcess::Spawn(const SpawnSpec& s
     }
   }
 
+  ChildSetup setup{spec.limits, {}};
+  const auto close_cgroups = [&] {
+    for (int fd : setup.cgroup_fds) close(fd);
+  };
+  for (const auto& procs : spec.join_cgroups) {
+    const int fd = open(procs.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+      const std::string error = procs.string() + ": " + std::strerror(errno);
+      close_cgroups();
+      close(pipe_fds[1]);
+      return Status::Error("cannot start " + spec.argv[0] + ": " + error);
+    }
+    setup.cgroup_fds.push_back(fd);
+  }
   boost::asio::io_context context;
   std::vector<std::string> args(spec.argv.begin() + 1, spec.argv.end());
   try {
     bp::process child(context, spec.argv[0], args, bp::process_environment(spec.env),
                       bp::process_start_dir(spec.working_dir.string()),
-                      bp::process_stdio{nullptr, pipe_fds[1], pipe_fds[1]}, ChildSetup{spec.limits});
+                      bp::process_stdio{nullptr, pipe_fds[1], pipe_fds[1]}, setup);
     self->pid_ = child.id();
     child.detach();  // we reap it ourselves, through our own pidfd
   } catch (const std::exception& e) {
+    close_cgroups();
     close(pipe_fds[1]);
     return Status::Error("cannot start " + spec.argv[0] + ": " + e.what());
   }
+  close_cgroups();
   close(pipe_fds[1]);
   self->started_at_ = std::chrono::steady_clock::now();
   self->pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, self->pid_, 0));

@@ -98,5 +98,45 @@ TEST_F(Containment, NothingAVariantStartedOutlivesItNorNvsd) {
   EXPECT_TRUE(Gone(second, std::chrono::milliseconds(10000))) << "pid " << second << " outlived nvsd";
 }
 
+// No process-count limit: a variant could fork without bound. Each variant
+// process is in a cgroup of its own (cgroup v1 pids, and the freezer, as on
+// these hosts) with pids.max = limits.processes (the kernel refuses a fork
+// past it); everything in it dies with the variant, setsid or not.
+TEST_F(Containment, AVariantsProcessesAreCountedAndCappedInItsOwnCgroup) {
+  if (geteuid() != 0 || !fs::exists("/sys/fs/cgroup/pids/cgroup.procs")) {
+    GTEST_SKIP() << "needs root and a cgroup v1 pids hierarchy (these hosts have one)";
+  }
+  // It starts 10 sleeps (in its own process group: they stay in the cgroup).
+  VariantSpec forking("router-c", {});
+  forking.config = {
+      {"limits", {{"processes", 64}}},
+      {"argv", {"/bin/sh", "-c", "i=0; while [ $i -lt 10 ]; do setsid sleep 1000 </dev/null >/dev/null 2>&1 & "
+                                 "i=$((i+1)); done; exec " + PythonPath() + " " + RouterPath("router-c") +
+                                 " --inputs 16 --outputs 16"}}};
+  NvsdHarness nvsd(NvsdOptions({"router-a", "router-b", forking}));
+  ASSERT_TRUE(nvsd.WaitAllHealthy());
+  fs::path cgroup;
+  const json status = nvsd.Status();
+  for (const auto& v : status["variants"]) {
+    if (v["name"] == "router-c" && v["cgroup"].is_string()) cgroup = v["cgroup"].get<std::string>();
+  }
+  ASSERT_FALSE(cgroup.empty()) << "router-c has no cgroup: " << status.dump();
+  std::ifstream max(cgroup / "pids.max"), current(cgroup / "pids.current");
+  int max_pids = 0, current_pids = 0;
+  max >> max_pids;
+  current >> current_pids;
+  EXPECT_EQ(max_pids, 64) << "limits.processes is the cgroup's pids.max";
+  EXPECT_GE(current_pids, 11) << "the variant's processes are not counted in its cgroup";
+  std::vector<pid_t> members;
+  std::ifstream procs(cgroup / "cgroup.procs");
+  for (pid_t pid = 0; procs >> pid;) members.push_back(pid);
+  // The variant dies: everything in its cgroup with it, and the cgroup is removed.
+  ASSERT_TRUE(SignalProcess(nvsd.VariantPid("router-c"), SIGKILL));
+  for (pid_t pid : members) EXPECT_TRUE(Gone(pid, std::chrono::milliseconds(10000))) << "pid " << pid << " outlived it";
+  EXPECT_TRUE(nvsd.WaitAllHealthy());
+  EXPECT_TRUE(nvsd.WaitNvsdLog([&](const std::string&) { return !fs::exists(cgroup); }))
+      << cgroup << " was not removed";
+}
+
 }  // namespace
 }  // namespace nvs::testing

@@ -28,6 +28,7 @@ struct ResourceLimits {
   std::optional<std::uint64_t> cpu_seconds;       // RLIMIT_CPU
   std::optional<std::uint64_t> open_files;        // RLIMIT_NOFILE
   bool core_dumps = false;                        // RLIMIT_CORE = 0 unless true
+  std::uint64_t processes = 256;                  // pids.max of the variant's cgroup (processes and threads)
 };
 
 struct VariantConfig {

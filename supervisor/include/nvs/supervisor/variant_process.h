@@ -24,6 +24,9 @@ struct SpawnSpec {
   std::filesystem::path stderr_log;  // appended to; rotated to .1 past `stderr_log_bytes`
   std::uint64_t stderr_log_bytes = 8u << 20;
   std::size_t stderr_tail_bytes = 4096;
+  // cgroup.procs files the process joins before it execs (VariantCgroups):
+  // it fails to start if it cannot.
+  std::vector<std::filesystem::path> join_cgroups;
 };
 
 // How a process ended, from its wait status.
