@@ -181,7 +181,8 @@ Result<std::string> ParseKeyFile(std::string_view text) {
 
 Result<std::vector<AuthorizedKey>> ParseAuthorizedKeys(std::string_view text) {
   std::vector<AuthorizedKey> keys;
-  std::map<std::string, int> seen;  // key -> line
+  std::map<std::string, int> seen;   // key -> line
+  std::map<std::string, int> names;  // name -> line: a name is an identity (review, request ids), one key each
   std::string error;
   ForEachLine(text, [&](int number, std::string_view line) {
     const auto [word, rest] = FirstWord(line);
@@ -190,6 +191,14 @@ Result<std::vector<AuthorizedKey>> ParseAuthorizedKeys(std::string_view text) {
       if (!fresh) {
         error = LineError(number, "the key of line " + std::to_string(at->second) + " again");
         return false;
+      }
+      if (!rest.empty()) {
+        auto [named, first] = names.emplace(std::string(rest), number);
+        if (!first) {
+          error = LineError(number, "the name \"" + std::string(rest) + "\" of line " + std::to_string(named->second) +
+                                        " again: a name stands for one key (who reviewed, whose request ids)");
+          return false;
+        }
       }
       keys.push_back({std::string(word), std::string(rest), number});
       return true;

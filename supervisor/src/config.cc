@@ -1,5 +1,6 @@
 #include "nvs/supervisor/config.h"
 
+#include <arpa/inet.h>
 #include <grp.h>
 #include <pwd.h>
 #include <unistd.h>
@@ -250,7 +251,10 @@ Result<Config> ParseConfig(const std::string& text, const std::filesystem::path&
     // (PROTOCOL.md §1.1) and travel in clear, as do the commands: never over
     // a network.
     const std::string host = config.variant_endpoint.substr(6, config.variant_endpoint.rfind(':') - 6);
-    if (host != "localhost" && host != "[::1]" && host.rfind("127.", 0) != 0) {
+    in_addr v4{};
+    const bool loopback = host == "localhost" || host == "[::1]" ||
+                          (inet_pton(AF_INET, host.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127);
+    if (!loopback) {
       f.Error("variant_endpoint", "a tcp endpoint must be on loopback (127.0.0.1, [::1] or localhost), not " + host +
                                       ": variants run on this machine, and their ids and commands travel in clear; the "
                                       "default ipc endpoint in the state dir is safer still");

@@ -81,6 +81,8 @@ TEST(ParseConfig, EveryErrorNamesItsField) {
        "variant_endpoint: a tcp endpoint must be on loopback"},
       {R"({"state_dir":"s","variant_endpoint":"tcp://10.1.2.3:5601","variants":[{"name":"a","argv":["x"]}]})",
        "not 10.1.2.3"},
+      {R"({"state_dir":"s","variant_endpoint":"tcp://127.example.com:5601","variants":[{"name":"a","argv":["x"]}]})",
+       "a tcp endpoint must be on loopback"},
       {"[]", "must be a JSON object"},
       {R"({"variants":[{"name":"a","argv":["x"]}]})", "state_dir: required"},
       {R"({"state_dir":"s"})", "variants: required"},

@@ -66,6 +66,17 @@ int main(int argc, char** argv) {
     std::cerr << "nvsd: " << users.message() << "\n";
     return 2;
   }
+  // A variant without a user of its own runs as nvsd: as root, it could do
+  // anything nvsd can (read its key, write its journal). Said, not refused:
+  // a test rig or a single-purpose host may accept it.
+  if (check_only && geteuid() == 0) {
+    for (const auto& v : config->variants) {
+      if (v.user.empty()) {
+        std::cerr << "nvsd: warning: variant " << v.name << " has no \"user\": it runs as root, as nvsd does, and is "
+                     "trusted as nvsd is (SECURITY.md)\n";
+      }
+    }
+  }
   if (check_only) {
     std::cout << "nvsd: " << config_path << " is valid (" << config->variants.size() << " variants";
     if (config->client_curve) {

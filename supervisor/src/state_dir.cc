@@ -118,7 +118,20 @@ Status CheckOwnPath(const std::filesystem::path& path, bool directory) {
 }
 
 Status CheckAncestors(const std::filesystem::path& path) {
+  // A link among them is followed by every open: it must be root's or
+  // nvsd's user's own, and the folders checked are those it leads to.
   for (std::filesystem::path at = path.parent_path(); !at.empty(); at = at.parent_path()) {
+    struct stat st {};
+    if (lstat(at.c_str(), &st) == 0 && S_ISLNK(st.st_mode) && st.st_uid != 0 && st.st_uid != geteuid()) {
+      return Status::Error(path.string() + ": the link " + at.string() + " above it is owned by " +
+                           OwnerName(st.st_uid) + ", who could point it elsewhere");
+    }
+    if (at == at.parent_path()) break;
+  }
+  std::error_code ec;
+  const std::filesystem::path real = std::filesystem::canonical(path, ec);
+  if (ec) return Status::Error(path.string() + ": " + ec.message());
+  for (std::filesystem::path at = real.parent_path(); !at.empty(); at = at.parent_path()) {
     struct stat st {};
     if (stat(at.c_str(), &st) != 0) return Status::Error(at.string() + ": " + std::strerror(errno));
     if (st.st_uid != 0 && st.st_uid != geteuid()) {
@@ -129,7 +142,7 @@ Status CheckAncestors(const std::filesystem::path& path) {
     if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0) {
       return Status::Error(path.string() + ": the folder " + at.string() + " above it can be written by group or "
                            "others (and is not sticky), who could replace it; keep the state dir elsewhere (e.g. "
-                           "/var/lib/nvsd)");
+                           "/var/lib/nvs)");
     }
     if (at == at.parent_path()) break;
   }

@@ -534,14 +534,25 @@ struct Supervisor::Impl {
   }
 
   // Events carry no result values (the event socket is read by whoever can
-  // reach it, SECURITY.md): a retest's probes are published without theirs.
-  void Publish(const std::string& event, json body) {
-    if (!events) return;
-    if (auto probes = body.find("probes"); probes != body.end() && probes->is_array()) {
+  // reach it, SECURITY.md): a retest's probes are published without theirs,
+  // wherever a retest appears in the event (a verdict carries one too).
+  static void StripProbeResults(json& value) {
+    if (value.is_array()) {
+      for (auto& item : value) StripProbeResults(item);
+      return;
+    }
+    if (!value.is_object()) return;
+    if (auto probes = value.find("probes"); probes != value.end() && probes->is_array()) {
       for (auto& p : *probes) {
         if (p.is_object()) p.erase("result");
       }
     }
+    for (auto& [key, member] : value.items()) StripProbeResults(member);
+  }
+
+  void Publish(const std::string& event, json body) {
+    if (!events) return;
+    StripProbeResults(body);
     body["event"] = event;
     body["time_ns"] = UnixNowNs();
     const std::string text = body.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -3941,6 +3952,13 @@ struct Supervisor::Impl {
          {"quarantined", quarantine->blocked_count()},
          {"containment", cgroups ? "a cgroup per variant (pids, freezer) and a child subreaper"
                                  : "a child subreaper only (no cgroup: " + no_cgroups + ")"}});
+    for (const auto& v : config.variants) {
+      if (geteuid() == 0 && v.user.empty()) {
+        Log(LogLevel::kWarn, "variant_runs_as_root",
+            {{"variant", v.name}, {"why", "it has no \"user\": it runs as nvsd does, and is trusted as nvsd is "
+                                          "(it could read nvsd's key and write its journal)"}});
+      }
+    }
     std::uint64_t watchdog_usec = 0;
     if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
       watchdog_every = milliseconds(std::max<std::uint64_t>(1, watchdog_usec / 2000));
@@ -4106,6 +4124,12 @@ struct Supervisor::Impl {
     if (unsent > 0) {
       Log(LogLevel::kWarn, "replies_unsent_at_stop",
           {{"replies", unsent}, {"clients", backlogs.size()}, {"why", "their clients did not take them before nvsd stopped"}});
+    }
+    if (retest && retest->release) {
+      Reply(retest->release->to, proto::ClientReply::Unavailable(retest->release->request_id,
+                                                                 "nvsd is shutting down: its retest for the release "
+                                                                 "was stopped, and nothing was released"));
+      FlushJournalAndReplies();
     }
     probe.reset();  // a probe is disposable: killed, never waited for
     spare.reset();
