@@ -296,9 +296,10 @@ Result<Config> ParseConfig(const std::string& text, const std::filesystem::path&
       // (Not given: the events go to an ipc socket in the state dir.)
       if (f.Find("event_endpoint") == nullptr) {
         config.event_endpoint = "ipc://" + (config.state_dir / "events.sock").string();
-      } else if (config.event_endpoint.rfind("tcp://", 0) == 0) {
-        f.Error("event_endpoint", "with client_curve it must be an ipc:// endpoint (nvsd makes its socket "
-                                  "owner-only) or \"\": a tcp event endpoint has no authentication (SECURITY.md)");
+      } else if (config.event_endpoint.rfind("tcp://", 0) == 0 || config.event_endpoint.rfind("ipc://@", 0) == 0) {
+        f.Error("event_endpoint", "with client_curve it must be an ipc:// endpoint on a file (nvsd makes its socket "
+                                  "owner-only; an abstract ipc://@ one cannot be) or \"\": a tcp event endpoint has "
+                                  "no authentication (SECURITY.md)");
       }
       config.client_curve = std::move(curve_config);
     }

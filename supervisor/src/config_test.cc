@@ -60,6 +60,10 @@ TEST(ParseConfig, WithClientCurveEventsAreOnIpcOnly) {
   config = ParseConfig(R"({"state_dir":"/s","event_endpoint":"",)" + curve + R"(,"variants":[{"name":"a","argv":["x"]}]})",
                        "/c.json");
   EXPECT_TRUE(config.ok());
+  config = ParseConfig(R"({"state_dir":"/s","event_endpoint":"ipc://@nvs-events",)" + curve +
+                           R"(,"variants":[{"name":"a","argv":["x"]}]})",
+                       "/c.json");
+  EXPECT_FALSE(config.ok()) << "an abstract socket cannot be made owner-only";
 }
 
 TEST(ParseConfig, TwoVariantsDefaultToUnanimity) {

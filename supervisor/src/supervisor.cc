@@ -3952,6 +3952,25 @@ struct Supervisor::Impl {
          {"quarantined", quarantine->blocked_count()},
          {"containment", cgroups ? "a cgroup per variant (pids, freezer) and a child subreaper"
                                  : "a child subreaper only (no cgroup: " + no_cgroups + ")"}});
+    {
+      // What the variants' clean environment leaves out of nvsd's (names
+      // only): a variant that needed one gets it through its `env`.
+      json dropped = json::array();
+      for (char** e = environ; *e != nullptr; ++e) {
+        const std::string_view entry(*e);
+        const std::string name(entry.substr(0, entry.find('=')));
+        if (name.rfind("NVS_", 0) == 0 || name == "ASAN_OPTIONS" || name == "UBSAN_OPTIONS" || name == "LSAN_OPTIONS" ||
+            name == "PATH") {
+          continue;
+        }
+        dropped.push_back(name);
+      }
+      if (!dropped.empty()) {
+        Log(LogLevel::kInfo, "variant_environment",
+            {{"not_passed", dropped},
+             {"why", "a variant gets a clean environment: PATH, NVS_* and its config's env (supervisor/CONFIG.md)"}});
+      }
+    }
     for (const auto& v : config.variants) {
       if (geteuid() == 0 && v.user.empty()) {
         Log(LogLevel::kWarn, "variant_runs_as_root",
