@@ -77,6 +77,29 @@ std::string ReadWord(const fs::path& file) {
   return word;
 }
 
+// An nvsd that was killed (SIGKILL, a crash) left its folder NAME.PID
+// behind, maybe with processes in it: those whose nvsd is gone are emptied
+// (each process killed) and removed.
+void RemoveStale(const fs::path& parent, const std::string& name_prefix) {
+  std::error_code ec;
+  for (fs::directory_iterator it(parent, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind(name_prefix, 0) != 0) continue;
+    const std::string pid = name.substr(name_prefix.size());
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (pid == std::to_string(getpid())) continue;
+    std::string comm;
+    std::ifstream(fs::path("/proc") / pid / "comm") >> comm;
+    if (comm == "nvsd") continue;  // (alive: its own)
+    for (fs::directory_iterator sub(it->path(), ec), done; !ec && sub != done; sub.increment(ec)) {
+      if (!sub->is_directory(ec)) continue;
+      for (pid_t p : Pids(sub->path() / "cgroup.procs")) kill(p, SIGKILL);
+      rmdir(sub->path().c_str());  // (one with a process not reaped yet stays; the next start tries again)
+    }
+    rmdir(it->path().c_str());
+  }
+}
+
 }  // namespace
 
 std::unique_ptr<VariantCgroups> VariantCgroups::Open(const std::string& name, std::string* why_not) {
@@ -90,6 +113,8 @@ std::unique_ptr<VariantCgroups> VariantCgroups::Open(const std::string& name, st
     return nullptr;
   }
   const fs::path pids = fs::path(pids_mount) / fs::path(OwnCgroup("pids")).relative_path() / name;
+  const std::string prefix = name.substr(0, name.rfind('.') + 1);  // "nvsd."
+  RemoveStale(pids.parent_path(), prefix);
   std::error_code ec;
   fs::create_directories(pids, ec);
   if (ec) {
@@ -99,6 +124,7 @@ std::unique_ptr<VariantCgroups> VariantCgroups::Open(const std::string& name, st
   fs::path freezer;
   if (const std::string freezer_mount = MountOf("freezer"); !freezer_mount.empty()) {
     freezer = fs::path(freezer_mount) / fs::path(OwnCgroup("freezer")).relative_path() / name;
+    RemoveStale(freezer.parent_path(), prefix);
     fs::create_directories(freezer, ec);
     if (ec) freezer.clear();
   }

@@ -20,8 +20,10 @@ namespace nvs::supervisor {
 
 class VariantCgroups {
  public:
-  // nvsd's own folder in the hierarchies (NAME under its current cgroup),
-  // created; nullptr and why in *why_not when there is none to use.
+  // nvsd's own folder in the hierarchies (NAME under its current cgroup,
+  // NAME being "nvsd.PID"), created; nullptr and why in *why_not when there
+  // is none to use. Folders of nvsd processes that are gone (killed, so
+  // they could not remove theirs) are emptied and removed first.
   static std::unique_ptr<VariantCgroups> Open(const std::string& name, std::string* why_not);
   ~VariantCgroups();  // empties and removes every cgroup it made, then its own folders
 

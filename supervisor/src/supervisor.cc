@@ -3838,7 +3838,7 @@ struct Supervisor::Impl {
     if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
       return Status::Error(std::string("cannot become a child subreaper: ") + std::strerror(errno));
     }
-    cgroups = VariantCgroups::Open("nvsd." + std::to_string(getpid()), &no_cgroups);
+
     // The state dir holds the journal and the quarantine decisions. As
     // OpenSSH's StrictModes (and PostgreSQL's data directory): it, every
     // folder and file in it, and the folders above it must be nvsd's user's
@@ -3881,6 +3881,8 @@ struct Supervisor::Impl {
     quarantine = std::move(store.value());
     for (const auto& w : warnings) Log(LogLevel::kWarn, "quarantine_store", {{"warning", w}});
 
+    // (After the checks: a refused start leaves no cgroup behind.)
+    cgroups = VariantCgroups::Open("nvsd." + std::to_string(getpid()), &no_cgroups);
     bridge = config.stdio_bridge;
     if (bridge.empty()) {
       std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
