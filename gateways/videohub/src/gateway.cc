@@ -211,7 +211,17 @@ class Gateway {
         char host[NI_MAXHOST] = "?";
         getnameinfo(reinterpret_cast<sockaddr*>(&addr), len, host, sizeof host, nullptr, 0, NI_NUMERICHOST);
         ++clients_refused_;
-        Log("warn", "client_refused", {{"peer", host}, {"why", "not in an --allow network"}, {"refused", clients_refused_}});
+        // At most 10 lines a second: any host on the listening network must
+        // not be able to fill the disk with them (the count says the rest).
+        const auto now = Clock::now();
+        if (now - refused_window_ >= std::chrono::seconds(1)) {
+          refused_window_ = now;
+          refused_logged_ = 0;
+        }
+        if (++refused_logged_ <= 10) {
+          Log("warn", "client_refused",
+              {{"peer", host}, {"why", "not in an --allow network"}, {"refused", clients_refused_}});
+        }
         close(fd);
         continue;
       }
@@ -655,6 +665,8 @@ class Gateway {
   std::optional<Clock::time_point> retry_at_;  // when to connect again after a refusal
   std::vector<int> listeners_;
   std::uint64_t clients_refused_ = 0;  // connections from outside the --allow networks
+  Clock::time_point refused_window_{};  // the second whose refusals are being logged
+  int refused_logged_ = 0;
   std::map<std::uint64_t, Client> clients_;
   std::uint64_t next_serial_ = 0;
   std::uint64_t next_request_ = 0;
