@@ -1469,6 +1469,13 @@ struct Supervisor::Impl {
              voter::OutcomeKind::kProtocolError, "unexpected hello");
         return;
       }
+      // It presents its secret: hello's `variant` is its NVS_VARIANT
+      // (PROTOCOL.md §2.1), routing id and token included.
+      if (hello->variant != WireId(v.identity)) {
+        Kill(v, "its hello names another variant than the one it was started as (NVS_VARIANT)",
+             voter::OutcomeKind::kProtocolError, "hello with a wrong variant");
+        return;
+      }
       Log(LogLevel::kInfo, "hello", {{"variant", v.config.name}, {"impl", hello->impl}, {"incarnation", v.incarnation}});
       SetState(v, VariantState::kSyncing, "said hello (" + hello->impl + ")");
       return;

@@ -151,5 +151,23 @@ TEST_F(Variants, AProcessGuessingTheNextIncarnationOnATcpEndpointReceivesNothing
   EXPECT_TRUE(nvsd.WaitNvsdLog([](const std::string& log) { return log.find("unknown_variant_peer") != std::string::npos; }));
 }
 
+// A variant presents its secret in hello too: `variant` must be its whole
+// NVS_VARIANT. One that names only the guessable part is not taken.
+TEST_F(Variants, AHelloWithoutTheTokenIsNotTaken) {
+  VariantSpec guessing("router-c", {});
+  guessing.config = {{"argv", {"/bin/sh", "-c",
+                               R"(echo '{"type":"hello","protocol":1,"variant":"router-c.1","impl":"guessed"}'; exec cat >/dev/null)"}}};
+  NvsdHarness nvsd(NvsdOptions({"router-a", "router-b", guessing}));
+  EXPECT_TRUE(nvsd.WaitNvsdLog([](const std::string& log) {
+    return log.find("its hello names another variant than the one it was started as") != std::string::npos;
+  }, std::chrono::milliseconds(20000))) << nvsd.NvsdLog();
+  const json status = nvsd.Status();
+  for (const auto& v : status["variants"]) {
+    if (v["name"] == "router-c") {
+      EXPECT_NE(v["state"], "healthy") << v.dump();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace nvs::testing
