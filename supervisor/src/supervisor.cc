@@ -3874,9 +3874,8 @@ struct Supervisor::Impl {
     if (!locked.ok()) return locked;
     fs::permissions(dir, fs::perms::owner_all, ec);
     for (const char* sub : {kJournalDir, "logs", "quarantine"}) {
-      if (mkdir((dir / sub).c_str(), 0700) != 0 && errno != EEXIST) {
-        return Status::Error("state_dir " + (dir / sub).string() + ": " + std::strerror(errno));
-      }
+      StorageError error;
+      if (Status made = state->MakeDir(sub, &error); !made.ok()) return Status::Error("state_dir " + made.message());
     }
     if (Status tree = CheckOwnTree(dir, {kJournalDir, "logs", "quarantine"}); !tree.ok()) {
       return Status::Error("state_dir: " + tree.message());
@@ -3968,11 +3967,7 @@ struct Supervisor::Impl {
       for (char** e = environ; *e != nullptr; ++e) {
         const std::string_view entry(*e);
         const std::string name(entry.substr(0, entry.find('=')));
-        if (name.rfind("NVS_", 0) == 0 || name == "ASAN_OPTIONS" || name == "UBSAN_OPTIONS" || name == "LSAN_OPTIONS" ||
-            name == "PATH") {
-          continue;
-        }
-        dropped.push_back(name);
+        if (!PassedToVariants(name) && name != "PATH") dropped.push_back(name);
       }
       if (!dropped.empty()) {
         Log(LogLevel::kInfo, "variant_environment",
@@ -4008,8 +4003,6 @@ struct Supervisor::Impl {
                      : config.fsync == "batch" ? FsyncPolicy::kBatch
                                                : FsyncPolicy::kNone;
     StorageError error;
-    Status made = state->MakeDir(kJournalDir, &error);
-    if (!made.ok()) return made;
     auto recovered = RecoverStateDir(*state, RecoveryOptions{config.remembered_requests});
     if (!recovered.ok()) return recovered.status();
     Recovered& r = recovered.value();

@@ -230,6 +230,15 @@ std::optional<ExitInfo> VariantProcess::TryReap() {
 
 namespace {
 
+}  // namespace
+
+bool PassedToVariants(std::string_view name) {
+  return (name.rfind("NVS_", 0) == 0 && name != "NVS_VARIANT" && name != "NVS_ENDPOINT") || name == "ASAN_OPTIONS" ||
+         name == "UBSAN_OPTIONS" || name == "LSAN_OPTIONS";
+}
+
+namespace {
+
 // A clean environment: a variant gets none of nvsd's (an outside test had a
 // `nobody` variant print a secret from it), only a fixed PATH, nvsd's own
 // NVS_* settings and sanitizer options (for sanitized builds), its config's
@@ -240,9 +249,7 @@ std::vector<std::string> EnvironmentFor(const VariantConfig& vc, const std::stri
   for (char** e = environ; *e != nullptr; ++e) {
     std::string_view entry(*e);
     const auto name = entry.substr(0, entry.find('='));
-    const bool passed = (name.rfind("NVS_", 0) == 0 && name != "NVS_VARIANT" && name != "NVS_ENDPOINT") ||
-                        name == "ASAN_OPTIONS" || name == "UBSAN_OPTIONS" || name == "LSAN_OPTIONS";
-    if (!passed || vc.env.count(std::string(name))) continue;
+    if (!PassedToVariants(name) || vc.env.count(std::string(name))) continue;
     env.emplace_back(entry);
   }
   for (const auto& [key, value] : vc.env) env.push_back(key + "=" + value);

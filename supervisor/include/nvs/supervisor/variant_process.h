@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "nvs/status.h"
@@ -103,5 +104,9 @@ struct SpawnContext {
 // working dir and limits. Fails when the program or the working directory
 // is missing: such a variant cannot be started, however often it is tried.
 Result<SpawnSpec> SpecForVariant(const VariantConfig& vc, const std::string& identity, const SpawnContext& context);
+
+// Whether a variable of nvsd's environment is passed to its variants (their
+// environment is otherwise clean: supervisor/CONFIG.md, `env`).
+bool PassedToVariants(std::string_view name);
 
 }  // namespace nvs::supervisor
