@@ -122,11 +122,18 @@ class Panel {
   // Reads until `text` has arrived (everything up to and including it is
   // consumed and returned), or "" at the deadline.
   std::string Until(const std::string& text, std::chrono::milliseconds deadline = std::chrono::milliseconds(5000)) {
+    return UntilEither(text, text, deadline);
+  }
+  // Reads until `one` or `other` has arrived, whichever comes first (as
+  // Until), or "" at the deadline.
+  std::string UntilEither(const std::string& one, const std::string& other, std::chrono::milliseconds deadline) {
     const auto until = Clock::now() + deadline;
     for (;;) {
-      if (auto at = buffer_.find(text); at != std::string::npos) {
-        std::string out = buffer_.substr(0, at + text.size());
-        buffer_.erase(0, at + text.size());
+      const auto a = buffer_.find(one), b = buffer_.find(other);
+      if (a != std::string::npos || b != std::string::npos) {
+        const std::size_t end = a < b ? a + one.size() : b + other.size();
+        std::string out = buffer_.substr(0, end);
+        buffer_.erase(0, end);
         return out;
       }
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
@@ -423,14 +430,19 @@ TEST(VideohubRestart, ATakeNakedWhileNvsdWasDownIsNotCarriedOutWhenItComesBack) 
     for (auto at = log.find("nvsd_connected"); at != std::string::npos; at = log.find("nvsd_connected", at + 1)) ++n;
     return n;
   };
-  const auto present = [](const std::string& log) {
-    const auto absent = log.rfind("device_absent");
-    return absent == std::string::npos || log.rfind("device_present") > absent;
-  };
-  ASSERT_TRUE(gateway.WaitLog([&](const std::string& log) { return connections(log) >= 2 && present(log); }))
-      << gateway.Log();
-  a.Send("VIDEO OUTPUT ROUTING:\n2 3\n\n");
-  EXPECT_NE(a.Until("ACK\n\n", std::chrono::milliseconds(10000)), "") << gateway.Log();
+  ASSERT_TRUE(gateway.WaitLog([&](const std::string& log) { return connections(log) >= 2; })) << gateway.Log();
+  // The gateway may still call the device absent for a moment (a refresh
+  // asked for while nvsd was down fails, as late as the reconnection): the
+  // take is NAKed then, as it should be, and is sent again once the panel
+  // is told the device is present.
+  bool acked = false;
+  for (int attempt = 0; attempt < 3 && !acked; ++attempt) {
+    a.Send("VIDEO OUTPUT ROUTING:\n2 3\n\n");
+    const std::string answer = a.UntilEither("ACK\n\n", "NAK\n\n", std::chrono::milliseconds(10000));
+    acked = answer.ends_with("ACK\n\n");
+    if (!acked) a.Until("Device present: true\n", std::chrono::milliseconds(10000));
+  }
+  EXPECT_TRUE(acked) << gateway.Log();
   EXPECT_EQ(nvsd->Query({{"op", "dump"}})["result"]["state"]["routes"][2], 3);
   EXPECT_EQ(nvsd->Query({{"op", "dump"}})["result"]["state"]["routes"][1], 1) << "a NAKed take was carried out";
   nvsd.reset();

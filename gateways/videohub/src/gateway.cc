@@ -103,6 +103,7 @@ struct InFlight {
   enum class Kind { kRefresh, kCommand, kHeartbeat } kind = Kind::kRefresh;
   std::uint64_t client = 0;  // kCommand: the client's serial
   Clock::time_point deadline;
+  bool unsent = false;  // nvsd could not be handed it (not connected, queue full)
 };
 
 class Gateway {
@@ -365,6 +366,7 @@ class Gateway {
     if (!nvsd_.send(zmq::buffer(request.dump(-1, ' ', false, json::error_handler_t::replace)),
                     zmq::send_flags::dontwait)) {
       in_flight_[id].deadline = Clock::now();  // not sent: answered as a timeout at once
+      in_flight_[id].unsent = true;
     }
     return id;
   }
@@ -637,13 +639,14 @@ class Gateway {
       if (f.kind == InFlight::Kind::kRefresh) {
         refresh_pending_ = false;
         ++refreshes_done_;
-        SetView(std::nullopt, "nvsd did not answer within " + std::to_string(options_.timeout_ms) + " ms");
+        SetView(std::nullopt, f.unsent ? "nvsd is not connected (the state could not be asked for)"
+                                       : "nvsd did not answer within " + std::to_string(options_.timeout_ms) + " ms");
         continue;
       }
       auto client = clients_.find(f.client);
       if (client == clients_.end()) continue;
       client->second.waiting = false;
-      Log("warn", "nvsd_timeout", {{"client", client->second.id}, {"id", id}});
+      Log("warn", "nvsd_timeout", {{"client", client->second.id}, {"id", id}, {"sent", !f.unsent}});
       nacked_.insert(id);
       nacked_order_.push_back(id);
       if (nacked_order_.size() > 4096) {  // the oldest go first
