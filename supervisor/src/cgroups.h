@@ -3,9 +3,11 @@
 // `limits.processes` of them (pids.max), and all of them are killed when
 // the variant is gone. cgroup v1's pids hierarchy (with the freezer, when
 // mounted, so that nothing forks while it is emptied), as on hosts that
-// mount v1 controllers. Where there is none (not root, no writable pids
-// hierarchy), nvsd goes on without: it is a child subreaper, and kills the
-// orphans it inherits (supervisor.cc, KillOrphans).
+// mount v1 controllers; else the cgroup v2 hierarchy (cgroup.kill, and
+// pids.max where the pids controller can be handed down to nvsd's folder).
+// Where there is neither (not root, nothing writable), nvsd goes on
+// without: it is a child subreaper, and kills the orphans it inherits
+// (supervisor.cc, KillOrphans).
 #pragma once
 
 #include <filesystem>
@@ -28,7 +30,8 @@ class VariantCgroups {
   ~VariantCgroups();  // empties and removes every cgroup it made, then its own folders
 
   // A new cgroup for one process (`identity`), limited to `pids_max` tasks:
-  // the cgroup.procs files the process must join (before it execs).
+  // the files the process writes "0" to, to join (before it execs; its
+  // "tasks" files, see Create).
   Result<std::vector<std::filesystem::path>> Create(const std::string& identity, std::uint64_t pids_max);
   // Kills every process in `identity`'s cgroup and removes it (or keeps it
   // to retry when a process in it is not reaped yet). Returns how many
@@ -38,15 +41,22 @@ class VariantCgroups {
   void Retry();
   // The identities it holds cgroups for.
   std::vector<std::string> identities() const;
-  // Where `identity`'s pids cgroup is ("" if none).
+  // Where `identity`'s (pids) cgroup is ("" if none).
   std::filesystem::path Where(const std::string& identity) const;
+  // What containment this is, for the starting log line.
+  std::string Describe() const;
 
  private:
-  VariantCgroups(std::filesystem::path pids, std::filesystem::path freezer) : pids_(std::move(pids)), freezer_(std::move(freezer)) {}
+  enum class Kind { kV1, kV2 };
+  VariantCgroups(Kind kind, std::filesystem::path pids, std::filesystem::path freezer)
+      : kind_(kind), pids_(std::move(pids)), freezer_(std::move(freezer)) {}
+  static std::unique_ptr<VariantCgroups> OpenV2(const std::string& name, std::string* why_not);
   int Empty(const std::filesystem::path& pids_dir, const std::filesystem::path& freezer_dir);
 
-  std::filesystem::path pids_;     // .../pids/<own>/NAME
-  std::filesystem::path freezer_;  // .../freezer/<own>/NAME, or empty
+  Kind kind_;
+  std::filesystem::path pids_;     // v1: .../pids/<own>/NAME; v2: <mount>/<own>/NAME
+  std::filesystem::path freezer_;  // v1: .../freezer/<own>/NAME, or empty; v2: empty
+  std::string no_pids_limit_;      // v2: why pids.max cannot be set ("" when it is)
   std::map<std::string, bool> made_;  // identity -> its removal is pending (process gone)
 };
 

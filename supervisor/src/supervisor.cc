@@ -3958,7 +3958,7 @@ struct Supervisor::Impl {
          {"variants", variants.size()},
          {"policy", std::string(voter::ToString(config.policy.kind))},
          {"quarantined", quarantine->blocked_count()},
-         {"containment", cgroups ? "a cgroup per variant (pids, freezer) and a child subreaper"
+         {"containment", cgroups ? cgroups->Describe()
                                  : "a child subreaper only (no cgroup: " + no_cgroups + ")"}});
     {
       // What the variants' clean environment leaves out of nvsd's (names

@@ -29,7 +29,7 @@ namespace {
 // nvsd, no new privileges, and the configured resource limits.
 struct ChildSetup {
   ResourceLimits limits;
-  std::vector<int> cgroup_fds;  // cgroup.procs files, opened by the parent
+  std::vector<int> cgroup_fds;  // its cgroups' "tasks" files, opened by the parent
 
   template <typename Launcher>
   bp::error_code on_exec_setup(Launcher&, const bp::filesystem::path&, const char* const*&) {

@@ -229,8 +229,14 @@ NvsdHarness::NvsdHarness(const NvsdOptions& options) : impl_(std::make_unique<Im
 
   const auto log = impl_->dir / "nvsd.log";
   FILE* log_file = std::fopen(log.c_str(), "w");
-  impl_->nvsd = std::make_unique<bp::process>(impl_->io, NvsdPath(), std::vector<std::string>{"--config", config_path.string()},
-                                              bp::process_stdio{nullptr, log_file, log_file});
+  std::vector<std::string> args = {"--config", config_path.string()};
+  std::string program = NvsdPath();
+  if (!options.launcher.empty()) {
+    args.insert(args.begin(), program);
+    args.insert(args.begin(), options.launcher.begin() + 1, options.launcher.end());
+    program = options.launcher.front();
+  }
+  impl_->nvsd = std::make_unique<bp::process>(impl_->io, program, args, bp::process_stdio{nullptr, log_file, log_file});
   std::fclose(log_file);
   impl_->pidfd = static_cast<int>(syscall(SYS_pidfd_open, impl_->nvsd->id(), 0));
 }

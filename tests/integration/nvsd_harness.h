@@ -46,6 +46,10 @@ struct NvsdOptions {
   // these names, each with a client config keys_dir()/NAME.json (for `nvs
   // --client-config`).
   std::vector<std::string> client_keys;
+  // Started through this program and arguments (nvsd's path and arguments
+  // follow them), which must end by exec'ing nvsd (its pid is nvsd's):
+  // e.g. `unshare --mount -- sh -c '...; exec "$@"' sh`.
+  std::vector<std::string> launcher;
 };
 
 class NvsdHarness {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <sstream>
 
 #include "nvsd_harness.h"
 #include "security_support.h"
@@ -136,6 +137,99 @@ TEST_F(Containment, AVariantsProcessesAreCountedAndCappedInItsOwnCgroup) {
   EXPECT_TRUE(nvsd.WaitAllHealthy());
   EXPECT_TRUE(nvsd.WaitNvsdLog([&](const std::string&) { return !fs::exists(cgroup); }))
       << cgroup << " was not removed";
+}
+
+// pids.max is not only written: the kernel refuses the fork past it. A
+// variant forks children until a fork fails, writes down what its cgroup
+// held at that moment, lets them go and becomes router-c. (It is started
+// by the real interpreter: a pyenv shim forks helpers of its own.)
+TEST_F(Containment, AForkPastTheVariantsProcessCapIsRefused) {
+  if (geteuid() != 0 || !fs::exists("/sys/fs/cgroup/pids/cgroup.procs")) {
+    GTEST_SKIP() << "needs root and a cgroup v1 pids hierarchy (these hosts have one)";
+  }
+  int status = 0;
+  std::string python = RunCapture(PythonPath() + " -c 'import sys; print(sys.executable)'", dir() / "python.err", &status);
+  while (!python.empty() && python.back() == '\n') python.pop_back();
+  ASSERT_EQ(status, 0) << python;
+  const fs::path counted = dir() / "forks.txt";
+  const std::string script =
+      "import errno, os, signal, sys\n"
+      "cgroup = [l.split(':')[2].strip() for l in open('/proc/self/cgroup') if l.split(':')[1] == 'pids'][0]\n"
+      "tasks = lambda: int(open('/sys/fs/cgroup/pids' + cgroup + '/pids.current').read())\n"
+      "children, refused, held = [], 0, 0\n"
+      "while len(children) < 100:\n"
+      "    try:\n"
+      "        pid = os.fork()\n"
+      "    except OSError as e:\n"
+      "        refused, held = e.errno, tasks()\n"
+      "        break\n"
+      "    if pid == 0:\n"
+      "        signal.pause()\n"
+      "        os._exit(0)\n"
+      "    children.append(pid)\n"
+      "for pid in children:\n"
+      "    os.kill(pid, signal.SIGKILL)\n"
+      "    os.waitpid(pid, 0)\n"
+      "open(sys.argv[1], 'w').write('%d %d %d' % (len(children), refused, held))\n"
+      "os.execv(sys.executable, [sys.executable] + sys.argv[2:])\n";
+  VariantSpec forking("router-c", {});
+  forking.config = {{"limits", {{"processes", 16}}},
+                    {"argv", {python, "-c", script, counted.string(), RouterPath("router-c"), "--inputs", "16",
+                              "--outputs", "16"}}};
+  NvsdHarness nvsd(NvsdOptions({"router-a", "router-b", forking}));
+  ASSERT_TRUE(nvsd.WaitAllHealthy()) << nvsd.NvsdLog();
+  std::ifstream in(counted);
+  int children = -1, refused = -1, held = -1;
+  in >> children >> refused >> held;
+  EXPECT_GT(children, 0);
+  EXPECT_EQ(refused, EAGAIN) << "no fork was refused, or it failed otherwise (" << children << " children)";
+  EXPECT_EQ(held, 16) << "the fork was refused with " << held << " tasks in a cgroup capped at 16";
+}
+
+// cgroup v2-only hosts (current Debian, systemd) got the subreaper alone.
+// nvsd uses the v2 hierarchy where no v1 pids hierarchy is mounted: here
+// nvsd runs in a mount namespace of its own with the v1 pids and freezer
+// hierarchies unmounted, so that it sees only v2 (these hosts mount it at
+// /sys/fs/cgroup/unified). A variant's setsid child is in the variant's
+// v2 cgroup, and is killed with it through cgroup.kill.
+TEST_F(Containment, OnACgroupV2HostEachVariantHasACgroupKilledAsAWhole) {
+  if (geteuid() != 0 || !fs::exists("/sys/fs/cgroup/pids/cgroup.procs") ||
+      !fs::exists("/sys/fs/cgroup/unified/cgroup.procs")) {
+    GTEST_SKIP() << "needs root, a v1 pids hierarchy to hide and a v2 hierarchy (these hosts have both)";
+  }
+  const fs::path pids = dir() / "escaped.pid";
+  VariantSpec escaping("router-c", {});
+  escaping.config = {{"argv", {"/bin/sh", "-c", "setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $! > " +
+                                                    pids.string() + "; exec " + PythonPath() + " " +
+                                                    RouterPath("router-c") + " --inputs 16 --outputs 16"}}};
+  NvsdOptions options({"router-a", "router-b", escaping});
+  options.launcher = {"/usr/bin/unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+                      "umount /sys/fs/cgroup/pids && umount /sys/fs/cgroup/freezer && exec \"$@\"", "sh"};
+  NvsdHarness nvsd(options);
+  ASSERT_TRUE(nvsd.WaitAllHealthy()) << nvsd.NvsdLog();
+  EXPECT_NE(nvsd.NvsdLog().find("a cgroup per variant (v2"), std::string::npos) << nvsd.NvsdLog();
+  const pid_t escaped = ReadPid(pids);
+  ASSERT_GT(escaped, 0);
+  std::ifstream membership(fs::path("/proc") / std::to_string(escaped) / "cgroup");
+  std::string v2;
+  for (std::string line; std::getline(membership, line);) {
+    if (line.rfind("0::", 0) == 0) v2 = line.substr(3);
+  }
+  const std::string expected = "/nvsd." + std::to_string(nvsd.nvsd_pid()) + "/router-c.1";
+  EXPECT_NE(v2.find(expected), std::string::npos) << "the escaped child is in " << v2 << ", not in " << expected;
+  ASSERT_TRUE(SignalProcess(nvsd.VariantPid("router-c"), SIGKILL));
+  EXPECT_TRUE(Gone(escaped, std::chrono::milliseconds(10000))) << "pid " << escaped << " outlived its variant";
+  EXPECT_TRUE(nvsd.WaitNvsdLog([](const std::string& log) {
+    std::istringstream lines(log);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find("\"event\":\"cgroup_emptied\"") != std::string::npos &&
+          line.find("\"process\":\"router-c.1\"") != std::string::npos) {
+        return true;
+      }
+    }
+    return false;
+  })) << "it was not killed through its cgroup";
+  ASSERT_TRUE(nvsd.WaitAllHealthy());
 }
 
 }  // namespace

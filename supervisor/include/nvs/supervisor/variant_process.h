@@ -25,8 +25,8 @@ struct SpawnSpec {
   std::filesystem::path stderr_log;  // appended to; rotated to .1 past `stderr_log_bytes`
   std::uint64_t stderr_log_bytes = 8u << 20;
   std::size_t stderr_tail_bytes = 4096;
-  // cgroup.procs files the process joins before it execs (VariantCgroups):
-  // it fails to start if it cannot.
+  // The cgroup files ("tasks") the process writes "0" to before it execs,
+  // to join them (VariantCgroups::Create): it fails to start if it cannot.
   std::vector<std::filesystem::path> join_cgroups;
 };
 
