@@ -127,8 +127,9 @@ int main(int argc, char** argv) {
       zmq_setsockopt(sock, ZMQ_ROUTING_ID, variant, std::strlen(variant)) != 0 ||
       zmq_setsockopt(sock, ZMQ_LINGER, &linger_ms, sizeof linger_ms) != 0 ||
       zmq_connect(sock, endpoint) != 0) {
-    std::fprintf(stderr, "router-b: cannot set up ZeroMQ (NVS_VARIANT='%s', NVS_ENDPOINT='%s'): %s\n",
-                 variant, endpoint, zmq_strerror(errno));
+    // (NVS_VARIANT is not printed: it holds the incarnation's secret, and
+    // stderr ends up in nvsd's logs and quarantine reports.)
+    std::fprintf(stderr, "router-b: cannot set up ZeroMQ (NVS_ENDPOINT='%s'): %s\n", endpoint, zmq_strerror(errno));
     return 2;
   }
   pthread_sigmask(SIG_SETMASK, &original, nullptr);
