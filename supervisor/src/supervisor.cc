@@ -23,7 +23,7 @@
 #include <utility>
 #include <zmq.hpp>
 
-#include "admission_queue.h"
+#include "nvs/core/admission_queue.h"
 #include "cgroups.h"
 #include "client_gate.h"
 #include "nvs/supervisor/journal.h"
@@ -33,9 +33,9 @@
 #include "nvs/protocol/messages.h"
 #include "nvs/voter/voter.h"
 #include "quarantine_store.h"
-#include "restart_intensity.h"
+#include "nvs/core/restart_intensity.h"
 #include "recovery.h"
-#include "retest.h"
+#include "nvs/core/retest.h"
 #include "nvs/supervisor/variant_process.h"
 
 extern char** environ;

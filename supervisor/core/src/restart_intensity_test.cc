@@ -1,4 +1,4 @@
-#include "restart_intensity.h"
+#include "nvs/core/restart_intensity.h"
 
 #include <gtest/gtest.h>
 

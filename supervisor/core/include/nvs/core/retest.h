@@ -25,7 +25,7 @@
 #include <utility>
 #include <vector>
 
-#include "nvs/supervisor/journal.h"
+#include "nvs/core/records.h"
 #include "nvs/voter/voter.h"
 
 namespace nvs::supervisor {

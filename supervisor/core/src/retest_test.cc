@@ -1,4 +1,4 @@
-#include "retest.h"
+#include "nvs/core/retest.h"
 
 #include <gtest/gtest.h>
 

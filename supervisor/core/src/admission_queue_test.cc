@@ -1,4 +1,4 @@
-#include "admission_queue.h"
+#include "nvs/core/admission_queue.h"
 
 #include <gtest/gtest.h>
 

@@ -1,0 +1,616 @@
+#include "nvs/core/records.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <zlib.h>
+
+#include "nvs/protocol/json_values.h"
+#include "nvs/protocol/messages.h"
+
+namespace nvs::supervisor {
+namespace {
+
+void PutU32(std::string& out, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+std::uint32_t GetU32(std::string_view bytes, std::size_t at) {
+  std::uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(bytes[at + static_cast<std::size_t>(i)]);
+  return v;
+}
+
+using nlohmann::json;
+
+// Compact JSON text of a value read back; invalid UTF-8 is replaced, never thrown.
+std::string Compact(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+
+}  // namespace
+
+// zlib's (the same CRC as before, IEEE 802.3): several times faster than a
+// byte-table one, which was an eighth of a restart's time after a million
+// commands.
+std::uint32_t Crc32(std::string_view bytes) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  const auto* data = reinterpret_cast<const Bytef*>(bytes.data());
+  std::size_t left = bytes.size();
+  while (left > 0) {  // (zlib takes a uInt length)
+    const uInt n = static_cast<uInt>(std::min<std::size_t>(left, 1u << 30));
+    crc = crc32(crc, data, n);
+    data += n;
+    left -= n;
+  }
+  return static_cast<std::uint32_t>(crc);
+}
+
+std::string FrameRecord(std::string_view payload) {
+  std::string out;
+  out.reserve(payload.size() + 8);
+  PutU32(out, static_cast<std::uint32_t>(payload.size()));
+  PutU32(out, Crc32(payload));
+  out.append(payload);
+  return out;
+}
+
+namespace {
+
+// Whether a good record starts at `at`: a whole header and payload, a JSON
+// object's braces, and the checksum (2^-32 by chance, and the braces too).
+bool GoodRecordAt(std::string_view bytes, std::size_t at) {
+  if (bytes.size() - at < 8) return false;
+  const std::uint32_t length = GetU32(bytes, at);
+  if (length < 2 || length > kMaxJournalRecordBytes || bytes.size() - at - 8 < length) return false;
+  const std::string_view payload = bytes.substr(at + 8, length);
+  return payload.front() == '{' && payload.back() == '}' && Crc32(payload) == GetU32(bytes, at + 4);
+}
+
+// After a bad spot at `at`: a torn tail, or damage. A crash in the middle
+// of an append leaves a prefix of what was written: an incomplete header, or
+// a record whose (true) length runs past the end of the file; a file system
+// that had extended the file may leave zeros. Anything else (a record whose
+// bytes are all there but whose checksum fails, a length nvsd never writes,
+// a good record further on) is damage: a torn write cannot make it.
+template <typename Scan>
+void ClassifyTail(std::string_view bytes, std::size_t at, bool incomplete, Scan& scan) {
+  if (bytes.find_first_not_of('\0', at) == std::string_view::npos) {
+    scan.tail = JournalScan::Tail::kTorn;
+    scan.damage += " (then zeros to the end: a write cut short)";
+    return;
+  }
+  for (std::size_t next = at + 1; next + 8 <= bytes.size(); ++next) {
+    if (GoodRecordAt(bytes, next)) {
+      scan.tail = JournalScan::Tail::kDamaged;
+      scan.next_good = next;
+      scan.damage += "; a good record follows at offset " + std::to_string(next) + ", so this is damage, not a torn write";
+      return;
+    }
+  }
+  scan.tail = incomplete ? JournalScan::Tail::kTorn : JournalScan::Tail::kDamaged;
+  if (!incomplete) scan.damage += ": its bytes are all there, so this is damage, not a torn write";
+}
+
+}  // namespace
+
+namespace {
+
+template <typename Scan>
+void ScanInto(std::string_view bytes, Scan& scan) {
+  if (bytes.size() < kJournalMagic.size()) {
+    if (!bytes.empty()) {
+      scan.damage = "file shorter than its magic line (" + std::to_string(bytes.size()) + " bytes)";
+      scan.tail = JournalScan::Tail::kTorn;
+    }
+    return;
+  }
+  if (bytes.substr(0, kJournalMagic.size()) != kJournalMagic) {
+    scan.damage = "not a journal (bad magic line)";
+    scan.tail = JournalScan::Tail::kDamaged;
+    return;
+  }
+  std::size_t at = kJournalMagic.size();
+  scan.good_bytes = at;
+  while (at < bytes.size()) {
+    if (bytes.size() - at < 8) {
+      scan.damage = "incomplete record header at offset " + std::to_string(at);
+      ClassifyTail(bytes, at, /*incomplete=*/true, scan);
+      return;
+    }
+    const std::uint32_t length = GetU32(bytes, at);
+    const std::uint32_t crc = GetU32(bytes, at + 4);
+    if (length > kMaxJournalRecordBytes || length < 2) {
+      // (nvsd writes JSON objects: never more than the limit, never under 2 bytes)
+      scan.damage = "record at offset " + std::to_string(at) + " claims " + std::to_string(length) + " bytes";
+      ClassifyTail(bytes, at, /*incomplete=*/false, scan);
+      return;
+    }
+    if (bytes.size() - at - 8 < length) {
+      scan.damage = "incomplete record at offset " + std::to_string(at) + " (" + std::to_string(length) +
+                    " bytes claimed, " + std::to_string(bytes.size() - at - 8) + " present)";
+      // Whole after all, with a length that was changed: damage.
+      const bool whole = Crc32(bytes.substr(at + 8)) == crc;
+      if (whole) scan.damage += ", yet the bytes present match its checksum: its length was changed";
+      ClassifyTail(bytes, at, /*incomplete=*/!whole, scan);
+      return;
+    }
+    const std::string_view payload = bytes.substr(at + 8, length);
+    if (Crc32(payload) != crc) {
+      scan.damage = "checksum mismatch in the record at offset " + std::to_string(at);
+      ClassifyTail(bytes, at, /*incomplete=*/false, scan);
+      return;
+    }
+    scan.records.emplace_back(payload);
+    at += 8 + length;
+    scan.good_bytes = at;
+  }
+  return;
+}
+
+}  // namespace
+
+JournalScan ScanJournal(std::string_view bytes) {
+  JournalScan scan;
+  ScanInto(bytes, scan);
+  return scan;
+}
+
+JournalScanViews ScanJournalViews(std::string_view bytes) {
+  JournalScanViews scan;
+  ScanInto(bytes, scan);
+  return scan;
+}
+
+Result<JournalRecord> ParseJournalRecord(std::string_view payload, std::uint64_t* seq_seen) {
+  if (seq_seen != nullptr) *seq_seen = 0;
+  auto parsed = protocol::ParseDocument(payload);
+  if (!parsed.ok()) return parsed.status();
+  const json& body = parsed.value();
+  if (!body.is_object()) return Status::Error("not a JSON object");
+  if (const auto seq = body.find("seq"); seq != body.end() && seq_seen != nullptr) {
+    *seq_seen = protocol::ReadCount(*seq).value_or(0);
+  }
+  // A string member; absent is "" unless required.
+  std::string problem;
+  const auto text = [&](const char* key, bool required = false) -> std::string {
+    const auto it = body.find(key);
+    if (it == body.end()) {
+      if (required && problem.empty()) problem = std::string("no '") + key + "'";
+      return "";
+    }
+    if (!it->is_string()) {
+      if (problem.empty()) problem = std::string("'") + key + "' is not a string";
+      return "";
+    }
+    return it->get<std::string>();
+  };
+  const auto count = [&](const char* key) -> std::uint64_t {
+    const auto it = body.find(key);
+    const auto value = it == body.end() ? std::nullopt : protocol::ReadCount(*it);
+    if (!value && problem.empty()) problem = std::string("'") + key + "' is not an integer in [0, 2^63)";
+    return value.value_or(0);
+  };
+  JournalRecord record;
+  record.type = text("t", /*required=*/true);
+  if (!problem.empty()) return Status::Error(problem);
+  if (record.type == "admit") {
+    record.seq = count("seq");
+    record.time_ns = static_cast<std::int64_t>(count("time_ns"));
+    record.id = text("id");
+    record.key = text("key");
+    record.client = text("client");
+    record.fingerprint = text("fingerprint");
+    const auto cmd = body.find("cmd");
+    if (cmd == body.end() && problem.empty()) problem = "no 'cmd'";
+    if (problem.empty()) record.cmd = Compact(*cmd);
+  } else if (record.type == "verdict") {
+    record.seq = count("seq");
+    record.id = text("id");
+    record.key = text("key");
+    record.verdict = text("verdict", /*required=*/true);
+    if (record.verdict == "COMMIT") {
+      const auto result = body.find("result");
+      if (result == body.end() && problem.empty()) problem = "a COMMIT without 'result'";
+      if (problem.empty()) record.result = Compact(*result);
+    } else {
+      record.report = text("report");
+      record.fingerprint = text("fingerprint");
+      record.reason = text("reason");
+    }
+  }
+  if (!problem.empty()) return Status::Error(problem);
+  return record;
+}
+
+namespace {
+
+// A reader of one JSON document that builds nothing: it checks the text as
+// nlohmann's reader does (grammar, UTF-8 by RFC 3629, escapes and surrogate
+// pairs, no control characters in strings, nesting no deeper than
+// ParseDocument takes) and hands the top-level object's members to a
+// callback. Any doubt is a "no", and the caller parses the record.
+class Skimmer {
+ public:
+  explicit Skimmer(std::string_view text) : s_(text) {}
+
+  // One member of the top-level object: its key (no escapes), and where its
+  // value is in the text. `plain` values are strings with no escape (`text`
+  // is the string's content), or counts (`count` set).
+  struct Member {
+    std::string_view key;
+    std::string_view text;
+    bool is_string = false;
+    bool plain = false;
+    std::optional<std::uint64_t> count;
+  };
+
+  // The members of the document, which must be one object; false on any doubt.
+  template <typename OnMember>
+  bool Object(OnMember&& on_member) {
+    SkipSpace();
+    if (!Eat('{')) return false;
+    SkipSpace();
+    if (Eat('}')) return End();
+    for (;;) {
+      Member m;
+      bool key_plain = false;
+      if (!String(&m.key, &key_plain) || !key_plain) return false;
+      SkipSpace();
+      if (!Eat(':')) return false;
+      SkipSpace();
+      if (Peek() == '"') {
+        m.is_string = true;
+        if (!String(&m.text, &m.plain)) return false;
+      } else {
+        const std::size_t from = i_;
+        if (!Value(1)) return false;
+        m.text = s_.substr(from, i_ - from);
+        m.count = Count(m.text);
+        m.plain = m.count.has_value();
+      }
+      if (!on_member(m)) return false;
+      SkipSpace();
+      if (Eat(',')) {
+        SkipSpace();
+        continue;
+      }
+      if (Eat('}')) return End();
+      return false;
+    }
+  }
+
+ private:
+  char Peek() const { return i_ < s_.size() ? s_[i_] : '\0'; }
+  bool Eat(char c) {
+    if (i_ < s_.size() && s_[i_] == c) {
+      ++i_;
+      return true;
+    }
+    return false;
+  }
+  void SkipSpace() {
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) ++i_;
+  }
+  bool End() {
+    SkipSpace();
+    return i_ == s_.size();
+  }
+
+  // A JSON integer literal in [0, 2^63) with nothing else (no sign, no
+  // fraction, no exponent): what ReadCount takes from an unsigned integer.
+  static std::optional<std::uint64_t> Count(std::string_view t) {
+    if (t.empty() || t.size() > 19 || (t.size() > 1 && t[0] == '0')) return std::nullopt;
+    std::uint64_t v = 0;
+    for (char c : t) {
+      if (c < '0' || c > '9') return std::nullopt;
+      v = v * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    if (v > static_cast<std::uint64_t>(INT64_MAX)) return std::nullopt;
+    return v;
+  }
+
+  bool Hex4(unsigned* out) {
+    if (s_.size() - i_ < 4) return false;
+    unsigned v = 0;
+    for (int k = 0; k < 4; ++k) {
+      const char c = s_[i_++];
+      v <<= 4;
+      if (c >= '0' && c <= '9') v |= static_cast<unsigned>(c - '0');
+      else if (c >= 'a' && c <= 'f') v |= static_cast<unsigned>(c - 'a' + 10);
+      else if (c >= 'A' && c <= 'F') v |= static_cast<unsigned>(c - 'A' + 10);
+      else return false;
+    }
+    *out = v;
+    return true;
+  }
+
+  static bool Continuation(unsigned char c) { return c >= 0x80 && c <= 0xBF; }
+
+  // A string at i_; `content` is what is between the quotes; `plain` when
+  // it has no escape.
+  bool String(std::string_view* content, bool* plain) {
+    if (!Eat('"')) return false;
+    const std::size_t from = i_;
+    *plain = true;
+    while (i_ < s_.size()) {
+      const auto c = static_cast<unsigned char>(s_[i_]);
+      if (c == '"') {
+        *content = s_.substr(from, i_ - from);
+        ++i_;
+        return true;
+      }
+      if (c < 0x20) return false;
+      if (c == '\\') {
+        *plain = false;
+        ++i_;
+        const char e = Peek();
+        ++i_;
+        if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n' || e == 'r' || e == 't') continue;
+        if (e != 'u') return false;
+        unsigned code = 0;
+        if (!Hex4(&code)) return false;
+        if (code >= 0xDC00 && code <= 0xDFFF) return false;  // a low surrogate first
+        if (code >= 0xD800 && code <= 0xDBFF) {
+          if (!Eat('\\') || !Eat('u')) return false;
+          unsigned low = 0;
+          if (!Hex4(&low) || low < 0xDC00 || low > 0xDFFF) return false;
+        }
+        continue;
+      }
+      if (c < 0x80) {
+        ++i_;
+        continue;
+      }
+      // UTF-8 (RFC 3629, table 3-7 of Unicode).
+      const auto at = [&](std::size_t k) { return i_ + k < s_.size() ? static_cast<unsigned char>(s_[i_ + k]) : 0; };
+      std::size_t n = 0;
+      if (c >= 0xC2 && c <= 0xDF) {
+        n = Continuation(at(1)) ? 2 : 0;
+      } else if (c == 0xE0) {
+        n = at(1) >= 0xA0 && at(1) <= 0xBF && Continuation(at(2)) ? 3 : 0;
+      } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
+        n = Continuation(at(1)) && Continuation(at(2)) ? 3 : 0;
+      } else if (c == 0xED) {
+        n = at(1) >= 0x80 && at(1) <= 0x9F && Continuation(at(2)) ? 3 : 0;
+      } else if (c == 0xF0) {
+        n = at(1) >= 0x90 && at(1) <= 0xBF && Continuation(at(2)) && Continuation(at(3)) ? 4 : 0;
+      } else if (c >= 0xF1 && c <= 0xF3) {
+        n = Continuation(at(1)) && Continuation(at(2)) && Continuation(at(3)) ? 4 : 0;
+      } else if (c == 0xF4) {
+        n = at(1) >= 0x80 && at(1) <= 0x8F && Continuation(at(2)) && Continuation(at(3)) ? 4 : 0;
+      }
+      if (n == 0) return false;
+      i_ += n;
+    }
+    return false;
+  }
+
+  bool Digits() {
+    const std::size_t from = i_;
+    while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') ++i_;
+    return i_ > from;
+  }
+
+  bool Number() {
+    const std::size_t from = i_;
+    Eat('-');
+    if (Eat('0')) {
+      // no more digits after a leading zero
+    } else if (Peek() >= '1' && Peek() <= '9') {
+      Digits();
+    } else {
+      return false;
+    }
+    bool fraction_or_exponent = false;
+    if (Eat('.')) {
+      if (!Digits()) return false;
+      fraction_or_exponent = true;
+    }
+    if (Peek() == 'e' || Peek() == 'E') {
+      ++i_;
+      if (!Eat('+')) Eat('-');
+      if (!Digits()) return false;
+      fraction_or_exponent = true;
+    }
+    // An integer of up to 19 digits is one the reader keeps as an integer;
+    // anything else it reads as a double, and refuses one that overflows
+    // (1e400, or 400 digits). Leave every number that is not plainly
+    // finite to the parse.
+    const std::string_view number = s_.substr(from, i_ - from);
+    if (!fraction_or_exponent && number.size() <= 20) return true;
+    double value = 0;
+    const auto [end, error] = std::from_chars(number.data(), number.data() + number.size(), value);
+    return error == std::errc() && end == number.data() + number.size() && std::isfinite(value);
+  }
+
+  bool Word(std::string_view w) {
+    if (s_.substr(i_, w.size()) != w) return false;
+    i_ += w.size();
+    return true;
+  }
+
+  // Any value, at nesting `depth` (the top-level object is 1).
+  bool Value(int depth) {
+    const char c = Peek();
+    if (c == '"') {
+      std::string_view ignored;
+      bool plain = false;
+      return String(&ignored, &plain);
+    }
+    if (c == '{' || c == '[') {
+      if (depth + 1 > protocol::kMaxDocumentJsonDepth) return false;
+      const char close = c == '{' ? '}' : ']';
+      ++i_;
+      SkipSpace();
+      if (Eat(close)) return true;
+      for (;;) {
+        if (c == '{') {
+          std::string_view ignored;
+          bool plain = false;
+          if (!String(&ignored, &plain)) return false;
+          SkipSpace();
+          if (!Eat(':')) return false;
+          SkipSpace();
+        }
+        if (!Value(depth + 1)) return false;
+        SkipSpace();
+        if (Eat(',')) {
+          SkipSpace();
+          continue;
+        }
+        return Eat(close);
+      }
+    }
+    if (c == 't') return Word("true");
+    if (c == 'f') return Word("false");
+    if (c == 'n') return Word("null");
+    return Number();
+  }
+
+  std::string_view s_;
+  std::size_t i_ = 0;
+};
+
+}  // namespace
+
+std::optional<JournalRecordHead> PeekJournalRecord(std::string_view payload) {
+  JournalRecordHead head;
+  // The members ParseJournalRecord looks at, by kind: what each must be.
+  std::string_view keys[16];
+  std::size_t n_keys = 0;
+  std::optional<Skimmer::Member> t, seq, time_ns, id, key, client, fingerprint, verdict, report, reason;
+  bool cmd = false, result = false;
+  Skimmer skim(payload);
+  const bool read = skim.Object([&](const Skimmer::Member& m) {
+    for (std::size_t k = 0; k < n_keys; ++k) {
+      if (keys[k] == m.key) return false;  // a repeated member: the reader keeps the last; let it say
+    }
+    if (n_keys == std::size(keys)) return false;
+    keys[n_keys++] = m.key;
+    if (m.key == "t") t = m;
+    else if (m.key == "seq") seq = m;
+    else if (m.key == "time_ns") time_ns = m;
+    else if (m.key == "id") id = m;
+    else if (m.key == "key") key = m;
+    else if (m.key == "client") client = m;
+    else if (m.key == "fingerprint") fingerprint = m;
+    else if (m.key == "verdict") verdict = m;
+    else if (m.key == "report") report = m;
+    else if (m.key == "reason") reason = m;
+    else if (m.key == "cmd") cmd = true;
+    else if (m.key == "result") result = true;
+    return true;
+  });
+  if (!read || !t || !t->is_string || !t->plain) return std::nullopt;
+  head.type = t->text;
+  // A string member, when present: a string (a plain one where its value is used).
+  const auto string_ok = [](const std::optional<Skimmer::Member>& m) { return !m || m->is_string; };
+  const auto count_ok = [](const std::optional<Skimmer::Member>& m) { return m && m->count.has_value(); };
+  if (head.type == "admit") {
+    if (!count_ok(seq) || !count_ok(time_ns) || !string_ok(client) || !string_ok(fingerprint) || !cmd) {
+      return std::nullopt;
+    }
+  } else if (head.type == "verdict") {
+    if (!count_ok(seq) || !verdict || !verdict->is_string || !verdict->plain) return std::nullopt;
+    head.verdict = verdict->text;
+    if (head.verdict == "COMMIT" ? !result : !string_ok(report) || !string_ok(fingerprint) || !string_ok(reason)) {
+      return std::nullopt;
+    }
+  } else {
+    if (seq && !seq->count) return std::nullopt;  // (what the reader takes of it: let it say)
+    if (seq) head.seq = *seq->count;
+    return head;
+  }
+  if (id && (!id->is_string || !id->plain)) return std::nullopt;
+  if (key && (!key->is_string || !key->plain)) return std::nullopt;
+  head.seq = *seq->count;
+  if (id) head.id = id->text;
+  if (key) head.key = key->text;
+  return head;
+}
+
+std::optional<protocol::ClientReply> ReplyOfVerdict(JournalRecord record) {
+  if (record.verdict == "ABANDONED") return std::nullopt;
+  protocol::ClientReply reply;
+  reply.id = record.id;
+  if (record.verdict == "COMMIT") {
+    reply.status = protocol::ClientStatus::kCommitted;
+    reply.seq = record.seq;
+    reply.result = std::move(record.result);
+  } else if (record.verdict == "POISON") {
+    reply.status = protocol::ClientStatus::kQuarantined;
+    reply.report = std::move(record.report);
+    reply.fingerprint = std::move(record.fingerprint);
+    reply.reason = std::move(record.reason);
+  } else if (record.verdict == "EXPIRED") {
+    reply = protocol::ClientReply::Rejected(reply.id, "expired", record.reason);
+  } else {
+    reply = protocol::ClientReply::Rejected(reply.id, "no_quorum", record.reason);
+  }
+  return reply;
+}
+
+namespace {
+
+std::string CheckpointCrc(std::uint64_t seq, const std::string& digest, std::uint64_t commits, std::string_view state) {
+  const std::string head = std::to_string(seq) + " " + digest + " " + std::to_string(commits) + " ";
+  static const char* const kHex = "0123456789abcdef";
+  std::string out(8, '0');
+  std::uint32_t v = Crc32(head + std::string(state));
+  for (int i = 7; i >= 0; --i, v >>= 4) out[static_cast<std::size_t>(i)] = kHex[v & 0xf];
+  return out;
+}
+
+}  // namespace
+
+std::string FormatCheckpoint(const Checkpoint& c) {
+  return R"({"seq":)" + std::to_string(c.seq) + R"(,"digest":)" + Compact(json(c.digest)) + R"(,"commits":)" +
+         std::to_string(c.commits) + R"(,"crc":")" + CheckpointCrc(c.seq, c.digest, c.commits, c.state) +
+         R"(","state":)" + c.state + "}\n";
+}
+
+Result<Checkpoint> ParseCheckpoint(std::string_view text, bool* unchecked) {
+  if (unchecked != nullptr) *unchecked = false;
+  auto parsed = protocol::ParseDocument(text);
+  if (!parsed.ok()) return parsed.status();
+  const json& saved = parsed.value();
+  if (!saved.is_object()) return Status::Error("not a JSON object");
+  const auto seq = saved.find("seq");
+  const auto state = saved.find("state");
+  const auto digest = saved.find("digest");
+  const auto seq_value = seq == saved.end() ? std::nullopt : protocol::ReadCount(*seq);
+  if (!seq_value) return Status::Error("'seq' is not an integer in [0, 2^63)");
+  if (digest == saved.end() || !digest->is_string()) return Status::Error("'digest' is not a string");
+  if (state == saved.end()) return Status::Error("no 'state'");
+  Checkpoint checkpoint{*seq_value, Compact(*state), digest->get<std::string>(), 0};
+  const auto crc = saved.find("crc");
+  const auto commits = saved.find("commits");
+  if (crc == saved.end() && commits == saved.end() && saved.size() == 3) {
+    if (unchecked != nullptr) *unchecked = true;  // the first format: nothing to check it by
+    return checkpoint;
+  }
+  if (crc == saved.end()) return Status::Error("no 'crc' (a checkpoint of this format always has one)");
+  const auto commits_value = commits == saved.end() ? std::nullopt : protocol::ReadCount(*commits);
+  if (!commits_value) return Status::Error("'commits' is not an integer in [0, 2^63)");
+  checkpoint.commits = *commits_value;
+  if (!crc->is_string()) return Status::Error("'crc' is not a string");
+  // The checksum is of the state's text as written: find it in the file
+  // (its last member, up to the final brace) rather than re-encode it.
+  const auto at = text.find(R"(,"state":)");
+  const auto end = text.find_last_of('}');
+  if (at == std::string_view::npos || end == std::string_view::npos || end <= at + 9) {
+    return Status::Error("'state' is not the last member, as nvsd writes it");
+  }
+  const std::string_view state_text = text.substr(at + 9, end - (at + 9));
+  const std::string want = CheckpointCrc(checkpoint.seq, checkpoint.digest, checkpoint.commits, state_text);
+  if (crc->get<std::string>() != want) {
+    return Status::Error("checksum mismatch (crc " + crc->get<std::string>() + ", the contents give " + want +
+                         "): the file was changed or damaged");
+  }
+  checkpoint.state = std::string(state_text);
+  return checkpoint;
+}
+
+}  // namespace nvs::supervisor
