@@ -52,33 +52,43 @@ bool PlainFileName(const std::string& name) {
          name.find('\0') == std::string::npos;
 }
 
-// Journal records (from segments or their export) become commands: every
-// admitted command in sequence order, with the verdict nvsd recorded.
-void AddJournalRecords(const std::vector<json>& records, CommandLog& log) {
+// Journal records (from segments or their export: each a record's body)
+// become commands: every admitted command in sequence order, with the
+// verdict nvsd recorded. The records are read as nvsd's recovery reads them
+// (ParseJournalRecord, the schema's one reader); one it cannot read is
+// skipped, and said so (the first ten each, the rest counted).
+void AddJournalRecords(const std::vector<std::string>& records, CommandLog& log) {
+  constexpr std::size_t kNamed = 10;
   std::map<std::uint64_t, RecordedCommand> by_seq;
-  for (const auto& record : records) {
-    try {
-    const std::string type = record.value("t", "");
-    const std::uint64_t seq = Count(record, "seq");
-    if (type == "admit" && record.contains("cmd")) {
-      RecordedCommand c;  // every member read before it is kept: a bad one skips the whole record
-      c.seq = seq;
-      c.time_ns = static_cast<std::int64_t>(Count(record, "time_ns"));
-      c.cmd = Compact(record["cmd"]);
-      c.request_id = record.value("id", "");
-      by_seq[seq] = std::move(c);
-    } else if (type == "start" && record.contains("config")) {
-      log.recorded_config = Compact(record["config"]);  // the last one: the programs that ran most recently
-    } else if (type == "verdict") {
-      auto it = by_seq.find(seq);
+  std::size_t unreadable = 0;
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    auto parsed = supervisor::ParseJournalRecord(records[i]);
+    if (!parsed.ok()) {
+      if (unreadable++ < kNamed) {
+        log.warnings.push_back("journal record " + std::to_string(i + 1) + " is not one nvsd writes (" +
+                               parsed.status().message() + "); skipped");
+      }
+      continue;
+    }
+    const supervisor::JournalRecord& record = parsed.value();
+    if (record.type == "admit") {
+      RecordedCommand c;
+      c.seq = record.seq;
+      c.time_ns = record.time_ns;
+      c.cmd = record.cmd;
+      c.request_id = record.id;
+      by_seq[record.seq] = std::move(c);
+    } else if (record.type == "start" && !record.config.empty()) {
+      log.recorded_config = record.config;  // the last one: the programs that ran most recently
+    } else if (record.type == "verdict") {
+      auto it = by_seq.find(record.seq);
       if (it == by_seq.end()) continue;  // its admit was pruned
-      it->second.recorded_verdict = record.value("verdict", "");
-      if (record.contains("result")) it->second.recorded_result = Compact(record["result"]);
+      it->second.recorded_verdict = record.verdict;
+      if (record.verdict == "COMMIT") it->second.recorded_result = record.result;
     }
-    } catch (const std::exception& e) {  // a member of the wrong type: the record is skipped, and said so
-      // (json::exception or BadMember)
-      log.warnings.push_back("a journal record with a member of the wrong type was skipped: " + std::string(e.what()));
-    }
+  }
+  if (unreadable > kNamed) {
+    log.warnings.push_back(std::to_string(unreadable - kNamed) + " more journal records nvsd does not write were skipped");
   }
   // A command admitted but never decided was in flight when nvsd stopped:
   // never acknowledged, retested by the next nvsd and then abandoned
@@ -172,21 +182,7 @@ Result<CommandLog> LoadCommandLogOrThrow(const fs::path& path) {
     CommandLog log;
     log.format = "journal";
     log.warnings = journal.value().damage;
-    std::vector<json> records;
-    std::size_t unreadable = 0;
-    for (const auto& text : journal.value().records) {
-      json record = ParseDocument(text);
-      if (record.is_object()) {
-        records.push_back(std::move(record));
-      } else {
-        ++unreadable;
-      }
-    }
-    if (unreadable > 0) {
-      log.warnings.push_back(std::to_string(unreadable) + " journal records that are not JSON objects (or are nested "
-                             "deeper than " + std::to_string(protocol::kMaxDocumentJsonDepth) + " levels) were skipped");
-    }
-    AddJournalRecords(records, log);
+    AddJournalRecords(journal.value().records, log);
     return log;
   }
   auto text = ReadFile(path);
@@ -197,7 +193,7 @@ Result<CommandLog> LoadCommandLogOrThrow(const fs::path& path) {
     return LoadQuarantineReport(path, whole);
   }
   CommandLog log;
-  std::vector<json> records;
+  std::vector<std::string> records;  // journal export lines: records' bodies
   std::istringstream lines(text.value());
   std::size_t number = 0;
   for (std::string line; std::getline(lines, line);) {
@@ -218,7 +214,7 @@ Result<CommandLog> LoadCommandLogOrThrow(const fs::path& path) {
       continue;
     }
     if (value.contains("t")) {  // a journal export line
-      records.push_back(std::move(value));
+      records.push_back(line);
       continue;
     }
     RecordedCommand c;

@@ -2402,10 +2402,14 @@ struct Supervisor::Impl {
                                  "before it survived it (" + std::string(voter::ToString(verdict.kind)) +
                                  "): not carried out, and not remembered, so a retry runs it";
       if (journal) {
-        json abandoned = {{"t", "verdict"}, {"seq", s.seq}, {"id", s.request_id}, {"verdict", "ABANDONED"},
-                          {"reason", reason}};
-        if (!s.key.empty()) abandoned["key"] = s.key;
-        AppendRecord(Dump(abandoned));
+        JournalRecord abandoned;
+        abandoned.type = "verdict";
+        abandoned.seq = s.seq;
+        abandoned.id = s.request_id;
+        abandoned.key = s.key;
+        abandoned.verdict = "ABANDONED";
+        abandoned.reason = reason;
+        AppendRecord(EncodeJournalRecord(abandoned));
       }
       json event = {{"phase", "done"}, {"seq", s.seq}, {"conclusion", reason}, {"probes", described["probes"]}};
       Log(LogLevel::kInfo, "retest", event);
@@ -2731,15 +2735,16 @@ struct Supervisor::Impl {
       // an outside test killed nvsd in that window, and the resent poison
       // killed both variants again. The flush also writes the verdicts
       // decided before it in this turn: under load, one fsync per command.
-      json admit = {{"t", "admit"},
-                    {"seq", c.seq},
-                    {"time_ns", c.time_ns},
-                    {"id", c.request_id},
-                    {"client", HexIdentity(c.client.envelope[0])},
-                    {"fingerprint", c.fingerprint},
-                    {"cmd", ParseOrString(c.payload)}};
-      if (!c.client.user.empty()) admit["key"] = c.client.user;  // (its request ids are this key's)
-      AppendRecord(Dump(admit));
+      JournalRecord admit;
+      admit.type = "admit";
+      admit.seq = c.seq;
+      admit.time_ns = c.time_ns;
+      admit.id = c.request_id;
+      admit.client = HexIdentity(c.client.envelope[0]);
+      admit.fingerprint = c.fingerprint;
+      admit.key = c.client.user;  // (its request ids are this key's)
+      admit.cmd = c.payload;
+      AppendRecord(EncodeJournalRecord(admit));
       if (Flushed flushed = journal->Flush(); !flushed.ok()) {
         OnJournalFailure(flushed);
         const auto reply = proto::ClientReply::Unavailable(
@@ -2905,24 +2910,24 @@ struct Supervisor::Impl {
 
   void JournalVerdict(Command& c) {
     if (!journal || c.is_query) return;
-    c.verdict_record = AppendRecord(Dump(VerdictRecord(c)));
+    c.verdict_record = AppendRecord(EncodeJournalRecord(VerdictRecord(c)));
   }
 
-  static json VerdictRecord(const Command& c) {
-    json record = {{"t", "verdict"},
-                   {"seq", c.seq},
-                   {"id", c.request_id},
-                   {"verdict", c.expired ? "EXPIRED" : std::string(voter::ToString(c.verdict->kind))}};
-    if (!c.client.user.empty()) record["key"] = c.client.user;
+  static JournalRecord VerdictRecord(const Command& c) {
+    JournalRecord record;
+    record.type = "verdict";
+    record.seq = c.seq;
+    record.id = c.request_id;
+    record.key = c.client.user;
+    record.verdict = c.expired ? "EXPIRED" : std::string(voter::ToString(c.verdict->kind));
     if (c.expired) {
-      record["reason"] = c.verdict->reason;
+      record.reason = c.verdict->reason;
     } else if (c.verdict->kind == voter::VerdictKind::kCommit) {
-      record["result"] = ParseOrString(c.verdict->result);
-      record["result_digest"] = proto::Fnv1a64Hex(c.verdict->result);
+      record.result = c.verdict->result;
     } else {
-      record["report"] = c.report_id;
-      record["fingerprint"] = c.fingerprint;
-      record["reason"] = c.verdict->reason;
+      record.report = c.report_id;
+      record.fingerprint = c.fingerprint;
+      record.reason = c.verdict->reason;
     }
     return record;
   }
@@ -3086,7 +3091,7 @@ struct Supervisor::Impl {
   // it), and nvsd takes no command until the report is on disk (a
   // checkpoint must not pass over the undecided admit meanwhile).
   void QuarantineUnwritten(const Command& c, const std::string& text, const std::string& error) {
-    unwritten_reports.push_back({c.report_id, text, Dump(VerdictRecord(c))});
+    unwritten_reports.push_back({c.report_id, text, EncodeJournalRecord(VerdictRecord(c))});
     const std::string kind = error.find("No space") != std::string::npos    ? "full"
                              : error.find("Read-only") != std::string::npos ? "read_only"
                                                                             : "io_error";
@@ -3941,8 +3946,12 @@ struct Supervisor::Impl {
     if (!recovered.ok()) return recovered;
     // Which programs ran from here on: `nvs replay` starts the same ones
     // when it is given no config.
-    AppendRecord(Dump({{"t", "start"}, {"time_ns", UnixNowNs()}, {"pid", getpid()},
-                          {"config", json::parse(VariantsAndPolicyJson(config))}}));
+    JournalRecord start;
+    start.type = "start";
+    start.time_ns = UnixNowNs();
+    start.pid = getpid();
+    start.config = VariantsAndPolicyJson(config);
+    AppendRecord(EncodeJournalRecord(start));
     for (const auto& vc : config.variants) {
       Variant v;
       v.config = vc;

@@ -260,11 +260,11 @@ TEST_F(Replay, TwoCrashesStateDriftRecordedResultsAndRanges) {
   // A journal export: a recorded result that replays differently is
   // reported; an admit with no verdict (in flight at a crash) is left out.
   std::ofstream exported(dir_ / "export.jsonl");
-  exported << json{{"t", "admit"}, {"seq", 1}, {"cmd", Route(0, 3)}}.dump() << "\n"
+  exported << json{{"t", "admit"}, {"seq", 1}, {"time_ns", 1}, {"cmd", Route(0, 3)}}.dump() << "\n"
            << json{{"t", "verdict"}, {"seq", 1}, {"verdict", "COMMIT"},
                    {"result", {{"ok", true}, {"changed", {{{"output", 0}, {"input", 9}}}}}}}.dump() << "\n"
-           << json{{"t", "admit"}, {"seq", 2}, {"cmd", Route(1, 1)}}.dump() << "\n"
-           << json{{"t", "admit"}, {"seq", 3}, {"cmd", Route(2, 5)}}.dump() << "\n"
+           << json{{"t", "admit"}, {"seq", 2}, {"time_ns", 2}, {"cmd", Route(1, 1)}}.dump() << "\n"
+           << json{{"t", "admit"}, {"seq", 3}, {"time_ns", 3}, {"cmd", Route(2, 5)}}.dump() << "\n"
            << json{{"t", "verdict"}, {"seq", 3}, {"verdict", "COMMIT"},
                    {"result", {{"ok", true}, {"changed", {{{"output", 2}, {"input", 5}}}}}}}.dump() << "\n";
   exported.close();

@@ -219,9 +219,61 @@ Result<JournalRecord> ParseJournalRecord(std::string_view payload, std::uint64_t
       record.fingerprint = text("fingerprint");
       record.reason = text("reason");
     }
+  } else if (record.type == "start") {
+    if (const auto config = body.find("config"); config != body.end()) record.config = Compact(*config);
+    if (const auto pid = body.find("pid"); pid != body.end() && pid->is_number_integer()) {
+      record.pid = pid->get<std::int64_t>();
+    }
+    if (body.contains("time_ns")) record.time_ns = static_cast<std::int64_t>(count("time_ns"));
   }
   if (!problem.empty()) return Status::Error(problem);
   return record;
+}
+
+namespace {
+
+// JSON text as a value (text that is not JSON: as a string).
+json AsJson(const std::string& text) {
+  json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  return value.is_discarded() ? json(text) : value;
+}
+
+}  // namespace
+
+std::string EncodeJournalRecord(const JournalRecord& r) {
+  json body = {{"t", r.type}};
+  const auto put = [&](const char* key, const std::string& value) {
+    if (!value.empty()) body[key] = value;
+  };
+  if (r.type == "admit") {
+    body["seq"] = r.seq;
+    body["time_ns"] = r.time_ns;
+    body["id"] = r.id;
+    put("client", r.client);
+    put("fingerprint", r.fingerprint);
+    put("key", r.key);
+    body["cmd"] = AsJson(r.cmd);
+  } else if (r.type == "verdict") {
+    body["seq"] = r.seq;
+    body["id"] = r.id;
+    body["verdict"] = r.verdict;
+    put("key", r.key);
+    if (r.verdict == "COMMIT") {
+      body["result"] = AsJson(r.result);
+      body["result_digest"] = protocol::Fnv1a64Hex(r.result);
+    } else if (r.verdict == "EXPIRED" || r.verdict == "ABANDONED") {
+      put("reason", r.reason);
+    } else {
+      put("report", r.report);
+      put("fingerprint", r.fingerprint);
+      put("reason", r.reason);
+    }
+  } else if (r.type == "start") {
+    body["time_ns"] = r.time_ns;
+    body["pid"] = r.pid;
+    if (!r.config.empty()) body["config"] = AsJson(r.config);
+  }
+  return Compact(body);
 }
 
 namespace {

@@ -60,9 +60,9 @@ struct JournalScanViews {
 };
 JournalScanViews ScanJournalViews(std::string_view bytes);
 
-// One record's body as nvsd's recovery reads it (protocol/JOURNAL.md):
-// `admit` and `verdict` records, with the members recovery acts on. Other
-// kinds (`start`) are read as their type alone.
+// One record's body (protocol/JOURNAL.md): `admit`, `verdict` and `start`
+// records, with the members nvsd's recovery and nvs replay act on. Other
+// kinds are read as their type alone.
 struct JournalRecord {
   std::string type;
   std::uint64_t seq = 0;     // admit, verdict
@@ -75,8 +75,19 @@ struct JournalRecord {
   std::string result;        // verdict COMMIT: compact JSON
   std::string report;        // verdict other than COMMIT ("" when absent)
   std::string fingerprint;   // admit; verdict other than COMMIT
-  std::string reason;
+  std::string reason;        // verdict other than COMMIT
+  std::string config;        // start: the variants and policy nvsd ran with, compact JSON ("" when absent)
+  std::int64_t pid = 0;      // start
 };
+
+// A record's body as nvsd writes it: the one encoder of the schema that
+// ParseJournalRecord reads (protocol/JOURNAL.md). `cmd`, `result` and
+// `config` are JSON text, written as JSON (a text that is not JSON is
+// written as a string); members that are empty are left out, and a verdict
+// has the members of its kind: COMMIT `result` (and `result_digest`),
+// EXPIRED and ABANDONED `reason`, the others `report`, `fingerprint` and
+// `reason`.
+std::string EncodeJournalRecord(const JournalRecord& record);
 
 // Reads one record's body. A body nvsd does not write (not JSON, not an
 // object, nested deeper than protocol::kMaxDocumentJsonDepth, a member
