@@ -24,6 +24,7 @@
 #include <zmq.hpp>
 
 #include "nvs/core/admission_queue.h"
+#include "nvs/core/blame.h"
 #include "cgroups.h"
 #include "client_gate.h"
 #include "nvs/supervisor/journal.h"
@@ -1259,57 +1260,51 @@ struct Supervisor::Impl {
     }
   }
 
-  // Gives every vote outstanding at `v` an outcome, and drops its other
-  // requests. Only the request at the head of the FIFO can be the one it
-  // failed on: that vote (if the head is a vote) gets `blame`; a head that
-  // is not a vote (a digest, a snapshot) blames no command. When the head is
-  // a vote, a crash is also counted against the queued votes whose command
-  // is still undecided, because the reply to the head may have been lost in
-  // the dying process: counting a death there can only make a verdict more
-  // cautious. The rest are excluded.
-  // Requests sent after the process was seen dead never reached it, nor
-  // did held ones: they blame nothing.
+  // Gives every vote outstanding at `v` an outcome (AttributeBlame: the
+  // rules, and their table test), and drops its other requests.
   void FailOutstanding(Variant& v, std::optional<voter::OutcomeKind> blame, const std::string& detail) {
-    const bool head_is_vote = !v.fifo.empty() && v.fifo.front().purpose == Purpose::kVote && Delivered(v, v.fifo.front());
-    std::vector<std::pair<Sent, bool>> outstanding;  // and whether it was sent
-    for (const auto& sent : v.fifo) outstanding.emplace_back(sent, true);
-    for (const auto& [sent, bytes] : v.held) outstanding.emplace_back(sent, false);
-    v.held.clear();
-    v.paced.clear();  // (catch-up not sent yet: nothing to blame)
-    bool first = true;
-    for (const auto& [sent, was_sent] : outstanding) {
-      const bool head = std::exchange(first, false);
-      if (sent.purpose == Purpose::kVote) {
-        Command* c = FindActive(sent.command);
-        if (c == nullptr) continue;
-        auto& outcome = c->outcomes[v.config.name];
-        if (outcome.kind != voter::OutcomeKind::kPending) continue;
-        if (!was_sent) {
-          outcome.kind = voter::OutcomeKind::kExcluded;
-          outcome.detail = "not delivered: held behind an unanswered request (" + detail + ")";
-          continue;
-        }
-        if (!Delivered(v, sent)) {
-          outcome.kind = voter::OutcomeKind::kExcluded;
-          outcome.detail = "not delivered: its process had already exited (" + detail + ")";
-          continue;
-        }
-        const bool blamed =
-            blame && head_is_vote && (head || (*blame == voter::OutcomeKind::kCrashed && !c->verdict));
-        outcome.kind = blamed ? *blame : voter::OutcomeKind::kExcluded;
-        outcome.detail = blamed ? detail + (head ? "" : " (with it queued)") : "taken out for an earlier command: " + detail;
-        if (blamed) {
-          c->evidence[v.config.name] = {{"incarnation", v.incarnation},
-                                        {"after_ms", MillisSince(sent.sent_at, Clock::now())},
-                                        {"queued", !head},
-                                        {"stderr_tail", v.process ? v.process->stderr_tail() : ""}};
-        }
-      } else if (sent.purpose == Purpose::kCheckpointDigest || sent.purpose == Purpose::kCheckpointSnapshot) {
+    std::vector<const Sent*> requests;
+    std::vector<OutstandingRequest> table;
+    const auto add = [&](const Sent& sent, bool was_sent) {
+      OutstandingRequest r;
+      r.vote = sent.purpose == Purpose::kVote;
+      r.sent = was_sent;
+      r.delivered = Delivered(v, sent);
+      const Command* c = r.vote ? FindActive(sent.command) : nullptr;
+      r.pending = c != nullptr;  // (a command no longer active: nothing to give an outcome)
+      if (c != nullptr) {
+        const auto outcome = c->outcomes.find(v.config.name);
+        r.pending = outcome == c->outcomes.end() || outcome->second.kind == voter::OutcomeKind::kPending;
+        r.decided = c->verdict.has_value();
+      }
+      requests.push_back(&sent);
+      table.push_back(r);
+    };
+    for (const auto& sent : v.fifo) add(sent, true);
+    for (const auto& [sent, bytes] : v.held) add(sent, false);
+    for (const Attribution& a : AttributeBlame(table, blame, detail)) {
+      const Sent& sent = *requests[a.index];
+      Command* c = FindActive(sent.command);
+      auto& outcome = c->outcomes[v.config.name];
+      outcome.kind = a.kind;
+      outcome.detail = a.detail;
+      if (a.blamed) {
+        c->evidence[v.config.name] = {{"incarnation", v.incarnation},
+                                      {"after_ms", MillisSince(sent.sent_at, Clock::now())},
+                                      {"queued", a.queued},
+                                      {"stderr_tail", v.process ? v.process->stderr_tail() : ""}};
+      }
+    }
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      const Sent& sent = *requests[i];
+      if (sent.purpose == Purpose::kCheckpointDigest || sent.purpose == Purpose::kCheckpointSnapshot) {
         pending_checkpoint.reset();  // abandoned; the next one will do
       } else if (sent.purpose == Purpose::kProbeSnapshot && probe && probe->command == sent.command) {
         EndProbe("inconclusive", "the new active " + v.config.name + " failed while its state was taken: " + detail);
       }
     }
+    v.held.clear();
+    v.paced.clear();  // (catch-up not sent yet: nothing to blame)
     v.fifo.clear();
     v.round_digest.reset();
     if (round) {
