@@ -58,13 +58,6 @@ std::string WayOut(const std::string& what) {
 
 }  // namespace
 
-std::optional<protocol::ClientReply> RememberedReply::Get() const {
-  if (reply) return reply;
-  auto record = ParseJournalRecord(verdict_record);
-  if (!record.ok()) return std::nullopt;
-  return ReplyOfVerdict(std::move(record.value()));
-}
-
 std::string JournalSegmentName(std::uint64_t index) {
   return std::string(kJournalDir) + "/" + JournalSegmentPath("", index).filename().string();
 }

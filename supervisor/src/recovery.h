@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "nvs/core/request_memory.h"
 #include "nvs/protocol/client_messages.h"
 #include "nvs/status.h"
 #include "nvs/supervisor/journal.h"
@@ -37,17 +38,6 @@ std::string JournalSegmentName(std::uint64_t index);
 // A final reply remembered for a request id: the reply, or, for a verdict
 // older than the checkpoint (recovery skims those, PeekJournalRecord), the
 // record's text, read when a retry asks for it.
-struct RememberedReply {
-  std::optional<protocol::ClientReply> reply;
-  std::string verdict_record;
-  // nvsd's ordinal of its verdict record while that may not be on disk yet
-  // (0: read from the journal, so on disk).
-  std::uint64_t record = 0;
-  // The reply. nullopt only for a record that cannot be read back, which
-  // PeekJournalRecord vouched for: a bug, said by the caller.
-  std::optional<protocol::ClientReply> Get() const;
-};
-
 struct Recovered {
   std::optional<Checkpoint> checkpoint;  // the one to start from (none: replay from the first command)
   bool checkpoint_is_current = false;    // it is checkpoint.json's (not the previous one's)

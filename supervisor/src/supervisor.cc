@@ -34,6 +34,7 @@
 #include "nvs/protocol/messages.h"
 #include "nvs/voter/voter.h"
 #include "quarantine_store.h"
+#include "nvs/core/request_memory.h"
 #include "nvs/core/restart_intensity.h"
 #include "recovery.h"
 #include "nvs/core/retest.h"
@@ -389,8 +390,7 @@ struct Supervisor::Impl {
   // Final replies by request id, so a retry is answered, never re-applied.
   // (Those recovery read from before the checkpoint are kept as their
   // verdict records' text, read on a retry: RememberedReply.)
-  std::unordered_map<std::string, RememberedReply> answered;
-  std::deque<std::string> answered_order;
+  RequestMemory answered{config.remembered_requests};
 
   // Replies a client has not taken yet: its connection's ZeroMQ queue was
   // full (the client socket is ROUTER_MANDATORY, so a full queue is an
@@ -662,7 +662,7 @@ struct Supervisor::Impl {
         keep.push_back(std::move(out));
         continue;
       }
-      if (out.reply.id) answered.erase(RequestKey(out.to.user, *out.reply.id));  // (a retry must not be told so)
+      if (out.reply.id) answered.Forget(RequestKey(out.to.user, *out.reply.id));  // (a retry must not be told so)
       if (doubt) {
         replies_in_doubt.push_back(std::move(out));
       } else {
@@ -1728,10 +1728,10 @@ struct Supervisor::Impl {
   // A request id seen before: answered from memory (never applied twice),
   // or attached to the same command if it is still pending.
   bool AnswerRetry(const Command& c) {
-    if (auto it = answered.find(RequestKey(c.client.user, c.request_id)); it != answered.end()) {
+    if (const RememberedReply* remembered = answered.Find(RequestKey(c.client.user, c.request_id))) {
       Log(LogLevel::kInfo, "retry_answered", {{"id", c.request_id}});
-      if (auto reply = it->second.Get()) {
-        Reply(c.client, *reply, it->second.record);
+      if (auto reply = remembered->Get()) {
+        Reply(c.client, *reply, remembered->record);
       } else {
         // (Never: recovery skims only records that read back. Not applied
         // again in any case: the request was answered before.)
@@ -2449,7 +2449,7 @@ struct Supervisor::Impl {
     reply.reason = verdict.reason;
     // Its client is gone: a retry is answered. (Unless the id already has a
     // later answer, e.g. a retry committed after this admit was undone.)
-    if (!c.request_id.empty() && answered.count(RequestKey(c.client.user, c.request_id)) == 0) {
+    if (!c.request_id.empty() && !answered.Contains(RequestKey(c.client.user, c.request_id))) {
       Remember(RequestKey(c.client.user, c.request_id), reply, c.verdict_record);
     }
     reports_awaiting_pre_state.push_back(c.report_id);
@@ -2895,12 +2895,7 @@ struct Supervisor::Impl {
   // `record`: the ordinal of its verdict record (0: none, or one on disk).
   // `key`: RequestKey of the request.
   void Remember(const std::string& key, const proto::ClientReply& reply, std::uint64_t record = 0) {
-    if (config.remembered_requests == 0) return;
-    if (answered.insert_or_assign(key, RememberedReply{reply, {}, record}).second) answered_order.push_back(key);
-    while (answered_order.size() > config.remembered_requests) {
-      answered.erase(answered_order.front());
-      answered_order.pop_front();
-    }
+    answered.Remember(key, RememberedReply{reply, {}, record});
   }
 
   void JournalVerdict(Command& c) {
@@ -4020,14 +4015,7 @@ struct Supervisor::Impl {
     last_seq = r.last_seq;
     commits = r.commits;
     for (auto& e : r.tail) tail.push_back({e.seq, e.time_ns, std::move(e.payload)});
-    for (auto& [id, reply] : r.remembered) {
-      if (config.remembered_requests == 0) break;
-      if (answered.insert_or_assign(id, std::move(reply)).second) answered_order.push_back(id);
-    }
-    while (answered_order.size() > config.remembered_requests) {
-      answered.erase(answered_order.front());
-      answered_order.pop_front();
-    }
+    for (auto& [id, reply] : r.remembered) answered.Remember(id, std::move(reply));
     for (auto& s : r.suspects) {
       suspects.push_back({s.seq, s.time_ns, std::move(s.request_id), std::move(s.client), std::move(s.fingerprint),
                           std::move(s.payload), std::move(s.key)});
