@@ -10,7 +10,7 @@
 
 namespace nvs::cli {
 
-// One incident from a quarantine report (DESIGN.md §8): facts, a timeline
+// One incident from a quarantine report (ARCHITECTURE.md §6): facts, a timeline
 // rebuilt from the recorded timings (one lane per variant, the probe, nvsd),
 // outcomes with stderr tails, review history, and `reproduce`.
 nlohmann::json QuarantineIncident(const nlohmann::json& report, const std::string& reproduce);

@@ -1,4 +1,4 @@
-// Quarantine reports (DESIGN.md §8): the JSON files in STATE_DIR/quarantine/
+// Quarantine reports (ARCHITECTURE.md §6): the JSON files in STATE_DIR/quarantine/
 // that nvsd reads back at start (QuarantineStore::Open, to rebuild the block
 // list), that `nvs replay REPORT` reads (LoadCommandLog: a report, or else a
 // JSON-lines command log), and that `nvs quarantine export --html` turns into

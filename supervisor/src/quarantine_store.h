@@ -1,4 +1,4 @@
-// Quarantine reports on disk (DESIGN.md §8): one JSON file per quarantined
+// Quarantine reports on disk (ARCHITECTURE.md §6): one JSON file per quarantined
 // (or no-quorum) command in STATE_DIR/quarantine/, written atomically (write,
 // fsync, rename), and the block list of fingerprints rebuilt from them.
 #pragma once

@@ -1,4 +1,4 @@
-// Standby mode (DESIGN.md §6): one active takes commands, backups follow one
+// Standby mode (ARCHITECTURE.md §4): one active takes commands, backups follow one
 // behind; the command the active dies on is never resent to a backup.
 #include <signal.h>
 

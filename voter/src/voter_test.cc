@@ -44,7 +44,7 @@ void Check(const Row& row, const Policy& policy) {
   EXPECT_FALSE(verdict.reason.empty());
 }
 
-// DESIGN.md §5, three variants, majority.
+// ARCHITECTURE.md §3, three variants, majority.
 TEST(DecideThreeVariants, EveryRowOfTheVerdictTable) {
   const Policy policy = Policy::DefaultFor(3);
   ASSERT_EQ(policy.kind, PolicyKind::kMajority);
@@ -77,7 +77,7 @@ TEST(DecideThreeVariants, EveryRowOfTheVerdictTable) {
   for (const auto& row : rows) Check(row, policy);
 }
 
-// DESIGN.md §5, two variants: unanimity; one failure is survived.
+// ARCHITECTURE.md §3, two variants: unanimity; one failure is survived.
 TEST(DecideTwoVariants, EveryRowOfTheVerdictTable) {
   const Policy policy = Policy::DefaultFor(2);
   ASSERT_EQ(policy.kind, PolicyKind::kUnanimous);

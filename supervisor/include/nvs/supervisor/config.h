@@ -81,7 +81,7 @@ struct Config {
   voter::Policy policy;                      // default: Policy::DefaultFor(variants.size())
   // "lockstep" (every variant gets every command; votes) or "standby" (one
   // active takes commands; backups apply what it committed, one behind;
-  // DESIGN.md §6).
+  // ARCHITECTURE.md §4).
   std::string mode = "lockstep";
   // standby: what happens to the command the active died on. "quarantine":
   // quarantined, never resent to the new active. "probe": first run on a

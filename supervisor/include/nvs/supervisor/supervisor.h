@@ -1,4 +1,4 @@
-// nvsd's core: lockstep N-version supervision (DESIGN.md §5, §7, §8). One
+// nvsd's core: lockstep N-version supervision (ARCHITECTURE.md §3-§7). One
 // thread, one poll loop over the client socket, the variant socket, every
 // variant's pidfd and stderr, and a signal fd; every wait has a deadline.
 #pragma once

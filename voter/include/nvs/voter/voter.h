@@ -1,5 +1,5 @@
 // The voter: a pure function from the outcomes of every variant for one
-// command, and a policy, to a verdict (DESIGN.md §5). No I/O, no clock, no
+// command, and a policy, to a verdict (ARCHITECTURE.md §3). No I/O, no clock, no
 // threads, no global state; thread-compatible.
 #pragma once
 
