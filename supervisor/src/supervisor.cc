@@ -38,6 +38,7 @@
 #include "nvs/core/restart_intensity.h"
 #include "recovery.h"
 #include "nvs/core/retest.h"
+#include "nvs/core/variant_channel.h"
 #include "nvs/supervisor/variant_process.h"
 
 extern char** environ;
@@ -64,27 +65,6 @@ enum class VariantState {
 const char* Name(VariantState state) {
   static const char* const kNames[] = {"down", "starting", "syncing", "healthy", "stopping", "failed"};
   return kNames[static_cast<int>(state)];
-}
-
-// Why a request was sent to a variant; replies are matched in FIFO order.
-enum class Purpose {
-  kVote,                // apply/query of a pipeline command; the reply is an outcome
-  kCatchUp,             // rollback: restore of the checkpoint, then the committed tail; not voted
-  kRestore,             // restore of a donor's snapshot during a sync round
-  kRoundDigest,         // digest at the end of a sync round
-  kRoundSnapshot,       // snapshot that becomes the checkpoint after a round
-  kCheckpointDigest,    // digest for a periodic checkpoint
-  kCheckpointSnapshot,  // snapshot for a periodic checkpoint
-  kHeartbeat,           // ping of an idle variant
-  kProbeSnapshot,       // standby probe: the new active's state before the command its predecessor died on
-  kCheckpointRestore,   // a sync round's restore of the checkpoint: its digest must be the checkpoint's
-};
-
-const char* PurposeName(Purpose purpose) {
-  static const char* const kNames[] = {"command",           "catch-up",          "restore", "sync round digest",
-                                       "sync round snapshot", "checkpoint digest", "checkpoint snapshot", "ping",
-                                       "probe snapshot", "checkpoint restore"};
-  return kNames[static_cast<int>(purpose)];
 }
 
 // A variant answering just inside every deadline could still fall ever
@@ -140,27 +120,14 @@ constexpr std::chrono::milliseconds kSpareRespawn{1000};
 constexpr std::chrono::milliseconds kMaxRestartDelay{20};
 constexpr std::chrono::microseconds kRestartHoldoff{3000};
 
-struct Sent {
-  Purpose purpose;
-  std::string_view reply_type;  // the reply type expected
-  std::uint64_t seq = 0;
-  std::uint64_t command = 0;    // kVote: the command's id
-  Clock::time_point sent_at;
-};
-
 struct Variant {
   VariantConfig config;
   VariantState state = VariantState::kDown;
   int incarnation = 0;
   std::string identity;  // NVS_VARIANT of the current incarnation
   std::unique_ptr<VariantProcess> process;
-  std::deque<Sent> fifo;
-  // Commands not sent yet because a request that is not a command (a
-  // checkpoint digest, a ping) is unanswered (Supervisor::Impl::Send), with
-  // what was queued after them: sent in order once it is answered.
-  std::deque<std::pair<Sent, std::string>> held;
-  Clock::time_point last_reply_at;
-  Clock::time_point last_sent_at;  // for heartbeats: an idle variant is pinged
+  // What is out at its process, held or paced (a sync round's catch-up).
+  VariantChannel channel;
   Clock::time_point state_since;
   RestartIntensity intensity{5, 10000};
   int restarts = 0;
@@ -170,17 +137,6 @@ struct Variant {
   std::optional<std::string> round_digest;
   std::string stop_reason;
   std::optional<std::string> restart_pending;  // spawn at the end of this loop turn
-  // A sync round's catch-up (the checkpoint, the commits after it, the
-  // digest), sent a window at a time as the variant answers (PumpPaced): a
-  // long tail sent at once left every variant "fell behind" and killed, again
-  // and again, and nvsd never served (an outside test, 1,100 commits after
-  // the checkpoint).
-  struct PacedSend {
-    proto::Request request;
-    Purpose purpose;
-    std::string_view reply_type;
-  };
-  std::deque<PacedSend> paced;
   // Why it refused the checkpoint's restore, or gave another digest (a sync round).
   std::optional<std::string> refused_checkpoint;
   Clock::time_point restart_requested_at;
@@ -890,43 +846,13 @@ struct Supervisor::Impl {
                         {"why", why}});
   }
 
-  // Sends a request to `v`, or holds it: a command is not sent behind an
-  // unanswered request that is not a command. A variant that answers a
-  // checkpoint digest or a ping and dies on the command right behind it can
-  // take the answer with it (libzmq writes it from its I/O thread, which an
-  // abort stops), and nvsd could not tell that death from one on the digest
-  // itself, which blames no command: found by the chaos campaign, where two
-  // variants aborting on a poison right after a checkpoint made it
-  // `no_quorum`, and it was delivered again when resent. Held, the command
-  // goes out once the answer is in (a round trip, once per checkpoint), so
-  // the request a variant dies on is always the oldest one unanswered.
+  // Sends a request to `v`, or holds it (VariantChannel says which, and why).
+  // Not sent (its connection is gone, or full): the request stays out, and
+  // the variant's exit or its deadline settles it.
   void Send(Variant& v, const proto::Request& request, Purpose purpose, std::string_view reply_type,
             std::uint64_t command = 0) {
-    Sent sent{purpose, reply_type, proto::SeqOf(request), command, Clock::now()};
-    std::string bytes = proto::Encode(request);
-    if (!v.held.empty() || (purpose == Purpose::kVote && AwaitingNonCommand(v))) {
-      v.held.emplace_back(sent, std::move(bytes));
-      return;
-    }
-    Transmit(v, sent, bytes);
-  }
-
-  // Whether a request that is not a command is unanswered at `v`. Only such
-  // requests are sent behind one, so it is enough to look at the newest
-  // (this runs for every command sent: no scan of the FIFO).
-  static bool AwaitingNonCommand(const Variant& v) {
-    return !v.fifo.empty() && v.fifo.back().purpose != Purpose::kVote;
-  }
-
-  void Transmit(Variant& v, Sent sent, const std::string& bytes) {
-    const auto now = Clock::now();
-    if (v.fifo.empty()) v.last_reply_at = now;  // the deadline of a new head counts from now
-    v.last_sent_at = now;
-    sent.sent_at = now;
-    v.fifo.push_back(sent);
-    // Not sent (its connection is gone, or full): the request stays in the
-    // FIFO, and the variant's exit or its deadline settles it.
-    SendToIdentity(v.identity, bytes);
+    Sent sent{purpose, reply_type, proto::SeqOf(request), command, {}};
+    if (auto out = v.channel.Send(sent, proto::Encode(request), Clock::now())) SendToIdentity(v.identity, out->bytes);
   }
 
   // One message to a variant or probe through the ROUTER_MANDATORY variants
@@ -967,34 +893,34 @@ struct Supervisor::Impl {
     return false;
   }
 
-  // Sends what was held, in order, up to the next command that must wait.
-  // A command decided meanwhile other than by a commit (a poison, a
+  // Its head was answered: what was held or paced behind it goes out. A
+  // held command decided meanwhile other than by a commit (a poison, a
   // rollback) is not sent at all: it could only kill another variant, and
   // the variant's state is repaired by the round that follows a rollback.
   // (A committed one is: a slower variant must still apply it, and its
   // late reply is still compared.)
-  void SendHeld(Variant& v) {
-    while (!v.held.empty() && (v.held.front().first.purpose != Purpose::kVote || !AwaitingNonCommand(v))) {
-      auto [sent, bytes] = std::move(v.held.front());
-      v.held.pop_front();
-      if (sent.purpose == Purpose::kVote) {
-        Command* c = FindActive(sent.command);
-        if (c != nullptr && c->verdict && (c->verdict->kind != voter::VerdictKind::kCommit || c->expired)) {
-          auto& outcome = c->outcomes[v.config.name];
-          if (outcome.kind == voter::OutcomeKind::kPending) {
-            outcome.kind = voter::OutcomeKind::kExcluded;
-            outcome.detail = "not delivered: decided (" + std::string(voter::ToString(c->verdict->kind)) +
-                             ") before it could be sent";
-          }
-          continue;
-        }
+  void OnAnswered(Variant& v) {
+    std::vector<Sent> dropped;
+    const auto undeliverable = [&](const Sent& sent) {
+      const Command* c = FindActive(sent.command);
+      return c != nullptr && c->verdict && (c->verdict->kind != voter::VerdictKind::kCommit || c->expired);
+    };
+    for (const auto& out : v.channel.Answered(Clock::now(), undeliverable, &dropped, kCatchUpWindow)) {
+      SendToIdentity(v.identity, out.bytes);
+    }
+    for (const Sent& sent : dropped) {
+      Command* c = FindActive(sent.command);
+      auto& outcome = c->outcomes[v.config.name];
+      if (outcome.kind == voter::OutcomeKind::kPending) {
+        outcome.kind = voter::OutcomeKind::kExcluded;
+        outcome.detail = "not delivered: decided (" + std::string(voter::ToString(c->verdict->kind)) +
+                         ") before it could be sent";
       }
-      Transmit(v, sent, bytes);
     }
   }
 
   // Requests sent and held.
-  static std::size_t InFlight(const Variant& v) { return v.fifo.size() + v.held.size(); }
+  static std::size_t InFlight(const Variant& v) { return v.channel.in_flight(); }
 
   // ---- lifecycle ------------------------------------------------------------
 
@@ -1171,9 +1097,7 @@ struct Supervisor::Impl {
     ++v.incarnation;
     v.identity = v.config.name + "." + std::to_string(v.incarnation);
     by_identity[v.identity] = static_cast<std::size_t>(&v - variants.data());
-    v.fifo.clear();
-    v.held.clear();
-    v.paced.clear();
+    v.channel.Clear();
     v.refused_checkpoint.reset();
     v.needs_sync = true;
     v.restart_when_idle = false;
@@ -1280,8 +1204,8 @@ struct Supervisor::Impl {
       requests.push_back(&sent);
       table.push_back(r);
     };
-    for (const auto& sent : v.fifo) add(sent, true);
-    for (const auto& [sent, bytes] : v.held) add(sent, false);
+    const auto outstanding = v.channel.Outstanding();
+    for (const auto& [sent, was_sent] : outstanding) add(sent, was_sent);
     for (const Attribution& a : AttributeBlame(table, blame, detail)) {
       const Sent& sent = *requests[a.index];
       Command* c = FindActive(sent.command);
@@ -1303,9 +1227,7 @@ struct Supervisor::Impl {
         EndProbe("inconclusive", "the new active " + v.config.name + " failed while its state was taken: " + detail);
       }
     }
-    v.held.clear();
-    v.paced.clear();  // (catch-up not sent yet: nothing to blame)
-    v.fifo.clear();
+    v.channel.Clear();  // (a catch-up not sent yet blames nothing)
     v.round_digest.reset();
     if (round) {
       round->participants.erase(v.config.name);
@@ -1341,7 +1263,7 @@ struct Supervisor::Impl {
     const auto now = Clock::now();
     for (auto& v : variants) {
       if (!InExitGrace(v)) continue;
-      const bool waiting_for_reply = !v.fifo.empty() && Delivered(v, v.fifo.front());
+      const bool waiting_for_reply = v.channel.head() != nullptr && Delivered(v, *v.channel.head());
       if (v.state == VariantState::kStopping || !waiting_for_reply) {
         OnProcessExit(v);
       } else if (ConnectionGone(v.identity)) {
@@ -1367,8 +1289,8 @@ struct Supervisor::Impl {
     // An unexpected death: the command at the head of its FIFO, if a vote
     // that reached it, is the one it died on.
     std::string what = how;
-    if (!v.fifo.empty() && v.fifo.front().purpose == Purpose::kVote && Delivered(v, v.fifo.front())) {
-      if (Command* c = FindActive(v.fifo.front().command)) {
+    if (const Sent* head = v.channel.head(); head != nullptr && head->purpose == Purpose::kVote && Delivered(v, *head)) {
+      if (Command* c = FindActive(head->command)) {
         what = how + (c->is_query ? " on a query" : " on seq " + std::to_string(c->seq));
       }
     } else {
@@ -1475,12 +1397,12 @@ struct Supervisor::Impl {
       SetState(v, VariantState::kSyncing, "said hello (" + hello->impl + ")");
       return;
     }
-    if (v.fifo.empty()) {
+    if (v.channel.head() == nullptr) {
       Kill(v, "sent an unsolicited " + std::string(proto::TypeName(reply)), voter::OutcomeKind::kProtocolError,
            "unsolicited message");
       return;
     }
-    const Sent sent = v.fifo.front();
+    const Sent sent = *v.channel.head();
     const auto seq = proto::SeqOf(reply);
     if (std::holds_alternative<proto::Error>(reply) && sent.purpose != Purpose::kRestore &&
         sent.purpose != Purpose::kCheckpointRestore) {
@@ -1497,10 +1419,7 @@ struct Supervisor::Impl {
            voter::OutcomeKind::kProtocolError, "reply out of order");
       return;
     }
-    v.fifo.pop_front();
-    v.last_reply_at = Clock::now();
-    SendHeld(v);
-    PumpPaced(v);
+    OnAnswered(v);
     switch (sent.purpose) {
       case Purpose::kVote: {
         Command* c = FindActive(sent.command);
@@ -2065,10 +1984,10 @@ struct Supervisor::Impl {
     }
     for (const auto& v : variants) {
       if (v.state != VariantState::kHealthy && v.state != VariantState::kSyncing) continue;
-      for (const auto& sent : v.fifo) {
+      for (const auto& sent : v.channel.out()) {
         if (sent.purpose != Purpose::kHeartbeat) return false;  // replies are FIFO: a ping in flight is harmless
       }
-      if (!v.held.empty() || !v.paced.empty()) return false;
+      if (v.channel.waiting()) return false;
     }
     return true;
   }
@@ -2098,7 +2017,7 @@ struct Supervisor::Impl {
   // hung variant must not stall the others; its deadline catches it), nor
   // one about to be restarted.
   bool IsPacing(const Variant& v, Clock::time_point answering_since) const {
-    return Voting(v) && !v.restart_when_idle && InFlight(v) >= kPaceBehind && v.last_reply_at >= answering_since;
+    return Voting(v) && !v.restart_when_idle && InFlight(v) >= kPaceBehind && v.channel.last_reply_at() >= answering_since;
   }
 
   // standby: the active variant, promoting the first voting variant (in
@@ -3323,15 +3242,9 @@ struct Supervisor::Impl {
   // A catch-up request, sent when fewer than kCatchUpWindow requests are
   // unanswered at the variant.
   void SendPaced(Variant& v, const proto::Request& request, Purpose purpose, std::string_view reply_type) {
-    v.paced.push_back({request, purpose, reply_type});
-    PumpPaced(v);
-  }
-
-  void PumpPaced(Variant& v) {
-    while (!v.paced.empty() && InFlight(v) < kCatchUpWindow) {
-      Variant::PacedSend next = std::move(v.paced.front());
-      v.paced.pop_front();
-      Send(v, next.request, next.purpose, next.reply_type);
+    const Sent sent{purpose, reply_type, proto::SeqOf(request), 0, {}};
+    for (const auto& out : v.channel.Pace(sent, proto::Encode(request), kCatchUpWindow, Clock::now())) {
+      SendToIdentity(v.identity, out.bytes);
     }
   }
 
@@ -3563,7 +3476,8 @@ struct Supervisor::Impl {
   // request stall the service for the whole stop, as the command needed its
   // vote (the other two disagreed).
   const Command* WaitingBehind(const Variant& v) const {
-    if (active.empty() || active.back().verdict || v.fifo.empty() || v.fifo.front().purpose == Purpose::kVote) {
+    if (active.empty() || active.back().verdict || v.channel.head() == nullptr ||
+        v.channel.head()->purpose == Purpose::kVote) {
       return nullptr;  // (one undecided command at a time: the newest)
     }
     const Command& c = active.back();
@@ -3572,7 +3486,7 @@ struct Supervisor::Impl {
   }
 
   Clock::time_point VoteDeadline(const Variant& v, const Command& c) const {
-    return std::max(c.dispatched_at, v.last_reply_at) + milliseconds(config.deadline_ms);
+    return std::max(c.dispatched_at, v.channel.last_reply_at()) + milliseconds(config.deadline_ms);
   }
 
   // The loop is alive as long as it turns: tell systemd so.
@@ -3589,7 +3503,7 @@ struct Supervisor::Impl {
     const auto now = Clock::now();
     for (auto& v : variants) {
       if (v.state != VariantState::kHealthy && v.state != VariantState::kSyncing) continue;
-      if (!v.fifo.empty() || now - v.last_sent_at < milliseconds(config.heartbeat_interval_ms)) continue;
+      if (v.channel.head() != nullptr || now - v.channel.last_sent_at() < milliseconds(config.heartbeat_interval_ms)) continue;
       Send(v, proto::Ping{last_seq}, Purpose::kHeartbeat, "pong");
     }
   }
@@ -3597,7 +3511,9 @@ struct Supervisor::Impl {
   Clock::time_point NextDeadline() const {
     auto next = Clock::now() + milliseconds(200);
     for (const auto& v : variants) {
-      if (!v.fifo.empty()) next = std::min(next, std::max(v.fifo.front().sent_at, v.last_reply_at) + DeadlineFor(v.fifo.front().purpose));
+      if (const Sent* head = v.channel.head()) {
+        next = std::min(next, std::max(head->sent_at, v.channel.last_reply_at()) + DeadlineFor(head->purpose));
+      }
       if (const Command* c = WaitingBehind(v)) next = std::min(next, VoteDeadline(v, *c));
       if (v.state == VariantState::kStarting || (v.state == VariantState::kSyncing && !round)) {
         next = std::min(next, v.state_since + milliseconds(config.sync_deadline_ms));
@@ -3620,8 +3536,8 @@ struct Supervisor::Impl {
       if (InExitGrace(v)) next = std::min(next, Clock::now() + kExitPoll);  // (ConnectionGone, or exit_grace_ms)
       if (v.restart_pending) next = std::min(next, v.restart_requested_at + kRestartHoldoff);
       if (v.restart_pending) next = std::min(next, v.restart_requested_at + kMaxRestartDelay);
-      if ((v.state == VariantState::kHealthy || v.state == VariantState::kSyncing) && v.fifo.empty()) {
-        next = std::min(next, v.last_sent_at + milliseconds(config.heartbeat_interval_ms));
+      if ((v.state == VariantState::kHealthy || v.state == VariantState::kSyncing) && v.channel.head() == nullptr) {
+        next = std::min(next, v.channel.last_sent_at() + milliseconds(config.heartbeat_interval_ms));
       }
     }
     return next;
@@ -3678,14 +3594,14 @@ struct Supervisor::Impl {
       if (const Command* c = WaitingBehind(v); c != nullptr && now >= VoteDeadline(v, *c)) {
         const std::string what = "no reply within " + std::to_string(config.deadline_ms) + " ms while seq " +
                                  std::to_string(c->seq) + " waited behind its " +
-                                 PurposeName(v.fifo.front().purpose) + " request";
+                                 PurposeName(v.channel.head()->purpose) + " request";
         Log(LogLevel::kWarn, "variant_hung", {{"variant", v.config.name}, {"what", what}});
         Kill(v, "hung: " + what, voter::OutcomeKind::kHung, what);
         continue;
       }
-      if (!v.fifo.empty()) {
-        const Sent& head = v.fifo.front();
-        if (now >= std::max(head.sent_at, v.last_reply_at) + DeadlineFor(head.purpose)) {
+      if (v.channel.head() != nullptr) {
+        const Sent& head = *v.channel.head();
+        if (now >= std::max(head.sent_at, v.channel.last_reply_at()) + DeadlineFor(head.purpose)) {
           std::string what = std::string(head.purpose == Purpose::kHeartbeat ? "no pong" : "no reply") + " within " +
                              std::to_string(DeadlineFor(head.purpose).count()) + " ms";
           if (head.purpose == Purpose::kVote) {
@@ -3771,7 +3687,7 @@ struct Supervisor::Impl {
         changed = true;
       }
       for (auto& v : variants) {
-        if (v.restart_when_idle && v.fifo.empty() && v.state == VariantState::kHealthy) {
+        if (v.restart_when_idle && v.channel.head() == nullptr && v.state == VariantState::kHealthy) {
           Kill(v, v.stop_reason, std::nullopt, "");
           changed = true;
         }
@@ -4071,7 +3987,7 @@ struct Supervisor::Impl {
     if (std::any_of(active.begin(), active.end(), [](const Command& c) { return !c.verdict; })) return;
     std::vector<Variant*> idle;
     for (auto& v : variants) {
-      if (Voting(v) && !v.restart_when_idle && v.fifo.empty() && v.held.empty() && v.paced.empty()) idle.push_back(&v);
+      if (Voting(v) && !v.restart_when_idle && v.channel.idle()) idle.push_back(&v);
     }
     if (idle.empty()) return;
     const std::uint64_t seq = LastCommittedSeq();
