@@ -3,7 +3,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
@@ -26,6 +25,7 @@
 #include "nvs/core/admission_queue.h"
 #include "nvs/core/blame.h"
 #include "cgroups.h"
+#include "env.h"
 #include "client_gate.h"
 #include "nvs/supervisor/journal.h"
 #include "nvs/supervisor/state_dir.h"
@@ -238,8 +238,11 @@ json ParseOrString(const std::string& text) {
 }  // namespace
 
 struct Supervisor::Impl {
-  explicit Impl(Config c) : config(std::move(c)) {}
+  Impl(Config c, Env& e) : env(e), config(std::move(c)) {}
 
+  // The clocks and randomness every decision reads (env.h): Now() and
+  // env.UnixNowNs() below, never the system's directly.
+  Env& env;
   Config config;
   zmq::context_t context{1};
   // client_curve: the ZAP handler. Declared before `clients` so that it is
@@ -460,7 +463,7 @@ struct Supervisor::Impl {
   // systemd's watchdog (WATCHDOG_USEC): petted from the loop at half the interval.
   std::optional<milliseconds> watchdog_every;
   Clock::time_point watchdog_last;
-  Clock::time_point started_at = Clock::now();
+  Clock::time_point started_at = Now();
   std::uint64_t commits = 0;
   struct RecentVerdict {
     std::uint64_t seq;
@@ -472,6 +475,8 @@ struct Supervisor::Impl {
   std::deque<RecentVerdict> recent_verdicts;  // the last 10, oldest first
 
   // ---- small helpers ------------------------------------------------------
+
+  Clock::time_point Now() const { return env.Now(); }
 
   Variant* Find(const std::string& name) {
     return const_cast<Variant*>(std::as_const(*this).Find(name));
@@ -511,7 +516,7 @@ struct Supervisor::Impl {
     if (!events) return;
     StripProbeResults(body);
     body["event"] = event;
-    body["time_ns"] = UnixNowNs();
+    body["time_ns"] = env.UnixNowNs();
     const std::string text = body.dump(-1, ' ', false, json::error_handler_t::replace);
     events->send(zmq::buffer(event), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
     events->send(zmq::buffer(text), zmq::send_flags::dontwait);
@@ -534,7 +539,7 @@ struct Supervisor::Impl {
   // requests were so answered since the last one and the latest reason;
   // `available` once a command is dispatched again.
   void NoteUnavailable(const std::string& reason) {
-    const auto now = Clock::now();
+    const auto now = Now();
     if (!refusing) refusing = Refusing{now, {}, 0, 0, ""};
     ++refusing->total;
     ++refusing->unreported;
@@ -552,8 +557,8 @@ struct Supervisor::Impl {
 
   void NoteDispatched() {
     if (!refusing) return;
-    PublishUnavailable(Clock::now());
-    const double ms = MillisSince(refusing->since, Clock::now());
+    PublishUnavailable(Now());
+    const double ms = MillisSince(refusing->since, Now());
     Publish("available", {{"refused", refusing->total}, {"after_ms", ms}});
     Log(LogLevel::kInfo, "available", {{"refused", refusing->total}, {"after_ms", ms}});
     refusing.reset();
@@ -597,12 +602,12 @@ struct Supervisor::Impl {
     if (!journal_trouble) {
       Log(LogLevel::kError, "journal_degraded", {{"kind", kind}, {"reason", reason}});
       Publish("journal", {{"state", "degraded"}, {"kind", kind}, {"reason", reason}});
-      journal_trouble = JournalTrouble{kind, reason, Clock::now()};
+      journal_trouble = JournalTrouble{kind, reason, Now()};
     } else {
       journal_trouble->kind = kind;
       journal_trouble->reason = reason;
     }
-    journal_retry_at = Clock::now() + std::chrono::seconds(1);
+    journal_retry_at = Now() + std::chrono::seconds(1);
     // The replies that rest on records the flush lost (or left in doubt):
     // those from this ordinal on. Replies resting on records already on disk
     // (a retry answered from memory) are sent as they are.
@@ -661,8 +666,8 @@ struct Supervisor::Impl {
   // doubt, then write and fsync a small record. When both work, nvsd takes
   // commands again.
   void RetryJournal() {
-    if (!journal_trouble || Clock::now() < journal_retry_at || !journal) return;
-    journal_retry_at = Clock::now() + std::chrono::seconds(1);
+    if (!journal_trouble || Now() < journal_retry_at || !journal) return;
+    journal_retry_at = Now() + std::chrono::seconds(1);
     ++journal_trouble->attempts;
     if (journal->in_doubt()) {
       Flushed resolved = journal->Resolve();
@@ -686,13 +691,17 @@ struct Supervisor::Impl {
       AppendRecord(pending.verdict_record);
       unwritten_reports.erase(unwritten_reports.begin());
     }
-    AppendRecord(Dump({{"t", "mark"}, {"time_ns", UnixNowNs()}, {"note", "the journal can be written again"}}));
+    JournalRecord mark;
+    mark.type = "mark";
+    mark.time_ns = env.UnixNowNs();
+    mark.note = "the journal can be written again";
+    AppendRecord(EncodeJournalRecord(mark));
     Flushed flushed = journal->Flush(/*force=*/true);
     if (!flushed.ok()) {
       OnJournalFailure(flushed);
       return;
     }
-    const double ms = MillisSince(journal_trouble->since, Clock::now());
+    const double ms = MillisSince(journal_trouble->since, Now());
     Log(LogLevel::kWarn, "journal_ok", {{"after_ms", ms}, {"was", journal_trouble->reason}});
     Publish("journal", {{"state", "ok"}, {"after_ms", ms}, {"was", journal_trouble->reason}});
     journal_trouble.reset();
@@ -789,7 +798,7 @@ struct Supervisor::Impl {
   // logged (at most 10 lines a second).
   void Undeliverable(const std::string& peer, std::size_t replies) {
     client_counters.replies_undeliverable += replies;
-    if (undeliverable_log.Admit(Clock::now())) {
+    if (undeliverable_log.Admit(Now())) {
       Log(LogLevel::kWarn, "reply_undeliverable",
           {{"peer", HexIdentity(peer)}, {"replies", replies}, {"why", "the client disconnected before it took them"}});
     }
@@ -814,7 +823,7 @@ struct Supervisor::Impl {
       if (gone) Undeliverable(it->first, b.messages.size());
       it = gone || b.messages.empty() ? backlogs.erase(it) : std::next(it);
     }
-    const auto now = Clock::now();
+    const auto now = Now();
     if (const auto n = undeliverable_log.TakeSuppressed(now)) {
       Log(LogLevel::kWarn, "reply_undeliverable_suppressed", {{"count", n}});
     }
@@ -836,7 +845,7 @@ struct Supervisor::Impl {
   void SetState(Variant& v, VariantState state, const std::string& why) {
     if (v.state == state) return;
     v.state = state;
-    v.state_since = Clock::now();
+    v.state_since = Now();
     Log(state == VariantState::kFailed ? LogLevel::kError : LogLevel::kInfo, "variant_state",
         {{"variant", v.config.name}, {"state", Name(state)}, {"incarnation", v.incarnation}, {"why", why}});
     Publish("variant", {{"variant", v.config.name},
@@ -852,7 +861,7 @@ struct Supervisor::Impl {
   void Send(Variant& v, const proto::Request& request, Purpose purpose, std::string_view reply_type,
             std::uint64_t command = 0) {
     Sent sent{purpose, reply_type, proto::SeqOf(request), command, {}};
-    if (auto out = v.channel.Send(sent, proto::Encode(request), Clock::now())) SendToIdentity(v.identity, out->bytes);
+    if (auto out = v.channel.Send(sent, proto::Encode(request), Now())) SendToIdentity(v.identity, out->bytes);
   }
 
   // One message to a variant or probe through the ROUTER_MANDATORY variants
@@ -905,7 +914,7 @@ struct Supervisor::Impl {
       const Command* c = FindActive(sent.command);
       return c != nullptr && c->verdict && (c->verdict->kind != voter::VerdictKind::kCommit || c->expired);
     };
-    for (const auto& out : v.channel.Answered(Clock::now(), undeliverable, &dropped, kCatchUpWindow)) {
+    for (const auto& out : v.channel.Answered(Now(), undeliverable, &dropped, kCatchUpWindow)) {
       SendToIdentity(v.identity, out.bytes);
     }
     for (const Sent& sent : dropped) {
@@ -982,7 +991,7 @@ struct Supervisor::Impl {
   }
 
   void KillOrphans(bool now = false) {
-    const auto at = Clock::now();
+    const auto at = Now();
     if (!now && at < next_orphan_check) return;
     next_orphan_check = at + milliseconds(250);
     EmptyDeadCgroups();
@@ -1023,12 +1032,7 @@ struct Supervisor::Impl {
 
   const std::string& NewWireId(const std::string& identity) {
     unsigned char random[16];
-    std::size_t got = 0;
-    while (got < sizeof random) {
-      const ssize_t n = getrandom(random + got, sizeof random - got, 0);
-      if (n > 0) got += static_cast<std::size_t>(n);
-      else if (errno != EINTR) throw std::runtime_error(std::string("getrandom: ") + std::strerror(errno));
-    }
+    env.RandomBytes(random, sizeof random);
     static const char* const kHex = "0123456789abcdef";
     std::string wire = identity + ".";
     for (unsigned char b : random) {
@@ -1127,7 +1131,7 @@ struct Supervisor::Impl {
   // Restarts a variant whose process is gone, within the restart intensity.
   void Restart(Variant& v, const std::string& why) {
     if (stopping) return;
-    const auto now_ms = std::chrono::duration_cast<milliseconds>(Clock::now() - started_at).count();
+    const auto now_ms = std::chrono::duration_cast<milliseconds>(Now() - started_at).count();
     if (!v.intensity.Allow(now_ms)) {
       const std::string reason = "restarted more than " + std::to_string(config.restart.intensity) + " times in " +
                                  std::to_string(config.restart.period_ms) + " ms (last: " + why + ")";
@@ -1142,7 +1146,7 @@ struct Supervisor::Impl {
     // Spawned after this loop turn's verdicts and replies: a fork and exec
     // must not delay the answer to the command the death just decided.
     v.restart_pending = "restart: " + why;
-    v.restart_requested_at = Clock::now();
+    v.restart_requested_at = Now();
   }
 
   // A fork and exec stalls the loop for a millisecond or more: while a
@@ -1161,8 +1165,8 @@ struct Supervisor::Impl {
       if (!v.restart_pending || stopping) continue;
       // Under a steady pipelined load something is always undecided: wait
       // for a gap, but not longer than kMaxRestartDelay.
-      if (undecided && Clock::now() - v.restart_requested_at < kMaxRestartDelay) continue;
-      if (Clock::now() - v.restart_requested_at < kRestartHoldoff) continue;
+      if (undecided && Now() - v.restart_requested_at < kMaxRestartDelay) continue;
+      if (Now() - v.restart_requested_at < kRestartHoldoff) continue;
       const std::string why = *v.restart_pending;
       v.restart_pending.reset();
       Spawn(v, why);
@@ -1214,7 +1218,7 @@ struct Supervisor::Impl {
       outcome.detail = a.detail;
       if (a.blamed) {
         c->evidence[v.config.name] = {{"incarnation", v.incarnation},
-                                      {"after_ms", MillisSince(sent.sent_at, Clock::now())},
+                                      {"after_ms", MillisSince(sent.sent_at, Now())},
                                       {"queued", a.queued},
                                       {"stderr_tail", v.process ? v.process->stderr_tail() : ""}};
       }
@@ -1254,13 +1258,13 @@ struct Supervisor::Impl {
   // command in flight judged 50 ms late when only the grace ended it.)
   void OnPidfdReadable(Variant& v) {
     if (v.exit_seen_at) return;
-    v.exit_seen_at = Clock::now();
+    v.exit_seen_at = Now();
     DrainVariantSocket();
     SettleExits();
   }
 
   void SettleExits() {
-    const auto now = Clock::now();
+    const auto now = Now();
     for (auto& v : variants) {
       if (!InExitGrace(v)) continue;
       const bool waiting_for_reply = v.channel.head() != nullptr && Delivered(v, *v.channel.head());
@@ -1349,7 +1353,7 @@ struct Supervisor::Impl {
       }
       if (retest && retest->retest->Owns(from)) {
         // (PumpRetest, later in the turn, sends what it asks for.)
-        retest->retest->OnMessage(from, parts.size() == 1 ? parts[0].to_string_view() : "multi-part", Clock::now());
+        retest->retest->OnMessage(from, parts.size() == 1 ? parts[0].to_string_view() : "multi-part", Now());
         continue;
       }
       auto it = by_identity.find(from);
@@ -1426,7 +1430,7 @@ struct Supervisor::Impl {
         if (c == nullptr) break;
         auto& outcome = c->outcomes[v.config.name];
         outcome.kind = voter::OutcomeKind::kReply;
-        c->answered_ms[v.config.name] = MillisSince(c->dispatched_at, Clock::now());
+        c->answered_ms[v.config.name] = MillisSince(c->dispatched_at, Now());
         outcome.result = std::holds_alternative<proto::Applied>(reply) ? std::get<proto::Applied>(reply).result
                                                                        : std::get<proto::Answer>(reply).result;
         // Equal replies are usually equal bytes (the codec normalises them):
@@ -1518,7 +1522,7 @@ struct Supervisor::Impl {
   // from each connection in turn, so a flooding client does not hold up
   // another's request either.
   void DrainClientSocket() {
-    const auto until = Clock::now() + kClientTurnBudget;
+    const auto until = Now() + kClientTurnBudget;
     zmq::message_t frame;
     for (int taken = 0; taken < kMaxClientMessagesPerTurn && clients.recv(frame, zmq::recv_flags::dontwait); ++taken) {
       ClientAddress address;
@@ -1544,7 +1548,7 @@ struct Supervisor::Impl {
           OnClientRequest(address, frames.back().to_string_view());
         }
       }
-      if (Clock::now() >= until) break;
+      if (Now() >= until) break;
     }
   }
 
@@ -1553,7 +1557,7 @@ struct Supervisor::Impl {
   // once the second is over): a flood of garbage cannot fill the disk.
   void RejectUnreadable(const ClientAddress& address, const proto::ClientReply& rejection) {
     ++client_counters.rejected;
-    if (rejected_log.Admit(Clock::now())) {
+    if (rejected_log.Admit(Now())) {
       Log(LogLevel::kInfo, "client_rejected",
           {{"peer", HexIdentity(address.envelope[0])}, {"id", rejection.id ? json(*rejection.id) : json()},
            {"reason", rejection.reason}});
@@ -1561,13 +1565,13 @@ struct Supervisor::Impl {
     Reply(address, rejection);
   }
 
-  static std::int64_t UnixNowMs() { return UnixNowNs() / 1'000'000; }
+  std::int64_t UnixNowMs() const { return env.UnixNowNs() / 1'000'000; }
 
   // The client's deadline for `c` (expires_at_ms) has passed: it must not
   // be carried out (CLIENT.md §2).
-  static bool HasExpired(const Command& c) { return c.expires_at_ms && UnixNowMs() > *c.expires_at_ms; }
+  bool HasExpired(const Command& c) const { return c.expires_at_ms && UnixNowMs() > *c.expires_at_ms; }
 
-  static proto::ClientReply ExpiredReply(const Command& c, const std::string& when) {
+  proto::ClientReply ExpiredReply(const Command& c, const std::string& when) const {
     return proto::ClientReply::Rejected(c.request_id, "expired",
                                         "its expires_at_ms (" + std::to_string(*c.expires_at_ms) + ") had passed " +
                                             when + " (Unix time " + std::to_string(UnixNowMs()) +
@@ -1605,7 +1609,7 @@ struct Supervisor::Impl {
     c.client = address;
     c.client_key = address.envelope[0];
     c.expires_at_ms = request.expires_at_ms;
-    c.admitted_at = Clock::now();
+    c.admitted_at = Now();
     if (!c.is_query && AnswerRetry(c)) return;
     if (HasExpired(c)) {
       const auto reply = ExpiredReply(c, "when nvsd read it");
@@ -1710,7 +1714,7 @@ struct Supervisor::Impl {
   // (Kept raw: this runs for every command; `status` formats them.)
   void RememberVerdict(const Command& c) {
     recent_verdicts.push_back({c.seq, c.is_query, c.expired ? "EXPIRED" : std::string(voter::ToString(c.verdict->kind)),
-                               UnixNowNs(), c.decided_ms});
+                               env.UnixNowNs(), c.decided_ms});
     if (recent_verdicts.size() > 10) recent_verdicts.pop_front();
   }
 
@@ -1843,7 +1847,7 @@ struct Supervisor::Impl {
     if (status != "blocked" && !(action == "rejected" && status == "released")) {
       return proto::ClientReply::Rejected(d.request_id, "bad_request", "report " + d.report + " is " + status + " now");
     }
-    json entry = {{"time", IsoTime(UnixNowNs())}, {"action", action}, {"by", d.by}, {"note", d.note}};
+    json entry = {{"time", IsoTime(env.UnixNowNs())}, {"action", action}, {"by", d.by}, {"note", d.note}};
     if (!d.claimed_by.is_null()) entry["claimed_by"] = d.claimed_by;
     if (!retested.is_null()) entry["retest"] = retested;
     report["status"] = action;
@@ -1876,7 +1880,7 @@ struct Supervisor::Impl {
     described["survived"] = survived;
     described["on_saved_state"] = true;
     described["by"] = "nvsd";
-    described["time"] = IsoTime(UnixNowNs());
+    described["time"] = IsoTime(env.UnixNowNs());
     const json event = {{"phase", "done"}, {"report", d.report}, {"survived", survived}, {"probes", described["probes"]}};
     Log(LogLevel::kWarn, "retest", event);
     Publish("retest", event);
@@ -1938,7 +1942,7 @@ struct Supervisor::Impl {
                                 {"trouble", journal_trouble ? json{{"kind", journal_trouble->kind},
                                                                    {"reason", journal_trouble->reason},
                                                                    {"attempts", journal_trouble->attempts},
-                                                                   {"for_ms", MillisSince(journal_trouble->since, Clock::now())}}
+                                                                   {"for_ms", MillisSince(journal_trouble->since, Now())}}
                                                             : json()},
                                 {"replies_in_doubt", replies_in_doubt.size()},
                                 {"checkpoint_error", checkpoint_error ? json(*checkpoint_error) : json()},
@@ -1998,7 +2002,7 @@ struct Supervisor::Impl {
       if (!c.verdict) return false;  // one undecided command at a time
     }
     if (HealthyVoters() < config.min_healthy) return false;
-    const auto answering_since = Clock::now() - milliseconds(std::max<std::int64_t>(1, config.deadline_ms / 4));
+    const auto answering_since = Now() - milliseconds(std::max<std::int64_t>(1, config.deadline_ms / 4));
     for (const auto& v : variants) {
       if (IsPacing(v, answering_since)) return false;
     }
@@ -2084,7 +2088,7 @@ struct Supervisor::Impl {
       verdict.reason += "; quarantined and not resent to a backup (standby policy " + config.standby_policy + ")";
     }
     c.verdict = verdict;
-    c.decided_ms = MillisSince(c.dispatched_at, Clock::now());
+    c.decided_ms = MillisSince(c.dispatched_at, Now());
     if (verdict.kind == voter::VerdictKind::kCommit && !c.is_query && HasExpired(c)) {
       OnExpired(c);  // (the backups never see it: they only apply commits)
       return;
@@ -2138,7 +2142,7 @@ struct Supervisor::Impl {
     r.retest = std::make_unique<Retest>(names, command, std::move(pre_state),
                                         Retest::Deadlines{milliseconds(config.sync_deadline_ms),
                                                           milliseconds(config.deadline_ms)},
-                                        Clock::now(), retest_probes_started + 1);
+                                        Now(), retest_probes_started + 1);
     retest_probes_started += static_cast<int>(names.size());
     json probes = json::array();
     for (const auto& p : r.retest->probes()) {
@@ -2146,7 +2150,7 @@ struct Supervisor::Impl {
       auto process = spec.ok() ? VariantProcess::Spawn(spec.value())
                                : Result<std::unique_ptr<VariantProcess>>(spec.status());
       if (!process.ok()) {
-        r.retest->OnSpawnFailed(p.identity, process.status().message(), Clock::now());
+        r.retest->OnSpawnFailed(p.identity, process.status().message(), Now());
         probes.push_back({{"variant", p.variant}, {"probe", p.identity}, {"error", process.status().message()}});
         continue;
       }
@@ -2204,7 +2208,7 @@ struct Supervisor::Impl {
   // exit_grace_ms passed), everything it sent has been read.
   void SettleRetestExits() {
     if (!retest) return;
-    const auto now = Clock::now();
+    const auto now = Now();
     for (auto it = retest->exit_seen.begin(); it != retest->exit_seen.end();) {
       const std::string identity = it->first;
       if (!ConnectionGone(identity) && now < it->second + milliseconds(config.exit_grace_ms)) {
@@ -2407,7 +2411,7 @@ struct Supervisor::Impl {
     }
     p.command = c.id;
     p.phase = Probe::Phase::kPreparing;
-    p.started = p.phase_since = Clock::now();
+    p.started = p.phase_since = Now();
     Send(*target, proto::SnapshotRequest{last_seq}, Purpose::kProbeSnapshot, "state", c.id);
     json event = {{"seq", c.seq}, {"variant", p.target}, {"probe", p.identity}, {"pid", p.process->pid()},
                   {"failed_active", c.standby_active}};
@@ -2427,7 +2431,7 @@ struct Supervisor::Impl {
     auto process = VariantProcess::Spawn(spec.value());
     if (!process.ok()) return process.status();
     p.process = std::move(process.value());
-    p.started = p.phase_since = Clock::now();
+    p.started = p.phase_since = Now();
     return p;
   }
 
@@ -2447,10 +2451,10 @@ struct Supervisor::Impl {
     if (spare || next == nullptr) return;
     if (std::any_of(active.begin(), active.end(), [](const Command& c) { return !c.verdict; })) return;
     if ((clients.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0) return;
-    if (Clock::now() < spare_not_before) return;
+    if (Now() < spare_not_before) return;
     auto started = StartProbeProcess(next->config);
     if (!started.ok()) {
-      spare_not_before = Clock::now() + kSpareRespawn;
+      spare_not_before = Now() + kSpareRespawn;
       Log(LogLevel::kWarn, "probe_spare_failed", {{"variant", next->config.name}, {"error", started.status().message()}});
       return;
     }
@@ -2467,7 +2471,7 @@ struct Supervisor::Impl {
     }
     Log(LogLevel::kWarn, "probe_spare_dropped", {{"variant", spare->target}, {"why", "unexpected message"}});
     spare.reset();
-    spare_not_before = Clock::now() + kSpareRespawn;
+    spare_not_before = Now() + kSpareRespawn;
   }
 
   void OnSpareExit() {
@@ -2475,7 +2479,7 @@ struct Supervisor::Impl {
     Log(LogLevel::kWarn, "probe_spare_died", {{"variant", spare->target}, {"how", spare->process->exit_info()->Describe()},
                                               {"stderr_tail", spare->process->stderr_tail()}});
     spare.reset();
-    spare_not_before = Clock::now() + kSpareRespawn;
+    spare_not_before = Now() + kSpareRespawn;
   }
 
   // The probe survived: the command goes to the new active (the program the
@@ -2516,7 +2520,7 @@ struct Supervisor::Impl {
                    {"probe", probe->identity},
                    {"outcome", outcome},
                    {"detail", detail},
-                   {"after_ms", MillisSince(probe->started, Clock::now())}};
+                   {"after_ms", MillisSince(probe->started, Now())}};
     if (probe->process) {
       record["pid"] = probe->process->pid();
       probe->process->DrainStderr();
@@ -2545,7 +2549,7 @@ struct Supervisor::Impl {
       return;
     }
     probe->phase = Probe::Phase::kRestoring;
-    probe->phase_since = Clock::now();
+    probe->phase_since = Now();
     SendToProbe(proto::Restore{last_seq, probe->snapshot->state});
   }
 
@@ -2585,7 +2589,7 @@ struct Supervisor::Impl {
       if (c->is_query ? SendToProbe(proto::Query{last_seq, c->payload})
                       : SendToProbe(proto::Apply{c->seq, c->time_ns, c->payload})) {
         probe->phase = Probe::Phase::kApplying;
-        probe->phase_since = Clock::now();
+        probe->phase_since = Now();
       }
       return;
     }
@@ -2624,12 +2628,12 @@ struct Supervisor::Impl {
   }
 
   void CheckProbeDeadline() {
-    if (spare && !spare->said_hello && Clock::now() - spare->started > milliseconds(config.sync_deadline_ms)) {
+    if (spare && !spare->said_hello && Now() - spare->started > milliseconds(config.sync_deadline_ms)) {
       Log(LogLevel::kWarn, "probe_spare_dropped", {{"variant", spare->target}, {"why", "no hello"}});
       spare.reset();
-      spare_not_before = Clock::now() + kSpareRespawn;
+      spare_not_before = Now() + kSpareRespawn;
     }
-    if (!probe || Clock::now() < ProbeDeadline()) return;
+    if (!probe || Now() < ProbeDeadline()) return;
     if (probe->phase == Probe::Phase::kApplying) {
       EndProbe("hung", "no reply within " + std::to_string(config.deadline_ms) + " ms");
     } else {
@@ -2639,7 +2643,7 @@ struct Supervisor::Impl {
 
   void Dispatch(Command c) {
     if (!c.is_query) c.seq = ++last_seq;
-    c.time_ns = UnixNowNs();
+    c.time_ns = env.UnixNowNs();
     if (journal && !c.is_query) {
       // Write-ahead: the admit record is on disk (fsync "always") before any
       // variant is sent the command, so a restarted nvsd knows every
@@ -2668,7 +2672,7 @@ struct Supervisor::Impl {
         return;
       }
     }
-    c.dispatched_at = Clock::now();
+    c.dispatched_at = Now();
     NoteDispatched();
     const std::uint64_t wire_seq = c.is_query ? last_seq : c.seq;
     // Every configured variant has an outcome: the voters start pending; the
@@ -2740,7 +2744,7 @@ struct Supervisor::Impl {
     }
     if (c.retested) verdict.reason += "; " + c.retest.value("conclusion", std::string());
     c.verdict = verdict;
-    c.decided_ms = MillisSince(c.dispatched_at, Clock::now());
+    c.decided_ms = MillisSince(c.dispatched_at, Now());
     if (verdict.kind == voter::VerdictKind::kCommit && !c.is_query && HasExpired(c)) {
       OnExpired(c);
       return;
@@ -2755,7 +2759,7 @@ struct Supervisor::Impl {
                   {"crashed", verdict.crashed},
                   {"hung", verdict.hung},
                   {"faulty", verdict.faulty},
-                  {"latency_ms", MillisSince(c.dispatched_at, Clock::now())}};
+                  {"latency_ms", MillisSince(c.dispatched_at, Now())}};
     if (c.retested) event["retest"] = c.retest;
     Publish("verdict", event);
     if (verdict.kind != voter::VerdictKind::kCommit) Log(LogLevel::kWarn, "verdict", event);
@@ -2777,7 +2781,7 @@ struct Supervisor::Impl {
     RememberVerdict(c);
     const auto reply = ExpiredReply(c, "by the time the variants agreed on it");
     json event = {{"seq", c.seq}, {"query", false}, {"verdict", "EXPIRED"}, {"reason", reply.reason},
-                  {"latency_ms", MillisSince(c.dispatched_at, Clock::now())}};
+                  {"latency_ms", MillisSince(c.dispatched_at, Now())}};
     Publish("verdict", event);
     Log(LogLevel::kWarn, "verdict", event);
     c.verdict->reason = reply.reason;
@@ -2972,7 +2976,7 @@ struct Supervisor::Impl {
             {"policy", std::string(voter::ToString(config.policy.kind))},
             {"mode", config.mode},
             {"config", json::parse(VariantsAndPolicyJson(config))},
-            {"review", json::array({{{"time", IsoTime(UnixNowNs())},
+            {"review", json::array({{{"time", IsoTime(env.UnixNowNs())},
                                      {"action", status == "blocked" ? "quarantined" : "recorded"},
                                      {"by", "nvsd"},
                                      {"note", c.verdict->reason}}})}};
@@ -3008,9 +3012,9 @@ struct Supervisor::Impl {
     if (!journal_trouble) {
       Log(LogLevel::kError, "journal_degraded", {{"kind", kind}, {"reason", reason}});
       Publish("journal", {{"state", "degraded"}, {"kind", kind}, {"reason", reason}});
-      journal_trouble = JournalTrouble{kind, reason, Clock::now()};
+      journal_trouble = JournalTrouble{kind, reason, Now()};
     }
-    journal_retry_at = Clock::now() + std::chrono::seconds(1);
+    journal_retry_at = Now() + std::chrono::seconds(1);
   }
 
   // After the round that rolled the variants back: record the pre-command
@@ -3205,7 +3209,7 @@ struct Supervisor::Impl {
 
   void StartRound() {
     Round r;
-    r.started = Clock::now();
+    r.started = Now();
     // With no voting variant left (all rolled back or restarted), the truth
     // is the checkpoint plus the committed tail, never a fresh process.
     const bool any_voting = std::any_of(variants.begin(), variants.end(), [&](const Variant& v) { return Voting(v); });
@@ -3243,7 +3247,7 @@ struct Supervisor::Impl {
   // unanswered at the variant.
   void SendPaced(Variant& v, const proto::Request& request, Purpose purpose, std::string_view reply_type) {
     const Sent sent{purpose, reply_type, proto::SeqOf(request), 0, {}};
-    for (const auto& out : v.channel.Pace(sent, proto::Encode(request), kCatchUpWindow, Clock::now())) {
+    for (const auto& out : v.channel.Pace(sent, proto::Encode(request), kCatchUpWindow, Now())) {
       SendToIdentity(v.identity, out.bytes);
     }
   }
@@ -3491,16 +3495,16 @@ struct Supervisor::Impl {
 
   // The loop is alive as long as it turns: tell systemd so.
   void PetWatchdog() {
-    if (!watchdog_every || Clock::now() - watchdog_last < *watchdog_every) return;
+    if (!watchdog_every || Now() - watchdog_last < *watchdog_every) return;
     sd_notify(0, "WATCHDOG=1");
-    watchdog_last = Clock::now();
+    watchdog_last = Now();
   }
 
   // Pings every variant that has had nothing to do for a heartbeat interval:
   // a process that is stopped (SIGSTOP) or wedged while idle is noticed
   // within interval + timeout, not at its next command.
   void SendHeartbeats() {
-    const auto now = Clock::now();
+    const auto now = Now();
     for (auto& v : variants) {
       if (v.state != VariantState::kHealthy && v.state != VariantState::kSyncing) continue;
       if (v.channel.head() != nullptr || now - v.channel.last_sent_at() < milliseconds(config.heartbeat_interval_ms)) continue;
@@ -3509,7 +3513,7 @@ struct Supervisor::Impl {
   }
 
   Clock::time_point NextDeadline() const {
-    auto next = Clock::now() + milliseconds(200);
+    auto next = Now() + milliseconds(200);
     for (const auto& v : variants) {
       if (const Sent* head = v.channel.head()) {
         next = std::min(next, std::max(head->sent_at, v.channel.last_reply_at()) + DeadlineFor(head->purpose));
@@ -3520,20 +3524,20 @@ struct Supervisor::Impl {
       }
     }
     if (!waiting.empty()) next = std::min(next, waiting.OldestAdmission() + milliseconds(config.queue_deadline_ms));
-    if (recheck_soon || !backlogs.empty()) next = std::min(next, Clock::now() + kExitPoll);
+    if (recheck_soon || !backlogs.empty()) next = std::min(next, Now() + kExitPoll);
     if (journal_trouble) next = std::min(next, journal_retry_at);
     if (refusing && refusing->unreported > 0) next = std::min(next, refusing->last_event + std::chrono::seconds(1));
     if (retest) {
       next = std::min(next, retest->retest->NextDeadline());
-      if (!retest->exit_seen.empty()) next = std::min(next, Clock::now() + kExitPoll);
+      if (!retest->exit_seen.empty()) next = std::min(next, Now() + kExitPoll);
     }
     if (watchdog_every) next = std::min(next, watchdog_last + *watchdog_every);
     if (probe) next = std::min(next, ProbeDeadline());
     // (A spare is otherwise (re)started on a loop turn, and turns come at
     // least every heartbeat interval.)
-    if (!spare && spare_not_before > Clock::now()) next = std::min(next, spare_not_before);
+    if (!spare && spare_not_before > Now()) next = std::min(next, spare_not_before);
     for (const auto& v : variants) {
-      if (InExitGrace(v)) next = std::min(next, Clock::now() + kExitPoll);  // (ConnectionGone, or exit_grace_ms)
+      if (InExitGrace(v)) next = std::min(next, Now() + kExitPoll);  // (ConnectionGone, or exit_grace_ms)
       if (v.restart_pending) next = std::min(next, v.restart_requested_at + kRestartHoldoff);
       if (v.restart_pending) next = std::min(next, v.restart_requested_at + kMaxRestartDelay);
       if ((v.state == VariantState::kHealthy || v.state == VariantState::kSyncing) && v.channel.head() == nullptr) {
@@ -3550,7 +3554,7 @@ struct Supervisor::Impl {
       return "not enough healthy variants" + within + " (healthy " + std::to_string(HealthyVoters()) + ", min_healthy " +
              std::to_string(config.min_healthy) + ")";
     }
-    const auto answering_since = Clock::now() - milliseconds(std::max<std::int64_t>(1, config.deadline_ms / 4));
+    const auto answering_since = Now() - milliseconds(std::max<std::int64_t>(1, config.deadline_ms / 4));
     for (const auto& v : variants) {
       if (IsPacing(v, answering_since)) {
         return "not dispatched" + within + ": " + v.config.name + " is " + std::to_string(InFlight(v)) +
@@ -3569,7 +3573,7 @@ struct Supervisor::Impl {
   // healthy variants killed at once for pongs that were waiting unread
   // while one turn took 800 ms on a client's flood.
   void CheckDeadlines() {
-    const auto read_started = Clock::now();
+    const auto read_started = Now();
     if (DrainVariantSocket()) variants_drained_at = read_started;
     if (stalled) {
       Log(LogLevel::kWarn, "loop_stalled", {{"why", "a turn began long after the poll was due: deadlines are "
@@ -3627,7 +3631,7 @@ struct Supervisor::Impl {
 
   // Commands that waited past queue_deadline_ms are answered `unavailable`.
   void CheckQueueDeadlines() {
-    const auto cutoff = Clock::now() - milliseconds(config.queue_deadline_ms);
+    const auto cutoff = Now() - milliseconds(config.queue_deadline_ms);
     if (waiting.empty() || waiting.OldestAdmission() >= cutoff) return;
     const std::string why = WhyStillWaiting();
     for (auto& c : waiting.TakeAdmittedBefore(cutoff)) {
@@ -3733,7 +3737,7 @@ struct Supervisor::Impl {
     for (const auto& v : variants) {
       if (v.state == VariantState::kSyncing || (v.state == VariantState::kHealthy && v.needs_sync)) any = true;
       if (!ready && v.state == VariantState::kStarting &&
-          Clock::now() - started_at < milliseconds(config.sync_deadline_ms)) {
+          Now() - started_at < milliseconds(config.sync_deadline_ms)) {
         return false;
       }
     }
@@ -3854,7 +3858,7 @@ struct Supervisor::Impl {
     // when it is given no config.
     JournalRecord start;
     start.type = "start";
-    start.time_ns = UnixNowNs();
+    start.time_ns = env.UnixNowNs();
     start.pid = getpid();
     start.config = VariantsAndPolicyJson(config);
     AppendRecord(EncodeJournalRecord(start));
@@ -3903,7 +3907,7 @@ struct Supervisor::Impl {
       Log(LogLevel::kInfo, "watchdog", {{"every_ms", watchdog_every->count()}});
     }
     for (auto& v : variants) Spawn(v, "start");
-    variants_drained_at = Clock::now();
+    variants_drained_at = Now();
     StartSuspectRetest();
     return Status::Ok();
   }
@@ -3997,10 +4001,10 @@ struct Supervisor::Impl {
     for (std::size_t i = 1; i < idle.size(); ++i) {
       SendToIdentity(idle[i]->identity, proto::Encode(proto::Request(proto::DigestRequest{seq})));
     }
-    const auto until = Clock::now() + milliseconds(config.stop_grace_ms);
-    while ((!snapshot || digests.size() + 1 < idle.size()) && Clock::now() < until) {
+    const auto until = Now() + milliseconds(config.stop_grace_ms);
+    while ((!snapshot || digests.size() + 1 < idle.size()) && Now() < until) {
       zmq::pollitem_t item{variants_socket.handle(), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, std::max(milliseconds(1), std::chrono::duration_cast<milliseconds>(until - Clock::now())));
+      zmq::poll(&item, 1, std::max(milliseconds(1), std::chrono::duration_cast<milliseconds>(until - Now())));
       zmq::message_t identity;
       while (variants_socket.recv(identity, zmq::recv_flags::dontwait)) {
         zmq::message_t body;
@@ -4067,12 +4071,12 @@ struct Supervisor::Impl {
     for (auto& v : variants) {
       if (v.process && !v.process->exit_info()) v.process->SignalGroup(SIGTERM);
     }
-    const auto until = Clock::now() + milliseconds(config.stop_grace_ms);
+    const auto until = Now() + milliseconds(config.stop_grace_ms);
     for (auto& v : variants) {
       if (!v.process) continue;
-      while (!v.process->TryReap() && Clock::now() < until) {
+      while (!v.process->TryReap() && Now() < until) {
         pollfd fd{v.process->pidfd(), POLLIN, 0};
-        const auto left = std::chrono::duration_cast<milliseconds>(until - Clock::now()).count();
+        const auto left = std::chrono::duration_cast<milliseconds>(until - Now()).count();
         poll(&fd, 1, static_cast<int>(std::max<long>(1, left)));
       }
       v.process.reset();  // SIGKILLs the group if it is still there
@@ -4155,15 +4159,15 @@ struct Supervisor::Impl {
         items.push_back({client_gate->zap().handle(), 0, ZMQ_POLLIN, 0});
         items.push_back({client_gate->monitor().handle(), 0, ZMQ_POLLIN, 0});
       }
-      const auto wait = std::max(milliseconds(0), std::chrono::duration_cast<milliseconds>(NextDeadline() - Clock::now()));
+      const auto wait = std::max(milliseconds(0), std::chrono::duration_cast<milliseconds>(NextDeadline() - Now()));
       recheck_soon = false;
-      const auto due = Clock::now() + wait + milliseconds(1);
+      const auto due = Now() + wait + milliseconds(1);
       try {
         zmq::poll(items.data(), items.size(), wait + milliseconds(1));
       } catch (const zmq::error_t& e) {
         if (e.num() != EINTR) throw;
       }
-      stalled = Clock::now() > due + kStallThreshold;
+      stalled = Now() > due + kStallThreshold;
       try {
         Turn(items, fds, retest_ids, signal_fd);
         if (stopping) break;
@@ -4213,7 +4217,7 @@ struct Supervisor::Impl {
         if (!fds[k].second) {
           process->second->DrainStderr();
         } else if (!retest->exit_seen.count(identity)) {
-          retest->exit_seen[identity] = Clock::now();
+          retest->exit_seen[identity] = Now();
         }
       }
       for (std::size_t k = 0; k < fds.size(); ++k) {
@@ -4250,7 +4254,7 @@ struct Supervisor::Impl {
       SettleRetestExits();
       if (client_gate) {
         // Handshakes wait for these answers: before the clients' requests.
-        const auto now = Clock::now();
+        const auto now = Now();
         if (items[3 + fds.size()].revents & ZMQ_POLLIN) client_gate->OnZapReadable(now, kMaxMessagesPerTurn);
         if (items[4 + fds.size()].revents & ZMQ_POLLIN) client_gate->OnMonitorReadable(now, kMaxMessagesPerTurn);
         client_gate->Tick(now);
@@ -4266,7 +4270,7 @@ struct Supervisor::Impl {
       Pump();
       SendHeartbeats();
       UpdateAvailability();
-      if (refusing && Clock::now() - refusing->last_event >= std::chrono::seconds(1)) PublishUnavailable(Clock::now());
+      if (refusing && Now() - refusing->last_event >= std::chrono::seconds(1)) PublishUnavailable(Now());
       FlushJournalAndReplies();
       PetWatchdog();
       SpawnPendingRestarts();
@@ -4276,7 +4280,8 @@ struct Supervisor::Impl {
   }
 };
 
-Supervisor::Supervisor(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+Supervisor::Supervisor(Config config) : impl_(std::make_unique<Impl>(std::move(config), SystemEnv())) {}
+Supervisor::Supervisor(Config config, Env& env) : impl_(std::make_unique<Impl>(std::move(config), env)) {}
 Supervisor::~Supervisor() = default;
 
 Status Supervisor::Run(int signal_fd) { return impl_->Run(signal_fd); }

@@ -225,6 +225,9 @@ Result<JournalRecord> ParseJournalRecord(std::string_view payload, std::uint64_t
       record.pid = pid->get<std::int64_t>();
     }
     if (body.contains("time_ns")) record.time_ns = static_cast<std::int64_t>(count("time_ns"));
+  } else if (record.type == "mark") {
+    record.note = text("note");
+    if (body.contains("time_ns")) record.time_ns = static_cast<std::int64_t>(count("time_ns"));
   }
   if (!problem.empty()) return Status::Error(problem);
   return record;
@@ -272,6 +275,9 @@ std::string EncodeJournalRecord(const JournalRecord& r) {
     body["time_ns"] = r.time_ns;
     body["pid"] = r.pid;
     if (!r.config.empty()) body["config"] = AsJson(r.config);
+  } else if (r.type == "mark") {
+    body["time_ns"] = r.time_ns;
+    body["note"] = r.note;
   }
   return Compact(body);
 }

@@ -10,10 +10,15 @@
 
 namespace nvs::supervisor {
 
+class Env;  // the clocks and randomness it reads (supervisor/src/env.h)
+
 class Supervisor {
  public:
   // REQUIRES: `config` came from ParseConfig/LoadConfig.
   explicit Supervisor(Config config);
+  // The same, reading the time and randomness from `env` (which must
+  // outlive it) instead of the system's.
+  Supervisor(Config config, Env& env);
   ~Supervisor();
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;

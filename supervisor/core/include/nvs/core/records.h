@@ -60,9 +60,9 @@ struct JournalScanViews {
 };
 JournalScanViews ScanJournalViews(std::string_view bytes);
 
-// One record's body (protocol/JOURNAL.md): `admit`, `verdict` and `start`
-// records, with the members nvsd's recovery and nvs replay act on. Other
-// kinds are read as their type alone.
+// One record's body (protocol/JOURNAL.md): `admit`, `verdict`, `start` and
+// `mark` records, with the members nvsd's recovery and nvs replay act on.
+// Other kinds are read as their type alone.
 struct JournalRecord {
   std::string type;
   std::uint64_t seq = 0;     // admit, verdict
@@ -78,6 +78,7 @@ struct JournalRecord {
   std::string reason;        // verdict other than COMMIT
   std::string config;        // start: the variants and policy nvsd ran with, compact JSON ("" when absent)
   std::int64_t pid = 0;      // start
+  std::string note;          // mark
 };
 
 // A record's body as nvsd writes it: the one encoder of the schema that
