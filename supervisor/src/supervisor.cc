@@ -38,6 +38,7 @@
 #include "nvs/core/restart_intensity.h"
 #include "recovery.h"
 #include "nvs/core/retest.h"
+#include "nvs/core/sync_round.h"
 #include "nvs/core/variant_channel.h"
 #include "nvs/supervisor/variant_process.h"
 
@@ -3268,59 +3269,39 @@ struct Supervisor::Impl {
           if (!Find(name)->round_digest) return;
         }
         if (RefusedCheckpoint(r)) return;
-        // The digest held by the most trusted participants wins (ties: the
-        // most that voted until now); only at start-up, when nobody is
-        // trusted yet, do fresh variants vote.
-        std::set<std::string> pool;
-        for (const auto& name : r.trusted) {
-          if (r.participants.count(name)) pool.insert(name);
+        // Which digest wins, who gives it, who is restarted (DecideRound:
+        // the rules, and their table test).
+        std::vector<RoundMember> members;
+        for (const auto& name : r.participants) {
+          const Variant& v = *Find(name);
+          members.push_back({name, *v.round_digest, r.trusted.count(name) != 0, Voting(v)});
         }
-        if (pool.empty()) pool = r.participants;
-        std::map<std::string, std::pair<int, int>> votes;
-        for (const auto& name : pool) {
-          Variant& v = *Find(name);
-          auto& vote = votes[*v.round_digest];
-          ++vote.first;
-          vote.second += Voting(v) ? 1 : 0;
-        }
-        std::pair<int, int> best{-1, -1};
-        for (const auto& [digest, vote] : votes) {
-          if (vote > best) {
-            best = vote;
-            r.chosen_digest = digest;
-          }
-        }
-        if (votes.size() > 1 && static_cast<std::size_t>(best.first) * 2 <= pool.size()) {
+        const RoundDecision decision = DecideRound(members);
+        r.chosen_digest = decision.chosen;
+        if (decision.tie) {
           // No strict majority: nobody can tell which state is right. Once,
           // put every participant back on the checkpoint plus the committed
           // tail (fresh ones included, as extra witnesses) and compare again.
           if (!tie_retried) {
-            Log(LogLevel::kWarn, "digest_tie", {{"pool", pool}, {"digests", votes.size()}});
+            Log(LogLevel::kWarn, "digest_tie", {{"pool", decision.pool}, {"digests", decision.digests}});
             tie_retried = true;
             for (const auto& name : r.participants) Find(name)->needs_sync = true;
             round.reset();
             return;
           }
           Log(LogLevel::kError, "digest_tie_unresolved",
-              {{"pool", pool}, {"chosen", r.chosen_digest}, {"why", "no majority even after replaying the checkpoint"}});
+              {{"pool", decision.pool}, {"chosen", r.chosen_digest}, {"why", "no majority even after replaying the checkpoint"}});
         }
         tie_retried = false;
-        for (const auto& name : std::vector<std::string>(r.participants.begin(), r.participants.end())) {
+        r.donor = decision.donor;
+        for (const auto& name : decision.restart) {
           Variant& v = *Find(name);
-          if (*v.round_digest == r.chosen_digest) {
-            if (r.donor.empty() || (Voting(v) && !Voting(*Find(r.donor)))) r.donor = name;
-            continue;
-          }
-          if (Voting(v)) {
-            const std::string why = "state digest " + *v.round_digest + " differs from " + r.chosen_digest;
-            Log(LogLevel::kWarn, "digest_mismatch",
-                {{"variant", name}, {"digest", *v.round_digest}, {"expected", r.chosen_digest}});
-            r.participants.erase(name);
-            Kill(v, why, std::nullopt, "");
-          } else {
-            r.receivers.insert(name);
-          }
+          const std::string why = "state digest " + *v.round_digest + " differs from " + r.chosen_digest;
+          Log(LogLevel::kWarn, "digest_mismatch", {{"variant", name}, {"digest", *v.round_digest}, {"expected", r.chosen_digest}});
+          r.participants.erase(name);
+          Kill(v, why, std::nullopt, "");
         }
+        r.receivers.insert(decision.receivers.begin(), decision.receivers.end());
         const bool want_snapshot = !r.receivers.empty() || !checkpoint || !reports_awaiting_pre_state.empty() ||
                                    static_cast<int>(tail.size()) >= config.checkpoint_interval;
         if (want_snapshot && !r.donor.empty()) {
