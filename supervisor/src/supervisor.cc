@@ -3474,6 +3474,48 @@ struct Supervisor::Impl {
     return std::max(c.dispatched_at, v.channel.last_reply_at()) + milliseconds(config.deadline_ms);
   }
 
+  // ---- a variant's timers -----------------------------------------------------
+  //
+  // Each rule is written once: NextDeadline wakes the loop at it, and the
+  // code that acts (CheckDeadlines, SendHeartbeats) acts when it has passed.
+  // (Written twice, they drifted: a syncing variant while the checkpoint was
+  // refused woke the loop at a deadline nothing acted on, every turn.)
+
+  // Its oldest request's reply is due (from its sending, or the last reply).
+  std::optional<Clock::time_point> ReplyDue(const Variant& v) const {
+    const Sent* head = v.channel.head();
+    if (head == nullptr) return std::nullopt;
+    return std::max(head->sent_at, v.channel.last_reply_at()) + DeadlineFor(head->purpose);
+  }
+  // A command waits behind a request that is not a command: the command's
+  // deadline applies to that request.
+  std::optional<Clock::time_point> BehindDue(const Variant& v) const {
+    const Command* c = WaitingBehind(v);
+    if (c == nullptr) return std::nullopt;
+    return VoteDeadline(v, *c);
+  }
+  // Starting, or syncing with no round, for too long. (Syncing with no
+  // round because the checkpoint is refused is not the variant's fault: a
+  // restart would not help, so it waits for a person.)
+  std::optional<Clock::time_point> ProgressDue(const Variant& v) const {
+    if (v.state == VariantState::kStarting || (v.state == VariantState::kSyncing && !round && !checkpoint_problem)) {
+      return v.state_since + milliseconds(config.sync_deadline_ms);
+    }
+    return std::nullopt;
+  }
+  // Killed on purpose and not gone: SIGKILL to its whole group.
+  std::optional<Clock::time_point> StopDue(const Variant& v) const {
+    if (v.state != VariantState::kStopping) return std::nullopt;
+    return v.state_since + milliseconds(config.stop_grace_ms + 1000);
+  }
+  // Idle: a ping is due.
+  std::optional<Clock::time_point> PingDue(const Variant& v) const {
+    if ((v.state != VariantState::kHealthy && v.state != VariantState::kSyncing) || v.channel.head() != nullptr) {
+      return std::nullopt;
+    }
+    return v.channel.last_sent_at() + milliseconds(config.heartbeat_interval_ms);
+  }
+
   // The loop is alive as long as it turns: tell systemd so.
   void PetWatchdog() {
     if (!watchdog_every || Now() - watchdog_last < *watchdog_every) return;
@@ -3487,21 +3529,16 @@ struct Supervisor::Impl {
   void SendHeartbeats() {
     const auto now = Now();
     for (auto& v : variants) {
-      if (v.state != VariantState::kHealthy && v.state != VariantState::kSyncing) continue;
-      if (v.channel.head() != nullptr || now - v.channel.last_sent_at() < milliseconds(config.heartbeat_interval_ms)) continue;
-      Send(v, proto::Ping{last_seq}, Purpose::kHeartbeat, "pong");
+      if (const auto due = PingDue(v); due && now >= *due) Send(v, proto::Ping{last_seq}, Purpose::kHeartbeat, "pong");
     }
   }
 
   Clock::time_point NextDeadline() const {
     auto next = Now() + milliseconds(200);
     for (const auto& v : variants) {
-      if (const Sent* head = v.channel.head()) {
-        next = std::min(next, std::max(head->sent_at, v.channel.last_reply_at()) + DeadlineFor(head->purpose));
-      }
-      if (const Command* c = WaitingBehind(v)) next = std::min(next, VoteDeadline(v, *c));
-      if (v.state == VariantState::kStarting || (v.state == VariantState::kSyncing && !round)) {
-        next = std::min(next, v.state_since + milliseconds(config.sync_deadline_ms));
+      if (InExitGrace(v)) continue;  // (SettleExits judges it: below)
+      for (const auto& due : {ReplyDue(v), BehindDue(v), ProgressDue(v), StopDue(v), PingDue(v)}) {
+        if (due) next = std::min(next, *due);
       }
     }
     if (!waiting.empty()) next = std::min(next, waiting.OldestAdmission() + milliseconds(config.queue_deadline_ms));
@@ -3521,9 +3558,6 @@ struct Supervisor::Impl {
       if (InExitGrace(v)) next = std::min(next, Now() + kExitPoll);  // (ConnectionGone, or exit_grace_ms)
       if (v.restart_pending) next = std::min(next, v.restart_requested_at + kRestartHoldoff);
       if (v.restart_pending) next = std::min(next, v.restart_requested_at + kMaxRestartDelay);
-      if ((v.state == VariantState::kHealthy || v.state == VariantState::kSyncing) && v.channel.head() == nullptr) {
-        next = std::min(next, v.channel.last_sent_at() + milliseconds(config.heartbeat_interval_ms));
-      }
     }
     return next;
   }
@@ -3567,7 +3601,7 @@ struct Supervisor::Impl {
     for (auto& v : variants) {
       if (InExitGrace(v)) continue;  // dead: SettleExits judges it
       if (v.state == VariantState::kStopping) {
-        if (now - v.state_since > milliseconds(config.stop_grace_ms + 1000) && v.process) v.process->SignalGroup(SIGKILL);
+        if (const auto due = StopDue(v); due && now >= *due && v.process) v.process->SignalGroup(SIGKILL);
         continue;
       }
       if (InFlight(v) > kMaxInFlightPerVariant) {
@@ -3576,7 +3610,8 @@ struct Supervisor::Impl {
         Kill(v, "hung: " + what, voter::OutcomeKind::kHung, what);
         continue;
       }
-      if (const Command* c = WaitingBehind(v); c != nullptr && now >= VoteDeadline(v, *c)) {
+      if (const auto due = BehindDue(v); due && now >= *due) {
+        const Command* c = WaitingBehind(v);
         const std::string what = "no reply within " + std::to_string(config.deadline_ms) + " ms while seq " +
                                  std::to_string(c->seq) + " waited behind its " +
                                  PurposeName(v.channel.head()->purpose) + " request";
@@ -3584,25 +3619,20 @@ struct Supervisor::Impl {
         Kill(v, "hung: " + what, voter::OutcomeKind::kHung, what);
         continue;
       }
-      if (v.channel.head() != nullptr) {
+      if (const auto due = ReplyDue(v); due && now >= *due) {
         const Sent& head = *v.channel.head();
-        if (now >= std::max(head.sent_at, v.channel.last_reply_at()) + DeadlineFor(head.purpose)) {
-          std::string what = std::string(head.purpose == Purpose::kHeartbeat ? "no pong" : "no reply") + " within " +
-                             std::to_string(DeadlineFor(head.purpose).count()) + " ms";
-          if (head.purpose == Purpose::kVote) {
-            if (Command* c = FindActive(head.command)) {
-              what += c->is_query ? " to a query" : " to seq " + std::to_string(c->seq);
-            }
+        std::string what = std::string(head.purpose == Purpose::kHeartbeat ? "no pong" : "no reply") + " within " +
+                           std::to_string(DeadlineFor(head.purpose).count()) + " ms";
+        if (head.purpose == Purpose::kVote) {
+          if (Command* c = FindActive(head.command)) {
+            what += c->is_query ? " to a query" : " to seq " + std::to_string(c->seq);
           }
-          Log(LogLevel::kWarn, "variant_hung", {{"variant", v.config.name}, {"what", what}});
-          Kill(v, "hung: " + what, voter::OutcomeKind::kHung, what);
-          continue;
         }
+        Log(LogLevel::kWarn, "variant_hung", {{"variant", v.config.name}, {"what", what}});
+        Kill(v, "hung: " + what, voter::OutcomeKind::kHung, what);
+        continue;
       }
-      // (Syncing with no round because the checkpoint is refused is not the
-      // variant's fault: a restart would not help, so it waits for a person.)
-      if ((v.state == VariantState::kStarting || (v.state == VariantState::kSyncing && !round && !checkpoint_problem)) &&
-          now - v.state_since > milliseconds(config.sync_deadline_ms)) {
+      if (const auto due = ProgressDue(v); due && now > *due) {
         Kill(v, std::string("no progress while ") + Name(v.state) + " for " + std::to_string(config.sync_deadline_ms) + " ms",
              std::nullopt, "");
       }
