@@ -38,6 +38,7 @@
 #include "nvs/core/restart_intensity.h"
 #include "recovery.h"
 #include "nvs/core/retest.h"
+#include "nvs/core/standby.h"
 #include "nvs/core/sync_round.h"
 #include "nvs/core/variant_channel.h"
 #include "nvs/supervisor/variant_process.h"
@@ -2007,7 +2008,7 @@ struct Supervisor::Impl {
     for (const auto& v : variants) {
       if (IsPacing(v, answering_since)) return false;
     }
-    // standby: Dispatch asks Active(), which promotes a voting variant if
+    // standby: Dispatch asks PromoteIfNeeded(), which promotes a voting variant if
     // the active cannot serve; here it is enough that one exists, and that
     // the active is not a process whose death is still being judged.
     if (const Variant* current = standby ? Find(active_name) : nullptr; current != nullptr && InExitGrace(*current)) {
@@ -2027,22 +2028,23 @@ struct Supervisor::Impl {
 
   // standby: the active variant, promoting the first voting variant (in
   // config order) when the active can no longer take commands.
-  Variant* Active() {
-    Variant* current = Find(active_name);
-    if (current != nullptr && Voting(*current) && !current->restart_when_idle) return current;
-    // An active whose process just exited is not replaced before its death
-    // is judged (what it died on decides what the backup may be sent).
-    if (current != nullptr && InExitGrace(*current)) return nullptr;
-    for (auto& v : variants) {
-      if (!Voting(v) || v.restart_when_idle) continue;
+  // standby: the variant that takes commands, after promoting a backup if
+  // the active cannot (ChooseActive: the rule, and its table test); nullptr
+  // when there is none for now.
+  Variant* PromoteIfNeeded() {
+    std::vector<StandbyMember> members;
+    for (const auto& v : variants) members.push_back({v.config.name, Voting(v) && !v.restart_when_idle, InExitGrace(v)});
+    const ActiveChoice choice = ChooseActive(active_name, members);
+    if (choice.kind == ActiveChoice::Kind::kPromote) {
+      const Variant* current = Find(active_name);
       const std::string why = "the active " + active_name + " cannot take commands (" +
                               (current != nullptr ? current->last_fault : std::string("gone")) + ")";
-      Log(LogLevel::kWarn, "promoted", {{"variant", v.config.name}, {"previous", active_name}, {"why", why}});
-      Publish("promoted", {{"variant", v.config.name}, {"previous", active_name}, {"why", why}});
-      active_name = v.config.name;
-      return &v;
+      Log(LogLevel::kWarn, "promoted", {{"variant", choice.name}, {"previous", active_name}, {"why", why}});
+      Publish("promoted", {{"variant", choice.name}, {"previous", active_name}, {"why", why}});
+      active_name = choice.name;
     }
-    return nullptr;
+    return choice.kind == ActiveChoice::Kind::kKeep || choice.kind == ActiveChoice::Kind::kPromote ? Find(choice.name)
+                                                                                                   : nullptr;
   }
 
   // standby: the decision for a command sent to the active alone.
@@ -2110,7 +2112,7 @@ struct Supervisor::Impl {
     } else {
       Log(LogLevel::kWarn, "verdict", {{"seq", c.seq}, {"verdict", "POISON"}, {"reason", verdict.reason}});
       OnPoison(c);
-      Active();  // promote now, before the next command
+      PromoteIfNeeded();  // now, before the next command
     }
   }
 
@@ -2391,7 +2393,7 @@ struct Supervisor::Impl {
   // quarantines.
   bool StartProbe(Command& c) {
     c.probed = true;
-    Variant* target = Active();
+    Variant* target = PromoteIfNeeded();
     if (target == nullptr || target->config.name == c.standby_active) {
       c.probe = {{"outcome", "inconclusive"}, {"detail", "no backup to probe with"}};
       return false;
@@ -2487,7 +2489,7 @@ struct Supervisor::Impl {
   // probe ran) and is committed on its answer. If the active changed again
   // meanwhile, the probe says nothing about the new one: quarantined.
   bool DeliverAfterProbe(Command& c) {
-    Variant* target = Active();
+    Variant* target = PromoteIfNeeded();
     if (target == nullptr || target->config.name != c.probe.value("variant", "")) return false;
     c.probe["delivered"] = true;
     c.probe["failed_active"] = c.standby_active;
@@ -2679,7 +2681,7 @@ struct Supervisor::Impl {
     // Every configured variant has an outcome: the voters start pending; the
     // others (failed, restarting, syncing) are excluded, so a vote never
     // waits for a variant that was not asked.
-    Variant* the_active = standby ? Active() : nullptr;
+    Variant* the_active = standby ? PromoteIfNeeded() : nullptr;
     if (the_active != nullptr) c.standby_active = the_active->config.name;
     for (auto& v : variants) {
       const bool votes = standby ? &v == the_active
@@ -3680,7 +3682,7 @@ struct Supervisor::Impl {
   // ---- the state machine step ----------------------------------------------------
 
   void Pump() {
-    if (standby && ready) Active();  // a backup takes over as soon as the active is gone, not at the next command
+    if (standby && ready) PromoteIfNeeded();  // a backup takes over as soon as the active is gone, not at the next command
     for (int guard = 0; guard < 1000; ++guard) {
       bool changed = false;
       for (auto& c : active) {
