@@ -24,6 +24,7 @@
 
 #include "nvs/core/admission_queue.h"
 #include "nvs/core/blame.h"
+#include "nvs/core/checkpointer.h"
 #include "cgroups.h"
 #include "env.h"
 #include "client_gate.h"
@@ -266,14 +267,7 @@ struct Supervisor::Impl {
   std::optional<Checkpoint> checkpoint;
   int commits_since_checkpoint = 0;
 
-  struct PendingCheckpoint {
-    std::uint64_t seq = 0;
-    std::optional<std::string> state;
-    std::optional<std::string> snapshot_digest;
-    std::string snapshot_from;
-    std::map<std::string, std::optional<std::string>> digests;  // variant -> digest
-  };
-  std::optional<PendingCheckpoint> pending_checkpoint;
+  Checkpointer checkpointer;  // a periodic checkpoint in the making
 
   // A sync round (only when the pipeline is quiescent): every live variant
   // reports its digest; the digest the trusted variants hold wins; a donor's
@@ -657,7 +651,7 @@ struct Supervisor::Impl {
       --commits;
       commits_since_checkpoint = static_cast<int>(tail.size());
     }
-    pending_checkpoint.reset();
+    checkpointer.Abandon();
     for (auto& v : variants) {
       if (v.state == VariantState::kHealthy) v.needs_sync = true;
     }
@@ -1228,7 +1222,7 @@ struct Supervisor::Impl {
     for (std::size_t i = 0; i < requests.size(); ++i) {
       const Sent& sent = *requests[i];
       if (sent.purpose == Purpose::kCheckpointDigest || sent.purpose == Purpose::kCheckpointSnapshot) {
-        pending_checkpoint.reset();  // abandoned; the next one will do
+        checkpointer.Abandon();  // the next one will do
       } else if (sent.purpose == Purpose::kProbeSnapshot && probe && probe->command == sent.command) {
         EndProbe("inconclusive", "the new active " + v.config.name + " failed while its state was taken: " + detail);
       }
@@ -1475,17 +1469,11 @@ struct Supervisor::Impl {
         OnProbeSnapshot(sent.command, std::get<proto::StateReply>(reply));
         break;
       case Purpose::kCheckpointDigest:
-        if (pending_checkpoint && pending_checkpoint->seq == sent.seq) {
-          pending_checkpoint->digests[v.config.name] = std::get<proto::DigestReply>(reply).digest;
-        }
+        checkpointer.OnDigest(v.config.name, sent.seq, std::get<proto::DigestReply>(reply).digest);
         break;
       case Purpose::kCheckpointSnapshot:
-        if (pending_checkpoint && pending_checkpoint->seq == sent.seq) {
-          const auto& state = std::get<proto::StateReply>(reply);
-          pending_checkpoint->state = state.state;
-          pending_checkpoint->snapshot_digest = state.digest;
-          pending_checkpoint->digests[v.config.name] = state.digest;
-        }
+        checkpointer.OnSnapshot(v.config.name, sent.seq, std::get<proto::StateReply>(reply).state,
+                                std::get<proto::StateReply>(reply).digest);
         break;
     }
   }
@@ -1984,7 +1972,7 @@ struct Supervisor::Impl {
   }
 
   bool Quiescent() const {
-    if (pending_checkpoint) return false;
+    if (checkpointer.pending()) return false;
     for (const auto& c : active) {
       if (!c.verdict) return false;
     }
@@ -2869,7 +2857,7 @@ struct Supervisor::Impl {
       // restarted for its hang: its new incarnation did nothing wrong.)
       if (!c.retest_outcomes.count(name)) MarkDivergent(c, *Find(name), CountedOutcome(c, name).result);
     }
-    if (!c.is_query && commits_since_checkpoint >= config.checkpoint_interval && !pending_checkpoint) {
+    if (!c.is_query && commits_since_checkpoint >= config.checkpoint_interval && !checkpointer.pending()) {
       StartCheckpoint(c);
     }
   }
@@ -3051,64 +3039,56 @@ struct Supervisor::Impl {
       }
     }
     if (agreeing.empty()) return;
-    PendingCheckpoint pending;
-    pending.seq = c.seq;
-    pending.snapshot_from = agreeing.front()->config.name;
-    Send(*agreeing.front(), proto::SnapshotRequest{c.seq}, Purpose::kCheckpointSnapshot, "state");
-    pending.digests[pending.snapshot_from] = std::nullopt;
+    const std::string snapshot_from = agreeing.front()->config.name;
+    std::vector<Variant*> others;
     for (auto& v : variants) {
-      if (v.state != VariantState::kHealthy || v.needs_sync || v.config.name == pending.snapshot_from) continue;
+      if (v.state != VariantState::kHealthy || v.needs_sync || v.config.name == snapshot_from) continue;
       if (!standby && c.outcomes.at(v.config.name).kind == voter::OutcomeKind::kExcluded) continue;
-      Send(v, proto::DigestRequest{c.seq}, Purpose::kCheckpointDigest, "digest");
-      pending.digests[v.config.name] = std::nullopt;
+      others.push_back(&v);
     }
-    pending_checkpoint = std::move(pending);
+    std::vector<std::string> names;
+    for (const Variant* v : others) names.push_back(v->config.name);
+    checkpointer.Start(c.seq, snapshot_from, names);
+    Send(*agreeing.front(), proto::SnapshotRequest{c.seq}, Purpose::kCheckpointSnapshot, "state");
+    for (Variant* v : others) Send(*v, proto::DigestRequest{c.seq}, Purpose::kCheckpointDigest, "digest");
   }
 
   void AdvanceCheckpoint() {
-    if (!pending_checkpoint) return;
-    for (const auto& [name, digest] : pending_checkpoint->digests) {
-      if (!digest) return;
+    // (Taken out of the checkpointer first: a failed flush below undoes
+    // commits, which abandons what is pending.)
+    const auto decision = checkpointer.Take();
+    if (!decision) return;
+    const Checkpointer::Decision& d = *decision;
+    if (!d.accepted) {
+      Log(LogLevel::kWarn, "checkpoint_rejected", {{"seq", d.seq}, {"reason", "no majority for the snapshot's digest"}});
+      for (const auto& name : d.asked) {
+        if (Variant* v = Find(name)) v->needs_sync = true;  // let a round settle who is right
+      }
+      return;
     }
-    // Taken out first: a failed flush below undoes commits, which drops the
-    // pending checkpoint (a reference into it would dangle).
-    const PendingCheckpoint p = std::move(*pending_checkpoint);
-    pending_checkpoint.reset();
-    std::map<std::string, int> votes;
-    for (const auto& [name, digest] : p.digests) ++votes[*digest];
-    const auto majority = static_cast<int>(p.digests.size()) / 2 + 1;
-    if (p.snapshot_digest && votes[*p.snapshot_digest] >= majority && p.state) {
-      // A checkpoint holds only commits whose verdicts are on disk: while the
-      // journal is in trouble, or if this flush fails, there is none (a later
-      // one is taken when the journal is back).
-      if (journal_trouble) return;
-      if (journal) {
-        Flushed flushed = journal->Flush(/*force=*/true);
-        if (!flushed.ok()) {
-          OnJournalFailure(flushed);
-          return;
-        }
+    // A checkpoint holds only commits whose verdicts are on disk: while the
+    // journal is in trouble, or if this flush fails, there is none (a later
+    // one is taken when the journal is back).
+    if (journal_trouble) return;
+    if (journal) {
+      Flushed flushed = journal->Flush(/*force=*/true);
+      if (!flushed.ok()) {
+        OnJournalFailure(flushed);
+        return;
       }
-      checkpoint = Checkpoint{p.seq, *p.state, *p.snapshot_digest};
-      SaveCheckpoint();
-      std::erase_if(tail, [&](const CommittedEntry& e) { return e.seq <= p.seq; });
-      commits_since_checkpoint = static_cast<int>(tail.size());
-      Log(LogLevel::kDebug, "checkpoint", {{"seq", p.seq}, {"digest", checkpoint->digest}});
-      for (const auto& [name, digest] : p.digests) {
-        if (*digest != checkpoint->digest) {
-          Variant& v = *Find(name);
-          v.last_fault = "state digest differs at checkpoint seq " + std::to_string(p.seq);
-          v.restart_when_idle = true;
-          v.stop_reason = v.last_fault;
-          Log(LogLevel::kWarn, "digest_mismatch", {{"variant", name}, {"seq", p.seq}, {"digest", *digest},
-                                                   {"expected", checkpoint->digest}});
-        }
-      }
-    } else {
-      Log(LogLevel::kWarn, "checkpoint_rejected", {{"seq", p.seq}, {"reason", "no majority for the snapshot's digest"}});
-      for (auto& v : variants) {
-        if (p.digests.count(v.config.name)) v.needs_sync = true;  // let a round settle who is right
-      }
+    }
+    checkpoint = Checkpoint{d.seq, d.state, d.digest};
+    SaveCheckpoint();
+    std::erase_if(tail, [&](const CommittedEntry& e) { return e.seq <= d.seq; });
+    commits_since_checkpoint = static_cast<int>(tail.size());
+    Log(LogLevel::kDebug, "checkpoint", {{"seq", d.seq}, {"digest", checkpoint->digest}});
+    for (const auto& name : d.mismatched) {
+      Variant& v = *Find(name);
+      v.last_fault = "state digest differs at checkpoint seq " + std::to_string(d.seq);
+      v.restart_when_idle = true;
+      v.stop_reason = v.last_fault;
+      Log(LogLevel::kWarn, "digest_mismatch", {{"variant", name}, {"seq", d.seq}, {"digest", d.digests.at(name)},
+                                               {"expected", checkpoint->digest}});
     }
   }
 
