@@ -27,6 +27,11 @@ class SystemEnvImpl : public Env {
       }
     }
   }
+  Result<std::unique_ptr<Process>> Spawn(const SpawnSpec& spec) override {
+    auto process = VariantProcess::Spawn(spec);
+    if (!process.ok()) return process.status();
+    return std::unique_ptr<Process>(std::move(process.value()));
+  }
 };
 
 }  // namespace

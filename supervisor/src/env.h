@@ -1,13 +1,18 @@
 // What nvsd's decisions read from the world besides its inputs: the time
 // (monotonic, for deadlines; the wall clock, for the time_ns commands carry
-// and the times reports show) and randomness (the variants' secrets). All of
-// Supervisor::Impl reads them here, so that a test or a simulation can give
-// it a clock and a seed of its own (ARCHITECTURE.md §7).
+// and the times reports show), randomness (the variants' secrets), and the
+// processes it starts. All of Supervisor::Impl reads and starts them here,
+// so that a test or a simulation can give it a clock, a seed and processes
+// of its own (ARCHITECTURE.md §7).
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+
+#include "nvs/status.h"
+#include "nvs/supervisor/variant_process.h"
 
 namespace nvs::supervisor {
 
@@ -18,9 +23,12 @@ class Env {
   virtual std::int64_t UnixNowNs() = 0;
   // Fills `out` with unpredictable bytes (or throws).
   virtual void RandomBytes(unsigned char* out, std::size_t size) = 0;
+  // Starts a process (a variant, a probe, a retest's). Fails with a
+  // readable message when it cannot start.
+  virtual Result<std::unique_ptr<Process>> Spawn(const SpawnSpec& spec) = 0;
 };
 
-// The real one: steady_clock, the system clock, getrandom(2).
+// The real one: steady_clock, the system clock, getrandom(2), VariantProcess.
 Env& SystemEnv();
 
 }  // namespace nvs::supervisor

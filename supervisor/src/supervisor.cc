@@ -128,7 +128,7 @@ struct Variant {
   VariantState state = VariantState::kDown;
   int incarnation = 0;
   std::string identity;  // NVS_VARIANT of the current incarnation
-  std::unique_ptr<VariantProcess> process;
+  std::unique_ptr<Process> process;
   // What is out at its process, held or paced (a sync round's catch-up).
   VariantChannel channel;
   Clock::time_point state_since;
@@ -399,7 +399,7 @@ struct Supervisor::Impl {
     std::unique_ptr<Retest> retest;
     std::optional<PendingRelease> release;  // a release's retest (then `command` is unused)
     std::uint64_t command = 0;  // 0: the suspect at the front of `suspects`
-    std::map<std::string, std::unique_ptr<VariantProcess>> processes;
+    std::map<std::string, std::unique_ptr<Process>> processes;
     std::map<std::string, Clock::time_point> exit_seen;  // process gone, its last messages maybe still coming
   };
   std::optional<RunningRetest> retest;
@@ -433,7 +433,7 @@ struct Supervisor::Impl {
     std::uint64_t command = 0;  // the command's id
     std::string target;         // the new active, whose program it runs
     std::string identity;
-    std::unique_ptr<VariantProcess> process;
+    std::unique_ptr<Process> process;
     bool said_hello = false;
     std::optional<proto::StateReply> snapshot;  // the target's state before the command
     Clock::time_point started;
@@ -974,7 +974,7 @@ struct Supervisor::Impl {
 
   std::set<pid_t> OwnChildren() const {
     std::set<pid_t> known;
-    const auto add = [&](const std::unique_ptr<VariantProcess>& p) {
+    const auto add = [&](const std::unique_ptr<Process>& p) {
       if (p) known.insert(p->pid());
     };
     for (const auto& v : variants) add(v.process);
@@ -1111,7 +1111,7 @@ struct Supervisor::Impl {
       SetState(v, VariantState::kFailed, spec.status().message());
       return;
     }
-    auto process = VariantProcess::Spawn(spec.value());
+    auto process = env.Spawn(spec.value());
     if (!process.ok()) {
       Log(LogLevel::kError, "spawn_failed", {{"variant", v.config.name}, {"error", process.status().message()}});
       v.last_fault = process.status().message();
@@ -2138,8 +2138,7 @@ struct Supervisor::Impl {
     json probes = json::array();
     for (const auto& p : r.retest->probes()) {
       auto spec = SpecFor(Find(p.variant)->config, p.identity, "retest.log");
-      auto process = spec.ok() ? VariantProcess::Spawn(spec.value())
-                               : Result<std::unique_ptr<VariantProcess>>(spec.status());
+      auto process = spec.ok() ? env.Spawn(spec.value()) : Result<std::unique_ptr<Process>>(spec.status());
       if (!process.ok()) {
         r.retest->OnSpawnFailed(p.identity, process.status().message(), Now());
         probes.push_back({{"variant", p.variant}, {"probe", p.identity}, {"error", process.status().message()}});
@@ -2419,7 +2418,7 @@ struct Supervisor::Impl {
     p.identity = "probe." + std::to_string(++probes_started);
     auto spec = SpecFor(vc, p.identity, "probe.log");
     if (!spec.ok()) return spec.status();
-    auto process = VariantProcess::Spawn(spec.value());
+    auto process = env.Spawn(spec.value());
     if (!process.ok()) return process.status();
     p.process = std::move(process.value());
     p.started = p.phase_since = Now();

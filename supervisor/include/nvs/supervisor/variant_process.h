@@ -39,33 +39,50 @@ struct ExitInfo {
   std::string Describe() const;  // "killed by SIGSEGV", "exited with status 3"
 };
 
-class VariantProcess {
+// A process nvsd started, as nvsd sees it. VariantProcess is the real one;
+// a simulation gives its own (supervisor/src/env.h, Env::Spawn).
+class Process {
+ public:
+  virtual ~Process() = default;
+
+  virtual int pid() const = 0;
+  virtual int pidfd() const = 0;      // readable once the process has exited (-1: none to poll)
+  virtual int stderr_fd() const = 0;  // -1 after EOF (or none to poll)
+
+  // Reads what is available on stderr into the log and the tail. Never blocks.
+  virtual void DrainStderr() = 0;
+  virtual const std::string& stderr_tail() const = 0;
+
+  // Opens the stderr log file again (after logrotate moved it away).
+  virtual void ReopenLog() = 0;
+
+  // Sends `signal` to the whole process group (and the process itself).
+  virtual void SignalGroup(int signal) const = 0;
+
+  // Non-blocking: the exit information once the process has exited (reaped
+  // on the first call that sees it), else nullopt.
+  virtual std::optional<ExitInfo> TryReap() = 0;
+  virtual const std::optional<ExitInfo>& exit_info() const = 0;
+};
+
+class VariantProcess : public Process {
  public:
   // Starts the process. Fails with a readable message when it cannot start.
   static Result<std::unique_ptr<VariantProcess>> Spawn(const SpawnSpec& spec);
 
-  ~VariantProcess();  // kills the process group and reaps, if still running
+  ~VariantProcess() override;  // kills the process group and reaps, if still running
   VariantProcess(const VariantProcess&) = delete;
   VariantProcess& operator=(const VariantProcess&) = delete;
 
-  int pid() const { return pid_; }
-  int pidfd() const { return pidfd_; }            // readable once the process has exited
-  int stderr_fd() const { return stderr_fd_; }    // -1 after EOF
-
-  // Reads what is available on stderr into the log and the tail. Never blocks.
-  void DrainStderr();
-  const std::string& stderr_tail() const { return tail_; }
-
-  // Opens the stderr log file again (after logrotate moved it away).
-  void ReopenLog();
-
-  // Sends `signal` to the whole process group (and the process itself).
-  void SignalGroup(int signal) const;
-
-  // Non-blocking: the exit information once the process has exited (reaped
-  // on the first call that sees it), else nullopt.
-  std::optional<ExitInfo> TryReap();
-  const std::optional<ExitInfo>& exit_info() const { return exit_; }
+  int pid() const override { return pid_; }
+  int pidfd() const override { return pidfd_; }
+  int stderr_fd() const override { return stderr_fd_; }
+  void DrainStderr() override;
+  const std::string& stderr_tail() const override { return tail_; }
+  void ReopenLog() override;
+  void SignalGroup(int signal) const override;
+  std::optional<ExitInfo> TryReap() override;
+  const std::optional<ExitInfo>& exit_info() const override { return exit_; }
 
   std::chrono::steady_clock::time_point started_at() const { return started_at_; }
 
