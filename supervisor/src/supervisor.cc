@@ -27,6 +27,7 @@
 #include "nvs/core/checkpointer.h"
 #include "cgroups.h"
 #include "env.h"
+#include "variant_transport.h"
 #include "client_gate.h"
 #include "nvs/supervisor/journal.h"
 #include "nvs/supervisor/state_dir.h"
@@ -252,7 +253,10 @@ struct Supervisor::Impl {
   // closed after it: a CURVE server without its handler lets anyone in.
   std::unique_ptr<ClientGate> client_gate;
   zmq::socket_t clients{context, zmq::socket_type::router};
-  zmq::socket_t variants_socket{context, zmq::socket_type::router};
+  // The variants endpoint (variant_transport.h): what the decisions use is
+  // `variant_transport`; the poll loop also polls the socket itself.
+  ZmqVariantTransport variants_socket{context};
+  VariantTransport* variant_transport = &variants_socket;
   std::optional<zmq::socket_t> events;
   std::vector<Variant> variants;
   std::map<std::string, std::size_t> by_identity;
@@ -863,40 +867,13 @@ struct Supervisor::Impl {
   // One message to a variant or probe through the ROUTER_MANDATORY variants
   // socket; false when its connection is gone or its queue is full.
   bool SendToIdentity(const std::string& identity, const std::string& bytes) {
-    const std::string& wire = WireId(identity);
-    try {
-      if (!variants_socket.send(zmq::buffer(wire), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
-        return false;
-      }
-    } catch (const zmq::error_t& e) {
-      if (e.num() == EHOSTUNREACH) return false;
-      throw;
-    }
-    variants_socket.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
-    return true;
+    return variant_transport->Send(WireId(identity), bytes);
   }
 
   // Whether the connection that carried `identity`'s messages is gone from
-  // the variants socket, so that nothing it sent can still arrive: with
-  // ROUTER_MANDATORY, libzmq refuses a message for a routing id whose pipe is
-  // terminating or terminated (EHOSTUNREACH), and a pipe only terminates
-  // after the I/O thread has handed over everything read before the
-  // connection closed (what is still unread is read by the next drain).
-  // Used only for processes seen dead; when the connection is still up, the
-  // probe is an empty message to a dead process, which nothing reads.
-  bool ConnectionGone(const std::string& identity) {
-    const std::string& wire = WireId(identity);
-    try {
-      if (!variants_socket.send(zmq::buffer(wire), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
-        return false;  // queue full: still connected
-      }
-    } catch (const zmq::error_t& e) {
-      if (e.num() == EHOSTUNREACH) return true;
-      throw;
-    }
-    variants_socket.send(zmq::const_buffer(nullptr, 0), zmq::send_flags::dontwait);
-    return false;
-  }
+  // the variants socket, so that nothing it sent can still arrive (used
+  // only for processes seen dead).
+  bool ConnectionGone(const std::string& identity) { return variant_transport->ConnectionGone(WireId(identity)); }
 
   // Its head was answered: what was held or paced behind it goes out. A
   // held command decided meanwhile other than by a commit (a poison, a
@@ -1056,8 +1033,8 @@ struct Supervisor::Impl {
   }
 
   // The identity of a routing id nvsd gave out, or nullptr.
-  const std::string* IdentityOf(const zmq::message_t& routing_id) {
-    const auto it = identity_of.find(routing_id.to_string());
+  const std::string* IdentityOf(const std::string& routing_id) {
+    const auto it = identity_of.find(routing_id);
     if (it != identity_of.end()) return &it->second;
     if (++unknown_peers == 1 || unknown_peers % 1000 == 0) {
       Log(LogLevel::kWarn, "unknown_variant_peer",
@@ -1320,28 +1297,21 @@ struct Supervisor::Impl {
   // Reads what the variants sent, at most `max` messages; true when it
   // emptied the socket.
   bool DrainVariantSocket(int max = kMaxMessagesPerTurn) {
-    zmq::message_t identity;
+    std::string identity;
+    std::vector<std::string> parts;
     for (int taken = 0;; ++taken) {
       if (taken >= max) return false;
-      if (!variants_socket.recv(identity, zmq::recv_flags::dontwait)) return true;
-      std::vector<zmq::message_t> parts;
-      bool more = identity.more();
-      while (more) {
-        zmq::message_t part;
-        if (!variants_socket.recv(part, zmq::recv_flags::none)) break;
-        more = part.more();
-        parts.push_back(std::move(part));
-      }
+      if (!variant_transport->Receive(&identity, &parts)) return true;
       const std::string* known = IdentityOf(identity);
       if (known == nullptr) continue;
       const std::string& from = *known;
       if (spare && from == spare->identity) {
-        OnSpareMessage(parts.size() == 1 ? parts[0].to_string_view() : std::string_view());
+        OnSpareMessage(parts.size() == 1 ? std::string_view(parts[0]) : std::string_view());
         continue;
       }
       if (probe && from == probe->identity) {
         if (parts.size() == 1) {
-          OnProbeMessage(parts[0].to_string_view());
+          OnProbeMessage(std::string_view(parts[0]));
         } else {
           EndProbe(probe->phase == Probe::Phase::kApplying ? "failed" : "inconclusive", "sent a multi-part message");
         }
@@ -1349,7 +1319,7 @@ struct Supervisor::Impl {
       }
       if (retest && retest->retest->Owns(from)) {
         // (PumpRetest, later in the turn, sends what it asks for.)
-        retest->retest->OnMessage(from, parts.size() == 1 ? parts[0].to_string_view() : "multi-part", Now());
+        retest->retest->OnMessage(from, parts.size() == 1 ? std::string_view(parts[0]) : "multi-part", Now());
         continue;
       }
       auto it = by_identity.find(from);
@@ -1366,7 +1336,7 @@ struct Supervisor::Impl {
         Kill(v, "sent a multi-part message", voter::OutcomeKind::kProtocolError, "multi-part message");
         continue;
       }
-      OnVariantMessage(v, parts[0].to_string_view());
+      OnVariantMessage(v, std::string_view(parts[0]));
     }
   }
 
@@ -3818,20 +3788,8 @@ struct Supervisor::Impl {
       clients.set(zmq::sockopt::sndhwm, 10000);
       clients.bind(config.client_endpoint);
       OwnerOnly(config.client_endpoint);
-      variants_socket.set(zmq::sockopt::linger, 0);
-      variants_socket.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(proto::kMaxMessageBytes + 4096));
-      // Bounded queues: what a flooding variant sends beyond them is dropped
-      // by ZeroMQ (and the flood is a protocol fault when it is read).
-      variants_socket.set(zmq::sockopt::rcvhwm, 100000);
-      variants_socket.set(zmq::sockopt::sndhwm, 100000);
-      // A send to a routing id whose connection is gone fails: how nvsd
-      // knows a dead variant's last replies are all in (ConnectionGone).
-      variants_socket.set(zmq::sockopt::router_mandatory, true);
       clients.set(zmq::sockopt::rcvhwm, 100000);
-      if (config.variant_endpoint.rfind("ipc://", 0) == 0) {
-        std::filesystem::remove(config.variant_endpoint.substr(6), ec);
-      }
-      variants_socket.bind(config.variant_endpoint);
+      if (Status bound = variants_socket.Bind(config.variant_endpoint); !bound.ok()) return bound;
       OwnerOnly(config.variant_endpoint);
       if (!config.event_endpoint.empty()) {
         events.emplace(context, zmq::socket_type::pub);
@@ -3995,13 +3953,12 @@ struct Supervisor::Impl {
     }
     const auto until = Now() + milliseconds(config.stop_grace_ms);
     while ((!snapshot || digests.size() + 1 < idle.size()) && Now() < until) {
-      zmq::pollitem_t item{variants_socket.handle(), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, std::max(milliseconds(1), std::chrono::duration_cast<milliseconds>(until - Now())));
-      zmq::message_t identity;
-      while (variants_socket.recv(identity, zmq::recv_flags::dontwait)) {
-        zmq::message_t body;
-        if (!identity.more() || !variants_socket.recv(body, zmq::recv_flags::none)) continue;
-        auto decoded = proto::DecodeReply(body.to_string_view());
+      variant_transport->Wait(std::max(milliseconds(1), std::chrono::duration_cast<milliseconds>(until - Now())));
+      std::string identity;
+      std::vector<std::string> parts;
+      while (variant_transport->Receive(&identity, &parts)) {
+        if (parts.size() != 1) continue;
+        auto decoded = proto::DecodeReply(parts[0]);
         if (!decoded.ok() || proto::SeqOf(decoded.value()) != seq) continue;
         const std::string* from = IdentityOf(identity);
         if (from == nullptr) continue;
@@ -4095,7 +4052,7 @@ struct Supervisor::Impl {
     while (!stopping) {
       std::vector<zmq::pollitem_t> items;
       items.push_back({clients.handle(), 0, ZMQ_POLLIN, 0});
-      items.push_back({variants_socket.handle(), 0, ZMQ_POLLIN, 0});
+      items.push_back({variants_socket.socket().handle(), 0, ZMQ_POLLIN, 0});
       items.push_back({nullptr, signal_fd, ZMQ_POLLIN, 0});
       std::vector<std::pair<std::size_t, bool>> fds;  // (variant index, is pidfd)
       for (std::size_t i = 0; i < variants.size(); ++i) {
@@ -4143,7 +4100,7 @@ struct Supervisor::Impl {
       const bool settling = std::any_of(variants.begin(), variants.end(), [](const Variant& v) { return InExitGrace(v); }) ||
                             (retest && !retest->exit_seen.empty());
       if (settling) {
-        items.push_back({nullptr, variants_socket.get(zmq::sockopt::fd), ZMQ_POLLIN, 0});
+        items.push_back({nullptr, variants_socket.socket().get(zmq::sockopt::fd), ZMQ_POLLIN, 0});
         fds.emplace_back(kWakeSlot, false);
       }
       // client_curve: the ZAP handler and the client socket's monitor, after every fd.
