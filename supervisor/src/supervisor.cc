@@ -26,6 +26,7 @@
 #include "nvs/core/blame.h"
 #include "nvs/core/checkpointer.h"
 #include "cgroups.h"
+#include "client_transport.h"
 #include "env.h"
 #include "variant_transport.h"
 #include "client_gate.h"
@@ -155,12 +156,6 @@ struct ClientAddress {
   std::string user;
 };
 
-// The User-Id the ZAP handler gave the connection a message came on ("" if none).
-std::string UserIdOf(const zmq::message_t& message) {
-  const char* user = zmq_msg_gets(message.handle(), "User-Id");
-  return user != nullptr ? std::string(user) : std::string();
-}
-
 struct Command {
   std::uint64_t id = 0;
   // The ordinal of its verdict record in the journal (Impl::AppendRecord); 0: none.
@@ -252,7 +247,10 @@ struct Supervisor::Impl {
   // client_curve: the ZAP handler. Declared before `clients` so that it is
   // closed after it: a CURVE server without its handler lets anyone in.
   std::unique_ptr<ClientGate> client_gate;
-  zmq::socket_t clients{context, zmq::socket_type::router};
+  // The client endpoint (client_transport.h): the decisions use
+  // `client_transport`; the ZAP handler and the poll loop, the socket.
+  ZmqClientTransport clients{context};
+  ClientTransport* client_transport = &clients;
   // The variants endpoint (variant_transport.h): what the decisions use is
   // `variant_transport`; the poll loop also polls the socket itself.
   ZmqVariantTransport variants_socket{context};
@@ -728,26 +726,8 @@ struct Supervisor::Impl {
     }
   }
 
-  enum class SendResult { kSent, kFull, kGone };
-
-  // One reply's frames through the ROUTER_MANDATORY client socket: sent, or
-  // the client's queue is full, or the client is gone.
-  SendResult TrySend(const std::vector<std::string>& frames) {
-    try {
-      if (!clients.send(zmq::buffer(frames[0]), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
-        return SendResult::kFull;
-      }
-    } catch (const zmq::error_t& e) {
-      if (e.num() == EHOSTUNREACH) return SendResult::kGone;
-      throw;
-    }
-    // Once the first frame is taken, the rest of the message is too.
-    for (std::size_t i = 1; i < frames.size(); ++i) {
-      clients.send(zmq::buffer(frames[i]),
-                   (i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none) | zmq::send_flags::dontwait);
-    }
-    return SendResult::kSent;
-  }
+  using SendResult = ClientTransport::SendResult;
+  SendResult TrySend(const std::vector<std::string>& frames) { return client_transport->Send(frames); }
 
   void Queue(const std::string& peer, Backlog& backlog, std::vector<std::string> frames) {
     for (const auto& f : frames) backlog.bytes += f.size();
@@ -1131,7 +1111,7 @@ struct Supervisor::Impl {
     }
     // A client request that arrived during this turn is served first: after
     // a failover the next command should not wait behind a fork and exec.
-    const bool client_waiting = (clients.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0;
+    const bool client_waiting = client_transport->Waiting();
     const bool undecided = client_waiting ||
                            std::any_of(active.begin(), active.end(), [](const Command& c) { return !c.verdict; });
     for (auto& v : variants) {
@@ -1483,20 +1463,14 @@ struct Supervisor::Impl {
   // another's request either.
   void DrainClientSocket() {
     const auto until = Now() + kClientTurnBudget;
-    zmq::message_t frame;
-    for (int taken = 0; taken < kMaxClientMessagesPerTurn && clients.recv(frame, zmq::recv_flags::dontwait); ++taken) {
+    std::vector<std::string> frames;
+    std::string user;
+    for (int taken = 0; taken < kMaxClientMessagesPerTurn && client_transport->Receive(&frames, &user); ++taken) {
       ClientAddress address;
-      std::vector<zmq::message_t> frames;
-      frames.push_back(std::move(frame));
-      while (frames.back().more()) {
-        zmq::message_t next;
-        if (!clients.recv(next, zmq::recv_flags::none)) break;
-        frames.push_back(std::move(next));
-      }
       if (frames.size() >= 2) {
         // [identity, (empty delimiter of a REQ,) payload]; extra frames are an error.
-        for (std::size_t i = 0; i + 1 < frames.size(); ++i) address.envelope.push_back(frames[i].to_string());
-        if (config.client_curve) address.user = UserIdOf(frames.back());
+        for (std::size_t i = 0; i + 1 < frames.size(); ++i) address.envelope.push_back(frames[i]);
+        if (config.client_curve) address.user = user;
         const bool req_envelope = address.envelope.size() == 2 && address.envelope[1].empty();
         if (cut_off.count(address.envelope[0]) != 0) {
           ++client_counters.requests_ignored;  // (its cut-off was logged)
@@ -1505,7 +1479,7 @@ struct Supervisor::Impl {
           RejectUnreadable(address, proto::ClientReply::Rejected(std::nullopt, "bad_request",
                                                                  "a request is one single-part message"));
         } else {
-          OnClientRequest(address, frames.back().to_string_view());
+          OnClientRequest(address, frames.back());
         }
       }
       if (Now() >= until) break;
@@ -2410,7 +2384,7 @@ struct Supervisor::Impl {
     if (spare && (next == nullptr || spare->target != next->config.name)) spare.reset();
     if (spare || next == nullptr) return;
     if (std::any_of(active.begin(), active.end(), [](const Command& c) { return !c.verdict; })) return;
-    if ((clients.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0) return;
+    if (client_transport->Waiting()) return;
     if (Now() < spare_not_before) return;
     auto started = StartProbeProcess(next->config);
     if (!started.ok()) {
@@ -3773,22 +3747,13 @@ struct Supervisor::Impl {
     }
     if (config.client_curve) {
       // Before the bind: no client may meet the CURVE server before its ZAP handler.
-      auto gate = ClientGate::Open(context, clients, *config.client_curve);
+      auto gate = ClientGate::Open(context, clients.socket(), *config.client_curve);
       if (!gate.ok()) return gate.status();
       client_gate = std::move(gate.value());
     }
     try {
-      clients.set(zmq::sockopt::linger, 0);
-      clients.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(proto::kMaxMessageBytes));
-      // A reply for a client whose queue is full is an error to handle, not
-      // a silent drop (ROUTER's default): an outside test lost blocks of
-      // 250-500 replies without a word. The queue is deep, and what it
-      // cannot take waits in nvsd's own backlog (SendNow).
-      clients.set(zmq::sockopt::router_mandatory, true);
-      clients.set(zmq::sockopt::sndhwm, 10000);
-      clients.bind(config.client_endpoint);
+      if (Status bound = clients.Bind(config.client_endpoint); !bound.ok()) return bound;
       OwnerOnly(config.client_endpoint);
-      clients.set(zmq::sockopt::rcvhwm, 100000);
       if (Status bound = variants_socket.Bind(config.variant_endpoint); !bound.ok()) return bound;
       OwnerOnly(config.variant_endpoint);
       if (!config.event_endpoint.empty()) {
@@ -4051,7 +4016,7 @@ struct Supervisor::Impl {
     if (!started.ok()) return started;
     while (!stopping) {
       std::vector<zmq::pollitem_t> items;
-      items.push_back({clients.handle(), 0, ZMQ_POLLIN, 0});
+      items.push_back({clients.socket().handle(), 0, ZMQ_POLLIN, 0});
       items.push_back({variants_socket.socket().handle(), 0, ZMQ_POLLIN, 0});
       items.push_back({nullptr, signal_fd, ZMQ_POLLIN, 0});
       std::vector<std::pair<std::size_t, bool>> fds;  // (variant index, is pidfd)
