@@ -28,6 +28,7 @@
 #include "cgroups.h"
 #include "client_transport.h"
 #include "env.h"
+#include "event_sink.h"
 #include "variant_transport.h"
 #include "client_gate.h"
 #include "nvs/supervisor/journal.h"
@@ -255,7 +256,10 @@ struct Supervisor::Impl {
   // `variant_transport`; the poll loop also polls the socket itself.
   ZmqVariantTransport variants_socket{context};
   VariantTransport* variant_transport = &variants_socket;
-  std::optional<zmq::socket_t> events;
+  // The event endpoint (event_sink.h), when configured; events go to
+  // `event_sink` (nullptr: none).
+  std::optional<ZmqEventSink> events;
+  EventSink* event_sink = nullptr;
   std::vector<Variant> variants;
   std::map<std::string, std::size_t> by_identity;
   std::optional<QuarantineStore> quarantine;
@@ -511,13 +515,12 @@ struct Supervisor::Impl {
   }
 
   void Publish(const std::string& event, json body) {
-    if (!events) return;
+    if (event_sink == nullptr) return;
     StripProbeResults(body);
     body["event"] = event;
     body["time_ns"] = env.UnixNowNs();
     const std::string text = body.dump(-1, ' ', false, json::error_handler_t::replace);
-    events->send(zmq::buffer(event), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-    events->send(zmq::buffer(text), zmq::send_flags::dontwait);
+    event_sink->Publish(event, text);
   }
 
   // `record`: the ordinal of the journal record the reply rests on (0: none).
@@ -3757,9 +3760,9 @@ struct Supervisor::Impl {
       if (Status bound = variants_socket.Bind(config.variant_endpoint); !bound.ok()) return bound;
       OwnerOnly(config.variant_endpoint);
       if (!config.event_endpoint.empty()) {
-        events.emplace(context, zmq::socket_type::pub);
-        events->set(zmq::sockopt::linger, 0);
-        events->bind(config.event_endpoint);
+        events.emplace(context);
+        if (Status bound = events->Bind(config.event_endpoint); !bound.ok()) return bound;
+        event_sink = &*events;
         OwnerOnly(config.event_endpoint);
       }
     } catch (const zmq::error_t& e) {
