@@ -101,6 +101,15 @@ int EmptyV2(const fs::path& dir) {
   if (before.empty()) return 0;
   if (WriteText(dir / "cgroup.kill", "1")) return static_cast<int>(before.size());
   const bool frozen = WriteText(dir / "cgroup.freeze", "1");
+  // (Frozen once cgroup.events says so, at most 100 ms: nothing in it forks any more.)
+  const auto is_frozen = [&] {
+    std::ifstream events(dir / "cgroup.events");
+    for (std::string line; std::getline(events, line);) {
+      if (line == "frozen 1") return true;
+    }
+    return false;
+  };
+  for (int i = 0; frozen && i < 100 && !is_frozen(); ++i) poll(nullptr, 0, 1);
   std::set<pid_t> killed;
   for (int round = 0; round < 100; ++round) {
     bool more = false;
@@ -142,12 +151,19 @@ void RemoveStale(const fs::path& parent, const std::string& name_prefix) {
 }
 
 // The leaves supervisor.PID (cgroup v2) that nvsd processes which are gone
-// moved themselves into: removed (a live one holds its nvsd).
+// moved themselves into: removed when empty (one whose nvsd is alive, or
+// that is being set up, is left alone).
 void RemoveEmptyLeaves(const fs::path& parent, const std::string& name_prefix) {
   std::error_code ec;
   for (fs::directory_iterator it(parent, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    if (name.rfind(name_prefix, 0) != 0 || name == name_prefix + std::to_string(getpid())) continue;
+    if (name.rfind(name_prefix, 0) != 0) continue;
+    const std::string pid = name.substr(name_prefix.size());
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (pid == std::to_string(getpid())) continue;
+    std::string comm;
+    std::ifstream(fs::path("/proc") / pid / "comm") >> comm;
+    if (comm == "nvsd") continue;  // (alive)
     if (Pids(it->path() / "cgroup.procs").empty()) rmdir(it->path().c_str());
   }
 }
@@ -219,12 +235,23 @@ std::unique_ptr<VariantCgroups> VariantCgroups::OpenV2(const std::string& name, 
       // itself into a leaf beside its variants' folder, as a delegated
       // service should (supervisor.PID; emptied by then, removed by the
       // next start), and tries again.
+      // If that does not do it either (other processes share the cgroup),
+      // nvsd goes back where it was and removes the leaf.
+      const int refused = errno;
       const fs::path leaf = parent / ("supervisor." + name.substr(name.rfind('.') + 1));
-      const bool moved = errno == EBUSY && (mkdir(leaf.c_str(), 0755) == 0 || errno == EEXIST) &&
-                         WriteText(leaf / "cgroup.procs", std::to_string(getpid()));
-      if (!moved || !WriteText(parent / "cgroup.subtree_control", "+pids")) {
+      const std::string self = std::to_string(getpid());
+      bool enabled = false;
+      if (refused == EBUSY && (mkdir(leaf.c_str(), 0755) == 0 || errno == EEXIST)) {
+        if (WriteText(leaf / "cgroup.procs", self)) {
+          enabled = WriteText(parent / "cgroup.subtree_control", "+pids");
+          if (!enabled) WriteText(parent / "cgroup.procs", self);
+        }
+        if (!enabled) rmdir(leaf.c_str());
+      }
+      if (!enabled) {
         no_pids = "pids cannot be enabled in " + (parent / "cgroup.subtree_control").string() + ": " +
-                  std::strerror(errno) + " (other processes share nvsd's cgroup: give nvsd one of its own)";
+                  std::strerror(refused) +
+                  (refused == EBUSY ? " (other processes share nvsd's cgroup: give nvsd one of its own)" : "");
       }
     }
   }

@@ -31,16 +31,20 @@ bool ZmqClientTransport::Receive(std::vector<std::string>* frames, std::string* 
   if (!socket_.recv(frame, zmq::recv_flags::dontwait)) return false;
   frames->clear();
   user->clear();
+  // The ZAP handler's word for the connection, which every frame carries:
+  // taken from the last one received.
+  const auto take_user = [&](zmq::message_t& m) {
+    const char* id = zmq_msg_gets(m.handle(), "User-Id");
+    *user = id != nullptr ? id : "";
+  };
   bool more = frame.more();
+  take_user(frame);
   frames->push_back(frame.to_string());
   while (more) {
     zmq::message_t next;
     if (!socket_.recv(next, zmq::recv_flags::none)) break;
     more = next.more();
-    if (!more) {
-      const char* id = zmq_msg_gets(next.handle(), "User-Id");  // the ZAP handler's word for the connection
-      if (id != nullptr) *user = id;
-    }
+    take_user(next);
     frames->push_back(next.to_string());
   }
   return true;

@@ -1,9 +1,10 @@
 // What nvsd's decisions read from the world besides its inputs: the time
 // (monotonic, for deadlines; the wall clock, for the time_ns commands carry
 // and the times reports show), randomness (the variants' secrets), and the
-// processes it starts. All of Supervisor::Impl reads and starts them here,
-// so that a test or a simulation can give it a clock, a seed and processes
-// of its own (ARCHITECTURE.md §7).
+// processes it starts. Supervisor::Impl's decisions read and start them
+// here, so that a test or a simulation can give it a clock, a seed and
+// processes of its own (ARCHITECTURE.md §7). (Not yet through here: the
+// journal writer's timing of `fsync: batch`, and the timestamps of log lines.)
 #pragma once
 
 #include <chrono>

@@ -3529,7 +3529,7 @@ struct Supervisor::Impl {
     for (auto& v : variants) {
       if (InExitGrace(v)) continue;  // dead: SettleExits judges it
       if (v.state == VariantState::kStopping) {
-        if (const auto due = StopDue(v); due && now >= *due && v.process) v.process->SignalGroup(SIGKILL);
+        if (const auto due = StopDue(v); due && now > *due && v.process) v.process->SignalGroup(SIGKILL);
         continue;
       }
       if (InFlight(v) > kMaxInFlightPerVariant) {

@@ -252,8 +252,8 @@ std::string EncodeJournalRecord(const JournalRecord& r) {
     body["seq"] = r.seq;
     body["time_ns"] = r.time_ns;
     body["id"] = r.id;
-    put("client", r.client);
-    put("fingerprint", r.fingerprint);
+    body["client"] = r.client;
+    body["fingerprint"] = r.fingerprint;
     put("key", r.key);
     body["cmd"] = AsJson(r.cmd);
   } else if (r.type == "verdict") {
@@ -267,9 +267,9 @@ std::string EncodeJournalRecord(const JournalRecord& r) {
     } else if (r.verdict == "EXPIRED" || r.verdict == "ABANDONED") {
       put("reason", r.reason);
     } else {
-      put("report", r.report);
-      put("fingerprint", r.fingerprint);
-      put("reason", r.reason);
+      body["report"] = r.report;
+      body["fingerprint"] = r.fingerprint;
+      body["reason"] = r.reason;
     }
   } else if (r.type == "start") {
     body["time_ns"] = r.time_ns;

@@ -84,10 +84,10 @@ struct JournalRecord {
 // A record's body as nvsd writes it: the one encoder of the schema that
 // ParseJournalRecord reads (protocol/JOURNAL.md). `cmd`, `result` and
 // `config` are JSON text, written as JSON (a text that is not JSON is
-// written as a string); members that are empty are left out, and a verdict
-// has the members of its kind: COMMIT `result` (and `result_digest`),
-// EXPIRED and ABANDONED `reason`, the others `report`, `fingerprint` and
-// `reason`.
+// written as a string); `key` is left out when empty (a plain endpoint),
+// and a verdict has the members of its kind: COMMIT `result` (and
+// `result_digest`), EXPIRED and ABANDONED `reason` (when given), the others
+// `report`, `fingerprint` and `reason`.
 std::string EncodeJournalRecord(const JournalRecord& record);
 
 // Reads one record's body. A body nvsd does not write (not JSON, not an
