@@ -125,20 +125,25 @@ int EmptyV2(const fs::path& dir) {
   return static_cast<int>(killed.size());
 }
 
+// Whether `name` is PREFIX followed by the pid of an nvsd that is gone
+// (not this one, and no live nvsd has that pid).
+bool OfADeadNvsd(const std::string& name, const std::string& name_prefix) {
+  if (name.rfind(name_prefix, 0) != 0) return false;
+  const std::string pid = name.substr(name_prefix.size());
+  if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) return false;
+  if (pid == std::to_string(getpid())) return false;
+  std::string comm;
+  std::ifstream(fs::path("/proc") / pid / "comm") >> comm;
+  return comm != "nvsd";  // (alive: its own)
+}
+
 // An nvsd that was killed (SIGKILL, a crash) left its folder NAME.PID
 // behind, maybe with processes in it: those whose nvsd is gone are emptied
 // (each process killed) and removed.
 void RemoveStale(const fs::path& parent, const std::string& name_prefix) {
   std::error_code ec;
   for (fs::directory_iterator it(parent, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (name.rfind(name_prefix, 0) != 0) continue;
-    const std::string pid = name.substr(name_prefix.size());
-    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
-    if (pid == std::to_string(getpid())) continue;
-    std::string comm;
-    std::ifstream(fs::path("/proc") / pid / "comm") >> comm;
-    if (comm == "nvsd") continue;  // (alive: its own)
+    if (!OfADeadNvsd(it->path().filename().string(), name_prefix)) continue;
     for (fs::directory_iterator sub(it->path(), ec), done; !ec && sub != done; sub.increment(ec)) {
       if (!sub->is_directory(ec)) continue;
       if (!WriteText(sub->path() / "cgroup.kill", "1")) {
@@ -156,14 +161,7 @@ void RemoveStale(const fs::path& parent, const std::string& name_prefix) {
 void RemoveEmptyLeaves(const fs::path& parent, const std::string& name_prefix) {
   std::error_code ec;
   for (fs::directory_iterator it(parent, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (name.rfind(name_prefix, 0) != 0) continue;
-    const std::string pid = name.substr(name_prefix.size());
-    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
-    if (pid == std::to_string(getpid())) continue;
-    std::string comm;
-    std::ifstream(fs::path("/proc") / pid / "comm") >> comm;
-    if (comm == "nvsd") continue;  // (alive)
+    if (!OfADeadNvsd(it->path().filename().string(), name_prefix)) continue;
     if (Pids(it->path() / "cgroup.procs").empty()) rmdir(it->path().c_str());
   }
 }
