@@ -15,6 +15,18 @@ JournalRecord RoundTrip(const JournalRecord& record) {
   return parsed.ok() ? parsed.value() : JournalRecord{};
 }
 
+// A COMMIT verdict record.
+JournalRecord Commit(std::uint64_t seq, const std::string& id, const std::string& result, const std::string& key = "") {
+  JournalRecord r;
+  r.type = "verdict";
+  r.seq = seq;
+  r.id = id;
+  r.key = key;
+  r.verdict = "COMMIT";
+  r.result = result;
+  return r;
+}
+
 TEST(JournalRecords, AnAdmitReadsBackAsWritten) {
   JournalRecord admit;
   admit.type = "admit";
@@ -37,12 +49,7 @@ TEST(JournalRecords, AnAdmitReadsBackAsWritten) {
 }
 
 TEST(JournalRecords, EachVerdictKindReadsBackWithItsMembers) {
-  JournalRecord commit;
-  commit.type = "verdict";
-  commit.seq = 7;
-  commit.id = "r-7";
-  commit.verdict = "COMMIT";
-  commit.result = R"({"changed":[],"ok":true})";
+  const JournalRecord commit = Commit(7, "r-7", R"({"changed":[],"ok":true})");
   JournalRecord back = RoundTrip(commit);
   EXPECT_EQ(back.verdict, "COMMIT");
   EXPECT_EQ(back.result, commit.result);
@@ -88,14 +95,7 @@ TEST(JournalRecords, AStartKeepsTheConfigItRanWith) {
 // What the skim (PeekJournalRecord) vouches for, the parse reads to the
 // same values: true of every record the encoder writes.
 TEST(JournalRecords, TheSkimAgreesWithTheParseOnEncodedRecords) {
-  JournalRecord verdict;
-  verdict.type = "verdict";
-  verdict.seq = 9;
-  verdict.id = "r-9";
-  verdict.key = "bob";
-  verdict.verdict = "COMMIT";
-  verdict.result = R"({"ok":true})";
-  const std::string text = EncodeJournalRecord(verdict);
+  const std::string text = EncodeJournalRecord(Commit(9, "r-9", R"({"ok":true})", "bob"));
   const auto head = PeekJournalRecord(text);
   ASSERT_TRUE(head.has_value()) << text;
   EXPECT_EQ(head->type, "verdict");
