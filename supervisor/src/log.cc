@@ -22,7 +22,17 @@ std::string IsoTime(std::int64_t unix_ns) {
   return buffer;
 }
 
+namespace {
+thread_local LogSink* thread_sink = nullptr;
+}  // namespace
+
+void SetThreadLogSink(LogSink* sink) { thread_sink = sink; }
+
 void Log(LogLevel level, std::string_view event, nlohmann::json fields) {
+  if (thread_sink != nullptr) {
+    thread_sink->Write(level, event, fields);
+    return;
+  }
   static const char* const kLevels[] = {"debug", "info", "warn", "error"};
   nlohmann::json line = nlohmann::json::object();
   line["ts"] = IsoTime(UnixNowNs());

@@ -1,16 +1,10 @@
 #include "quarantine_store.h"
 
 #include <algorithm>
+#include <cctype>
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
-#include <fstream>
+#include <filesystem>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "nvs/protocol/messages.h"
 
@@ -23,29 +17,6 @@ bool TooDeep(const std::string& text) {
   return protocol::JsonNestingDepth(text, protocol::kMaxDocumentJsonDepth) > protocol::kMaxDocumentJsonDepth;
 }
 
-// A file of this folder, never through a link, and only one of nvsd's user:
-// `nvs quarantine show` once returned a root-only file through a linked
-// snapshot.
-std::optional<std::string> ReadText(const std::filesystem::path& path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) return std::nullopt;
-  struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
-    close(fd);
-    return std::nullopt;
-  }
-  std::string text;
-  char buffer[65536];
-  for (;;) {
-    const ssize_t n = read(fd, buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    text.append(buffer, static_cast<std::size_t>(n));
-  }
-  close(fd);
-  return text;
-}
-
 bool ValidId(const std::string& id) {
   if (id.empty() || id.size() > 100) return false;
   for (char c : id) {
@@ -56,66 +27,56 @@ bool ValidId(const std::string& id) {
 
 }  // namespace
 
-Status WriteFileAtomically(const std::filesystem::path& path, const std::string& content) {
-  const std::string temporary = path.string() + ".tmp";
-  // A leftover (or a link planted there) is removed, never written through:
-  // a linked .tmp once made a release overwrite a root file.
-  unlink(temporary.c_str());
-  const int fd = open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) return Status::Error(temporary + ": " + std::strerror(errno));
-  std::size_t written = 0;
-  while (written < content.size()) {
-    const ssize_t n = write(fd, content.data() + written, content.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const std::string error = std::strerror(errno);
-      close(fd);
-      unlink(temporary.c_str());
-      return Status::Error(temporary + ": " + error);
-    }
-    written += static_cast<std::size_t>(n);
-  }
-  if (fsync(fd) != 0 || close(fd) != 0) {
-    const std::string error = std::strerror(errno);
-    unlink(temporary.c_str());
-    return Status::Error(temporary + ": " + error);
-  }
-  if (rename(temporary.c_str(), path.c_str()) != 0) {
-    const std::string error = std::strerror(errno);
-    unlink(temporary.c_str());
-    return Status::Error(path.string() + ": " + error);
-  }
-  const int dir = open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir >= 0) {
-    fsync(dir);
-    close(dir);
-  }
-  return Status::Ok();
-}
-
 Result<QuarantineStore> QuarantineStore::Open(const std::filesystem::path& dir, std::vector<std::string>& warnings) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Status::Error(dir.string() + ": " + ec.message());
   std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
-  QuarantineStore store(dir);
-  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
-    const auto& path = entry.path();
+  auto opened = PosixStateDir::Open(dir);
+  if (!opened.ok()) return opened.status();
+  opened.value()->ReadOwnFilesOnly();
+  std::shared_ptr<StateDir> owned = std::move(opened.value());
+  auto store = Open(*owned, "", warnings);
+  if (store.ok()) store.value().owned_ = std::move(owned);
+  return store;
+}
+
+Result<QuarantineStore> QuarantineStore::Open(StateDir& state, const std::string& folder,
+                                              std::vector<std::string>& warnings) {
+  QuarantineStore store(state, folder);
+  auto names = state.List(folder);
+  if (!names.ok()) return names.status();
+  for (const auto& name : names.value()) {
+    const std::filesystem::path path(name);
     if (path.extension() != ".json" || path.stem().extension() == ".state") continue;
-    const std::string text = ReadText(path).value_or("");
+    const std::string text = store.ReadFile(name).value_or("");
     const json report = TooDeep(text) ? json(json::value_t::discarded)
                                       : json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (report.is_discarded() || !report.is_object() || !report.contains("id") || !report["id"].is_string() ||
         !report.contains("fingerprint") || !report["fingerprint"].is_string() || !report.contains("status") ||
         !report["status"].is_string()) {
-      warnings.push_back(path.string() + ": not a quarantine report (skipped)");
+      warnings.push_back(state.Where(store.PathOf(name)).string() + ": not a quarantine report (skipped)");
       continue;
     }
     store.Index(report["id"].get<std::string>(), report["fingerprint"].get<std::string>(),
                 report["status"].get<std::string>());
   }
-  if (ec) return Status::Error(dir.string() + ": " + ec.message());
   return store;
+}
+
+// Written atomically (a temporary file, fsync, rename, fsync of the folder).
+Status QuarantineStore::WriteFile(const std::string& name, const std::string& content) {
+  StorageError error;
+  return state_->WriteAtomically(PathOf(name), content, &error);
+}
+
+// Never through a link, and only a regular file of nvsd's user (the state
+// dir's Read): `nvs quarantine show` once returned a root-only file through
+// a linked snapshot.
+std::optional<std::string> QuarantineStore::ReadFile(const std::string& name) const {
+  auto text = state_->Read(PathOf(name));
+  if (!text.ok()) return std::nullopt;
+  return std::move(text.value());
 }
 
 void QuarantineStore::Index(const std::string& id, const std::string& fingerprint, const std::string& status) {
@@ -154,7 +115,7 @@ Status QuarantineStore::Write(const std::string& id, const std::string& report_j
   // The block list changes first: a poison command stays blocked (in memory)
   // even when the disk refuses the report.
   Index(id, report["fingerprint"].get<std::string>(), report["status"].get<std::string>());
-  return WriteFileAtomically(dir_ / (id + ".json"), report.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+  return WriteFile(id + ".json", report.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
 }
 
 Status QuarantineStore::WriteThenIndex(const std::string& id, const std::string& report_json) {
@@ -164,29 +125,28 @@ Status QuarantineStore::WriteThenIndex(const std::string& id, const std::string&
       !report["fingerprint"].is_string() || !report.contains("status") || !report["status"].is_string()) {
     return Status::Error("report " + id + " lacks a fingerprint or status");
   }
-  Status written =
-      WriteFileAtomically(dir_ / (id + ".json"), report.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+  Status written = WriteFile(id + ".json", report.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
   if (written.ok()) Index(id, report["fingerprint"].get<std::string>(), report["status"].get<std::string>());
   return written;
 }
 
 Result<std::string> QuarantineStore::WriteAttachment(const std::string& name, const std::string& content) {
   if (!ValidId(name)) return Status::Error("invalid attachment name '" + name + "'");
-  Status written = WriteFileAtomically(dir_ / name, content);
+  Status written = WriteFile(name, content);
   if (!written.ok()) return written;
   return name;
 }
 
 std::optional<std::string> QuarantineStore::Read(const std::string& id) const {
   if (!ValidId(id)) return std::nullopt;
-  auto text = ReadText(dir_ / (id + ".json"));
+  auto text = ReadFile(id + ".json");
   if (!text || TooDeep(*text)) return std::nullopt;
   return text;
 }
 
 std::optional<std::string> QuarantineStore::ReadAttachment(const std::string& name) const {
   if (!ValidId(name)) return std::nullopt;
-  auto text = ReadText(dir_ / name);
+  auto text = ReadFile(name);
   if (!text || TooDeep(*text)) return std::nullopt;
   return text;
 }

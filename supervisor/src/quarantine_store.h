@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <set>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "nvs/status.h"
+#include "nvs/supervisor/state_dir.h"
 
 namespace nvs::supervisor {
 
@@ -21,6 +23,12 @@ class QuarantineStore {
   // report that cannot be read (not JSON, no string id, fingerprint and
   // status, or nested deeper than protocol::kMaxDocumentJsonDepth) is named
   // in `warnings` and skipped, never fatal.
+  // The reports are in `folder` of `state` (which must outlive the store;
+  // nvsd's is "quarantine"), read and written only through it (never
+  // through a link, nothing but regular files).
+  static Result<QuarantineStore> Open(StateDir& state, const std::string& folder, std::vector<std::string>& warnings);
+  // The same over the folder `dir` itself (created if needed), for tools
+  // and tests.
   static Result<QuarantineStore> Open(const std::filesystem::path& dir, std::vector<std::string>& warnings);
 
   // True when a report with status "blocked" or "rejected" (blocked for
@@ -56,13 +64,17 @@ class QuarantineStore {
   // Every report's id, oldest first (ids start with the sequence number).
   std::vector<std::string> ids() const;
   std::size_t report_count() const { return status_of_.size(); }
-  const std::filesystem::path& dir() const { return dir_; }
 
  private:
-  explicit QuarantineStore(std::filesystem::path dir) : dir_(std::move(dir)) {}
+  QuarantineStore(StateDir& state, std::string folder) : state_(&state), folder_(std::move(folder)) {}
   void Index(const std::string& id, const std::string& fingerprint, const std::string& status);
+  std::string PathOf(const std::string& name) const { return folder_.empty() ? name : folder_ + "/" + name; }
+  Status WriteFile(const std::string& name, const std::string& content);
+  std::optional<std::string> ReadFile(const std::string& name) const;
 
-  std::filesystem::path dir_;
+  std::shared_ptr<StateDir> owned_;  // the path form's own state dir
+  StateDir* state_;
+  std::string folder_;
   std::map<std::string, std::string> blocked_;    // fingerprint -> report id
   std::map<std::string, std::string> status_of_;  // report id -> status
   std::map<std::string, std::string> fingerprint_of_;
@@ -83,9 +95,5 @@ std::string SnapshotFileName(const nlohmann::json& report);
 
 // The report's status; "" when absent or not a string.
 std::string ReportStatus(const nlohmann::json& report);
-
-// Writes `content` to `path` atomically: a temporary file, fsync, rename,
-// fsync of the folder.
-Status WriteFileAtomically(const std::filesystem::path& path, const std::string& content);
 
 }  // namespace nvs::supervisor

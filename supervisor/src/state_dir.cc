@@ -255,12 +255,18 @@ Result<std::string> PosixStateDir::Read(const std::string& path, bool* missing) 
     return parent.status();
   }
   const auto [dir, name] = parent.value();
-  const int fd = openat(dir, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  // (O_NONBLOCK: a FIFO planted here must not stop nvsd; it is refused below.)
+  const int fd = openat(dir, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
   const int error_number = errno;
   close(dir);
   if (fd < 0) {
     if (missing != nullptr) *missing = error_number == ENOENT;
     return Status::Error(Where(path).string() + ": " + std::strerror(error_number));
+  }
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (own_files_only_ && st.st_uid != geteuid())) {
+    close(fd);
+    return Status::Error(Where(path).string() + ": not a regular file of this user");
   }
   std::string content;
   char buffer[1 << 16];

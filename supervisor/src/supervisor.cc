@@ -114,11 +114,6 @@ constexpr std::size_t kMaxCutOffRemembered = 1024;
 // A sync round's catch-up goes out this many requests ahead of the
 // variant's answers (PumpPaced), well below kMaxInFlightPerVariant.
 constexpr std::size_t kCatchUpWindow = 128;
-// The poll slot of the standby probe's descriptors (not a variant index).
-constexpr std::size_t kProbeSlot = static_cast<std::size_t>(-1);
-constexpr std::size_t kSpareSlot = static_cast<std::size_t>(-2);
-constexpr std::size_t kRetestSlot = static_cast<std::size_t>(-3);  // a retest's probe (Run)
-constexpr std::size_t kWakeSlot = static_cast<std::size_t>(-4);    // a wake-up only (Run)
 // After a spare probe failed (died, could not start, said something), the
 // next one waits this long: a program that dies at start must not become a
 // fork loop.
@@ -245,22 +240,27 @@ struct Supervisor::Impl {
   // env.UnixNowNs() below, never the system's directly.
   Env& env;
   Config config;
-  zmq::context_t context{1};
-  // client_curve: the ZAP handler. Declared before `clients` so that it is
-  // closed after it: a CURVE server without its handler lets anyone in.
-  std::unique_ptr<ClientGate> client_gate;
-  // The client endpoint (client_transport.h): the decisions use
-  // `client_transport`; the ZAP handler and the poll loop, the socket.
-  ZmqClientTransport clients{context};
-  ClientTransport* client_transport = &clients;
-  // The variants endpoint (variant_transport.h): what the decisions use is
-  // `variant_transport`; the poll loop also polls the socket itself.
-  ZmqVariantTransport variants_socket{context};
-  VariantTransport* variant_transport = &variants_socket;
-  // The event endpoint (event_sink.h), when configured; events go to
-  // `event_sink` (nullptr: none).
-  std::optional<ZmqEventSink> events;
+  // The real endpoints (StartShell): ZeroMQ sockets and the ZAP handler.
+  // A simulation gives its own transports and has none of these.
+  struct Sockets {
+    zmq::context_t context{1};
+    // client_curve: the ZAP handler. Declared before `clients` so that it is
+    // closed after it: a CURVE server without its handler lets anyone in.
+    std::unique_ptr<ClientGate> client_gate;
+    ZmqClientTransport clients{context};
+    ZmqVariantTransport variants{context};
+    std::optional<ZmqEventSink> events;  // when configured
+  };
+  std::unique_ptr<Sockets> sockets;
+  // What the decisions use: the client endpoint (client_transport.h), the
+  // variants endpoint (variant_transport.h) and the event endpoint
+  // (event_sink.h; nullptr: none). The poll loop polls the sockets.
+  ClientTransport* client_transport = nullptr;
+  VariantTransport* variant_transport = nullptr;
   EventSink* event_sink = nullptr;
+  // A simulation's nvsd (Supervisor::Simulated): no subreaper, cgroups,
+  // orphan sweep or systemd.
+  bool simulated = false;
   std::vector<Variant> variants;
   std::map<std::string, std::size_t> by_identity;
   std::optional<QuarantineStore> quarantine;
@@ -291,7 +291,8 @@ struct Supervisor::Impl {
   };
   // The state dir (locked while nvsd runs), and the journal segment being
   // written in it.
-  std::unique_ptr<PosixStateDir> state;
+  std::unique_ptr<PosixStateDir> posix_state;  // the real one (StartShell)
+  StateDir* state = nullptr;                   // what nvsd reads and writes
   std::unique_ptr<JournalWriter> journal;
   FsyncPolicy journal_policy = FsyncPolicy::kAlways;
   std::uint64_t journal_segment = 0;  // index of the segment being written
@@ -605,11 +606,15 @@ struct Supervisor::Impl {
       Log(LogLevel::kError, "journal_degraded", {{"kind", kind}, {"reason", reason}});
       Publish("journal", {{"state", "degraded"}, {"kind", kind}, {"reason", reason}});
       journal_trouble = JournalTrouble{kind, reason, Now()};
+      journal_retry_at = Now() + std::chrono::seconds(1);
     } else {
+      // (Not a new retry time: while the segment is in doubt every flush
+      // fails, and a turn comes at least every heartbeat, so a retry put
+      // off at each failure never came, and nvsd never served again. The
+      // simulator found it.)
       journal_trouble->kind = kind;
       journal_trouble->reason = reason;
     }
-    journal_retry_at = Now() + std::chrono::seconds(1);
     // The replies that rest on records the flush lost (or left in doubt):
     // those from this ordinal on. Replies resting on records already on disk
     // (a retry answered from memory) are sent as they are.
@@ -948,6 +953,7 @@ struct Supervisor::Impl {
   }
 
   void KillOrphans(bool now = false) {
+    if (simulated) return;
     const auto at = Now();
     if (!now && at < next_orphan_check) return;
     next_orphan_check = at + milliseconds(250);
@@ -1603,6 +1609,17 @@ struct Supervisor::Impl {
       }
       return true;
     }
+    // Decided, but its verdict record may or may not be on disk: the retry
+    // gets the same answer once that is settled (RetryJournal), never an
+    // `unavailable` of its own while the first may still turn out committed.
+    const std::string key = RequestKey(c.client.user, c.request_id);
+    for (std::size_t i = 0, n = replies_in_doubt.size(); i < n; ++i) {
+      const OutgoingReply& held = replies_in_doubt[i];
+      if (held.reply.id && RequestKey(held.to.user, *held.reply.id) == key) {
+        replies_in_doubt.push_back({c.client, held.reply, held.record});
+        return true;
+      }
+    }
     bool attached = false;
     waiting.ForRequest(c.request_id, [&](Command& pending) {
       if (!attached && !pending.is_query && pending.client.user == c.client.user) {
@@ -2036,8 +2053,13 @@ struct Supervisor::Impl {
     Publish("verdict", {{"seq", c.seq}, {"query", c.is_query}, {"verdict", std::string(voter::ToString(verdict.kind))},
                         {"reason", verdict.reason}, {"active", asked}});
     if (verdict.kind == voter::VerdictKind::kCommit) {
-      OnCommit(c);
       // The backups follow, one behind: they apply only what was committed.
+      // (Before OnCommit: a periodic checkpoint it starts asks them for
+      // their digest after this command. The other way round, every
+      // checkpoint in standby mode compared the backups' state one command
+      // short, was rejected, and sent every variant through a sync round,
+      // during which a hung active had no backup to probe with and its
+      // command was quarantined: the simulator found it.)
       if (!c.is_query) {
         for (auto& v : variants) {
           if (v.config.name != asked && Voting(v)) {
@@ -2045,6 +2067,7 @@ struct Supervisor::Impl {
           }
         }
       }
+      OnCommit(c);
     } else {
       Log(LogLevel::kWarn, "verdict", {{"seq", c.seq}, {"verdict", "POISON"}, {"reason", verdict.reason}});
       OnPoison(c);
@@ -2229,23 +2252,39 @@ struct Supervisor::Impl {
     suspects.pop_front();
     std::vector<voter::Outcome> outcomes = r.Outcomes();
     bool inconclusive = false;
-    bool failed = false;
+    int failed = 0;
+    int survived = 0;
     for (const auto& o : outcomes) {
       inconclusive = inconclusive || !r.Conclusive(o.variant);
-      failed = failed || o.kind == voter::OutcomeKind::kCrashed || o.kind == voter::OutcomeKind::kHung ||
-               o.kind == voter::OutcomeKind::kProtocolError;
+      const bool fail = o.kind == voter::OutcomeKind::kCrashed || o.kind == voter::OutcomeKind::kHung ||
+                        o.kind == voter::OutcomeKind::kProtocolError;
+      failed += fail ? 1 : 0;
+      survived += !fail && r.Conclusive(o.variant) && o.kind == voter::OutcomeKind::kReply ? 1 : 0;
     }
     voter::Policy policy = config.policy;
     policy.configured = variants.size();
     voter::Verdict verdict = voter::Decide(outcomes, policy);
     std::string why;
     bool poison = false;
-    if (standby) {
+    if (standby && config.standby_policy == "quarantine") {
       // The active alone had it: a program that fails on it, or one that
-      // could not be tried, is reason enough (standby's own rule).
-      poison = failed || inconclusive;
-      why = failed ? "a fresh process failed on it (standby: a command a program fails on is not delivered)"
-                   : "it could not be run on every program, so it is not shown safe";
+      // could not be tried, is reason enough (the policy's own rule: a
+      // command the active fails on is never delivered).
+      poison = failed > 0 || inconclusive;
+      why = failed > 0 ? "a fresh process failed on it (standby policy quarantine: a command a program fails on is "
+                         "not delivered)"
+                       : "it could not be run on every program, so it is not shown safe";
+    } else if (standby) {
+      // Policy probe: live, a command the active fails on is still
+      // delivered when a probe of the next active's program survives it.
+      // The same here: poison when two programs fail on it, or none is
+      // shown to survive it. (One failing program alone is what the probe
+      // policy survives: quarantining it here, after a restart, refused a
+      // command the running nvsd would have carried out. The simulator
+      // found it.)
+      poison = failed >= 2 || survived == 0;
+      why = failed >= 2 ? "fresh processes of " + std::to_string(failed) + " programs failed on it"
+                        : "no fresh process could be shown to survive it";
     } else {
       poison = verdict.kind == voter::VerdictKind::kPoison ||
                (verdict.kind != voter::VerdictKind::kCommit && inconclusive);
@@ -3361,7 +3400,7 @@ struct Supervisor::Impl {
       }
       Log(LogLevel::kInfo, "ready", {{"healthy", healthy}, {"digest", r.chosen_digest}});
       Publish("ready", {{"healthy", healthy}});
-      sd_notify(0, "READY=1\nSTATUS=serving");
+      if (!simulated) sd_notify(0, "READY=1\nSTATUS=serving");
     }
   }
 
@@ -3674,10 +3713,20 @@ struct Supervisor::Impl {
   // the sync deadline passed), so start-up compares all of them at once.
   bool ReadyForRound() const {
     bool any = false;
+    // With no variant voting (at start-up, or after a command killed them
+    // all) the state is rebuilt from the checkpoint and the tail by each
+    // variant, and only their agreement shows a replay right: the round
+    // waits for those still starting (within sync_deadline_ms). Otherwise
+    // the first one back alone rebuilt it, unchecked, and its state became
+    // the checkpoint (the simulator found a variant that corrupts its state
+    // on one command handing that state to the others this way).
+    const bool any_voting = std::any_of(variants.begin(), variants.end(), [&](const Variant& v) { return Voting(v); });
     for (const auto& v : variants) {
       if (v.state == VariantState::kSyncing || (v.state == VariantState::kHealthy && v.needs_sync)) any = true;
-      if (!ready && v.state == VariantState::kStarting &&
-          Now() - started_at < milliseconds(config.sync_deadline_ms)) {
+      // (Not one that is down, to be restarted: one that dies at each start
+      // would hold up every round until it is given up.)
+      if (v.state == VariantState::kStarting && (!ready || !any_voting) &&
+          Now() - std::max(started_at, v.state_since) < milliseconds(config.sync_deadline_ms)) {
         return false;
       }
     }
@@ -3694,6 +3743,8 @@ struct Supervisor::Impl {
 
   // ---- run ---------------------------------------------------------------------------
 
+  // The real world around the decisions: the subreaper, the state dir
+  // (checked, locked), the cgroups, the sockets. Then StartCore.
   Status Start() {
     std::error_code ec;
     // Orphans of the variants come to nvsd, which kills them (KillOrphans).
@@ -3722,10 +3773,12 @@ struct Supervisor::Impl {
     if (Status above = CheckAncestors(dir); !above.ok()) return Status::Error("state_dir: " + above.message());
     auto opened_dir = PosixStateDir::Open(dir);
     if (!opened_dir.ok()) return Status::Error("state_dir " + opened_dir.status().message());
-    state = std::move(opened_dir.value());
+    posix_state = std::move(opened_dir.value());
+    posix_state->ReadOwnFilesOnly();
+    state = posix_state.get();
     // One nvsd per state dir: two would both append to its journal (an
     // outside test lost thousands of acknowledged commits that way).
-    Status locked = state->Lock();
+    Status locked = posix_state->Lock();
     if (!locked.ok()) return locked;
     fs::permissions(dir, fs::perms::owner_all, ec);
     for (const char* sub : {kJournalDir, "logs", "quarantine"}) {
@@ -3736,11 +3789,6 @@ struct Supervisor::Impl {
       return Status::Error("state_dir: " + tree.message());
     }
     for (const char* sub : {kJournalDir, "logs", "quarantine"}) fs::permissions(dir / sub, fs::perms::owner_all, ec);
-    std::vector<std::string> warnings;
-    auto store = QuarantineStore::Open(config.state_dir / "quarantine", warnings);
-    if (!store.ok()) return store.status();
-    quarantine = std::move(store.value());
-    for (const auto& w : warnings) Log(LogLevel::kWarn, "quarantine_store", {{"warning", w}});
 
     // (After the checks: a refused start leaves no cgroup behind.)
     cgroups = VariantCgroups::Open("nvsd." + std::to_string(getpid()), &no_cgroups);
@@ -3749,44 +3797,31 @@ struct Supervisor::Impl {
       std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
       bridge = self.parent_path() / "nvs-stdio-bridge";
     }
+    sockets = std::make_unique<Sockets>();
     if (config.client_curve) {
       // Before the bind: no client may meet the CURVE server before its ZAP handler.
-      auto gate = ClientGate::Open(context, clients.socket(), *config.client_curve);
+      auto gate = ClientGate::Open(sockets->context, sockets->clients.socket(), *config.client_curve);
       if (!gate.ok()) return gate.status();
-      client_gate = std::move(gate.value());
+      sockets->client_gate = std::move(gate.value());
     }
     try {
-      if (Status bound = clients.Bind(config.client_endpoint); !bound.ok()) return bound;
+      if (Status bound = sockets->clients.Bind(config.client_endpoint); !bound.ok()) return bound;
       OwnerOnly(config.client_endpoint);
-      if (Status bound = variants_socket.Bind(config.variant_endpoint); !bound.ok()) return bound;
+      if (Status bound = sockets->variants.Bind(config.variant_endpoint); !bound.ok()) return bound;
       OwnerOnly(config.variant_endpoint);
       if (!config.event_endpoint.empty()) {
-        events.emplace(context);
-        if (Status bound = events->Bind(config.event_endpoint); !bound.ok()) return bound;
-        event_sink = &*events;
+        sockets->events.emplace(sockets->context);
+        if (Status bound = sockets->events->Bind(config.event_endpoint); !bound.ok()) return bound;
+        event_sink = &*sockets->events;
         OwnerOnly(config.event_endpoint);
       }
     } catch (const zmq::error_t& e) {
       return Status::Error(std::string("cannot bind: ") + e.what());
     }
-    standby = config.mode == "standby";
-    active_name = config.variants.front().name;
-    Status recovered = Recover();
-    if (!recovered.ok()) return recovered;
-    // Which programs ran from here on: `nvs replay` starts the same ones
-    // when it is given no config.
-    JournalRecord start;
-    start.type = "start";
-    start.time_ns = env.UnixNowNs();
-    start.pid = getpid();
-    start.config = VariantsAndPolicyJson(config);
-    AppendRecord(EncodeJournalRecord(start));
-    for (const auto& vc : config.variants) {
-      Variant v;
-      v.config = vc;
-      v.intensity = RestartIntensity(config.restart.intensity, config.restart.period_ms);
-      variants.push_back(std::move(v));
-    }
+    client_transport = &sockets->clients;
+    variant_transport = &sockets->variants;
+    Status core = StartCore(getpid());
+    if (!core.ok()) return core;
     Log(LogLevel::kInfo, "starting",
         {{"client_endpoint", config.client_endpoint},
          {"client_security", config.client_curve ? "curve" : "none"},
@@ -3825,10 +3860,44 @@ struct Supervisor::Impl {
       watchdog_every = milliseconds(std::max<std::uint64_t>(1, watchdog_usec / 2000));
       Log(LogLevel::kInfo, "watchdog", {{"every_ms", watchdog_every->count()}});
     }
+    SpawnAll();
+    return Status::Ok();
+  }
+
+  // What every nvsd does at start, over whatever state dir and transports
+  // it was given: the quarantine decisions read, recovery, the `start`
+  // record (`pid`: whose). The variants are then spawned (SpawnAll).
+  Status StartCore(std::int64_t pid) {
+    std::vector<std::string> warnings;
+    auto store = QuarantineStore::Open(*state, "quarantine", warnings);
+    if (!store.ok()) return store.status();
+    quarantine = std::move(store.value());
+    for (const auto& w : warnings) Log(LogLevel::kWarn, "quarantine_store", {{"warning", w}});
+    standby = config.mode == "standby";
+    active_name = config.variants.front().name;
+    Status recovered = Recover();
+    if (!recovered.ok()) return recovered;
+    // Which programs ran from here on: `nvs replay` starts the same ones
+    // when it is given no config.
+    JournalRecord start;
+    start.type = "start";
+    start.time_ns = env.UnixNowNs();
+    start.pid = pid;
+    start.config = VariantsAndPolicyJson(config);
+    AppendRecord(EncodeJournalRecord(start));
+    for (const auto& vc : config.variants) {
+      Variant v;
+      v.config = vc;
+      v.intensity = RestartIntensity(config.restart.intensity, config.restart.period_ms);
+      variants.push_back(std::move(v));
+    }
+    return Status::Ok();
+  }
+
+  void SpawnAll() {
     for (auto& v : variants) Spawn(v, "start");
     variants_drained_at = Now();
     StartSuspectRetest();
-    return Status::Ok();
   }
 
   // Rebuilds what nvsd knew before it stopped (or was killed) from the
@@ -4015,51 +4084,52 @@ struct Supervisor::Impl {
     Log(LogLevel::kInfo, "stopped", {{"seq", last_seq}, {"commits", commits}});
   }
 
+  // Every process nvsd watches, with what to poll of it: its pidfd (until
+  // its exit was seen) and its stderr (until EOF). Run polls these; a
+  // simulation asks its own processes.
+  struct Watched {
+    const Process* process;
+    bool exit = false;    // poll its pidfd
+    bool output = false;  // poll its stderr
+  };
+  std::vector<Watched> WatchedProcesses() const {
+    std::vector<Watched> out;
+    for (const auto& v : variants) {
+      if (!v.process || v.process->exit_info()) continue;
+      // (A pidfd stays readable: once is enough.)
+      out.push_back({v.process.get(), !v.exit_seen_at, v.process->stderr_fd() >= 0});
+    }
+    for (const auto* one : {&probe, &spare}) {
+      if (!*one || !(*one)->process || (*one)->process->exit_info()) continue;
+      out.push_back({(*one)->process.get(), true, (*one)->process->stderr_fd() >= 0});
+    }
+    if (retest) {
+      for (const auto& [identity, process] : retest->processes) {
+        if (process->exit_info()) continue;
+        out.push_back({process.get(), !retest->exit_seen.count(identity), process->stderr_fd() >= 0});
+      }
+    }
+    return out;
+  }
+
   Status Run(int signal_fd) {
     Status started = Start();
     if (!started.ok()) return started;
     while (!stopping) {
       std::vector<zmq::pollitem_t> items;
-      items.push_back({clients.socket().handle(), 0, ZMQ_POLLIN, 0});
-      items.push_back({variants_socket.socket().handle(), 0, ZMQ_POLLIN, 0});
+      items.push_back({sockets->clients.socket().handle(), 0, ZMQ_POLLIN, 0});
+      items.push_back({sockets->variants.socket().handle(), 0, ZMQ_POLLIN, 0});
       items.push_back({nullptr, signal_fd, ZMQ_POLLIN, 0});
-      std::vector<std::pair<std::size_t, bool>> fds;  // (variant index, is pidfd)
-      for (std::size_t i = 0; i < variants.size(); ++i) {
-        auto& v = variants[i];
-        if (!v.process || v.process->exit_info()) continue;
-        if (!v.exit_seen_at) {  // (a pidfd stays readable: once is enough)
-          items.push_back({nullptr, v.process->pidfd(), ZMQ_POLLIN, 0});
-          fds.emplace_back(i, true);
+      const std::vector<Watched> watched = WatchedProcesses();
+      std::vector<std::pair<const Process*, bool>> polled;  // (process, is its pidfd), one per item from items[3]
+      for (const auto& w : watched) {
+        if (w.exit) {
+          items.push_back({nullptr, w.process->pidfd(), ZMQ_POLLIN, 0});
+          polled.emplace_back(w.process, true);
         }
-        if (v.process->stderr_fd() >= 0) {
-          items.push_back({nullptr, v.process->stderr_fd(), ZMQ_POLLIN, 0});
-          fds.emplace_back(i, false);
-        }
-      }
-      for (auto [one, slot] : {std::pair{&probe, kProbeSlot}, std::pair{&spare, kSpareSlot}}) {
-        if (!*one || !(*one)->process || (*one)->process->exit_info()) continue;
-        items.push_back({nullptr, (*one)->process->pidfd(), ZMQ_POLLIN, 0});
-        fds.emplace_back(slot, true);
-        if ((*one)->process->stderr_fd() >= 0) {
-          items.push_back({nullptr, (*one)->process->stderr_fd(), ZMQ_POLLIN, 0});
-          fds.emplace_back(slot, false);
-        }
-      }
-      // A retest's probes: slot kRetestSlot, their identities in order.
-      std::vector<std::string> retest_ids;
-      if (retest) {
-        for (const auto& [identity, process] : retest->processes) {
-          if (process->exit_info()) continue;
-          if (!retest->exit_seen.count(identity)) {
-            items.push_back({nullptr, process->pidfd(), ZMQ_POLLIN, 0});
-            fds.emplace_back(kRetestSlot, true);
-            retest_ids.push_back(identity);
-          }
-          if (process->stderr_fd() >= 0) {
-            items.push_back({nullptr, process->stderr_fd(), ZMQ_POLLIN, 0});
-            fds.emplace_back(kRetestSlot, false);
-            retest_ids.push_back(identity);
-          }
+        if (w.output) {
+          items.push_back({nullptr, w.process->stderr_fd(), ZMQ_POLLIN, 0});
+          polled.emplace_back(w.process, false);
         }
       }
       // While a dead process's connection may still be closing, the variants
@@ -4068,14 +4138,12 @@ struct Supervisor::Impl {
       // next kExitPoll. (Its readiness is only a hint: SettleExits looks.)
       const bool settling = std::any_of(variants.begin(), variants.end(), [](const Variant& v) { return InExitGrace(v); }) ||
                             (retest && !retest->exit_seen.empty());
-      if (settling) {
-        items.push_back({nullptr, variants_socket.socket().get(zmq::sockopt::fd), ZMQ_POLLIN, 0});
-        fds.emplace_back(kWakeSlot, false);
-      }
-      // client_curve: the ZAP handler and the client socket's monitor, after every fd.
-      if (client_gate) {
-        items.push_back({client_gate->zap().handle(), 0, ZMQ_POLLIN, 0});
-        items.push_back({client_gate->monitor().handle(), 0, ZMQ_POLLIN, 0});
+      if (settling) items.push_back({nullptr, sockets->variants.socket().get(zmq::sockopt::fd), ZMQ_POLLIN, 0});
+      // client_curve: the ZAP handler and the client socket's monitor, last.
+      const std::size_t gate_at = items.size();
+      if (sockets->client_gate) {
+        items.push_back({sockets->client_gate->zap().handle(), 0, ZMQ_POLLIN, 0});
+        items.push_back({sockets->client_gate->monitor().handle(), 0, ZMQ_POLLIN, 0});
       }
       const auto wait = std::max(milliseconds(0), std::chrono::duration_cast<milliseconds>(NextDeadline() - Now()));
       recheck_soon = false;
@@ -4087,8 +4155,23 @@ struct Supervisor::Impl {
       }
       stalled = Now() > due + kStallThreshold;
       try {
-        Turn(items, fds, retest_ids, signal_fd);
+        if (items[2].revents & ZMQ_POLLIN) OnSignal(signal_fd);
         if (stopping) break;
+        // zmq_poll's revents are exact for ZeroMQ sockets: a socket that is
+        // not readable is not touched (every recv attempt costs system calls).
+        Readiness ready;
+        ready.clients = (items[0].revents & ZMQ_POLLIN) != 0;
+        ready.variants = (items[1].revents & ZMQ_POLLIN) != 0;
+        for (std::size_t k = 0; k < polled.size(); ++k) {
+          const short revents = items[3 + k].revents;
+          if (polled[k].second && (revents & ZMQ_POLLIN)) ready.exited.insert(polled[k].first);
+          if (!polled[k].second && (revents & (ZMQ_POLLIN | ZMQ_POLLERR))) ready.output.insert(polled[k].first);
+        }
+        if (sockets->client_gate) {
+          ready.zap = (items[gate_at].revents & ZMQ_POLLIN) != 0;
+          ready.monitor = (items[gate_at + 1].revents & ZMQ_POLLIN) != 0;
+        }
+        Turn(ready);
       } catch (const std::exception& e) {
         // A bug must not take the supervisor down with it: log, and go on
         // with the next turn (every state has a deadline that recovers it).
@@ -4099,108 +4182,116 @@ struct Supervisor::Impl {
     return Status::Ok();
   }
 
-  // One turn of the loop, after poll: signals, variant messages, stderr,
-  // deaths, clients, deadlines, then the state machine.
-  void Turn(const std::vector<zmq::pollitem_t>& items, const std::vector<std::pair<std::size_t, bool>>& fds,
-            const std::vector<std::string>& retest_ids, int signal_fd) {
-    {
-      if (items[2].revents & ZMQ_POLLIN) {
-        signalfd_siginfo info{};
-        if (read(signal_fd, &info, sizeof info) == sizeof info) {
-          Log(LogLevel::kInfo, "signal", {{"signal", info.ssi_signo}});
-          if (info.ssi_signo == SIGTERM || info.ssi_signo == SIGINT) {
-            stopping = true;
-            return;
-          }
-          if (info.ssi_signo == SIGHUP) {
-            // logrotate: the variants' stderr logs are opened again. (nvsd's
-            // own log is its stderr, which whoever started it redirects.)
-            for (auto& v : variants) {
-              if (v.process) v.process->ReopenLog();
-            }
-            Publish("logs_reopened", json::object());
-          }
-        }
+  void OnSignal(int signal_fd) {
+    signalfd_siginfo info{};
+    if (read(signal_fd, &info, sizeof info) != sizeof info) return;
+    Log(LogLevel::kInfo, "signal", {{"signal", info.ssi_signo}});
+    if (info.ssi_signo == SIGTERM || info.ssi_signo == SIGINT) {
+      stopping = true;
+    } else if (info.ssi_signo == SIGHUP) {
+      // logrotate: the variants' stderr logs are opened again. (nvsd's own
+      // log is its stderr, which whoever started it redirects.)
+      for (auto& v : variants) {
+        if (v.process) v.process->ReopenLog();
       }
-      // zmq_poll's revents are exact for ZeroMQ sockets: a socket that is not
-      // readable is not touched (every recv attempt costs system calls).
-      if (items[1].revents & ZMQ_POLLIN) DrainVariantSocket();
-      // The retest's probes: stderr, and exits (settled by SettleRetestExits).
-      for (std::size_t k = 0, r = 0; k < fds.size(); ++k) {
-        if (fds[k].first != kRetestSlot) continue;
-        const std::string& identity = retest_ids[r++];
-        if (!retest || !(items[3 + k].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) continue;
-        auto process = retest->processes.find(identity);
-        if (process == retest->processes.end()) continue;
-        if (!fds[k].second) {
-          process->second->DrainStderr();
-        } else if (!retest->exit_seen.count(identity)) {
+      Publish("logs_reopened", json::object());
+    }
+  }
+
+  // One turn of the loop, given what is ready (Run's poll, or a
+  // simulation): variant messages, stderr, deaths, clients, deadlines, then
+  // the state machine, then the group commit and what waits for it.
+  void Turn(const Readiness& ready) {
+    if (ready.variants) DrainVariantSocket();
+    // The retest's probes: stderr, and exits (settled by SettleRetestExits).
+    if (retest) {
+      for (const auto& [identity, process] : retest->processes) {
+        if (process->exit_info()) continue;
+        if (ready.output.count(process.get()) != 0) process->DrainStderr();
+        if (ready.exited.count(process.get()) != 0 && !retest->exit_seen.count(identity)) {
           retest->exit_seen[identity] = Now();
         }
       }
-      for (std::size_t k = 0; k < fds.size(); ++k) {
-        const auto& item = items[3 + k];
-        if (fds[k].first == kRetestSlot || fds[k].first == kWakeSlot) continue;
-        if (fds[k].first == kProbeSlot || fds[k].first == kSpareSlot) {
-          auto& one = fds[k].first == kProbeSlot ? probe : spare;
-          if (!fds[k].second && one && one->process && (item.revents & (ZMQ_POLLIN | ZMQ_POLLERR))) {
-            one->process->DrainStderr();
-          }
-          continue;
-        }
-        Variant& v = variants[fds[k].first];
-        if (!v.process) continue;
-        if (!fds[k].second && (item.revents & (ZMQ_POLLIN | ZMQ_POLLERR))) v.process->DrainStderr();
-      }
-      for (std::size_t k = 0; k < fds.size(); ++k) {
-        if (!fds[k].second || !(items[3 + k].revents & ZMQ_POLLIN) || fds[k].first == kRetestSlot ||
-            fds[k].first == kWakeSlot) {
-          continue;
-        }
-        if (fds[k].first == kProbeSlot) {
-          OnProbeExit();
-          continue;
-        }
-        if (fds[k].first == kSpareSlot) {
-          OnSpareExit();
-          continue;
-        }
-        Variant& v = variants[fds[k].first];
-        if (v.process && !v.process->exit_info()) OnPidfdReadable(v);
-      }
-      SettleExits();
-      SettleRetestExits();
-      if (client_gate) {
-        // Handshakes wait for these answers: before the clients' requests.
-        const auto now = Now();
-        if (items[3 + fds.size()].revents & ZMQ_POLLIN) client_gate->OnZapReadable(now, kMaxMessagesPerTurn);
-        if (items[4 + fds.size()].revents & ZMQ_POLLIN) client_gate->OnMonitorReadable(now, kMaxMessagesPerTurn);
-        client_gate->Tick(now);
-      }
-      if (items[0].revents & ZMQ_POLLIN) DrainClientSocket();
-      CheckDeadlines();
-      // (Not in a stalled turn: replies that came meanwhile are not read
-      // yet. Retests are judged, like variants, as of the last full read.)
-      if (!stalled) CheckProbeDeadline();
-      RetryJournal();
-      if (retest && !stalled) retest->retest->OnTime(variants_drained_at);
-      PumpRetest();
-      Pump();
-      SendHeartbeats();
-      UpdateAvailability();
-      if (refusing && Now() - refusing->last_event >= std::chrono::seconds(1)) PublishUnavailable(Now());
-      FlushJournalAndReplies();
-      PetWatchdog();
-      SpawnPendingRestarts();
-      KillOrphans();
-      KeepSpare();
     }
+    for (auto& v : variants) {
+      if (v.process && !v.process->exit_info() && ready.output.count(v.process.get()) != 0) v.process->DrainStderr();
+    }
+    for (auto* one : {&probe, &spare}) {
+      if (*one && (*one)->process && ready.output.count((*one)->process.get()) != 0) (*one)->process->DrainStderr();
+    }
+    for (auto& v : variants) {
+      if (v.process && !v.process->exit_info() && !v.exit_seen_at && ready.exited.count(v.process.get()) != 0) {
+        OnPidfdReadable(v);
+      }
+    }
+    if (probe && probe->process && !probe->process->exit_info() && ready.exited.count(probe->process.get()) != 0) {
+      OnProbeExit();
+    }
+    if (spare && spare->process && !spare->process->exit_info() && ready.exited.count(spare->process.get()) != 0) {
+      OnSpareExit();
+    }
+    SettleExits();
+    SettleRetestExits();
+    if (sockets && sockets->client_gate) {
+      // Handshakes wait for these answers: before the clients' requests.
+      const auto now = Now();
+      if (ready.zap) sockets->client_gate->OnZapReadable(now, kMaxMessagesPerTurn);
+      if (ready.monitor) sockets->client_gate->OnMonitorReadable(now, kMaxMessagesPerTurn);
+      sockets->client_gate->Tick(now);
+    }
+    if (ready.clients) DrainClientSocket();
+    CheckDeadlines();
+    // (Not in a stalled turn: replies that came meanwhile are not read
+    // yet. Retests are judged, like variants, as of the last full read.)
+    if (!stalled) CheckProbeDeadline();
+    RetryJournal();
+    if (retest && !stalled) retest->retest->OnTime(variants_drained_at);
+    PumpRetest();
+    Pump();
+    SendHeartbeats();
+    UpdateAvailability();
+    if (refusing && Now() - refusing->last_event >= std::chrono::seconds(1)) PublishUnavailable(Now());
+    FlushJournalAndReplies();
+    PetWatchdog();
+    SpawnPendingRestarts();
+    KillOrphans();
+    KeepSpare();
   }
 };
 
 Supervisor::Supervisor(Config config) : impl_(std::make_unique<Impl>(std::move(config), SystemEnv())) {}
 Supervisor::Supervisor(Config config, Env& env) : impl_(std::make_unique<Impl>(std::move(config), env)) {}
 Supervisor::~Supervisor() = default;
+
+Result<std::unique_ptr<Supervisor>> Supervisor::Simulated(Config config, const SimulatedWorld& world) {
+  std::unique_ptr<Supervisor> nvsd(new Supervisor(std::move(config), *world.env));
+  Impl& impl = *nvsd->impl_;
+  impl.simulated = true;
+  impl.state = world.state;
+  impl.variant_transport = world.variants;
+  impl.client_transport = world.clients;
+  impl.event_sink = world.events;
+  Status started = impl.StartCore(world.pid);
+  if (!started.ok()) return started;
+  impl.SpawnAll();
+  return nvsd;
+}
+
+void Supervisor::Turn(const Readiness& ready) {
+  try {
+    impl_->Turn(ready);
+  } catch (const std::exception& e) {
+    Log(LogLevel::kError, "internal_error", {{"what", e.what()}});  // (as Run does)
+  }
+}
+
+std::chrono::steady_clock::time_point Supervisor::NextDeadline() const { return impl_->NextDeadline(); }
+
+std::vector<const Process*> Supervisor::Processes() const {
+  std::vector<const Process*> out;
+  for (const auto& w : impl_->WatchedProcesses()) out.push_back(w.process);
+  return out;
+}
 
 Status Supervisor::Run(int signal_fd) { return impl_->Run(signal_fd); }
 

@@ -62,19 +62,21 @@ SimVariant::Outcome SimVariant::Receive(const std::string& bytes) {
   if (const auto* apply = std::get_if<proto::Apply>(&request)) {
     const json c = json::parse(apply->cmd, nullptr, false);
     const std::string fault = c.is_object() && c.contains("fault") && c["fault"].is_string() ? c["fault"].get<std::string>() : "";
+    // The marker's kind is what comes before a ':' ("crash:router-a", "crash:all").
     const bool faulty = !fault.empty() && faulty_for_.count(fault) != 0;
-    if (faulty && fault == "crash") {
+    const std::string kind = fault.substr(0, fault.find(':'));
+    if (faulty && kind == "crash") {
       dead_ = out.died = true;
       return out;
     }
-    if (faulty && fault == "hang") {
+    if (faulty && kind == "hang") {
       hung_ = out.hangs = true;
       return out;
     }
     std::string result = Apply(slots_, apply->cmd);
-    if (faulty && fault == "wrong") result = json{{"ok", true}, {"wrong", name_}}.dump();
-    if (faulty && fault == "corrupt" && !slots_.empty()) slots_.back() += 1000;
-    if (faulty && fault == "drop") {
+    if (faulty && kind == "wrong") result = json{{"ok", true}, {"wrong", name_}}.dump();
+    if (faulty && kind == "corrupt" && !slots_.empty()) slots_.back() += 1000;
+    if (faulty && kind == "drop") {
       dead_ = out.died = true;
       return out;
     }

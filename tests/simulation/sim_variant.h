@@ -7,7 +7,8 @@
 // The model: `slots` integer registers, all 0 at start. Commands (compact
 // JSON): {"op":"set","slot":S,"value":V} and {"op":"add","slot":S,"value":V}
 // change one; {"op":"get","slot":S} is a query. A command may carry
-// "fault": "crash", "hang", "wrong", "corrupt" or "drop" (each variant
+// "fault": a marker whose kind (before any ':', as in "crash:router-a")
+// is "crash", "hang", "wrong", "corrupt" or "drop" (each variant
 // configured as faulty for that marker misbehaves on it; others do not):
 // - crash:   dies on it, without answering;
 // - hang:    never answers it, nor anything after;

@@ -92,6 +92,10 @@ class PosixStateDir : public StateDir {
   // holds this process's pid), held until this object is gone. Fails at
   // once, naming the holder's pid, when another process holds it.
   Status Lock();
+  // From now on Read returns only files of this process's user (nvsd's own
+  // state; a tool reading another user's state dir as root does not ask).
+  // Read never returns anything but a regular file (no FIFO, no device).
+  void ReadOwnFilesOnly() { own_files_only_ = true; }
 
   Result<std::unique_ptr<StateFile>> OpenForAppend(const std::string& path, StorageError* error) override;
   Result<std::string> Read(const std::string& path, bool* missing = nullptr) override;
@@ -112,6 +116,7 @@ class PosixStateDir : public StateDir {
   std::filesystem::path root_;
   int fd_ = -1;
   int lock_fd_ = -1;
+  bool own_files_only_ = false;
 };
 
 // A state dir for tests: the real one underneath, with faults on demand.
