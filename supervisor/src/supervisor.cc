@@ -3250,8 +3250,22 @@ struct Supervisor::Impl {
           // No strict majority: nobody can tell which state is right. Once,
           // put every participant back on the checkpoint plus the committed
           // tail (fresh ones included, as extra witnesses) and compare again.
-          if (!tie_retried) {
-            Log(LogLevel::kWarn, "digest_tie", {{"pool", decision.pool}, {"digests", decision.digests}});
+          // Or, while another variant is coming back, wait for it as a
+          // witness (ReadyForRound): an unresolved tie picks a digest that
+          // may be a faulty variant's (the simulator found a variant that
+          // corrupts its state winning a tie against a correct one, with the
+          // third about to join).
+          bool coming = false;
+          for (const auto& v : variants) {
+            if (r.participants.count(v.config.name) == 0 &&
+                (v.state == VariantState::kStarting || v.state == VariantState::kSyncing ||
+                 (v.state == VariantState::kDown && v.restart_pending))) {
+              coming = true;
+            }
+          }
+          if (!tie_retried || coming) {
+            Log(LogLevel::kWarn, "digest_tie", {{"pool", decision.pool}, {"digests", decision.digests},
+                                                {"waiting_for_another", coming}});
             tie_retried = true;
             for (const auto& name : r.participants) Find(name)->needs_sync = true;
             round.reset();
@@ -3352,6 +3366,16 @@ struct Supervisor::Impl {
       Send(receiver, proto::Restore{last_seq, state.state}, Purpose::kRestore, "restored");
     }
     const bool first = !checkpoint;
+    if (!first && (journal_trouble || !replies_in_doubt.empty())) {
+      // A commit may be undone yet (its verdict may not be on disk): the
+      // state is not a checkpoint. The receivers have it, as the others
+      // do; the checkpoint and the tail stay, so that an undo puts every
+      // variant back without that commit. (Taking it as the checkpoint
+      // baked the undone commit in, and a client told `not carried out`
+      // found it applied: the simulator found it.)
+      AdvanceRound();
+      return;
+    }
     // Labelled with the last committed seq, not the last seq given out: a
     // later seq may be an undecided admit (a suspect being retested), and a
     // checkpoint past it would hide it from the next recovery (found by a
@@ -3713,23 +3737,30 @@ struct Supervisor::Impl {
   // the sync deadline passed), so start-up compares all of them at once.
   bool ReadyForRound() const {
     bool any = false;
-    // With no variant voting (at start-up, or after a command killed them
-    // all) the state is rebuilt from the checkpoint and the tail by each
-    // variant, and only their agreement shows a replay right: the round
-    // waits for those still starting (within sync_deadline_ms). Otherwise
-    // the first one back alone rebuilt it, unchecked, and its state became
-    // the checkpoint (the simulator found a variant that corrupts its state
-    // on one command handing that state to the others this way).
-    const bool any_voting = std::any_of(variants.begin(), variants.end(), [&](const Variant& v) { return Voting(v); });
+    std::size_t syncing = 0;
+    bool coming = false;  // a variant that is starting, or down and about to be, within sync_deadline_ms
     for (const auto& v : variants) {
       if (v.state == VariantState::kSyncing || (v.state == VariantState::kHealthy && v.needs_sync)) any = true;
-      // (Not one that is down, to be restarted: one that dies at each start
-      // would hold up every round until it is given up.)
-      if (v.state == VariantState::kStarting && (!ready || !any_voting) &&
-          Now() - std::max(started_at, v.state_since) < milliseconds(config.sync_deadline_ms)) {
+      if (v.state == VariantState::kSyncing || v.state == VariantState::kHealthy) ++syncing;
+      const bool starting = v.state == VariantState::kStarting || (v.state == VariantState::kDown && v.restart_pending);
+      if (starting && Now() - std::max(started_at, v.state_since) < milliseconds(config.sync_deadline_ms)) coming = true;
+      if (!ready && v.state == VariantState::kStarting &&
+          Now() - started_at < milliseconds(config.sync_deadline_ms)) {
         return false;
       }
     }
+    // With no variant voting (a command killed them all), the state is
+    // rebuilt from the checkpoint and the tail by each variant, and only
+    // their agreement shows a replay right: while fewer than a majority of
+    // the variants could take part, the round waits for those coming back
+    // (within sync_deadline_ms). Otherwise the first one back rebuilt it
+    // alone, unchecked, and its state became the checkpoint: the simulator
+    // found a variant that corrupts its state on one command handing that
+    // state to the others this way.
+    const bool any_voting = std::any_of(variants.begin(), variants.end(), [&](const Variant& v) { return Voting(v); });
+    if (ready && !any_voting && coming && syncing < variants.size() / 2 + 1) return false;
+    // After a digest tie, a variant coming back is a witness worth waiting for.
+    if (tie_retried && coming) return false;
     return any || !checkpoint || !reports_awaiting_pre_state.empty();
   }
 
