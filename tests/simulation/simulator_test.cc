@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <string>
+#include <vector>
+
 namespace nvs::simulation {
 namespace {
 
@@ -42,6 +46,57 @@ TEST(Simulator, APoisonIsQuarantinedAndNeverSentAgain) {
   EXPECT_TRUE(result.violations.empty()) << Joined(result.transcript);
   EXPECT_EQ(result.quarantined, 1) << Joined(result.transcript);
 }
+
+// Schedules that found a defect of nvsd (each failed when its fix was
+// reverted, at the time it was found). A change to nvsd's message order
+// can move a schedule off the moment it once hit, so each defect keeps
+// several; the full run (Simulation.Schedules*, scripts/simulate) keeps
+// looking for the rest.
+void ExpectKept(const std::vector<std::uint64_t>& seeds) {
+  for (const auto seed : seeds) {
+    const auto result = RunSchedule(ScheduleSpec::FromSeed(seed), /*keep_transcript=*/false);
+    if (!result.violations.empty()) {
+      const auto shown = RunSchedule(ScheduleSpec::FromSeed(seed), /*keep_transcript=*/true);
+      ADD_FAILURE() << ScheduleSpec::FromSeed(seed).Describe() << ": " << result.violations.front() << "\n"
+                    << Joined(shown.transcript);
+    }
+  }
+}
+
+// A poison in flight when nvsd was killed: the restarted nvsd retests the
+// command its journal shows admitted and undecided, and quarantines it;
+// never simply delivered again (without the retest, these deliver it to a
+// fresh router-a).
+TEST(SimulatorFound, APoisonInFlightWhenNvsdDiesIsNeverDeliveredAgain) { ExpectKept({1283, 1737, 2855}); }
+
+// A journal segment in doubt (a failed fsync that could not be cut off)
+// never recovered: every turn's failing flush put the retry off by a
+// second, and turns come every heartbeat. (And a retry of a request whose
+// reply was held in doubt was answered `unavailable` although its commit
+// could still stand.)
+TEST(SimulatorFound, AJournalInDoubtRecovers) { ExpectKept({288, 611, 1400, 1879, 2695}); }
+
+// Standby: a periodic checkpoint asked the backups for their digest before
+// sending them the command just committed, so every checkpoint was
+// rejected and sent all variants through a sync round, during which a hung
+// active had no backup to probe with and its benign command was quarantined.
+TEST(SimulatorFound, AStandbyCheckpointComparesTheBackupsAfterTheCommand) { ExpectKept({1338, 1877}); }
+
+// A sync round during journal trouble made a commit that could still be
+// undone part of the checkpoint: undone, it stayed applied, and its client,
+// told `not carried out`, found it in the state.
+TEST(SimulatorFound, ARoundDuringJournalTroubleKeepsTheCheckpoint) {
+  ExpectKept({86104, 25087, 26654, 30093, 36605, 40042});
+}
+
+// After a command killed every variant, the first one back rebuilt the
+// state alone and its state became the checkpoint: a variant that corrupts
+// its state on one command handed that state to the others.
+TEST(SimulatorFound, NoVariantAloneRebuildsTheStateForTheOthers) { ExpectKept({3914, 6063, 8985, 11005, 12567}); }
+
+// An unresolved digest tie chose the faulty variant's state while the third
+// variant was coming back; nvsd now waits for it as a witness.
+TEST(SimulatorFound, ADigestTieWaitsForAWitness) { ExpectKept({23827, 82167, 91022}); }
 
 }  // namespace
 }  // namespace nvs::simulation
