@@ -4,7 +4,8 @@
 // processes it starts. Supervisor::Impl's decisions read and start them
 // here, so that a test or a simulation can give it a clock, a seed and
 // processes of its own (ARCHITECTURE.md §7). (Not yet through here: the
-// journal writer's timing of `fsync: batch`, and the timestamps of log lines.)
+// journal writer's timing of `fsync: batch`. Log lines go where log.h's
+// sink says, stamped with the system clock.)
 #pragma once
 
 #include <chrono>
