@@ -7,7 +7,7 @@
 // pids.max where the pids controller can be handed down to nvsd's folder).
 // Where there is neither (not root, nothing writable), nvsd goes on
 // without: it is a child subreaper, and kills the orphans it inherits
-// (supervisor.cc, KillOrphans).
+// (supervisor_processes.cc, KillOrphans).
 #pragma once
 
 #include <filesystem>

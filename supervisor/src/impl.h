@@ -1,0 +1,449 @@
+// Supervisor::Impl: the decisions nvsd makes that are not in the core yet,
+// over the core's components and the shell's interfaces (ARCHITECTURE.md
+// §7). Its members are defined in the supervisor_*.cc files, one concern
+// each. Private to nvsd.
+#pragma once
+
+#include "impl_types.h"
+
+extern char** environ;
+
+namespace nvs::supervisor {
+
+struct Supervisor::Impl {
+  Impl(Config c, Env& e) : env(e), config(std::move(c)) {}
+
+  // The clocks and randomness every decision reads (env.h): Now() and
+  // env.UnixNowNs() below, never the system's directly.
+  Env& env;
+  Config config;
+  // The real endpoints (Start): ZeroMQ sockets and the ZAP handler.
+  // A simulation gives its own transports and has none of these.
+  using Sockets = nvsd::Sockets;
+  std::unique_ptr<Sockets> sockets;
+  // What the decisions use: the client endpoint (client_transport.h), the
+  // variants endpoint (variant_transport.h) and the event endpoint
+  // (event_sink.h; nullptr: none). The poll loop polls the sockets.
+  ClientTransport* client_transport = nullptr;
+  VariantTransport* variant_transport = nullptr;
+  EventSink* event_sink = nullptr;
+  // A simulation's nvsd (Supervisor::Simulated): no subreaper, cgroups,
+  // orphan sweep or systemd.
+  bool simulated = false;
+  std::vector<Variant> variants;
+  std::map<std::string, std::size_t> by_identity;
+  std::optional<QuarantineStore> quarantine;
+  std::filesystem::path bridge;
+
+  AdmissionQueue<Command> waiting;  // admitted, not dispatched: one FIFO per client, served in turn
+  std::deque<Command> active;      // dispatched, not all outcomes in
+  std::uint64_t next_command_id = 1;
+  std::uint64_t last_seq = 0;
+  std::vector<CommittedEntry> tail;  // committed since the checkpoint
+  std::optional<Checkpoint> checkpoint;
+  int commits_since_checkpoint = 0;
+
+  Checkpointer checkpointer;  // a periodic checkpoint in the making
+
+  // A sync round (only when the pipeline is quiescent): every live variant
+  // reports its digest; the digest the trusted variants hold wins; a donor's
+  // snapshot becomes the checkpoint and is restored into every variant that
+  // lacks that state; restored digests are checked before they vote.
+  using Round = nvsd::Round;
+  // The state dir (locked while nvsd runs), and the journal segment being
+  // written in it.
+  std::unique_ptr<PosixStateDir> posix_state;  // the real one (Start)
+  StateDir* state = nullptr;                   // what nvsd reads and writes
+  std::unique_ptr<JournalWriter> journal;
+  FsyncPolicy journal_policy = FsyncPolicy::kAlways;
+  std::uint64_t journal_segment = 0;  // index of the segment being written
+  using ClosedSegment = nvsd::ClosedSegment;
+  std::deque<ClosedSegment> closed_segments;  // oldest first
+  // The checkpoint before the current one (checkpoint.prev.json): recovery
+  // falls back to it, so the journal it needs is kept too.
+  std::optional<Checkpoint> previous_checkpoint;
+  std::optional<Checkpoint> saved_checkpoint;  // what checkpoint.json holds
+  // Every variant refused the checkpoint: nvsd does not serve (the reason
+  // names the file and the way out).
+  std::optional<std::string> checkpoint_problem;
+  // The file `checkpoint` was read from or written to (kCheckpointFile or,
+  // after a fallback at start, kPreviousCheckpointFile): what a message names.
+  std::string checkpoint_file = kCheckpointFile;
+  // The last checkpoint could not be written (SaveCheckpoint); status says so.
+  std::optional<std::string> checkpoint_error;
+  // Storage trouble: the journal (or a quarantine report) could not be
+  // written. nvsd refuses commands (`unavailable`, with the reason), answers
+  // reads, and tries again every second (RetryJournal).
+  using OutgoingReply = nvsd::OutgoingReply;
+  using JournalTrouble = nvsd::JournalTrouble;
+  std::optional<JournalTrouble> journal_trouble;
+  Clock::time_point journal_retry_at{};
+  // Replies whose verdict records may or may not be on disk (the writer
+  // could not cut them off): held until that is settled (RetryJournal).
+  std::vector<OutgoingReply> replies_in_doubt;
+  // Quarantines whose reports could not be written yet (QuarantineUnwritten).
+  using UnwrittenReport = nvsd::UnwrittenReport;
+  std::vector<UnwrittenReport> unwritten_reports;
+  // Replies wait here until the journal records they depend on are flushed
+  // (group commit: one flush per loop turn, then every reply of the turn).
+  std::vector<OutgoingReply> outbox;
+  // Every journal record appended gets the next ordinal (AppendRecord); a
+  // reply names the ordinal of the verdict record it rests on, so a failed
+  // flush settles exactly the replies whose records it lost, and never one
+  // resting on a record already on disk (a retry answered from memory).
+  std::uint64_t journal_appended = 0;
+  // The ordinal of the current segment's record 0 (its k-th record is
+  // journal_base + k); reset after records are cut off or rolled over.
+  std::uint64_t journal_base = 0;
+  // Final replies by request id, so a retry is answered, never re-applied.
+  // (Those recovery read from before the checkpoint are kept as their
+  // verdict records' text, read on a retry: RememberedReply.)
+  RequestMemory answered{config.remembered_requests};
+
+  // Replies a client has not taken yet: its connection's ZeroMQ queue was
+  // full (the client socket is ROUTER_MANDATORY, so a full queue is an
+  // error, never a silent drop). They go out in order as it drains.
+  using Backlog = nvsd::Backlog;
+  std::map<std::string, Backlog> backlogs;  // by routing id
+  // Clients cut off for not taking their replies (client_backlog_limit):
+  // their later requests are not carried out. Oldest first, bounded.
+  std::deque<std::string> cut_off_order;
+  std::set<std::string> cut_off;
+  using ClientCounters = nvsd::ClientCounters;
+  ClientCounters client_counters;
+  LogThrottle rejected_log{10, std::chrono::seconds(1)};
+  LogThrottle undeliverable_log{10, std::chrono::seconds(1)};
+
+  // Commands the journal shows admitted but not decided when nvsd last
+  // stopped: it may have sent them to its variants, so each is retested
+  // (Retest) before anything else is dispatched, and quarantined if it
+  // kills the fresh processes, never simply delivered again.
+  using Suspect = nvsd::Suspect;
+  std::deque<Suspect> suspects;
+  // The retest in progress (one at a time): of a hung-only command (its id)
+  // or of suspects.front() (command 0). Its processes, by identity.
+  // A release waiting for nvsd's own retest of the command (its answer goes
+  // out when the retest is done).
+  using PendingRelease = nvsd::PendingRelease;
+  using RunningRetest = nvsd::RunningRetest;
+  std::optional<RunningRetest> retest;
+  int retest_probes_started = 0;
+
+  // Why nvsd cannot take commands at all now (status), or nullopt.
+  std::optional<std::string> unavailable_reason;
+  // Requests answered `unavailable` since a command was last dispatched
+  // (the `unavailable` and `available` events).
+  using Refusing = nvsd::Refusing;
+  std::optional<Refusing> refusing;
+  // The start of the last read of the variants' socket that emptied it:
+  // a deadline is only judged once a read that began after it found no
+  // reply (see CheckDeadlines).
+  Clock::time_point variants_drained_at{};
+  bool stalled = false;       // this turn began long after the poll was due
+  bool recheck_soon = false;  // the next turn comes at once (after a stall)
+
+  // standby, policy "probe": a disposable process of the new active's
+  // program, restored to the state before the command the old active failed
+  // on, that runs the command first. It is not a variant: it never votes and
+  // is never restarted; its identity is "probe.N".
+  using Probe = nvsd::Probe;
+  std::optional<Probe> probe;
+  // A spare: a probe process started ahead of need for the program of the
+  // variant that would be promoted next, idle after its hello. A probe then
+  // costs a snapshot, a restore and the command, not a process start.
+  std::optional<Probe> spare;
+  Clock::time_point spare_not_before;  // after a spare failed: not again before this
+  int probes_started = 0;
+
+  std::optional<Round> round;
+  bool tie_retried = false;  // the last round ended in a digest tie and was retried from the checkpoint
+  std::vector<std::string> reports_awaiting_pre_state;
+
+  bool stopping = false;
+  bool ready = false;  // the first sync round is done
+  // standby mode: the variant that takes commands (the others follow it).
+  bool standby = false;
+  std::string active_name;
+  // systemd's watchdog (WATCHDOG_USEC): petted from the loop at half the interval.
+  std::optional<milliseconds> watchdog_every;
+  Clock::time_point watchdog_last;
+  Clock::time_point started_at = Now();
+  std::uint64_t commits = 0;
+  using RecentVerdict = nvsd::RecentVerdict;
+  std::deque<RecentVerdict> recent_verdicts;  // the last 10, oldest first
+
+  // ---- small helpers ------------------------------------------------------
+
+  Clock::time_point Now() const { return env.Now(); }
+
+  Variant* Find(const std::string& name);
+  const Variant* Find(const std::string& name) const;
+  Command* FindActive(std::uint64_t id);
+  static void StripProbeResults(json& value);
+  void Publish(const std::string& event, json body);
+  void Reply(const ClientAddress& to, const proto::ClientReply& reply, std::uint64_t record = 0);
+  std::uint64_t AppendRecord(std::string_view payload);
+  void NoteUnavailable(const std::string& reason);
+  void PublishUnavailable(Clock::time_point now);
+  void NoteDispatched();
+  void FlushJournalAndReplies();
+
+  // ---- storage trouble -------------------------------------------------------------
+
+  void OnJournalFailure(const Flushed& flushed);
+  OutgoingReply NotCarriedOut(OutgoingReply out, const std::string& reason);
+  void UndoCommit(std::uint64_t seq);
+  void RetryJournal();
+  void SendNow(const ClientAddress& to, const proto::ClientReply& reply);
+
+  using SendResult = ClientTransport::SendResult;
+  SendResult TrySend(const std::vector<std::string>& frames) { return client_transport->Send(frames); }
+
+  void Queue(const std::string& peer, Backlog& backlog, std::vector<std::string> frames);
+  void CutOff(const std::string& peer);
+  void Undeliverable(const std::string& peer, std::size_t replies);
+  void RetryBacklogs();
+  int HealthyVoters() const;
+  int NotFailed() const;
+  void SetState(Variant& v, VariantState state, const std::string& why);
+
+  void Send(Variant& v, const proto::Request& request, Purpose purpose, std::string_view reply_type,
+            std::uint64_t command = 0);
+
+  bool SendToIdentity(const std::string& identity, const std::string& bytes);
+
+  // Whether the connection that carried `identity`'s messages is gone from
+  // the variants socket, so that nothing it sent can still arrive (used
+  // only for processes seen dead).
+  bool ConnectionGone(const std::string& identity) { return variant_transport->ConnectionGone(WireId(identity)); }
+
+  void OnAnswered(Variant& v);
+
+  // Requests sent and held.
+  static std::size_t InFlight(const Variant& v) { return v.channel.in_flight(); }
+
+  // ---- lifecycle ------------------------------------------------------------
+
+  // ---- orphans ---------------------------------------------------------------------
+  //
+  // nvsd is a child subreaper (PR_SET_CHILD_SUBREAPER, set in Start): a
+  // process a variant started that left its process group (setsid) and
+  // outlived it is handed to nvsd, not to init. Any child of nvsd that is
+  // not one of its variants, probes or retests is such an orphan: killed
+  // and reaped. (An outside test had a variant's setsid child survive the
+  // variant's kill and nvsd's stop.)
+  std::set<pid_t> orphans;  // killed, not reaped yet
+  Clock::time_point next_orphan_check{};
+  // A cgroup per variant process where the host offers one (cgroups.h);
+  // else nullptr, and `no_cgroups` says why.
+  std::unique_ptr<VariantCgroups> cgroups;
+  std::string no_cgroups;
+
+  std::set<std::string> LiveIdentities() const;
+  void EmptyDeadCgroups();
+  std::set<pid_t> OwnChildren() const;
+  void KillOrphans(bool now = false);
+
+  // ---- routing ids ---------------------------------------------------------------
+  //
+  // A process's identity (router-a.3, probe.7, retest.2) names it in logs,
+  // events and status. On the variants socket it is known by its routing id:
+  // the identity, a dot and 32 random hex digits, given to it in NVS_VARIANT
+  // and to nobody else. A process that guesses the identity of the next
+  // incarnation (the event socket announces restarts) cannot connect as it:
+  // a message from an unknown routing id is ignored, and nothing is sent to
+  // one. (An outside test did so over a tcp variant endpoint, received the
+  // state and every command, and won a vote with a lie.)
+  std::unordered_map<std::string, std::string> wire_of;      // identity -> routing id
+  std::unordered_map<std::string, std::string> identity_of;  // routing id -> identity
+  std::deque<std::string> wire_order;                        // identities, oldest first
+  std::uint64_t unknown_peers = 0;                           // messages from routing ids nvsd never gave out
+
+  const std::string& NewWireId(const std::string& identity);
+  const std::string& WireId(const std::string& identity) const;
+  const std::string* IdentityOf(const std::string& routing_id);
+  Result<SpawnSpec> SpecFor(const VariantConfig& vc, const std::string& identity, const std::string& log_name);
+  void Spawn(Variant& v, const std::string& why);
+  void Restart(Variant& v, const std::string& why);
+  void SpawnPendingRestarts();
+  void Kill(Variant& v, const std::string& why, std::optional<voter::OutcomeKind> blame, const std::string& detail);
+  void FailOutstanding(Variant& v, std::optional<voter::OutcomeKind> blame, const std::string& detail);
+
+  // Its process has exited and the death is not judged yet.
+  static bool InExitGrace(const Variant& v) { return v.exit_seen_at && v.process && !v.process->exit_info(); }
+
+  // Whether `sent` went out before the process was seen dead.
+  static bool Delivered(const Variant& v, const Sent& sent) { return !v.exit_seen_at || sent.sent_at < *v.exit_seen_at; }
+
+  void OnPidfdReadable(Variant& v);
+  void SettleExits();
+  void OnProcessExit(Variant& v);
+
+  // ---- variant messages -------------------------------------------------------
+
+  bool DrainVariantSocket(int max = kMaxMessagesPerTurn);
+  void OnVariantMessage(Variant& v, std::string_view bytes);
+  void OnLateOutcome(Command& c, Variant& v);
+  void MarkDivergent(const Command& c, Variant& v, const std::string& got);
+
+  // ---- clients -----------------------------------------------------------------
+
+  void DrainClientSocket();
+  void RejectUnreadable(const ClientAddress& address, const proto::ClientReply& rejection);
+
+  std::int64_t UnixNowMs() const { return env.UnixNowNs() / 1'000'000; }
+
+  // The client's deadline for `c` (expires_at_ms) has passed: it must not
+  // be carried out (CLIENT.md §2).
+  bool HasExpired(const Command& c) const { return c.expires_at_ms && UnixNowMs() > *c.expires_at_ms; }
+
+  proto::ClientReply ExpiredReply(const Command& c, const std::string& when) const;
+  void OnClientRequest(const ClientAddress& address, std::string_view bytes);
+  bool AnswerRetry(const Command& c);
+  bool RefuseIfBlocked(const Command& c);
+  void RememberVerdict(const Command& c);
+  json RecentVerdictsJson() const;
+
+  // ---- quarantine review (CLIENT.md §4) ----------------------------------------
+
+  static proto::ClientReply Ok(const std::string& id, const json& body);
+  std::optional<proto::ClientReply> QuarantineReply(const ClientAddress& from, const std::string& id, const json& args);
+  proto::ClientReply Review(const PendingRelease& d, const std::string& action, const json& retested);
+  void FinishRelease(Retest& r, const PendingRelease& d, json described);
+  proto::ClientReply StatusReply(const std::string& id);
+
+  // ---- the pipeline -----------------------------------------------------------
+
+  bool RoundNeeded() const;
+  bool Quiescent() const;
+  bool CanDispatch() const;
+  bool IsPacing(const Variant& v, Clock::time_point answering_since) const;
+  Variant* PromoteIfNeeded();
+  void DecideStandby(Command& c);
+
+  // ---- retests (Retest) ------------------------------------------------------
+
+  Retest::PreState PreStateBefore(std::uint64_t seq) const;
+
+  void StartRetest(const std::vector<std::string>& names, const Retest::Command& command, std::uint64_t pre_state_seq,
+                   std::uint64_t command_id, const std::string& why);
+
+  void StartRetestOf(const std::vector<std::string>& names, const Retest::Command& command, Retest::PreState pre_state,
+                     std::uint64_t command_id, const std::string& why, std::optional<PendingRelease> release);
+
+  void StartHungRetest(const Command& c, const std::vector<std::string>& hung);
+  void StartSuspectRetest();
+  void PumpRetest();
+  void SettleRetestExits();
+  void FinishRetest();
+  void FinishSuspect(const Retest& r, json described);
+
+  // ---- standby probe (policy "probe") ---------------------------------------
+
+  bool StartProbe(Command& c);
+  Result<Probe> StartProbeProcess(const VariantConfig& vc);
+  void KeepSpare();
+  void OnSpareMessage(std::string_view bytes);
+  void OnSpareExit();
+  bool DeliverAfterProbe(Command& c);
+  bool SendToProbe(const proto::Request& request);
+  void EndProbe(const std::string& outcome, const std::string& detail, const std::string& result = "");
+  void AdvanceProbe();
+  void OnProbeMessage(std::string_view bytes);
+  void OnProbeExit();
+  void OnProbeSnapshot(std::uint64_t command, const proto::StateReply& state);
+  Clock::time_point ProbeDeadline() const;
+  void CheckProbeDeadline();
+  void Dispatch(Command c);
+  std::vector<voter::Outcome> OutcomesOf(const Command& c) const;
+  const voter::Outcome& CountedOutcome(const Command& c, const std::string& name) const;
+  bool OnlyHangsMakeItPoison(const Command& c, const voter::Verdict& verdict) const;
+  void Decide(Command& c);
+  void OnExpired(Command& c);
+  void PublishSettled(const Command& c);
+  void ReplyCommand(const Command& c, const proto::ClientReply& reply);
+  void Remember(const std::string& key, const proto::ClientReply& reply, std::uint64_t record = 0);
+  void JournalVerdict(Command& c);
+  static JournalRecord VerdictRecord(const Command& c);
+  void OnCommit(Command& c);
+  static std::string ReportId(const char* kind, std::uint64_t seq, const std::string& fingerprint);
+  void OnPoison(Command& c);
+  void OnNoQuorum(Command& c);
+  void RollBack(Command& c);
+  json ReportOf(const Command& c, const std::string& status);
+  Status WriteReport(const Command& c, const std::string& status, std::string* text = nullptr);
+  void QuarantineUnwritten(const Command& c, const std::string& text, const std::string& error);
+  void RecordPreState();
+
+  // ---- checkpoints and sync rounds --------------------------------------------
+
+  void StartCheckpoint(const Command& c);
+  void AdvanceCheckpoint();
+  void SaveCheckpoint();
+  void RotateJournal();
+  void StartRound();
+  std::uint64_t LastCommittedSeq() const;
+  void SendPaced(Variant& v, const proto::Request& request, Purpose purpose, std::string_view reply_type);
+
+  // Healthy, checked, and its process not seen dead.
+  bool Voting(const Variant& v) const { return v.state == VariantState::kHealthy && !v.needs_sync && !v.exit_seen_at; }
+
+  void AdvanceRound();
+  bool RefusedCheckpoint(Round& r);
+  void OnRoundSnapshot(Variant& v, const proto::StateReply& state);
+  void FinishRound();
+
+  // ---- deadlines -----------------------------------------------------------------
+
+  milliseconds DeadlineFor(Purpose purpose) const;
+  const Command* WaitingBehind(const Variant& v) const;
+  Clock::time_point VoteDeadline(const Variant& v, const Command& c) const;
+
+  // ---- a variant's timers -----------------------------------------------------
+  //
+  // Each rule is written once: NextDeadline wakes the loop at it, and the
+  // code that acts (CheckDeadlines, SendHeartbeats) acts when it has passed.
+  // (Written twice, they drifted: a syncing variant while the checkpoint was
+  // refused woke the loop at a deadline nothing acted on, every turn.)
+
+  std::optional<Clock::time_point> ReplyDue(const Variant& v) const;
+  std::optional<Clock::time_point> BehindDue(const Variant& v) const;
+  std::optional<Clock::time_point> ProgressDue(const Variant& v) const;
+  std::optional<Clock::time_point> StopDue(const Variant& v) const;
+  std::optional<Clock::time_point> PingDue(const Variant& v) const;
+  void PetWatchdog();
+  void SendHeartbeats();
+  Clock::time_point NextDeadline() const;
+  std::string WhyStillWaiting() const;
+  void CheckDeadlines();
+  void CheckQueueDeadlines();
+  std::optional<std::string> UnavailableNow() const;
+  void UpdateAvailability();
+
+  // ---- the state machine step ----------------------------------------------------
+
+  void Pump();
+  bool ReadyForRound() const;
+  static void OwnerOnly(const std::string& endpoint);
+
+  // ---- run ---------------------------------------------------------------------------
+
+  Status Start();
+  Status StartCore(std::int64_t pid);
+  void SpawnAll();
+  Status Recover();
+  void FinalCheckpoint();
+  void Shutdown();
+
+  // Every process nvsd watches, with what to poll of it: its pidfd (until
+  // its exit was seen) and its stderr (until EOF). Run polls these; a
+  // simulation asks its own processes.
+  using Watched = nvsd::Watched;
+  std::vector<Watched> WatchedProcesses() const;
+  Status Run(int signal_fd);
+  void OnSignal(int signal_fd);
+  void Turn(const Readiness& ready);
+
+};
+
+}  // namespace nvs::supervisor

@@ -1,0 +1,454 @@
+// Poison and no quorum: quarantine reports, roll-backs, and retests on
+// disposable processes (ARCHITECTURE.md §3, §5, §6).
+#include "impl.h"
+
+namespace nvs::supervisor {
+
+// The state before `seq`: the checkpoint and what was committed after it.
+Retest::PreState Supervisor::Impl::PreStateBefore(std::uint64_t seq) const {
+  Retest::PreState pre;
+  pre.checkpoint = checkpoint;
+  for (const auto& e : tail) {
+    if (e.seq < seq) pre.tail.push_back({e.seq, e.time_ns, e.payload});
+  }
+  return pre;
+}
+
+// Starts fresh processes of `names`' programs that run `command` on the
+// state before `pre_state_seq`. `command_id`: the undecided command it is
+// for, or 0 for suspects.front().
+void Supervisor::Impl::StartRetest(const std::vector<std::string>& names, const Retest::Command& command, std::uint64_t pre_state_seq,
+                 std::uint64_t command_id, const std::string& why) {
+  StartRetestOf(names, command, PreStateBefore(pre_state_seq), command_id, why, std::nullopt);
+}
+
+// The same on an explicit pre-state; with `release`, for that release.
+void Supervisor::Impl::StartRetestOf(const std::vector<std::string>& names, const Retest::Command& command, Retest::PreState pre_state,
+                   std::uint64_t command_id, const std::string& why, std::optional<PendingRelease> release) {
+  RunningRetest r;
+  r.command = command_id;
+  r.release = std::move(release);
+  r.retest = std::make_unique<Retest>(names, command, std::move(pre_state),
+                                      Retest::Deadlines{milliseconds(config.sync_deadline_ms),
+                                                        milliseconds(config.deadline_ms)},
+                                      Now(), retest_probes_started + 1);
+  retest_probes_started += static_cast<int>(names.size());
+  json probes = json::array();
+  for (const auto& p : r.retest->probes()) {
+    auto spec = SpecFor(Find(p.variant)->config, p.identity, "retest.log");
+    auto process = spec.ok() ? env.Spawn(spec.value()) : Result<std::unique_ptr<Process>>(spec.status());
+    if (!process.ok()) {
+      r.retest->OnSpawnFailed(p.identity, process.status().message(), Now());
+      probes.push_back({{"variant", p.variant}, {"probe", p.identity}, {"error", process.status().message()}});
+      continue;
+    }
+    probes.push_back({{"variant", p.variant}, {"probe", p.identity}, {"pid", process.value()->pid()}});
+    r.processes[p.identity] = std::move(process.value());
+  }
+  const json event = {{"phase", "started"}, {"seq", command.seq}, {"why", why}, {"probes", probes}};
+  Log(LogLevel::kWarn, "retest", event);
+  Publish("retest", event);
+  retest = std::move(r);
+  PumpRetest();
+}
+
+void Supervisor::Impl::StartHungRetest(const Command& c, const std::vector<std::string>& hung) {
+  std::string names;
+  for (const auto& name : hung) names += (names.empty() ? "" : ", ") + name;
+  const std::string what = c.is_query ? std::string("a query") : "seq " + std::to_string(c.seq);
+  StartRetest(hung, {c.is_query ? last_seq : c.seq, c.time_ns, c.payload, c.is_query},
+              c.is_query ? last_seq + 1 : c.seq, c.id,
+              "every failure on " + what + " was a hang (" + names +
+                  "): a stop, a paused machine or a starved host looks the same, so it is run on fresh processes "
+                  "restored to the state before it before it is called poison");
+}
+
+// At start (and after each one is decided): the next suspect's retest.
+void Supervisor::Impl::StartSuspectRetest() {
+  if (suspects.empty() || retest || stopping) return;
+  const Suspect& s = suspects.front();
+  std::vector<std::string> names;
+  for (const auto& v : variants) names.push_back(v.config.name);
+  StartRetest(names, {s.seq, s.time_ns, s.payload, false}, s.seq, 0,
+              "seq " + std::to_string(s.seq) + " was admitted before nvsd stopped and never decided: its variants "
+              "may have been sent it, and it may be what stopped them, so it is run on fresh processes restored to "
+              "the state before it before anything else is dispatched");
+}
+
+// Sends what the retest asks, kills the probes it is done with, and
+// finishes it once every probe is done.
+void Supervisor::Impl::PumpRetest() {
+  while (retest) {
+    for (const auto& [identity, bytes] : retest->retest->TakeOutgoing()) SendToIdentity(identity, bytes);
+    for (const auto& identity : retest->retest->TakeKills()) {
+      if (auto it = retest->processes.find(identity); it != retest->processes.end()) {
+        it->second->DrainStderr();
+        retest->processes.erase(it);  // SIGKILLs its group and reaps it
+      }
+      retest->exit_seen.erase(identity);
+    }
+    if (!retest->retest->done()) return;
+    FinishRetest();
+  }
+}
+
+// A probe's process is gone: once its connection is gone too (or
+// exit_grace_ms passed), everything it sent has been read.
+void Supervisor::Impl::SettleRetestExits() {
+  if (!retest) return;
+  const auto now = Now();
+  for (auto it = retest->exit_seen.begin(); it != retest->exit_seen.end();) {
+    const std::string identity = it->first;
+    if (!ConnectionGone(identity) && now < it->second + milliseconds(config.exit_grace_ms)) {
+      ++it;
+      continue;
+    }
+    it = retest->exit_seen.erase(it);
+    DrainVariantSocket(std::numeric_limits<int>::max());
+    auto process = retest->processes.find(identity);
+    if (process == retest->processes.end()) continue;
+    process->second->DrainStderr();
+    const auto info = process->second->TryReap();
+    retest->retest->OnExit(identity, info ? info->Describe() : "exited", now);
+  }
+}
+
+void Supervisor::Impl::FinishRetest() {
+  RunningRetest r = std::move(*retest);
+  retest.reset();
+  r.processes.clear();
+  json described = r.retest->Describe();
+  if (r.release) {
+    FinishRelease(*r.retest, *r.release, std::move(described));
+    // What waited for the retest slot meanwhile.
+    StartSuspectRetest();
+    for (auto& c : active) {
+      if (!c.verdict) Decide(c);
+    }
+    return;
+  }
+  if (r.command == 0) {
+    FinishSuspect(*r.retest, std::move(described));
+    StartSuspectRetest();
+    return;
+  }
+  Command* c = FindActive(r.command);
+  if (c == nullptr || c->verdict) return;
+  c->retested = true;
+  std::vector<std::string> answered, failed, inconclusive;
+  for (const auto& o : r.retest->Outcomes()) {
+    if (!r.retest->Conclusive(o.variant)) {
+      inconclusive.push_back(o.variant + " (" + o.detail + ")");
+      continue;
+    }
+    voter::Outcome counted = o;
+    counted.detail = "hung; a fresh process of its program, restored to the state before it: " + o.detail;
+    if (counted.kind == voter::OutcomeKind::kReply) {
+      counted.comparable = voter::ComparableForm(counted.result, config.policy.ignored);
+      answered.push_back(o.variant);
+    } else {
+      failed.push_back(o.variant + " " + std::string(voter::ToString(o.kind)) + " (" + o.detail + ")");
+    }
+    c->retest_outcomes[o.variant] = std::move(counted);
+  }
+  const auto join = [](const std::vector<std::string>& items) {
+    std::string out;
+    for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+    return out;
+  };
+  std::string conclusion = "retest on fresh processes restored to the state before it:";
+  if (!answered.empty()) conclusion += " " + join(answered) + " answered";
+  if (!failed.empty()) conclusion += std::string(answered.empty() ? " " : "; ") + join(failed);
+  if (!inconclusive.empty()) {
+    conclusion += std::string(answered.empty() && failed.empty() ? " " : "; ") + "could not be run for " +
+                  join(inconclusive) + " (their hangs stand)";
+  }
+  if (failed.empty() && inconclusive.empty()) conclusion += ": the hangs were not the command's doing";
+  described["conclusion"] = conclusion;
+  c->retest = described;
+  json event = {{"phase", "done"}, {"seq", c->seq}, {"conclusion", conclusion}, {"probes", described["probes"]}};
+  Log(LogLevel::kWarn, "retest", event);
+  Publish("retest", event);
+}
+
+// What the retest of a suspect showed: poison is quarantined (blocked,
+// with a report); a command fresh processes survive was never carried
+// out and is abandoned (a retry by its client runs it).
+void Supervisor::Impl::FinishSuspect(const Retest& r, json described) {
+  Suspect s = std::move(suspects.front());
+  suspects.pop_front();
+  std::vector<voter::Outcome> outcomes = r.Outcomes();
+  bool inconclusive = false;
+  int failed = 0;
+  int survived = 0;
+  for (const auto& o : outcomes) {
+    inconclusive = inconclusive || !r.Conclusive(o.variant);
+    const bool fail = o.kind == voter::OutcomeKind::kCrashed || o.kind == voter::OutcomeKind::kHung ||
+                      o.kind == voter::OutcomeKind::kProtocolError;
+    failed += fail ? 1 : 0;
+    survived += !fail && r.Conclusive(o.variant) && o.kind == voter::OutcomeKind::kReply ? 1 : 0;
+  }
+  voter::Policy policy = config.policy;
+  policy.configured = variants.size();
+  voter::Verdict verdict = voter::Decide(outcomes, policy);
+  std::string why;
+  bool poison = false;
+  if (standby && config.standby_policy == "quarantine") {
+    // The active alone had it: a program that fails on it, or one that
+    // could not be tried, is reason enough (the policy's own rule: a
+    // command the active fails on is never delivered).
+    poison = failed > 0 || inconclusive;
+    why = failed > 0 ? "a fresh process failed on it (standby policy quarantine: a command a program fails on is "
+                       "not delivered)"
+                     : "it could not be run on every program, so it is not shown safe";
+  } else if (standby) {
+    // Policy probe: live, a command the active fails on is still
+    // delivered when a probe of the next active's program survives it.
+    // The same here: poison when two programs fail on it, or none is
+    // shown to survive it. (One failing program alone is what the probe
+    // policy survives: quarantining it here, after a restart, refused a
+    // command the running nvsd would have carried out. The simulator
+    // found it.)
+    poison = failed >= 2 || survived == 0;
+    why = failed >= 2 ? "fresh processes of " + std::to_string(failed) + " programs failed on it"
+                      : "no fresh process could be shown to survive it";
+  } else {
+    poison = verdict.kind == voter::VerdictKind::kPoison ||
+             (verdict.kind != voter::VerdictKind::kCommit && inconclusive);
+    why = verdict.kind == voter::VerdictKind::kPoison ? verdict.reason
+                                                      : "too few fresh processes could run it to show it safe";
+  }
+  const std::string seq = "seq " + std::to_string(s.seq);
+  if (!poison) {
+    const std::string reason = "admitted before nvsd stopped and never decided; fresh processes restored to the state "
+                               "before it survived it (" + std::string(voter::ToString(verdict.kind)) +
+                               "): not carried out, and not remembered, so a retry runs it";
+    if (journal) {
+      JournalRecord abandoned;
+      abandoned.type = "verdict";
+      abandoned.seq = s.seq;
+      abandoned.id = s.request_id;
+      abandoned.key = s.key;
+      abandoned.verdict = "ABANDONED";
+      abandoned.reason = reason;
+      AppendRecord(EncodeJournalRecord(abandoned));
+    }
+    json event = {{"phase", "done"}, {"seq", s.seq}, {"conclusion", reason}, {"probes", described["probes"]}};
+    Log(LogLevel::kInfo, "retest", event);
+    Publish("retest", event);
+    return;
+  }
+  Command c;
+  c.seq = s.seq;
+  c.time_ns = s.time_ns;
+  c.payload = s.payload;
+  c.fingerprint = s.fingerprint.empty() ? proto::Fnv1a64Hex(s.payload) : s.fingerprint;
+  c.request_id = s.request_id;
+  c.client.envelope = {Unhex(s.client)};
+  c.client.user = s.key;
+  for (auto& o : outcomes) {
+    o.detail = "a fresh process, after nvsd restarted: " + o.detail;
+    c.outcomes[o.variant] = o;
+  }
+  verdict.kind = voter::VerdictKind::kPoison;
+  verdict.reason = seq + " was admitted before nvsd stopped and never decided, and a retest on fresh processes "
+                   "restored to the state before it says it is not safe: " + why +
+                   "; quarantined, never delivered again";
+  c.verdict = verdict;
+  c.retested = true;
+  described["conclusion"] = verdict.reason;
+  described["found_at_recovery"] = true;
+  c.retest = described;
+  c.report_id = ReportId("q", c.seq, c.fingerprint);
+  std::string report_text;
+  if (Status written = WriteReport(c, "blocked", &report_text); !written.ok()) {
+    // Blocked in memory; undecided on disk, so the next start retests it again.
+    Log(LogLevel::kError, "quarantined_in_memory", {{"report", c.report_id}, {"seq", c.seq}});
+    QuarantineUnwritten(c, report_text, written.message());
+    return;
+  }
+  JournalVerdict(c);
+  proto::ClientReply reply;
+  reply.id = c.request_id;
+  reply.status = proto::ClientStatus::kQuarantined;
+  reply.report = c.report_id;
+  reply.fingerprint = c.fingerprint;
+  reply.reason = verdict.reason;
+  // Its client is gone: a retry is answered. (Unless the id already has a
+  // later answer, e.g. a retry committed after this admit was undone.)
+  if (!c.request_id.empty() && !answered.Contains(RequestKey(c.client.user, c.request_id))) {
+    Remember(RequestKey(c.client.user, c.request_id), reply, c.verdict_record);
+  }
+  reports_awaiting_pre_state.push_back(c.report_id);
+  Publish("quarantine", {{"report", c.report_id}, {"fingerprint", c.fingerprint}, {"seq", c.seq}, {"reason", verdict.reason}});
+  Log(LogLevel::kError, "quarantined",
+      {{"report", c.report_id}, {"fingerprint", c.fingerprint}, {"seq", c.seq}, {"reason", verdict.reason}});
+}
+
+// "q-000000000042-1a2b3c4d": the kind, the seq, the fingerprint's start.
+std::string Supervisor::Impl::ReportId(const char* kind, std::uint64_t seq, const std::string& fingerprint) {
+  const std::string digits = std::to_string(seq);
+  return std::string(kind) + "-" + std::string(12 - std::min<std::size_t>(12, digits.size()), '0') + digits + "-" +
+         fingerprint.substr(0, 8);
+}
+
+void Supervisor::Impl::OnPoison(Command& c) {
+  c.report_id = ReportId("q", c.seq, c.fingerprint);
+  std::string report_text;
+  if (Status written = WriteReport(c, "blocked", &report_text); !written.ok()) {
+    // The block holds in memory, but a quarantine a restart would forget
+    // is not one to announce (an outside test: a poison answered
+    // `quarantined` while the disk was full was delivered again after a
+    // restart). No verdict record either: the admit stays undecided, so
+    // the next start retests it and quarantines it for good.
+    const auto unavailable = proto::ClientReply::Unavailable(
+        c.request_id, "it killed variants (" + c.verdict->reason + "), and is blocked while nvsd runs, but the "
+                      "quarantine report cannot be written (" + written.message() + "): not carried out");
+    Reply(c.client, unavailable);
+    for (const auto& also : c.also_reply) Reply(also, unavailable);
+    Log(LogLevel::kError, "quarantined_in_memory",
+        {{"report", c.report_id}, {"fingerprint", c.fingerprint}, {"seq", c.seq}, {"error", written.message()}});
+    QuarantineUnwritten(c, report_text, written.message());
+    RollBack(c);
+    return;
+  }
+  proto::ClientReply reply;
+  reply.id = c.request_id;
+  reply.status = proto::ClientStatus::kQuarantined;
+  reply.report = c.report_id;
+  reply.fingerprint = c.fingerprint;
+  reply.reason = c.verdict->reason;
+  JournalVerdict(c);
+  ReplyCommand(c, reply);
+  Publish("quarantine",
+          {{"report", c.report_id}, {"fingerprint", c.fingerprint}, {"seq", c.seq}, {"reason", c.verdict->reason}});
+  Log(LogLevel::kError, "quarantined",
+      {{"report", c.report_id}, {"fingerprint", c.fingerprint}, {"seq", c.seq}, {"reason", c.verdict->reason}});
+  RollBack(c);
+}
+
+void Supervisor::Impl::OnNoQuorum(Command& c) {
+  c.report_id = ReportId("n", c.seq, c.fingerprint);
+  WriteReport(c, "no_quorum");
+  JournalVerdict(c);
+  ReplyCommand(c, proto::ClientReply::Rejected(c.request_id, "no_quorum",
+                                               c.verdict->reason + "; rolled back, recorded as " + c.report_id));
+  RollBack(c);
+}
+
+// Every variant that applied a refused command goes back to the state
+// before it (checkpoint + committed tail), through a sync round.
+void Supervisor::Impl::RollBack(Command& c) {
+  if (c.is_query) return;
+  for (auto& [name, outcome] : c.outcomes) {
+    Variant& v = *Find(name);
+    if (outcome.kind == voter::OutcomeKind::kReply || outcome.kind == voter::OutcomeKind::kPending) {
+      v.needs_sync = true;
+      v.last_fault = "rolled back: seq " + std::to_string(c.seq) + " was " +
+                     (c.expired ? std::string("agreed on after its deadline")
+                                : "refused (" + std::string(voter::ToString(c.verdict->kind)) + ")");
+    }
+  }
+  if (!c.report_id.empty()) reports_awaiting_pre_state.push_back(c.report_id);
+}
+
+json Supervisor::Impl::ReportOf(const Command& c, const std::string& status) {
+  json outcomes = json::array();
+  for (const auto& [name, outcome] : c.outcomes) {
+    json entry = {{"variant", name}, {"outcome", std::string(voter::ToString(outcome.kind))}};
+    if (outcome.kind == voter::OutcomeKind::kReply) entry["result"] = ParseOrString(outcome.result);
+    if (auto it = c.answered_ms.find(name); it != c.answered_ms.end()) entry["after_ms"] = it->second;
+    if (!outcome.detail.empty()) entry["detail"] = outcome.detail;
+    if (auto it = c.evidence.find(name); it != c.evidence.end()) {
+      for (const auto& [key, value] : it->second.items()) entry[key] = value;
+    }
+    outcomes.push_back(entry);
+  }
+  return {{"id", c.report_id},
+          {"status", status},
+          {"fingerprint", c.fingerprint},
+          {"kind", c.is_query ? "query" : "command"},
+          {"command", ParseOrString(c.payload)},
+          {"seq", c.seq},
+          {"time_ns", c.time_ns},
+          {"time", IsoTime(c.time_ns)},
+          {"client", {{"request_id", c.request_id},
+                      {"key", config.client_curve ? json(c.client.user) : json()},
+                      {"authenticated", config.client_curve.has_value()}}},
+          {"pre_state",
+           {{"checkpoint_seq", checkpoint ? checkpoint->seq : 0},
+            {"checkpoint_digest", checkpoint ? checkpoint->digest : ""},
+            {"tail_seqs", [&] {
+               json seqs = json::array();
+               for (const auto& e : tail) seqs.push_back(e.seq);
+               return seqs;
+             }()}}},
+          {"outcomes", outcomes},
+          {"verdict", std::string(voter::ToString(c.verdict->kind))},
+          {"decided_ms", c.decided_ms},
+          {"reason", c.verdict->reason},
+          {"policy", std::string(voter::ToString(config.policy.kind))},
+          {"mode", config.mode},
+          {"config", json::parse(VariantsAndPolicyJson(config))},
+          {"review", json::array({{{"time", IsoTime(env.UnixNowNs())},
+                                   {"action", status == "blocked" ? "quarantined" : "recorded"},
+                                   {"by", "nvsd"},
+                                   {"note", c.verdict->reason}}})}};
+}
+
+Status Supervisor::Impl::WriteReport(const Command& c, const std::string& status, std::string* text) {
+  json report = ReportOf(c, status);
+  if (!c.probe.empty()) report["probe"] = c.probe;  // standby probe policy: what the probe did
+  if (c.retested) report["retest"] = c.retest;       // hangs, or a suspect at recovery: what fresh processes did
+  if (auto existing = quarantine->Read(c.report_id)) {
+    json old = json::parse(*existing, nullptr, false);
+    if (!old.is_discarded()) {
+      if (old.contains("pre_state")) report["pre_state"] = old["pre_state"];
+      if (old.contains("review")) report["review"] = old["review"];
+    }
+  }
+  if (text != nullptr) *text = Dump(report);
+  Status written = quarantine->Write(c.report_id, Dump(report));
+  if (!written.ok()) Log(LogLevel::kError, "report_write_failed", {{"report", c.report_id}, {"error", written.message()}});
+  return written;
+}
+
+// A quarantine whose report could not be written: blocked in memory, its
+// verdict not journaled (the admit stays undecided, so a restart retests
+// it), and nvsd takes no command until the report is on disk (a
+// checkpoint must not pass over the undecided admit meanwhile).
+void Supervisor::Impl::QuarantineUnwritten(const Command& c, const std::string& text, const std::string& error) {
+  unwritten_reports.push_back({c.report_id, text, EncodeJournalRecord(VerdictRecord(c))});
+  const std::string kind = error.find("No space") != std::string::npos    ? "full"
+                           : error.find("Read-only") != std::string::npos ? "read_only"
+                                                                          : "io_error";
+  const std::string reason = "a quarantine report cannot be written: " + error;
+  if (!journal_trouble) {
+    Log(LogLevel::kError, "journal_degraded", {{"kind", kind}, {"reason", reason}});
+    Publish("journal", {{"state", "degraded"}, {"kind", kind}, {"reason", reason}});
+    journal_trouble = JournalTrouble{kind, reason, Now()};
+  }
+  journal_retry_at = Now() + std::chrono::seconds(1);
+}
+
+// After the round that rolled the variants back: record the pre-command
+// state (digest and snapshot file) in the reports that wait for it.
+void Supervisor::Impl::RecordPreState() {
+  if (!checkpoint) return;
+  for (const auto& id : reports_awaiting_pre_state) {
+    auto text = quarantine->Read(id);
+    if (!text) continue;
+    json report = json::parse(*text, nullptr, false);
+    if (!report.is_object()) continue;
+    if (!report["pre_state"].is_object()) report["pre_state"] = json::object();
+    auto file = quarantine->WriteAttachment(id + ".state.json", checkpoint->state + "\n");
+    report["pre_state"]["digest"] = checkpoint->digest;
+    report["pre_state"]["snapshot"] = file.ok() ? file.value() : "";
+    report["pre_state"]["snapshot_seq"] = checkpoint->seq;
+    Status written = quarantine->Write(id, Dump(report));
+    if (!written.ok()) Log(LogLevel::kError, "report_write_failed", {{"report", id}, {"error", written.message()}});
+  }
+  reports_awaiting_pre_state.clear();
+}
+
+}  // namespace nvs::supervisor

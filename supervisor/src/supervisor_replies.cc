@@ -1,0 +1,340 @@
+// Replies, events and the group commit; storage trouble (the journal
+// cannot be written) and clients that do not take their replies.
+#include "impl.h"
+
+namespace nvs::supervisor {
+
+Variant* Supervisor::Impl::Find(const std::string& name) {
+  return const_cast<Variant*>(std::as_const(*this).Find(name));
+}
+
+const Variant* Supervisor::Impl::Find(const std::string& name) const {
+  for (const auto& v : variants) {
+    if (v.config.name == name) return &v;
+  }
+  return nullptr;
+}
+
+Command* Supervisor::Impl::FindActive(std::uint64_t id) {
+  for (auto& c : active) {
+    if (c.id == id) return &c;
+  }
+  return nullptr;
+}
+
+// Events carry no result values (the event socket is read by whoever can
+// reach it, SECURITY.md): a retest's probes are published without theirs,
+// wherever a retest appears in the event (a verdict carries one too).
+void Supervisor::Impl::StripProbeResults(json& value) {
+  if (value.is_array()) {
+    for (auto& item : value) StripProbeResults(item);
+    return;
+  }
+  if (!value.is_object()) return;
+  if (auto probes = value.find("probes"); probes != value.end() && probes->is_array()) {
+    for (auto& p : *probes) {
+      if (p.is_object()) p.erase("result");
+    }
+  }
+  for (auto& [key, member] : value.items()) StripProbeResults(member);
+}
+
+void Supervisor::Impl::Publish(const std::string& event, json body) {
+  if (event_sink == nullptr) return;
+  StripProbeResults(body);
+  body["event"] = event;
+  body["time_ns"] = env.UnixNowNs();
+  const std::string text = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  event_sink->Publish(event, text);
+}
+
+// `record`: the ordinal of the journal record the reply rests on (0: none).
+void Supervisor::Impl::Reply(const ClientAddress& to, const proto::ClientReply& reply, std::uint64_t record) {
+  if (reply.status == proto::ClientStatus::kUnavailable) NoteUnavailable(reply.reason);
+  outbox.push_back({to, reply, record});
+}
+
+// Queues a journal record; its ordinal.
+std::uint64_t Supervisor::Impl::AppendRecord(std::string_view payload) {
+  journal->Append(payload);
+  return ++journal_appended;
+}
+
+// Answers `unavailable` are published (CLIENT.md §5): the first at once,
+// then at most one event a second while they go on, each with how many
+// requests were so answered since the last one and the latest reason;
+// `available` once a command is dispatched again.
+void Supervisor::Impl::NoteUnavailable(const std::string& reason) {
+  const auto now = Now();
+  if (!refusing) refusing = Refusing{now, {}, 0, 0, ""};
+  ++refusing->total;
+  ++refusing->unreported;
+  refusing->reason = reason;
+  if (refusing->total == 1 || now - refusing->last_event >= std::chrono::seconds(1)) PublishUnavailable(now);
+}
+
+void Supervisor::Impl::PublishUnavailable(Clock::time_point now) {
+  if (!refusing || refusing->unreported == 0) return;
+  Publish("unavailable", {{"reason", refusing->reason}, {"requests", refusing->unreported}});
+  Log(LogLevel::kWarn, "answered_unavailable", {{"reason", refusing->reason}, {"requests", refusing->unreported}});
+  refusing->unreported = 0;
+  refusing->last_event = now;
+}
+
+void Supervisor::Impl::NoteDispatched() {
+  if (!refusing) return;
+  PublishUnavailable(Now());
+  const double ms = MillisSince(refusing->since, Now());
+  Publish("available", {{"refused", refusing->total}, {"after_ms", ms}});
+  Log(LogLevel::kInfo, "available", {{"refused", refusing->total}, {"after_ms", ms}});
+  refusing.reset();
+}
+
+// Makes the journal durable (as the fsync policy says), then sends every
+// reply of this turn. A journal that cannot be written turns committed
+// replies into `unavailable`: nothing is acknowledged that is not on disk.
+void Supervisor::Impl::FlushJournalAndReplies() {
+  if (!outbox.empty() || (journal && journal->pending())) {
+    if (journal) {
+      Flushed flushed = journal->Flush();
+      if (!flushed.ok()) OnJournalFailure(flushed);
+    }
+    for (auto& out : outbox) SendNow(out.to, out.reply);
+    outbox.clear();
+  }
+  RetryBacklogs();
+}
+
+// The journal could not be written. What the failed flush held is gone
+// (kNotWritten: the writer cut the segment back) or in doubt (kInDoubt: it
+// could not). A commit whose verdict went with it is undone: the variants
+// are put back on the state before it, and its reply says `unavailable`
+// (never carried out), or, in doubt, is held until the writer can cut it
+// off. nvsd then refuses commands, keeps answering reads, and tries again
+// every second (RetryJournal). An outside test filled the disk: a torn
+// record was followed by later ones, 87 acknowledged commits vanished at
+// the restart, and six commands answered `unavailable` had been applied.
+void Supervisor::Impl::OnJournalFailure(const Flushed& flushed) {
+  const int e = flushed.error.error_number;
+  const bool doubt = flushed.result == Flushed::Result::kInDoubt;
+  const std::string kind = doubt                            ? "in_doubt"
+                           : e == ENOSPC || e == EDQUOT     ? "full"
+                           : e == EROFS                     ? "read_only"
+                                                            : "io_error";
+  std::string reason = DescribeStorageError(e) + " (" + flushed.error.message + ")";
+  if (doubt) reason += "; what was written after the last good record may or may not be on disk, and cannot be cut off";
+  if (!journal_trouble) {
+    Log(LogLevel::kError, "journal_degraded", {{"kind", kind}, {"reason", reason}});
+    Publish("journal", {{"state", "degraded"}, {"kind", kind}, {"reason", reason}});
+    journal_trouble = JournalTrouble{kind, reason, Now()};
+    journal_retry_at = Now() + std::chrono::seconds(1);
+  } else {
+    // (Not a new retry time: while the segment is in doubt every flush
+    // fails, and a turn comes at least every heartbeat, so a retry put
+    // off at each failure never came, and nvsd never served again. The
+    // simulator found it.)
+    journal_trouble->kind = kind;
+    journal_trouble->reason = reason;
+  }
+  // The replies that rest on records the flush lost (or left in doubt):
+  // those from this ordinal on. Replies resting on records already on disk
+  // (a retry answered from memory) are sent as they are.
+  const std::uint64_t first_lost = journal_base + flushed.records_kept + 1;
+  journal_base = journal_appended - journal->records();
+  std::vector<OutgoingReply> keep;
+  for (auto& out : outbox) {
+    const auto status = out.reply.status;
+    if (out.record < first_lost || status == proto::ClientStatus::kQuarantined ||
+        status == proto::ClientStatus::kUnavailable) {
+      // (A quarantine rests on its report, written before its verdict: a
+      // restart finds the report and blocks the command again.)
+      keep.push_back(std::move(out));
+      continue;
+    }
+    if (out.reply.id) answered.Forget(RequestKey(out.to.user, *out.reply.id));  // (a retry must not be told so)
+    if (doubt) {
+      replies_in_doubt.push_back(std::move(out));
+    } else {
+      keep.push_back(NotCarriedOut(std::move(out), reason));
+    }
+  }
+  outbox = std::move(keep);
+}
+
+// A reply whose verdict record never reached the disk: a commit is undone
+// and a refusal withdrawn; either is answered `unavailable` (not carried
+// out), which a retry may change. A refusal told to a client but lost on
+// disk would be carried out after a restart: the command comes back as an
+// undecided admit, and its id is free again.
+Supervisor::Impl::OutgoingReply Supervisor::Impl::NotCarriedOut(OutgoingReply out, const std::string& reason) {
+  if (out.reply.status == proto::ClientStatus::kCommitted) UndoCommit(out.reply.seq);
+  out.reply = proto::ClientReply::Unavailable(out.reply.id, "the journal cannot be written (" + reason +
+                                                                "): not carried out");
+  out.record = 0;
+  return out;
+}
+
+// A commit whose verdict never reached the disk: out of the tail, and
+// every variant back on the checkpoint and the commits still durable.
+void Supervisor::Impl::UndoCommit(std::uint64_t seq) {
+  const auto before = tail.size();
+  std::erase_if(tail, [&](const CommittedEntry& e) { return e.seq == seq; });
+  if (tail.size() < before) {
+    --commits;
+    commits_since_checkpoint = static_cast<int>(tail.size());
+  }
+  checkpointer.Abandon();
+  for (auto& v : variants) {
+    if (v.state == VariantState::kHealthy) v.needs_sync = true;
+  }
+  Log(LogLevel::kError, "commit_undone", {{"seq", seq}, {"why", "its verdict could not be written to the journal"}});
+}
+
+// Once a second while the journal is in trouble: cut off what is in
+// doubt, then write and fsync a small record. When both work, nvsd takes
+// commands again.
+void Supervisor::Impl::RetryJournal() {
+  if (!journal_trouble || Now() < journal_retry_at || !journal) return;
+  journal_retry_at = Now() + std::chrono::seconds(1);
+  ++journal_trouble->attempts;
+  if (journal->in_doubt()) {
+    Flushed resolved = journal->Resolve();
+    if (!resolved.ok()) return;
+    journal_base = journal_appended - journal->records();
+  }
+  // What was in doubt is cut off now: not carried out, for sure.
+  for (auto& out : replies_in_doubt) {
+    OutgoingReply settled = NotCarriedOut(std::move(out), journal_trouble->reason);
+    Reply(settled.to, settled.reply);
+  }
+  replies_in_doubt.clear();
+  while (!unwritten_reports.empty()) {
+    const auto& pending = unwritten_reports.front();
+    Status written = quarantine->Write(pending.id, pending.text);
+    if (!written.ok()) {
+      journal_trouble->reason = "a quarantine report cannot be written: " + written.message();
+      return;
+    }
+    Log(LogLevel::kWarn, "quarantine_written", {{"report", pending.id}});
+    AppendRecord(pending.verdict_record);
+    unwritten_reports.erase(unwritten_reports.begin());
+  }
+  JournalRecord mark;
+  mark.type = "mark";
+  mark.time_ns = env.UnixNowNs();
+  mark.note = "the journal can be written again";
+  AppendRecord(EncodeJournalRecord(mark));
+  Flushed flushed = journal->Flush(/*force=*/true);
+  if (!flushed.ok()) {
+    OnJournalFailure(flushed);
+    return;
+  }
+  const double ms = MillisSince(journal_trouble->since, Now());
+  Log(LogLevel::kWarn, "journal_ok", {{"after_ms", ms}, {"was", journal_trouble->reason}});
+  Publish("journal", {{"state", "ok"}, {"after_ms", ms}, {"was", journal_trouble->reason}});
+  journal_trouble.reset();
+}
+
+// Sends one reply now, or queues it behind the client's backlog. Never a
+// silent drop: a reply that cannot be delivered is counted and logged.
+void Supervisor::Impl::SendNow(const ClientAddress& to, const proto::ClientReply& reply) {
+  const std::string& peer = to.envelope[0];
+  if (cut_off.count(peer) != 0) {
+    ++client_counters.replies_dropped;  // (its cut-off was logged, with what it dropped then)
+    return;
+  }
+  std::vector<std::string> frames = to.envelope;
+  frames.push_back(proto::Encode(reply));
+  if (auto it = backlogs.find(peer); it != backlogs.end()) {
+    Queue(peer, it->second, std::move(frames));
+    return;
+  }
+  switch (TrySend(frames)) {
+    case SendResult::kSent: return;
+    case SendResult::kFull: Queue(peer, backlogs[peer], std::move(frames)); return;
+    case SendResult::kGone: Undeliverable(peer, 1); return;
+  }
+}
+
+void Supervisor::Impl::Queue(const std::string& peer, Backlog& backlog, std::vector<std::string> frames) {
+  for (const auto& f : frames) backlog.bytes += f.size();
+  backlog.messages.push_back(std::move(frames));
+  if (backlog.messages.size() > config.client_backlog_limit || backlog.bytes > kMaxBacklogBytes) {
+    CutOff(peer);
+    return;
+  }
+  // All clients together: beyond kMaxAllBacklogsBytes, the one holding the
+  // most is cut off (many slow readers must not exhaust nvsd's memory).
+  std::size_t total = 0;
+  const Backlog* largest = nullptr;
+  std::string largest_peer;
+  for (const auto& [p, b] : backlogs) {
+    total += b.bytes;
+    if (largest == nullptr || b.bytes > largest->bytes) {
+      largest = &b;
+      largest_peer = p;
+    }
+  }
+  if (total > kMaxAllBacklogsBytes) CutOff(largest_peer);
+}
+
+// A client that has not taken client_backlog_limit replies is cut off:
+// what waits for it is dropped, and its later requests are not carried
+// out (ZeroMQ cannot close one peer's connection of a ROUTER socket; a
+// client that reconnects gets a new routing id and a clean slate).
+void Supervisor::Impl::CutOff(const std::string& peer) {
+  auto it = backlogs.find(peer);
+  const std::size_t dropped = it != backlogs.end() ? it->second.messages.size() : 0;
+  const std::size_t bytes = it != backlogs.end() ? it->second.bytes : 0;
+  if (it != backlogs.end()) backlogs.erase(it);
+  ++client_counters.cut_off;
+  client_counters.replies_dropped += dropped;
+  Log(LogLevel::kError, "client_cut_off",
+      {{"peer", HexIdentity(peer)}, {"replies_dropped", dropped}, {"bytes_dropped", bytes},
+       {"why", "it did not take its replies (client_backlog_limit " + std::to_string(config.client_backlog_limit) +
+                   "): its later requests are ignored until it reconnects"}});
+  cut_off.insert(peer);
+  cut_off_order.push_back(peer);
+  while (cut_off_order.size() > kMaxCutOffRemembered) {
+    cut_off.erase(cut_off_order.front());
+    cut_off_order.pop_front();
+  }
+}
+
+// Replies for a client that disconnected before it took them: counted and
+// logged (at most 10 lines a second).
+void Supervisor::Impl::Undeliverable(const std::string& peer, std::size_t replies) {
+  client_counters.replies_undeliverable += replies;
+  if (undeliverable_log.Admit(Now())) {
+    Log(LogLevel::kWarn, "reply_undeliverable",
+        {{"peer", HexIdentity(peer)}, {"replies", replies}, {"why", "the client disconnected before it took them"}});
+  }
+}
+
+// Sends what waits in the backlogs, in order, as far as each client's
+// queue takes it.
+void Supervisor::Impl::RetryBacklogs() {
+  for (auto it = backlogs.begin(); it != backlogs.end();) {
+    Backlog& b = it->second;
+    bool gone = false;
+    while (!b.messages.empty()) {
+      const SendResult result = TrySend(b.messages.front());
+      if (result == SendResult::kFull) break;
+      if (result == SendResult::kGone) {
+        gone = true;
+        break;
+      }
+      for (const auto& f : b.messages.front()) b.bytes -= f.size();
+      b.messages.pop_front();
+    }
+    if (gone) Undeliverable(it->first, b.messages.size());
+    it = gone || b.messages.empty() ? backlogs.erase(it) : std::next(it);
+  }
+  const auto now = Now();
+  if (const auto n = undeliverable_log.TakeSuppressed(now)) {
+    Log(LogLevel::kWarn, "reply_undeliverable_suppressed", {{"count", n}});
+  }
+  if (const auto n = rejected_log.TakeSuppressed(now)) Log(LogLevel::kInfo, "client_rejections_suppressed", {{"count", n}});
+}
+
+}  // namespace nvs::supervisor
