@@ -6,8 +6,6 @@
 
 #include "impl_types.h"
 
-extern char** environ;
-
 namespace nvs::supervisor {
 
 struct Supervisor::Impl {
