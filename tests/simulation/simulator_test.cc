@@ -25,25 +25,27 @@ TEST(Simulator, TheSameSeedIsTheSameSchedule) {
   EXPECT_GT(first.steps, 0);
 }
 
-TEST(Simulator, AQuietScheduleCommitsEveryCommand) {
+// A hand-made schedule: `clients` clients of `requests` requests, `poison`
+// of them poison, no other fault; run with its transcript.
+ScheduleResult RunSmall(std::uint64_t seed, int clients, int requests, int poison) {
   ScheduleSpec spec;
-  spec.seed = 11;
-  spec.clients = 2;
-  spec.requests = 6;
+  spec.seed = seed;
+  spec.clients = clients;
+  spec.requests = requests;
+  spec.poison = poison;
   const auto result = RunSchedule(spec, true);
   EXPECT_TRUE(result.violations.empty()) << Joined(result.transcript);
+  return result;
+}
+
+TEST(Simulator, AQuietScheduleCommitsAndQuarantinesNothing) {
+  const auto result = RunSmall(11, 2, 6, 0);
   EXPECT_GT(result.commits, 0) << Joined(result.transcript);
-  EXPECT_EQ(result.quarantined, 0);
+  EXPECT_EQ(result.quarantined, 0) << Joined(result.transcript);
 }
 
 TEST(Simulator, APoisonIsQuarantinedAndNeverSentAgain) {
-  ScheduleSpec spec;
-  spec.seed = 3;
-  spec.clients = 1;
-  spec.requests = 4;
-  spec.poison = 1;
-  const auto result = RunSchedule(spec, true);
-  EXPECT_TRUE(result.violations.empty()) << Joined(result.transcript);
+  const auto result = RunSmall(3, 1, 4, 1);
   EXPECT_EQ(result.quarantined, 1) << Joined(result.transcript);
 }
 
