@@ -145,12 +145,14 @@ bool Supervisor::Impl::AnswerRetry(const Command& c) {
   // gets the same answer once that is settled (RetryJournal), never an
   // `unavailable` of its own while the first may still turn out committed.
   const std::string key = RequestKey(c.client.user, c.request_id);
-  for (std::size_t i = 0, n = replies_in_doubt.size(); i < n; ++i) {
-    const OutgoingReply& held = replies_in_doubt[i];
-    if (held.reply.id && RequestKey(held.to.user, *held.reply.id) == key) {
-      replies_in_doubt.push_back({c.client, held.reply, held.record});
-      return true;
-    }
+  const auto held = std::find_if(replies_in_doubt.begin(), replies_in_doubt.end(), [&](const OutgoingReply& o) {
+    return o.reply.id && RequestKey(o.to.user, *o.reply.id) == key;
+  });
+  if (held != replies_in_doubt.end()) {
+    OutgoingReply again = *held;  // (a copy: the push may move the vector)
+    again.to = c.client;
+    replies_in_doubt.push_back(std::move(again));
+    return true;
   }
   bool attached = false;
   waiting.ForRequest(c.request_id, [&](Command& pending) {

@@ -186,7 +186,7 @@ void Supervisor::Impl::FinishSuspect(const Retest& r, json described) {
     const bool fail = o.kind == voter::OutcomeKind::kCrashed || o.kind == voter::OutcomeKind::kHung ||
                       o.kind == voter::OutcomeKind::kProtocolError;
     failed += fail ? 1 : 0;
-    survived += !fail && r.Conclusive(o.variant) && o.kind == voter::OutcomeKind::kReply ? 1 : 0;
+    survived += o.kind == voter::OutcomeKind::kReply && r.Conclusive(o.variant) ? 1 : 0;
   }
   voter::Policy policy = config.policy;
   policy.configured = variants.size();
