@@ -422,6 +422,12 @@ struct Supervisor::Impl {
 
   void Pump();
   bool ReadyForRound() const;
+  // Starting, or down with its restart due, within sync_deadline_ms: a
+  // round may wait for it as a witness (ReadyForRound, AdvanceRound).
+  bool ComingBack(const Variant& v) const {
+    const bool starting = v.state == VariantState::kStarting || (v.state == VariantState::kDown && v.restart_pending);
+    return starting && Now() - std::max(started_at, v.state_since) < milliseconds(config.sync_deadline_ms);
+  }
   static void OwnerOnly(const std::string& endpoint);
 
   // ---- run ---------------------------------------------------------------------------

@@ -232,13 +232,12 @@ void Supervisor::Impl::Pump() {
 // the sync deadline passed), so start-up compares all of them at once.
 bool Supervisor::Impl::ReadyForRound() const {
   bool any = false;
-  std::size_t syncing = 0;
-  bool coming = false;  // a variant that is starting, or down and about to be, within sync_deadline_ms
+  std::size_t present = 0;  // could take part in a round now
+  bool coming = false;
   for (const auto& v : variants) {
     if (v.state == VariantState::kSyncing || (v.state == VariantState::kHealthy && v.needs_sync)) any = true;
-    if (v.state == VariantState::kSyncing || v.state == VariantState::kHealthy) ++syncing;
-    const bool starting = v.state == VariantState::kStarting || (v.state == VariantState::kDown && v.restart_pending);
-    if (starting && Now() - std::max(started_at, v.state_since) < milliseconds(config.sync_deadline_ms)) coming = true;
+    if (v.state == VariantState::kSyncing || v.state == VariantState::kHealthy) ++present;
+    coming = coming || ComingBack(v);
     if (!ready && v.state == VariantState::kStarting &&
         Now() - started_at < milliseconds(config.sync_deadline_ms)) {
       return false;
@@ -253,7 +252,7 @@ bool Supervisor::Impl::ReadyForRound() const {
   // found a variant that corrupts its state on one command handing that
   // state to the others this way.
   const bool any_voting = std::any_of(variants.begin(), variants.end(), [&](const Variant& v) { return Voting(v); });
-  if (ready && !any_voting && coming && syncing < variants.size() / 2 + 1) return false;
+  if (ready && !any_voting && coming && present < variants.size() / 2 + 1) return false;
   // After a digest tie, a variant coming back is a witness worth waiting for.
   if (tie_retried && coming) return false;
   return any || !checkpoint || !reports_awaiting_pre_state.empty();

@@ -239,14 +239,9 @@ void Supervisor::Impl::AdvanceRound() {
         // may be a faulty variant's (the simulator found a variant that
         // corrupts its state winning a tie against a correct one, with the
         // third about to join).
-        bool coming = false;
-        for (const auto& v : variants) {
-          if (r.participants.count(v.config.name) == 0 &&
-              (v.state == VariantState::kStarting || v.state == VariantState::kSyncing ||
-               (v.state == VariantState::kDown && v.restart_pending))) {
-            coming = true;
-          }
-        }
+        const bool coming = std::any_of(variants.begin(), variants.end(), [&](const Variant& v) {
+          return r.participants.count(v.config.name) == 0 && (v.state == VariantState::kSyncing || ComingBack(v));
+        });
         if (!tie_retried || coming) {
           Log(LogLevel::kWarn, "digest_tie", {{"pool", decision.pool}, {"digests", decision.digests},
                                               {"waiting_for_another", coming}});
