@@ -203,7 +203,10 @@ struct Supervisor::Impl {
   void RetryBacklogs();
   int HealthyVoters() const;
   int NotFailed() const;
-  void SetState(Variant& v, VariantState state, const std::string& why);
+  // The one place a variant's Life changes: Next(v.life, event) from the
+  // table; logged and published when it changes, an internal error when
+  // the table says the event cannot happen there.
+  void Transit(Variant& v, LifeEvent event, const std::string& why);
 
   void Send(Variant& v, const proto::Request& request, Purpose purpose, std::string_view reply_type,
             std::uint64_t command = 0);
@@ -384,7 +387,7 @@ struct Supervisor::Impl {
   void SendPaced(Variant& v, const proto::Request& request, Purpose purpose, std::string_view reply_type);
 
   // Healthy, checked, and its process not seen dead.
-  bool Voting(const Variant& v) const { return v.state == VariantState::kHealthy && !v.needs_sync && !v.exit_seen_at; }
+  static bool Voting(const Variant& v) { return Votes(v.life); }
 
   void AdvanceRound();
   bool RefusedCheckpoint(Round& r);
@@ -425,7 +428,7 @@ struct Supervisor::Impl {
   // Starting, or down with its restart due, within sync_deadline_ms: a
   // round may wait for it as a witness (ReadyForRound, AdvanceRound).
   bool ComingBack(const Variant& v) const {
-    const bool starting = v.state == VariantState::kStarting || (v.state == VariantState::kDown && v.restart_pending);
+    const bool starting = v.life == Life::kStarting || (v.life == Life::kDown && v.restart_pending);
     return starting && Now() - std::max(started_at, v.state_since) < milliseconds(config.sync_deadline_ms);
   }
   static void OwnerOnly(const std::string& endpoint);

@@ -29,6 +29,7 @@
 #include "nvs/core/admission_queue.h"
 #include "nvs/core/blame.h"
 #include "nvs/core/checkpointer.h"
+#include "nvs/core/lifecycle.h"
 #include "nvs/core/request_memory.h"
 #include "nvs/core/restart_intensity.h"
 #include "nvs/core/retest.h"
@@ -60,22 +61,6 @@ namespace proto = nvs::protocol;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-
-// The life of one variant slot (s6-style: every transition is in
-// Impl::SetState and happens for a reason that is logged).
-enum class VariantState {
-  kDown,      // no process (between a death and the restart)
-  kStarting,  // spawned, waiting for hello
-  kSyncing,   // said hello; waits for a sync round to restore and check it
-  kHealthy,   // votes
-  kStopping,  // killed on purpose; waiting for the process to exit
-  kFailed,    // restarted too often; left down
-};
-
-inline const char* Name(VariantState state) {
-  static const char* const kNames[] = {"down", "starting", "syncing", "healthy", "stopping", "failed"};
-  return kNames[static_cast<int>(state)];
-}
 
 // A variant answering just inside every deadline could still fall ever
 // further behind; past this many unanswered requests it counts as hung.
@@ -127,7 +112,8 @@ constexpr std::chrono::microseconds kRestartHoldoff{3000};
 
 struct Variant {
   VariantConfig config;
-  VariantState state = VariantState::kDown;
+  // Changed only by Impl::Transit (the table in nvs/core/lifecycle.h).
+  Life life = Life::kDown;
   int incarnation = 0;
   std::string identity;  // NVS_VARIANT of the current incarnation
   std::unique_ptr<Process> process;
@@ -137,15 +123,15 @@ struct Variant {
   RestartIntensity intensity{5, 10000};
   int restarts = 0;
   std::string last_fault;
-  bool needs_sync = true;          // must be restored and checked before it votes
-  bool restart_when_idle = false;  // diverged: restart once its FIFO drains
   std::optional<std::string> round_digest;
   std::string stop_reason;
-  std::optional<std::string> restart_pending;  // spawn at the end of this loop turn
+  std::optional<std::string> restart_pending;  // kDown: spawn at the end of a loop turn (SpawnPendingRestarts)
   // Why it refused the checkpoint's restore, or gave another digest (a sync round).
   std::optional<std::string> refused_checkpoint;
   Clock::time_point restart_requested_at;
-  std::optional<Clock::time_point> exit_seen_at;  // process gone, death not judged yet (exit_grace_ms)
+  // When its process was seen gone (kExited, or kStopping about to be
+  // reaped): what was sent before counts as delivered (Delivered).
+  std::optional<Clock::time_point> exit_seen_at;
 };
 
 struct ClientAddress {

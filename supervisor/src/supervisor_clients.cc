@@ -386,11 +386,11 @@ proto::ClientReply Supervisor::Impl::StatusReply(const std::string& id) {
   json variants_json = json::array();
   for (const auto& v : variants) {
     variants_json.push_back({{"name", v.config.name},
-                             {"state", Name(v.state)},
+                             {"state", std::string(Name(v.life))},
                              {"pid", v.process && !v.process->exit_info() ? v.process->pid() : -1},
                              {"incarnation", v.incarnation},
                              {"restarts", v.restarts},
-                             {"voting", Voting(v) && !v.restart_when_idle},
+                             {"voting", Voting(v)},
                              {"in_flight", InFlight(v)},
                              {"role", !standby ? "voter" : v.config.name == active_name ? "active" : "backup"},
                              {"cgroup", cgroups && v.process ? json(cgroups->Where(v.identity).string()) : json()},

@@ -89,7 +89,7 @@ void Supervisor::Impl::CheckDeadlines() {
   const auto now = variants_drained_at;
   for (auto& v : variants) {
     if (InExitGrace(v)) continue;  // dead: SettleExits judges it
-    if (v.state == VariantState::kStopping) {
+    if (v.life == Life::kStopping) {
       if (const auto due = StopDue(v); due && now > *due && v.process) v.process->SignalGroup(SIGKILL);
       continue;
     }
@@ -122,7 +122,7 @@ void Supervisor::Impl::CheckDeadlines() {
       continue;
     }
     if (const auto due = ProgressDue(v); due && now > *due) {
-      Kill(v, std::string("no progress while ") + Name(v.state) + " for " + std::to_string(config.sync_deadline_ms) + " ms",
+      Kill(v, "no progress while " + std::string(Name(v.life)) + " for " + std::to_string(config.sync_deadline_ms) + " ms",
            std::nullopt, "");
     }
   }
@@ -189,7 +189,7 @@ void Supervisor::Impl::Pump() {
       changed = true;
     }
     for (auto& v : variants) {
-      if (v.restart_when_idle && v.channel.head() == nullptr && v.state == VariantState::kHealthy) {
+      if (v.life == Life::kDiverged && v.channel.head() == nullptr) {
         Kill(v, v.stop_reason, std::nullopt, "");
         changed = true;
       }
@@ -235,10 +235,10 @@ bool Supervisor::Impl::ReadyForRound() const {
   std::size_t present = 0;  // could take part in a round now
   bool coming = false;
   for (const auto& v : variants) {
-    if (v.state == VariantState::kSyncing || (v.state == VariantState::kHealthy && v.needs_sync)) any = true;
-    if (v.state == VariantState::kSyncing || v.state == VariantState::kHealthy) ++present;
+    if (WantsRound(v.life)) any = true;
+    if (CanSync(v.life)) ++present;
     coming = coming || ComingBack(v);
-    if (!ready && v.state == VariantState::kStarting &&
+    if (!ready && v.life == Life::kStarting &&
         Now() - started_at < milliseconds(config.sync_deadline_ms)) {
       return false;
     }

@@ -38,9 +38,7 @@ bool Supervisor::Impl::DrainVariantSocket(int max) {
       Log(LogLevel::kDebug, "stale_message", {{"identity", from}});
       continue;  // a late message from a dead incarnation
     }
-    if (v.state == VariantState::kStopping || v.state == VariantState::kDown || v.state == VariantState::kFailed) {
-      continue;
-    }
+    if (!Heard(v.life)) continue;  // (stopping, down, failed: what it says no longer counts)
     if (parts.size() != 1) {
       Kill(v, "sent a multi-part message", voter::OutcomeKind::kProtocolError, "multi-part message");
       continue;
@@ -60,7 +58,7 @@ void Supervisor::Impl::OnVariantMessage(Variant& v, std::string_view bytes) {
   }
   const proto::Reply& reply = decoded.value();
   if (auto* hello = std::get_if<proto::Hello>(&reply)) {
-    if (v.state != VariantState::kStarting || hello->protocol != proto::kProtocolVersion) {
+    if (v.life != Life::kStarting || hello->protocol != proto::kProtocolVersion) {
       Kill(v, "unexpected hello (protocol " + std::to_string(hello->protocol) + ")",
            voter::OutcomeKind::kProtocolError, "unexpected hello");
       return;
@@ -73,7 +71,7 @@ void Supervisor::Impl::OnVariantMessage(Variant& v, std::string_view bytes) {
       return;
     }
     Log(LogLevel::kInfo, "hello", {{"variant", v.config.name}, {"impl", hello->impl}, {"incarnation", v.incarnation}});
-    SetState(v, VariantState::kSyncing, "said hello (" + hello->impl + ")");
+    Transit(v, LifeEvent::kHello, "said hello (" + hello->impl + ")");
     return;
   }
   if (v.channel.head() == nullptr) {
@@ -167,7 +165,7 @@ void Supervisor::Impl::OnLateOutcome(Command& c, Variant& v) {
 }
 
 void Supervisor::Impl::MarkDivergent(const Command& c, Variant& v, const std::string& got) {
-  if (v.restart_when_idle) return;
+  if (v.life == Life::kDiverged) return;
   const std::string why = "diverged on " + (c.is_query ? std::string("a query") : "seq " + std::to_string(c.seq));
   Log(LogLevel::kWarn, "divergence",
       {{"variant", v.config.name}, {"seq", c.seq}, {"expected", ParseOrString(c.verdict->result)},
@@ -179,8 +177,8 @@ void Supervisor::Impl::MarkDivergent(const Command& c, Variant& v, const std::st
                          {"expected_fingerprint", proto::Fnv1a64Hex(c.verdict->result)},
                          {"got_fingerprint", proto::Fnv1a64Hex(got)}});
   v.last_fault = why;
-  v.restart_when_idle = true;
   v.stop_reason = why;
+  Transit(v, LifeEvent::kDiverged, why);  // restarted once what is out at it is answered
 }
 
 milliseconds Supervisor::Impl::DeadlineFor(Purpose purpose) const {
@@ -238,7 +236,7 @@ std::optional<Clock::time_point> Supervisor::Impl::BehindDue(const Variant& v) c
 // round because the checkpoint is refused is not the variant's fault: a
 // restart would not help, so it waits for a person.)
 std::optional<Clock::time_point> Supervisor::Impl::ProgressDue(const Variant& v) const {
-  if (v.state == VariantState::kStarting || (v.state == VariantState::kSyncing && !round && !checkpoint_problem)) {
+  if (v.life == Life::kStarting || (v.life == Life::kSyncing && !round && !checkpoint_problem)) {
     return v.state_since + milliseconds(config.sync_deadline_ms);
   }
   return std::nullopt;
@@ -246,13 +244,13 @@ std::optional<Clock::time_point> Supervisor::Impl::ProgressDue(const Variant& v)
 
 // Killed on purpose and not gone: SIGKILL to its whole group.
 std::optional<Clock::time_point> Supervisor::Impl::StopDue(const Variant& v) const {
-  if (v.state != VariantState::kStopping) return std::nullopt;
+  if (v.life != Life::kStopping) return std::nullopt;
   return v.state_since + milliseconds(config.stop_grace_ms + 1000);
 }
 
 // Idle: a ping is due.
 std::optional<Clock::time_point> Supervisor::Impl::PingDue(const Variant& v) const {
-  if ((v.state != VariantState::kHealthy && v.state != VariantState::kSyncing) || v.channel.head() != nullptr) {
+  if (!Answers(v.life) || v.channel.head() != nullptr) {
     return std::nullopt;
   }
   return v.channel.last_sent_at() + milliseconds(config.heartbeat_interval_ms);

@@ -11,8 +11,7 @@ bool Supervisor::Impl::RoundNeeded() const {
   // still needs the snapshot of the state before its command.
   if (!reports_awaiting_pre_state.empty()) return true;
   for (const auto& v : variants) {
-    if (v.state == VariantState::kSyncing) return true;
-    if (v.state == VariantState::kHealthy && v.needs_sync) return true;
+    if (WantsRound(v.life)) return true;
   }
   return false;
 }
@@ -23,7 +22,7 @@ bool Supervisor::Impl::Quiescent() const {
     if (!c.verdict) return false;
   }
   for (const auto& v : variants) {
-    if (v.state != VariantState::kHealthy && v.state != VariantState::kSyncing) continue;
+    if (!Answers(v.life) && v.life != Life::kExited) continue;
     for (const auto& sent : v.channel.out()) {
       if (sent.purpose != Purpose::kHeartbeat) return false;  // replies are FIFO: a ping in flight is harmless
     }
@@ -49,7 +48,7 @@ bool Supervisor::Impl::CanDispatch() const {
     return false;
   }
   return !standby || std::any_of(variants.begin(), variants.end(),
-                                 [&](const Variant& v) { return Voting(v) && !v.restart_when_idle; });
+                                 [&](const Variant& v) { return Voting(v); });
 }
 
 // A voting variant far behind that still answers sets the pace. One that
@@ -57,7 +56,7 @@ bool Supervisor::Impl::CanDispatch() const {
 // hung variant must not stall the others; its deadline catches it), nor
 // one about to be restarted.
 bool Supervisor::Impl::IsPacing(const Variant& v, Clock::time_point answering_since) const {
-  return Voting(v) && !v.restart_when_idle && InFlight(v) >= kPaceBehind && v.channel.last_reply_at() >= answering_since;
+  return Voting(v) && InFlight(v) >= kPaceBehind && v.channel.last_reply_at() >= answering_since;
 }
 
 // standby: the active variant, promoting the first voting variant (in
@@ -67,7 +66,7 @@ bool Supervisor::Impl::IsPacing(const Variant& v, Clock::time_point answering_si
 // when there is none for now.
 Variant* Supervisor::Impl::PromoteIfNeeded() {
   std::vector<StandbyMember> members;
-  for (const auto& v : variants) members.push_back({v.config.name, Voting(v) && !v.restart_when_idle, InExitGrace(v)});
+  for (const auto& v : variants) members.push_back({v.config.name, Voting(v), InExitGrace(v)});
   const ActiveChoice choice = ChooseActive(active_name, members);
   if (choice.kind == ActiveChoice::Kind::kPromote) {
     const Variant* current = Find(active_name);
@@ -197,11 +196,11 @@ void Supervisor::Impl::Dispatch(Command c) {
   if (the_active != nullptr) c.standby_active = the_active->config.name;
   for (auto& v : variants) {
     const bool votes = standby ? &v == the_active
-                               : Voting(v) && !v.restart_when_idle;
+                               : Voting(v);
     c.outcomes[v.config.name] =
         voter::Outcome{v.config.name, votes ? voter::OutcomeKind::kPending : voter::OutcomeKind::kExcluded, "",
-                       votes ? "" : v.exit_seen_at ? std::string("not voting: its process exited")
-                                                   : std::string("not voting: ") + Name(v.state),
+                       votes ? "" : v.life == Life::kExited ? std::string("not voting: its process exited")
+                                                            : "not voting: " + std::string(Name(v.life)),
                        ""};
   }
   active.push_back(std::move(c));

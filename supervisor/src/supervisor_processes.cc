@@ -6,24 +6,31 @@ namespace nvs::supervisor {
 
 int Supervisor::Impl::HealthyVoters() const {
   int n = 0;
-  for (const auto& v : variants) n += (Voting(v) && !v.restart_when_idle) ? 1 : 0;
+  for (const auto& v : variants) n += (Voting(v)) ? 1 : 0;
   return n;
 }
 
 int Supervisor::Impl::NotFailed() const {
   int n = 0;
-  for (const auto& v : variants) n += v.state != VariantState::kFailed ? 1 : 0;
+  for (const auto& v : variants) n += v.life != Life::kFailed ? 1 : 0;
   return n;
 }
 
-void Supervisor::Impl::SetState(Variant& v, VariantState state, const std::string& why) {
-  if (v.state == state) return;
-  v.state = state;
+void Supervisor::Impl::Transit(Variant& v, LifeEvent event, const std::string& why) {
+  const std::optional<Life> next = Next(v.life, event);
+  if (!next) {
+    Log(LogLevel::kError, "internal_error",
+        {{"what", "variant lifecycle: " + std::string(Name(event)) + " cannot happen in state " + std::string(Name(v.life))},
+         {"variant", v.config.name}, {"why", why}});
+    return;
+  }
+  if (*next == v.life) return;
+  v.life = *next;
   v.state_since = Now();
-  Log(state == VariantState::kFailed ? LogLevel::kError : LogLevel::kInfo, "variant_state",
-      {{"variant", v.config.name}, {"state", Name(state)}, {"incarnation", v.incarnation}, {"why", why}});
+  Log(v.life == Life::kFailed ? LogLevel::kError : LogLevel::kInfo, "variant_state",
+      {{"variant", v.config.name}, {"state", Name(v.life)}, {"incarnation", v.incarnation}, {"why", why}});
   Publish("variant", {{"variant", v.config.name},
-                      {"state", Name(state)},
+                      {"state", Name(v.life)},
                       {"pid", v.process ? v.process->pid() : -1},
                       {"incarnation", v.incarnation},
                       {"why", why}});
@@ -211,8 +218,6 @@ void Supervisor::Impl::Spawn(Variant& v, const std::string& why) {
   by_identity[v.identity] = static_cast<std::size_t>(&v - variants.data());
   v.channel.Clear();
   v.refused_checkpoint.reset();
-  v.needs_sync = true;
-  v.restart_when_idle = false;
   v.round_digest.reset();
   v.exit_seen_at.reset();
 
@@ -220,7 +225,7 @@ void Supervisor::Impl::Spawn(Variant& v, const std::string& why) {
   if (!spec.ok()) {
     Log(LogLevel::kError, "spawn_failed", {{"variant", v.config.name}, {"error", spec.status().message()}});
     v.last_fault = spec.status().message();
-    SetState(v, VariantState::kFailed, spec.status().message());
+    Transit(v, LifeEvent::kGaveUp, spec.status().message());
     return;
   }
   auto process = env.Spawn(spec.value());
@@ -228,12 +233,12 @@ void Supervisor::Impl::Spawn(Variant& v, const std::string& why) {
     Log(LogLevel::kError, "spawn_failed", {{"variant", v.config.name}, {"error", process.status().message()}});
     v.last_fault = process.status().message();
     v.process.reset();
-    SetState(v, VariantState::kDown, "spawn failed: " + process.status().message());
+    Transit(v, LifeEvent::kSpawnFailed, "spawn failed: " + process.status().message());
     Restart(v, "spawn failed");
     return;
   }
   v.process = std::move(process.value());
-  SetState(v, VariantState::kStarting, why);
+  Transit(v, LifeEvent::kSpawned, why);
 }
 
 // Restarts a variant whose process is gone, within the restart intensity.
@@ -244,7 +249,7 @@ void Supervisor::Impl::Restart(Variant& v, const std::string& why) {
     const std::string reason = "restarted more than " + std::to_string(config.restart.intensity) + " times in " +
                                std::to_string(config.restart.period_ms) + " ms (last: " + why + ")";
     v.process.reset();
-    SetState(v, VariantState::kFailed, reason);
+    Transit(v, LifeEvent::kGaveUp, reason);
     Publish("failed", {{"variant", v.config.name}, {"why", reason}});
     UpdateAvailability();  // `unavailable` once fewer than min_healthy are left
     return;
@@ -285,13 +290,14 @@ void Supervisor::Impl::SpawnPendingRestarts() {
 // get `blame` for the command at the head and `excluded` for the rest.
 void Supervisor::Impl::Kill(Variant& v, const std::string& why, std::optional<voter::OutcomeKind> blame, const std::string& detail) {
   FailOutstanding(v, blame, detail);
+  if (v.life == Life::kDown || v.life == Life::kFailed) return;  // no process: nothing to kill or restart
   v.stop_reason = why;
   v.last_fault = why;
   if (v.process && !v.process->exit_info()) {
     v.process->SignalGroup(SIGKILL);
-    SetState(v, VariantState::kStopping, why);
+    Transit(v, LifeEvent::kKilled, why);
   } else {
-    SetState(v, VariantState::kDown, why);
+    Transit(v, LifeEvent::kGone, why);
     Restart(v, why);
   }
 }
@@ -361,6 +367,7 @@ void Supervisor::Impl::FailOutstanding(Variant& v, std::optional<voter::OutcomeK
 void Supervisor::Impl::OnPidfdReadable(Variant& v) {
   if (v.exit_seen_at) return;
   v.exit_seen_at = Now();
+  Transit(v, LifeEvent::kExitSeen, "its process exited");
   DrainVariantSocket();
   SettleExits();
 }
@@ -370,7 +377,7 @@ void Supervisor::Impl::SettleExits() {
   for (auto& v : variants) {
     if (!InExitGrace(v)) continue;
     const bool waiting_for_reply = v.channel.head() != nullptr && Delivered(v, *v.channel.head());
-    if (v.state == VariantState::kStopping || !waiting_for_reply) {
+    if (v.life == Life::kStopping || !waiting_for_reply) {
       OnProcessExit(v);
     } else if (ConnectionGone(v.identity)) {
       DrainVariantSocket(std::numeric_limits<int>::max());  // what it sent before its connection closed
@@ -386,9 +393,9 @@ void Supervisor::Impl::OnProcessExit(Variant& v) {
   const auto info = v.process->TryReap();
   if (!info) return;
   const std::string how = info->Describe();
-  if (v.state == VariantState::kStopping) {
+  if (v.life == Life::kStopping) {
     Log(LogLevel::kInfo, "variant_stopped", {{"variant", v.config.name}, {"how", how}, {"why", v.stop_reason}});
-    SetState(v, VariantState::kDown, v.stop_reason + " (" + how + ")");
+    Transit(v, LifeEvent::kGone, v.stop_reason + " (" + how + ")");
     Restart(v, v.stop_reason);
     return;
   }
@@ -403,7 +410,7 @@ void Supervisor::Impl::OnProcessExit(Variant& v) {
     what = how + " with no command in flight";
   }
   Log(LogLevel::kWarn, "variant_died",
-      {{"variant", v.config.name}, {"incarnation", v.incarnation}, {"how", what}, {"state", Name(v.state)},
+      {{"variant", v.config.name}, {"incarnation", v.incarnation}, {"how", what}, {"state", std::string(Name(v.life))},
        {"stderr_tail", v.process->stderr_tail()}});
   FailOutstanding(v, voter::OutcomeKind::kCrashed, how);
   v.last_fault = what;
@@ -417,7 +424,7 @@ void Supervisor::Impl::OnProcessExit(Variant& v) {
       it->second["stderr_tail"] = v.process->stderr_tail();
     }
   }
-  SetState(v, VariantState::kDown, what);
+  Transit(v, LifeEvent::kGone, what);
   Restart(v, what);
 }
 

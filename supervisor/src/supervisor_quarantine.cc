@@ -343,7 +343,7 @@ void Supervisor::Impl::RollBack(Command& c) {
   for (auto& [name, outcome] : c.outcomes) {
     Variant& v = *Find(name);
     if (outcome.kind == voter::OutcomeKind::kReply || outcome.kind == voter::OutcomeKind::kPending) {
-      v.needs_sync = true;
+      Transit(v, LifeEvent::kDoubted, "rolled back");
       v.last_fault = "rolled back: seq " + std::to_string(c.seq) + " was " +
                      (c.expired ? std::string("agreed on after its deadline")
                                 : "refused (" + std::string(voter::ToString(c.verdict->kind)) + ")");

@@ -185,7 +185,7 @@ void Supervisor::Impl::UndoCommit(std::uint64_t seq) {
   }
   checkpointer.Abandon();
   for (auto& v : variants) {
-    if (v.state == VariantState::kHealthy) v.needs_sync = true;
+    Transit(v, LifeEvent::kDoubted, "a commit it applied was undone");
   }
   Log(LogLevel::kError, "commit_undone", {{"seq", seq}, {"why", "its verdict could not be written to the journal"}});
 }

@@ -248,7 +248,7 @@ void Supervisor::Impl::FinalCheckpoint() {
   if (std::any_of(active.begin(), active.end(), [](const Command& c) { return !c.verdict; })) return;
   std::vector<Variant*> idle;
   for (auto& v : variants) {
-    if (Voting(v) && !v.restart_when_idle && v.channel.idle()) idle.push_back(&v);
+    if (Voting(v) && v.channel.idle()) idle.push_back(&v);
   }
   if (idle.empty()) return;
   const std::uint64_t seq = LastCommittedSeq();

@@ -7,7 +7,7 @@ void Supervisor::Impl::StartCheckpoint(const Command& c) {
   std::vector<Variant*> agreeing;
   for (const auto& name : c.verdict->agreeing) {
     Variant* v = Find(name);
-    if (v != nullptr && Voting(*v) && !v->restart_when_idle) {
+    if (v != nullptr && Voting(*v)) {
       agreeing.push_back(v);
     }
   }
@@ -15,7 +15,7 @@ void Supervisor::Impl::StartCheckpoint(const Command& c) {
   const std::string snapshot_from = agreeing.front()->config.name;
   std::vector<Variant*> others;
   for (auto& v : variants) {
-    if (v.state != VariantState::kHealthy || v.needs_sync || v.config.name == snapshot_from) continue;
+    if (!Voting(v) || v.config.name == snapshot_from) continue;
     if (!standby && c.outcomes.at(v.config.name).kind == voter::OutcomeKind::kExcluded) continue;
     others.push_back(&v);
   }
@@ -35,7 +35,7 @@ void Supervisor::Impl::AdvanceCheckpoint() {
   if (!d.accepted) {
     Log(LogLevel::kWarn, "checkpoint_rejected", {{"seq", d.seq}, {"reason", "no majority for the snapshot's digest"}});
     for (const auto& name : d.asked) {
-      if (Variant* v = Find(name)) v->needs_sync = true;  // let a round settle who is right
+      if (Variant* v = Find(name)) Transit(*v, LifeEvent::kDoubted, "checkpoint rejected");  // a round settles who is right
     }
     return;
   }
@@ -58,8 +58,8 @@ void Supervisor::Impl::AdvanceCheckpoint() {
   for (const auto& name : d.mismatched) {
     Variant& v = *Find(name);
     v.last_fault = "state digest differs at checkpoint seq " + std::to_string(d.seq);
-    v.restart_when_idle = true;
     v.stop_reason = v.last_fault;
+    Transit(v, LifeEvent::kDiverged, v.last_fault);
     Log(LogLevel::kWarn, "digest_mismatch", {{"variant", name}, {"seq", d.seq}, {"digest", d.digests.at(name)},
                                              {"expected", checkpoint->digest}});
   }
@@ -170,13 +170,14 @@ void Supervisor::Impl::StartRound() {
   // is the checkpoint plus the committed tail, never a fresh process.
   const bool any_voting = std::any_of(variants.begin(), variants.end(), [&](const Variant& v) { return Voting(v); });
   for (auto& v : variants) {
-    if (v.state != VariantState::kHealthy && v.state != VariantState::kSyncing) continue;
+    // (Not a diverged one: it is restarted, and its state trusted by nothing.)
+    if (!CanSync(v.life)) continue;
     r.participants.insert(v.config.name);
     v.round_digest.reset();
     v.refused_checkpoint.reset();
-    if (v.state == VariantState::kHealthy || (!any_voting && checkpoint)) {
+    if (v.life != Life::kSyncing || (!any_voting && checkpoint)) {
       r.trusted.insert(v.config.name);
-      if (v.needs_sync && checkpoint) {
+      if (WantsRound(v.life) && checkpoint) {
         // Rolled back: the checkpoint and the committed commands since.
         SendPaced(v, proto::Restore{checkpoint->seq, checkpoint->state}, Purpose::kCheckpointRestore, "restored");
         for (const auto& e : tail) SendPaced(v, proto::Apply{e.seq, e.time_ns, e.payload}, Purpose::kCatchUp, "applied");
@@ -240,13 +241,13 @@ void Supervisor::Impl::AdvanceRound() {
         // corrupts its state winning a tie against a correct one, with the
         // third about to join).
         const bool coming = std::any_of(variants.begin(), variants.end(), [&](const Variant& v) {
-          return r.participants.count(v.config.name) == 0 && (v.state == VariantState::kSyncing || ComingBack(v));
+          return r.participants.count(v.config.name) == 0 && (v.life == Life::kSyncing || ComingBack(v));
         });
         if (!tie_retried || coming) {
           Log(LogLevel::kWarn, "digest_tie", {{"pool", decision.pool}, {"digests", decision.digests},
                                               {"waiting_for_another", coming}});
           tie_retried = true;
-          for (const auto& name : r.participants) Find(name)->needs_sync = true;
+          for (const auto& name : r.participants) Transit(*Find(name), LifeEvent::kDoubted, "digest tie");
           round.reset();
           return;
         }
@@ -378,11 +379,8 @@ void Supervisor::Impl::FinishRound() {
   for (const auto& name : r.participants) {
     Variant& v = *Find(name);
     if (v.round_digest && *v.round_digest == r.chosen_digest) {
-      v.needs_sync = false;
-      if (v.state == VariantState::kSyncing) {
-        SetState(v, VariantState::kHealthy, "restored and checked (digest " + r.chosen_digest + ")");
-      }
-    } else if (v.state == VariantState::kHealthy || v.state == VariantState::kSyncing) {
+      Transit(v, LifeEvent::kChecked, "restored and checked (digest " + r.chosen_digest + ")");
+    } else if (CanSync(v.life)) {
       Kill(v, "restored state has digest " + v.round_digest.value_or("?") + ", expected " + r.chosen_digest,
            std::nullopt, "");
     }
