@@ -411,6 +411,10 @@ struct Supervisor::Impl {
   std::optional<Clock::time_point> BehindDue(const Variant& v) const;
   std::optional<Clock::time_point> ProgressDue(const Variant& v) const;
   std::optional<Clock::time_point> StopDue(const Variant& v) const;
+  std::optional<Clock::time_point> RestartDue(const Variant& v, bool undecided) const;
+  bool AnyUndecided() const {
+    return std::any_of(active.begin(), active.end(), [](const Command& c) { return !c.verdict; });
+  }
   std::optional<Clock::time_point> PingDue(const Variant& v) const;
   void PetWatchdog();
   void SendHeartbeats();

@@ -45,8 +45,7 @@ Clock::time_point Supervisor::Impl::NextDeadline() const {
   if (!spare && spare_not_before > Now()) next = std::min(next, spare_not_before);
   for (const auto& v : variants) {
     if (InExitGrace(v)) next = std::min(next, Now() + kExitPoll);  // (ConnectionGone, or exit_grace_ms)
-    if (v.restart_pending) next = std::min(next, v.restart_requested_at + kRestartHoldoff);
-    if (v.restart_pending) next = std::min(next, v.restart_requested_at + kMaxRestartDelay);
+    if (const auto due = RestartDue(v, AnyUndecided())) next = std::min(next, *due);
   }
   return next;
 }

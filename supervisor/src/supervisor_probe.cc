@@ -69,7 +69,7 @@ void Supervisor::Impl::KeepSpare() {
   }
   if (spare && (next == nullptr || spare->target != next->config.name)) spare.reset();
   if (spare || next == nullptr) return;
-  if (std::any_of(active.begin(), active.end(), [](const Command& c) { return !c.verdict; })) return;
+  if (AnyUndecided()) return;
   if (client_transport->Waiting()) return;
   if (Now() < spare_not_before) return;
   auto started = StartProbeProcess(next->config);

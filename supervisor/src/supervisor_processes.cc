@@ -272,18 +272,23 @@ void Supervisor::Impl::SpawnPendingRestarts() {
   // A client request that arrived during this turn is served first: after
   // a failover the next command should not wait behind a fork and exec.
   const bool client_waiting = client_transport->Waiting();
-  const bool undecided = client_waiting ||
-                         std::any_of(active.begin(), active.end(), [](const Command& c) { return !c.verdict; });
+  const bool undecided = client_waiting || AnyUndecided();
   for (auto& v : variants) {
-    if (!v.restart_pending || stopping) continue;
-    // Under a steady pipelined load something is always undecided: wait
-    // for a gap, but not longer than kMaxRestartDelay.
-    if (undecided && Now() - v.restart_requested_at < kMaxRestartDelay) continue;
-    if (Now() - v.restart_requested_at < kRestartHoldoff) continue;
+    const auto due = RestartDue(v, undecided);
+    if (!due || stopping || Now() < *due) continue;
     const std::string why = *v.restart_pending;
     v.restart_pending.reset();
     Spawn(v, why);
   }
+}
+
+// When a pending restart spawns: after kRestartHoldoff; while a command is
+// undecided (under a steady pipelined load something always is), at a gap,
+// but not later than kMaxRestartDelay.
+std::optional<Clock::time_point> Supervisor::Impl::RestartDue(const Variant& v, bool undecided) const {
+  if (!v.restart_pending) return std::nullopt;
+  return v.restart_requested_at + (undecided ? std::chrono::duration_cast<Clock::duration>(kMaxRestartDelay)
+                                             : std::chrono::duration_cast<Clock::duration>(kRestartHoldoff));
 }
 
 // Takes a variant out: kills its process group at once. Outstanding votes

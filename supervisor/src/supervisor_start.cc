@@ -245,7 +245,7 @@ Status Supervisor::Impl::Recover() {
 // digest agrees; within stop_grace_ms, else not at all.
 void Supervisor::Impl::FinalCheckpoint() {
   if (!journal || journal_trouble || checkpoint_problem || (checkpoint && tail.empty())) return;
-  if (std::any_of(active.begin(), active.end(), [](const Command& c) { return !c.verdict; })) return;
+  if (AnyUndecided()) return;
   std::vector<Variant*> idle;
   for (auto& v : variants) {
     if (Voting(v) && v.channel.idle()) idle.push_back(&v);
