@@ -14,6 +14,7 @@
 #include <thread>
 #include <zmq.hpp>
 
+#include "nvs/core/blame.h"
 #include "nvs/protocol/messages.h"
 #include "nvs/replay/replay.h"
 #include "nvs/supervisor/variant_process.h"
@@ -124,21 +125,28 @@ struct Replayer::Impl {
     return nullptr;
   }
 
-  // Takes a slot out: kills it (if still running). Its head request, when
-  // an apply, gets `head` (crashed, hung, faulty); the rest are excluded.
+  // Takes a slot out: kills it (if still running). What its outstanding
+  // applies count as is nvsd's rule (AttributeBlame): the head, when an
+  // apply, gets `head` (crashed, hung, faulty); after a crash the applies
+  // queued behind it get it too (their replies may have died with the
+  // process), and the recheck then runs them one at a time to find the one
+  // it really died on; the rest are excluded.
   void TakeOut(Slot& slot, voter::OutcomeKind head, const std::string& detail) {
     const auto applies = std::count_if(slot.fifo.begin(), slot.fifo.end(), [](const Pending& p) { return p.apply; });
     if (applies > 0) slot.recheck = true;
     if (head == voter::OutcomeKind::kCrashed && applies > 1) slot.recheck_all = true;
-    bool first = true;
+    std::vector<supervisor::OutstandingRequest> table;
     for (const auto& pending : slot.fifo) {
-      if (pending.apply) {
-        auto& outcome = OutcomeOf(pending.step, slot);
-        if (first) Stamp(pending.step);
-        outcome.kind = first ? head : voter::OutcomeKind::kExcluded;
-        outcome.detail = first ? detail : "taken out for an earlier command: " + detail;
-      }
-      first = false;
+      supervisor::OutstandingRequest r;
+      r.vote = pending.apply;  // (every request it was sent reached it: replay waits for exits)
+      table.push_back(r);
+    }
+    for (const auto& a : supervisor::AttributeBlame(table, head, detail)) {
+      const Pending& pending = slot.fifo[a.index];
+      if (a.index == 0) Stamp(pending.step);
+      auto& outcome = OutcomeOf(pending.step, slot);
+      outcome.kind = a.kind;
+      outcome.detail = a.detail;
     }
     slot.fifo.clear();
     slot.alive = false;

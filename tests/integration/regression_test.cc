@@ -66,7 +66,9 @@ TEST(Regression, ARoundWhoseDonorDiesStartsAgain) {
 // reply to the command before the digest request was still in ZeroMQ's I/O
 // thread when nvsd saw the process exit, and nvsd waited only 1 ms for it.
 // nvsd now judges a death once everything sent before the exit is answered,
-// or after kExitGrace, without stopping its loop meanwhile.)
+// or after kExitGrace, without stopping its loop meanwhile.) The same race
+// with its interleaving fixed, failing every time on the old rule:
+// tests/simulation/testdata/death_on_a_digest_request_blames_no_command.txt.
 TEST(Regression, DeathsOnCheckpointRequestsDoNotQuarantineTheNextCommand) {
   // Each incarnation dies on its third digest request: after the start-up
   // round's, on a periodic checkpoint's, with the next command queued behind.
@@ -105,6 +107,8 @@ TEST(Regression, DeathsOnCheckpointRequestsDoNotQuarantineTheNextCommand) {
 // not sent behind an unanswered digest or ping: what a variant dies on is
 // always the oldest request it has. Two C++ variants dying right after
 // each checkpoint lost the digest answer in about half the runs before.
+// The same race with its interleaving fixed, failing every time on the old
+// rule: tests/simulation/testdata/poison_behind_a_checkpoint_is_quarantined.txt.
 TEST(Regression, APoisonRightAfterACheckpointIsQuarantinedThoughTheDigestAnswerDiesWithTheVariant) {
   NvsdHarness nvsd(NvsdOptions({VariantSpec("router-a", {"--fault", "abort-on=POISON"}),
                                 VariantSpec("router-b", {"--fault", "crash-on=POISON"}), "router-c"},
