@@ -119,6 +119,31 @@ void World::Die(SimProc& p, int signal) {
   if (note) note(p.identity + " exits (signal " + std::to_string(signal) + ")");
 }
 
+void TakeTurn(World& world, supervisor::Supervisor& nvsd) {
+  world.Advance(std::chrono::microseconds(1));
+  supervisor::Readiness ready;
+  ready.clients = !world.client_in.empty();
+  ready.variants = !world.arrived.empty();
+  for (const supervisor::Process* p : nvsd.Processes()) {
+    auto it = world.procs.find(static_cast<const SimProcess*>(p)->wire());
+    if (it != world.procs.end() && it->second.exit_noticed) ready.exited.insert(p);
+  }
+  nvsd.Turn(ready);
+}
+
+Result<std::unique_ptr<supervisor::Supervisor>> StartSimulated(World& world, supervisor::StateDir& state,
+                                                               supervisor::EventSink& events,
+                                                               supervisor::Config config) {
+  supervisor::SimulatedWorld w;
+  w.env = &world;
+  w.state = &state;
+  w.variants = &world;
+  w.clients = &world;
+  w.events = &events;
+  w.pid = 4242;  // (what its start record says)
+  return supervisor::Supervisor::Simulated(std::move(config), w);
+}
+
 SimProcess::~SimProcess() {
   auto it = world_.procs.find(wire_);
   if (it == world_.procs.end()) return;

@@ -20,6 +20,9 @@
 #include "client_transport.h"
 #include "env.h"
 #include "event_sink.h"
+#include "nvs/supervisor/config.h"
+#include "nvs/supervisor/state_dir.h"
+#include "nvs/supervisor/supervisor.h"
 #include "sim_variant.h"
 #include "variant_transport.h"
 
@@ -96,6 +99,18 @@ class World : public supervisor::Env,
   std::mt19937_64 rng_;
   Clock::time_point now_{std::chrono::hours(1)};
 };
+
+// One turn of `nvsd` over `world`: the turn takes a microsecond (so what
+// it sends is stamped after what earlier turns did: nvsd judges "sent
+// before the exit was seen" by these stamps), with whatever the world
+// holds ready for it (client requests, variants' messages, exits noticed).
+void TakeTurn(World& world, supervisor::Supervisor& nvsd);
+
+// A simulated nvsd over `world` (its clock, processes, both transports)
+// and `state`, publishing to `events`.
+Result<std::unique_ptr<supervisor::Supervisor>> StartSimulated(World& world, supervisor::StateDir& state,
+                                                               supervisor::EventSink& events,
+                                                               supervisor::Config config);
 
 // nvsd's handle on a simulated process.
 class SimProcess : public supervisor::Process {

@@ -213,15 +213,8 @@ void Schedule::MakeWorkload() {
 }
 
 bool Schedule::StartNvsd() {
-  supervisor::SimulatedWorld w;
-  w.env = &world_;
-  w.state = &storage_;
-  w.variants = &world_;
-  w.clients = &world_;
-  w.events = &world_;
-  w.pid = 4242;
   ++generation_;
-  auto started = supervisor::Supervisor::Simulated(MakeConfig(), w);
+  auto started = StartSimulated(world_, storage_, world_, MakeConfig());
   if (!started.ok()) {
     Violation("nvsd could not start: " + started.status().message());
     return false;
@@ -248,17 +241,7 @@ void Schedule::KillNvsd() {
 
 void Schedule::Turn() {
   if (!nvsd_) return;
-  // A turn takes time: what it sends is stamped after what earlier turns
-  // did (nvsd judges "sent before the exit was seen" by these stamps).
-  world_.Advance(std::chrono::microseconds(1));
-  supervisor::Readiness ready;
-  ready.clients = !world_.client_in.empty();
-  ready.variants = !world_.arrived.empty();
-  for (const supervisor::Process* p : nvsd_->Processes()) {
-    auto it = world_.procs.find(static_cast<const SimProcess*>(p)->wire());
-    if (it != world_.procs.end() && it->second.exit_noticed) ready.exited.insert(p);
-  }
-  nvsd_->Turn(ready);
+  TakeTurn(world_, *nvsd_);
   ++result_.turns;
 }
 

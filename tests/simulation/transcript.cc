@@ -229,14 +229,7 @@ class Runner {
   void StartNvsd() {
     auto config = supervisor::ParseConfig(config_text_, "/sim/nvsd.json");
     if (!config.ok()) throw std::runtime_error("start: " + config.status().message());
-    supervisor::SimulatedWorld w;
-    w.env = &world_;
-    w.state = &storage_;
-    w.variants = &world_;
-    w.clients = &world_;
-    w.events = &events_;
-    w.pid = 4242;
-    auto started = supervisor::Supervisor::Simulated(config.value(), w);
+    auto started = StartSimulated(world_, storage_, events_, config.value());
     if (!started.ok()) throw std::runtime_error("start: " + started.status().message());
     nvsd_ = std::move(started.value());
   }
@@ -268,17 +261,7 @@ class Runner {
     return *best;
   }
 
-  void Turn() {
-    world_.Advance(std::chrono::microseconds(1));
-    supervisor::Readiness ready;
-    ready.clients = !world_.client_in.empty();
-    ready.variants = !world_.arrived.empty();
-    for (const supervisor::Process* p : nvsd_->Processes()) {
-      auto it = world_.procs.find(static_cast<const SimProcess*>(p)->wire());
-      if (it != world_.procs.end() && it->second.exit_noticed) ready.exited.insert(p);
-    }
-    nvsd_->Turn(ready);
-  }
+  void Turn() { TakeTurn(world_, *nvsd_); }
 
   void Send(const std::string& client, const std::string& id, const std::string& text, bool query) {
     proto::ClientRequest request;

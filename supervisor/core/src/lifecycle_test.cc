@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -88,37 +89,34 @@ TEST(Lifecycle, OnlyACheckMakesAVoter) {
   }
 }
 
-// A diverged variant is never trusted again in this incarnation.
-TEST(Lifecycle, DivergedStaysUntrustedUntilRestarted) {
+// The states reachable from `from` (itself included), by any events but
+// `except`.
+std::set<Life> Reachable(Life from, std::optional<LifeEvent> except) {
   std::set<Life> seen;
-  std::vector<Life> todo = {Life::kDiverged};
+  std::vector<Life> todo = {from};
   while (!todo.empty()) {
     const Life life = todo.back();
     todo.pop_back();
     if (!seen.insert(life).second) continue;
     for (int e = 0; e < kLifeEvents; ++e) {
-      if (static_cast<LifeEvent>(e) == LifeEvent::kSpawned) continue;  // a new incarnation
+      if (static_cast<LifeEvent>(e) == except) continue;
       if (const auto next = Next(life, static_cast<LifeEvent>(e))) todo.push_back(*next);
     }
   }
-  for (Life life : seen) {
+  return seen;
+}
+
+// A diverged variant is never trusted again in this incarnation (a spawn
+// is a new one).
+TEST(Lifecycle, DivergedStaysUntrustedUntilRestarted) {
+  for (Life life : Reachable(Life::kDiverged, LifeEvent::kSpawned)) {
     EXPECT_FALSE(Votes(life)) << Name(life);
     EXPECT_FALSE(CanSync(life)) << Name(life);
   }
 }
 
 TEST(Lifecycle, EveryStateIsReachedFromDown) {
-  std::set<Life> seen;
-  std::vector<Life> todo = {Life::kDown};
-  while (!todo.empty()) {
-    const Life life = todo.back();
-    todo.pop_back();
-    if (!seen.insert(life).second) continue;
-    for (int e = 0; e < kLifeEvents; ++e) {
-      if (const auto next = Next(life, static_cast<LifeEvent>(e))) todo.push_back(*next);
-    }
-  }
-  EXPECT_EQ(seen.size(), static_cast<std::size_t>(kLifeStates));
+  EXPECT_EQ(Reachable(Life::kDown, std::nullopt).size(), static_cast<std::size_t>(kLifeStates));
 }
 
 TEST(Lifecycle, WhatEachStateIsTrustedWith) {
