@@ -432,7 +432,8 @@ struct Supervisor::Impl {
   // Starting, or down with its restart due, within sync_deadline_ms: a
   // round may wait for it as a witness (ReadyForRound, AdvanceRound).
   bool ComingBack(const Variant& v) const {
-    const bool starting = v.life == Life::kStarting || (v.life == Life::kDown && v.restart_pending);
+    // (An exited one is restarted once its death is judged.)
+    const bool starting = v.life == Life::kStarting || v.life == Life::kExited || (v.life == Life::kDown && v.restart_pending);
     return starting && Now() - std::max(started_at, v.state_since) < milliseconds(config.sync_deadline_ms);
   }
   static void OwnerOnly(const std::string& endpoint);

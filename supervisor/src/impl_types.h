@@ -114,6 +114,7 @@ struct Variant {
   VariantConfig config;
   // Changed only by Impl::Transit (the table in nvs/core/lifecycle.h).
   Life life = Life::kDown;
+  Life life_before_exit = Life::kDown;  // (for the log: what it was doing when its exit was seen)
   int incarnation = 0;
   std::string identity;  // NVS_VARIANT of the current incarnation
   std::unique_ptr<Process> process;

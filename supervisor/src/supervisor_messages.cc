@@ -58,6 +58,12 @@ void Supervisor::Impl::OnVariantMessage(Variant& v, std::string_view bytes) {
   }
   const proto::Reply& reply = decoded.value();
   if (auto* hello = std::get_if<proto::Hello>(&reply)) {
+    if (v.life == Life::kExited && hello->protocol == proto::kProtocolVersion) {
+      // Sent before it died (its exit was seen first): what it said counts,
+      // but it is gone; its death is judged as any other.
+      Log(LogLevel::kDebug, "hello_after_exit", {{"variant", v.config.name}, {"impl", hello->impl}});
+      return;
+    }
     if (v.life != Life::kStarting || hello->protocol != proto::kProtocolVersion) {
       Kill(v, "unexpected hello (protocol " + std::to_string(hello->protocol) + ")",
            voter::OutcomeKind::kProtocolError, "unexpected hello");
@@ -165,7 +171,11 @@ void Supervisor::Impl::OnLateOutcome(Command& c, Variant& v) {
 }
 
 void Supervisor::Impl::MarkDivergent(const Command& c, Variant& v, const std::string& got) {
-  if (v.life == Life::kDiverged) return;
+  // (Once per incarnation: one already diverged, or being stopped or gone,
+  // is restarted anyway; the verdict's `dissenting` names it all the same.)
+  if (v.life == Life::kDiverged || v.life == Life::kStopping || v.life == Life::kDown || v.life == Life::kFailed) {
+    return;
+  }
   const std::string why = "diverged on " + (c.is_query ? std::string("a query") : "seq " + std::to_string(c.seq));
   Log(LogLevel::kWarn, "divergence",
       {{"variant", v.config.name}, {"seq", c.seq}, {"expected", ParseOrString(c.verdict->result)},

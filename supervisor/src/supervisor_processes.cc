@@ -372,6 +372,7 @@ void Supervisor::Impl::FailOutstanding(Variant& v, std::optional<voter::OutcomeK
 void Supervisor::Impl::OnPidfdReadable(Variant& v) {
   if (v.exit_seen_at) return;
   v.exit_seen_at = Now();
+  v.life_before_exit = v.life;
   Transit(v, LifeEvent::kExitSeen, "its process exited");
   DrainVariantSocket();
   SettleExits();
@@ -415,7 +416,7 @@ void Supervisor::Impl::OnProcessExit(Variant& v) {
     what = how + " with no command in flight";
   }
   Log(LogLevel::kWarn, "variant_died",
-      {{"variant", v.config.name}, {"incarnation", v.incarnation}, {"how", what}, {"state", std::string(Name(v.life))},
+      {{"variant", v.config.name}, {"incarnation", v.incarnation}, {"how", what}, {"state", std::string(Name(v.life_before_exit))},
        {"stderr_tail", v.process->stderr_tail()}});
   FailOutstanding(v, voter::OutcomeKind::kCrashed, how);
   v.last_fault = what;

@@ -25,8 +25,9 @@ constexpr std::array<std::array<std::optional<Life>, kLifeEvents>, kLifeStates> 
     {kNo, kNo, kNo, kNo, L::kHealthy, L::kChecking, L::kDiverged, L::kExited, L::kStopping, L::kDown},
     // kDiverged: nothing makes it trusted again but a restart
     {kNo, kNo, kNo, kNo, L::kDiverged, L::kDiverged, L::kDiverged, L::kExited, L::kStopping, L::kDown},
-    // kExited: its death is judged (kGone), or it is killed meanwhile
-    {kNo, kNo, kNo, kNo, L::kExited, L::kExited, L::kExited, L::kExited, L::kStopping, L::kDown},
+    // kExited: its death is judged (kGone), or it is killed meanwhile; a
+    // hello it sent before it died is read after its exit was seen
+    {kNo, kNo, kNo, L::kExited, L::kExited, L::kExited, L::kExited, L::kExited, L::kStopping, L::kDown},
     // kStopping: only its going matters
     {kNo, kNo, kNo, kNo, L::kStopping, L::kStopping, L::kStopping, L::kStopping, L::kStopping, L::kDown},
     // kFailed: left down for good

@@ -51,7 +51,7 @@ TEST(Lifecycle, TheWholeTable) {
             "healthy: doubted>checking diverged>diverged exit_seen>exited killed>stopping gone>down | same: checked\n"
             "checking: checked>healthy diverged>diverged exit_seen>exited killed>stopping gone>down | same: doubted\n"
             "diverged: exit_seen>exited killed>stopping gone>down | same: checked doubted diverged\n"
-            "exited: killed>stopping gone>down | same: checked doubted diverged exit_seen\n"
+            "exited: killed>stopping gone>down | same: hello checked doubted diverged exit_seen\n"
             "stopping: gone>down | same: checked doubted diverged exit_seen killed\n"
             "failed: | same: gave_up checked doubted diverged\n");
 }
