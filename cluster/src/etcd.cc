@@ -1,0 +1,229 @@
+#include "nvs/cluster/etcd.h"
+
+#include <httplib.h>
+
+#include <array>
+#include <nlohmann/json.hpp>
+
+namespace nvs::cluster {
+
+namespace {
+
+using nlohmann::json;
+
+// A 64-bit number of the gateway: a JSON string, or absent when 0 (the
+// protobuf JSON mapping leaves out default values).
+std::int64_t Int64(const json& object, const char* key) {
+  if (!object.is_object() || !object.contains(key)) return 0;
+  const json& v = object[key];
+  if (v.is_number_integer()) return v.get<std::int64_t>();
+  if (!v.is_string()) return 0;
+  try {
+    return std::stoll(v.get<std::string>());
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+std::string Text(const json& object, const char* key) {
+  if (!object.is_object() || !object.contains(key) || !object[key].is_string()) return "";
+  return Base64Decode(object[key].get<std::string>()).value_or("");
+}
+
+KeyValue ToKeyValue(const json& kv) {
+  return {Text(kv, "key"), Text(kv, "value"), Int64(kv, "create_revision"), Int64(kv, "mod_revision"),
+          Int64(kv, "lease")};
+}
+
+// The first key after every key that starts with `prefix` (etcd's range_end).
+std::string PrefixEnd(std::string prefix) {
+  while (!prefix.empty()) {
+    auto& last = reinterpret_cast<unsigned char&>(prefix.back());
+    if (last < 0xff) {
+      ++last;
+      return prefix;
+    }
+    prefix.pop_back();
+  }
+  return std::string(1, '\0');  // (every key)
+}
+
+}  // namespace
+
+std::string Base64Encode(std::string_view bytes) {
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    const std::uint32_t n = (std::uint32_t(std::uint8_t(bytes[i])) << 16) |
+                            (std::uint32_t(std::uint8_t(bytes[i + 1])) << 8) | std::uint8_t(bytes[i + 2]);
+    for (int shift : {18, 12, 6, 0}) out += kAlphabet[(n >> shift) & 63];
+  }
+  if (i + 1 == bytes.size()) {
+    const std::uint32_t n = std::uint32_t(std::uint8_t(bytes[i])) << 16;
+    out += kAlphabet[(n >> 18) & 63];
+    out += kAlphabet[(n >> 12) & 63];
+    out += "==";
+  } else if (i + 2 == bytes.size()) {
+    const std::uint32_t n = (std::uint32_t(std::uint8_t(bytes[i])) << 16) | (std::uint32_t(std::uint8_t(bytes[i + 1])) << 8);
+    out += kAlphabet[(n >> 18) & 63];
+    out += kAlphabet[(n >> 12) & 63];
+    out += kAlphabet[(n >> 6) & 63];
+    out += '=';
+  }
+  return out;
+}
+
+std::optional<std::string> Base64Decode(std::string_view text) {
+  if (text.size() % 4 != 0) return std::nullopt;
+  const auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  std::string out;
+  out.reserve(text.size() / 4 * 3);
+  for (std::size_t i = 0; i < text.size(); i += 4) {
+    const bool last = i + 4 == text.size();
+    const int pad = last ? (text[i + 3] == '=' ? (text[i + 2] == '=' ? 2 : 1) : 0) : 0;
+    std::uint32_t n = 0;
+    for (int k = 0; k < 4; ++k) {
+      const char c = text[i + k];
+      const int v = k >= 4 - pad ? 0 : value(c);
+      if (v < 0) return std::nullopt;
+      n = (n << 6) | static_cast<std::uint32_t>(v);
+    }
+    out += static_cast<char>((n >> 16) & 0xff);
+    if (pad < 2) out += static_cast<char>((n >> 8) & 0xff);
+    if (pad < 1) out += static_cast<char>(n & 0xff);
+  }
+  return out;
+}
+
+EtcdClient::EtcdClient(EtcdOptions options) : options_(std::move(options)) {}
+
+Result<std::string> EtcdClient::Call(const std::string& path, const std::string& body, std::chrono::milliseconds timeout) {
+  if (options_.endpoints.empty()) return Status::Error("etcd: no endpoint configured");
+  std::string errors;
+  for (std::size_t k = 0; k < options_.endpoints.size(); ++k) {
+    const std::size_t at = (preferred_ + k) % options_.endpoints.size();
+    const std::string& endpoint = options_.endpoints[at];
+    httplib::Client client(endpoint);
+    const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(timeout);
+    const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(timeout - seconds);
+    client.set_connection_timeout(seconds.count(), micros.count());
+    client.set_read_timeout(seconds.count(), micros.count());
+    client.set_write_timeout(seconds.count(), micros.count());
+    const auto answer = client.Post(path, body, "application/json");
+    if (!answer) {
+      errors += (errors.empty() ? "" : "; ") + endpoint + ": " + httplib::to_string(answer.error());
+      continue;
+    }
+    if (answer->status != 200) {
+      // etcd answered: an error of the request itself (another endpoint
+      // would say the same), e.g. a lease that does not exist.
+      const json e = json::parse(answer->body, nullptr, false);
+      const std::string message = e.is_object() ? e.value("message", e.value("error", answer->body)) : answer->body;
+      return Status::Error("etcd " + path + ": " + message + " (HTTP " + std::to_string(answer->status) + ")");
+    }
+    preferred_ = at;
+    return answer->body;
+  }
+  return Status::Error("etcd " + path + ": no endpoint answered (" + errors + ")");
+}
+
+namespace {
+
+Result<json> Parsed(const Result<std::string>& text) {
+  if (!text.ok()) return text.status();
+  json j = json::parse(text.value(), nullptr, false);
+  if (!j.is_object()) return Status::Error("etcd: an answer that is not a JSON object: " + text.value().substr(0, 200));
+  return j;
+}
+
+}  // namespace
+
+Result<std::int64_t> EtcdClient::GrantLease(int ttl_seconds) {
+  auto j = Parsed(Call("/v3/lease/grant", json{{"TTL", std::to_string(ttl_seconds)}}.dump(), options_.timeout));
+  if (!j.ok()) return j.status();
+  const std::int64_t id = Int64(j.value(), "ID");
+  if (id == 0) return Status::Error("etcd: lease grant without an id: " + j.value().dump());
+  return id;
+}
+
+Result<std::int64_t> EtcdClient::KeepAlive(std::int64_t lease) {
+  auto j = Parsed(Call("/v3/lease/keepalive", json{{"ID", std::to_string(lease)}}.dump(), options_.timeout));
+  if (!j.ok()) return j.status();
+  const json& result = j.value().contains("result") ? j.value()["result"] : j.value();
+  return Int64(result, "TTL");
+}
+
+Status EtcdClient::Revoke(std::int64_t lease) {
+  return Call("/v3/lease/revoke", json{{"ID", std::to_string(lease)}}.dump(), options_.timeout).status();
+}
+
+Result<Leadership> EtcdClient::Campaign(const std::string& election, std::int64_t lease, const std::string& value,
+                                        std::chrono::milliseconds wait) {
+  const json body = {{"name", Base64Encode(election)}, {"lease", std::to_string(lease)}, {"value", Base64Encode(value)}};
+  auto j = Parsed(Call("/v3/election/campaign", body.dump(), wait));
+  if (!j.ok()) return j.status();
+  const json& leader = j.value().value("leader", json::object());
+  Leadership l{election, Text(leader, "key"), Int64(leader, "rev"), Int64(leader, "lease")};
+  if (l.key.empty() || l.create_revision == 0) return Status::Error("etcd: a campaign answer without a leader key: " + j.value().dump());
+  return l;
+}
+
+Result<std::optional<KeyValue>> EtcdClient::Leader(const std::string& election) {
+  auto text = Call("/v3/election/leader", json{{"name", Base64Encode(election)}}.dump(), options_.timeout);
+  if (!text.ok()) {
+    if (text.status().message().find("no leader") != std::string::npos) return std::optional<KeyValue>();
+    return text.status();
+  }
+  auto j = Parsed(text);
+  if (!j.ok()) return j.status();
+  if (!j.value().contains("kv")) return std::optional<KeyValue>();
+  return std::optional<KeyValue>(ToKeyValue(j.value()["kv"]));
+}
+
+Status EtcdClient::Resign(const Leadership& l) {
+  const json body = {{"leader",
+                      {{"name", Base64Encode(l.election)}, {"key", Base64Encode(l.key)},
+                       {"rev", std::to_string(l.create_revision)}, {"lease", std::to_string(l.lease)}}}};
+  return Call("/v3/election/resign", body.dump(), options_.timeout).status();
+}
+
+Result<bool> EtcdClient::FencedPut(const Leadership& l, const std::vector<std::pair<std::string, std::string>>& puts) {
+  json success = json::array();
+  for (const auto& [key, value] : puts) {
+    success.push_back({{"request_put", {{"key", Base64Encode(key)}, {"value", Base64Encode(value)}}}});
+  }
+  const json body = {{"compare",
+                      {{{"key", Base64Encode(l.key)},
+                        {"target", "CREATE"},
+                        {"result", "EQUAL"},
+                        {"create_revision", std::to_string(l.create_revision)}}}},
+                     {"success", success}};
+  auto j = Parsed(Call("/v3/kv/txn", body.dump(), options_.timeout));
+  if (!j.ok()) return j.status();
+  return j.value().value("succeeded", false);
+}
+
+Status EtcdClient::Put(const std::string& key, const std::string& value) {
+  return Call("/v3/kv/put", json{{"key", Base64Encode(key)}, {"value", Base64Encode(value)}}.dump(), options_.timeout)
+      .status();
+}
+
+Result<std::vector<KeyValue>> EtcdClient::Prefix(const std::string& prefix) {
+  const json body = {{"key", Base64Encode(prefix)}, {"range_end", Base64Encode(PrefixEnd(prefix))}};
+  auto j = Parsed(Call("/v3/kv/range", body.dump(), options_.timeout));
+  if (!j.ok()) return j.status();
+  std::vector<KeyValue> out;
+  for (const auto& kv : j.value().value("kvs", json::array())) out.push_back(ToKeyValue(kv));
+  return out;
+}
+
+}  // namespace nvs::cluster

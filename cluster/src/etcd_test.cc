@@ -1,0 +1,121 @@
+// The etcd client against a real 3-member etcd on loopback: the lease, the
+// election and the fence that cluster mode rests on.
+#include "nvs/cluster/etcd.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "local_etcd.h"
+
+namespace nvs::cluster {
+namespace {
+
+using std::chrono::milliseconds;
+
+TEST(Base64, RoundTripsAndRefusesWhatIsNotBase64) {
+  // RFC 4648 §10.
+  const std::pair<const char*, const char*> vectors[] = {{"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},
+                                                         {"foo", "Zm9v"}, {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="},
+                                                         {"foobar", "Zm9vYmFy"}};
+  for (const auto& [plain, encoded] : vectors) {
+    EXPECT_EQ(Base64Encode(plain), encoded);
+    EXPECT_EQ(Base64Decode(encoded), std::optional<std::string>(plain));
+  }
+  const std::string binary("\0\xff\x80 nvs/log/\x01", 14);
+  EXPECT_EQ(Base64Decode(Base64Encode(binary)), std::optional<std::string>(binary));
+  for (const char* bad : {"Zg=", "Z===", "Zm9v!A==", "Zm=v"}) EXPECT_EQ(Base64Decode(bad), std::nullopt) << bad;
+}
+
+class Etcd : public testing::Test {
+ protected:
+  void SetUp() override {
+    const Status started = etcd_.Start(3, milliseconds(30000));
+    ASSERT_TRUE(started.ok()) << started.message();
+  }
+  EtcdClient Client() { return EtcdClient({etcd_.client_urls(), milliseconds(2000)}); }
+  LocalEtcd etcd_;
+};
+
+// The leader writes while it leads; once its lease is gone its fenced
+// writes are refused, and the next campaign leads.
+TEST_F(Etcd, TheFenceRefusesADeposedLeadersWrites) {
+  EtcdClient a = Client();
+  EtcdClient b = Client();
+  const auto lease_a = a.GrantLease(5);
+  ASSERT_TRUE(lease_a.ok()) << lease_a.status().message();
+  const auto lead = a.Campaign("nvs-test/leader", lease_a.value(), "member-a", milliseconds(5000));
+  ASSERT_TRUE(lead.ok()) << lead.status().message();
+  EXPECT_GT(lead->create_revision, 0);
+
+  const auto leader = b.Leader("nvs-test/leader");
+  ASSERT_TRUE(leader.ok()) << leader.status().message();
+  ASSERT_TRUE(leader.value().has_value());
+  EXPECT_EQ(leader.value()->value, "member-a");
+
+  const auto wrote = a.FencedPut(lead.value(), {{"nvs-test/log/1", "one"}, {"nvs-test/log/2", "two"}});
+  ASSERT_TRUE(wrote.ok()) << wrote.status().message();
+  EXPECT_TRUE(wrote.value());
+
+  // b campaigns too: it waits while a leads.
+  const auto lease_b = b.GrantLease(5);
+  ASSERT_TRUE(lease_b.ok());
+  EXPECT_FALSE(b.Campaign("nvs-test/leader", lease_b.value(), "member-b", milliseconds(300)).ok());
+
+  // a's lease ends (as when a stops renewing it): its writes are fenced off.
+  ASSERT_TRUE(a.Revoke(lease_a.value()).ok());
+  const auto refused = a.FencedPut(lead.value(), {{"nvs-test/log/3", "three"}});
+  ASSERT_TRUE(refused.ok()) << refused.status().message();
+  EXPECT_FALSE(refused.value());
+
+  const auto next = b.Campaign("nvs-test/leader", lease_b.value(), "member-b", milliseconds(5000));
+  ASSERT_TRUE(next.ok()) << next.status().message();
+  EXPECT_GT(next->create_revision, lead->create_revision);
+  EXPECT_TRUE(b.FencedPut(next.value(), {{"nvs-test/log/3", "three by b"}}).value());
+
+  const auto log = b.Prefix("nvs-test/log/");
+  ASSERT_TRUE(log.ok()) << log.status().message();
+  ASSERT_EQ(log->size(), 3u);
+  EXPECT_EQ(log.value()[0].value, "one");
+  EXPECT_EQ(log.value()[2].value, "three by b");
+}
+
+TEST_F(Etcd, ALeaseKeptAliveOutlivesItsTtlAndOneLeftAloneExpires) {
+  EtcdClient c = Client();
+  const auto kept = c.GrantLease(1);
+  const auto left = c.GrantLease(1);
+  ASSERT_TRUE(kept.ok() && left.ok());
+  // Kept alive past three TTLs, on the lease's own clock.
+  const auto until = std::chrono::steady_clock::now() + milliseconds(3000);
+  while (std::chrono::steady_clock::now() < until) {
+    const auto ttl = c.KeepAlive(kept.value());
+    ASSERT_TRUE(ttl.ok()) << ttl.status().message();
+    ASSERT_GT(ttl.value(), 0);
+    // (Renewed at a third of the TTL, as cluster mode does.)
+    std::this_thread::sleep_for(milliseconds(300));
+  }
+  const auto gone = c.KeepAlive(left.value());
+  ASSERT_TRUE(gone.ok()) << gone.status().message();
+  EXPECT_EQ(gone.value(), 0) << "a lease left alone for three TTLs has expired";
+}
+
+TEST_F(Etcd, AnEndpointThatIsDownIsPassedOverAndALostMajorityIsAnError) {
+  std::vector<std::string> endpoints = {"http://127.0.0.1:1"};  // (nobody listens on port 1)
+  endpoints.insert(endpoints.end(), etcd_.client_urls().begin(), etcd_.client_urls().end());
+  EtcdClient c({endpoints, milliseconds(1000)});
+  ASSERT_TRUE(c.Put("nvs-test/k", "v").ok());
+  const auto read = c.Prefix("nvs-test/k");
+  ASSERT_TRUE(read.ok());
+  ASSERT_EQ(read->size(), 1u);
+  // Two of three members gone: no write can be committed, and the client
+  // says so within its deadline instead of waiting.
+  etcd_.Kill(1);
+  etcd_.Kill(2);
+  const auto start = std::chrono::steady_clock::now();
+  const Status put = c.Put("nvs-test/k", "w");
+  EXPECT_FALSE(put.ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(20000)) << "every endpoint has a deadline";
+}
+
+}  // namespace
+}  // namespace nvs::cluster
