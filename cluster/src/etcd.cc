@@ -123,6 +123,9 @@ Result<std::string> EtcdClient::Call(const std::string& path, const std::string&
       errors += (errors.empty() ? "" : "; ") + endpoint + ": " + httplib::to_string(answer.error());
       continue;
     }
+    // (An error answer of the gateway comes chunked with trailers, which
+    // cpp-httplib 0.11 cannot read: it shows as a read error here, and the
+    // next endpoint is tried.)
     if (answer->status != 200) {
       // etcd answered: an error of the request itself (another endpoint
       // would say the same), e.g. a lease that does not exist.
@@ -177,16 +180,22 @@ Result<Leadership> EtcdClient::Campaign(const std::string& election, std::int64_
   return l;
 }
 
+// The leader is the oldest key of the election (how etcd's election API
+// decides), read as a range: the gateway's own /v3/election/leader answers
+// "no leader" as an HTTP error whose chunked trailers cpp-httplib 0.11
+// cannot read.
 Result<std::optional<KeyValue>> EtcdClient::Leader(const std::string& election) {
-  auto text = Call("/v3/election/leader", json{{"name", Base64Encode(election)}}.dump(), options_.timeout);
-  if (!text.ok()) {
-    if (text.status().message().find("no leader") != std::string::npos) return std::optional<KeyValue>();
-    return text.status();
-  }
-  auto j = Parsed(text);
+  const std::string prefix = election + "/";
+  const json body = {{"key", Base64Encode(prefix)},
+                     {"range_end", Base64Encode(PrefixEnd(prefix))},
+                     {"sort_order", "ASCEND"},
+                     {"sort_target", "CREATE"},
+                     {"limit", "1"}};
+  auto j = Parsed(Call("/v3/kv/range", body.dump(), options_.timeout));
   if (!j.ok()) return j.status();
-  if (!j.value().contains("kv")) return std::optional<KeyValue>();
-  return std::optional<KeyValue>(ToKeyValue(j.value()["kv"]));
+  const json kvs = j.value().value("kvs", json::array());
+  if (kvs.empty()) return std::optional<KeyValue>();
+  return std::optional<KeyValue>(ToKeyValue(kvs.front()));
 }
 
 Status EtcdClient::Resign(const Leadership& l) {

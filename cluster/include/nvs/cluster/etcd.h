@@ -57,7 +57,8 @@ class EtcdClient {
   // lease is gone).
   Result<Leadership> Campaign(const std::string& election, std::int64_t lease, const std::string& value,
                               std::chrono::milliseconds wait);
-  // The leader's key and value, none when nobody leads.
+  // The leader's key and value (the election's oldest key), none when
+  // nobody leads.
   Result<std::optional<KeyValue>> Leader(const std::string& election);
   Status Resign(const Leadership& leadership);
 
