@@ -1,8 +1,8 @@
 #include "nvs/cluster/etcd.h"
 
-#include <httplib.h>
+#include <curl/curl.h>
 
-#include <array>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 namespace nvs::cluster {
@@ -106,35 +106,64 @@ std::optional<std::string> Base64Decode(std::string_view text) {
 
 EtcdClient::EtcdClient(EtcdOptions options) : options_(std::move(options)) {}
 
+namespace {
+
+std::size_t Collect(char* data, std::size_t size, std::size_t count, void* out) {
+  static_cast<std::string*>(out)->append(data, size * count);
+  return size * count;
+}
+
+// libcurl, set up once for the process (curl_global_init is not thread-safe
+// to call concurrently: a function-local static is).
+void CurlOnce() {
+  static const bool done = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+  (void)done;
+}
+
+}  // namespace
+
+// (libcurl, not cpp-httplib: the gateway answers an error chunked with HTTP
+// trailers, which cpp-httplib 0.11 cannot read, so etcd's reason was lost.)
 Result<std::string> EtcdClient::Call(const std::string& path, const std::string& body, std::chrono::milliseconds timeout) {
   if (options_.endpoints.empty()) return Status::Error("etcd: no endpoint configured");
+  CurlOnce();
   std::string errors;
   for (std::size_t k = 0; k < options_.endpoints.size(); ++k) {
     const std::size_t at = (preferred_ + k) % options_.endpoints.size();
     const std::string& endpoint = options_.endpoints[at];
-    httplib::Client client(endpoint);
-    const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(timeout);
-    const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(timeout - seconds);
-    client.set_connection_timeout(seconds.count(), micros.count());
-    client.set_read_timeout(seconds.count(), micros.count());
-    client.set_write_timeout(seconds.count(), micros.count());
-    const auto answer = client.Post(path, body, "application/json");
-    if (!answer) {
-      errors += (errors.empty() ? "" : "; ") + endpoint + ": " + httplib::to_string(answer.error());
+    std::unique_ptr<CURL, void (*)(CURL*)> curl(curl_easy_init(), curl_easy_cleanup);
+    if (!curl) return Status::Error("etcd: libcurl could not start a request");
+    std::unique_ptr<curl_slist, void (*)(curl_slist*)> headers(
+        curl_slist_append(nullptr, "Content-Type: application/json"), curl_slist_free_all);
+    const std::string url = endpoint + path;
+    std::string answer;
+    char error[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
+    curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDS, body.c_str());
+    curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+    curl_easy_setopt(curl.get(), CURLOPT_HTTPHEADER, headers.get());
+    curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
+    curl_easy_setopt(curl.get(), CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(timeout.count()));
+    curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl.get(), CURLOPT_WRITEFUNCTION, Collect);
+    curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &answer);
+    curl_easy_setopt(curl.get(), CURLOPT_ERRORBUFFER, error);
+    const CURLcode code = curl_easy_perform(curl.get());
+    if (code != CURLE_OK) {
+      errors += (errors.empty() ? "" : "; ") + endpoint + ": " + (error[0] ? error : curl_easy_strerror(code));
       continue;
     }
-    // (An error answer of the gateway comes chunked with trailers, which
-    // cpp-httplib 0.11 cannot read: it shows as a read error here, and the
-    // next endpoint is tried.)
-    if (answer->status != 200) {
+    long status = 0;
+    curl_easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &status);
+    if (status != 200) {
       // etcd answered: an error of the request itself (another endpoint
       // would say the same), e.g. a lease that does not exist.
-      const json e = json::parse(answer->body, nullptr, false);
-      const std::string message = e.is_object() ? e.value("message", e.value("error", answer->body)) : answer->body;
-      return Status::Error("etcd " + path + ": " + message + " (HTTP " + std::to_string(answer->status) + ")");
+      const json e = json::parse(answer, nullptr, false);
+      const std::string message = e.is_object() ? e.value("message", e.value("error", answer)) : answer;
+      return Status::Error("etcd " + path + ": " + message + " (HTTP " + std::to_string(status) + ")");
     }
     preferred_ = at;
-    return answer->body;
+    return answer;
   }
   return Status::Error("etcd " + path + ": no endpoint answered (" + errors + ")");
 }
@@ -181,9 +210,8 @@ Result<Leadership> EtcdClient::Campaign(const std::string& election, std::int64_
 }
 
 // The leader is the oldest key of the election (how etcd's election API
-// decides), read as a range: the gateway's own /v3/election/leader answers
-// "no leader" as an HTTP error whose chunked trailers cpp-httplib 0.11
-// cannot read.
+// decides it), read as a range: "nobody leads" is then an empty answer,
+// not an error to tell from the others.
 Result<std::optional<KeyValue>> EtcdClient::Leader(const std::string& election) {
   const std::string prefix = election + "/";
   const json body = {{"key", Base64Encode(prefix)},

@@ -64,6 +64,9 @@ TEST_F(Etcd, TheFenceRefusesADeposedLeadersWrites) {
 
   // a's lease ends (as when a stops renewing it): its writes are fenced off.
   ASSERT_TRUE(a.Revoke(lease_a.value()).ok());
+  // etcd's own reason comes through (not "no endpoint answered").
+  const Status again = a.Revoke(lease_a.value());
+  EXPECT_NE(again.message().find("lease not found"), std::string::npos) << again.message();
   const auto refused = a.FencedPut(lead.value(), {{"nvs-test/log/3", "three"}});
   ASSERT_TRUE(refused.ok()) << refused.status().message();
   EXPECT_FALSE(refused.value());
