@@ -127,8 +127,12 @@ void CurlOnce() {
 Result<std::string> EtcdClient::Call(const std::string& path, const std::string& body, std::chrono::milliseconds timeout) {
   if (options_.endpoints.empty()) return Status::Error("etcd: no endpoint configured");
   CurlOnce();
+  // One deadline for the call, whatever the number of endpoints tried.
+  const auto until = std::chrono::steady_clock::now() + timeout;
   std::string errors;
   for (std::size_t k = 0; k < options_.endpoints.size(); ++k) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    if (left <= std::chrono::milliseconds(0)) break;
     const std::size_t at = (preferred_ + k) % options_.endpoints.size();
     const std::string& endpoint = options_.endpoints[at];
     std::unique_ptr<CURL, void (*)(CURL*)> curl(curl_easy_init(), curl_easy_cleanup);
@@ -142,8 +146,8 @@ Result<std::string> EtcdClient::Call(const std::string& path, const std::string&
     curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDS, body.c_str());
     curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
     curl_easy_setopt(curl.get(), CURLOPT_HTTPHEADER, headers.get());
-    curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
-    curl_easy_setopt(curl.get(), CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(timeout.count()));
+    curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(left.count()));
+    curl_easy_setopt(curl.get(), CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(left.count()));
     curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl.get(), CURLOPT_WRITEFUNCTION, Collect);
     curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &answer);
@@ -165,7 +169,8 @@ Result<std::string> EtcdClient::Call(const std::string& path, const std::string&
     preferred_ = at;
     return answer;
   }
-  return Status::Error("etcd " + path + ": no endpoint answered (" + errors + ")");
+  return Status::Error("etcd " + path + ": no endpoint answered within " + std::to_string(timeout.count()) + " ms (" +
+                       errors + ")");
 }
 
 namespace {

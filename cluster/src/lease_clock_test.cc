@@ -1,14 +1,9 @@
-// When a leader may serve: the clock alone, then against a real etcd that
-// the leader stops before etcd lets its lease (and its leadership) go.
+// When a leader may serve, on its own clock (against a real etcd:
+// tests/cluster/etcd_test.cc).
 #include "nvs/cluster/lease_clock.h"
 
 #include <gtest/gtest.h>
 
-#include <iostream>
-#include <thread>
-
-#include "local_etcd.h"
-#include "nvs/cluster/etcd.h"
 
 namespace nvs::cluster {
 namespace {
@@ -44,48 +39,6 @@ TEST(LeaseClock, ServesUntilTheLastRenewalsSendTimePlusTtlLessTheMargin) {
   EXPECT_TRUE(clock.MayServe(t0 + milliseconds(601)));
   clock.Lost();
   EXPECT_FALSE(clock.MayServe(t0 + milliseconds(602)));
-}
-
-// The safety the clock is for: a leader that stops renewing stops serving
-// before etcd lets its leadership go (so before another member can lead).
-TEST(LeaseClock, ALeaderThatStopsRenewingStopsServingBeforeEtcdDropsItsLeadership) {
-  LocalEtcd etcd;
-  const Status started = etcd.Start(3, milliseconds(30000));
-  ASSERT_TRUE(started.ok()) << started.message();
-  EtcdClient leader({etcd.client_urls(), milliseconds(2000)});
-  EtcdClient watcher({etcd.client_urls(), milliseconds(2000)});
-
-  LeaseClock clock(milliseconds(1000), milliseconds(100));
-  const auto sent = LeaseClock::Clock::now();
-  const auto lease = leader.GrantLease(1);
-  ASSERT_TRUE(lease.ok()) << lease.status().message();
-  clock.Renewed(sent, milliseconds(1000));
-  const auto lead = leader.Campaign("nvs-test/leader", lease.value(), "a", milliseconds(5000));
-  ASSERT_TRUE(lead.ok()) << lead.status().message();
-  // One renewal, as the leader's loop does; then it stops renewing (its
-  // host hangs, or etcd is out of its reach).
-  const auto renew_sent = LeaseClock::Clock::now();
-  const auto ttl = leader.KeepAlive(lease.value());
-  ASSERT_TRUE(ttl.ok() && ttl.value() > 0);
-  clock.Renewed(renew_sent, std::chrono::seconds(ttl.value()));
-  const auto serve_until = *clock.ServeUntil();
-
-  // Watch etcd until the leadership is gone.
-  std::optional<LeaseClock::Time> gone_at;
-  const auto deadline = LeaseClock::Clock::now() + milliseconds(10000);
-  while (!gone_at && LeaseClock::Clock::now() < deadline) {
-    const auto asked = LeaseClock::Clock::now();
-    const auto who = watcher.Leader("nvs-test/leader");
-    ASSERT_TRUE(who.ok()) << who.status().message();
-    if (!who.value() || who.value()->key != lead->key) gone_at = asked;
-    std::this_thread::sleep_for(milliseconds(10));  // (polling etcd)
-  }
-  ASSERT_TRUE(gone_at.has_value()) << "the lease did not expire within 10 s";
-  EXPECT_GE(*gone_at, serve_until) << "etcd dropped the leadership while the leader still thought it could serve";
-  EXPECT_FALSE(clock.MayServe(*gone_at));
-  std::cout << "etcd dropped the leadership "
-            << std::chrono::duration_cast<milliseconds>(*gone_at - serve_until).count()
-            << " ms after the leader stopped serving on its own clock\n";
 }
 
 }  // namespace

@@ -287,8 +287,7 @@ void Supervisor::Impl::SpawnPendingRestarts() {
 // but not later than kMaxRestartDelay.
 std::optional<Clock::time_point> Supervisor::Impl::RestartDue(const Variant& v, bool undecided) const {
   if (!v.restart_pending) return std::nullopt;
-  return v.restart_requested_at + (undecided ? std::chrono::duration_cast<Clock::duration>(kMaxRestartDelay)
-                                             : std::chrono::duration_cast<Clock::duration>(kRestartHoldoff));
+  return undecided ? v.restart_requested_at + kMaxRestartDelay : v.restart_requested_at + kRestartHoldoff;
 }
 
 // Takes a variant out: kills its process group at once. Outstanding votes

@@ -135,6 +135,8 @@ std::vector<nlohmann::json> LogEvents(const std::string& log, const std::string&
 
 // Paths to the programs built in this tree.
 std::string NvsdPath();
+// A loopback TCP port nobody listens on now (the kernel's choice).
+int FreeTcpPort();
 // Runs a shell command; its stdout, with its exit status in *status. Its
 // stderr goes to `stderr_file`.
 std::string RunCapture(const std::string& command, const std::filesystem::path& stderr_file, int* status);

@@ -107,17 +107,22 @@ class Runner {
     std::istringstream in(line);
     std::string verb;
     in >> verb;
+    if (verb == "send" || verb == "query") {
+      // CLIENT ID, then the JSON: the rest of the line, spaces and all.
+      std::string client, id, text;
+      in >> client >> id >> std::ws;
+      std::getline(in, text);
+      if (!nvsd_) throw std::runtime_error("start first");
+      if (text.empty()) throw std::runtime_error(verb + " CLIENT ID JSON");
+      Send(client, id, text, verb == "query");
+      return out_;
+    }
     std::vector<std::string> args;
     for (std::string a; in >> a;) args.push_back(a);
     if (verb == "start") {
       Start(args);
     } else if (!nvsd_) {
       out_.push_back("error: start first");
-    } else if (verb == "send" || verb == "query") {
-      // (The JSON is the rest of the line, spaces and all.)
-      if (args.size() < 3) throw std::runtime_error(verb + " CLIENT ID JSON");
-      const auto json_at = line.find(args[2], line.find(args[1], line.find(args[0]) + args[0].size()) + args[1].size());
-      Send(args[0], args[1], line.substr(json_at), verb == "query");
     } else if (verb == "deliver" || verb == "arrive") {
       if (args.empty()) throw std::runtime_error(verb + " VARIANT [N|all]");
       const int n = args.size() < 2 ? 1 : args[1] == "all" ? kMaxMoves : std::stoi(args[1]);
@@ -276,15 +281,10 @@ class Runner {
     if (p.to_variant.empty() || !p.alive) return false;
     const std::string bytes = p.to_variant.front();
     const std::size_t before = p.to_nvsd.size();
-    const auto outcome_alive = p.alive;
-    // (World::Deliver runs the model: its replies queue up towards nvsd.)
-    const auto note = world_.note;
-    world_.note = nullptr;
-    world_.Deliver(p);
-    world_.note = note;
+    world_.Deliver(p);  // (the model acts: its replies queue up towards nvsd)
     std::string line = Name(p) + " reads " + DescribeRequest(bytes);
     for (std::size_t i = before; i < p.to_nvsd.size(); ++i) line += ", answers " + DescribeReply(p.to_nvsd[i]);
-    if (outcome_alive && !p.alive) line += ", dies";
+    if (!p.alive) line += ", dies";
     if (p.model.hung()) line += ", hangs";
     out_.push_back(line);
     return true;
@@ -293,10 +293,7 @@ class Runner {
   bool Arrive(SimProc& p) {
     if (p.to_nvsd.empty()) return false;
     out_.push_back(Name(p) + " -> nvsd " + DescribeReply(p.to_nvsd.front()));
-    const auto note = world_.note;
-    world_.note = nullptr;
     world_.Arrive(p);
-    world_.note = note;
     Turn();
     return true;
   }

@@ -1,9 +1,9 @@
 // A small client of etcd's v3 API through its JSON gateway (etcd 3.4:
 // POST /v3/<service>/<method>, keys and values base64, 64-bit numbers as
 // JSON strings), for nvs's cluster mode (issue: two machines elected and
-// fenced by etcd). Synchronous: every call has a deadline (the client's
-// `timeout`), tries the endpoints in turn until one answers, and says why
-// when none does. What it offers is what cluster mode needs: a lease and
+// fenced by etcd). Synchronous: every call has one deadline (the client's
+// `timeout`, a campaign's `wait`), within which it tries the endpoints in
+// turn until one answers, and says why when none does. What it offers is what cluster mode needs: a lease and
 // its keepalive, the election API (campaign, leader, resign), writes fenced
 // on the leader key's creation revision, and reads by prefix.
 #pragma once
@@ -71,8 +71,8 @@ class EtcdClient {
   Result<std::vector<KeyValue>> Prefix(const std::string& prefix);
 
  private:
-  // POSTs `body` to `path` at the first endpoint that answers (200), within
-  // `timeout` each; the parsed answer's text.
+  // POSTs `body` to `path` at the first endpoint that answers, all within
+  // `timeout`; the answer's text, or etcd's error.
   Result<std::string> Call(const std::string& path, const std::string& body, std::chrono::milliseconds timeout);
 
   EtcdOptions options_;

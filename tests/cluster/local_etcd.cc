@@ -1,39 +1,18 @@
 #include "local_etcd.h"
 
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
-#include <thread>
+#include <fstream>
+#include <sstream>
 
 #include "nvs/cluster/etcd.h"
+#include "nvsd_harness.h"
 
 namespace nvs::cluster {
-
-namespace {
-
-// A loopback port nobody listens on now (the kernel's choice).
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t size = sizeof(a);
-  int port = -1;
-  if (fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &size) == 0) {
-    port = ntohs(a.sin_port);
-  }
-  if (fd >= 0) close(fd);
-  return port;
-}
-
-}  // namespace
 
 Status LocalEtcd::Start(int members, std::chrono::milliseconds deadline) {
   const char* etcd = "/usr/bin/etcd";
@@ -46,8 +25,8 @@ Status LocalEtcd::Start(int members, std::chrono::milliseconds deadline) {
   std::vector<std::string> peer_urls;
   std::string cluster;
   for (int i = 0; i < members; ++i) {
-    client_urls_.push_back("http://127.0.0.1:" + std::to_string(FreePort()));
-    peer_urls.push_back("http://127.0.0.1:" + std::to_string(FreePort()));
+    client_urls_.push_back("http://127.0.0.1:" + std::to_string(nvs::testing::FreeTcpPort()));
+    peer_urls.push_back("http://127.0.0.1:" + std::to_string(nvs::testing::FreeTcpPort()));
     cluster += (i ? "," : "") + std::string("m") + std::to_string(i) + "=" + peer_urls.back();
   }
   for (int i = 0; i < members; ++i) {
@@ -64,10 +43,14 @@ Status LocalEtcd::Start(int members, std::chrono::milliseconds deadline) {
                                      "--heartbeat-interval", "50",
                                      "--election-timeout", "500"};
     const std::string log = (dir_ / (name + ".log")).string();
+    // (Made here, so the wait below can watch it before etcd writes to it.)
+    const int made = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (made < 0) return Status::Error("cannot create " + log);
+    close(made);
     const pid_t pid = fork();
     if (pid < 0) return Status::Error("fork failed");
     if (pid == 0) {
-      const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      const int fd = open(log.c_str(), O_WRONLY | O_APPEND);
       if (fd >= 0) {
         dup2(fd, 1);
         dup2(fd, 2);
@@ -80,17 +63,28 @@ Status LocalEtcd::Start(int members, std::chrono::milliseconds deadline) {
     }
     pids_.push_back(pid);
   }
-  // Up when a write goes through (a leader is elected and a quorum answers).
-  EtcdClient client({client_urls_, std::chrono::milliseconds(500)});
+  // Up when every member says it serves clients (it has joined the
+  // cluster, which needs a leader), read from its log as it is written.
   const auto until = std::chrono::steady_clock::now() + deadline;
-  Status last = Status::Error("not tried");
-  while (std::chrono::steady_clock::now() < until) {
-    last = client.Put("nvs-test/up", "1");
-    if (last.ok()) return last;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // (polling a process that is starting)
+  for (int i = 0; i < members; ++i) {
+    const auto log = dir_ / ("m" + std::to_string(i) + ".log");
+    const auto ready = [&] {
+      std::ifstream in(log);
+      std::stringstream text;
+      text << in.rdbuf();
+      return text.str().find("ready to serve client requests") != std::string::npos;
+    };
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    if (!nvs::testing::WaitForFileCondition(log, ready, std::max(left, std::chrono::milliseconds(1)))) {
+      return Status::Error("etcd member m" + std::to_string(i) + " did not serve clients within " +
+                           std::to_string(deadline.count()) + " ms (logs in " + dir_.string() + ")");
+    }
   }
-  return Status::Error("etcd did not take a write within " + std::to_string(deadline.count()) + " ms: " +
-                       last.message() + " (logs in " + dir_.string() + ")");
+  // And the cluster takes a write.
+  EtcdClient client({client_urls_, std::chrono::milliseconds(5000)});
+  const Status wrote = client.Put("nvs-test/up", "1");
+  if (!wrote.ok()) return Status::Error("etcd is up but took no write: " + wrote.message());
+  return wrote;
 }
 
 void LocalEtcd::Kill(int member) {

@@ -4,9 +4,10 @@
 
 #include <gtest/gtest.h>
 
-#include <thread>
+#include <iostream>
 
 #include "local_etcd.h"
+#include "nvs/cluster/lease_clock.h"
 
 namespace nvs::cluster {
 namespace {
@@ -83,23 +84,32 @@ TEST_F(Etcd, TheFenceRefusesADeposedLeadersWrites) {
   EXPECT_EQ(log.value()[2].value, "three by b");
 }
 
-TEST_F(Etcd, ALeaseKeptAliveOutlivesItsTtlAndOneLeftAloneExpires) {
-  EtcdClient c = Client();
-  const auto kept = c.GrantLease(1);
-  const auto left = c.GrantLease(1);
-  ASSERT_TRUE(kept.ok() && left.ok());
-  // Kept alive past three TTLs, on the lease's own clock.
-  const auto until = std::chrono::steady_clock::now() + milliseconds(3000);
-  while (std::chrono::steady_clock::now() < until) {
-    const auto ttl = c.KeepAlive(kept.value());
+// A lease renewed at a third of its TTL keeps its leadership: another
+// campaign, waiting until each renewal is due, never wins. Left alone, it
+// expires, and the other campaign (which waits on etcd for exactly that)
+// wins.
+TEST_F(Etcd, ALeaseKeptAliveKeepsItsLeadershipAndOneLeftAloneLosesIt) {
+  EtcdClient a = Client();
+  EtcdClient b = Client();
+  const auto lease_a = a.GrantLease(1);
+  const auto lease_b = b.GrantLease(5);
+  ASSERT_TRUE(lease_a.ok() && lease_b.ok());
+  const auto lead = a.Campaign("nvs-test/leader", lease_a.value(), "a", milliseconds(5000));
+  ASSERT_TRUE(lead.ok()) << lead.status().message();
+  // Kept alive past three TTLs: b's campaign, given until each renewal,
+  // times out every time.
+  for (int renewal = 0; renewal < 9; ++renewal) {
+    EXPECT_FALSE(b.Campaign("nvs-test/leader", lease_b.value(), "b", milliseconds(333)).ok()) << "renewal " << renewal;
+    const auto ttl = a.KeepAlive(lease_a.value());
     ASSERT_TRUE(ttl.ok()) << ttl.status().message();
     ASSERT_GT(ttl.value(), 0);
-    // (Renewed at a third of the TTL, as cluster mode does.)
-    std::this_thread::sleep_for(milliseconds(300));
   }
-  const auto gone = c.KeepAlive(left.value());
+  // Left alone: b leads once a's lease expires.
+  const auto next = b.Campaign("nvs-test/leader", lease_b.value(), "b", milliseconds(10000));
+  ASSERT_TRUE(next.ok()) << "a lease left alone did not expire: " << next.status().message();
+  const auto gone = a.KeepAlive(lease_a.value());
   ASSERT_TRUE(gone.ok()) << gone.status().message();
-  EXPECT_EQ(gone.value(), 0) << "a lease left alone for three TTLs has expired";
+  EXPECT_EQ(gone.value(), 0);
 }
 
 TEST_F(Etcd, AnEndpointThatIsDownIsPassedOverAndALostMajorityIsAnError) {
@@ -118,6 +128,38 @@ TEST_F(Etcd, AnEndpointThatIsDownIsPassedOverAndALostMajorityIsAnError) {
   const Status put = c.Put("nvs-test/k", "w");
   EXPECT_FALSE(put.ok());
   EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(20000)) << "every endpoint has a deadline";
+}
+
+// The safety LeaseClock is for: a leader that stops renewing stops serving
+// before another member's campaign can win (so two never serve at once).
+TEST_F(Etcd, ALeaderThatStopsRenewingStopsServingBeforeAnotherCanLead) {
+  EtcdClient a = Client();
+  EtcdClient b = Client();
+  LeaseClock clock(milliseconds(1000), milliseconds(100));
+  const auto sent = LeaseClock::Clock::now();
+  const auto lease = a.GrantLease(1);
+  ASSERT_TRUE(lease.ok()) << lease.status().message();
+  clock.Renewed(sent, milliseconds(1000));
+  const auto lead = a.Campaign("nvs-test/leader", lease.value(), "a", milliseconds(5000));
+  ASSERT_TRUE(lead.ok()) << lead.status().message();
+  // One renewal, as the leader's loop does; then it stops renewing (its
+  // host hangs, or etcd is out of its reach).
+  const auto renew_sent = LeaseClock::Clock::now();
+  const auto ttl = a.KeepAlive(lease.value());
+  ASSERT_TRUE(ttl.ok() && ttl.value() > 0);
+  clock.Renewed(renew_sent, std::chrono::seconds(ttl.value()));
+  const auto serve_until = *clock.ServeUntil();
+
+  // b campaigns: etcd lets it lead once a's lease is gone.
+  const auto lease_b = b.GrantLease(5);
+  ASSERT_TRUE(lease_b.ok());
+  const auto next = b.Campaign("nvs-test/leader", lease_b.value(), "b", milliseconds(10000));
+  const auto b_leads_at = LeaseClock::Clock::now();
+  ASSERT_TRUE(next.ok()) << "a's lease did not expire within 10 s: " << next.status().message();
+  EXPECT_GE(b_leads_at, serve_until) << "b could lead while a still thought it could serve";
+  EXPECT_FALSE(clock.MayServe(b_leads_at));
+  std::cout << "b could lead " << std::chrono::duration_cast<milliseconds>(b_leads_at - serve_until).count()
+            << " ms after a stopped serving on its own clock\n";
 }
 
 }  // namespace
