@@ -2,10 +2,17 @@
 // requests with ids unique across runs, replies matched by id. With a client
 // config (--client-config FILE or $NVS_CLIENT_CONFIG) it is a CURVE client,
 // and a socket monitor reports nvsd's refusal of it at once.
+//
+// Cluster mode (CLIENT.md §8): the endpoint may be several, comma-separated
+// (the members of a cluster). A `not_leader` reply moves the client to the
+// leader it names (else to the next endpoint), and an endpoint that does not
+// answer within a try is left for the next one; each time the same request
+// is sent again with the same id, so it is carried out at most once.
 #pragma once
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <iostream>
@@ -13,6 +20,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 #include <zmq.hpp>
 
 #include "common.h"
@@ -23,17 +31,24 @@ namespace nvs::cli {
 
 class Client {
  public:
-  // Connects to `endpoint`; a CURVE client when `curve` is given.
-  Client(const std::string& endpoint, const std::optional<protocol::ClientConfig>& curve)
-      : endpoint_(endpoint), socket_(context_, zmq::socket_type::dealer) {
-    socket_.set(zmq::sockopt::linger, 0);
-    socket_.set(zmq::sockopt::reconnect_ivl, 100);
-    if (curve) protocol::ApplyCurveClient(socket_, *curve);
-    watch_.emplace(context_, socket_, curve.has_value(), curve ? curve->keys.public_key : std::string());
-    socket_.connect(endpoint);
+  // Connects to `endpoint` (or the first of several, comma-separated); a
+  // CURVE client when `curve` is given.
+  Client(const std::string& endpoint, const std::optional<protocol::ClientConfig>& curve) : curve_(curve) {
+    std::size_t from = 0;
+    while (from <= endpoint.size()) {
+      const std::size_t comma = std::min(endpoint.find(',', from), endpoint.size());
+      if (comma > from) endpoints_.push_back(endpoint.substr(from, comma - from));
+      from = comma + 1;
+    }
+    if (endpoints_.empty()) endpoints_.push_back(endpoint);
+    ConnectTo(endpoints_.front());
   }
 
   const std::string& endpoint() const { return endpoint_; }
+
+  // How long one endpoint of several is given to answer before the next is
+  // tried (a cluster's takeover: the old leader's host may be gone).
+  static constexpr int kTryMs = 500;
 
   // Sends a request and waits for the reply carrying its id. Returns the
   // reply; nullopt when none came within `timeout_ms`; an error as soon as
@@ -55,18 +70,75 @@ class Client {
     const std::string id = prefix_ + std::to_string(++next_id_);
     const std::string bytes = make(id);
     const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+      const bool several = endpoints_.size() > 1;
+      const auto try_until =
+          several ? std::min(until, std::chrono::steady_clock::now() + std::chrono::milliseconds(kTryMs)) : until;
+      auto got = Attempt(id, bytes, try_until);
+      if (!got.ok()) return got;
+      if (got.value()) {
+        const nlohmann::json& reply = *got.value();
+        if (reply.value("status", "") != "not_leader") return got;
+        // Where the leader is: the member says, else the next endpoint.
+        const std::string leader = reply.value("leader", "");
+        if (std::chrono::steady_clock::now() >= until) return got;
+        if (!leader.empty() && leader != endpoint_) {
+          if (std::find(endpoints_.begin(), endpoints_.end(), leader) == endpoints_.end()) endpoints_.push_back(leader);
+          ConnectTo(leader);
+        } else {
+          NextEndpoint();
+          Pause(until);  // (no leader yet: an election takes about the lease's TTL)
+        }
+        continue;
+      }
+      if (!several || std::chrono::steady_clock::now() >= until) return got;
+      NextEndpoint();
+    }
+  }
+
+ private:
+  void ConnectTo(const std::string& endpoint) {
+    watch_.reset();
+    socket_.reset();
+    endpoint_ = endpoint;
+    socket_.emplace(context_, zmq::socket_type::dealer);
+    socket_->set(zmq::sockopt::linger, 0);
+    socket_->set(zmq::sockopt::reconnect_ivl, 100);
+    if (curve_) protocol::ApplyCurveClient(*socket_, *curve_);
+    watch_.emplace(context_, *socket_, curve_.has_value(), curve_ ? curve_->keys.public_key : std::string());
+    socket_->connect(endpoint);
+  }
+
+  void NextEndpoint() {
+    auto at = std::find(endpoints_.begin(), endpoints_.end(), endpoint_);
+    const std::size_t next = at == endpoints_.end() ? 0 : (static_cast<std::size_t>(at - endpoints_.begin()) + 1) % endpoints_.size();
+    ConnectTo(endpoints_[next]);
+  }
+
+  // A tenth of a try, or less if the deadline comes first: between two
+  // members that both say no leader is known yet.
+  void Pause(std::chrono::steady_clock::time_point until) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    zmq::pollitem_t item{socket_->handle(), 0, 0, 0};
+    zmq::poll(&item, 1, std::max(std::chrono::milliseconds(0), std::min(left, std::chrono::milliseconds(kTryMs / 10))));
+  }
+
+  // One send of the request to the current endpoint, and its reply by `until`.
+  Result<std::optional<nlohmann::json>> Attempt(const std::string& id, const std::string& bytes,
+                                                std::chrono::steady_clock::time_point until) {
+    zmq::socket_t& socket = *socket_;
     // A DEALER's send blocks while it has no peer to queue for: after nvsd
     // refused the handshake, libzmq drops the connection and does not try
     // again, so a blocking send here waited forever (found as a CI hang of
     // NvsdCurve.NvsSaysAtOnceThatNvsdRefusedItWithExitCode4 under load). The
     // send waits like the reply: for the deadline, or nvsd's refusal.
-    while (!socket_.send(zmq::buffer(bytes), zmq::send_flags::dontwait)) {
+    while (!socket.send(zmq::buffer(bytes), zmq::send_flags::dontwait)) {
       nvs::Status refused = watch_->Check();
       if (!refused.ok()) return refused;
       const auto left =
           std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
       if (left.count() <= 0) return std::optional<nlohmann::json>();
-      zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLOUT, 0}, {watch_->monitor().handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLOUT, 0}, {watch_->monitor().handle(), 0, ZMQ_POLLIN, 0}};
       zmq::poll(items, 2, left);
     }
     for (;;) {
@@ -75,10 +147,10 @@ class Client {
       const auto left =
           std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
       if (left.count() <= 0) return std::optional<nlohmann::json>();
-      zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}, {watch_->monitor().handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLIN, 0}, {watch_->monitor().handle(), 0, ZMQ_POLLIN, 0}};
       zmq::poll(items, 2, left);
       zmq::message_t message;
-      while (socket_.recv(message, zmq::recv_flags::dontwait)) {
+      while (socket.recv(message, zmq::recv_flags::dontwait)) {
         nlohmann::json reply = nlohmann::json::parse(message.to_string(), nullptr, false);
         if (reply.is_discarded() || !reply.is_object()) continue;
         // A rejection with a null id answers a request nvsd could not read
@@ -91,10 +163,11 @@ class Client {
     }
   }
 
- private:
+  std::optional<protocol::ClientConfig> curve_;
+  std::vector<std::string> endpoints_;
   std::string endpoint_;
   zmq::context_t context_{1};
-  zmq::socket_t socket_;
+  std::optional<zmq::socket_t> socket_;
   std::optional<protocol::HandshakeWatch> watch_;  // after socket_: it stops its monitor first
   std::string prefix_ = [] {
     char host[256] = "host";

@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -35,7 +36,8 @@ KeyValue ToKeyValue(const json& kv) {
           Int64(kv, "lease")};
 }
 
-// The first key after every key that starts with `prefix` (etcd's range_end).
+}  // namespace
+
 std::string PrefixEnd(std::string prefix) {
   while (!prefix.empty()) {
     auto& last = reinterpret_cast<unsigned char&>(prefix.back());
@@ -47,8 +49,6 @@ std::string PrefixEnd(std::string prefix) {
   }
   return std::string(1, '\0');  // (every key)
 }
-
-}  // namespace
 
 std::string Base64Encode(std::string_view bytes) {
   static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -108,11 +108,6 @@ EtcdClient::EtcdClient(EtcdOptions options) : options_(std::move(options)) {}
 
 namespace {
 
-std::size_t Collect(char* data, std::size_t size, std::size_t count, void* out) {
-  static_cast<std::string*>(out)->append(data, size * count);
-  return size * count;
-}
-
 // libcurl, set up once for the process (curl_global_init is not thread-safe
 // to call concurrently: a function-local static is).
 void CurlOnce() {
@@ -122,8 +117,76 @@ void CurlOnce() {
 
 }  // namespace
 
+namespace {
+
+struct Streamed {
+  std::string* collect = nullptr;
+  const std::function<bool(std::string_view)>* on_data = nullptr;
+};
+
+std::size_t Deliver(char* data, std::size_t size, std::size_t count, void* out) {
+  auto* to = static_cast<Streamed*>(out);
+  if (to->on_data != nullptr && !(*to->on_data)(std::string_view(data, size * count))) return 0;  // (stops the transfer)
+  if (to->on_data == nullptr) to->collect->append(data, size * count);
+  return size * count;
+}
+
+}  // namespace
+
 // (libcurl, not cpp-httplib: the gateway answers an error chunked with HTTP
 // trailers, which cpp-httplib 0.11 cannot read, so etcd's reason was lost.)
+EtcdClient::Answer EtcdClient::Post(const std::string& endpoint, const std::string& path, const std::string& body,
+                                    std::chrono::milliseconds timeout,
+                                    const std::function<bool(std::string_view)>* on_data) {
+  Answer answer;
+  std::unique_ptr<CURL, void (*)(CURL*)> curl(curl_easy_init(), curl_easy_cleanup);
+  if (!curl) {
+    answer.error = "libcurl could not start a request";
+    return answer;
+  }
+  curl_slist* list = curl_slist_append(nullptr, "Content-Type: application/json");
+  if (!token_.empty() && path != "/v3/auth/authenticate") list = curl_slist_append(list, ("Authorization: " + token_).c_str());
+  std::unique_ptr<curl_slist, void (*)(curl_slist*)> headers(list, curl_slist_free_all);
+  const std::string url = endpoint + path;
+  Streamed sink{&answer.text, on_data};
+  char error[CURL_ERROR_SIZE] = "";
+  curl_easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDS, body.c_str());
+  curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+  curl_easy_setopt(curl.get(), CURLOPT_HTTPHEADER, headers.get());
+  curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(std::max<std::int64_t>(1, timeout.count())));
+  curl_easy_setopt(curl.get(), CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(std::max<std::int64_t>(1, timeout.count())));
+  curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl.get(), CURLOPT_WRITEFUNCTION, Deliver);
+  curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &sink);
+  curl_easy_setopt(curl.get(), CURLOPT_ERRORBUFFER, error);
+  if (!options_.ca_file.empty()) curl_easy_setopt(curl.get(), CURLOPT_CAINFO, options_.ca_file.c_str());
+  if (!options_.cert_file.empty()) curl_easy_setopt(curl.get(), CURLOPT_SSLCERT, options_.cert_file.c_str());
+  if (!options_.key_file.empty()) curl_easy_setopt(curl.get(), CURLOPT_SSLKEY, options_.key_file.c_str());
+  const CURLcode code = curl_easy_perform(curl.get());
+  curl_easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &answer.status);
+  if (code != CURLE_OK && !(on_data != nullptr && answer.status == 200 &&
+                            (code == CURLE_OPERATION_TIMEDOUT || code == CURLE_WRITE_ERROR))) {
+    answer.error = error[0] ? error : curl_easy_strerror(code);
+    return answer;
+  }
+  answer.reached = true;
+  return answer;
+}
+
+Status EtcdClient::Authenticate(const std::string& endpoint, std::chrono::milliseconds timeout) {
+  const json body = {{"name", options_.username}, {"password", options_.password}};
+  Answer a = Post(endpoint, "/v3/auth/authenticate", body.dump(), timeout, nullptr);
+  if (!a.reached) return Status::Error(endpoint + ": " + a.error);
+  const json j = json::parse(a.text, nullptr, false);
+  if (a.status != 200 || !j.is_object() || !j.contains("token") || !j["token"].is_string()) {
+    return Status::Error("etcd refused the user " + options_.username + ": " +
+                         (j.is_object() ? j.value("message", a.text) : a.text));
+  }
+  token_ = j["token"].get<std::string>();
+  return Status::Ok();
+}
+
 Result<std::string> EtcdClient::Call(const std::string& path, const std::string& body, std::chrono::milliseconds timeout) {
   if (options_.endpoints.empty()) return Status::Error("etcd: no endpoint configured");
   CurlOnce();
@@ -131,43 +194,37 @@ Result<std::string> EtcdClient::Call(const std::string& path, const std::string&
   const auto until = std::chrono::steady_clock::now() + timeout;
   std::string errors;
   for (std::size_t k = 0; k < options_.endpoints.size(); ++k) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
-    if (left <= std::chrono::milliseconds(0)) break;
+    const auto left = [&] {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    };
+    if (left() <= std::chrono::milliseconds(0)) break;
     const std::size_t at = (preferred_ + k) % options_.endpoints.size();
     const std::string& endpoint = options_.endpoints[at];
-    std::unique_ptr<CURL, void (*)(CURL*)> curl(curl_easy_init(), curl_easy_cleanup);
-    if (!curl) return Status::Error("etcd: libcurl could not start a request");
-    std::unique_ptr<curl_slist, void (*)(curl_slist*)> headers(
-        curl_slist_append(nullptr, "Content-Type: application/json"), curl_slist_free_all);
-    const std::string url = endpoint + path;
-    std::string answer;
-    char error[CURL_ERROR_SIZE] = "";
-    curl_easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
-    curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDS, body.c_str());
-    curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-    curl_easy_setopt(curl.get(), CURLOPT_HTTPHEADER, headers.get());
-    curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(left.count()));
-    curl_easy_setopt(curl.get(), CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(left.count()));
-    curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl.get(), CURLOPT_WRITEFUNCTION, Collect);
-    curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &answer);
-    curl_easy_setopt(curl.get(), CURLOPT_ERRORBUFFER, error);
-    const CURLcode code = curl_easy_perform(curl.get());
-    if (code != CURLE_OK) {
-      errors += (errors.empty() ? "" : "; ") + endpoint + ": " + (error[0] ? error : curl_easy_strerror(code));
+    if (!options_.username.empty() && token_.empty()) {
+      if (Status auth = Authenticate(endpoint, left()); !auth.ok()) {
+        errors += (errors.empty() ? "" : "; ") + auth.message();
+        continue;
+      }
+    }
+    Answer a = Post(endpoint, path, body, left(), nullptr);
+    if (a.reached && a.status != 200 && !token_.empty() && a.text.find("invalid auth token") != std::string::npos &&
+        left() > std::chrono::milliseconds(0)) {
+      token_.clear();  // (expired: etcd's simple tokens last 5 minutes)
+      if (Authenticate(endpoint, left()).ok()) a = Post(endpoint, path, body, left(), nullptr);
+    }
+    if (!a.reached) {
+      errors += (errors.empty() ? "" : "; ") + endpoint + ": " + a.error;
       continue;
     }
-    long status = 0;
-    curl_easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &status);
-    if (status != 200) {
+    if (a.status != 200) {
       // etcd answered: an error of the request itself (another endpoint
       // would say the same), e.g. a lease that does not exist.
-      const json e = json::parse(answer, nullptr, false);
-      const std::string message = e.is_object() ? e.value("message", e.value("error", answer)) : answer;
-      return Status::Error("etcd " + path + ": " + message + " (HTTP " + std::to_string(status) + ")");
+      const json e = json::parse(a.text, nullptr, false);
+      const std::string message = e.is_object() ? e.value("message", e.value("error", a.text)) : a.text;
+      return Status::Error("etcd " + path + ": " + message + " (HTTP " + std::to_string(a.status) + ")");
     }
     preferred_ = at;
-    return answer;
+    return a.text;
   }
   return Status::Error("etcd " + path + ": no endpoint answered within " + std::to_string(timeout.count()) + " ms (" +
                        errors + ")");
@@ -239,9 +296,18 @@ Status EtcdClient::Resign(const Leadership& l) {
 }
 
 Result<bool> EtcdClient::FencedPut(const Leadership& l, const std::vector<std::pair<std::string, std::string>>& puts) {
+  return FencedTxn(l, puts, {}, options_.timeout);
+}
+
+Result<bool> EtcdClient::FencedTxn(const Leadership& l, const std::vector<std::pair<std::string, std::string>>& puts,
+                                   const std::vector<std::pair<std::string, std::string>>& delete_ranges,
+                                   std::chrono::milliseconds timeout) {
   json success = json::array();
   for (const auto& [key, value] : puts) {
     success.push_back({{"request_put", {{"key", Base64Encode(key)}, {"value", Base64Encode(value)}}}});
+  }
+  for (const auto& [from, to] : delete_ranges) {
+    success.push_back({{"request_delete_range", {{"key", Base64Encode(from)}, {"range_end", Base64Encode(to)}}}});
   }
   const json body = {{"compare",
                       {{{"key", Base64Encode(l.key)},
@@ -249,14 +315,80 @@ Result<bool> EtcdClient::FencedPut(const Leadership& l, const std::vector<std::p
                         {"result", "EQUAL"},
                         {"create_revision", std::to_string(l.create_revision)}}}},
                      {"success", success}};
-  auto j = Parsed(Call("/v3/kv/txn", body.dump(), options_.timeout));
+  auto j = Parsed(Call("/v3/kv/txn", body.dump(), timeout));
   if (!j.ok()) return j.status();
   return j.value().value("succeeded", false);
 }
 
-Status EtcdClient::Put(const std::string& key, const std::string& value) {
-  return Call("/v3/kv/put", json{{"key", Base64Encode(key)}, {"value", Base64Encode(value)}}.dump(), options_.timeout)
-      .status();
+Status EtcdClient::Put(const std::string& key, const std::string& value, std::int64_t lease) {
+  json body = {{"key", Base64Encode(key)}, {"value", Base64Encode(value)}};
+  if (lease != 0) body["lease"] = std::to_string(lease);
+  return Call("/v3/kv/put", body.dump(), options_.timeout).status();
+}
+
+Result<RangeResult> EtcdClient::RangeFrom(const std::string& from, const std::string& prefix) {
+  const json body = {{"key", Base64Encode(from)}, {"range_end", Base64Encode(PrefixEnd(prefix))}};
+  auto j = Parsed(Call("/v3/kv/range", body.dump(), options_.timeout));
+  if (!j.ok()) return j.status();
+  RangeResult out;
+  out.revision = Int64(j.value().value("header", json::object()), "revision");
+  for (const auto& kv : j.value().value("kvs", json::array())) out.kvs.push_back(ToKeyValue(kv));
+  return out;
+}
+
+// The gateway streams one JSON object per line: the watch's creation, then
+// its events; a cancel (a compacted revision) ends it.
+Result<std::int64_t> EtcdClient::Watch(const std::string& prefix, std::int64_t start_revision,
+                                       std::chrono::milliseconds wait,
+                                       const std::function<bool(const WatchEvent&)>& on_event) {
+  if (options_.endpoints.empty()) return Status::Error("etcd: no endpoint configured");
+  CurlOnce();
+  const json body = {{"create_request",
+                      {{"key", Base64Encode(prefix)},
+                       {"range_end", Base64Encode(PrefixEnd(prefix))},
+                       {"start_revision", std::to_string(start_revision)}}}};
+  const std::string endpoint = options_.endpoints[preferred_ % options_.endpoints.size()];
+  if (!options_.username.empty() && token_.empty()) {
+    if (Status auth = Authenticate(endpoint, options_.timeout); !auth.ok()) {
+      preferred_ = (preferred_ + 1) % options_.endpoints.size();
+      return auth;
+    }
+  }
+  std::int64_t next = start_revision;
+  std::string pending;
+  std::string refused;
+  const std::function<bool(std::string_view)> on_data = [&](std::string_view data) {
+    pending.append(data);
+    for (std::size_t eol; (eol = pending.find('\n')) != std::string::npos;) {
+      const json message = json::parse(pending.substr(0, eol), nullptr, false);
+      pending.erase(0, eol + 1);
+      if (!message.is_object()) continue;
+      if (message.contains("error")) {
+        refused = message["error"].value("message", message["error"].dump());
+        return false;
+      }
+      const json& result = message.value("result", json::object());
+      if (result.value("canceled", false)) {
+        refused = "the watch was canceled: " + result.value("cancel_reason", std::string("compacted revision ")) +
+                  std::to_string(Int64(result, "compact_revision"));
+        return false;
+      }
+      for (const auto& e : result.value("events", json::array())) {
+        WatchEvent event{ToKeyValue(e.value("kv", json::object())), e.value("type", std::string()) == "DELETE"};
+        next = std::max(next, event.kv.mod_revision + 1);
+        if (!on_event(event)) return false;
+      }
+    }
+    return true;
+  };
+  Answer a = Post(endpoint, "/v3/watch", body.dump(), wait, &on_data);
+  if (!refused.empty()) return Status::Error("etcd watch: " + refused);
+  if (!a.reached) {
+    preferred_ = (preferred_ + 1) % options_.endpoints.size();  // (the next watch tries another)
+    return Status::Error("etcd watch at " + endpoint + ": " + a.error);
+  }
+  if (a.status != 200) return Status::Error("etcd watch: HTTP " + std::to_string(a.status) + ": " + a.text);
+  return next;
 }
 
 Result<std::vector<KeyValue>> EtcdClient::Prefix(const std::string& prefix) {

@@ -12,7 +12,8 @@ using nlohmann::json;
 
 std::string Dump(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
 
-constexpr std::string_view kStatusNames[] = {"committed", "answered", "rejected", "quarantined", "unavailable", "ok"};
+constexpr std::string_view kStatusNames[] = {"committed",   "answered", "rejected",  "quarantined",
+                                             "unavailable", "ok",       "not_leader"};
 
 // Reads a request's id without building the document: the first string
 // member "id" of the top-level object, if it comes before whatever makes the
@@ -92,6 +93,16 @@ ClientReply ClientReply::Unavailable(std::optional<std::string> id, std::string 
   reply.id = std::move(id);
   reply.status = ClientStatus::kUnavailable;
   reply.reason = std::move(reason);
+  return reply;
+}
+
+ClientReply ClientReply::NotLeader(std::optional<std::string> id, std::string reason, const std::string& leader,
+                                   const std::string& member) {
+  ClientReply reply;
+  reply.id = std::move(id);
+  reply.status = ClientStatus::kNotLeader;
+  reply.reason = std::move(reason);
+  reply.body = Dump(json{{"leader", leader}, {"leader_member", member}});
   return reply;
 }
 
@@ -224,6 +235,10 @@ std::string Encode(const ClientReply& reply) {
     case ClientStatus::kOk:
       if (reply.body.size() > 2) text += "," + reply.body.substr(1, reply.body.size() - 2);
       break;
+    case ClientStatus::kNotLeader:
+      text += R"(,"reason":)" + Dump(reply.reason);
+      if (reply.body.size() > 2) text += "," + reply.body.substr(1, reply.body.size() - 2);
+      break;
   }
   return text + "}";
 }
@@ -238,7 +253,7 @@ std::optional<ClientReply> DecodeClientReply(std::string_view bytes) {
   if (status_it == root.end() || !status_it->is_string()) return std::nullopt;
   ClientReply reply;
   bool known = false;
-  for (int i = 0; i < 6; ++i) {
+  for (int i = 0; i < static_cast<int>(std::size(kStatusNames)); ++i) {
     if (*status_it == kStatusNames[i]) {
       reply.status = static_cast<ClientStatus>(i);
       known = true;
@@ -260,10 +275,11 @@ std::optional<ClientReply> DecodeClientReply(std::string_view bytes) {
   reply.reason = text("reason");
   reply.report = text("report");
   reply.fingerprint = text("fingerprint");
-  if (reply.status == ClientStatus::kOk) {
+  if (reply.status == ClientStatus::kOk || reply.status == ClientStatus::kNotLeader) {
     json body = root;
     body.erase("id");
     body.erase("status");
+    if (reply.status == ClientStatus::kNotLeader) body.erase("reason");
     reply.body = Dump(body);
   }
   return reply;

@@ -82,6 +82,70 @@ bool ValidEndpoint(const std::string& endpoint) {
   return endpoint.rfind("tcp://", 0) == 0 || endpoint.rfind("ipc://", 0) == 0 || endpoint.rfind("inproc://", 0) == 0;
 }
 
+bool ValidName(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+  });
+}
+
+void ParseCluster(const json& value, Config& config, std::vector<std::string>& errors) {
+  if (!value.is_object()) {
+    errors.push_back("cluster: must be an object");
+    return;
+  }
+  Fields c(value, "cluster", errors);
+  ClusterConfig cluster;
+  if (const json* endpoints = c.Find("etcd_endpoints")) {
+    if (!endpoints->is_array() || endpoints->empty() || endpoints->size() > 16) {
+      c.Error("etcd_endpoints", "must be an array of 1 to 16 URLs (\"http://host:2379\")");
+    } else {
+      for (const auto& e : *endpoints) {
+        const std::string url = e.is_string() ? e.get<std::string>() : "";
+        if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) {
+          c.Error("etcd_endpoints", "every entry must be an http:// or https:// URL of an etcd client endpoint");
+          break;
+        }
+        cluster.etcd_endpoints.push_back(url);
+      }
+    }
+  } else {
+    c.Error("etcd_endpoints", "required");
+  }
+  for (auto [key, out] : {std::pair{"name", &cluster.name}, std::pair{"member", &cluster.member}}) {
+    c.String(key, *out, /*required=*/true);
+    if (c.Find(key) != nullptr && !ValidName(*out)) c.Error(key, "must be 1 to 64 of A-Z a-z 0-9 - _ .");
+  }
+  c.String("advertise_endpoint", cluster.advertise_endpoint);
+  if (cluster.advertise_endpoint.empty()) cluster.advertise_endpoint = config.client_endpoint;
+  if (cluster.advertise_endpoint.rfind("tcp://", 0) != 0 && cluster.advertise_endpoint.rfind("ipc://", 0) != 0) {
+    c.Error("advertise_endpoint", "must be a tcp:// or ipc:// endpoint clients can reach (default: client_endpoint)");
+  }
+  c.Integer("lease_ttl_s", cluster.lease_ttl_s, 1, 3600);
+  c.Integer("serve_margin_ms", cluster.serve_margin_ms, 0, 60'000);
+  if (cluster.serve_margin_ms >= cluster.lease_ttl_s * 1000) {
+    c.Error("serve_margin_ms", "must be less than the lease (lease_ttl_s)");
+  }
+  c.Integer("etcd_timeout_ms", cluster.etcd_timeout_ms, 10, 60'000);
+  for (auto [key, out] : {std::pair{"etcd_ca_file", &cluster.etcd_ca_file},
+                          std::pair{"etcd_cert_file", &cluster.etcd_cert_file},
+                          std::pair{"etcd_key_file", &cluster.etcd_key_file},
+                          std::pair{"etcd_password_file", &cluster.etcd_password_file}}) {
+    std::string file;
+    c.String(key, file);
+    if (!file.empty()) *out = (config.config_dir / file).lexically_normal();
+  }
+  if (cluster.etcd_cert_file.empty() != cluster.etcd_key_file.empty()) {
+    c.Error("etcd_cert_file", "etcd_cert_file and etcd_key_file go together");
+  }
+  c.String("etcd_user", cluster.etcd_user);
+  if (cluster.etcd_user.empty() != cluster.etcd_password_file.empty()) {
+    c.Error("etcd_user", "etcd_user and etcd_password_file go together");
+  }
+  c.RejectUnknown();
+  config.cluster = std::move(cluster);
+}
+
 void ParseLimits(const json& value, const std::string& path, ResourceLimits& limits, std::vector<std::string>& errors) {
   if (!value.is_object()) {
     errors.push_back(path + ": must be an object");
@@ -373,6 +437,7 @@ Result<Config> ParseConfig(const std::string& text, const std::filesystem::path&
   }
   f.Integer("fsync_batch_ms", config.fsync_batch_ms, 1, 10'000);
   f.Integer("remembered_requests", config.remembered_requests, 0, 100'000'000);
+  if (const json* cluster = f.Find("cluster")) ParseCluster(*cluster, config, errors);
   std::string bridge;
   f.String("stdio_bridge", bridge);
   if (!bridge.empty()) config.stdio_bridge = (config.config_dir / bridge).lexically_normal();

@@ -440,7 +440,7 @@ struct Supervisor::Impl {
 
   // ---- run ---------------------------------------------------------------------------
 
-  Status Start();
+  Status Start(int signal_fd);
   Status StartCore(std::int64_t pid);
   void SpawnAll();
   Status Recover();
@@ -455,6 +455,46 @@ struct Supervisor::Impl {
   Status Run(int signal_fd);
   void OnSignal(int signal_fd);
   void Turn(const Readiness& ready);
+
+  // ---- cluster mode (ARCHITECTURE.md §8; supervisor_cluster.cc) ----------------
+  //
+  // The leader writes every journal record to etcd, fenced on its leader
+  // key, after the local flush and before it acts on it (dispatch after
+  // the admit, a reply after the verdict); a member that does not lead
+  // answers `not_leader`, and applies what etcd's log says was committed,
+  // one behind. A leader that cannot write, or whose lease may have ended
+  // on its own clock, steps down: Run returns and nvsd starts again as a
+  // follower (its state dir rebuilt from etcd).
+  std::unique_ptr<ClusterMember> cluster;  // nullptr: one machine
+  bool leading = false;
+  bool restart_as_follower = false;
+  std::uint64_t cluster_next_index = 0;  // the cluster-wide ordinal of the next log record
+  std::vector<std::string> cluster_out;  // leader: records appended, not yet in etcd
+  std::uint64_t cluster_replicated = 0;  // leader: the journal ordinal up to which etcd has the records
+  std::vector<std::pair<std::string, std::string>> cluster_puts;     // reports, the checkpoint: with the next batch
+  std::vector<std::pair<std::string, std::string>> cluster_deletes;  // log batches a checkpoint covers
+  // leader: the batches written since the last checkpoint (index, highest seq in it), oldest first.
+  std::deque<std::pair<std::uint64_t, std::uint64_t>> cluster_batches;
+  std::map<std::uint64_t, Suspect> cluster_admits;  // follower: admitted by the leader, not decided yet
+  std::deque<cluster::KeyValue> cluster_backlog;    // follower: batches to apply once no sync round runs
+  std::uint64_t cluster_applied_batches = 0;        // follower: the next record index expected
+  cluster::RangeResult cluster_initial;             // what JoinCluster read (the watch goes on after it)
+  bool promote_pending = false;                     // elected during a sync round: promoted after it
+
+  Status JoinCluster(int signal_fd);
+  void WriteClusterReports(const std::vector<cluster::KeyValue>& reports);
+  void ClusterTurn();
+  bool Replicate();
+  void ApplyClusterBacklog();
+  void ApplyClusterBatch(const cluster::KeyValue& batch);
+  void ApplyClusterRecord(std::string_view payload);
+  void StartFollowerCheckpoint(std::uint64_t seq);
+  void Promote();
+  void StepDown(const std::string& why);
+  void ClusterPut(const std::string& suffix, const std::string& value);
+  void ClusterCheckpoint();
+  proto::ClientReply NotLeader(const std::optional<std::string>& id, const std::string& why) const;
+  json ClusterStatusJson() const;
 
 };
 

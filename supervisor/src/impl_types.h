@@ -45,6 +45,7 @@
 
 #include "cgroups.h"
 #include "client_gate.h"
+#include "cluster_member.h"
 #include "client_transport.h"
 #include "env.h"
 #include "event_sink.h"

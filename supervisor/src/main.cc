@@ -2,7 +2,8 @@
 //
 // The nvs supervisor daemon. Exit codes: 0 stopped by SIGTERM/SIGINT;
 // 1 could not start (bind, state dir, ...); 2 usage or configuration error
-// (the client_curve key files included).
+// (the client_curve key files included). Cluster mode: a leader that
+// steps down executes itself again, as a follower.
 #include <signal.h>
 #include <sys/signalfd.h>
 
@@ -102,10 +103,24 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  nvs::supervisor::Supervisor supervisor(std::move(config.value()));
-  const nvs::Status status = supervisor.Run(signal_fd);
-  if (!status.ok()) {
-    std::cerr << "nvsd: " << status.message() << "\n";
+  bool restart = false;
+  {
+    nvs::supervisor::Supervisor supervisor(std::move(config.value()));
+    const nvs::Status status = supervisor.Run(signal_fd);
+    if (!status.ok()) {
+      std::cerr << "nvsd: " << status.message() << "\n";
+      return 1;
+    }
+    restart = supervisor.RestartAsFollower();
+  }  // (everything closed, the state dir's lock and the lease included)
+  if (restart) {
+    // Cluster mode: a leader that stepped down starts over as a follower,
+    // the same program with the same arguments (the state dir rebuilt from
+    // etcd), so nothing it held that etcd lacks survives.
+    close(signal_fd);
+    std::cerr << "nvsd: stepped down as the cluster's leader: starting again as a follower\n";
+    execv("/proc/self/exe", argv);
+    std::cerr << "nvsd: cannot start again: " << std::strerror(errno) << "\n";
     return 1;
   }
   return 0;

@@ -42,4 +42,6 @@ std::vector<const Process*> Supervisor::Processes() const {
 
 Status Supervisor::Run(int signal_fd) { return impl_->Run(signal_fd); }
 
+bool Supervisor::RestartAsFollower() const { return impl_->restart_as_follower; }
+
 }  // namespace nvs::supervisor

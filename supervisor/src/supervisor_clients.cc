@@ -65,6 +65,13 @@ void Supervisor::Impl::OnClientRequest(const ClientAddress& address, std::string
     Reply(address, StatusReply(request.id));
     return;
   }
+  if (cluster && !leading) {
+    // (Commands, queries and reviews: only the leader's state and
+    // decisions are the cluster's.)
+    Reply(address, NotLeader(request.id, promote_pending ? "it was elected and takes over once its variants are in sync"
+                                                         : "ask the leader"));
+    return;
+  }
   if (request.type == proto::ClientRequestType::kQuarantine) {
     // (A release is answered once nvsd's own retest is done.)
     if (auto reply = QuarantineReply(address, request.id, json::parse(request.payload, nullptr, false))) {
@@ -345,6 +352,7 @@ proto::ClientReply Supervisor::Impl::Review(const PendingRelease& d, const std::
     return proto::ClientReply::Unavailable(d.request_id,
                                            "cannot write the report, so nothing changed: " + written.message());
   }
+  ClusterPut("quarantine/" + d.report, Dump(report));
   const json said = {{"report", d.report}, {"fingerprint", report.value("fingerprint", "")}, {"by", d.by},
                      {"note", d.note}};
   Log(LogLevel::kWarn, action, said);
@@ -396,7 +404,8 @@ proto::ClientReply Supervisor::Impl::StatusReply(const std::string& id) {
                              {"cgroup", cgroups && v.process ? json(cgroups->Where(v.identity).string()) : json()},
                              {"last_fault", v.last_fault}});
   }
-  json body = {{"nvsd",
+  json body = {{"cluster", ClusterStatusJson()},
+               {"nvsd",
                 {{"pid", getpid()},
                  {"ready", ready},
                  {"seq", last_seq},

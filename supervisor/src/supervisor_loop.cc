@@ -39,6 +39,9 @@ Clock::time_point Supervisor::Impl::NextDeadline() const {
     if (!retest->exit_seen.empty()) next = std::min(next, Now() + kExitPoll);
   }
   if (watchdog_every) next = std::min(next, watchdog_last + *watchdog_every);
+  if (cluster && leading) {
+    if (const auto until = cluster->ServeUntil()) next = std::min(next, *until);
+  }
   if (probe) next = std::min(next, ProbeDeadline());
   // (A spare is otherwise (re)started on a loop turn, and turns come at
   // least every heartbeat interval.)
@@ -278,7 +281,7 @@ std::vector<Supervisor::Impl::Watched> Supervisor::Impl::WatchedProcesses() cons
 }
 
 Status Supervisor::Impl::Run(int signal_fd) {
-  Status started = Start();
+  Status started = Start(signal_fd);
   if (!started.ok()) return started;
   while (!stopping) {
     std::vector<zmq::pollitem_t> items;
@@ -304,6 +307,8 @@ Status Supervisor::Impl::Run(int signal_fd) {
     const bool settling = std::any_of(variants.begin(), variants.end(), [](const Variant& v) { return InExitGrace(v); }) ||
                           (retest && !retest->exit_seen.empty());
     if (settling) items.push_back({nullptr, sockets->variants.socket().get(zmq::sockopt::fd), ZMQ_POLLIN, 0});
+    // (Cluster mode: the etcd side's news wakes the loop; ClusterTurn takes it every turn.)
+    if (cluster) items.push_back({nullptr, cluster->wake_fd(), ZMQ_POLLIN, 0});
     // client_curve: the ZAP handler and the client socket's monitor, last.
     const std::size_t gate_at = items.size();
     if (sockets->client_gate) {
@@ -367,6 +372,7 @@ void Supervisor::Impl::OnSignal(int signal_fd) {
 // simulation): variant messages, stderr, deaths, clients, deadlines, then
 // the state machine, then the group commit and what waits for it.
 void Supervisor::Impl::Turn(const Readiness& ready) {
+  ClusterTurn();
   if (ready.variants) DrainVariantSocket();
   // The retest's probes: stderr, and exits (settled by SettleRetestExits).
   if (retest) {

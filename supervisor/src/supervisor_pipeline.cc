@@ -32,6 +32,7 @@ bool Supervisor::Impl::Quiescent() const {
 }
 
 bool Supervisor::Impl::CanDispatch() const {
+  if (cluster && !leading) return false;
   if (round || RoundNeeded() || !suspects.empty() || checkpoint_problem) return false;
   for (const auto& c : active) {
     if (!c.verdict) return false;  // one undecided command at a time
@@ -181,6 +182,14 @@ void Supervisor::Impl::Dispatch(Command c) {
       OnJournalFailure(flushed);
       const auto reply = proto::ClientReply::Unavailable(
           c.request_id, "the journal cannot be written (" + journal_trouble->reason + "): not sent to any variant");
+      Reply(c.client, reply);
+      for (const auto& also : c.also_reply) Reply(also, reply);
+      return;
+    }
+    // Cluster mode: the admit is in etcd too before any variant runs it,
+    // so a new leader knows the command may have killed this one.
+    if (cluster && !Replicate()) {
+      const auto reply = NotLeader(c.request_id, "it could not write the command to etcd: not sent to any variant");
       Reply(c.client, reply);
       for (const auto& also : c.also_reply) Reply(also, reply);
       return;

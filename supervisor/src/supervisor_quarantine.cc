@@ -410,6 +410,7 @@ Status Supervisor::Impl::WriteReport(const Command& c, const std::string& status
   if (text != nullptr) *text = Dump(report);
   Status written = quarantine->Write(c.report_id, Dump(report));
   if (!written.ok()) Log(LogLevel::kError, "report_write_failed", {{"report", c.report_id}, {"error", written.message()}});
+  if (written.ok()) ClusterPut("quarantine/" + c.report_id, Dump(report));
   return written;
 }
 
@@ -442,11 +443,13 @@ void Supervisor::Impl::RecordPreState() {
     if (!report.is_object()) continue;
     if (!report["pre_state"].is_object()) report["pre_state"] = json::object();
     auto file = quarantine->WriteAttachment(id + ".state.json", checkpoint->state + "\n");
+    if (file.ok()) ClusterPut("quarantine/" + id + ".state.json", checkpoint->state + "\n");
     report["pre_state"]["digest"] = checkpoint->digest;
     report["pre_state"]["snapshot"] = file.ok() ? file.value() : "";
     report["pre_state"]["snapshot_seq"] = checkpoint->seq;
     Status written = quarantine->Write(id, Dump(report));
     if (!written.ok()) Log(LogLevel::kError, "report_write_failed", {{"report", id}, {"error", written.message()}});
+    if (written.ok()) ClusterPut("quarantine/" + id, Dump(report));
   }
   reports_awaiting_pre_state.clear();
 }

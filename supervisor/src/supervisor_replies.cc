@@ -57,6 +57,7 @@ void Supervisor::Impl::Reply(const ClientAddress& to, const proto::ClientReply& 
 // Queues a journal record; its ordinal.
 std::uint64_t Supervisor::Impl::AppendRecord(std::string_view payload) {
   journal->Append(payload);
+  if (cluster && leading) cluster_out.emplace_back(payload);
   return ++journal_appended;
 }
 
@@ -99,9 +100,12 @@ void Supervisor::Impl::FlushJournalAndReplies() {
       Flushed flushed = journal->Flush();
       if (!flushed.ok()) OnJournalFailure(flushed);
     }
-    for (auto& out : outbox) SendNow(out.to, out.reply);
-    outbox.clear();
   }
+  // Cluster mode: what the replies rest on goes to etcd first (a failure
+  // steps down, and turns them into `not_leader`).
+  if (cluster && leading) Replicate();
+  for (auto& out : outbox) SendNow(out.to, out.reply);
+  outbox.clear();
   RetryBacklogs();
 }
 
@@ -159,6 +163,8 @@ void Supervisor::Impl::OnJournalFailure(const Flushed& flushed) {
     }
   }
   outbox = std::move(keep);
+  // A leader whose disk fails hands the cluster to a member whose does not.
+  if (cluster && leading) StepDown("its journal cannot be written (" + reason + ")");
 }
 
 // A reply whose verdict record never reached the disk: a commit is undone
@@ -216,6 +222,7 @@ void Supervisor::Impl::RetryJournal() {
       return;
     }
     Log(LogLevel::kWarn, "quarantine_written", {{"report", pending.id}});
+    ClusterPut("quarantine/" + pending.id, pending.text);
     AppendRecord(pending.verdict_record);
     unwritten_reports.erase(unwritten_reports.begin());
   }

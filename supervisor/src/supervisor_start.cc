@@ -14,7 +14,7 @@ void Supervisor::Impl::OwnerOnly(const std::string& endpoint) {
 
 // The real world around the decisions: the subreaper, the state dir
 // (checked, locked), the cgroups, the sockets. Then StartCore.
-Status Supervisor::Impl::Start() {
+Status Supervisor::Impl::Start(int signal_fd) {
   std::error_code ec;
   // Orphans of the variants come to nvsd, which kills them (KillOrphans).
   if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
@@ -89,8 +89,23 @@ Status Supervisor::Impl::Start() {
   }
   client_transport = &sockets->clients;
   variant_transport = &sockets->variants;
+  if (config.cluster) {
+    if (Status joined = JoinCluster(signal_fd); !joined.ok()) return joined;
+  }
   Status core = StartCore(getpid());
   if (!core.ok()) return core;
+  if (cluster) {
+    // What the leader admitted and has not decided is its to decide: a
+    // follower waits for the verdict in the log (a suspect only if it
+    // comes to lead).
+    for (auto& s : suspects) cluster_admits[s.seq] = std::move(s);
+    suspects.clear();
+    std::vector<cluster::KeyValue> reports;
+    for (const auto& kv : cluster_initial.kvs) {
+      if (kv.key.rfind(cluster->Key("quarantine/"), 0) == 0) reports.push_back(kv);
+    }
+    WriteClusterReports(reports);
+  }
   Log(LogLevel::kInfo, "starting",
       {{"client_endpoint", config.client_endpoint},
        {"client_security", config.client_curve ? "curve" : "none"},
@@ -130,6 +145,14 @@ Status Supervisor::Impl::Start() {
     Log(LogLevel::kInfo, "watchdog", {{"every_ms", watchdog_every->count()}});
   }
   SpawnAll();
+  if (cluster) {
+    Status joined = cluster->Start(cluster_initial);
+    if (!joined.ok()) return joined;
+    cluster->SetApplied(last_seq, "follower");
+    Log(LogLevel::kInfo, "cluster_member", {{"cluster", config.cluster->name}, {"member", config.cluster->member},
+                                            {"advertise_endpoint", config.cluster->advertise_endpoint},
+                                            {"lease_ttl_s", config.cluster->lease_ttl_s}});
+  }
   return Status::Ok();
 }
 
@@ -294,7 +317,8 @@ void Supervisor::Impl::Shutdown() {
   stopping = true;
   sd_notify(0, "STOPPING=1");
   for (auto& c : waiting.TakeAll()) {
-    const auto reply = proto::ClientReply::Unavailable(c.request_id, "nvsd is shutting down");
+    const auto reply = restart_as_follower ? NotLeader(c.request_id, "it stepped down")
+                                           : proto::ClientReply::Unavailable(c.request_id, "nvsd is shutting down");
     Reply(c.client, reply);
     for (const auto& also : c.also_reply) Reply(also, reply);
   }
@@ -302,7 +326,8 @@ void Supervisor::Impl::Shutdown() {
     if (c.verdict) continue;
     // (Its admit is on disk: the next start retests it, and never carries
     // it out without a client sending it again.)
-    const auto reply = proto::ClientReply::Unavailable(c.request_id, "nvsd is shutting down");
+    const auto reply = restart_as_follower ? NotLeader(c.request_id, "it stepped down")
+                                           : proto::ClientReply::Unavailable(c.request_id, "nvsd is shutting down");
     Reply(c.client, reply);
     for (const auto& also : c.also_reply) Reply(also, reply);
   }
@@ -323,7 +348,9 @@ void Supervisor::Impl::Shutdown() {
   probe.reset();  // a probe is disposable: killed, never waited for
   spare.reset();
   retest.reset();
-  FinalCheckpoint();
+  // (Not when stepping down: its state may hold what etcd does not, and
+  // the state dir is rebuilt from etcd at the next start anyway.)
+  if (!restart_as_follower) FinalCheckpoint();
   for (auto& v : variants) {
     if (v.process && !v.process->exit_info()) v.process->SignalGroup(SIGTERM);
   }

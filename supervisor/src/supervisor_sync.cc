@@ -112,6 +112,7 @@ void Supervisor::Impl::SaveCheckpoint() {
   if (had) previous_checkpoint = saved_checkpoint;
   saved_checkpoint = checkpoint;
   checkpoint_file = kCheckpointFile;
+  ClusterCheckpoint();
   RotateJournal();
 }
 

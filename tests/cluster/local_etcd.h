@@ -23,15 +23,28 @@ class LocalEtcd {
   LocalEtcd& operator=(const LocalEtcd&) = delete;
 
   // Starts the members and waits (up to `deadline`) until the cluster takes
-  // a write. Fails, saying why, when etcd is not installed.
-  Status Start(int members, std::chrono::milliseconds deadline);
+  // a write. Fails, saying why, when etcd is not installed. `listen_all`:
+  // the client ports listen on every address of this network namespace
+  // (the multihost tests' hosts reach them through their links), not only
+  // on loopback.
+  Status Start(int members, std::chrono::milliseconds deadline, bool listen_all = false);
   const std::vector<std::string>& client_urls() const { return client_urls_; }
+  // The client port of each member.
+  const std::vector<int>& client_ports() const { return client_ports_; }
   // kill -9 of one member.
   void Kill(int member);
+  // Starts a killed member again on its data, and waits (up to `deadline`)
+  // until it serves clients.
+  Status Restart(int member, std::chrono::milliseconds deadline);
 
  private:
+  Status Launch(int member);
+  Status WaitServing(int member, std::chrono::steady_clock::time_point until, std::size_t after_bytes);
+
   std::filesystem::path dir_;
   std::vector<std::string> client_urls_;
+  std::vector<int> client_ports_;
+  std::vector<std::vector<std::string>> args_;
   std::vector<pid_t> pids_;
 };
 

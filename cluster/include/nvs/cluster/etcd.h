@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -19,17 +20,42 @@
 
 namespace nvs::cluster {
 
-struct EtcdOptions {
-  std::vector<std::string> endpoints;  // "http://host:port"
-  std::chrono::milliseconds timeout{1000};
-};
-
 struct KeyValue {
   std::string key;
   std::string value;
   std::int64_t create_revision = 0;
   std::int64_t mod_revision = 0;
   std::int64_t lease = 0;
+};
+
+struct EtcdOptions {
+  EtcdOptions() = default;
+  EtcdOptions(std::vector<std::string> urls, std::chrono::milliseconds per_call)
+      : endpoints(std::move(urls)), timeout(per_call) {}
+  std::vector<std::string> endpoints;  // "http://host:port" or "https://host:port"
+  std::chrono::milliseconds timeout{1000};
+  // https: the CA that signed etcd's certificate (empty: the system's), and
+  // this client's certificate and key when etcd asks for one
+  // (--client-cert-auth).
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  // etcd's own authentication (`etcdctl auth enable`): a user and its
+  // password; empty: none.
+  std::string username;
+  std::string password;
+};
+
+// One change the watch saw.
+struct WatchEvent {
+  KeyValue kv;
+  bool deleted = false;
+};
+
+// A range read: the keys, and the store's revision it was read at.
+struct RangeResult {
+  std::vector<KeyValue> kvs;
+  std::int64_t revision = 0;
 };
 
 // Being the leader of an election: the key etcd made for this campaign,
@@ -66,16 +92,46 @@ class EtcdClient {
   // key still exists with its creation revision: true when written, false
   // when the fence refused it (this member no longer leads).
   Result<bool> FencedPut(const Leadership& leadership, const std::vector<std::pair<std::string, std::string>>& puts);
-  Status Put(const std::string& key, const std::string& value);
+  // The same, with deletions of key ranges [from, to) in the same
+  // transaction, within `timeout` (not the client's).
+  Result<bool> FencedTxn(const Leadership& leadership, const std::vector<std::pair<std::string, std::string>>& puts,
+                         const std::vector<std::pair<std::string, std::string>>& delete_ranges,
+                         std::chrono::milliseconds timeout);
+  // `lease` 0: a key that lives until it is deleted.
+  Status Put(const std::string& key, const std::string& value, std::int64_t lease = 0);
   // Every key starting with `prefix`, in key order.
   Result<std::vector<KeyValue>> Prefix(const std::string& prefix);
+  // The keys in [from, PrefixEnd(prefix)) (every key from `from` on that
+  // starts with `prefix`), in key order, and the revision read at.
+  Result<RangeResult> RangeFrom(const std::string& from, const std::string& prefix);
+
+  // Watches every key starting with `prefix` from `start_revision` until
+  // `wait` passes or `on_event` returns false; the revision to watch from
+  // next. An error when etcd cannot be reached or refuses the watch (e.g.
+  // the revision was compacted: read again with RangeFrom).
+  Result<std::int64_t> Watch(const std::string& prefix, std::int64_t start_revision, std::chrono::milliseconds wait,
+                             const std::function<bool(const WatchEvent&)>& on_event);
 
  private:
   // POSTs `body` to `path` at the first endpoint that answers, all within
   // `timeout`; the answer's text, or etcd's error.
   Result<std::string> Call(const std::string& path, const std::string& body, std::chrono::milliseconds timeout);
+  // One POST to one endpoint; the HTTP status and the answer (`on_data`,
+  // when given, gets the answer as it comes, and may stop it by returning
+  // false).
+  struct Answer {
+    bool reached = false;  // the endpoint answered at all
+    long status = 0;
+    std::string text;
+    std::string error;  // !reached: why
+  };
+  Answer Post(const std::string& endpoint, const std::string& path, const std::string& body,
+              std::chrono::milliseconds timeout, const std::function<bool(std::string_view)>* on_data);
+  // etcd auth: a token for the configured user (Authorization header).
+  Status Authenticate(const std::string& endpoint, std::chrono::milliseconds timeout);
 
   EtcdOptions options_;
+  std::string token_;
   std::size_t preferred_ = 0;  // the endpoint that answered last
 };
 
@@ -83,5 +139,8 @@ class EtcdClient {
 std::string Base64Encode(std::string_view bytes);
 // nullopt when `text` is not base64.
 std::optional<std::string> Base64Decode(std::string_view text);
+
+// The first key after every key that starts with `prefix` (etcd's range_end).
+std::string PrefixEnd(std::string prefix);
 
 }  // namespace nvs::cluster

@@ -27,7 +27,8 @@ struct ClientRequest {
   std::optional<std::int64_t> expires_at_ms;
 };
 
-enum class ClientStatus { kCommitted, kAnswered, kRejected, kQuarantined, kUnavailable, kOk };
+// kNotLeader: cluster mode, a member that does not lead (CLIENT.md §8).
+enum class ClientStatus { kCommitted, kAnswered, kRejected, kQuarantined, kUnavailable, kOk, kNotLeader };
 
 struct ClientReply {
   std::optional<std::string> id;  // nullopt when the request's id could not be read
@@ -35,13 +36,17 @@ struct ClientReply {
   std::uint64_t seq = 0;          // kCommitted
   std::string result;             // kCommitted, kAnswered: JSON text
   std::string code;               // kRejected
-  std::string reason;             // kRejected, kQuarantined, kUnavailable
+  std::string reason;             // kRejected, kQuarantined, kUnavailable, kNotLeader
   std::string report;             // kQuarantined
   std::string fingerprint;        // kQuarantined
-  std::string body;               // kOk (and kRejected, optionally): JSON object text whose members are merged into the reply
+  std::string body;               // kOk, kNotLeader (and kRejected, optionally): JSON object text whose members are merged into the reply
 
   static ClientReply Rejected(std::optional<std::string> id, std::string code, std::string reason);
   static ClientReply Unavailable(std::optional<std::string> id, std::string reason);
+  // `leader`: the leader's client endpoint ("" when none is known now);
+  // `member`: its name.
+  static ClientReply NotLeader(std::optional<std::string> id, std::string reason, const std::string& leader,
+                               const std::string& member);
 };
 
 // A request, or the `rejected` reply that says why the bytes are not one.

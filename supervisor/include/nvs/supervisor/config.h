@@ -70,6 +70,29 @@ struct ClientCurveConfig {
   std::vector<protocol::AuthorizedKey> authorized;
 };
 
+// Cluster mode (`cluster`; README "Running on several machines"): members
+// on separate hosts elect a leader through etcd; the leader serves clients
+// and writes every journal record to etcd (fenced on its leader key) before
+// it acts on it; the others apply the committed commands, one behind.
+struct ClusterConfig {
+  std::vector<std::string> etcd_endpoints;  // "http://host:port" or "https://host:port", 1 to 16
+  std::string name;                         // the cluster: etcd keys under /nvs/NAME/
+  std::string member;                       // this member, unique in the cluster
+  // The client endpoint clients are told to use for this member when it
+  // leads (`not_leader`, status). Default: client_endpoint.
+  std::string advertise_endpoint;
+  int lease_ttl_s = 1;                      // the leader's etcd lease (takeover takes about this long)
+  // The leader stops serving this long before its lease could have ended
+  // on etcd's clock (LeaseClock).
+  std::int64_t serve_margin_ms = 100;
+  std::int64_t etcd_timeout_ms = 1000;      // one etcd request (the leader's writes: at most until its lease ends)
+  std::filesystem::path etcd_ca_file;       // https: the CA of etcd's certificate
+  std::filesystem::path etcd_cert_file;     // https: this member's client certificate (etcd --client-cert-auth)
+  std::filesystem::path etcd_key_file;
+  std::string etcd_user;                    // etcd authentication (etcdctl auth enable)
+  std::filesystem::path etcd_password_file; // owner-only, the password on its first line
+};
+
 struct Config {
   std::filesystem::path config_dir;          // the folder of the config file (for relative paths)
   std::filesystem::path state_dir;           // required: quarantine reports, variant logs
@@ -128,6 +151,7 @@ struct Config {
   std::string fsync = "always";
   int fsync_batch_ms = 5;
   std::size_t remembered_requests = 100'000;  // request ids answered from memory on a retry
+  std::optional<ClusterConfig> cluster;       // unset: one machine
 };
 
 // Parses and validates a config. `text` is the file's content, `path` its

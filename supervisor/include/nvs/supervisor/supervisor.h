@@ -57,6 +57,9 @@ class Supervisor {
   // SIGINT (delivered through `signal_fd`, a signalfd the caller created with
   // those signals blocked). Returns an error only when it cannot start.
   Status Run(int signal_fd);
+  // Cluster mode: Run returned because this member stopped leading (it
+  // could not be sure it still led); nvsd then starts over as a follower.
+  bool RestartAsFollower() const;
 
   // A simulated nvsd (tests/simulation): the same decisions over `world`,
   // without sockets, signals, a subreaper, cgroups or systemd. It recovers

@@ -1,0 +1,417 @@
+// Cluster mode (ARCHITECTURE.md §8): joining from etcd's log, the leader's
+// fenced writes, the followers' apply, promotion and stepping down.
+#include <cinttypes>
+#include <fstream>
+
+#include "impl.h"
+
+namespace nvs::supervisor {
+
+namespace {
+
+// A batch's records: one payload per line (a record body is compact JSON,
+// with no newline in it).
+std::vector<std::string_view> Lines(std::string_view text) {
+  std::vector<std::string_view> out;
+  while (!text.empty()) {
+    const std::size_t eol = text.find('\n');
+    const std::string_view line = text.substr(0, eol);
+    if (!line.empty()) out.push_back(line);
+    if (eol == std::string_view::npos) break;
+    text.remove_prefix(eol + 1);
+  }
+  return out;
+}
+
+// The batch index a log key names (KEY = PREFIX "log/" 20 digits).
+std::optional<std::uint64_t> IndexOf(const std::string& key) {
+  const std::size_t slash = key.rfind('/');
+  if (slash == std::string::npos || key.size() - slash - 1 != 20) return std::nullopt;
+  std::uint64_t n = 0;
+  for (std::size_t i = slash + 1; i < key.size(); ++i) {
+    if (key[i] < '0' || key[i] > '9') return std::nullopt;
+    n = n * 10 + static_cast<std::uint64_t>(key[i] - '0');
+  }
+  return n;
+}
+
+}  // namespace
+
+// At start, before recovery: this member's state dir becomes what etcd
+// says the cluster committed (the checkpoint and the log after it). What
+// the state dir held is the cache of an earlier run, and may hold records a
+// deposed leader wrote but never got into etcd: it is set aside.
+Status Supervisor::Impl::JoinCluster(int signal_fd) {
+  const ClusterConfig& cc = *config.cluster;
+  std::string password;
+  if (!cc.etcd_password_file.empty()) {
+    struct stat st {};
+    if (stat(cc.etcd_password_file.c_str(), &st) != 0 || (st.st_mode & 077) != 0) {
+      return Status::Error("cluster.etcd_password_file " + cc.etcd_password_file.string() +
+                           ": missing, or readable by others than its owner (chmod 600)");
+    }
+    std::ifstream in(cc.etcd_password_file);
+    if (!in || !std::getline(in, password)) {
+      return Status::Error("cluster.etcd_password_file " + cc.etcd_password_file.string() + ": cannot read");
+    }
+  }
+  cluster = std::make_unique<ClusterMember>(cc, password);
+  // etcd may be out of reach for a while (its quorum lost, this host cut
+  // off, a leader that just stepped down for that reason): nvsd waits for
+  // it, tries again every second, says so every ten, and stops at SIGTERM.
+  auto all = cluster->ReadAll();
+  for (int tries = 1; !all.ok(); ++tries) {
+    if (tries % 10 == 1) {
+      Log(LogLevel::kWarn, "cluster_waiting_for_etcd",
+          {{"cluster", cc.name}, {"tries", tries}, {"error", all.status().message()}});
+    }
+    pollfd signal{signal_fd, POLLIN, 0};
+    if (poll(&signal, signal_fd >= 0 ? 1 : 0, 1000) > 0) {
+      return Status::Error("cluster " + cc.name + ": stopped while waiting for etcd (" + all.status().message() + ")");
+    }
+    all = cluster->ReadAll();
+  }
+  std::optional<Checkpoint> from_etcd;
+  std::uint64_t log_from = 0;
+  std::vector<const cluster::KeyValue*> batches;
+  for (const auto& kv : all.value().kvs) {
+    const std::string suffix = kv.key.substr(cluster->prefix().size());
+    if (suffix == "checkpoint") {
+      const json v = json::parse(kv.value, nullptr, false);
+      if (!v.is_object() || !v.contains("checkpoint") || !v["checkpoint"].is_string()) {
+        return Status::Error("cluster " + cc.name + ": etcd's checkpoint key is not what nvsd writes");
+      }
+      auto parsed = ParseCheckpoint(v["checkpoint"].get<std::string>());
+      if (!parsed.ok()) return Status::Error("cluster " + cc.name + ": etcd's checkpoint: " + parsed.status().message());
+      from_etcd = parsed.value();
+      log_from = v.value("log_from", std::uint64_t{0});
+    } else if (suffix.rfind("log/", 0) == 0) {
+      batches.push_back(&kv);
+    }
+  }
+  StorageError error;
+  // The old cache out of the way (kept for a person to look at, once).
+  auto listed = state->List(kJournalDir);
+  if (listed.ok()) {
+    for (const auto& name : listed.value()) {
+      const std::string path = std::string(kJournalDir) + "/" + name;
+      if (Status removed = state->Remove(path, &error); !removed.ok()) return removed;
+    }
+  }
+  for (const char* file : {kCheckpointFile, kPreviousCheckpointFile, kNextCheckpointFile}) {
+    if (state->Exists(file)) {
+      if (Status removed = state->Remove(file, &error); !removed.ok()) return removed;
+    }
+  }
+  if (from_etcd) {
+    if (Status written = state->WriteAtomically(kCheckpointFile, FormatCheckpoint(*from_etcd), &error); !written.ok()) {
+      return written;
+    }
+  }
+  auto file = state->OpenForAppend(JournalSegmentName(0), &error);
+  if (!file.ok()) return file.status();
+  auto writer = JournalWriter::Start(std::move(file.value()), FsyncPolicy::kAlways, 0, &error);
+  if (!writer.ok()) return writer.status();
+  std::uint64_t records = 0;
+  cluster_next_index = log_from;
+  for (const auto* kv : batches) {
+    const auto index = IndexOf(kv->key);
+    if (!index || *index < log_from) continue;
+    if (*index != cluster_next_index) {
+      return Status::Error("cluster " + cc.name + ": etcd's log has a gap (batch " + std::to_string(*index) +
+                           " where " + std::to_string(cluster_next_index) + " was expected)");
+    }
+    for (const auto line : Lines(kv->value)) {
+      writer.value()->Append(line);
+      ++records;
+      ++cluster_next_index;
+    }
+  }
+  Flushed flushed = writer.value()->Flush(/*force=*/true);
+  if (!flushed.ok()) return Status::Error("cluster: cannot write the journal: " + flushed.error.message);
+  writer.value().reset();
+  if (Status synced = state->SyncDir(kJournalDir, &error); !synced.ok()) return synced;
+  Log(LogLevel::kInfo, "cluster_joined",
+      {{"cluster", cc.name}, {"member", cc.member}, {"checkpoint_seq", from_etcd ? from_etcd->seq : 0},
+       {"log_records", records}, {"next_index", cluster_next_index}, {"revision", all.value().revision}});
+  cluster_applied_batches = cluster_next_index;
+  cluster_initial = std::move(all.value());
+  return Status::Ok();
+}
+
+// The quarantine reports (and their snapshots) etcd holds, into this
+// member's quarantine store: a fingerprint quarantined anywhere blocks here.
+void Supervisor::Impl::WriteClusterReports(const std::vector<cluster::KeyValue>& reports) {
+  for (const auto& kv : reports) {
+    const std::string name = kv.key.substr(kv.key.rfind('/') + 1);
+    Status written = name.size() > 11 && name.ends_with(".state.json")
+                         ? quarantine->WriteAttachment(name, kv.value).status()
+                         : quarantine->Write(name, kv.value);
+    if (!written.ok()) {
+      Log(LogLevel::kError, "cluster_report_not_written", {{"report", name}, {"error", written.message()}});
+    }
+  }
+}
+
+// The leader queues a key for its next batch (a report, the checkpoint).
+void Supervisor::Impl::ClusterPut(const std::string& suffix, const std::string& value) {
+  if (cluster && leading) cluster_puts.emplace_back(cluster->Key(suffix), value);
+}
+
+// At a checkpoint on the leader: the checkpoint into etcd with the next
+// batch, and the batches it covers deleted (etcd's size stays bounded).
+void Supervisor::Impl::ClusterCheckpoint() {
+  if (!cluster || !leading || !checkpoint) return;
+  std::uint64_t keep_from = cluster_next_index;  // (the next batch, if every written one is covered)
+  while (!cluster_batches.empty() && cluster_batches.front().second <= checkpoint->seq) cluster_batches.pop_front();
+  if (!cluster_batches.empty()) keep_from = cluster_batches.front().first;
+  // (Every batch before keep_from holds only records of seqs the
+  // checkpoint covers: in lockstep one command is undecided at a time, so
+  // none of them is an admit still waiting for its verdict.)
+  const json value = {{"checkpoint", FormatCheckpoint(*checkpoint)}, {"log_from", keep_from}};
+  cluster_puts.emplace_back(cluster->Key("checkpoint"), value.dump());
+  cluster_deletes.emplace_back(cluster->Key("log/"), cluster->Key(ClusterMember::LogKeySuffix(keep_from)));
+}
+
+// The leader, after the local flush: what was appended since, as one
+// batch, and the queued puts, in one transaction fenced on its leader key.
+// false: it could not (it stepped down).
+bool Supervisor::Impl::Replicate() {
+  if (!cluster) return true;
+  if (!leading) return false;
+  if (cluster_out.empty() && cluster_puts.empty() && cluster_deletes.empty()) return true;
+  std::vector<std::pair<std::string, std::string>> puts;
+  std::uint64_t max_seq = 0;
+  if (!cluster_out.empty()) {
+    std::string batch;
+    for (const auto& payload : cluster_out) {
+      batch.append(payload);
+      batch.push_back('\n');
+      if (auto head = PeekJournalRecord(payload)) max_seq = std::max(max_seq, head->seq);
+    }
+    puts.emplace_back(cluster->Key(ClusterMember::LogKeySuffix(cluster_next_index)), std::move(batch));
+  }
+  for (auto& p : cluster_puts) puts.push_back(std::move(p));
+  const auto written = cluster->Write(puts, cluster_deletes);
+  cluster_puts.clear();
+  cluster_deletes.clear();
+  if (!written.ok() || !written.value()) {
+    StepDown(!written.ok() ? "its write to etcd failed (" + written.status().message() + ")"
+                           : "etcd refused its write: another member leads (the fence on its leader key)");
+    return false;
+  }
+  if (!cluster_out.empty()) {
+    cluster_batches.emplace_back(cluster_next_index, max_seq);
+    cluster_next_index += cluster_out.size();
+    cluster_out.clear();
+  }
+  cluster_replicated = journal_appended;
+  return true;
+}
+
+// What the etcd side brought, each loop turn it woke the loop (and every turn:
+// a leader's lease is judged on its own clock).
+void Supervisor::Impl::ClusterTurn() {
+  if (!cluster) return;
+  ClusterMember::News news = cluster->Take();
+  WriteClusterReports(news.reports);
+  if (!leading) {
+    for (auto& kv : news.log) cluster_backlog.push_back(std::move(kv));
+    if (news.elected) promote_pending = true;
+    if (promote_pending && !round) Promote();
+  }
+  if (leading && !cluster->MayServe(Now())) {
+    StepDown("its lease could not be renewed within its TTL (etcd unreachable, or this host too slow)");
+  }
+  if (!leading && !restart_as_follower) ApplyClusterBacklog();
+  cluster->SetApplied(last_seq, leading ? "leader" : restart_as_follower ? "stepping_down" : "follower");
+}
+
+// A follower applies the leader's batches in order, except while a sync
+// round runs (the round restores from the checkpoint and the tail as they
+// were when it began).
+void Supervisor::Impl::ApplyClusterBacklog() {
+  if (round) return;
+  while (!cluster_backlog.empty()) {
+    const cluster::KeyValue kv = std::move(cluster_backlog.front());
+    cluster_backlog.pop_front();
+    ApplyClusterBatch(kv);
+  }
+  cluster->SetApplied(last_seq, "follower");
+}
+
+void Supervisor::Impl::ApplyClusterBatch(const cluster::KeyValue& kv) {
+  const auto index = IndexOf(kv.key);
+  if (!index || *index < cluster_applied_batches) return;  // (seen already: a watch read again)
+  if (*index != cluster_applied_batches) {
+    // A batch missed (it should not be: the watch delivers every revision
+    // in order); the rest is read from etcd at once.
+    Log(LogLevel::kError, "cluster_log_gap", {{"expected", cluster_applied_batches}, {"got", *index}});
+    auto read = cluster->ReadLogFrom(cluster_applied_batches);
+    if (!read.ok()) {
+      cluster_backlog.push_front(kv);
+      return;
+    }
+    for (const auto& missed : read.value()) {
+      const auto at = IndexOf(missed.key);
+      if (at && *at == cluster_applied_batches) ApplyClusterBatch(missed);
+    }
+    return;
+  }
+  for (const auto line : Lines(kv.value)) {
+    ApplyClusterRecord(line);
+    ++cluster_applied_batches;
+  }
+  cluster_next_index = cluster_applied_batches;
+}
+
+// One record of the leader's journal, on a follower: into its own journal
+// (the cache a restart reads), and what it means for its variants.
+void Supervisor::Impl::ApplyClusterRecord(std::string_view payload) {
+  AppendRecord(payload);
+  auto parsed = ParseJournalRecord(payload);
+  if (!parsed.ok()) {
+    Log(LogLevel::kError, "cluster_record_unreadable", {{"error", parsed.status().message()}});
+    return;
+  }
+  const JournalRecord& r = parsed.value();
+  if (r.type == "admit") {
+    cluster_admits[r.seq] = Suspect{r.seq, r.time_ns, r.id, r.client, r.fingerprint, r.cmd, r.key};
+    last_seq = std::max(last_seq, r.seq);
+    return;
+  }
+  if (r.type != "verdict") return;
+  last_seq = std::max(last_seq, r.seq);
+  auto admitted = cluster_admits.find(r.seq);
+  if (auto reply = ReplyOfVerdict(r)) answered.Remember(RequestKey(r.key, r.id), RememberedReply{*reply, {}, 0});
+  if (r.verdict == "COMMIT" && admitted != cluster_admits.end()) {
+    const Suspect& a = admitted->second;
+    tail.push_back({a.seq, a.time_ns, a.payload});
+    ++commits;
+    ++commits_since_checkpoint;
+    for (auto& v : variants) {
+      if (Voting(v)) Send(v, proto::Apply{a.seq, a.time_ns, a.payload}, Purpose::kCatchUp, "applied");
+    }
+    if (commits_since_checkpoint >= config.checkpoint_interval && !checkpointer.pending()) {
+      StartFollowerCheckpoint(a.seq);
+    }
+  }
+  if (admitted != cluster_admits.end()) cluster_admits.erase(admitted);
+}
+
+// A follower's own checkpoint (its journal is pruned by it, as a single
+// nvsd's is): the snapshot of one voting variant, the digests of the others.
+void Supervisor::Impl::StartFollowerCheckpoint(std::uint64_t seq) {
+  std::vector<Variant*> voting;
+  for (auto& v : variants) {
+    if (Voting(v)) voting.push_back(&v);
+  }
+  if (voting.empty()) return;
+  std::vector<std::string> names;
+  for (std::size_t i = 1; i < voting.size(); ++i) names.push_back(voting[i]->config.name);
+  checkpointer.Start(seq, voting.front()->config.name, names);
+  Send(*voting.front(), proto::SnapshotRequest{seq}, Purpose::kCheckpointSnapshot, "state");
+  for (std::size_t i = 1; i < voting.size(); ++i) {
+    Send(*voting[i], proto::DigestRequest{seq}, Purpose::kCheckpointDigest, "digest");
+  }
+}
+
+// This member's campaign won. It reads whatever of the log it has not
+// applied (the old leader can write no more: its key is gone), then leads.
+// A command the old leader admitted and never decided may have been
+// running on its variants when it went: a suspect, retested on disposable
+// processes before anything is dispatched (as after an nvsd crash), and
+// never simply delivered.
+void Supervisor::Impl::Promote() {
+  auto rest = cluster->ReadLogFrom(cluster_applied_batches);
+  if (!rest.ok()) {
+    StepDown("it won the election but could not read etcd's log (" + rest.status().message() + ")");
+    return;
+  }
+  promote_pending = false;
+  for (const auto& kv : rest.value()) cluster_backlog.push_back(kv);
+  ApplyClusterBacklog();  // (no round runs: ClusterTurn waits for its end)
+  for (auto& [seq, s] : cluster_admits) suspects.push_back(s);
+  const std::size_t suspect_count = cluster_admits.size();
+  cluster_admits.clear();
+  leading = true;
+  cluster_replicated = journal_appended;
+  JournalRecord mark;
+  mark.type = "mark";
+  mark.time_ns = env.UnixNowNs();
+  mark.note = "member " + config.cluster->member + " leads";
+  AppendRecord(EncodeJournalRecord(mark));
+  cluster->SetApplied(last_seq, "leader");
+  Log(LogLevel::kWarn, "cluster_leading",
+      {{"member", config.cluster->member}, {"seq", last_seq}, {"next_index", cluster_next_index},
+       {"suspects", suspect_count}});
+  Publish("cluster", {{"role", "leader"}, {"member", config.cluster->member}, {"seq", last_seq},
+                      {"suspects", suspect_count}});
+  StartSuspectRetest();
+}
+
+// A leader that can no longer be sure it leads stops at once: what it told
+// nobody yet is answered `not_leader` (the new leader knows from etcd
+// whether each command was carried out: a retry there gets the answer),
+// and nvsd starts again as a follower, its state dir rebuilt from etcd.
+void Supervisor::Impl::StepDown(const std::string& why) {
+  if (restart_as_follower) return;
+  Log(LogLevel::kError, "cluster_stepped_down", {{"member", config.cluster->member}, {"why", why}});
+  Publish("cluster", {{"role", "stepping_down"}, {"member", config.cluster->member}, {"why", why}});
+  leading = false;
+  restart_as_follower = true;
+  stopping = true;
+  std::vector<OutgoingReply> keep;
+  for (auto& out : outbox) {
+    const bool rests_on_etcd = out.record != 0 && out.record <= cluster_replicated;
+    const auto status = out.reply.status;
+    if (rests_on_etcd || status == proto::ClientStatus::kUnavailable || status == proto::ClientStatus::kNotLeader ||
+        status == proto::ClientStatus::kOk || (out.record == 0 && status != proto::ClientStatus::kAnswered)) {
+      keep.push_back(std::move(out));
+      continue;
+    }
+    if (out.reply.id) answered.Forget(RequestKey(out.to.user, *out.reply.id));
+    out.reply = NotLeader(out.reply.id, why);
+    out.record = 0;
+    keep.push_back(std::move(out));
+  }
+  outbox = std::move(keep);
+  for (auto& c : waiting.TakeAll()) {
+    const auto reply = NotLeader(c.request_id, why);
+    Reply(c.client, reply);
+    for (const auto& also : c.also_reply) Reply(also, reply);
+  }
+  cluster_out.clear();
+}
+
+proto::ClientReply Supervisor::Impl::NotLeader(const std::optional<std::string>& id, const std::string& why) const {
+  const auto view = cluster->GetView();
+  const bool self = view.leader == config.cluster->member;
+  return proto::ClientReply::NotLeader(
+      id, "member " + config.cluster->member + " does not lead the cluster " + config.cluster->name + ": " + why,
+      self ? "" : view.leader_endpoint, self ? "" : view.leader);
+}
+
+json Supervisor::Impl::ClusterStatusJson() const {
+  if (!cluster) return json();
+  const auto view = cluster->GetView();
+  json members = json::array();
+  for (const auto& m : view.members) {
+    members.push_back({{"member", m.name}, {"endpoint", m.endpoint}, {"role", m.role}, {"applied_seq", m.applied_seq},
+                       {"updated_ms", m.updated_ms}});
+  }
+  return {{"name", config.cluster->name},
+          {"member", config.cluster->member},
+          {"role", leading ? "leader" : restart_as_follower ? "stepping_down" : "follower"},
+          {"leader", view.leader},
+          {"leader_endpoint", view.leader_endpoint},
+          {"lease", view.lease},
+          {"lease_ttl_s", config.cluster->lease_ttl_s},
+          {"serve_left_ms", view.serve_left_ms ? json(*view.serve_left_ms) : json()},
+          {"applied_seq", last_seq},
+          {"log_index", cluster_next_index},
+          {"members", members},
+          {"last_etcd_error", view.last_error}};
+}
+
+}  // namespace nvs::supervisor

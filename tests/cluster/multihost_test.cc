@@ -1,0 +1,425 @@
+// Cluster mode across "hosts" (issue 17): each host a network namespace
+// this test makes, with one link to the test's namespace, its own address,
+// and an nvsd member with its own variants; a 3-member etcd in the test's
+// namespace, reached by every host over its link. Real processes, real
+// sockets, real etcd. Needs root (ip netns): where namespaces cannot be
+// made, the test says so and fails.
+//
+// After each scenario: every command a client was told `committed` is in
+// etcd's log exactly once, at the seq it was told; the members still
+// running end on the same state (their checkpoints at stop: same seq, same
+// digest).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <sstream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+#include <zmq.hpp>
+
+#include "cluster_load.h"
+#include "local_etcd.h"
+#include "nvs/cluster/etcd.h"
+#include "nvsd_harness.h"
+
+namespace {
+
+using json = nlohmann::json;
+using nvs::testing::LoadClient;
+using nvs::testing::NvsdHarness;
+using nvs::testing::NvsdOptions;
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+int Sh(const std::string& command) {
+  const int status = std::system((command + " >/dev/null 2>&1").c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// One host: the namespace, its link (the test's end, and the host's), its
+// address. Everything in it is killed and it is removed with the object.
+class Host {
+ public:
+  Host(int subnet, int index) : index_(index) {
+    const std::string tag = std::to_string(getpid() % 100000) + "h" + std::to_string(index);
+    ns_ = "nvs-mh-" + tag;
+    outer_ = "nv" + tag;  // (at most 15 characters)
+    gateway_ = "10." + std::to_string(subnet) + "." + std::to_string(index) + ".1";
+    address_ = "10." + std::to_string(subnet) + "." + std::to_string(index) + ".2";
+    const std::string in = "ip netns exec " + ns_ + " ";
+    const std::vector<std::string> steps = {
+        "ip netns add " + ns_,
+        "ip link add " + outer_ + " type veth peer name eth0 netns " + ns_,
+        "ip addr add " + gateway_ + "/24 dev " + outer_,
+        "ip link set " + outer_ + " up",
+        in + "ip link set lo up",
+        in + "ip addr add " + address_ + "/24 dev eth0",
+        in + "ip link set eth0 up",
+        in + "ip route add default via " + gateway_,
+    };
+    for (const auto& step : steps) {
+      if (Sh(step) != 0) {
+        error_ = "cannot make host " + std::to_string(index) + " (" + step + "): network namespaces need root "
+                 "and iproute2; this test cannot run without them";
+        return;
+      }
+    }
+  }
+  ~Host() {
+    KillEverything();
+    Sh("ip link del " + outer_);
+    Sh("ip netns del " + ns_);
+  }
+  Host(const Host&) = delete;
+  Host& operator=(const Host&) = delete;
+
+  const std::string& error() const { return error_; }
+  const std::string& ns() const { return ns_; }
+  const std::string& address() const { return address_; }
+  const std::string& gateway() const { return gateway_; }
+  int index() const { return index_; }
+  // The host's link down (or up): it is cut from etcd and from clients.
+  bool Link(bool up) { return Sh("ip link set " + outer_ + (up ? " up" : " down")) == 0; }
+  // kill -9 of every process of the host (its nvsd and variants).
+  void KillEverything() { Sh("ip netns pids " + ns_ + " | xargs -r kill -9"); }
+
+ private:
+  int index_;
+  std::string ns_, outer_, gateway_, address_, error_;
+};
+
+class Multihost : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) FAIL() << "the multihost tests make network namespaces, which needs root (CI runs as root)";
+    const int subnet = 100 + getpid() % 100;
+    for (int k = 1; k <= 3; ++k) {
+      hosts_.push_back(std::make_unique<Host>(subnet, k));
+      ASSERT_EQ(hosts_.back()->error(), "");
+    }
+    const nvs::Status up = etcd_.Start(3, milliseconds(30000), /*listen_all=*/true);
+    ASSERT_TRUE(up.ok()) << up.message();
+    name_ = "mh" + std::to_string(getpid());
+  }
+
+  // The member on host k (1-based), started (not yet waited for); `faults`:
+  // test fault options for both its variants (PROTOCOL.md §6).
+  NvsdHarness& StartMember(int k, const std::vector<std::string>& faults = {}) {
+    Host& host = *hosts_[k - 1];
+    json endpoints = json::array();
+    for (const int port : etcd_.client_ports()) endpoints.push_back("http://" + host.gateway() + ":" + std::to_string(port));
+    NvsdOptions options({nvs::testing::VariantSpec("router-a", faults), nvs::testing::VariantSpec("router-b", faults)},
+                        {{"client_endpoint", "tcp://" + host.address() + ":5555"},
+                         {"checkpoint_interval", 50},
+                         {"cluster", {{"etcd_endpoints", endpoints},
+                                      {"name", name_},
+                                      {"member", "host" + std::to_string(k)},
+                                      {"lease_ttl_s", 1}}}});
+    options.launcher = {"/usr/sbin/ip", "netns", "exec", host.ns()};  // (ip execs nvsd: its pid is nvsd's)
+    members_[k] = std::make_unique<NvsdHarness>(options);
+    return *members_[k];
+  }
+
+  std::string Endpoint(int k) const { return "tcp://" + hosts_[k - 1]->address() + ":5555"; }
+
+  // The member k's status until `match`, or null at the deadline.
+  // (Each status is asked with its own second: one sent while the member
+  // was starting again is lost with the process that read it.)
+  json WaitCluster(int k, const std::function<bool(const json&)>& match, milliseconds deadline = milliseconds(20000)) {
+    return WaitMember(k, [&](const json& s) { return s.contains("cluster") && match(s["cluster"]); }, deadline);
+  }
+  json WaitMember(int k, const std::function<bool(const json&)>& match, milliseconds deadline = milliseconds(20000)) {
+    const auto until = Clock::now() + deadline;
+    while (Clock::now() < until) {
+      const json s = members_[k]->Status(milliseconds(1000));
+      if (s.is_object() && match(s)) return s;
+      members_[k]->WaitEvent([](const json&) { return false; }, milliseconds(20));  // (between two asks)
+    }
+    return json();
+  }
+
+  // Which member leads (as member 1..3 running sees it), 0 if none within the deadline.
+  int WaitLeader(milliseconds deadline = milliseconds(20000)) {
+    const auto until = Clock::now() + deadline;
+    while (Clock::now() < until) {
+      for (auto& [k, m] : members_) {
+        if (!m) continue;
+        const json s = m->Status(milliseconds(1000));
+        if (s.is_object() && s["cluster"].value("role", "") == "leader" && s["nvsd"].value("available", false)) return k;
+      }
+      // (Each Status above waited for its reply: no sleep needed.)
+    }
+    return 0;
+  }
+
+  // etcd's log, whole: every verdict record ever written, in order (read
+  // as etcd's history of the log's keys, since checkpoints delete the
+  // batches they cover).
+  std::vector<json> EtcdVerdicts() {
+    nvs::cluster::EtcdClient client({etcd_.client_urls(), milliseconds(5000)});
+    const std::string prefix = "/nvs/" + name_ + "/log/";
+    auto now = client.RangeFrom(prefix, prefix);
+    EXPECT_TRUE(now.ok()) << now.status().message();
+    std::vector<json> out;
+    if (!now.ok()) return out;
+    std::vector<nvs::cluster::KeyValue> batches;
+    std::int64_t next = 1;
+    const auto until = Clock::now() + milliseconds(20000);
+    while (next <= now.value().revision && Clock::now() < until) {
+      auto watched = client.Watch(prefix, next, milliseconds(2000), [&](const nvs::cluster::WatchEvent& e) {
+        if (!e.deleted) batches.push_back(e.kv);
+        return e.kv.mod_revision < now.value().revision;
+      });
+      EXPECT_TRUE(watched.ok()) << watched.status().message();
+      if (!watched.ok()) return out;
+      if (watched.value() == next) break;  // (nothing more came)
+      next = watched.value();
+    }
+    // Two leaders never wrote the same place of the log: each batch key was
+    // put once, and each batch begins where the one before it ended.
+    std::set<std::string> keys;
+    for (const auto& kv : batches) EXPECT_TRUE(keys.insert(kv.key).second) << kv.key << " was written twice";
+    for (const auto& kv : batches) {
+      std::size_t from = 0;
+      while (from < kv.value.size()) {
+        const std::size_t eol = kv.value.find('\n', from);
+        const json record = json::parse(kv.value.substr(from, eol - from), nullptr, false);
+        if (record.is_object() && record.value("t", "") == "verdict") out.push_back(record);
+        from = eol == std::string::npos ? kv.value.size() : eol + 1;
+      }
+    }
+    return out;
+  }
+
+  // Every acknowledged command committed once in etcd's log, at its seq.
+  void ExpectAckedExactlyOnce(const LoadClient& load) {
+    for (const auto& reply : load.unexpected()) ADD_FAILURE() << "unexpected reply: " << reply;
+    std::map<std::string, std::vector<std::uint64_t>> committed;
+    for (const auto& v : EtcdVerdicts()) {
+      if (v.value("verdict", "") == "COMMIT") committed[v.value("id", "")].push_back(v.value("seq", std::uint64_t{0}));
+    }
+    for (const auto& [id, ack] : load.acked()) {
+      const auto it = committed.find(id);
+      ASSERT_NE(it, committed.end()) << "acknowledged " << id << " at seq " << ack.seq << " is not in etcd's log";
+      EXPECT_EQ(it->second.size(), 1u) << id << " committed " << it->second.size() << " times";
+      EXPECT_EQ(it->second.front(), ack.seq) << id;
+    }
+    for (const auto& [id, seqs] : committed) EXPECT_EQ(seqs.size(), 1u) << id << " committed more than once";
+  }
+
+  // The members still running end on the same state: each is stopped (the
+  // followers first), and its checkpoint at stop is compared.
+  void ExpectSameState(const std::vector<int>& running) {
+    int leader = 0;
+    std::uint64_t seq = 0;
+    for (const int k : running) {
+      const json s = members_[k]->Status();
+      if (s["cluster"].value("role", "") == "leader") {
+        leader = k;
+        seq = s["nvsd"].value("seq", std::uint64_t{0});
+      }
+    }
+    ASSERT_NE(leader, 0);
+    std::map<int, json> checkpoints;
+    std::vector<int> order;
+    for (const int k : running) {
+      if (k != leader) order.push_back(k);
+    }
+    order.push_back(leader);
+    for (const int k : order) {
+      if (k != leader) {
+        // (Applied, and its variants idle: the checkpoint at stop is taken
+        // only from idle variants.)
+        ASSERT_FALSE(WaitMember(k, [&](const json& s) {
+                           if (s["cluster"].value("applied_seq", std::uint64_t{0}) < seq) return false;
+                           for (const auto& v : s["variants"]) {
+                             if (v.value("in_flight", 1) != 0) return false;
+                           }
+                           return true;
+                         })
+                         .is_null())
+            << "host" << k << " did not apply up to seq " << seq;
+      }
+      const std::filesystem::path dir = members_[k]->state_dir();
+      kill(members_[k]->nvsd_pid(), SIGTERM);
+      ASSERT_TRUE(members_[k]->WaitNvsdExit(milliseconds(20000)).has_value());
+      std::ifstream in(dir / "checkpoint.json");
+      std::stringstream text;
+      text << in.rdbuf();
+      checkpoints[k] = json::parse(text.str(), nullptr, false);
+      ASSERT_TRUE(checkpoints[k].is_object()) << "host" << k << " left no checkpoint at stop";
+    }
+    for (const int k : running) {
+      EXPECT_EQ(checkpoints[k].value("seq", 0), checkpoints[leader].value("seq", 0)) << "host" << k;
+      EXPECT_EQ(checkpoints[k].value("digest", ""), checkpoints[leader].value("digest", "")) << "host" << k;
+    }
+  }
+
+  std::vector<std::unique_ptr<Host>> hosts_;
+  nvs::cluster::LocalEtcd etcd_;
+  std::string name_;
+  std::map<int, std::unique_ptr<NvsdHarness>> members_;
+};
+
+// kill -9 of every process of the leader's host under pipelined load: a
+// follower takes over within about the lease's TTL, the clients move to it
+// with the same request ids, and nothing acknowledged is lost or doubled.
+TEST_F(Multihost, KillOfTheLeadersHostUnderLoad) {
+  for (int k = 1; k <= 3; ++k) StartMember(k);
+  for (int k = 1; k <= 3; ++k) ASSERT_TRUE(members_[k]->WaitReady()) << "host" << k;
+  const int leader = WaitLeader();
+  ASSERT_NE(leader, 0) << "no member leads";
+  LoadClient load({Endpoint(1), Endpoint(2), Endpoint(3)}, 16);
+  Clock::time_point killed_at{};
+  ASSERT_TRUE(load.Run(600, milliseconds(60000), 200, [&] {
+    killed_at = Clock::now();
+    hosts_[leader - 1]->KillEverything();
+  })) << "acknowledged " << load.acked().size();
+  const auto first = load.FirstAckAfter(killed_at);
+  ASSERT_TRUE(first.has_value());
+  const double takeover_ms = std::chrono::duration<double, std::milli>(*first - killed_at).count();
+  std::cout << "takeover: " << takeover_ms << " ms; resent " << load.resent() << ", not_leader " << load.not_leader()
+            << "\n";
+  EXPECT_LT(takeover_ms, 10000);
+  members_[leader].reset();  // (its host is dead)
+  ExpectAckedExactlyOnce(load);
+  std::vector<int> running;
+  for (int k = 1; k <= 3; ++k) {
+    if (k != leader) running.push_back(k);
+  }
+  ExpectSameState(running);
+}
+
+// SIGSTOP of the leader's nvsd: it is deposed (its lease ends), the other
+// member takes over, and when it wakes it writes nothing: it sees its lease
+// gone on its own clock (or etcd's fence refuses it) and starts again as a
+// follower, which then catches up.
+TEST_F(Multihost, AStoppedLeaderIsDeposedAndWritesNothingWhenItWakes) {
+  StartMember(1);
+  StartMember(2);
+  for (int k = 1; k <= 2; ++k) ASSERT_TRUE(members_[k]->WaitReady()) << "host" << k;
+  const int leader = WaitLeader();
+  ASSERT_NE(leader, 0);
+  const int other = 3 - leader;
+  LoadClient load({Endpoint(1), Endpoint(2)}, 8);
+  ASSERT_TRUE(load.Run(300, milliseconds(60000), 100, [&] { kill(members_[leader]->nvsd_pid(), SIGSTOP); }));
+  ASSERT_FALSE(WaitCluster(other, [](const json& c) { return c.value("role", "") == "leader"; }).is_null());
+  kill(members_[leader]->nvsd_pid(), SIGCONT);
+  // It steps down at once, and comes back as a follower.
+  ASSERT_TRUE(members_[leader]->WaitNvsdLog(
+      [](const std::string& log) { return log.find("\"cluster_stepped_down\"") != std::string::npos; },
+      milliseconds(20000)));
+  ASSERT_FALSE(WaitCluster(leader, [](const json& c) { return c.value("role", "") == "follower"; }).is_null());
+  ASSERT_TRUE(load.Run(100, milliseconds(30000)));
+  ExpectAckedExactlyOnce(load);
+  ExpectSameState({1, 2});
+}
+
+// The leader's host cut off (its link down: no etcd, no clients): it stops
+// serving on its own clock, the other member takes over; when the link is
+// back it has stepped down and follows.
+TEST_F(Multihost, APartitionedLeaderStopsAndTheOtherTakesOver) {
+  StartMember(1);
+  StartMember(2);
+  for (int k = 1; k <= 2; ++k) ASSERT_TRUE(members_[k]->WaitReady()) << "host" << k;
+  const int leader = WaitLeader();
+  ASSERT_NE(leader, 0);
+  const int other = 3 - leader;
+  LoadClient load({Endpoint(1), Endpoint(2)}, 8);
+  ASSERT_TRUE(load.Run(300, milliseconds(60000), 100, [&] { ASSERT_TRUE(hosts_[leader - 1]->Link(false)); }));
+  ASSERT_FALSE(WaitCluster(other, [](const json& c) { return c.value("role", "") == "leader"; }).is_null());
+  ASSERT_TRUE(members_[leader]->WaitNvsdLog(
+      [](const std::string& log) { return log.find("\"cluster_stepped_down\"") != std::string::npos; },
+      milliseconds(20000)));
+  ASSERT_TRUE(hosts_[leader - 1]->Link(true));
+  ASSERT_FALSE(WaitCluster(leader, [](const json& c) { return c.value("role", "") == "follower"; }).is_null());
+  ASSERT_TRUE(load.Run(100, milliseconds(30000)));
+  ExpectAckedExactlyOnce(load);
+  ExpectSameState({1, 2});
+}
+
+// Two of etcd's three members lost: the leader cannot renew its lease and
+// stops serving within its TTL; nobody serves while etcd has no quorum;
+// nothing acknowledged is lost; service resumes when they are back.
+TEST_F(Multihost, LosingEtcdsQuorumStopsServiceUntilItIsBack) {
+  StartMember(1);
+  StartMember(2);
+  for (int k = 1; k <= 2; ++k) ASSERT_TRUE(members_[k]->WaitReady()) << "host" << k;
+  ASSERT_NE(WaitLeader(), 0);
+  LoadClient load({Endpoint(1), Endpoint(2)}, 8);
+  Clock::time_point lost{};
+  ASSERT_TRUE(load.Run(150, milliseconds(60000)));
+  lost = Clock::now();
+  etcd_.Kill(1);
+  etcd_.Kill(2);
+  // Nobody acknowledges anything once the lease (1 s, granted as up to 2 s)
+  // is over: the load runs 4 s and gets no ack in the last 2 of them.
+  load.Run(1'000'000, milliseconds(4000));
+  for (const auto& [k, m] : members_) {
+    const json s = m->Status(milliseconds(3000));
+    if (s.is_object()) {
+      EXPECT_NE(s["cluster"].value("role", ""), "leader") << "host" << k << " still leads";
+    }
+  }
+  const auto last = load.FirstAckAfter(lost + milliseconds(2000));
+  EXPECT_FALSE(last.has_value()) << "a command was acknowledged while etcd had no quorum";
+  ASSERT_TRUE(etcd_.Restart(1, milliseconds(30000)).ok());
+  ASSERT_TRUE(etcd_.Restart(2, milliseconds(30000)).ok());
+  ASSERT_TRUE(load.Run(100, milliseconds(60000))) << "service did not resume";
+  ExpectAckedExactlyOnce(load);
+  ExpectSameState({1, 2});
+}
+
+// A poison in flight when the leader's host dies: the leader's variants
+// hang on it (so it is still undecided), the host is killed; the new
+// leader knows it from etcd (its admit), retests it on disposable
+// processes (which it kills), quarantines it, and never delivers it to its
+// own variants; sent again, it is refused.
+TEST_F(Multihost, APoisonInFlightWhenTheLeadersHostDiesIsQuarantinedNotDelivered) {
+  StartMember(1, {"--fault", "hang-on=POISON"});
+  ASSERT_TRUE(members_[1]->WaitReady());
+  ASSERT_NE(WaitLeader(), 0);
+  StartMember(2, {"--fault", "crash-on=POISON"});
+  ASSERT_TRUE(members_[2]->WaitReady());
+  ASSERT_EQ(members_[1]->Command({{"op", "route"}, {"client", "t"}, {"routes", {{{"output", 1}, {"input", 2}}}}})
+                .value("status", ""),
+            "committed");
+  const json poison = {{"op", "label"}, {"client", "t"}, {"kind", "output"},
+                       {"labels", {{{"index", 5}, {"text", "POISON"}}}}};
+  members_[1]->SendCommand(poison);
+  // In flight: both of the leader's variants have it and hang on it.
+  ASSERT_FALSE(members_[1]
+                   ->WaitStatus([](const json& s) {
+                     for (const auto& v : s["variants"]) {
+                       if (v.value("in_flight", 0) == 0) return false;
+                     }
+                     return true;
+                   })
+                   .is_null());
+  hosts_[0]->KillEverything();
+  members_[1].reset();
+  ASSERT_FALSE(WaitCluster(2, [](const json& c) { return c.value("role", "") == "leader"; }).is_null());
+  const json settled = members_[2]->WaitStatus(
+      [](const json& s) { return s["nvsd"].value("suspects", 1) == 0 && s["nvsd"]["retest"].is_null(); });
+  ASSERT_FALSE(settled.is_null());
+  EXPECT_EQ(settled["nvsd"].value("quarantined", 0), 1);
+  const json again = members_[2]->Command(poison);
+  EXPECT_EQ(again.value("status", ""), "quarantined") << again.dump();
+  for (const char* name : {"router-a", "router-b"}) {
+    for (const auto& line : members_[2]->DeliveredTo(name)) {
+      EXPECT_EQ(line.dump().find("POISON"), std::string::npos) << name << " of the new leader was sent the poison";
+    }
+  }
+}
+
+}  // namespace
