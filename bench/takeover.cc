@@ -283,7 +283,12 @@ json BenchTakeover(int kills, std::size_t commands) {
                      {"samples_ms", takeover},
                      {"acknowledged", load.acked().size()},
                      {"resent", load.resent()},
-                     {"not_leader", load.not_leader()}};
+                     {"not_leader", load.not_leader()},
+                     // (Replies other than committed, not_leader and unavailable: there should be none.)
+                     {"unexpected_replies", load.unexpected().size()},
+                     {"unexpected_examples", std::vector<std::string>(load.unexpected().begin(),
+                                                                      load.unexpected().begin() +
+                                                                          std::min<std::ptrdiff_t>(3, load.unexpected().size()))}};
   members.clear();
   std::error_code ec;
   if (getenv("NVS_BENCH_KEEP") == nullptr) fs::remove_all(dir, ec);

@@ -82,7 +82,11 @@ class Client {
         // Where the leader is: the member says, else the next endpoint.
         const std::string leader = reply.value("leader", "");
         if (std::chrono::steady_clock::now() >= until) return got;
-        if (!leader.empty() && leader != endpoint_) {
+        // (The member that did not answer is still named while its lease
+        // lasts: this one is asked again shortly, not the silent one.)
+        if (!leader.empty() && leader == gave_up_on_) {
+          Pause(until);
+        } else if (!leader.empty() && leader != endpoint_) {
           if (std::find(endpoints_.begin(), endpoints_.end(), leader) == endpoints_.end()) endpoints_.push_back(leader);
           ConnectTo(leader);
         } else {
@@ -92,6 +96,7 @@ class Client {
         continue;
       }
       if (!several || std::chrono::steady_clock::now() >= until) return got;
+      gave_up_on_ = endpoint_;
       NextEndpoint();
     }
   }
@@ -166,6 +171,7 @@ class Client {
   std::optional<protocol::ClientConfig> curve_;
   std::vector<std::string> endpoints_;
   std::string endpoint_;
+  std::string gave_up_on_;  // the endpoint that last did not answer within a try
   zmq::context_t context_{1};
   std::optional<zmq::socket_t> socket_;
   std::optional<protocol::HandshakeWatch> watch_;  // after socket_: it stops its monitor first

@@ -61,7 +61,12 @@ class LoadClient {
         while (sockets_[k].recv(m, zmq::recv_flags::dontwait)) OnReply(nlohmann::json::parse(m.to_string(), nullptr, false));
       }
       if (!out_.empty() && Clock::now() - last_progress_ > std::chrono::milliseconds(kTryMs)) {
+        gave_up_on_ = target_;
         target_ = (target_ + 1) % endpoints_.size();
+        ResendAll();
+      }
+      if (retry_at_ && Clock::now() >= *retry_at_) {
+        retry_at_.reset();
         ResendAll();
       }
     }
@@ -112,16 +117,24 @@ class LoadClient {
     const std::string status = reply.value("status", "");
     if (status == "committed") {
       acked_[id] = Acked{reply.value("seq", std::uint64_t{0}), reply["result"].dump()};
+      gave_up_on_.reset();
       ack_times_.push_back(Clock::now());
       out_.erase(id);
       last_progress_ = Clock::now();
     } else if (status == "not_leader") {
       ++not_leader_;
       const std::string leader = reply.value("leader", "");
+      // The member that did not answer is still named while its lease
+      // lasts: this member is asked again shortly (it may be the next
+      // leader), rather than the silent one again.
+      const bool named_the_silent_one = gave_up_on_ && endpoints_[*gave_up_on_] == leader;
+      if (named_the_silent_one || leader.empty()) {
+        if (!retry_at_) retry_at_ = Clock::now() + std::chrono::milliseconds(kTryMs / 10);
+        return;
+      }
       for (std::size_t k = 0; k < endpoints_.size(); ++k) {
         if (endpoints_[k] == leader) target_ = k;
       }
-      if (leader.empty()) target_ = (target_ + 1) % endpoints_.size();
       sockets_[target_].send(zmq::buffer(out_[id]), zmq::send_flags::dontwait);
       ++resent_;
     } else if (status == "unavailable") {
@@ -138,6 +151,8 @@ class LoadClient {
   zmq::context_t context_{1};
   std::vector<zmq::socket_t> sockets_;
   std::size_t target_ = 0;
+  std::optional<std::size_t> gave_up_on_;      // the member that last did not answer in time
+  std::optional<Clock::time_point> retry_at_;  // when to send the outstanding again to target_
   std::map<std::string, std::string> out_;  // id -> request bytes
   std::map<std::string, Acked> acked_;
   std::vector<Clock::time_point> ack_times_;

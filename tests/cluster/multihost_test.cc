@@ -265,6 +265,30 @@ class Multihost : public ::testing::Test {
     }
   }
 
+  // Two members under load: after 100 acknowledged commands `fault` is
+  // done to the leader (given its number); the other must take over;
+  // `heal` undoes the fault; the old leader must have stepped down (it
+  // writes nothing more) and follow; the load goes on.
+  void DeposeTheLeader(const std::function<void(int)>& fault, const std::function<void(int)>& heal) {
+    StartMember(1);
+    StartMember(2);
+    for (int k = 1; k <= 2; ++k) ASSERT_TRUE(members_[k]->WaitReady()) << "host" << k;
+    const int leader = WaitLeader();
+    ASSERT_NE(leader, 0);
+    const int other = 3 - leader;
+    LoadClient load({Endpoint(1), Endpoint(2)}, 8);
+    ASSERT_TRUE(load.Run(300, milliseconds(60000), 100, [&] { fault(leader); }));
+    ASSERT_FALSE(WaitCluster(other, [](const json& c) { return c.value("role", "") == "leader"; }).is_null());
+    heal(leader);
+    ASSERT_TRUE(members_[leader]->WaitNvsdLog(
+        [](const std::string& log) { return log.find("\"cluster_stepped_down\"") != std::string::npos; },
+        milliseconds(20000)));
+    ASSERT_FALSE(WaitCluster(leader, [](const json& c) { return c.value("role", "") == "follower"; }).is_null());
+    ASSERT_TRUE(load.Run(100, milliseconds(30000)));
+    ExpectAckedExactlyOnce(load);
+    ExpectSameState({1, 2});
+  }
+
   std::vector<std::unique_ptr<Host>> hosts_;
   nvs::cluster::LocalEtcd etcd_;
   std::string name_;
@@ -305,47 +329,18 @@ TEST_F(Multihost, KillOfTheLeadersHostUnderLoad) {
 // gone on its own clock (or etcd's fence refuses it) and starts again as a
 // follower, which then catches up.
 TEST_F(Multihost, AStoppedLeaderIsDeposedAndWritesNothingWhenItWakes) {
-  StartMember(1);
-  StartMember(2);
-  for (int k = 1; k <= 2; ++k) ASSERT_TRUE(members_[k]->WaitReady()) << "host" << k;
-  const int leader = WaitLeader();
-  ASSERT_NE(leader, 0);
-  const int other = 3 - leader;
-  LoadClient load({Endpoint(1), Endpoint(2)}, 8);
-  ASSERT_TRUE(load.Run(300, milliseconds(60000), 100, [&] { kill(members_[leader]->nvsd_pid(), SIGSTOP); }));
-  ASSERT_FALSE(WaitCluster(other, [](const json& c) { return c.value("role", "") == "leader"; }).is_null());
-  kill(members_[leader]->nvsd_pid(), SIGCONT);
-  // It steps down at once, and comes back as a follower.
-  ASSERT_TRUE(members_[leader]->WaitNvsdLog(
-      [](const std::string& log) { return log.find("\"cluster_stepped_down\"") != std::string::npos; },
-      milliseconds(20000)));
-  ASSERT_FALSE(WaitCluster(leader, [](const json& c) { return c.value("role", "") == "follower"; }).is_null());
-  ASSERT_TRUE(load.Run(100, milliseconds(30000)));
-  ExpectAckedExactlyOnce(load);
-  ExpectSameState({1, 2});
+  DeposeTheLeader(
+      [&](int leader) { kill(members_[leader]->nvsd_pid(), SIGSTOP); },
+      [&](int leader) { kill(members_[leader]->nvsd_pid(), SIGCONT); });
 }
 
 // The leader's host cut off (its link down: no etcd, no clients): it stops
-// serving on its own clock, the other member takes over; when the link is
-// back it has stepped down and follows.
+// serving, the other member takes over; when the link is back it has
+// stepped down and follows.
 TEST_F(Multihost, APartitionedLeaderStopsAndTheOtherTakesOver) {
-  StartMember(1);
-  StartMember(2);
-  for (int k = 1; k <= 2; ++k) ASSERT_TRUE(members_[k]->WaitReady()) << "host" << k;
-  const int leader = WaitLeader();
-  ASSERT_NE(leader, 0);
-  const int other = 3 - leader;
-  LoadClient load({Endpoint(1), Endpoint(2)}, 8);
-  ASSERT_TRUE(load.Run(300, milliseconds(60000), 100, [&] { ASSERT_TRUE(hosts_[leader - 1]->Link(false)); }));
-  ASSERT_FALSE(WaitCluster(other, [](const json& c) { return c.value("role", "") == "leader"; }).is_null());
-  ASSERT_TRUE(members_[leader]->WaitNvsdLog(
-      [](const std::string& log) { return log.find("\"cluster_stepped_down\"") != std::string::npos; },
-      milliseconds(20000)));
-  ASSERT_TRUE(hosts_[leader - 1]->Link(true));
-  ASSERT_FALSE(WaitCluster(leader, [](const json& c) { return c.value("role", "") == "follower"; }).is_null());
-  ASSERT_TRUE(load.Run(100, milliseconds(30000)));
-  ExpectAckedExactlyOnce(load);
-  ExpectSameState({1, 2});
+  DeposeTheLeader(
+      [&](int leader) { ASSERT_TRUE(hosts_[leader - 1]->Link(false)); },
+      [&](int leader) { ASSERT_TRUE(hosts_[leader - 1]->Link(true)); });
 }
 
 // Two of etcd's three members lost: the leader cannot renew its lease and
