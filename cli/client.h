@@ -84,6 +84,8 @@ class Client {
         if (std::chrono::steady_clock::now() >= until) return got;
         // (The member that did not answer is still named while its lease
         // lasts: this one is asked again shortly, not the silent one.)
+        // (Until the call's deadline: while the silent one's lease lasts,
+        // nobody else can lead, and once it ends this member may.)
         if (!leader.empty() && leader == gave_up_on_) {
           Pause(until);
         } else if (!leader.empty() && leader != endpoint_) {
@@ -171,7 +173,7 @@ class Client {
   std::optional<protocol::ClientConfig> curve_;
   std::vector<std::string> endpoints_;
   std::string endpoint_;
-  std::string gave_up_on_;  // the endpoint that last did not answer within a try
+  std::string gave_up_on_;  // the endpoint that last gave no reply at all within a try
   zmq::context_t context_{1};
   std::optional<zmq::socket_t> socket_;
   std::optional<protocol::HandshakeWatch> watch_;  // after socket_: it stops its monitor first

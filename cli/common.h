@@ -37,6 +37,8 @@ struct Options {
 void AddConnectionOptions(CLI::App& sub, Options& o);
 // `nvs replay ...` (cli/replay_command.cc).
 void AddReplayCommand(CLI::App& app, Options& options);
+// `nvs cluster ...` (cli/cluster_command.cc).
+void AddClusterCommand(CLI::App& app, Options& options);
 // `nvs quarantine ...` (cli/quarantine_command.cc).
 void AddQuarantineCommand(CLI::App& app, Options& options);
 // `nvs journal check` and `nvs journal repair` (cli/journal_command.cc).

@@ -230,6 +230,7 @@ int RunNvs(int argc, char** argv) {
 
   AddReplayCommand(app, o);
   AddQuarantineCommand(app, o);
+  AddClusterCommand(app, o);
 
   try {
     app.parse(argc, argv);

@@ -135,9 +135,18 @@ std::size_t Deliver(char* data, std::size_t size, std::size_t count, void* out) 
 
 // (libcurl, not cpp-httplib: the gateway answers an error chunked with HTTP
 // trailers, which cpp-httplib 0.11 cannot read, so etcd's reason was lost.)
+namespace {
+
+int KeepGoing(void* go_on, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  return (*static_cast<const std::function<bool()>*>(go_on))() ? 0 : 1;  // (non-zero aborts the transfer)
+}
+
+}  // namespace
+
 EtcdClient::Answer EtcdClient::Post(const std::string& endpoint, const std::string& path, const std::string& body,
                                     std::chrono::milliseconds timeout,
-                                    const std::function<bool(std::string_view)>* on_data) {
+                                    const std::function<bool(std::string_view)>* on_data,
+                                    const std::function<bool()>* go_on) {
   Answer answer;
   std::unique_ptr<CURL, void (*)(CURL*)> curl(curl_easy_init(), curl_easy_cleanup);
   if (!curl) {
@@ -155,7 +164,13 @@ EtcdClient::Answer EtcdClient::Post(const std::string& endpoint, const std::stri
   curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
   curl_easy_setopt(curl.get(), CURLOPT_HTTPHEADER, headers.get());
   curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(std::max<std::int64_t>(1, timeout.count())));
-  curl_easy_setopt(curl.get(), CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(std::max<std::int64_t>(1, timeout.count())));
+  // (A connection takes at most the client's timeout even in a long call,
+  // and a long call notices a peer gone silent through TCP keepalives.)
+  curl_easy_setopt(curl.get(), CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(std::max<std::int64_t>(1, std::min(timeout, options_.timeout).count())));
+  curl_easy_setopt(curl.get(), CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(curl.get(), CURLOPT_TCP_KEEPIDLE, 2L);
+  curl_easy_setopt(curl.get(), CURLOPT_TCP_KEEPINTVL, 1L);
   curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl.get(), CURLOPT_WRITEFUNCTION, Deliver);
   curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &sink);
@@ -163,6 +178,11 @@ EtcdClient::Answer EtcdClient::Post(const std::string& endpoint, const std::stri
   if (!options_.ca_file.empty()) curl_easy_setopt(curl.get(), CURLOPT_CAINFO, options_.ca_file.c_str());
   if (!options_.cert_file.empty()) curl_easy_setopt(curl.get(), CURLOPT_SSLCERT, options_.cert_file.c_str());
   if (!options_.key_file.empty()) curl_easy_setopt(curl.get(), CURLOPT_SSLKEY, options_.key_file.c_str());
+  if (go_on != nullptr) {
+    curl_easy_setopt(curl.get(), CURLOPT_XFERINFOFUNCTION, KeepGoing);
+    curl_easy_setopt(curl.get(), CURLOPT_XFERINFODATA, const_cast<std::function<bool()>*>(go_on));
+    curl_easy_setopt(curl.get(), CURLOPT_NOPROGRESS, 0L);
+  }
   const CURLcode code = curl_easy_perform(curl.get());
   curl_easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &answer.status);
   if (code != CURLE_OK && !(on_data != nullptr && answer.status == 200 &&
@@ -187,7 +207,8 @@ Status EtcdClient::Authenticate(const std::string& endpoint, std::chrono::millis
   return Status::Ok();
 }
 
-Result<std::string> EtcdClient::Call(const std::string& path, const std::string& body, std::chrono::milliseconds timeout) {
+Result<std::string> EtcdClient::Call(const std::string& path, const std::string& body, std::chrono::milliseconds timeout,
+                                     const std::function<bool()>* go_on) {
   if (options_.endpoints.empty()) return Status::Error("etcd: no endpoint configured");
   CurlOnce();
   // One deadline for the call, whatever the number of endpoints tried.
@@ -206,7 +227,8 @@ Result<std::string> EtcdClient::Call(const std::string& path, const std::string&
         continue;
       }
     }
-    Answer a = Post(endpoint, path, body, left(), nullptr);
+    Answer a = Post(endpoint, path, body, left(), nullptr, go_on);
+    if (go_on != nullptr && !(*go_on)()) return Status::Error("etcd " + path + ": stopped");
     if (a.reached && a.status != 200 && !token_.empty() && a.text.find("invalid auth token") != std::string::npos &&
         left() > std::chrono::milliseconds(0)) {
       token_.clear();  // (expired: etcd's simple tokens last 5 minutes)
@@ -261,9 +283,9 @@ Status EtcdClient::Revoke(std::int64_t lease) {
 }
 
 Result<Leadership> EtcdClient::Campaign(const std::string& election, std::int64_t lease, const std::string& value,
-                                        std::chrono::milliseconds wait) {
+                                        std::chrono::milliseconds wait, const std::function<bool()>* go_on) {
   const json body = {{"name", Base64Encode(election)}, {"lease", std::to_string(lease)}, {"value", Base64Encode(value)}};
-  auto j = Parsed(Call("/v3/election/campaign", body.dump(), wait));
+  auto j = Parsed(Call("/v3/election/campaign", body.dump(), wait, go_on));
   if (!j.ok()) return j.status();
   const json& leader = j.value().value("leader", json::object());
   Leadership l{election, Text(leader, "key"), Int64(leader, "rev"), Int64(leader, "lease")};

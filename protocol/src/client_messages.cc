@@ -179,12 +179,12 @@ DecodedClientRequest DecodeClientRequest(std::string_view bytes) {
     request.payload = Dump(*it);
   } else if (type == "status") {
     request.type = ClientRequestType::kStatus;
-  } else if (type == "quarantine") {
+  } else if (type == "quarantine" || type == "cluster") {
     auto action = root.find("action");
     if (action == root.end() || !action->is_string()) {
       return reject(id, "bad_request", "member 'action' missing or not a string");
     }
-    request.type = ClientRequestType::kQuarantine;
+    request.type = type == "quarantine" ? ClientRequestType::kQuarantine : ClientRequestType::kCluster;
     json args = root;
     args.erase("type");
     args.erase("id");
@@ -203,7 +203,8 @@ std::string Encode(const ClientRequest& request) {
     case ClientRequestType::kQuery: text += R"("query","query":)" + request.payload; break;
     case ClientRequestType::kStatus: text += R"("status")"; break;
     case ClientRequestType::kQuarantine:
-      text += R"("quarantine")";
+    case ClientRequestType::kCluster:
+      text += request.type == ClientRequestType::kQuarantine ? R"("quarantine")" : R"("cluster")";
       if (request.payload.size() > 2) text += "," + request.payload.substr(1, request.payload.size() - 2);
       break;
   }

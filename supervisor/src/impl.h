@@ -480,6 +480,17 @@ struct Supervisor::Impl {
   std::uint64_t cluster_applied_batches = 0;        // follower: the next record index expected
   cluster::RangeResult cluster_initial;             // what JoinCluster read (the watch goes on after it)
   bool promote_pending = false;                     // elected during a sync round: promoted after it
+  // `nvs cluster handover`: the leader takes no new command, and once none
+  // is undecided it resigns (the next member in line leads) and starts
+  // again as a follower; answered then, or `unavailable` at its deadline.
+  struct Handover {
+    ClientAddress to;
+    std::string request_id;
+    std::string by;
+    std::string note;
+    Clock::time_point deadline;
+  };
+  std::optional<Handover> handover;
 
   Status JoinCluster(int signal_fd);
   void WriteClusterReports(const std::vector<cluster::KeyValue>& reports);
@@ -494,6 +505,8 @@ struct Supervisor::Impl {
   void ClusterPut(const std::string& suffix, const std::string& value);
   void ClusterCheckpoint();
   proto::ClientReply NotLeader(const std::optional<std::string>& id, const std::string& why) const;
+  std::optional<proto::ClientReply> ClusterRequest(const ClientAddress& from, const std::string& id, const json& args);
+  void AdvanceHandover();
   json ClusterStatusJson() const;
 
 };

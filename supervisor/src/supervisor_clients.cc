@@ -65,6 +65,16 @@ void Supervisor::Impl::OnClientRequest(const ClientAddress& address, std::string
     Reply(address, StatusReply(request.id));
     return;
   }
+  if (request.type == proto::ClientRequestType::kCluster) {
+    if (auto reply = ClusterRequest(address, request.id, json::parse(request.payload, nullptr, false))) {
+      Reply(address, *reply);
+    }
+    return;
+  }
+  if (handover) {
+    Reply(address, NotLeader(request.id, "it is handing the cluster over to the next member"));
+    return;
+  }
   if (cluster && !leading) {
     // (Commands, queries and reviews: only the leader's state and
     // decisions are the cluster's.)

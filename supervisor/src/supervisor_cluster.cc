@@ -108,7 +108,10 @@ Status Supervisor::Impl::JoinCluster(int signal_fd) {
       return written;
     }
   }
-  auto file = state->OpenForAppend(JournalSegmentName(0), &error);
+  // (Segment 1: recovery reads segments from 1 on; a "segment 0" is no
+  // segment at all, and a member that wrote its log there started from
+  // the checkpoint alone: the bench caught it reusing seqs.)
+  auto file = state->OpenForAppend(JournalSegmentName(1), &error);
   if (!file.ok()) return file.status();
   auto writer = JournalWriter::Start(std::move(file.value()), FsyncPolicy::kAlways, 0, &error);
   if (!writer.ok()) return writer.status();
@@ -191,7 +194,16 @@ bool Supervisor::Impl::Replicate() {
     }
     puts.emplace_back(cluster->Key(ClusterMember::LogKeySuffix(cluster_next_index)), std::move(batch));
   }
-  for (auto& p : cluster_puts) puts.push_back(std::move(p));
+  // (One put per key: etcd refuses a transaction that names a key twice,
+  // as a report written at its verdict and again when it settles.)
+  for (auto& p : cluster_puts) {
+    auto same = std::find_if(puts.begin(), puts.end(), [&](const auto& q) { return q.first == p.first; });
+    if (same != puts.end()) {
+      same->second = std::move(p.second);
+    } else {
+      puts.push_back(std::move(p));
+    }
+  }
   const auto written = cluster->Write(puts, cluster_deletes);
   cluster_puts.clear();
   cluster_deletes.clear();
@@ -382,6 +394,70 @@ void Supervisor::Impl::StepDown(const std::string& why) {
     for (const auto& also : c.also_reply) Reply(also, reply);
   }
   cluster_out.clear();
+}
+
+// A `cluster` request (CLIENT.md §8): `handover`, from the leader, by a
+// reviewer key when the endpoint requires CURVE. nullopt: answered later.
+std::optional<proto::ClientReply> Supervisor::Impl::ClusterRequest(const ClientAddress& from, const std::string& id,
+                                                                   const json& args) {
+  if (!cluster) return proto::ClientReply::Rejected(id, "bad_request", "this nvsd is not a cluster member (no \"cluster\" in its config)");
+  if (!args.is_object() || args.value("action", json()) != "handover") {
+    return proto::ClientReply::Rejected(id, "bad_request", "action must be handover");
+  }
+  if (args.contains("note") && !args["note"].is_string()) {
+    return proto::ClientReply::Rejected(id, "bad_request", "member 'note' must be a string");
+  }
+  if (!leading) return NotLeader(id, "only the leader can hand the cluster over");
+  if (config.client_curve) {
+    const auto& reviewers = config.client_curve->reviewers;
+    if (std::find(reviewers.begin(), reviewers.end(), from.user) == reviewers.end()) {
+      return proto::ClientReply::Rejected(id, "forbidden", "key \"" + from.user + "\" may not hand the cluster over: "
+                                                           "only the keys client_curve.reviewers names may");
+    }
+  }
+  if (handover) return proto::ClientReply::Unavailable(id, "a handover is already under way");
+  handover = Handover{from, id, config.client_curve ? from.user : "unauthenticated", args.value("note", ""),
+                      Now() + milliseconds(config.queue_deadline_ms)};
+  Log(LogLevel::kWarn, "cluster_handover", {{"phase", "asked"}, {"by", handover->by}, {"note", handover->note}});
+  return std::nullopt;
+}
+
+// The handover goes on once no command is undecided, nothing is being
+// retested and every record is in etcd: the leader resigns, answers, and
+// starts again as a follower. Past its deadline it is called off.
+void Supervisor::Impl::AdvanceHandover() {
+  if (!handover) return;
+  const bool settled = !AnyUndecided() && !retest && suspects.empty() && !checkpointer.pending();
+  if (!settled) {
+    if (Now() < handover->deadline) return;
+    Reply(handover->to, proto::ClientReply::Unavailable(
+                            handover->request_id, "the handover was called off: commands were still being decided after "
+                                                  "queue_deadline_ms; this member still leads"));
+    Log(LogLevel::kWarn, "cluster_handover", {{"phase", "called_off"}});
+    handover.reset();
+    return;
+  }
+  for (auto& c : waiting.TakeAll()) {
+    const auto reply = NotLeader(c.request_id, "it handed the cluster over");
+    Reply(c.client, reply);
+    for (const auto& also : c.also_reply) Reply(also, reply);
+  }
+  FlushJournalAndReplies();  // (every verdict in etcd, every reply out)
+  if (!leading) return;      // (the flush failed: it stepped down, which answers no handover)
+  const Status resigned = cluster->Resign();
+  const std::string me = config.cluster->member;
+  Log(LogLevel::kWarn, "cluster_handover", {{"phase", "resigned"}, {"seq", last_seq}, {"by", handover->by},
+                                            {"error", resigned.ok() ? json() : json(resigned.message())}});
+  Publish("cluster", {{"role", "stepping_down"}, {"member", me}, {"why", "handover"}, {"by", handover->by}});
+  Reply(handover->to, resigned.ok() ? Ok(handover->request_id, {{"handed_over", true}, {"member", me}, {"seq", last_seq}})
+                                    : proto::ClientReply::Unavailable(handover->request_id,
+                                                                      "resigning failed (" + resigned.message() +
+                                                                          "): this member stops leading anyway, and its "
+                                                                          "lease ends within its TTL"));
+  handover.reset();
+  leading = false;
+  restart_as_follower = true;
+  stopping = true;
 }
 
 proto::ClientReply Supervisor::Impl::NotLeader(const std::optional<std::string>& id, const std::string& why) const {

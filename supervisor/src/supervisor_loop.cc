@@ -42,6 +42,7 @@ Clock::time_point Supervisor::Impl::NextDeadline() const {
   if (cluster && leading) {
     if (const auto until = cluster->ServeUntil()) next = std::min(next, *until);
   }
+  if (handover) next = std::min(next, handover->deadline);
   if (probe) next = std::min(next, ProbeDeadline());
   // (A spare is otherwise (re)started on a loop turn, and turns come at
   // least every heartbeat interval.)
@@ -419,6 +420,7 @@ void Supervisor::Impl::Turn(const Readiness& ready) {
   if (retest && !stalled) retest->retest->OnTime(variants_drained_at);
   PumpRetest();
   Pump();
+  AdvanceHandover();
   SendHeartbeats();
   UpdateAvailability();
   if (refusing && Now() - refusing->last_event >= std::chrono::seconds(1)) PublishUnavailable(Now());

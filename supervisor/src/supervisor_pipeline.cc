@@ -32,7 +32,7 @@ bool Supervisor::Impl::Quiescent() const {
 }
 
 bool Supervisor::Impl::CanDispatch() const {
-  if (cluster && !leading) return false;
+  if (cluster && (!leading || handover)) return false;
   if (round || RoundNeeded() || !suspects.empty() || checkpoint_problem) return false;
   for (const auto& c : active) {
     if (!c.verdict) return false;  // one undecided command at a time

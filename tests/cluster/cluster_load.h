@@ -61,13 +61,19 @@ class LoadClient {
         while (sockets_[k].recv(m, zmq::recv_flags::dontwait)) OnReply(nlohmann::json::parse(m.to_string(), nullptr, false));
       }
       if (!out_.empty() && Clock::now() - last_progress_ > std::chrono::milliseconds(kTryMs)) {
-        gave_up_on_ = target_;
+        // Silent: no reply at all during the try (a member answering
+        // not_leader is not silent, only not the leader yet).
+        if (last_heard_ < last_progress_) {
+          gave_up_on_ = target_;
+        } else {
+          gave_up_on_.reset();
+        }
         target_ = (target_ + 1) % endpoints_.size();
         ResendAll();
       }
       if (retry_at_ && Clock::now() >= *retry_at_) {
         retry_at_.reset();
-        ResendAll();
+        ResendAll();  // (this member may be the next leader: it gets the time the silent one's lease takes)
       }
     }
     return acked_.size() >= goal;
@@ -91,8 +97,13 @@ class LoadClient {
 
   std::pair<std::string, std::string> NewCommand() {
     const std::string id = "load-" + std::to_string(getpid()) + "-" + std::to_string(++next_);
-    const nlohmann::json cmd = {{"op", "route"}, {"client", "load"},
-                      {"routes", {{{"output", next_ % 16}, {"input", (next_ * 7) % 16}}}}};
+    // (Routes and labels that name the command: a member that missed
+    // commands ends on another state, not only on another count.)
+    const nlohmann::json cmd =
+        next_ % 2 == 0 ? nlohmann::json{{"op", "route"}, {"client", "load"},
+                                        {"routes", {{{"output", next_ % 16}, {"input", (next_ * 7) % 16}}}}}
+                       : nlohmann::json{{"op", "label"}, {"client", "load"}, {"kind", "output"},
+                                        {"labels", {{{"index", next_ % 16}, {"text", "n" + std::to_string(next_)}}}}};
     return {id, nlohmann::json{{"type", "command"}, {"cmd", cmd}, {"id", id}}.dump()};
   }
 
@@ -113,6 +124,7 @@ class LoadClient {
   void OnReply(const nlohmann::json& reply) {
     if (!reply.is_object()) return;
     const std::string id = reply.value("id", "");
+    last_heard_ = Clock::now();
     if (!out_.count(id)) return;
     const std::string status = reply.value("status", "");
     if (status == "committed") {
@@ -153,6 +165,7 @@ class LoadClient {
   std::size_t target_ = 0;
   std::optional<std::size_t> gave_up_on_;      // the member that last did not answer in time
   std::optional<Clock::time_point> retry_at_;  // when to send the outstanding again to target_
+  Clock::time_point last_heard_{};             // the last reply of any kind
   std::map<std::string, std::string> out_;  // id -> request bytes
   std::map<std::string, Acked> acked_;
   std::vector<Clock::time_point> ack_times_;

@@ -261,6 +261,7 @@ class Multihost : public ::testing::Test {
     }
     for (const int k : running) {
       EXPECT_EQ(checkpoints[k].value("seq", 0), checkpoints[leader].value("seq", 0)) << "host" << k;
+      EXPECT_EQ(checkpoints[k].value("commits", 0), checkpoints[leader].value("commits", 0)) << "host" << k;
       EXPECT_EQ(checkpoints[k].value("digest", ""), checkpoints[leader].value("digest", "")) << "host" << k;
     }
   }
@@ -341,6 +342,33 @@ TEST_F(Multihost, APartitionedLeaderStopsAndTheOtherTakesOver) {
   DeposeTheLeader(
       [&](int leader) { ASSERT_TRUE(hosts_[leader - 1]->Link(false)); },
       [&](int leader) { ASSERT_TRUE(hosts_[leader - 1]->Link(true)); });
+}
+
+// nvs cluster handover, for maintenance, under load: the leader finishes
+// what it is deciding, resigns and follows; the other member leads; no
+// command is lost or doubled.
+TEST_F(Multihost, AHandoverUnderLoadMovesLeadershipAndLosesNothing) {
+  StartMember(1);
+  StartMember(2);
+  for (int k = 1; k <= 2; ++k) ASSERT_TRUE(members_[k]->WaitReady()) << "host" << k;
+  const int leader = WaitLeader();
+  ASSERT_NE(leader, 0);
+  const int other = 3 - leader;
+  const auto refused = members_[other]->Raw(R"({"type":"cluster","action":"handover","id":"h0"})");
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_NE(refused->find("\"not_leader\""), std::string::npos) << *refused;
+  LoadClient load({Endpoint(1), Endpoint(2)}, 8);
+  std::optional<std::string> answer;
+  ASSERT_TRUE(load.Run(300, milliseconds(60000), 100, [&] {
+    answer = members_[leader]->Raw(R"({"type":"cluster","action":"handover","id":"h1","note":"maintenance"})");
+  }));
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_NE(answer->find("\"handed_over\":true"), std::string::npos) << *answer;
+  ASSERT_FALSE(WaitCluster(other, [](const json& c) { return c.value("role", "") == "leader"; }).is_null());
+  ASSERT_FALSE(WaitCluster(leader, [](const json& c) { return c.value("role", "") == "follower"; }).is_null());
+  ASSERT_TRUE(load.Run(100, milliseconds(30000)));
+  ExpectAckedExactlyOnce(load);
+  ExpectSameState({1, 2});
 }
 
 // Two of etcd's three members lost: the leader cannot renew its lease and

@@ -79,10 +79,15 @@ class EtcdClient {
   Status Revoke(std::int64_t lease);
 
   // Campaigns in `election` with `value` on `lease`: returns once this
-  // campaign leads, or with an error when `wait` passes first (or the
-  // lease is gone).
+  // campaign leads, or with an error when `wait` passes first, `go_on`
+  // (asked a few times a second, when given) says stop, or the lease is
+  // gone. NOTE: etcd resigns a campaign whose request is cut short (its
+  // key is deleted, in the background): a campaign must not be ended and
+  // begun again while it is in line, or the later one may lead on a key
+  // the earlier one's cleanup then deletes. Give a long `wait` and stop it
+  // only when its lease changes or at the end.
   Result<Leadership> Campaign(const std::string& election, std::int64_t lease, const std::string& value,
-                              std::chrono::milliseconds wait);
+                              std::chrono::milliseconds wait, const std::function<bool()>* go_on = nullptr);
   // The leader's key and value (the election's oldest key), none when
   // nobody leads.
   Result<std::optional<KeyValue>> Leader(const std::string& election);
@@ -115,7 +120,8 @@ class EtcdClient {
  private:
   // POSTs `body` to `path` at the first endpoint that answers, all within
   // `timeout`; the answer's text, or etcd's error.
-  Result<std::string> Call(const std::string& path, const std::string& body, std::chrono::milliseconds timeout);
+  Result<std::string> Call(const std::string& path, const std::string& body, std::chrono::milliseconds timeout,
+                           const std::function<bool()>* go_on = nullptr);
   // One POST to one endpoint; the HTTP status and the answer (`on_data`,
   // when given, gets the answer as it comes, and may stop it by returning
   // false).
@@ -126,7 +132,8 @@ class EtcdClient {
     std::string error;  // !reached: why
   };
   Answer Post(const std::string& endpoint, const std::string& path, const std::string& body,
-              std::chrono::milliseconds timeout, const std::function<bool(std::string_view)>* on_data);
+              std::chrono::milliseconds timeout, const std::function<bool(std::string_view)>* on_data,
+              const std::function<bool()>* go_on = nullptr);
   // etcd auth: a token for the configured user (Authorization header).
   Status Authenticate(const std::string& endpoint, std::chrono::milliseconds timeout);
 

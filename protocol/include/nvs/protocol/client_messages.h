@@ -14,13 +14,13 @@ namespace nvs::protocol {
 inline constexpr std::size_t kMaxClientRequestBytes = 1u << 20;
 inline constexpr std::size_t kMaxClientIdBytes = 128;
 
-enum class ClientRequestType { kCommand, kQuery, kStatus, kQuarantine };
+enum class ClientRequestType { kCommand, kQuery, kStatus, kQuarantine, kCluster };
 
 struct ClientRequest {
   ClientRequestType type = ClientRequestType::kCommand;
   std::string id;
-  // kCommand: cmd; kQuery: query; kStatus: empty; kQuarantine: the
-  // request's other members as one JSON object ("action", "report", ...).
+  // kCommand: cmd; kQuery: query; kStatus: empty; kQuarantine, kCluster:
+  // the request's other members as one JSON object ("action", "report", ...).
   std::string payload;
   // `expires_at_ms` (optional): Unix time in milliseconds after which nvsd
   // must not carry the request out (CLIENT.md §2).
