@@ -371,6 +371,33 @@ TEST_F(Multihost, AHandoverUnderLoadMovesLeadershipAndLosesNothing) {
   ExpectSameState({1, 2});
 }
 
+// A member that rejoins after 10,000 commands (its host down meanwhile,
+// its state dir gone) catches up from etcd's checkpoint and the log after
+// it, and ends on the leader's state; etcd holds only the log since the
+// last checkpoint (the checkpoints delete the batches they cover).
+TEST_F(Multihost, AMemberRejoiningAfter10000CommandsCatchesUpFromEtcd) {
+  StartMember(1);
+  StartMember(2);
+  for (int k = 1; k <= 2; ++k) ASSERT_TRUE(members_[k]->WaitReady()) << "host" << k;
+  const int leader = WaitLeader();
+  ASSERT_NE(leader, 0);
+  const int other = 3 - leader;
+  hosts_[other - 1]->KillEverything();
+  members_[other].reset();
+  LoadClient load({Endpoint(1), Endpoint(2)}, 32);
+  ASSERT_TRUE(load.Run(10000, milliseconds(200000))) << "acknowledged " << load.acked().size();
+  nvs::cluster::EtcdClient client({etcd_.client_urls(), milliseconds(5000)});
+  auto log = client.Prefix("/nvs/" + name_ + "/log/");
+  ASSERT_TRUE(log.ok());
+  EXPECT_LT(log.value().size(), 200u) << "etcd keeps " << log.value().size() << " log batches after 10,000 commands";
+  StartMember(other);  // (a new state dir: everything comes from etcd)
+  ASSERT_TRUE(members_[other]->WaitReady());
+  ASSERT_FALSE(WaitCluster(other, [](const json& c) { return c.value("role", "") == "follower"; }).is_null());
+  ASSERT_TRUE(load.Run(100, milliseconds(30000)));
+  ExpectAckedExactlyOnce(load);
+  ExpectSameState({1, 2});
+}
+
 // Two of etcd's three members lost: the leader cannot renew its lease and
 // stops serving within its TTL; nobody serves while etcd has no quorum;
 // nothing acknowledged is lost; service resumes when they are back.
