@@ -362,7 +362,7 @@ void ClusterMember::OnEvent(const cluster::WatchEvent& e) {
   bool wake = false;
   {
     std::lock_guard lock(mu_);
-    if (suffix.rfind("log/", 0) == 0) {
+    if (suffix.rfind("log/", 0) == 0 || suffix == "checkpoint") {
       if (!e.deleted) {
         news_.log.push_back(e.kv);
         wake = true;

@@ -40,7 +40,7 @@ class ClusterMember {
 
   // What the etcd side saw since the last Take, in etcd's order.
   struct News {
-    std::vector<cluster::KeyValue> log;        // log batches
+    std::vector<cluster::KeyValue> log;        // log batches and the leader's checkpoints, in etcd's order
     std::vector<cluster::KeyValue> reports;    // quarantine reports
     bool elected = false;                      // this member's campaign won
   };

@@ -480,6 +480,11 @@ struct Supervisor::Impl {
   std::uint64_t cluster_applied_batches = 0;        // follower: the next record index expected
   cluster::RangeResult cluster_initial;             // what JoinCluster read (the watch goes on after it)
   bool promote_pending = false;                     // elected during a sync round: promoted after it
+  // follower: the leader's checkpoint this member's own, at the same seq,
+  // must match (seq, digest), while that checkpoint is taken.
+  std::optional<std::pair<std::uint64_t, std::string>> leader_checkpoint;
+  std::uint64_t checkpoints_matched = 0;    // follower: how many of the leader's checkpoints its state matched
+  std::uint64_t checkpoints_unchecked = 0;  // follower: how many came when it was already past their seq
   // `nvs cluster handover`: the leader takes no new command, and once none
   // is undecided it resigns (the next member in line leads) and starts
   // again as a follower; answered then, or `unavailable` at its deadline.
@@ -500,6 +505,8 @@ struct Supervisor::Impl {
   void ApplyClusterBatch(const cluster::KeyValue& batch);
   void ApplyClusterRecord(std::string_view payload);
   void StartFollowerCheckpoint(std::uint64_t seq);
+  void CheckAgainstLeader(const std::string& value);
+  void OnFollowerCheckpoint(const Checkpoint& own);
   void Promote();
   void StepDown(const std::string& why);
   void ClusterPut(const std::string& suffix, const std::string& value);

@@ -253,6 +253,10 @@ void Supervisor::Impl::ApplyClusterBacklog() {
 }
 
 void Supervisor::Impl::ApplyClusterBatch(const cluster::KeyValue& kv) {
+  if (kv.key == cluster->Key("checkpoint")) {
+    CheckAgainstLeader(kv.value);
+    return;
+  }
   const auto index = IndexOf(kv.key);
   if (!index || *index < cluster_applied_batches) return;  // (seen already: a watch read again)
   if (*index != cluster_applied_batches) {
@@ -309,6 +313,43 @@ void Supervisor::Impl::ApplyClusterRecord(std::string_view payload) {
     }
   }
   if (admitted != cluster_admits.end()) cluster_admits.erase(admitted);
+}
+
+// The leader took a checkpoint: it comes right after the batch with the
+// verdict it covers, so this follower's variants are at that seq now (the
+// next commit is not applied yet). It takes its own checkpoint there, and
+// AdvanceCheckpoint compares the digests: a follower whose state differs
+// from the leader's starts again, rebuilt from etcd.
+void Supervisor::Impl::CheckAgainstLeader(const std::string& value) {
+  const json v = json::parse(value, nullptr, false);
+  if (!v.is_object() || !v.contains("checkpoint") || !v["checkpoint"].is_string()) return;
+  auto parsed = ParseCheckpoint(v["checkpoint"].get<std::string>());
+  if (!parsed.ok()) return;
+  const std::uint64_t last_commit = !tail.empty() ? tail.back().seq : checkpoint ? checkpoint->seq : 0;
+  if (parsed.value().seq != last_commit || checkpointer.pending()) {
+    ++checkpoints_unchecked;  // (not at that seq now, under load: a later one is)
+    return;
+  }
+  if (checkpoint && checkpoint->seq == last_commit) {
+    leader_checkpoint = {parsed.value().seq, parsed.value().digest};
+    OnFollowerCheckpoint(*checkpoint);
+    return;
+  }
+  leader_checkpoint = {parsed.value().seq, parsed.value().digest};
+  StartFollowerCheckpoint(last_commit);
+}
+
+// A checkpoint this follower took: against the leader's at the same seq.
+void Supervisor::Impl::OnFollowerCheckpoint(const Checkpoint& own) {
+  if (!leader_checkpoint || leader_checkpoint->first != own.seq) return;
+  const std::string leaders = leader_checkpoint->second;
+  leader_checkpoint.reset();
+  if (own.digest == leaders) {
+    ++checkpoints_matched;
+    return;
+  }
+  StepDown("its state at seq " + std::to_string(own.seq) + " (digest " + own.digest +
+           ") differs from the leader's (digest " + leaders + "): it starts again from etcd's checkpoint and log");
 }
 
 // A follower's own checkpoint (its journal is pruned by it, as a single
@@ -368,7 +409,8 @@ void Supervisor::Impl::Promote() {
 // and nvsd starts again as a follower, its state dir rebuilt from etcd.
 void Supervisor::Impl::StepDown(const std::string& why) {
   if (restart_as_follower) return;
-  Log(LogLevel::kError, "cluster_stepped_down", {{"member", config.cluster->member}, {"why", why}});
+  Log(LogLevel::kError, leading ? "cluster_stepped_down" : "cluster_restarting",
+      {{"member", config.cluster->member}, {"why", why}});
   Publish("cluster", {{"role", "stepping_down"}, {"member", config.cluster->member}, {"why", why}});
   leading = false;
   restart_as_follower = true;
@@ -485,6 +527,8 @@ json Supervisor::Impl::ClusterStatusJson() const {
           {"lease_ttl_s", config.cluster->lease_ttl_s},
           {"serve_left_ms", view.serve_left_ms ? json(*view.serve_left_ms) : json()},
           {"applied_seq", last_seq},
+          {"checkpoints_matched", checkpoints_matched},
+          {"checkpoints_unchecked", checkpoints_unchecked},
           {"log_index", cluster_next_index},
           {"members", members},
           {"last_etcd_error", view.last_error}};

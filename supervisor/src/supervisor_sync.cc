@@ -52,6 +52,7 @@ void Supervisor::Impl::AdvanceCheckpoint() {
   }
   checkpoint = Checkpoint{d.seq, d.state, d.digest};
   SaveCheckpoint();
+  if (cluster && !leading) OnFollowerCheckpoint(*checkpoint);
   std::erase_if(tail, [&](const CommittedEntry& e) { return e.seq <= d.seq; });
   commits_since_checkpoint = static_cast<int>(tail.size());
   Log(LogLevel::kDebug, "checkpoint", {{"seq", d.seq}, {"digest", checkpoint->digest}});

@@ -394,6 +394,16 @@ TEST_F(Multihost, AMemberRejoiningAfter10000CommandsCatchesUpFromEtcd) {
   ASSERT_TRUE(members_[other]->WaitReady());
   ASSERT_FALSE(WaitCluster(other, [](const json& c) { return c.value("role", "") == "follower"; }).is_null());
   ASSERT_TRUE(load.Run(100, milliseconds(30000)));
+  // One command at a time, the follower is at each of the leader's
+  // checkpoints when it comes, and checks its own state against it (the
+  // checkpoint interval is 50).
+  for (int i = 0; i < 60; ++i) {
+    const json cmd = {{"op", "label"}, {"client", "t"}, {"kind", "input"},
+                      {"labels", {{{"index", i % 16}, {"text", "s" + std::to_string(i)}}}}};
+    ASSERT_EQ(members_[leader]->Command(cmd).value("status", ""), "committed");
+  }
+  EXPECT_FALSE(WaitCluster(other, [](const json& c) { return c.value("checkpoints_matched", 0) >= 1; }).is_null())
+      << "the rejoined follower checked its state against none of the leader's checkpoints";
   ExpectAckedExactlyOnce(load);
   ExpectSameState({1, 2});
 }
