@@ -183,8 +183,8 @@ int ExportJournal(const Options& o) {
 
 void AddConnectionOptions(CLI::App& sub, Options& o) {
   sub.add_option("--endpoint", o.endpoint,
-                 "nvsd's client endpoint (default: $NVS_ENDPOINT, else the client config's \"endpoint\", else "
-                 "tcp://127.0.0.1:5555)");
+                 "nvsd's client endpoint, or a cluster's members comma-separated, followed to the leader (default: "
+                 "$NVS_ENDPOINT, else the client config's \"endpoint\", else tcp://127.0.0.1:5555)");
   sub.add_option("--client-config", o.client_config,
                  "the client config naming nvsd's public key and this client's CURVE key files, for an nvsd whose "
                  "client endpoint requires CURVE (default: $NVS_CLIENT_CONFIG)");

@@ -105,6 +105,10 @@ std::optional<std::string> Base64Decode(std::string_view text) {
 }
 
 EtcdClient::EtcdClient(EtcdOptions options) : options_(std::move(options)) {}
+EtcdClient::~EtcdClient() = default;
+EtcdClient::EtcdClient(EtcdClient&&) noexcept = default;
+
+void EtcdClient::CurlCleanup::operator()(void* handle) const { curl_easy_cleanup(static_cast<CURL*>(handle)); }
 
 namespace {
 
@@ -148,43 +152,48 @@ EtcdClient::Answer EtcdClient::Post(const std::string& endpoint, const std::stri
                                     const std::function<bool(std::string_view)>* on_data,
                                     const std::function<bool()>* go_on) {
   Answer answer;
-  std::unique_ptr<CURL, void (*)(CURL*)> curl(curl_easy_init(), curl_easy_cleanup);
-  if (!curl) {
+  // One handle per client, reset for each request: libcurl keeps its
+  // connection open between requests (a fenced write took a TCP handshake
+  // more than it needed).
+  if (!handle_) handle_.reset(curl_easy_init());
+  if (!handle_) {
     answer.error = "libcurl could not start a request";
     return answer;
   }
+  CURL* const curl = handle_.get();
+  curl_easy_reset(curl);
   curl_slist* list = curl_slist_append(nullptr, "Content-Type: application/json");
   if (!token_.empty() && path != "/v3/auth/authenticate") list = curl_slist_append(list, ("Authorization: " + token_).c_str());
   std::unique_ptr<curl_slist, void (*)(curl_slist*)> headers(list, curl_slist_free_all);
   const std::string url = endpoint + path;
   Streamed sink{&answer.text, on_data};
   char error[CURL_ERROR_SIZE] = "";
-  curl_easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDS, body.c_str());
-  curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-  curl_easy_setopt(curl.get(), CURLOPT_HTTPHEADER, headers.get());
-  curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(std::max<std::int64_t>(1, timeout.count())));
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers.get());
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(std::max<std::int64_t>(1, timeout.count())));
   // (A connection takes at most the client's timeout even in a long call,
   // and a long call notices a peer gone silent through TCP keepalives.)
-  curl_easy_setopt(curl.get(), CURLOPT_CONNECTTIMEOUT_MS,
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(std::max<std::int64_t>(1, std::min(timeout, options_.timeout).count())));
-  curl_easy_setopt(curl.get(), CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(curl.get(), CURLOPT_TCP_KEEPIDLE, 2L);
-  curl_easy_setopt(curl.get(), CURLOPT_TCP_KEEPINTVL, 1L);
-  curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl.get(), CURLOPT_WRITEFUNCTION, Deliver);
-  curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &sink);
-  curl_easy_setopt(curl.get(), CURLOPT_ERRORBUFFER, error);
-  if (!options_.ca_file.empty()) curl_easy_setopt(curl.get(), CURLOPT_CAINFO, options_.ca_file.c_str());
-  if (!options_.cert_file.empty()) curl_easy_setopt(curl.get(), CURLOPT_SSLCERT, options_.cert_file.c_str());
-  if (!options_.key_file.empty()) curl_easy_setopt(curl.get(), CURLOPT_SSLKEY, options_.key_file.c_str());
+  curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(curl, CURLOPT_TCP_KEEPIDLE, 2L);
+  curl_easy_setopt(curl, CURLOPT_TCP_KEEPINTVL, 1L);
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, Deliver);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
+  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
+  if (!options_.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, options_.ca_file.c_str());
+  if (!options_.cert_file.empty()) curl_easy_setopt(curl, CURLOPT_SSLCERT, options_.cert_file.c_str());
+  if (!options_.key_file.empty()) curl_easy_setopt(curl, CURLOPT_SSLKEY, options_.key_file.c_str());
   if (go_on != nullptr) {
-    curl_easy_setopt(curl.get(), CURLOPT_XFERINFOFUNCTION, KeepGoing);
-    curl_easy_setopt(curl.get(), CURLOPT_XFERINFODATA, const_cast<std::function<bool()>*>(go_on));
-    curl_easy_setopt(curl.get(), CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, KeepGoing);
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, const_cast<std::function<bool()>*>(go_on));
+    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
   }
-  const CURLcode code = curl_easy_perform(curl.get());
-  curl_easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &answer.status);
+  const CURLcode code = curl_easy_perform(curl);
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &answer.status);
   if (code != CURLE_OK && !(on_data != nullptr && answer.status == 200 &&
                             (code == CURLE_OPERATION_TIMEDOUT || code == CURLE_WRITE_ERROR))) {
     answer.error = error[0] ? error : curl_easy_strerror(code);

@@ -338,6 +338,7 @@ struct Supervisor::Impl {
   void SettleRetestExits();
   void FinishRetest();
   void FinishSuspect(const Retest& r, json described);
+  void CommitRederived(const Suspect& s, const std::string& result, json described);
 
   // ---- standby probe (policy "probe") ---------------------------------------
 
@@ -470,6 +471,10 @@ struct Supervisor::Impl {
   bool restart_as_follower = false;
   std::uint64_t cluster_next_index = 0;  // the cluster-wide ordinal of the next log record
   std::vector<std::string> cluster_out;  // leader: records appended, not yet in etcd
+  // leader: when what cluster_out holds must be in etcd at the latest (a
+  // commit's reply does not wait for its verdict's write: the next admit
+  // carries it, or this deadline).
+  std::optional<Clock::time_point> cluster_due;
   std::uint64_t cluster_replicated = 0;  // leader: the journal ordinal up to which etcd has the records
   std::vector<std::pair<std::string, std::string>> cluster_puts;     // reports, the checkpoint: with the next batch
   std::vector<std::pair<std::string, std::string>> cluster_deletes;  // log batches a checkpoint covers

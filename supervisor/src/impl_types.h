@@ -94,6 +94,9 @@ constexpr std::chrono::milliseconds kStallThreshold{50};
 // While a dead variant's connection may still hold replies, nvsd looks
 // again this often (zmq_poll's finest timeout).
 constexpr std::chrono::milliseconds kExitPoll{1};
+// Cluster mode: the longest a leader's records wait for a write of their
+// own when no admit (or refusal, report, checkpoint) carries them sooner.
+constexpr std::chrono::milliseconds kClusterLazy{10};
 // A client's backlog of replies (see Supervisor::Impl::Backlog) beyond
 // this many bytes cuts it off, whatever client_backlog_limit says.
 constexpr std::size_t kMaxBacklogBytes = 64u << 20;
@@ -290,6 +293,11 @@ struct Suspect {
   std::string fingerprint;
   std::string payload;
   std::string key;     // the client's CURVE key name, as journaled
+  // Cluster mode, found undecided in etcd by a new leader: the old one may
+  // have answered it `committed` (a commit's reply does not wait for its
+  // verdict to reach etcd), so one fresh processes survive and agree on is
+  // committed, at its seq, with their result, not abandoned.
+  bool rederive = false;
 };
 
 struct PendingRelease {

@@ -218,6 +218,7 @@ bool Supervisor::Impl::Replicate() {
     cluster_out.clear();
   }
   cluster_replicated = journal_appended;
+  cluster_due.reset();
   return true;
 }
 
@@ -384,7 +385,10 @@ void Supervisor::Impl::Promote() {
   promote_pending = false;
   for (const auto& kv : rest.value()) cluster_backlog.push_back(kv);
   ApplyClusterBacklog();  // (no round runs: ClusterTurn waits for its end)
-  for (auto& [seq, s] : cluster_admits) suspects.push_back(s);
+  for (auto& [seq, s] : cluster_admits) {
+    suspects.push_back(s);
+    suspects.back().rederive = true;
+  }
   const std::size_t suspect_count = cluster_admits.size();
   cluster_admits.clear();
   leading = true;
@@ -436,6 +440,7 @@ void Supervisor::Impl::StepDown(const std::string& why) {
     for (const auto& also : c.also_reply) Reply(also, reply);
   }
   cluster_out.clear();
+  cluster_due.reset();
 }
 
 // A `cluster` request (CLIENT.md §8): `handover`, from the leader, by a

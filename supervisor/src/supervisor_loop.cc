@@ -43,6 +43,7 @@ Clock::time_point Supervisor::Impl::NextDeadline() const {
     if (const auto until = cluster->ServeUntil()) next = std::min(next, *until);
   }
   if (handover) next = std::min(next, handover->deadline);
+  if (cluster_due) next = std::min(next, *cluster_due);
   if (probe) next = std::min(next, ProbeDeadline());
   // (A spare is otherwise (re)started on a loop turn, and turns come at
   // least every heartbeat interval.)
@@ -210,6 +211,11 @@ void Supervisor::Impl::Pump() {
       Command c = waiting.Pop();
       changed = true;
       if (RefuseIfBlocked(c)) continue;  // quarantined while it waited
+      // Cluster mode: a retry that came while a new leader was settling the
+      // old one's undecided commands may name one it has just committed
+      // (CommitRederived): answered from memory, never run twice. (The
+      // multihost SIGSTOP test caught one committed at two seqs.)
+      if (cluster && !c.is_query && AnswerRetry(c)) continue;
       if (!c.is_query && journal_trouble) {
         const auto reply = proto::ClientReply::Unavailable(
             c.request_id, "the journal cannot be written: " + journal_trouble->reason + "; not sent to any variant");

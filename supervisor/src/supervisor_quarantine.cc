@@ -174,6 +174,39 @@ void Supervisor::Impl::FinishRetest() {
 // What the retest of a suspect showed: poison is quarantined (blocked,
 // with a report); a command fresh processes survive was never carried
 // out and is abandoned (a retry by its client runs it).
+// Cluster mode: an admit the old leader may have answered `committed` is
+// committed here at its seq with what fresh processes of every program
+// agreed on (the variants are deterministic: the old leader's said the
+// same), applied to this member's variants, and remembered for a retry.
+void Supervisor::Impl::CommitRederived(const Suspect& s, const std::string& result, json described) {
+  JournalRecord record;
+  record.type = "verdict";
+  record.seq = s.seq;
+  record.id = s.request_id;
+  record.key = s.key;
+  record.verdict = "COMMIT";
+  record.result = result;
+  const std::uint64_t ordinal = journal ? AppendRecord(EncodeJournalRecord(record)) : 0;
+  tail.push_back({s.seq, s.time_ns, s.payload});
+  ++commits;
+  ++commits_since_checkpoint;
+  for (auto& v : variants) {
+    if (Voting(v)) Send(v, proto::Apply{s.seq, s.time_ns, s.payload}, Purpose::kCatchUp, "applied");
+  }
+  proto::ClientReply reply;
+  reply.id = s.request_id;
+  reply.status = proto::ClientStatus::kCommitted;
+  reply.seq = s.seq;
+  reply.result = result;
+  Remember(RequestKey(s.key, s.request_id), reply, ordinal);
+  const std::string conclusion = "admitted by the previous leader and not decided in etcd; fresh processes of every "
+                                 "program restored to the state before it agreed on it: committed at its seq (the "
+                                 "previous leader may have answered it so), and remembered for a retry";
+  json event = {{"phase", "done"}, {"seq", s.seq}, {"conclusion", conclusion}, {"probes", described["probes"]}};
+  Log(LogLevel::kInfo, "retest", event);
+  Publish("retest", event);
+}
+
 void Supervisor::Impl::FinishSuspect(const Retest& r, json described) {
   Suspect s = std::move(suspects.front());
   suspects.pop_front();
@@ -219,6 +252,10 @@ void Supervisor::Impl::FinishSuspect(const Retest& r, json described) {
                                                       : "too few fresh processes could run it to show it safe";
   }
   const std::string seq = "seq " + std::to_string(s.seq);
+  if (!poison && s.rederive && verdict.kind == voter::VerdictKind::kCommit) {
+    CommitRederived(s, verdict.result, described);
+    return;
+  }
   if (!poison) {
     const std::string reason = "admitted before nvsd stopped and never decided; fresh processes restored to the state "
                                "before it survived it (" + std::string(voter::ToString(verdict.kind)) +

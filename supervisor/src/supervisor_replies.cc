@@ -57,7 +57,10 @@ void Supervisor::Impl::Reply(const ClientAddress& to, const proto::ClientReply& 
 // Queues a journal record; its ordinal.
 std::uint64_t Supervisor::Impl::AppendRecord(std::string_view payload) {
   journal->Append(payload);
-  if (cluster && leading) cluster_out.emplace_back(payload);
+  if (cluster && leading) {
+    cluster_out.emplace_back(payload);
+    if (!cluster_due) cluster_due = Now() + kClusterLazy;
+  }
   return ++journal_appended;
 }
 
@@ -102,8 +105,19 @@ void Supervisor::Impl::FlushJournalAndReplies() {
     }
   }
   // Cluster mode: what the replies rest on goes to etcd first (a failure
-  // steps down, and turns them into `not_leader`).
-  if (cluster && leading) Replicate();
+  // steps down, and turns them into `not_leader`). A commit's reply rests
+  // on its admit, in etcd before any variant ran it, and on the verdict on
+  // this disk: a new leader commits such a command again at its seq
+  // (CommitRederived), so it goes now, and its verdict with the next write.
+  // Any other reply (a refusal must never be carried out later) waits.
+  if (cluster && leading) {
+    const bool all_commits = std::all_of(outbox.begin(), outbox.end(), [](const OutgoingReply& out) {
+      return out.reply.status == proto::ClientStatus::kCommitted || out.record == 0;
+    });
+    if (!all_commits || !cluster_puts.empty() || !cluster_deletes.empty() || (cluster_due && Now() >= *cluster_due)) {
+      Replicate();
+    }
+  }
   for (auto& out : outbox) SendNow(out.to, out.reply);
   outbox.clear();
   RetryBacklogs();

@@ -325,9 +325,11 @@ void Supervisor::Impl::Shutdown() {
   for (auto& c : active) {
     if (c.verdict) continue;
     // (Its admit is on disk: the next start retests it, and never carries
-    // it out without a client sending it again.)
-    const auto reply = restart_as_follower ? NotLeader(c.request_id, "it stepped down")
-                                           : proto::ClientReply::Unavailable(c.request_id, "nvsd is shutting down");
+    // it out without a client sending it again. In a cluster it is in etcd
+    // too, and the next leader may commit it: not_leader, so the client
+    // asks that leader, which knows.)
+    const auto reply = cluster ? NotLeader(c.request_id, restart_as_follower ? "it stepped down" : "it is stopping")
+                               : proto::ClientReply::Unavailable(c.request_id, "nvsd is shutting down");
     Reply(c.client, reply);
     for (const auto& also : c.also_reply) Reply(also, reply);
   }

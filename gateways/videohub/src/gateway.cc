@@ -104,6 +104,7 @@ struct InFlight {
   std::uint64_t client = 0;  // kCommand: the client's serial
   Clock::time_point deadline;
   bool unsent = false;  // nvsd could not be handed it (not connected, queue full)
+  std::string bytes;    // the request as sent: sent again, with its id, to a cluster's leader
 };
 
 class Gateway {
@@ -112,7 +113,11 @@ class Gateway {
   Gateway(Options options, std::optional<protocol::ClientConfig> curve)
       : options_(std::move(options)), curve_(std::move(curve)) {}
 
-  int Run(int signal_fd) {
+  // A socket of its own for each nvsd member talked to (a disconnected
+  // pipe still takes a send for a moment, and its reply is lost with it).
+  void OpenNvsdSocket(const std::string& endpoint) {
+    watch_.reset();
+    nvsd_ = zmq::socket_t(context_, zmq::socket_type::dealer);
     nvsd_.set(zmq::sockopt::linger, 0);
     nvsd_.set(zmq::sockopt::reconnect_ivl, 100);
     // Requests are queued only on a live connection: one that goes down
@@ -123,7 +128,21 @@ class Gateway {
     nvsd_.set(zmq::sockopt::immediate, 1);
     if (curve_) protocol::ApplyCurveClient(nvsd_, *curve_);
     watch_.emplace(context_, nvsd_, curve_.has_value(), curve_ ? curve_->keys.public_key : std::string());
-    nvsd_.connect(options_.endpoint);
+    current_ = endpoint;
+    current_since_ = Clock::now();
+    nvsd_.connect(current_);
+  }
+
+  int Run(int signal_fd) {
+    // A cluster (protocol/CLIENT.md §8): several endpoints, comma-separated;
+    // the gateway talks to one at a time and follows the leader.
+    for (std::size_t from = 0; from <= options_.endpoint.size();) {
+      const std::size_t comma = std::min(options_.endpoint.find(',', from), options_.endpoint.size());
+      if (comma > from) endpoints_.push_back(options_.endpoint.substr(from, comma - from));
+      from = comma + 1;
+    }
+    if (endpoints_.empty()) endpoints_.push_back(options_.endpoint);
+    OpenNvsdSocket(endpoints_.front());
     device_.friendly_name = options_.friendly_name;
     device_.unique_id = options_.unique_id;
     Log("info", "starting",
@@ -343,7 +362,7 @@ class Gateway {
     }
     const std::int64_t expires_at_ms = UnixNowMs() + options_.timeout_ms;
     Ask({{"type", "command"}, {"cmd", cmd}, {"expires_at_ms", expires_at_ms}},
-        InFlight{InFlight::Kind::kCommand, c.serial, {}});
+        InFlight{InFlight::Kind::kCommand, c.serial, {}, false, {}});
     c.waiting = true;
   }
 
@@ -361,10 +380,20 @@ class Gateway {
     purpose.deadline = Clock::now() + milliseconds(options_.timeout_ms) +
                        (purpose.kind == InFlight::Kind::kCommand ? kExpiryMargin : milliseconds(0));
     if (purpose.kind == InFlight::Kind::kHeartbeat) purpose.deadline = Clock::now() + milliseconds(options_.absent_after_ms);
+    purpose.bytes = request.dump(-1, ' ', false, json::error_handler_t::replace);
     in_flight_[id] = purpose;
     last_asked_ = Clock::now();
-    if (!nvsd_.send(zmq::buffer(request.dump(-1, ' ', false, json::error_handler_t::replace)),
-                    zmq::send_flags::dontwait)) {
+    const bool sent = nvsd_.send(zmq::buffer(purpose.bytes), zmq::send_flags::dontwait).has_value();
+    if (!sent && endpoints_.size() > 1 && !watch_->connected() &&
+        Clock::now() - current_since_ > milliseconds(kMemberTryMs)) {
+      // A cluster member whose connection is gone (its host may be): the
+      // next one, and this request to it as soon as it is connected.
+      left_silent_ = current_;
+      MoveTo(NextEndpoint(), "not connected");
+      resend_.push_back(id);
+      return id;
+    }
+    if (!sent) {
       in_flight_[id].deadline = Clock::now();  // not sent: answered as a timeout at once
       in_flight_[id].unsent = true;
     }
@@ -375,7 +404,7 @@ class Gateway {
     if (refresh_pending_) return;
     refresh_pending_ = true;
     next_refresh_ = Clock::now() + milliseconds(options_.refresh_ms);
-    Ask({{"type", "query"}, {"query", {{"op", "dump"}}}}, InFlight{InFlight::Kind::kRefresh, 0, {}});
+    Ask({{"type", "query"}, {"query", {{"op", "dump"}}}}, InFlight{InFlight::Kind::kRefresh, 0, {}, false, {}});
   }
 
   void OnNvsdReply(const json& reply) {
@@ -393,6 +422,24 @@ class Gateway {
       }
       nacked_.erase(id);
       return;
+    }
+    if (reply.value("status", "") == "not_leader" && endpoints_.size() > 1) {
+      // A cluster member that does not lead: to the leader it names (else
+      // the next member), and the same request again, with its id, while
+      // its deadline lasts (nvsd answers a command at most once per id).
+      const std::string leader = reply.value("leader", "");
+      if (!leader.empty() && leader == left_silent_) {
+        // It names the member just left for being gone (its lease has not
+        // run out): this one may lead next; asked again a little later.
+        resend_at_ = Clock::now() + milliseconds(50);
+      } else {
+        MoveTo(!leader.empty() && leader != current_ ? leader : NextEndpoint(), "not_leader");
+      }
+      if (Clock::now() < it->second.deadline) {
+        resend_.push_back(id);  // (once the connection is up and resend_at_ passed: FlushResends)
+        FlushResends();
+        return;
+      }
     }
     const InFlight purpose = it->second;
     in_flight_.erase(it);
@@ -529,6 +576,8 @@ class Gateway {
     auto wake = std::min(next_refresh_, next_heartbeat_);
     for (const auto& [id, f] : in_flight_) wake = std::min(wake, f.deadline);
     if (retry_at_) wake = std::min(wake, *retry_at_);
+    // (Requests to send again wait for the new connection: looked at each millisecond.)
+    if (!resend_.empty()) wake = std::min(wake, std::max(resend_at_, Clock::now() + milliseconds(1)));
     const auto wait = std::max(milliseconds(0), std::chrono::duration_cast<milliseconds>(wake - Clock::now()));
     try {
       zmq::poll(items.data(), items.size(), wait + milliseconds(1));
@@ -559,6 +608,7 @@ class Gateway {
       if (c.fd >= 0 && (revents & (ZMQ_POLLIN | ZMQ_POLLERR)) && !c.read_closed) Read(c);
       Serve(c);
     }
+    FlushResends();
     CheckDeadlines();
     RetryAfterRefusal();
     if (Clock::now() >= next_refresh_) Refresh();
@@ -592,17 +642,42 @@ class Gateway {
     if (connected_ && !view_ && !refresh_pending_ && refreshes_done_ > 0) Refresh();
   }
 
+  // Requests to send again to the member moved to, as soon as it is
+  // connected (a request sent before is not queued: ZMQ_IMMEDIATE), while
+  // their deadlines last.
+  void FlushResends() {
+    if (Clock::now() < resend_at_) return;
+    std::erase_if(resend_, [&](const std::string& id) {
+      auto it = in_flight_.find(id);
+      if (it == in_flight_.end()) return true;  // (answered, or its deadline passed)
+      return nvsd_.send(zmq::buffer(it->second.bytes), zmq::send_flags::dontwait).has_value();
+    });
+  }
+
+  std::string NextEndpoint() const {
+    auto at = std::find(endpoints_.begin(), endpoints_.end(), current_);
+    return at == endpoints_.end() || at + 1 == endpoints_.end() ? endpoints_.front() : *(at + 1);
+  }
+
+  // Talks to `endpoint` from now on (a cluster's member).
+  void MoveTo(const std::string& endpoint, const char* why) {
+    if (endpoint == current_) return;
+    Log("info", "nvsd_member", {{"from", current_}, {"to", endpoint}, {"why", why}});
+    OpenNvsdSocket(endpoint);
+    connected_ = false;
+  }
+
   // libzmq does not reconnect a socket whose key nvsd refused: the gateway
   // connects again itself, at most once a second (or --refresh-ms).
   void RetryAfterRefusal() {
     if (!retry_at_ || Clock::now() < *retry_at_) return;
     retry_at_.reset();
     try {
-      nvsd_.disconnect(options_.endpoint);
+      nvsd_.disconnect(current_);
     } catch (const zmq::error_t&) {
       // (already gone with the refused session)
     }
-    nvsd_.connect(options_.endpoint);
+    nvsd_.connect(current_);
   }
 
   // nvsd is asked for its status every --heartbeat-ms while nothing else is
@@ -616,7 +691,7 @@ class Gateway {
     const bool asking = std::any_of(in_flight_.begin(), in_flight_.end(),
                                     [](const auto& entry) { return entry.second.kind == InFlight::Kind::kHeartbeat; });
     if (!asking && now - last_asked_ >= milliseconds(options_.heartbeat_ms)) {
-      Ask({{"type", "status"}}, InFlight{InFlight::Kind::kHeartbeat, 0, {}});
+      Ask({{"type", "status"}}, InFlight{InFlight::Kind::kHeartbeat, 0, {}, false, {}});
     }
   }
 
@@ -633,6 +708,8 @@ class Gateway {
       if (f.kind == InFlight::Kind::kHeartbeat) {
         if (now - last_answer_ >= milliseconds(options_.absent_after_ms)) {
           SetView(std::nullopt, "nvsd did not answer for " + std::to_string(options_.absent_after_ms) + " ms");
+          // A cluster: the member may be gone with its host; the next one.
+          if (endpoints_.size() > 1) MoveTo(NextEndpoint(), "no answer");
         }
         continue;
       }
@@ -662,6 +739,13 @@ class Gateway {
   std::optional<protocol::ClientConfig> curve_;
   zmq::context_t context_{1};
   zmq::socket_t nvsd_{context_, zmq::socket_type::dealer};
+  std::vector<std::string> endpoints_;  // nvsd's client endpoint, or a cluster's members
+  std::vector<std::string> resend_;     // ids to send again once connected (FlushResends)
+  Clock::time_point resend_at_{};       // not before this
+  Clock::time_point current_since_{};   // when current_ was connected to
+  std::string left_silent_;             // the member last left because its connection was gone
+  static constexpr int kMemberTryMs = 500;
+  std::string current_;                 // the one talked to now
   std::optional<protocol::HandshakeWatch> watch_;  // after nvsd_: it stops its monitor first
   bool refused_ = false;                   // nvsd refused the last handshake
   bool connected_ = false;                 // as last logged (nvsd_connected / nvsd_disconnected)
@@ -703,8 +787,8 @@ int main(int argc, char** argv) {
                  "needed to listen beyond loopback. The Videohub protocol has no authentication: this is its only "
                  "check");
   app.add_option("--endpoint", options.endpoint,
-                 "nvsd's client endpoint (default: $NVS_ENDPOINT, else the client config's \"endpoint\", else "
-                 "tcp://127.0.0.1:5555)");
+                 "nvsd's client endpoint, or a cluster's members comma-separated (default: $NVS_ENDPOINT, else the "
+                 "client config's \"endpoint\", else tcp://127.0.0.1:5555)");
   app.add_option("--client-config", options.client_config,
                  "the client config naming nvsd's public key and this gateway's CURVE key files, for an nvsd whose "
                  "client endpoint requires CURVE (default: $NVS_CLIENT_CONFIG)");

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -70,6 +71,10 @@ struct Leadership {
 class EtcdClient {
  public:
   explicit EtcdClient(EtcdOptions options);
+  ~EtcdClient();
+  EtcdClient(EtcdClient&&) noexcept;
+  EtcdClient(const EtcdClient&) = delete;
+  EtcdClient& operator=(const EtcdClient&) = delete;
 
   // A lease of `ttl_seconds`; its id.
   Result<std::int64_t> GrantLease(int ttl_seconds);
@@ -137,8 +142,12 @@ class EtcdClient {
   // etcd auth: a token for the configured user (Authorization header).
   Status Authenticate(const std::string& endpoint, std::chrono::milliseconds timeout);
 
+  struct CurlCleanup {
+    void operator()(void* handle) const;
+  };
   EtcdOptions options_;
   std::string token_;
+  std::unique_ptr<void, CurlCleanup> handle_;  // libcurl's easy handle, kept for its connection
   std::size_t preferred_ = 0;  // the endpoint that answered last
 };
 
