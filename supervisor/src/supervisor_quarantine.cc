@@ -178,13 +178,23 @@ void Supervisor::Impl::FinishRetest() {
 // committed here at its seq with what fresh processes of every program
 // agreed on (the variants are deterministic: the old leader's said the
 // same), applied to this member's variants, and remembered for a retry.
-void Supervisor::Impl::CommitRederived(const Suspect& s, const std::string& result, json described) {
+namespace {
+
+// The verdict record that settles a suspect.
+JournalRecord SuspectVerdict(const nvsd::Suspect& s, const char* verdict) {
   JournalRecord record;
   record.type = "verdict";
   record.seq = s.seq;
   record.id = s.request_id;
   record.key = s.key;
-  record.verdict = "COMMIT";
+  record.verdict = verdict;
+  return record;
+}
+
+}  // namespace
+
+void Supervisor::Impl::CommitRederived(const Suspect& s, const std::string& result, json described) {
+  JournalRecord record = SuspectVerdict(s, "COMMIT");
   record.result = result;
   const std::uint64_t ordinal = journal ? AppendRecord(EncodeJournalRecord(record)) : 0;
   tail.push_back({s.seq, s.time_ns, s.payload});
@@ -261,12 +271,7 @@ void Supervisor::Impl::FinishSuspect(const Retest& r, json described) {
                                "before it survived it (" + std::string(voter::ToString(verdict.kind)) +
                                "): not carried out, and not remembered, so a retry runs it";
     if (journal) {
-      JournalRecord abandoned;
-      abandoned.type = "verdict";
-      abandoned.seq = s.seq;
-      abandoned.id = s.request_id;
-      abandoned.key = s.key;
-      abandoned.verdict = "ABANDONED";
+      JournalRecord abandoned = SuspectVerdict(s, "ABANDONED");
       abandoned.reason = reason;
       AppendRecord(EncodeJournalRecord(abandoned));
     }

@@ -148,6 +148,19 @@ class Multihost : public ::testing::Test {
     return json();
   }
 
+  // Members 1 and 2, ready; the one that leads (0: none in time).
+  int StartTwo() {
+    StartMember(1);
+    StartMember(2);
+    for (int k = 1; k <= 2; ++k) {
+      if (!members_[k]->WaitReady()) {
+        ADD_FAILURE() << "host" << k << " not ready";
+        return 0;
+      }
+    }
+    return WaitLeader();
+  }
+
   // Which member leads (as member 1..3 running sees it), 0 if none within the deadline.
   int WaitLeader(milliseconds deadline = milliseconds(20000)) {
     const auto until = Clock::now() + deadline;
@@ -271,10 +284,7 @@ class Multihost : public ::testing::Test {
   // `heal` undoes the fault; the old leader must have stepped down (it
   // writes nothing more) and follow; the load goes on.
   void DeposeTheLeader(const std::function<void(int)>& fault, const std::function<void(int)>& heal) {
-    StartMember(1);
-    StartMember(2);
-    for (int k = 1; k <= 2; ++k) ASSERT_TRUE(members_[k]->WaitReady()) << "host" << k;
-    const int leader = WaitLeader();
+    const int leader = StartTwo();
     ASSERT_NE(leader, 0);
     const int other = 3 - leader;
     LoadClient load({Endpoint(1), Endpoint(2)}, 8);
@@ -348,10 +358,7 @@ TEST_F(Multihost, APartitionedLeaderStopsAndTheOtherTakesOver) {
 // what it is deciding, resigns and follows; the other member leads; no
 // command is lost or doubled.
 TEST_F(Multihost, AHandoverUnderLoadMovesLeadershipAndLosesNothing) {
-  StartMember(1);
-  StartMember(2);
-  for (int k = 1; k <= 2; ++k) ASSERT_TRUE(members_[k]->WaitReady()) << "host" << k;
-  const int leader = WaitLeader();
+  const int leader = StartTwo();
   ASSERT_NE(leader, 0);
   const int other = 3 - leader;
   const auto refused = members_[other]->Raw(R"({"type":"cluster","action":"handover","id":"h0"})");
@@ -376,10 +383,7 @@ TEST_F(Multihost, AHandoverUnderLoadMovesLeadershipAndLosesNothing) {
 // it, and ends on the leader's state; etcd holds only the log since the
 // last checkpoint (the checkpoints delete the batches they cover).
 TEST_F(Multihost, AMemberRejoiningAfter10000CommandsCatchesUpFromEtcd) {
-  StartMember(1);
-  StartMember(2);
-  for (int k = 1; k <= 2; ++k) ASSERT_TRUE(members_[k]->WaitReady()) << "host" << k;
-  const int leader = WaitLeader();
+  const int leader = StartTwo();
   ASSERT_NE(leader, 0);
   const int other = 3 - leader;
   hosts_[other - 1]->KillEverything();
@@ -412,10 +416,7 @@ TEST_F(Multihost, AMemberRejoiningAfter10000CommandsCatchesUpFromEtcd) {
 // stops serving within its TTL; nobody serves while etcd has no quorum;
 // nothing acknowledged is lost; service resumes when they are back.
 TEST_F(Multihost, LosingEtcdsQuorumStopsServiceUntilItIsBack) {
-  StartMember(1);
-  StartMember(2);
-  for (int k = 1; k <= 2; ++k) ASSERT_TRUE(members_[k]->WaitReady()) << "host" << k;
-  ASSERT_NE(WaitLeader(), 0);
+  ASSERT_NE(StartTwo(), 0);
   LoadClient load({Endpoint(1), Endpoint(2)}, 8);
   Clock::time_point lost{};
   ASSERT_TRUE(load.Run(150, milliseconds(60000)));
