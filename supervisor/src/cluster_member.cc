@@ -187,9 +187,10 @@ ClusterMember::View ClusterMember::GetView() const {
   }
   if (first != nullptr) {
     const json value = json::parse(first->second, nullptr, false);
-    if (value.is_object()) {
-      v.leader = value.value("member", "");
-      v.leader_endpoint = value.value("endpoint", "");
+    if (value.is_object() && value.contains("member") && value["member"].is_string() && value.contains("endpoint") &&
+        value["endpoint"].is_string()) {
+      v.leader = value["member"].get<std::string>();
+      v.leader_endpoint = value["endpoint"].get<std::string>();
     }
   }
   for (const auto& [name, info] : members_) v.members.push_back(info);
@@ -250,15 +251,18 @@ void ClusterMember::LeaseLoop() {
     }
     if (left.value() == 0) {
       Log(LogLevel::kWarn, "cluster_lease_lost", {{"lease", lease}, {"leading", leading}});
+      retry_at = Clock::now() + ttl / 10;  // (not again at once)
       if (leading) continue;  // (the loop steps down by its clock)
+      const auto asked = Clock::now();
       auto granted = client.GrantLease(config_.lease_ttl_s);
       if (!granted.ok()) {
         NoteError("lease grant: " + granted.status().message());
         continue;
       }
+      retry_at.reset();
       std::lock_guard lock(mu_);
       lease_ = granted.value();
-      clock_.Renewed(Clock::now(), ttl);
+      clock_.Renewed(asked, ttl);
       cv_.notify_all();
       continue;
     }
@@ -356,6 +360,15 @@ void ClusterMember::WatchLoop(std::int64_t revision) {
 }
 
 void ClusterMember::OnEvent(const cluster::WatchEvent& e) {
+  try {
+    OnEventUnchecked(e);
+  } catch (const std::exception& error) {
+    // (A value of another shape under the cluster's prefix: not nvsd's.)
+    NoteError("watch: " + e.kv.key + ": " + error.what());
+  }
+}
+
+void ClusterMember::OnEventUnchecked(const cluster::WatchEvent& e) {
   const std::string& key = e.kv.key;
   if (key.rfind(prefix_, 0) != 0) return;
   const std::string suffix = key.substr(prefix_.size());

@@ -114,6 +114,7 @@ class ClusterMember {
   void CampaignLoop();
   void WatchLoop(std::int64_t revision);
   void OnEvent(const cluster::WatchEvent& event);
+  void OnEventUnchecked(const cluster::WatchEvent& event);
   // Waits until `until` or the stop; false at the stop.
   bool WaitUntil(Clock::time_point until);
   cluster::EtcdOptions Options() const;

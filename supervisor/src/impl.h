@@ -507,7 +507,7 @@ struct Supervisor::Impl {
   void ClusterTurn();
   bool Replicate();
   void ApplyClusterBacklog();
-  void ApplyClusterBatch(const cluster::KeyValue& batch);
+  bool ApplyClusterBatch(const cluster::KeyValue& batch);
   void ApplyClusterRecord(std::string_view payload);
   void StartFollowerCheckpoint(std::uint64_t seq);
   void CheckAgainstLeader(const std::string& value);

@@ -298,6 +298,7 @@ struct Suspect {
   // verdict to reach etcd), so one fresh processes survive and agree on is
   // committed, at its seq, with their result, not abandoned.
   bool rederive = false;
+  int retests = 0;  // rederive: retests that could not run on every program (tried again, up to 3)
 };
 
 struct PendingRelease {

@@ -84,7 +84,10 @@ Status Supervisor::Impl::JoinCluster(int signal_fd) {
       auto parsed = ParseCheckpoint(v["checkpoint"].get<std::string>());
       if (!parsed.ok()) return Status::Error("cluster " + cc.name + ": etcd's checkpoint: " + parsed.status().message());
       from_etcd = parsed.value();
-      log_from = v.value("log_from", std::uint64_t{0});
+      if (!v.contains("log_from") || !v["log_from"].is_number_unsigned()) {
+        return Status::Error("cluster " + cc.name + ": etcd's checkpoint key has no log_from");
+      }
+      log_from = v["log_from"].get<std::uint64_t>();
     } else if (suffix.rfind("log/", 0) == 0) {
       batches.push_back(&kv);
     }
@@ -231,7 +234,7 @@ void Supervisor::Impl::ClusterTurn() {
   if (!leading) {
     for (auto& kv : news.log) cluster_backlog.push_back(std::move(kv));
     if (news.elected) promote_pending = true;
-    if (promote_pending && !round) Promote();
+    if (promote_pending && !round && !restart_as_follower) Promote();
   }
   if (leading && !cluster->MayServe(Now())) {
     StepDown("its lease could not be renewed within its TTL (etcd unreachable, or this host too slow)");
@@ -248,18 +251,18 @@ void Supervisor::Impl::ApplyClusterBacklog() {
   while (!cluster_backlog.empty()) {
     const cluster::KeyValue kv = std::move(cluster_backlog.front());
     cluster_backlog.pop_front();
-    ApplyClusterBatch(kv);
+    if (!ApplyClusterBatch(kv)) break;  // (a gap etcd could not fill now: the next turn tries again)
   }
   cluster->SetApplied(last_seq, "follower");
 }
 
-void Supervisor::Impl::ApplyClusterBatch(const cluster::KeyValue& kv) {
+bool Supervisor::Impl::ApplyClusterBatch(const cluster::KeyValue& kv) {
   if (kv.key == cluster->Key("checkpoint")) {
     CheckAgainstLeader(kv.value);
-    return;
+    return true;
   }
   const auto index = IndexOf(kv.key);
-  if (!index || *index < cluster_applied_batches) return;  // (seen already: a watch read again)
+  if (!index || *index < cluster_applied_batches) return true;  // (seen already: a watch read again)
   if (*index != cluster_applied_batches) {
     // A batch missed (it should not be: the watch delivers every revision
     // in order); the rest is read from etcd at once.
@@ -267,19 +270,27 @@ void Supervisor::Impl::ApplyClusterBatch(const cluster::KeyValue& kv) {
     auto read = cluster->ReadLogFrom(cluster_applied_batches);
     if (!read.ok()) {
       cluster_backlog.push_front(kv);
-      return;
+      return false;
     }
     for (const auto& missed : read.value()) {
       const auto at = IndexOf(missed.key);
       if (at && *at == cluster_applied_batches) ApplyClusterBatch(missed);
     }
-    return;
+    if (cluster_applied_batches < *index) {
+      // What is missing is no longer in etcd (a checkpoint deleted it):
+      // this member starts again from etcd's checkpoint.
+      StepDown("its log has a gap etcd no longer holds (batches " + std::to_string(cluster_applied_batches) +
+               " to " + std::to_string(*index) + ")");
+      return false;
+    }
+    return ApplyClusterBatch(kv);
   }
   for (const auto line : Lines(kv.value)) {
     ApplyClusterRecord(line);
     ++cluster_applied_batches;
   }
   cluster_next_index = cluster_applied_batches;
+  return true;
 }
 
 // One record of the leader's journal, on a follower: into its own journal
@@ -385,6 +396,11 @@ void Supervisor::Impl::Promote() {
   promote_pending = false;
   for (const auto& kv : rest.value()) cluster_backlog.push_back(kv);
   ApplyClusterBacklog();  // (no round runs: ClusterTurn waits for its end)
+  if (!cluster_backlog.empty() || restart_as_follower) {
+    // It must lead on the whole log, or not at all.
+    StepDown("it won the election but could not apply etcd's whole log");
+    return;
+  }
   for (auto& [seq, s] : cluster_admits) {
     suspects.push_back(s);
     suspects.back().rederive = true;
@@ -490,7 +506,7 @@ void Supervisor::Impl::AdvanceHandover() {
     for (const auto& also : c.also_reply) Reply(also, reply);
   }
   FlushJournalAndReplies();  // (every verdict in etcd, every reply out)
-  if (!leading) return;      // (the flush failed: it stepped down, which answers no handover)
+  if (!leading || !Replicate()) return;  // (a write failed: it stepped down, which answers no handover)
   const Status resigned = cluster->Resign();
   const std::string me = config.cluster->member;
   Log(LogLevel::kWarn, "cluster_handover", {{"phase", "resigned"}, {"seq", last_seq}, {"by", handover->by},

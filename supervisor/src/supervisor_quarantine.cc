@@ -231,6 +231,17 @@ void Supervisor::Impl::FinishSuspect(const Retest& r, json described) {
     failed += fail ? 1 : 0;
     survived += o.kind == voter::OutcomeKind::kReply && r.Conclusive(o.variant) ? 1 : 0;
   }
+  // Cluster mode: the old leader may have answered it `committed`, so a
+  // retest that could not run it on every program (and saw none fail) is
+  // no evidence either way: it is run again, up to three times, before
+  // the rules below (which would quarantine it) decide.
+  if (s.rederive && inconclusive && failed == 0 && s.retests < 3) {
+    ++s.retests;
+    Log(LogLevel::kWarn, "retest", {{"phase", "again"}, {"seq", s.seq}, {"attempt", s.retests + 1},
+                                    {"why", "fresh processes could not run it on every program"}});
+    suspects.push_front(std::move(s));
+    return;
+  }
   voter::Policy policy = config.policy;
   policy.configured = variants.size();
   voter::Verdict verdict = voter::Decide(outcomes, policy);

@@ -50,6 +50,13 @@ void Supervisor::Impl::Publish(const std::string& event, json body) {
 
 // `record`: the ordinal of the journal record the reply rests on (0: none).
 void Supervisor::Impl::Reply(const ClientAddress& to, const proto::ClientReply& reply, std::uint64_t record) {
+  if (cluster && restart_as_follower && reply.status != proto::ClientStatus::kOk &&
+      reply.status != proto::ClientStatus::kNotLeader) {
+    // Decided after this member stepped down (later in the same turn): its
+    // records never reach etcd, and the next leader settles the command.
+    outbox.push_back({to, NotLeader(reply.id, "it stepped down"), 0});
+    return;
+  }
   if (reply.status == proto::ClientStatus::kUnavailable) NoteUnavailable(reply.reason);
   outbox.push_back({to, reply, record});
 }
@@ -114,7 +121,8 @@ void Supervisor::Impl::FlushJournalAndReplies() {
     const bool all_commits = std::all_of(outbox.begin(), outbox.end(), [](const OutgoingReply& out) {
       return out.reply.status == proto::ClientStatus::kCommitted || out.record == 0;
     });
-    if (!all_commits || !cluster_puts.empty() || !cluster_deletes.empty() || (cluster_due && Now() >= *cluster_due)) {
+    if (!all_commits || !cluster_puts.empty() || !cluster_deletes.empty() || stopping || handover ||
+        (cluster_due && Now() >= *cluster_due)) {
       Replicate();
     }
   }
@@ -170,6 +178,14 @@ void Supervisor::Impl::OnJournalFailure(const Flushed& flushed) {
       continue;
     }
     if (out.reply.id) answered.Forget(RequestKey(out.to.user, *out.reply.id));  // (a retry must not be told so)
+    if (cluster && leading) {
+      // Its admit is in etcd: the next leader settles it (it may commit
+      // it), so this member cannot say it was not carried out.
+      out.reply = NotLeader(out.reply.id, "its journal cannot be written; the next leader settles this command");
+      out.record = 0;
+      keep.push_back(std::move(out));
+      continue;
+    }
     if (doubt) {
       replies_in_doubt.push_back(std::move(out));
     } else {

@@ -353,6 +353,8 @@ void Supervisor::Impl::Shutdown() {
   // (Not when stepping down: its state may hold what etcd does not, and
   // the state dir is rebuilt from etcd at the next start anyway.)
   if (!restart_as_follower) FinalCheckpoint();
+  // (A leader's last verdicts and its checkpoint at stop, into etcd.)
+  if (cluster && leading) Replicate();
   for (auto& v : variants) {
     if (v.process && !v.process->exit_info()) v.process->SignalGroup(SIGTERM);
   }
