@@ -301,7 +301,12 @@ struct Supervisor::Impl {
   proto::ClientReply ExpiredReply(const Command& c, const std::string& when) const;
   void OnClientRequest(const ClientAddress& address, std::string_view bytes);
   bool AnswerRetry(const Command& c);
-  bool RefuseIfBlocked(const Command& c);
+  bool RefuseIfBlocked(const Command& c, std::uint64_t record = 0);
+  bool RefusedBeforeDispatch(Command& c);
+  std::vector<Command> AdmitBehind();
+  bool RefusedAtItsTurn(Command& c);
+  std::uint64_t AbandonAdmitted(const Command& c, const std::string& reason);
+  JournalRecord AdmitRecord(const Command& c) const;
   void RememberVerdict(const Command& c);
   json RecentVerdictsJson() const;
 
@@ -329,15 +334,17 @@ struct Supervisor::Impl {
   void StartRetest(const std::vector<std::string>& names, const Retest::Command& command, std::uint64_t pre_state_seq,
                    std::uint64_t command_id, const std::string& why);
 
-  void StartRetestOf(const std::vector<std::string>& names, const Retest::Command& command, Retest::PreState pre_state,
-                     std::uint64_t command_id, const std::string& why, std::optional<PendingRelease> release);
+  void StartRetestOf(const std::vector<std::string>& names, std::vector<Retest::Command> commands,
+                     Retest::PreState pre_state, std::uint64_t command_id, const std::string& why,
+                     std::optional<PendingRelease> release);
 
   void StartHungRetest(const Command& c, const std::vector<std::string>& hung);
   void StartSuspectRetest();
   void PumpRetest();
   void SettleRetestExits();
   void FinishRetest();
-  void FinishSuspect(const Retest& r, json described);
+  void FinishSuspects(const Retest& r);
+  bool FinishSuspect(const Retest& r, std::size_t i);
   void CommitRederived(const Suspect& s, const std::string& result, json described);
 
   // ---- standby probe (policy "probe") ---------------------------------------
@@ -480,16 +487,23 @@ struct Supervisor::Impl {
   std::vector<std::pair<std::string, std::string>> cluster_deletes;  // log batches a checkpoint covers
   // leader: the batches written since the last checkpoint (index, highest seq in it), oldest first.
   std::deque<std::pair<std::uint64_t, std::uint64_t>> cluster_batches;
+  // leader: commands taken from `waiting` and admitted with the one
+  // dispatched before them (one etcd write for them all), in seq order,
+  // each dispatched in its turn (a query among them is not admitted).
+  std::deque<Command> admitted_ahead;
   std::map<std::uint64_t, Suspect> cluster_admits;  // follower: admitted by the leader, not decided yet
   std::deque<cluster::KeyValue> cluster_backlog;    // follower: batches to apply once no sync round runs
   std::uint64_t cluster_applied_batches = 0;        // follower: the next record index expected
   cluster::RangeResult cluster_initial;             // what JoinCluster read (the watch goes on after it)
   bool promote_pending = false;                     // elected during a sync round: promoted after it
-  // follower: the leader's checkpoint this member's own, at the same seq,
-  // must match (seq, digest), while that checkpoint is taken.
+  // follower: the leader's checkpoint (seq, digest) that came before this
+  // member's own at that seq was done; compared once it is.
   std::optional<std::pair<std::uint64_t, std::string>> leader_checkpoint;
+  // follower: the digests of its own latest checkpoints, by seq (the
+  // leader's come later, through etcd).
+  std::map<std::uint64_t, std::string> own_checkpoints;
   std::uint64_t checkpoints_matched = 0;    // follower: how many of the leader's checkpoints its state matched
-  std::uint64_t checkpoints_unchecked = 0;  // follower: how many came when it was already past their seq
+  std::uint64_t checkpoints_unchecked = 0;  // follower: how many it had no checkpoint of its own to compare with
   // `nvs cluster handover`: the leader takes no new command, and once none
   // is undecided it resigns (the next member in line leads) and starts
   // again as a follower; answered then, or `unavailable` at its deadline.
@@ -512,6 +526,7 @@ struct Supervisor::Impl {
   void StartFollowerCheckpoint(std::uint64_t seq);
   void CheckAgainstLeader(const std::string& value);
   void OnFollowerCheckpoint(const Checkpoint& own);
+  void CompareWithLeader(std::uint64_t seq, const std::string& own, const std::string& leaders);
   void Promote();
   void StepDown(const std::string& why);
   void ClusterPut(const std::string& suffix, const std::string& value);

@@ -97,6 +97,9 @@ constexpr std::chrono::milliseconds kExitPoll{1};
 // Cluster mode: the longest a leader's records wait for a write of their
 // own when no admit (or refusal, report, checkpoint) carries them sooner.
 constexpr std::chrono::milliseconds kClusterLazy{10};
+// Cluster mode: the most commands a leader admits in one etcd write (the
+// one it dispatches and those queued behind it; see Dispatch).
+constexpr std::size_t kAdmitAhead = 16;
 // A client's backlog of replies (see Supervisor::Impl::Backlog) beyond
 // this many bytes cuts it off, whatever client_backlog_limit says.
 constexpr std::size_t kMaxBacklogBytes = 64u << 20;
@@ -178,6 +181,7 @@ struct Command {
   json retest = json::object();                    // what the retest did (for events and reports)
   std::map<std::string, voter::Outcome> retest_outcomes;
   bool expired = false;  // agreed on after its expires_at_ms: refused and rolled back (OnExpired)
+  bool admitted = false;  // cluster leader: admitted ahead (its seq given, its admit written) while it waits its turn
 };
 
 struct CommittedEntry {

@@ -186,10 +186,17 @@ bool Supervisor::Impl::AnswerRetry(const Command& c) {
       return true;
     }
   }
+  for (auto& pending : admitted_ahead) {
+    if (!pending.is_query && pending.request_id == c.request_id && pending.client.user == c.client.user) {
+      pending.also_reply.push_back(c.client);
+      return true;
+    }
+  }
   return false;
 }
 
-bool Supervisor::Impl::RefuseIfBlocked(const Command& c) {
+// `record`: the verdict record the refusal rests on (an admitted command's).
+bool Supervisor::Impl::RefuseIfBlocked(const Command& c, std::uint64_t record) {
   std::string report;
   if (!quarantine->IsBlocked(c.fingerprint, &report)) return false;
   for (const auto& pending : unwritten_reports) {
@@ -199,8 +206,8 @@ bool Supervisor::Impl::RefuseIfBlocked(const Command& c) {
     const auto reply = proto::ClientReply::Unavailable(
         c.request_id, "identical to command " + report + ", which is blocked while nvsd runs, but its quarantine "
                       "report cannot be written yet: not carried out");
-    Reply(c.client, reply);
-    for (const auto& also : c.also_reply) Reply(also, reply);
+    Reply(c.client, reply, record);
+    for (const auto& also : c.also_reply) Reply(also, reply, record);
     return true;
   }
   proto::ClientReply reply;
@@ -209,8 +216,8 @@ bool Supervisor::Impl::RefuseIfBlocked(const Command& c) {
   reply.report = report;
   reply.fingerprint = c.fingerprint;
   reply.reason = "identical to quarantined command " + report + "; refused without dispatch";
-  Reply(c.client, reply);
-  for (const auto& also : c.also_reply) Reply(also, reply);  // retries while it waited
+  Reply(c.client, reply, record);
+  for (const auto& also : c.also_reply) Reply(also, reply, record);  // retries while it waited
   Log(LogLevel::kWarn, "blocked", {{"fingerprint", c.fingerprint}, {"report", report}});
   Publish("blocked", {{"fingerprint", c.fingerprint}, {"report", report}});
   return true;
@@ -334,8 +341,9 @@ std::optional<proto::ClientReply> Supervisor::Impl::QuarantineReply(const Client
   const json command = report.value("command", json());
   std::vector<std::string> names;
   for (const auto& v : variants) names.push_back(v.config.name);
-  StartRetestOf(names, {report.value("seq", std::uint64_t{0}), report.value("time_ns", std::int64_t{0}), Dump(command),
-                        report.value("kind", "command") == "query"},
+  StartRetestOf(names,
+                {Retest::Command{report.value("seq", std::uint64_t{0}), report.value("time_ns", std::int64_t{0}),
+                                 Dump(command), report.value("kind", "command") == "query"}},
                 std::move(pre_state), 0, "release of " + report_id + " asked by " + decision.by.dump(),
                 std::move(decision));
   return std::nullopt;
@@ -427,7 +435,7 @@ proto::ClientReply Supervisor::Impl::StatusReply(const std::string& id) {
                  {"healthy", HealthyVoters()},
                  {"available", ready && !unavailable_reason.has_value() && suspects.empty()},
                  {"unavailable_reason", unavailable_reason ? json(*unavailable_reason) : json()},
-                 {"waiting", waiting.size()},
+                 {"waiting", waiting.size() + admitted_ahead.size()},
                  {"clients_waiting", waiting.clients()},
                  {"clients", {{"backlogged", backlogs.size()},
                               {"cut_off", client_counters.cut_off},
@@ -454,7 +462,7 @@ proto::ClientReply Supervisor::Impl::StatusReply(const std::string& id) {
                               {"checkpoint_error", checkpoint_error ? json(*checkpoint_error) : json()},
                               {"segment_bytes", journal ? journal->bytes() : 0},
                               {"closed_segments", closed_segments.size()},
-                              {"fsync", config.fsync}}},
+                              {"fsync", cluster ? std::string("none") : config.fsync}}},
                  {"recent_verdicts", RecentVerdictsJson()},
                  {"probe", probe ? json{{"variant", probe->target},
                                         {"probe", probe->identity},

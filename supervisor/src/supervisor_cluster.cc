@@ -172,8 +172,9 @@ void Supervisor::Impl::ClusterCheckpoint() {
   while (!cluster_batches.empty() && cluster_batches.front().second <= checkpoint->seq) cluster_batches.pop_front();
   if (!cluster_batches.empty()) keep_from = cluster_batches.front().first;
   // (Every batch before keep_from holds only records of seqs the
-  // checkpoint covers: in lockstep one command is undecided at a time, so
-  // none of them is an admit still waiting for its verdict.)
+  // checkpoint covers: its highest seq, an admit ahead's included, is at
+  // most the checkpoint's, so none of them is an admit still waiting for
+  // its verdict.)
   const json value = {{"checkpoint", FormatCheckpoint(*checkpoint)}, {"log_from", keep_from}};
   cluster_puts.emplace_back(cluster->Key("checkpoint"), value.dump());
   cluster_deletes.emplace_back(cluster->Key("log/"), cluster->Key(ClusterMember::LogKeySuffix(keep_from)));
@@ -303,6 +304,14 @@ void Supervisor::Impl::ApplyClusterRecord(std::string_view payload) {
     return;
   }
   const JournalRecord& r = parsed.value();
+  if (r.type == "checkpoint") {
+    // The leader began a checkpoint after commit r.seq, the last this
+    // member applied: its own, there (its variants take the snapshot
+    // request in order, before any later apply).
+    const std::uint64_t last_commit = !tail.empty() ? tail.back().seq : checkpoint ? checkpoint->seq : 0;
+    if (last_commit == r.seq && !checkpointer.pending()) StartFollowerCheckpoint(r.seq);
+    return;
+  }
   if (r.type == "admit") {
     cluster_admits[r.seq] = Suspect{r.seq, r.time_ns, r.id, r.client, r.fingerprint, r.cmd, r.key};
     last_seq = std::max(last_seq, r.seq);
@@ -320,48 +329,53 @@ void Supervisor::Impl::ApplyClusterRecord(std::string_view payload) {
     for (auto& v : variants) {
       if (Voting(v)) Send(v, proto::Apply{a.seq, a.time_ns, a.payload}, Purpose::kCatchUp, "applied");
     }
-    if (commits_since_checkpoint >= config.checkpoint_interval && !checkpointer.pending()) {
-      StartFollowerCheckpoint(a.seq);
-    }
   }
   if (admitted != cluster_admits.end()) cluster_admits.erase(admitted);
 }
 
-// The leader took a checkpoint: it comes right after the batch with the
-// verdict it covers, so this follower's variants are at that seq now (the
-// next commit is not applied yet). It takes its own checkpoint there, and
-// AdvanceCheckpoint compares the digests: a follower whose state differs
-// from the leader's starts again, rebuilt from etcd.
+// The leader's checkpoint, through etcd: against this member's own at the
+// same seq (taken where the leader's `checkpoint` record is in the log),
+// now if it is done, else once it is. A follower whose state differs from
+// the leader's starts again, rebuilt from etcd.
 void Supervisor::Impl::CheckAgainstLeader(const std::string& value) {
   const json v = json::parse(value, nullptr, false);
   if (!v.is_object() || !v.contains("checkpoint") || !v["checkpoint"].is_string()) return;
   auto parsed = ParseCheckpoint(v["checkpoint"].get<std::string>());
   if (!parsed.ok()) return;
-  const std::uint64_t last_commit = !tail.empty() ? tail.back().seq : checkpoint ? checkpoint->seq : 0;
-  if (parsed.value().seq != last_commit || checkpointer.pending()) {
-    ++checkpoints_unchecked;  // (not at that seq now, under load: a later one is)
+  const std::uint64_t seq = parsed.value().seq;
+  if (auto own = own_checkpoints.find(seq); own != own_checkpoints.end()) {
+    CompareWithLeader(seq, own->second, parsed.value().digest);
     return;
   }
-  if (checkpoint && checkpoint->seq == last_commit) {
-    leader_checkpoint = {parsed.value().seq, parsed.value().digest};
-    OnFollowerCheckpoint(*checkpoint);
+  if (checkpointer.pending()) {
+    if (leader_checkpoint) ++checkpoints_unchecked;  // (an older one still unpaired)
+    leader_checkpoint = {seq, parsed.value().digest};
     return;
   }
-  leader_checkpoint = {parsed.value().seq, parsed.value().digest};
-  StartFollowerCheckpoint(last_commit);
+  ++checkpoints_unchecked;  // (none of its own there: it joined after that record, or was busy with another)
 }
 
-// A checkpoint this follower took: against the leader's at the same seq.
+// A checkpoint this follower took: kept to compare with the leader's.
 void Supervisor::Impl::OnFollowerCheckpoint(const Checkpoint& own) {
-  if (!leader_checkpoint || leader_checkpoint->first != own.seq) return;
-  const std::string leaders = leader_checkpoint->second;
+  own_checkpoints[own.seq] = own.digest;
+  while (own_checkpoints.size() > 8) own_checkpoints.erase(own_checkpoints.begin());
+  if (!leader_checkpoint || leader_checkpoint->first > own.seq) return;
+  const auto [seq, leaders] = *leader_checkpoint;
   leader_checkpoint.reset();
-  if (own.digest == leaders) {
+  if (seq != own.seq) {
+    ++checkpoints_unchecked;
+    return;
+  }
+  CompareWithLeader(seq, own.digest, leaders);
+}
+
+void Supervisor::Impl::CompareWithLeader(std::uint64_t seq, const std::string& own, const std::string& leaders) {
+  if (own == leaders) {
     ++checkpoints_matched;
     return;
   }
-  StepDown("its state at seq " + std::to_string(own.seq) + " (digest " + own.digest +
-           ") differs from the leader's (digest " + leaders + "): it starts again from etcd's checkpoint and log");
+  StepDown("its state at seq " + std::to_string(seq) + " (digest " + own + ") differs from the leader's (digest " +
+           leaders + "): it starts again from etcd's checkpoint and log");
 }
 
 // A follower's own checkpoint (its journal is pruned by it, as a single
@@ -450,6 +464,13 @@ void Supervisor::Impl::StepDown(const std::string& why) {
     keep.push_back(std::move(out));
   }
   outbox = std::move(keep);
+  // (Those admitted ahead may be in etcd: the next leader settles them.)
+  for (auto& c : admitted_ahead) {
+    const auto reply = NotLeader(c.request_id, why);
+    Reply(c.client, reply);
+    for (const auto& also : c.also_reply) Reply(also, reply);
+  }
+  admitted_ahead.clear();
   for (auto& c : waiting.TakeAll()) {
     const auto reply = NotLeader(c.request_id, why);
     Reply(c.client, reply);
@@ -490,7 +511,8 @@ std::optional<proto::ClientReply> Supervisor::Impl::ClusterRequest(const ClientA
 // starts again as a follower. Past its deadline it is called off.
 void Supervisor::Impl::AdvanceHandover() {
   if (!handover) return;
-  const bool settled = !AnyUndecided() && !retest && suspects.empty() && !checkpointer.pending();
+  const bool settled =
+      !AnyUndecided() && admitted_ahead.empty() && !retest && suspects.empty() && !checkpointer.pending();
   if (!settled) {
     if (Now() < handover->deadline) return;
     Reply(handover->to, proto::ClientReply::Unavailable(

@@ -31,6 +31,7 @@ Clock::time_point Supervisor::Impl::NextDeadline() const {
     }
   }
   if (!waiting.empty()) next = std::min(next, waiting.OldestAdmission() + milliseconds(config.queue_deadline_ms));
+  for (const auto& c : admitted_ahead) next = std::min(next, c.admitted_at + milliseconds(config.queue_deadline_ms));
   if (recheck_soon || !backlogs.empty()) next = std::min(next, Now() + kExitPoll);
   if (journal_trouble) next = std::min(next, journal_retry_at);
   if (refusing && refusing->unreported > 0) next = std::min(next, refusing->last_event + std::chrono::seconds(1));
@@ -134,8 +135,22 @@ void Supervisor::Impl::CheckDeadlines() {
 }
 
 // Commands that waited past queue_deadline_ms are answered `unavailable`.
+// (One admitted ahead is abandoned: its verdict record goes to etcd
+// before the reply, so no next leader carries it out.)
 void Supervisor::Impl::CheckQueueDeadlines() {
   const auto cutoff = Now() - milliseconds(config.queue_deadline_ms);
+  for (auto it = admitted_ahead.begin(); it != admitted_ahead.end();) {
+    if (it->admitted_at >= cutoff) {
+      ++it;
+      continue;
+    }
+    const std::string why = WhyStillWaiting();
+    const std::uint64_t record = it->admitted ? AbandonAdmitted(*it, "waited past queue_deadline_ms: " + why) : 0;
+    const auto reply = proto::ClientReply::Unavailable(it->request_id, why);
+    Reply(it->client, reply, record);
+    for (const auto& also : it->also_reply) Reply(also, reply, record);
+    it = admitted_ahead.erase(it);
+  }
   if (waiting.empty() || waiting.OldestAdmission() >= cutoff) return;
   const std::string why = WhyStillWaiting();
   for (auto& c : waiting.TakeAdmittedBefore(cutoff)) {
@@ -207,29 +222,13 @@ void Supervisor::Impl::Pump() {
       StartRound();
       changed = changed || round.has_value();
     }
-    while (!waiting.empty() && CanDispatch()) {
-      Command c = waiting.Pop();
+    // (Those admitted ahead first: they are next in seq order.)
+    while ((!admitted_ahead.empty() || !waiting.empty()) && CanDispatch()) {
+      const bool ahead = !admitted_ahead.empty();
+      Command c = ahead ? std::move(admitted_ahead.front()) : waiting.Pop();
+      if (ahead) admitted_ahead.pop_front();
       changed = true;
-      if (RefuseIfBlocked(c)) continue;  // quarantined while it waited
-      // Cluster mode: a retry that came while a new leader was settling the
-      // old one's undecided commands may name one it has just committed
-      // (CommitRederived): answered from memory, never run twice. (The
-      // multihost SIGSTOP test caught one committed at two seqs.)
-      if (cluster && !c.is_query && AnswerRetry(c)) continue;
-      if (!c.is_query && journal_trouble) {
-        const auto reply = proto::ClientReply::Unavailable(
-            c.request_id, "the journal cannot be written: " + journal_trouble->reason + "; not sent to any variant");
-        Reply(c.client, reply);
-        for (const auto& also : c.also_reply) Reply(also, reply);
-        continue;
-      }
-      if (HasExpired(c)) {
-        const auto reply = ExpiredReply(c, "before it could be sent to the variants");
-        Reply(c.client, reply);
-        for (const auto& also : c.also_reply) Reply(also, reply);
-        if (!c.is_query) Remember(RequestKey(c.client.user, c.request_id), reply);
-        continue;
-      }
+      if (ahead ? RefusedAtItsTurn(c) : RefusedBeforeDispatch(c)) continue;
       Dispatch(std::move(c));
       break;  // one undecided command at a time
     }

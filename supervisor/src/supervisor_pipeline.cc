@@ -32,7 +32,8 @@ bool Supervisor::Impl::Quiescent() const {
 }
 
 bool Supervisor::Impl::CanDispatch() const {
-  if (cluster && (!leading || handover)) return false;
+  // (A handover takes no new command, but finishes those admitted ahead.)
+  if (cluster && (!leading || (handover && admitted_ahead.empty()))) return false;
   if (round || RoundNeeded() || !suspects.empty() || checkpoint_problem) return false;
   for (const auto& c : active) {
     if (!c.verdict) return false;  // one undecided command at a time
@@ -156,10 +157,116 @@ void Supervisor::Impl::DecideStandby(Command& c) {
   }
 }
 
+JournalRecord Supervisor::Impl::AdmitRecord(const Command& c) const {
+  JournalRecord admit;
+  admit.type = "admit";
+  admit.seq = c.seq;
+  admit.time_ns = c.time_ns;
+  admit.id = c.request_id;
+  admit.client = HexIdentity(c.client.envelope[0]);
+  admit.fingerprint = c.fingerprint;
+  admit.key = c.client.user;  // (its request ids are this key's)
+  admit.cmd = c.payload;
+  return admit;
+}
+
+// What keeps a command taken from the queue from being dispatched: it was
+// quarantined while it waited, a retry of one already decided, the journal
+// cannot be written, or its client's deadline passed. true: refused (and
+// answered).
+bool Supervisor::Impl::RefusedBeforeDispatch(Command& c) {
+  if (RefuseIfBlocked(c)) return true;  // quarantined while it waited
+  // Cluster mode: a retry that came while a new leader was settling the
+  // old one's undecided commands may name one it has just committed
+  // (CommitRederived): answered from memory, never run twice. (The
+  // multihost SIGSTOP test caught one committed at two seqs.)
+  if (cluster && !c.is_query && AnswerRetry(c)) return true;
+  if (!c.is_query && journal_trouble) {
+    const auto reply = proto::ClientReply::Unavailable(
+        c.request_id, "the journal cannot be written: " + journal_trouble->reason + "; not sent to any variant");
+    Reply(c.client, reply);
+    for (const auto& also : c.also_reply) Reply(also, reply);
+    return true;
+  }
+  if (HasExpired(c)) {
+    const auto reply = ExpiredReply(c, "before it could be sent to the variants");
+    Reply(c.client, reply);
+    for (const auto& also : c.also_reply) Reply(also, reply);
+    if (!c.is_query) Remember(RequestKey(c.client.user, c.request_id), reply);
+    return true;
+  }
+  return false;
+}
+
+// Cluster leader: the commands queued behind the one being dispatched are
+// admitted with it (their seqs given now, in the order they will be
+// dispatched), so one etcd write carries up to kAdmitAhead admits, not one
+// each: a write costs about a millisecond, twice what the variants take
+// for a command. Each is still dispatched only once the one before it is
+// decided. A new leader retests every admit it finds undecided, in seq
+// order on one set of fresh processes (StartSuspectRetest).
+std::vector<Command> Supervisor::Impl::AdmitBehind() {
+  std::vector<Command> behind;
+  while (behind.size() + 1 < kAdmitAhead && !waiting.empty()) {
+    Command b = waiting.Pop();
+    if (RefusedBeforeDispatch(b)) continue;
+    if (!b.is_query) {
+      b.seq = ++last_seq;
+      b.time_ns = env.UnixNowNs();
+      b.admitted = true;
+      AppendRecord(EncodeJournalRecord(AdmitRecord(b)));
+    }
+    behind.push_back(std::move(b));
+  }
+  return behind;
+}
+
+// A command admitted ahead, at its turn: quarantined meanwhile (an
+// identical command before it was poison) or past its client's deadline,
+// it is refused, and its verdict record goes to etcd before its client
+// hears so (its admit is there: a next leader would otherwise retest it
+// and commit it). true: refused.
+bool Supervisor::Impl::RefusedAtItsTurn(Command& c) {
+  if (!c.admitted) return RefusedBeforeDispatch(c);
+  std::string report;
+  if (quarantine->IsBlocked(c.fingerprint, &report)) {
+    RefuseIfBlocked(c, AbandonAdmitted(c, "identical to command " + report + ", quarantined after it was admitted: "
+                                          "not carried out"));
+    return true;
+  }
+  if (HasExpired(c)) {
+    const auto reply = ExpiredReply(c, "before it could be sent to the variants");
+    c.expired = true;
+    c.verdict = voter::Verdict{};
+    c.verdict->reason = reply.reason;
+    JournalVerdict(c);
+    ReplyCommand(c, reply);
+    return true;
+  }
+  return false;
+}
+
+// The verdict record of an admitted command that is never dispatched; its
+// ordinal (a reply resting on it waits for it).
+std::uint64_t Supervisor::Impl::AbandonAdmitted(const Command& c, const std::string& reason) {
+  JournalRecord record;
+  record.type = "verdict";
+  record.seq = c.seq;
+  record.id = c.request_id;
+  record.key = c.client.user;
+  record.verdict = "ABANDONED";
+  record.reason = reason;
+  return AppendRecord(EncodeJournalRecord(record));
+}
+
 void Supervisor::Impl::Dispatch(Command c) {
-  if (!c.is_query) c.seq = ++last_seq;
-  c.time_ns = env.UnixNowNs();
-  if (journal && !c.is_query) {
+  if (!c.is_query && !c.admitted) {
+    c.seq = ++last_seq;
+    c.time_ns = env.UnixNowNs();
+  } else if (c.is_query) {
+    c.time_ns = env.UnixNowNs();
+  }
+  if (journal && !c.is_query && !c.admitted) {
     // Write-ahead: the admit record is on disk (fsync "always") before any
     // variant is sent the command, so a restarted nvsd knows every
     // command its variants may have seen, and retests the one it never
@@ -168,32 +275,35 @@ void Supervisor::Impl::Dispatch(Command c) {
     // an outside test killed nvsd in that window, and the resent poison
     // killed both variants again. The flush also writes the verdicts
     // decided before it in this turn: under load, one fsync per command.
-    JournalRecord admit;
-    admit.type = "admit";
-    admit.seq = c.seq;
-    admit.time_ns = c.time_ns;
-    admit.id = c.request_id;
-    admit.client = HexIdentity(c.client.envelope[0]);
-    admit.fingerprint = c.fingerprint;
-    admit.key = c.client.user;  // (its request ids are this key's)
-    admit.cmd = c.payload;
-    AppendRecord(EncodeJournalRecord(admit));
+    AppendRecord(EncodeJournalRecord(AdmitRecord(c)));
+    std::vector<Command> behind = cluster && leading && !handover ? AdmitBehind() : std::vector<Command>{};
+    // (What stops it stops those admitted behind it too: none is sent.)
+    const auto refuse_all = [&](const auto& reply_to) {
+      std::vector<const Command*> all{&c};
+      for (const auto& b : behind) all.push_back(&b);
+      for (const Command* one : all) {
+        const proto::ClientReply reply = reply_to(one->request_id);
+        Reply(one->client, reply);
+        for (const auto& also : one->also_reply) Reply(also, reply);
+      }
+    };
     if (Flushed flushed = journal->Flush(); !flushed.ok()) {
       OnJournalFailure(flushed);
-      const auto reply = proto::ClientReply::Unavailable(
-          c.request_id, "the journal cannot be written (" + journal_trouble->reason + "): not sent to any variant");
-      Reply(c.client, reply);
-      for (const auto& also : c.also_reply) Reply(also, reply);
+      refuse_all([&](const std::string& id) {
+        return proto::ClientReply::Unavailable(
+            id, "the journal cannot be written (" + journal_trouble->reason + "): not sent to any variant");
+      });
       return;
     }
     // Cluster mode: the admit is in etcd too before any variant runs it,
     // so a new leader knows the command may have killed this one.
     if (cluster && !Replicate()) {
-      const auto reply = NotLeader(c.request_id, "it could not write the command to etcd: not sent to any variant");
-      Reply(c.client, reply);
-      for (const auto& also : c.also_reply) Reply(also, reply);
+      refuse_all([&](const std::string& id) {
+        return NotLeader(id, "it could not write the command to etcd: not sent to any variant");
+      });
       return;
     }
+    for (auto& b : behind) admitted_ahead.push_back(std::move(b));
   }
   c.dispatched_at = Now();
   NoteDispatched();

@@ -19,16 +19,19 @@ Retest::PreState Supervisor::Impl::PreStateBefore(std::uint64_t seq) const {
 // for, or 0 for suspects.front().
 void Supervisor::Impl::StartRetest(const std::vector<std::string>& names, const Retest::Command& command, std::uint64_t pre_state_seq,
                  std::uint64_t command_id, const std::string& why) {
-  StartRetestOf(names, command, PreStateBefore(pre_state_seq), command_id, why, std::nullopt);
+  StartRetestOf(names, {command}, PreStateBefore(pre_state_seq), command_id, why, std::nullopt);
 }
 
-// The same on an explicit pre-state; with `release`, for that release.
-void Supervisor::Impl::StartRetestOf(const std::vector<std::string>& names, const Retest::Command& command, Retest::PreState pre_state,
-                   std::uint64_t command_id, const std::string& why, std::optional<PendingRelease> release) {
+// The same on an explicit pre-state (`commands`: run one after the other);
+// with `release`, for that release.
+void Supervisor::Impl::StartRetestOf(const std::vector<std::string>& names, std::vector<Retest::Command> commands,
+                                     Retest::PreState pre_state, std::uint64_t command_id, const std::string& why,
+                                     std::optional<PendingRelease> release) {
+  const std::uint64_t first_seq = commands.front().seq;
   RunningRetest r;
   r.command = command_id;
   r.release = std::move(release);
-  r.retest = std::make_unique<Retest>(names, command, std::move(pre_state),
+  r.retest = std::make_unique<Retest>(names, std::move(commands), std::move(pre_state),
                                       Retest::Deadlines{milliseconds(config.sync_deadline_ms),
                                                         milliseconds(config.deadline_ms)},
                                       Now(), retest_probes_started + 1);
@@ -45,7 +48,8 @@ void Supervisor::Impl::StartRetestOf(const std::vector<std::string>& names, cons
     probes.push_back({{"variant", p.variant}, {"probe", p.identity}, {"pid", process.value()->pid()}});
     r.processes[p.identity] = std::move(process.value());
   }
-  const json event = {{"phase", "started"}, {"seq", command.seq}, {"why", why}, {"probes", probes}};
+  json event = {{"phase", "started"}, {"seq", first_seq}, {"why", why}, {"probes", probes}};
+  if (r.retest->size() > 1) event["commands"] = r.retest->size();
   Log(LogLevel::kWarn, "retest", event);
   Publish("retest", event);
   retest = std::move(r);
@@ -64,15 +68,32 @@ void Supervisor::Impl::StartHungRetest(const Command& c, const std::vector<std::
 }
 
 // At start (and after each one is decided): the next suspect's retest.
+// A new cluster leader's suspects (the old leader admits the commands
+// queued behind the one it dispatches in the same etcd write, so there may
+// be several) are run in one retest, in seq order: each is committed on the
+// state the one before it left, and one set of fresh processes serves them
+// all (a takeover waits for one start of each program, not one per
+// suspect).
 void Supervisor::Impl::StartSuspectRetest() {
   if (suspects.empty() || retest || stopping) return;
   const Suspect& s = suspects.front();
   std::vector<std::string> names;
   for (const auto& v : variants) names.push_back(v.config.name);
-  StartRetest(names, {s.seq, s.time_ns, s.payload, false}, s.seq, 0,
-              "seq " + std::to_string(s.seq) + " was admitted before nvsd stopped and never decided: its variants "
-              "may have been sent it, and it may be what stopped them, so it is run on fresh processes restored to "
-              "the state before it before anything else is dispatched");
+  std::vector<Retest::Command> commands{{s.seq, s.time_ns, s.payload, false}};
+  for (std::size_t i = 1; s.rederive && i < suspects.size() && suspects[i].rederive; ++i) {
+    commands.push_back({suspects[i].seq, suspects[i].time_ns, suspects[i].payload, false});
+  }
+  const std::string which = commands.size() == 1 ? "seq " + std::to_string(s.seq) + " was"
+                                                 : "seqs " + std::to_string(s.seq) + " to " +
+                                                       std::to_string(commands.back().seq) + " were";
+  StartRetestOf(names, std::move(commands), PreStateBefore(s.seq), 0,
+                which + (s.rederive ? " admitted by the previous leader and never decided in etcd: its variants may "
+                                      "have been sent them, and one may be what stopped them, so they are run on fresh "
+                                      "processes restored to the state before them before anything else is dispatched"
+                                    : " admitted before nvsd stopped and never decided: its variants may have been "
+                                      "sent it, and it may be what stopped them, so it is run on fresh processes "
+                                      "restored to the state before it before anything else is dispatched"),
+                std::nullopt);
 }
 
 // Sends what the retest asks, kills the probes it is done with, and
@@ -128,7 +149,7 @@ void Supervisor::Impl::FinishRetest() {
     return;
   }
   if (r.command == 0) {
-    FinishSuspect(*r.retest, std::move(described));
+    FinishSuspects(*r.retest);
     StartSuspectRetest();
     return;
   }
@@ -217,19 +238,32 @@ void Supervisor::Impl::CommitRederived(const Suspect& s, const std::string& resu
   Publish("retest", event);
 }
 
-void Supervisor::Impl::FinishSuspect(const Retest& r, json described) {
+// The retest's commands are suspects.front() on: each committed one lets
+// the next be decided; the first that is not ends the batch (those after
+// it ran on a state that included it), and the rest wait for a retest of
+// their own.
+void Supervisor::Impl::FinishSuspects(const Retest& r) {
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    if (suspects.empty() || suspects.front().seq != r.Describe(i).value("seq", std::uint64_t{0})) return;
+    if (!FinishSuspect(r, i)) return;
+  }
+}
+
+// Suspect `i` of the retest (suspects.front()): true when it was committed.
+bool Supervisor::Impl::FinishSuspect(const Retest& r, std::size_t i) {
+  json described = r.Describe(i);
   Suspect s = std::move(suspects.front());
   suspects.pop_front();
-  std::vector<voter::Outcome> outcomes = r.Outcomes();
+  std::vector<voter::Outcome> outcomes = r.Outcomes(i);
   bool inconclusive = false;
   int failed = 0;
   int survived = 0;
   for (const auto& o : outcomes) {
-    inconclusive = inconclusive || !r.Conclusive(o.variant);
+    inconclusive = inconclusive || !r.Conclusive(o.variant, i);
     const bool fail = o.kind == voter::OutcomeKind::kCrashed || o.kind == voter::OutcomeKind::kHung ||
                       o.kind == voter::OutcomeKind::kProtocolError;
     failed += fail ? 1 : 0;
-    survived += o.kind == voter::OutcomeKind::kReply && r.Conclusive(o.variant) ? 1 : 0;
+    survived += o.kind == voter::OutcomeKind::kReply && r.Conclusive(o.variant, i) ? 1 : 0;
   }
   // Cluster mode: the old leader may have answered it `committed`, so a
   // retest that could not run it on every program (and saw none fail) is
@@ -240,7 +274,7 @@ void Supervisor::Impl::FinishSuspect(const Retest& r, json described) {
     Log(LogLevel::kWarn, "retest", {{"phase", "again"}, {"seq", s.seq}, {"attempt", s.retests + 1},
                                     {"why", "fresh processes could not run it on every program"}});
     suspects.push_front(std::move(s));
-    return;
+    return false;
   }
   voter::Policy policy = config.policy;
   policy.configured = variants.size();
@@ -275,7 +309,7 @@ void Supervisor::Impl::FinishSuspect(const Retest& r, json described) {
   const std::string seq = "seq " + std::to_string(s.seq);
   if (!poison && s.rederive && verdict.kind == voter::VerdictKind::kCommit) {
     CommitRederived(s, verdict.result, described);
-    return;
+    return true;
   }
   if (!poison) {
     const std::string reason = "admitted before nvsd stopped and never decided; fresh processes restored to the state "
@@ -289,7 +323,7 @@ void Supervisor::Impl::FinishSuspect(const Retest& r, json described) {
     json event = {{"phase", "done"}, {"seq", s.seq}, {"conclusion", reason}, {"probes", described["probes"]}};
     Log(LogLevel::kInfo, "retest", event);
     Publish("retest", event);
-    return;
+    return false;
   }
   Command c;
   c.seq = s.seq;
@@ -318,7 +352,7 @@ void Supervisor::Impl::FinishSuspect(const Retest& r, json described) {
     // Blocked in memory; undecided on disk, so the next start retests it again.
     Log(LogLevel::kError, "quarantined_in_memory", {{"report", c.report_id}, {"seq", c.seq}});
     QuarantineUnwritten(c, report_text, written.message());
-    return;
+    return false;
   }
   JournalVerdict(c);
   proto::ClientReply reply;
@@ -336,6 +370,7 @@ void Supervisor::Impl::FinishSuspect(const Retest& r, json described) {
   Publish("quarantine", {{"report", c.report_id}, {"fingerprint", c.fingerprint}, {"seq", c.seq}, {"reason", verdict.reason}});
   Log(LogLevel::kError, "quarantined",
       {{"report", c.report_id}, {"fingerprint", c.fingerprint}, {"seq", c.seq}, {"reason", verdict.reason}});
+  return false;
 }
 
 // "q-000000000042-1a2b3c4d": the kind, the seq, the fingerprint's start.

@@ -24,6 +24,16 @@ void Supervisor::Impl::StartCheckpoint(const Command& c) {
   checkpointer.Start(c.seq, snapshot_from, names);
   Send(*agreeing.front(), proto::SnapshotRequest{c.seq}, Purpose::kCheckpointSnapshot, "state");
   for (Variant* v : others) Send(*v, proto::DigestRequest{c.seq}, Purpose::kCheckpointDigest, "digest");
+  if (cluster && leading && journal) {
+    // Right after the commit's verdict in the log: each follower takes its
+    // own checkpoint there, whatever it has applied by the time the
+    // leader's checkpoint reaches it, and compares the two.
+    JournalRecord mark;
+    mark.type = "checkpoint";
+    mark.seq = c.seq;
+    mark.time_ns = env.UnixNowNs();
+    AppendRecord(EncodeJournalRecord(mark));
+  }
 }
 
 void Supervisor::Impl::AdvanceCheckpoint() {

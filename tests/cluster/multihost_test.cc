@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -113,8 +114,9 @@ class Multihost : public ::testing::Test {
   }
 
   // The member on host k (1-based), started (not yet waited for); `faults`:
-  // test fault options for both its variants (PROTOCOL.md §6).
-  NvsdHarness& StartMember(int k, const std::vector<std::string>& faults = {}) {
+  // test fault options for both its variants (PROTOCOL.md §6); `extra`:
+  // more of its config.
+  NvsdHarness& StartMember(int k, const std::vector<std::string>& faults = {}, const json& extra = json::object()) {
     Host& host = *hosts_[k - 1];
     json endpoints = json::array();
     for (const int port : etcd_.client_ports()) endpoints.push_back("http://" + host.gateway() + ":" + std::to_string(port));
@@ -125,6 +127,7 @@ class Multihost : public ::testing::Test {
                                       {"name", name_},
                                       {"member", "host" + std::to_string(k)},
                                       {"lease_ttl_s", 1}}}});
+    options.overrides.update(extra);
     options.launcher = {"/usr/sbin/ip", "netns", "exec", host.ns()};  // (ip execs nvsd: its pid is nvsd's)
     members_[k] = std::make_unique<NvsdHarness>(options);
     return *members_[k];
@@ -215,11 +218,19 @@ class Multihost : public ::testing::Test {
   }
 
   // Every acknowledged command committed once in etcd's log, at its seq.
+  // (A commit's verdict reaches etcd within 10 ms of its reply, or is
+  // committed again by the next leader: the last ones are waited for.)
   void ExpectAckedExactlyOnce(const LoadClient& load) {
     for (const auto& reply : load.unexpected()) ADD_FAILURE() << "unexpected reply: " << reply;
     std::map<std::string, std::vector<std::uint64_t>> committed;
-    for (const auto& v : EtcdVerdicts()) {
-      if (v.value("verdict", "") == "COMMIT") committed[v.value("id", "")].push_back(v.value("seq", std::uint64_t{0}));
+    for (const auto until = Clock::now() + milliseconds(5000);;) {
+      committed.clear();
+      for (const auto& v : EtcdVerdicts()) {
+        if (v.value("verdict", "") == "COMMIT") committed[v.value("id", "")].push_back(v.value("seq", std::uint64_t{0}));
+      }
+      const bool all = std::all_of(load.acked().begin(), load.acked().end(),
+                                   [&](const auto& ack) { return committed.count(ack.first) != 0; });
+      if (all || Clock::now() >= until) break;
     }
     for (const auto& [id, ack] : load.acked()) {
       const auto it = committed.find(id);
@@ -480,6 +491,55 @@ TEST_F(Multihost, APoisonInFlightWhenTheLeadersHostDiesIsQuarantinedNotDelivered
     for (const auto& line : members_[2]->DeliveredTo(name)) {
       EXPECT_EQ(line.dump().find("POISON"), std::string::npos) << name << " of the new leader was sent the poison";
     }
+  }
+}
+
+// A leader admits the commands queued behind the one it dispatches in the
+// same etcd write. One of them that turns out identical to a poison
+// quarantined before its turn is refused at its turn: its ABANDONED verdict
+// is in etcd before its client hears `quarantined` (a next leader finding
+// its admit undecided would otherwise run it), and no variant is sent it.
+TEST_F(Multihost, ACommandAdmittedAheadOfAQuarantineIsRefusedAtItsTurn) {
+  // (Two poisons are decided, each after a hang and its retest, while the
+  // others wait: past the default queue deadline, which abandons them.)
+  StartMember(1, {"--fault", "hang-on=POISON"}, {{"queue_deadline_ms", 30000}});
+  ASSERT_TRUE(members_[1]->WaitReady());
+  ASSERT_NE(WaitLeader(), 0);
+  NvsdHarness& m = *members_[1];
+  const auto label = [](int index, const std::string& text) {
+    return json{{"op", "label"}, {"client", "t"}, {"kind", "output"}, {"labels", {{{"index", index}, {"text", text}}}}};
+  };
+  // A first poison holds the variants while the rest queue up behind it.
+  const std::string holder = m.SendCommand(label(1, "POISON-first"));
+  ASSERT_FALSE(m.WaitStatus([](const json& s) { return s["nvsd"].value("active", 0) == 1; }).is_null());
+  const std::string poison = m.SendCommand(label(2, "POISON"));
+  const std::string before = m.SendCommand(label(3, "benign before"));
+  const std::string again = m.SendCommand(label(2, "POISON"));
+  const std::string after = m.SendCommand(label(4, "benign after"));
+  ASSERT_FALSE(m.WaitStatus([](const json& s) { return s["nvsd"].value("waiting", 0) == 4; }).is_null());
+  EXPECT_EQ(m.ReplyTo(holder, milliseconds(30000)).value("status", ""), "quarantined");
+  // The next dispatch (the second poison) admits the three behind it.
+  const json first = m.ReplyTo(poison, milliseconds(30000));
+  EXPECT_EQ(first.value("status", ""), "quarantined") << first.dump();
+  EXPECT_EQ(m.ReplyTo(before).value("status", ""), "committed");
+  const json refused = m.ReplyTo(again);
+  EXPECT_EQ(refused.value("status", ""), "quarantined") << refused.dump();
+  EXPECT_EQ(m.ReplyTo(after).value("status", ""), "committed");
+  std::map<std::string, std::string> verdicts;
+  for (const auto until = Clock::now() + milliseconds(5000); Clock::now() < until && !verdicts.count(after);) {
+    for (const auto& v : EtcdVerdicts()) verdicts[v.value("id", "")] = v.value("verdict", "");  // (the last: within 10 ms)
+  }
+  EXPECT_EQ(verdicts[poison], "POISON");
+  EXPECT_EQ(verdicts[before], "COMMIT");
+  EXPECT_EQ(verdicts[again], "ABANDONED") << "an admit refused at its turn is settled in etcd";
+  EXPECT_EQ(verdicts[after], "COMMIT");
+  for (const char* name : {"router-a", "router-b"}) {
+    int sent = 0;
+    for (const auto& line : m.DeliveredTo(name)) {
+      const std::string text = line.dump();
+      sent += text.find("\"POISON\"") != std::string::npos ? 1 : 0;
+    }
+    EXPECT_EQ(sent, 1) << name << " was sent the second poison (or never the first)";
   }
 }
 

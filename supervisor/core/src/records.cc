@@ -222,6 +222,9 @@ Result<JournalRecord> ParseJournalRecord(std::string_view payload, std::uint64_t
       record.pid = pid->get<std::int64_t>();
     }
     if (body.contains("time_ns")) record.time_ns = static_cast<std::int64_t>(count("time_ns"));
+  } else if (record.type == "checkpoint") {
+    record.seq = count("seq");
+    if (body.contains("time_ns")) record.time_ns = static_cast<std::int64_t>(count("time_ns"));
   } else if (record.type == "mark") {
     record.note = text("note");
     if (body.contains("time_ns")) record.time_ns = static_cast<std::int64_t>(count("time_ns"));
@@ -275,6 +278,9 @@ std::string EncodeJournalRecord(const JournalRecord& r) {
   } else if (r.type == "mark") {
     body["time_ns"] = r.time_ns;
     body["note"] = r.note;
+  } else if (r.type == "checkpoint") {
+    body["seq"] = r.seq;
+    body["time_ns"] = r.time_ns;
   }
   return Compact(body);
 }

@@ -10,13 +10,17 @@ namespace proto = nvs::protocol;
 
 Retest::Retest(const std::vector<std::string>& variants, Command command, PreState pre_state, Deadlines deadlines,
                Clock::time_point now, int first_number)
-    : command_(std::move(command)), pre_state_(std::move(pre_state)), deadlines_(deadlines), started_(now) {
+    : Retest(variants, std::vector<Command>{std::move(command)}, std::move(pre_state), deadlines, now, first_number) {}
+
+Retest::Retest(const std::vector<std::string>& variants, std::vector<Command> commands, PreState pre_state,
+               Deadlines deadlines, Clock::time_point now, int first_number)
+    : commands_(std::move(commands)), pre_state_(std::move(pre_state)), deadlines_(deadlines), started_(now) {
   for (const auto& name : variants) {
     Probe p;
     p.variant = name;
     p.identity = "retest." + std::to_string(first_number++);
     p.phase_since = now;
-    p.outcome = voter::Outcome{name, voter::OutcomeKind::kPending, "", "", ""};
+    p.outcomes.assign(commands_.size(), voter::Outcome{name, voter::OutcomeKind::kPending, "", "", ""});
     probes_.push_back(std::move(p));
   }
 }
@@ -61,14 +65,16 @@ void Retest::SendPreState(Probe& p) {
 // reply still in its ZeroMQ I/O thread), and a death then could not be told
 // from a death before the command. So the command is the only request it
 // has when it runs it.
+// (The next command of several likewise: only once the one before it is
+// answered.)
 void Retest::SendCommand(Probe& p, Clock::time_point now) {
   p.phase = Phase::kCommand;  // the command's deadline counts from here
   p.phase_since = now;
-  if (command_.is_query) {
-    outgoing_.emplace_back(p.identity, proto::Encode(proto::Request(proto::Query{command_.seq, command_.payload})));
+  const Command& c = commands_[p.at];
+  if (c.is_query) {
+    outgoing_.emplace_back(p.identity, proto::Encode(proto::Request(proto::Query{c.seq, c.payload})));
   } else {
-    outgoing_.emplace_back(p.identity,
-                           proto::Encode(proto::Request(proto::Apply{command_.seq, command_.time_ns, command_.payload})));
+    outgoing_.emplace_back(p.identity, proto::Encode(proto::Request(proto::Apply{c.seq, c.time_ns, c.payload})));
   }
 }
 
@@ -127,12 +133,19 @@ void Retest::OnReplyTo(Probe& p, std::string_view bytes, Clock::time_point now) 
     return;
   }
   const auto seq = proto::SeqOf(reply);
-  if (const auto* applied = std::get_if<proto::Applied>(&reply); applied != nullptr && !command_.is_query &&
-                                                                  seq == command_.seq) {
-    Finish(p, voter::OutcomeKind::kReply, "answered", now, applied->result);
-  } else if (const auto* answer = std::get_if<proto::Answer>(&reply); answer != nullptr && command_.is_query &&
-                                                                       seq == command_.seq) {
-    Finish(p, voter::OutcomeKind::kReply, "answered", now, answer->result);
+  const Command& c = commands_[p.at];
+  const std::string* result = nullptr;
+  if (const auto* applied = std::get_if<proto::Applied>(&reply); applied != nullptr && !c.is_query && seq == c.seq) {
+    result = &applied->result;
+  } else if (const auto* answer = std::get_if<proto::Answer>(&reply); answer != nullptr && c.is_query && seq == c.seq) {
+    result = &answer->result;
+  }
+  if (result != nullptr && p.at + 1 < commands_.size()) {
+    p.outcomes[p.at] = voter::Outcome{p.variant, voter::OutcomeKind::kReply, *result, "answered", ""};
+    ++p.at;
+    SendCommand(p, now);
+  } else if (result != nullptr) {
+    Finish(p, voter::OutcomeKind::kReply, "answered", now, *result);
   } else if (const auto* error = std::get_if<proto::Error>(&reply)) {
     Finish(p, voter::OutcomeKind::kProtocolError, "protocol error " + error->code + ": " + error->reason, now);
   } else {
@@ -166,10 +179,23 @@ void Retest::OnTime(Clock::time_point now) {
   }
 }
 
+// The outcome of the command it runs (or, before any, of every command),
+// and of each after it: never run.
 void Retest::Finish(Probe& p, voter::OutcomeKind kind, std::string detail, Clock::time_point now, std::string result) {
-  p.outcome.kind = kind;
-  p.outcome.detail = std::move(detail);
-  p.outcome.result = std::move(result);
+  const bool before_any = p.phase != Phase::kCommand;
+  for (std::size_t i = p.at + 1; i < p.outcomes.size(); ++i) {
+    p.outcomes[i].kind = voter::OutcomeKind::kExcluded;
+    p.outcomes[i].detail = before_any ? detail
+                                      : "inconclusive: its probe " +
+                                            std::string(kind == voter::OutcomeKind::kProtocolError ? "erred"
+                                                                                                   : voter::ToString(kind)) +
+                                            " on seq " +
+                                            std::to_string(commands_[p.at].seq) + ", before it";
+  }
+  voter::Outcome& o = p.outcomes[p.at];
+  o.kind = kind;
+  o.detail = std::move(detail);
+  o.result = std::move(result);
   p.after_ms = std::chrono::duration<double, std::milli>(now - started_).count();
   p.phase = Phase::kDone;
   kills_.push_back(p.identity);
@@ -195,37 +221,40 @@ Retest::Clock::time_point Retest::NextDeadline() const {
   return next;
 }
 
-std::vector<voter::Outcome> Retest::Outcomes() const {
+std::vector<voter::Outcome> Retest::Outcomes(std::size_t i) const {
   std::vector<voter::Outcome> out;
-  for (const auto& p : probes_) out.push_back(p.outcome);
+  for (const auto& p : probes_) out.push_back(p.outcomes.at(i));
   return out;
 }
 
-bool Retest::Conclusive(const std::string& variant) const {
+bool Retest::Conclusive(const std::string& variant, std::size_t i) const {
   for (const auto& p : probes_) {
-    if (p.variant == variant) return p.phase == Phase::kDone && p.outcome.kind != voter::OutcomeKind::kExcluded;
+    if (p.variant == variant) {
+      return p.phase == Phase::kDone && p.outcomes.at(i).kind != voter::OutcomeKind::kExcluded &&
+             p.outcomes.at(i).kind != voter::OutcomeKind::kPending;
+    }
   }
   return false;
 }
 
-nlohmann::json Retest::Describe() const {
+nlohmann::json Retest::Describe(std::size_t i) const {
   nlohmann::json probes = nlohmann::json::array();
   for (const auto& p : probes_) {
+    const voter::Outcome& o = p.outcomes.at(i);
     nlohmann::json entry = {{"variant", p.variant},
                             {"probe", p.identity},
-                            {"outcome", p.phase != Phase::kDone ? std::string("pending")
-                                        : p.outcome.kind == voter::OutcomeKind::kExcluded
-                                            ? std::string("inconclusive")
-                                            : std::string(voter::ToString(p.outcome.kind))},
-                            {"detail", p.outcome.detail},
+                            {"outcome", o.kind == voter::OutcomeKind::kPending    ? std::string("pending")
+                                        : o.kind == voter::OutcomeKind::kExcluded ? std::string("inconclusive")
+                                                                                  : std::string(voter::ToString(o.kind))},
+                            {"detail", o.detail},
                             {"after_ms", p.after_ms}};
-    if (p.outcome.kind == voter::OutcomeKind::kReply) {
-      nlohmann::json result = nlohmann::json::parse(p.outcome.result, nullptr, false);
-      entry["result"] = result.is_discarded() ? nlohmann::json(p.outcome.result) : result;
+    if (o.kind == voter::OutcomeKind::kReply) {
+      nlohmann::json result = nlohmann::json::parse(o.result, nullptr, false);
+      entry["result"] = result.is_discarded() ? nlohmann::json(o.result) : result;
     }
     probes.push_back(std::move(entry));
   }
-  return {{"seq", command_.seq},
+  return {{"seq", commands_.at(i).seq},
           {"pre_state", {{"checkpoint_seq", pre_state_.checkpoint ? pre_state_.checkpoint->seq : 0},
                          {"tail", pre_state_.tail.size()}}},
           {"probes", probes}};

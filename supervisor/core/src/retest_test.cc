@@ -144,6 +144,54 @@ TEST(Retest, AQueryIsAskedAsAQuery) {
   EXPECT_EQ(r.Outcomes()[0].kind, voter::OutcomeKind::kReply);
 }
 
+// Several commands (a new cluster leader's suspects): each goes out alone
+// once the one before is answered, with its own deadline, and a probe that
+// fails on one says nothing of those after it.
+TEST(Retest, RunsSeveralCommandsInOrderAndStopsAProbeAtItsFirstFailure) {
+  Retest::PreState pre;
+  pre.checkpoint = Checkpoint{9, R"({"routes":[0]})", "d9"};
+  Retest r({"answers", "dies-on-second", "hangs-on-first"},
+           std::vector<Retest::Command>{{10, 100, R"({"op":"a"})", false},
+                                        {11, 110, R"({"op":"b"})", false},
+                                        {12, 120, R"({"op":"c"})", false}},
+           pre, {milliseconds(5000), milliseconds(1000)}, kT0, 1);
+  ASSERT_EQ(r.size(), 3u);
+  for (const char* id : {"retest.1", "retest.2", "retest.3"}) {
+    r.OnMessage(id, Hello(), kT0);
+    r.OnMessage(id, Restored(9, "d9"), kT0);
+  }
+  auto out = r.TakeOutgoing();
+  ASSERT_EQ(out.size(), 6u) << "a restore and the first command each";
+  EXPECT_EQ(out[1].second, proto::Encode(proto::Request(proto::Apply{10, 100, R"({"op":"a"})"})));
+  r.OnMessage("retest.1", Applied(10, R"({"n":1})"), kT0 + milliseconds(900));
+  out = r.TakeOutgoing();
+  ASSERT_EQ(out.size(), 1u) << "the second command, once the first is answered";
+  EXPECT_EQ(out[0].second, proto::Encode(proto::Request(proto::Apply{11, 110, R"({"op":"b"})"})));
+  r.OnMessage("retest.2", Applied(10, R"({"n":1})"), kT0);
+  r.OnExit("retest.2", "killed by SIGSEGV", kT0 + milliseconds(2));
+  r.OnTime(kT0 + milliseconds(1000));  // the first command's deadline: retest.3 hung on it
+  EXPECT_FALSE(r.done()) << "retest.1's second command has its own deadline, from when it was sent";
+  r.OnMessage("retest.1", Applied(11, R"({"n":2})"), kT0 + milliseconds(1100));
+  r.OnMessage("retest.1", Applied(12, R"({"n":3})"), kT0 + milliseconds(1200));
+  ASSERT_TRUE(r.done());
+  const auto first = r.Outcomes(0);
+  EXPECT_EQ(first[0].kind, voter::OutcomeKind::kReply);
+  EXPECT_EQ(first[1].kind, voter::OutcomeKind::kReply);
+  EXPECT_EQ(first[2].kind, voter::OutcomeKind::kHung);
+  const auto second = r.Outcomes(1);
+  EXPECT_EQ(second[0].result, R"({"n":2})");
+  EXPECT_EQ(second[1].kind, voter::OutcomeKind::kCrashed);
+  EXPECT_EQ(second[2].kind, voter::OutcomeKind::kExcluded);
+  EXPECT_EQ(second[2].detail, "inconclusive: its probe hung on seq 10, before it");
+  EXPECT_TRUE(r.Conclusive("dies-on-second", 1));
+  EXPECT_FALSE(r.Conclusive("dies-on-second", 2));
+  EXPECT_FALSE(r.Conclusive("hangs-on-first", 1));
+  EXPECT_EQ(r.Outcomes(2)[1].detail, "inconclusive: its probe crashed on seq 11, before it");
+  EXPECT_EQ(r.Describe(2)["seq"], 12);
+  EXPECT_EQ(r.Describe(2)["probes"][0]["result"]["n"], 3);
+  EXPECT_EQ(r.Describe(2)["probes"][1]["outcome"], "inconclusive");
+}
+
 TEST(Retest, IgnoresWhatIsNotItsOwn) {
   Retest r = MakeRetest({"a"});
   EXPECT_TRUE(r.Owns("retest.7"));

@@ -60,13 +60,13 @@ struct JournalScanViews {
 };
 JournalScanViews ScanJournalViews(std::string_view bytes);
 
-// One record's body (protocol/JOURNAL.md): `admit`, `verdict`, `start` and
-// `mark` records, with the members nvsd's recovery and nvs replay act on.
+// One record's body (protocol/JOURNAL.md): `admit`, `verdict`, `start`,
+// `mark` and `checkpoint` records, with the members nvsd's recovery and nvs replay act on.
 // Other kinds are read as their type alone.
 struct JournalRecord {
   std::string type;
-  std::uint64_t seq = 0;     // admit, verdict
-  std::int64_t time_ns = 0;  // admit
+  std::uint64_t seq = 0;     // admit, verdict, checkpoint
+  std::int64_t time_ns = 0;  // admit, start, mark, checkpoint
   std::string id;            // admit, verdict: the request id ("" when absent)
   std::string cmd;           // admit: the command, compact JSON with sorted members
   std::string client;        // admit: the client's routing id, hex ("" when absent)

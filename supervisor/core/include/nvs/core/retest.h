@@ -9,6 +9,11 @@
 // - at recovery, a command nvsd admitted (and so may have sent to its
 //   variants) but never decided before it stopped: it may be the command
 //   that killed them, and must not simply be delivered again.
+// A retest may run several commands, one after the other, on the same
+// probes (a new cluster leader's suspects, each committed on the state the
+// one before it left): each is sent once the probe answered the one before,
+// and a probe that fails on one runs none after it (those are inconclusive
+// for it).
 //
 // Pure: events come in (a probe said something, exited, could not start;
 // time passed), and what to send to which probe, and which probes to kill,
@@ -60,6 +65,9 @@ class Retest {
   // with identity "retest.N" for N from `first_number` on.
   Retest(const std::vector<std::string>& variants, Command command, PreState pre_state, Deadlines deadlines,
          Clock::time_point now, int first_number);
+  // The same for `commands` (at least one), run in order.
+  Retest(const std::vector<std::string>& variants, std::vector<Command> commands, PreState pre_state,
+         Deadlines deadlines, Clock::time_point now, int first_number);
 
   struct ProbeInfo {
     std::string variant;
@@ -87,16 +95,19 @@ class Retest {
   Clock::time_point NextDeadline() const;
   bool Owns(const std::string& identity) const;
 
-  // Once done: what each probe did with the command, one outcome per
+  // How many commands it runs.
+  std::size_t size() const { return commands_.size(); }
+  // Once done: what each probe did with command `i`, one outcome per
   // variant. A probe that never got to run it (could not start, a restore
-  // whose digest differs, died or erred before the command) is kExcluded,
-  // its detail starting with "inconclusive: ".
-  std::vector<voter::Outcome> Outcomes() const;
-  // Whether `variant`'s probe ran the command (its outcome says something
-  // about the command).
-  bool Conclusive(const std::string& variant) const;
-  // For reports, events and logs: per probe, its outcome and detail.
-  nlohmann::json Describe() const;
+  // whose digest differs, died or erred before it, failed on an earlier
+  // command) is kExcluded, its detail starting with "inconclusive: ".
+  std::vector<voter::Outcome> Outcomes(std::size_t i = 0) const;
+  // Whether `variant`'s probe ran command `i` (its outcome says something
+  // about that command).
+  bool Conclusive(const std::string& variant, std::size_t i = 0) const;
+  // For reports, events and logs: per probe, its outcome and detail for
+  // command `i`.
+  nlohmann::json Describe(std::size_t i = 0) const;
 
  private:
   enum class Phase { kStarting, kPreparing, kCommand, kDone };
@@ -105,9 +116,10 @@ class Retest {
     std::string identity;
     Phase phase = Phase::kStarting;
     std::size_t replies = 0;       // to the requests sent, in order
+    std::size_t at = 0;            // kCommand: the command it runs now
     Clock::time_point phase_since;
-    voter::Outcome outcome;
-    double after_ms = 0;           // the outcome, after the retest began
+    std::vector<voter::Outcome> outcomes;  // one per command
+    double after_ms = 0;           // its last outcome, after the retest began
   };
   Probe* Find(const std::string& identity);
   void SendPreState(Probe& p);
@@ -117,7 +129,7 @@ class Retest {
   void Inconclusive(Probe& p, const std::string& why, Clock::time_point now);
   std::size_t PrepareReplies() const;  // replies before the command's
 
-  Command command_;
+  std::vector<Command> commands_;
   PreState pre_state_;
   Deadlines deadlines_;
   Clock::time_point started_;
