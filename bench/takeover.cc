@@ -9,7 +9,13 @@
 //   - `kills` times under pipelined load: kill -9 of the leader's nvsd and
 //     its variants, and the time to the first command committed by the new
 //     leader; the killed member is started again (it rejoins from etcd) and
-//     caught up before the next kill.
+//     caught up before the next kill. Each kill comes after a pseudo-random
+//     number of acknowledged commands (0.1 to 1 s of load): when a leader's
+//     lease ends depends on where the kill falls between its keepalives
+//     (every TTL/3) and etcd's check for expired leases (every 500 ms), and
+//     kills at one fixed point of the load fell at one phase of those
+//     ticks, so the samples clustered at 0.8 or 1.25 s with the load's
+//     speed.
 #include "takeover.h"
 
 #include <fcntl.h>
@@ -22,7 +28,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <numeric>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <zmq.hpp>
@@ -142,7 +150,9 @@ bool Ready(const json& s) {
 }
 
 // One command at a time, then 32 out at once: (p50 us of the first, commits/s of the second).
-std::pair<double, double> Latency(const std::string& endpoint, std::size_t commands) {
+// `between`: called after the one-at-a-time part, before the pipelined one.
+std::pair<double, double> Latency(const std::string& endpoint, std::size_t commands,
+                                  const std::function<void()>& between = {}) {
   zmq::context_t context(1);
   zmq::socket_t socket(context, zmq::socket_type::dealer);
   socket.set(zmq::sockopt::linger, 0);
@@ -172,6 +182,7 @@ std::pair<double, double> Latency(const std::string& endpoint, std::size_t comma
     receive();
     samples.push_back(Ms(Clock::now() - t0) * 1000);
   }
+  if (between) between();
   const auto start = Clock::now();
   std::size_t sent = 0, received = 0;
   while (received < commands) {
@@ -249,13 +260,30 @@ json BenchTakeover(int kills, std::size_t commands) {
   };
   const std::string first = leader();
   {
-    const auto [p50, per_second] = Latency(members[first]->endpoint(), commands);
-    out["cluster"] = {{"p50_us", p50}, {"pipelined_per_second", per_second}};
+    // The leader's own etcd writes: those of the one-at-a-time commands
+    // (what one write costs in place, with a follower watching), and the
+    // records each carried once the pipelined load is done.
+    json serial;
+    const auto [p50, per_second] =
+        Latency(members[first]->endpoint(), commands, [&] { serial = members[first]->Status(milliseconds(5000)); });
+    const json after = members[first]->Status(milliseconds(5000));
+    const auto pipelined_records_per_write = [](const json& before, const json& now) {
+      const double writes = now.value("etcd_writes", 0.0) - before.value("etcd_writes", 0.0);
+      const double records = now.value("etcd_writes", 0.0) * now.value("records_per_write", 0.0) -
+                             before.value("etcd_writes", 0.0) * before.value("records_per_write", 0.0);
+      return writes > 0 ? records / writes : 0.0;
+    };
+    if (!serial.is_object() || !after.is_object()) throw std::runtime_error("takeover bench: no status from the leader");
+    out["cluster"] = {{"p50_us", p50},
+                      {"pipelined_per_second", per_second},
+                      {"leader_etcd_write_p50_us", serial["cluster"]["etcd_write_p50_us"]},
+                      {"records_per_write", pipelined_records_per_write(serial["cluster"], after["cluster"])}};
   }
 
   // Takeovers under load.
   std::vector<double> takeover;
   nvs::testing::LoadClient load({members["a"]->endpoint(), members["b"]->endpoint()}, 16);
+  std::mt19937 phase(17);  // (fixed: the same kill points in every run)
   for (int k = 0; k < kills; ++k) {
     const std::string lead = leader();
     const std::string follower = lead == "a" ? "b" : "a";
@@ -263,13 +291,14 @@ json BenchTakeover(int kills, std::size_t commands) {
     WaitFor(*members[follower], [](const json& s) { return s["cluster"].value("role", "") == "follower" && Ready(s); },
             milliseconds(60000), "a ready follower");
     Clock::time_point killed{};
-    if (!load.Run(200, milliseconds(60000), 100, [&] {
+    const int before = 100 + static_cast<int>(phase() % 1500);
+    if (!load.Run(before + 100, milliseconds(60000), before, [&] {
           killed = Clock::now();
           members[lead]->KillHost();
         })) {
       throw std::runtime_error("takeover bench: the load did not go on after a kill");
     }
-    const auto first_ack = load.FirstAckAfter(killed);
+    const auto first_ack = load.FirstAckAfter(killed, lead == "a" ? 0 : 1);  // (by the new leader)
     if (!first_ack) throw std::runtime_error("takeover bench: nothing committed after a kill");
     takeover.push_back(Ms(*first_ack - killed));
     std::fprintf(stderr, "  takeover %d: %.0f ms\n", k + 1, takeover.back());

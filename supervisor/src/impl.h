@@ -483,6 +483,11 @@ struct Supervisor::Impl {
   // carries it, or this deadline).
   std::optional<Clock::time_point> cluster_due;
   std::uint64_t cluster_replicated = 0;  // leader: the journal ordinal up to which etcd has the records
+  // leader, for status: its etcd writes, the records they carried, and how
+  // long the latest took (us, the last 1000).
+  std::uint64_t cluster_writes = 0;
+  std::uint64_t cluster_records_written = 0;
+  std::deque<double> cluster_write_us;
   std::vector<std::pair<std::string, std::string>> cluster_puts;     // reports, the checkpoint: with the next batch
   std::vector<std::pair<std::string, std::string>> cluster_deletes;  // log batches a checkpoint covers
   // leader: the batches written since the last checkpoint (index, highest seq in it), oldest first.

@@ -58,7 +58,7 @@ class LoadClient {
       zmq::poll(items.data(), items.size(), std::chrono::milliseconds(20));
       for (std::size_t k = 0; k < sockets_.size(); ++k) {
         zmq::message_t m;
-        while (sockets_[k].recv(m, zmq::recv_flags::dontwait)) OnReply(nlohmann::json::parse(m.to_string(), nullptr, false));
+        while (sockets_[k].recv(m, zmq::recv_flags::dontwait)) OnReply(nlohmann::json::parse(m.to_string(), nullptr, false), k);
       }
       if (!out_.empty() && Clock::now() - last_progress_ > std::chrono::milliseconds(kTryMs)) {
         // Silent: no reply at all during the try (a member answering
@@ -84,10 +84,13 @@ class LoadClient {
   // Replies other than committed, not_leader and unavailable (a test expects none).
   const std::vector<std::string>& unexpected() const { return unexpected_; }
   int resent() const { return resent_; }
-  // When the first command was acknowledged after `since` (the takeover).
-  std::optional<Clock::time_point> FirstAckAfter(Clock::time_point since) const {
-    for (const auto& t : ack_times_) {
-      if (t > since) return t;
+  // When the first command was acknowledged after `since` (the takeover),
+  // by any member but `not_by` (an index into the endpoints: a killed
+  // member's last replies can still be read after the kill).
+  std::optional<Clock::time_point> FirstAckAfter(Clock::time_point since,
+                                                 std::optional<std::size_t> not_by = std::nullopt) const {
+    for (const auto& [t, by] : ack_times_) {
+      if (t > since && by != not_by) return t;
     }
     return std::nullopt;
   }
@@ -121,7 +124,7 @@ class LoadClient {
     }
   }
 
-  void OnReply(const nlohmann::json& reply) {
+  void OnReply(const nlohmann::json& reply, std::size_t from) {
     if (!reply.is_object()) return;
     const std::string id = reply.value("id", "");
     last_heard_ = Clock::now();
@@ -130,7 +133,7 @@ class LoadClient {
     if (status == "committed") {
       acked_[id] = Acked{reply.value("seq", std::uint64_t{0}), reply["result"].dump()};
       gave_up_on_.reset();
-      ack_times_.push_back(Clock::now());
+      ack_times_.emplace_back(Clock::now(), from);
       out_.erase(id);
       last_progress_ = Clock::now();
     } else if (status == "not_leader") {
@@ -168,7 +171,7 @@ class LoadClient {
   Clock::time_point last_heard_{};             // the last reply of any kind
   std::map<std::string, std::string> out_;  // id -> request bytes
   std::map<std::string, Acked> acked_;
-  std::vector<Clock::time_point> ack_times_;
+  std::vector<std::pair<Clock::time_point, std::size_t>> ack_times_;  // (when, which member)
   Clock::time_point last_progress_ = Clock::now();
   std::vector<std::string> unexpected_;
   int next_ = 0;
