@@ -413,6 +413,9 @@ Result<std::int64_t> EtcdClient::Watch(const std::string& prefix, std::int64_t s
     return true;
   };
   Answer a = Post(endpoint, "/v3/watch", body.dump(), wait, &on_data);
+  if ((refused + a.text).find("invalid auth token") != std::string::npos) {
+    token_.clear();  // (expired: the next watch authenticates again, as Call does)
+  }
   if (!refused.empty()) return Status::Error("etcd watch: " + refused);
   if (!a.reached) {
     preferred_ = (preferred_ + 1) % options_.endpoints.size();  // (the next watch tries another)

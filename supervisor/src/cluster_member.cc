@@ -148,7 +148,8 @@ Result<bool> ClusterMember::Write(const std::vector<std::pair<std::string, std::
     l = leadership_;
     until = clock_.ServeUntil();
   }
-  if (!l || !until) return false;
+  if (!l) return Status::Error("this member's leadership is gone (its lease ended or it resigned)");
+  if (!until) return Status::Error("its lease has no renewal on record");
   const auto left = std::chrono::duration_cast<milliseconds>(*until - Clock::now());
   if (left <= milliseconds(0)) return Status::Error("the lease may have ended (no renewal came back in time)");
   auto written = loop_client_->FencedTxn(*l, puts, delete_ranges, std::min(left, milliseconds(config_.etcd_timeout_ms)));

@@ -100,6 +100,15 @@ constexpr std::chrono::milliseconds kClusterLazy{10};
 // Cluster mode: the most commands a leader admits in one etcd write (the
 // one it dispatches and those queued behind it; see Dispatch).
 constexpr std::size_t kAdmitAhead = 16;
+// Cluster mode: etcd takes at most 1.5 MiB per request (its default
+// --max-request-bytes), and the JSON gateway carries keys and values in
+// base64 (4/3 of their size). So a write carries at most 1 MiB of keys and
+// values (a value over that is not written: said in the log), a batch is
+// closed at 512 KiB of admits, and a command over 256 KiB (its normal form)
+// is refused in cluster mode.
+constexpr std::size_t kClusterWriteBytes = 1u << 20;
+constexpr std::size_t kClusterBatchBytes = 512u << 10;
+constexpr std::size_t kClusterMaxCommandBytes = 256u << 10;
 // A client's backlog of replies (see Supervisor::Impl::Backlog) beyond
 // this many bytes cuts it off, whatever client_backlog_limit says.
 constexpr std::size_t kMaxBacklogBytes = 64u << 20;

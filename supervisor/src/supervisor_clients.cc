@@ -93,6 +93,14 @@ void Supervisor::Impl::OnClientRequest(const ClientAddress& address, std::string
     Reply(address, proto::ClientReply::Unavailable(request.id, "nvsd is shutting down"));
     return;
   }
+  if (cluster && request.type == proto::ClientRequestType::kCommand && request.payload.size() > kClusterMaxCommandBytes) {
+    Reply(address, proto::ClientReply::Rejected(
+                       request.id, "too_large",
+                       "a command of " + std::to_string(request.payload.size()) + " bytes (its normal form): in cluster "
+                       "mode a command may have at most " + std::to_string(kClusterMaxCommandBytes) +
+                       " (etcd takes at most 1.5 MiB per write, and one write carries several commands)"));
+    return;
+  }
   Command c;
   c.id = next_command_id++;
   c.is_query = request.type == proto::ClientRequestType::kQuery;

@@ -181,13 +181,21 @@ void Supervisor::Impl::ClusterCheckpoint() {
 }
 
 // The leader, after the local flush: what was appended since, as one
-// batch, and the queued puts, in one transaction fenced on its leader key.
-// false: it could not (it stepped down).
+// batch, and the queued puts, in one transaction fenced on its leader key
+// (more than one when they would not fit in one, the batch first; the
+// checkpoint's deletes with the checkpoint). false: it could not (it
+// stepped down).
 bool Supervisor::Impl::Replicate() {
   if (!cluster) return true;
   if (!leading) return false;
   if (cluster_out.empty() && cluster_puts.empty() && cluster_deletes.empty()) return true;
-  std::vector<std::pair<std::string, std::string>> puts;
+  using Puts = std::vector<std::pair<std::string, std::string>>;
+  struct Write {
+    Puts puts;
+    Puts deletes;
+    std::size_t bytes = 0;
+  };
+  std::vector<Write> writes(1);
   std::uint64_t max_seq = 0;
   if (!cluster_out.empty()) {
     std::string batch;
@@ -196,10 +204,12 @@ bool Supervisor::Impl::Replicate() {
       batch.push_back('\n');
       if (auto head = PeekJournalRecord(payload)) max_seq = std::max(max_seq, head->seq);
     }
-    puts.emplace_back(cluster->Key(ClusterMember::LogKeySuffix(cluster_next_index)), std::move(batch));
+    writes[0].bytes = batch.size();
+    writes[0].puts.emplace_back(cluster->Key(ClusterMember::LogKeySuffix(cluster_next_index)), std::move(batch));
   }
   // (One put per key: etcd refuses a transaction that names a key twice,
   // as a report written at its verdict and again when it settles.)
+  Puts puts;
   for (auto& p : cluster_puts) {
     auto same = std::find_if(puts.begin(), puts.end(), [&](const auto& q) { return q.first == p.first; });
     if (same != puts.end()) {
@@ -208,21 +218,42 @@ bool Supervisor::Impl::Replicate() {
       puts.push_back(std::move(p));
     }
   }
-  const auto began = Now();
-  const auto written = cluster->Write(puts, cluster_deletes);
-  if (written.ok() && written.value()) {
-    ++cluster_writes;
-    cluster_records_written += cluster_out.size();
-    cluster_write_us.push_back(MillisSince(began, Now()) * 1000);
-    if (cluster_write_us.size() > 1000) cluster_write_us.pop_front();
+  const std::string checkpoint_key = cluster->Key("checkpoint");
+  Puts deletes = std::move(cluster_deletes);
+  for (auto& p : puts) {
+    const bool is_checkpoint = p.first == checkpoint_key;
+    if (p.first.size() + p.second.size() > kClusterWriteBytes) {
+      Log(LogLevel::kError, "cluster_value_too_large",
+          {{"key", p.first}, {"bytes", p.second.size()}, {"limit", kClusterWriteBytes},
+           {"consequence", is_checkpoint ? "this checkpoint is not in etcd, so etcd's log is not cut back by it"
+                           : p.first.ends_with(".state.json")
+                               ? "this report's pre-command state is kept on this member only (a release elsewhere "
+                                 "cannot retest it)"
+                               : "this report is kept on this member only: the others do not block its command"}});
+      if (is_checkpoint) deletes.clear();
+      continue;
+    }
+    if (writes.back().bytes + p.first.size() + p.second.size() > kClusterWriteBytes) writes.emplace_back();
+    writes.back().bytes += p.first.size() + p.second.size();
+    writes.back().puts.push_back(std::move(p));
+    if (is_checkpoint) writes.back().deletes = std::move(deletes);
   }
   cluster_puts.clear();
   cluster_deletes.clear();
-  if (!written.ok() || !written.value()) {
-    StepDown(!written.ok() ? "its write to etcd failed (" + written.status().message() + ")"
-                           : "etcd refused its write: another member leads (the fence on its leader key)");
-    return false;
+  for (const Write& w : writes) {
+    if (w.puts.empty() && w.deletes.empty()) continue;
+    const auto began = Now();
+    const auto written = cluster->Write(w.puts, w.deletes);
+    if (!written.ok() || !written.value()) {
+      StepDown(!written.ok() ? "its write to etcd failed (" + written.status().message() + ")"
+                             : "etcd refused its write: another member leads (the fence on its leader key)");
+      return false;
+    }
+    ++cluster_writes;
+    cluster_write_us.push_back(MillisSince(began, Now()) * 1000);
+    if (cluster_write_us.size() > 1000) cluster_write_us.pop_front();
   }
+  cluster_records_written += cluster_out.size();
   if (!cluster_out.empty()) {
     cluster_batches.emplace_back(cluster_next_index, max_seq);
     cluster_next_index += cluster_out.size();

@@ -207,14 +207,18 @@ bool Supervisor::Impl::RefusedBeforeDispatch(Command& c) {
 // order on one set of fresh processes (StartSuspectRetest).
 std::vector<Command> Supervisor::Impl::AdmitBehind() {
   std::vector<Command> behind;
-  while (behind.size() + 1 < kAdmitAhead && !waiting.empty()) {
+  std::size_t bytes = 0;
+  for (const auto& record : cluster_out) bytes += record.size();
+  while (behind.size() + 1 < kAdmitAhead && !waiting.empty() && bytes < kClusterBatchBytes) {
     Command b = waiting.Pop();
     if (RefusedBeforeDispatch(b)) continue;
     if (!b.is_query) {
       b.seq = ++last_seq;
       b.time_ns = env.UnixNowNs();
       b.admitted = true;
-      AppendRecord(EncodeJournalRecord(AdmitRecord(b)));
+      const std::string record = EncodeJournalRecord(AdmitRecord(b));
+      bytes += record.size();
+      AppendRecord(record);
     }
     behind.push_back(std::move(b));
   }

@@ -267,13 +267,22 @@ bool Supervisor::Impl::FinishSuspect(const Retest& r, std::size_t i) {
   }
   // Cluster mode: the old leader may have answered it `committed`, so a
   // retest that could not run it on every program (and saw none fail) is
-  // no evidence either way: it is run again, up to three times, before
-  // the rules below (which would quarantine it) decide.
-  if (s.rederive && inconclusive && failed == 0 && s.retests < 3) {
-    ++s.retests;
-    Log(LogLevel::kWarn, "retest", {{"phase", "again"}, {"seq", s.seq}, {"attempt", s.retests + 1},
-                                    {"why", "fresh processes could not run it on every program"}});
+  // no evidence either way: it is run again, up to three times, and then
+  // this member steps down rather than quarantine a command that may have
+  // been acknowledged (another member may be able to run it; nothing is
+  // served meanwhile).
+  if (s.rederive && inconclusive && failed == 0) {
+    if (s.retests < 3) {
+      ++s.retests;
+      Log(LogLevel::kWarn, "retest", {{"phase", "again"}, {"seq", s.seq}, {"attempt", s.retests + 1},
+                                      {"why", "fresh processes could not run it on every program"}});
+      suspects.push_front(std::move(s));
+      return false;
+    }
+    const std::string seq = std::to_string(s.seq);
     suspects.push_front(std::move(s));
+    StepDown("it cannot settle seq " + seq + ", which the previous leader admitted and may have answered committed: "
+             "fresh processes could not run it on every program in 4 tries (" + described["probes"].dump() + ")");
     return false;
   }
   voter::Policy policy = config.policy;

@@ -543,4 +543,35 @@ TEST_F(Multihost, ACommandAdmittedAheadOfAQuarantineIsRefusedAtItsTurn) {
   }
 }
 
+// etcd takes at most 1.5 MiB per write: in cluster mode a command over
+// 256 KiB is refused before it is admitted (a leader whose write etcd
+// refused would step down, and so would the next, on the client's retry).
+TEST_F(Multihost, ACommandTooLargeForEtcdIsRefusedNotAdmitted) {
+  StartMember(1, {"--fault", "hang-on=HOLD"}, {{"queue_deadline_ms", 30000}});
+  ASSERT_TRUE(members_[1]->WaitReady());
+  ASSERT_NE(WaitLeader(), 0);
+  NvsdHarness& m = *members_[1];
+  const auto label = [](std::size_t bytes, const std::string& text = "x") {
+    return json{{"op", "label"}, {"client", "t"}, {"kind", "output"},
+                {"labels", {{{"index", 1}, {"text", text}}}}, {"padding", std::string(bytes, 'p')}};
+  };
+  const json big = m.Command(label(300 * 1024));
+  EXPECT_EQ(big.value("status", ""), "rejected") << big.dump().substr(0, 300);
+  EXPECT_EQ(big.value("code", ""), "too_large");
+  const json fits = m.Command(label(200 * 1024));
+  EXPECT_EQ(fits.value("status", ""), "committed") << fits.dump().substr(0, 300);
+  // Eight queue up behind a command the variants hang on, and are admitted
+  // together after it: in more than one write (2 MiB in one would be
+  // refused by etcd, and the leader would step down).
+  const std::string hold = m.SendCommand(label(0, "HOLD"));
+  ASSERT_FALSE(m.WaitStatus([](const json& s) { return s["nvsd"].value("active", 0) == 1; }).is_null());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 8; ++i) ids.push_back(m.SendCommand(label(250 * 1024 + i)));
+  ASSERT_FALSE(m.WaitStatus([](const json& s) { return s["nvsd"].value("waiting", 0) == 8; }).is_null());
+  EXPECT_EQ(m.ReplyTo(hold, milliseconds(30000)).value("status", ""), "quarantined");
+  for (const auto& id : ids) EXPECT_EQ(m.ReplyTo(id).value("status", ""), "committed") << id;
+  EXPECT_FALSE(WaitCluster(1, [](const json& c) { return c.value("role", "") == "leader"; }).is_null())
+      << "the member still leads";
+}
+
 }  // namespace
