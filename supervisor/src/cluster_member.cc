@@ -377,7 +377,10 @@ void ClusterMember::OnEventUnchecked(const cluster::WatchEvent& e) {
   {
     std::lock_guard lock(mu_);
     if (suffix.rfind("log/", 0) == 0 || suffix == "checkpoint") {
-      if (!e.deleted) {
+      // (Not while this member leads: its own writes, coming back, woke its
+      // loop for nothing at every command. A member elected reads the log
+      // it has not applied from etcd itself, in Promote.)
+      if (!e.deleted && !leadership_) {
         news_.log.push_back(e.kv);
         wake = true;
       }

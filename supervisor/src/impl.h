@@ -478,6 +478,7 @@ struct Supervisor::Impl {
   bool restart_as_follower = false;
   std::uint64_t cluster_next_index = 0;  // the cluster-wide ordinal of the next log record
   std::vector<std::string> cluster_out;  // leader: records appended, not yet in etcd
+  std::size_t cluster_out_bytes = 0;     // (their size: past kClusterBatchBytes they go at the end of the turn)
   // leader: when what cluster_out holds must be in etcd at the latest (a
   // commit's reply does not wait for its verdict's write: the next admit
   // carries it, or this deadline).
@@ -490,7 +491,9 @@ struct Supervisor::Impl {
   std::deque<double> cluster_write_us;
   std::vector<std::pair<std::string, std::string>> cluster_puts;     // reports, the checkpoint: with the next batch
   std::vector<std::pair<std::string, std::string>> cluster_deletes;  // log batches a checkpoint covers
-  // leader: the batches written since the last checkpoint (index, highest seq in it), oldest first.
+  // The batches written (a leader) or applied (a follower, and at a start
+  // from etcd) since the last checkpoint: (index, highest seq in it),
+  // oldest first.
   std::deque<std::pair<std::uint64_t, std::uint64_t>> cluster_batches;
   // leader: commands taken from `waiting` and admitted with the one
   // dispatched before them (one etcd write for them all), in seq order,

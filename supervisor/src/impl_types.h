@@ -311,6 +311,10 @@ struct Suspect {
   // verdict to reach etcd), so one fresh processes survive and agree on is
   // committed, at its seq, with their result, not abandoned.
   bool rederive = false;
+  // rederive: the client's deadline (Unix ms; 0: none). A commit before it
+  // was in etcd before its reply (FlushJournalAndReplies), so one past it
+  // and undecided was never answered `committed`: it is not carried out.
+  std::int64_t expires_at_ms = 0;
   int retests = 0;  // rederive: retests that could not run on every program (tried again, up to 3)
 };
 

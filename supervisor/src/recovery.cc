@@ -211,6 +211,7 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
     std::string client;
     std::string fingerprint;
     std::string key;
+    std::int64_t expires_at_ms = 0;
   };
   std::map<std::uint64_t, Admitted> admitted;
   std::uint64_t commits_after = 0;
@@ -226,7 +227,7 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
       const std::uint64_t seq = record.seq;
       if (record.type == "admit") {
         admitted[seq] = {record.time_ns, std::move(record.cmd), record.id, std::move(record.client),
-                         std::move(record.fingerprint), std::move(record.key)};
+                         std::move(record.fingerprint), std::move(record.key), record.expires_at_ms};
         continue;
       }
       auto it = admitted.find(seq);
@@ -256,7 +257,7 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
   }
   r.remembered = std::move(replies);
   for (auto& [seq, a] : admitted) {
-    r.suspects.push_back({seq, a.time_ns, a.id, a.client, a.fingerprint, std::move(a.payload), a.key});
+    r.suspects.push_back({seq, a.time_ns, a.id, a.client, a.fingerprint, std::move(a.payload), a.key, a.expires_at_ms});
   }
   r.commits = (r.checkpoint ? r.checkpoint->commits : 0) + commits_after;
   if (!r.checkpoint && !r.tail.empty() && !(indices.front() == 1)) {

@@ -62,6 +62,7 @@ struct Recovered {
     std::string fingerprint;
     std::string payload;
     std::string key;     // the client's CURVE key name ("" on a plain endpoint)
+    std::int64_t expires_at_ms = 0;  // the client's deadline (0: none)
   };
   std::vector<Suspect> suspects;  // admitted after the checkpoint, never decided, in order
   struct Segment {

@@ -152,17 +152,23 @@ void Supervisor::Impl::OnClientRequest(const ClientAddress& address, std::string
 // A request id seen before: answered from memory (never applied twice),
 // or attached to the same command if it is still pending.
 bool Supervisor::Impl::AnswerRetry(const Command& c) {
+  // (Its own retries too, when it is taken from the queue: each is answered.)
+  std::vector<ClientAddress> to{c.client};
+  to.insert(to.end(), c.also_reply.begin(), c.also_reply.end());
   if (const RememberedReply* remembered = answered.Find(RequestKey(c.client.user, c.request_id))) {
     Log(LogLevel::kInfo, "retry_answered", {{"id", c.request_id}});
-    if (auto reply = remembered->Get()) {
-      Reply(c.client, *reply, remembered->record);
-    } else {
+    const auto reply = remembered->Get();
+    if (!reply) {
       // (Never: recovery skims only records that read back. Not applied
       // again in any case: the request was answered before.)
       Log(LogLevel::kError, "remembered_reply_unreadable", {{"id", c.request_id}});
-      Reply(c.client, proto::ClientReply::Unavailable(
-                          c.request_id, "this request id was answered before, but its answer in the journal cannot "
-                                        "be read back: not carried out again"));
+    }
+    for (const auto& address : to) {
+      Reply(address, reply ? *reply
+                           : proto::ClientReply::Unavailable(
+                                 c.request_id, "this request id was answered before, but its answer in the journal "
+                                               "cannot be read back: not carried out again"),
+            reply ? remembered->record : 0);
     }
     return true;
   }
@@ -174,15 +180,19 @@ bool Supervisor::Impl::AnswerRetry(const Command& c) {
     return o.reply.id && RequestKey(o.to.user, *o.reply.id) == key;
   });
   if (held != replies_in_doubt.end()) {
-    OutgoingReply again = *held;  // (a copy: the push may move the vector)
-    again.to = c.client;
-    replies_in_doubt.push_back(std::move(again));
+    const OutgoingReply first = *held;  // (a copy: the pushes may move the vector)
+    for (const auto& address : to) {
+      OutgoingReply again = first;
+      again.to = address;
+      replies_in_doubt.push_back(std::move(again));
+    }
     return true;
   }
+  const auto attach = [&](Command& pending) { pending.also_reply.insert(pending.also_reply.end(), to.begin(), to.end()); };
   bool attached = false;
   waiting.ForRequest(c.request_id, [&](Command& pending) {
     if (!attached && !pending.is_query && pending.client.user == c.client.user) {
-      pending.also_reply.push_back(c.client);
+      attach(pending);
       attached = true;
     }
   });
@@ -190,13 +200,13 @@ bool Supervisor::Impl::AnswerRetry(const Command& c) {
   for (auto& pending : active) {
     if (!pending.is_query && pending.request_id == c.request_id && pending.client.user == c.client.user &&
         !pending.verdict) {
-      pending.also_reply.push_back(c.client);
+      attach(pending);
       return true;
     }
   }
   for (auto& pending : admitted_ahead) {
     if (!pending.is_query && pending.request_id == c.request_id && pending.client.user == c.client.user) {
-      pending.also_reply.push_back(c.client);
+      attach(pending);
       return true;
     }
   }

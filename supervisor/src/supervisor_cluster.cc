@@ -127,11 +127,14 @@ Status Supervisor::Impl::JoinCluster(int signal_fd) {
       return Status::Error("cluster " + cc.name + ": etcd's log has a gap (batch " + std::to_string(*index) +
                            " where " + std::to_string(cluster_next_index) + " was expected)");
     }
+    std::uint64_t max_seq = 0;
     for (const auto line : Lines(kv->value)) {
       writer.value()->Append(line);
+      if (auto head = PeekJournalRecord(line)) max_seq = std::max(max_seq, head->seq);
       ++records;
       ++cluster_next_index;
     }
+    cluster_batches.emplace_back(*index, max_seq);
   }
   Flushed flushed = writer.value()->Flush(/*force=*/true);
   if (!flushed.ok()) return Status::Error("cluster: cannot write the journal: " + flushed.error.message);
@@ -182,9 +185,9 @@ void Supervisor::Impl::ClusterCheckpoint() {
 
 // The leader, after the local flush: what was appended since, as one
 // batch, and the queued puts, in one transaction fenced on its leader key
-// (more than one when they would not fit in one, the batch first; the
-// checkpoint's deletes with the checkpoint). false: it could not (it
-// stepped down).
+// (more than one when they would not fit in one: reports, then the batch,
+// then the checkpoint with its deletes). false: it could not (it stepped
+// down).
 bool Supervisor::Impl::Replicate() {
   if (!cluster) return true;
   if (!leading) return false;
@@ -195,17 +198,12 @@ bool Supervisor::Impl::Replicate() {
     Puts deletes;
     std::size_t bytes = 0;
   };
-  std::vector<Write> writes(1);
   std::uint64_t max_seq = 0;
-  if (!cluster_out.empty()) {
-    std::string batch;
-    for (const auto& payload : cluster_out) {
-      batch.append(payload);
-      batch.push_back('\n');
-      if (auto head = PeekJournalRecord(payload)) max_seq = std::max(max_seq, head->seq);
-    }
-    writes[0].bytes = batch.size();
-    writes[0].puts.emplace_back(cluster->Key(ClusterMember::LogKeySuffix(cluster_next_index)), std::move(batch));
+  std::string batch;
+  for (const auto& payload : cluster_out) {
+    batch.append(payload);
+    batch.push_back('\n');
+    if (auto head = PeekJournalRecord(payload)) max_seq = std::max(max_seq, head->seq);
   }
   // (One put per key: etcd refuses a transaction that names a key twice,
   // as a report written at its verdict and again when it settles.)
@@ -218,11 +216,22 @@ bool Supervisor::Impl::Replicate() {
       puts.push_back(std::move(p));
     }
   }
+  // In this order, should they need several writes: the reports (one with
+  // no verdict yet is harmless; a POISON verdict without its report would
+  // let another member deliver the command), the batch, the checkpoint
+  // with the deletes it allows (never before the records it covers).
   const std::string checkpoint_key = cluster->Key("checkpoint");
+  std::stable_partition(puts.begin(), puts.end(), [&](const auto& p) { return p.first != checkpoint_key; });
+  const auto first_checkpoint = std::find_if(puts.begin(), puts.end(), [&](const auto& p) { return p.first == checkpoint_key; });
+  if (!batch.empty()) {
+    puts.insert(first_checkpoint, std::make_pair(cluster->Key(ClusterMember::LogKeySuffix(cluster_next_index)), std::move(batch)));
+  }
   Puts deletes = std::move(cluster_deletes);
+  std::vector<Write> writes(1);
   for (auto& p : puts) {
     const bool is_checkpoint = p.first == checkpoint_key;
-    if (p.first.size() + p.second.size() > kClusterWriteBytes) {
+    const bool is_log = p.first.rfind(cluster->Key("log/"), 0) == 0;
+    if (!is_log && p.first.size() + p.second.size() > kClusterWriteBytes) {
       Log(LogLevel::kError, "cluster_value_too_large",
           {{"key", p.first}, {"bytes", p.second.size()}, {"limit", kClusterWriteBytes},
            {"consequence", is_checkpoint ? "this checkpoint is not in etcd, so etcd's log is not cut back by it"
@@ -233,7 +242,9 @@ bool Supervisor::Impl::Replicate() {
       if (is_checkpoint) deletes.clear();
       continue;
     }
-    if (writes.back().bytes + p.first.size() + p.second.size() > kClusterWriteBytes) writes.emplace_back();
+    if (!writes.back().puts.empty() && writes.back().bytes + p.first.size() + p.second.size() > kClusterWriteBytes) {
+      writes.emplace_back();
+    }
     writes.back().bytes += p.first.size() + p.second.size();
     writes.back().puts.push_back(std::move(p));
     if (is_checkpoint) writes.back().deletes = std::move(deletes);
@@ -258,6 +269,7 @@ bool Supervisor::Impl::Replicate() {
     cluster_batches.emplace_back(cluster_next_index, max_seq);
     cluster_next_index += cluster_out.size();
     cluster_out.clear();
+    cluster_out_bytes = 0;
   }
   cluster_replicated = journal_appended;
   cluster_due.reset();
@@ -324,11 +336,20 @@ bool Supervisor::Impl::ApplyClusterBatch(const cluster::KeyValue& kv) {
     }
     return ApplyClusterBatch(kv);
   }
+  std::uint64_t max_seq = 0;
   for (const auto line : Lines(kv.value)) {
     ApplyClusterRecord(line);
+    if (auto head = PeekJournalRecord(line)) max_seq = std::max(max_seq, head->seq);
     ++cluster_applied_batches;
   }
   cluster_next_index = cluster_applied_batches;
+  // (Which batch holds which seqs, as the leader keeps it: if this member
+  // leads, its first checkpoint must not delete a batch holding an admit
+  // it has yet to settle.)
+  cluster_batches.emplace_back(*index, max_seq);
+  while (checkpoint && !cluster_batches.empty() && cluster_batches.front().second <= checkpoint->seq) {
+    cluster_batches.pop_front();
+  }
   return true;
 }
 
@@ -352,6 +373,7 @@ void Supervisor::Impl::ApplyClusterRecord(std::string_view payload) {
   }
   if (r.type == "admit") {
     cluster_admits[r.seq] = Suspect{r.seq, r.time_ns, r.id, r.client, r.fingerprint, r.cmd, r.key};
+    cluster_admits[r.seq].expires_at_ms = r.expires_at_ms;
     last_seq = std::max(last_seq, r.seq);
     return;
   }
@@ -490,9 +512,14 @@ void Supervisor::Impl::StepDown(const std::string& why) {
   std::vector<OutgoingReply> keep;
   for (auto& out : outbox) {
     const bool rests_on_etcd = out.record != 0 && out.record <= cluster_replicated;
+    // (A reply resting on a record etcd lacks, whatever it says: an
+    // `unavailable` for an admitted command, whose ABANDONED verdict never
+    // reached etcd, would be carried out by the next leader.)
+    const bool rests_on_lost = out.record != 0 && !rests_on_etcd;
     const auto status = out.reply.status;
-    if (rests_on_etcd || status == proto::ClientStatus::kUnavailable || status == proto::ClientStatus::kNotLeader ||
-        status == proto::ClientStatus::kOk || (out.record == 0 && status != proto::ClientStatus::kAnswered)) {
+    if (!rests_on_lost &&
+        (rests_on_etcd || status == proto::ClientStatus::kUnavailable || status == proto::ClientStatus::kNotLeader ||
+         status == proto::ClientStatus::kOk || (out.record == 0 && status != proto::ClientStatus::kAnswered))) {
       keep.push_back(std::move(out));
       continue;
     }
@@ -515,6 +542,7 @@ void Supervisor::Impl::StepDown(const std::string& why) {
     for (const auto& also : c.also_reply) Reply(also, reply);
   }
   cluster_out.clear();
+  cluster_out_bytes = 0;
   cluster_due.reset();
 }
 

@@ -167,6 +167,7 @@ JournalRecord Supervisor::Impl::AdmitRecord(const Command& c) const {
   admit.fingerprint = c.fingerprint;
   admit.key = c.client.user;  // (its request ids are this key's)
   admit.cmd = c.payload;
+  admit.expires_at_ms = c.expires_at_ms.value_or(0);
   return admit;
 }
 
@@ -207,8 +208,7 @@ bool Supervisor::Impl::RefusedBeforeDispatch(Command& c) {
 // order on one set of fresh processes (StartSuspectRetest).
 std::vector<Command> Supervisor::Impl::AdmitBehind() {
   std::vector<Command> behind;
-  std::size_t bytes = 0;
-  for (const auto& record : cluster_out) bytes += record.size();
+  std::size_t bytes = cluster_out_bytes;
   while (behind.size() + 1 < kAdmitAhead && !waiting.empty() && bytes < kClusterBatchBytes) {
     Command b = waiting.Pop();
     if (RefusedBeforeDispatch(b)) continue;
@@ -497,6 +497,11 @@ void Supervisor::Impl::OnCommit(Command& c) {
   }
   reply.result = verdict.result;
   JournalVerdict(c);
+  // Cluster mode: the commit of a command with a deadline is in etcd
+  // before its reply (this turn's write), not lazily: a next leader that
+  // finds its admit undecided past the deadline then knows it was never
+  // answered `committed`, and does not carry it out (FinishSuspect).
+  if (cluster && leading && !c.is_query && c.expires_at_ms) cluster_due = Now();
   ReplyCommand(c, reply);
   for (const auto& name : verdict.dissenting) {
     // (A retest probe that dissented stood in for a variant already

@@ -265,13 +265,17 @@ bool Supervisor::Impl::FinishSuspect(const Retest& r, std::size_t i) {
     failed += fail ? 1 : 0;
     survived += o.kind == voter::OutcomeKind::kReply && r.Conclusive(o.variant, i) ? 1 : 0;
   }
+  voter::Policy policy = config.policy;
+  policy.configured = variants.size();
+  voter::Verdict verdict = voter::Decide(outcomes, policy);
   // Cluster mode: the old leader may have answered it `committed`, so a
-  // retest that could not run it on every program (and saw none fail) is
-  // no evidence either way: it is run again, up to three times, and then
-  // this member steps down rather than quarantine a command that may have
-  // been acknowledged (another member may be able to run it; nothing is
-  // served meanwhile).
-  if (s.rederive && inconclusive && failed == 0) {
+  // retest that could not run it on every program (and saw none fail) and
+  // whose probes that did run it do not make a commit is no evidence
+  // either way: it is run again, up to three times, and then this member
+  // steps down rather than quarantine a command that may have been
+  // acknowledged (another member may be able to run it; nothing is served
+  // meanwhile).
+  if (s.rederive && inconclusive && failed == 0 && verdict.kind != voter::VerdictKind::kCommit) {
     if (s.retests < 3) {
       ++s.retests;
       Log(LogLevel::kWarn, "retest", {{"phase", "again"}, {"seq", s.seq}, {"attempt", s.retests + 1},
@@ -285,9 +289,6 @@ bool Supervisor::Impl::FinishSuspect(const Retest& r, std::size_t i) {
              "fresh processes could not run it on every program in 4 tries (" + described["probes"].dump() + ")");
     return false;
   }
-  voter::Policy policy = config.policy;
-  policy.configured = variants.size();
-  voter::Verdict verdict = voter::Decide(outcomes, policy);
   std::string why;
   bool poison = false;
   if (standby && config.standby_policy == "quarantine") {
@@ -317,7 +318,25 @@ bool Supervisor::Impl::FinishSuspect(const Retest& r, std::size_t i) {
   }
   const std::string seq = "seq " + std::to_string(s.seq);
   if (!poison && s.rederive && verdict.kind == voter::VerdictKind::kCommit) {
+    if (s.expires_at_ms != 0 && UnixNowMs() > s.expires_at_ms) {
+      // Its client's deadline passed: a commit before it would be in etcd
+      // (the old leader waited for that before answering a command with a
+      // deadline), so it was never answered `committed`, and its client
+      // may have told its user it was not done (the Videohub gateway's
+      // NAK). Not carried out. (It ends this batch: the retest of those
+      // after it ran on a state that included it.)
+      JournalRecord record = SuspectVerdict(s, "EXPIRED");
+      record.reason = "admitted by the previous leader and not decided in etcd; its client's deadline "
+                      "(expires_at_ms) passed before this leader could settle it: not carried out";
+      const std::uint64_t ordinal = journal ? AppendRecord(EncodeJournalRecord(record)) : 0;
+      if (auto reply = ReplyOfVerdict(record)) Remember(RequestKey(s.key, s.request_id), *reply, ordinal);
+      json event = {{"phase", "done"}, {"seq", s.seq}, {"conclusion", record.reason}, {"probes", described["probes"]}};
+      Log(LogLevel::kWarn, "retest", event);
+      Publish("retest", event);
+      return false;
+    }
     CommitRederived(s, verdict.result, described);
+    if (s.expires_at_ms != 0) cluster_due = Now();  // (in etcd before a retry hears it: as OnCommit)
     return true;
   }
   if (!poison) {

@@ -66,7 +66,9 @@ std::uint64_t Supervisor::Impl::AppendRecord(std::string_view payload) {
   journal->Append(payload);
   if (cluster && leading) {
     cluster_out.emplace_back(payload);
+    cluster_out_bytes += payload.size();
     if (!cluster_due) cluster_due = Now() + kClusterLazy;
+    if (cluster_out_bytes >= kClusterBatchBytes) cluster_due = Now();  // (a batch stays within etcd's limit)
   }
   return ++journal_appended;
 }

@@ -224,6 +224,7 @@ Status Supervisor::Impl::Recover() {
   for (auto& s : r.suspects) {
     suspects.push_back({s.seq, s.time_ns, std::move(s.request_id), std::move(s.client), std::move(s.fingerprint),
                         std::move(s.payload), std::move(s.key)});
+    suspects.back().expires_at_ms = s.expires_at_ms;
   }
   for (const auto& c : r.closed) closed_segments.push_back({c.index, c.max_seq});
   journal_segment = r.current;

@@ -543,6 +543,57 @@ TEST_F(Multihost, ACommandAdmittedAheadOfAQuarantineIsRefusedAtItsTurn) {
   }
 }
 
+// A command with a client deadline, in flight when the leader's host dies,
+// is found undecided by the new leader after its deadline passed: it was
+// never answered `committed` (such a commit is in etcd before its reply),
+// and its client may have told its user it failed, so it is recorded
+// EXPIRED and never carried out, and a retry is told so.
+TEST_F(Multihost, AnUndecidedCommandPastItsDeadlineIsNotCarriedOutByTheNextLeader) {
+  StartMember(1, {"--fault", "hang-on=SLOW"});
+  ASSERT_TRUE(members_[1]->WaitReady());
+  ASSERT_NE(WaitLeader(), 0);
+  StartMember(2);
+  ASSERT_TRUE(members_[2]->WaitReady());
+  const json cmd = {{"op", "label"}, {"client", "t"}, {"kind", "output"}, {"labels", {{{"index", 3}, {"text", "SLOW"}}}}};
+  const auto now_ms = std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch());
+  // (600 ms: a takeover takes at least the lease TTL less one renewal
+  // interval, 667 ms, after the kill.)
+  const std::string request =
+      json{{"type", "command"}, {"id", "deadline-1"}, {"cmd", cmd}, {"expires_at_ms", now_ms.count() + 600}}.dump();
+  (void)members_[1]->Raw(request, milliseconds(1));
+  ASSERT_FALSE(members_[1]
+                   ->WaitStatus([](const json& s) {
+                     for (const auto& v : s["variants"]) {
+                       if (v.value("in_flight", 0) == 0) return false;
+                     }
+                     return true;
+                   })
+                   .is_null());
+  hosts_[0]->KillEverything();
+  members_[1].reset();
+  ASSERT_FALSE(WaitCluster(2, [](const json& c) { return c.value("role", "") == "leader"; }).is_null());
+  ASSERT_FALSE(members_[2]
+                   ->WaitStatus([](const json& s) {
+                     return s["nvsd"].value("suspects", 1) == 0 && s["nvsd"]["retest"].is_null();
+                   })
+                   .is_null());
+  const auto retry = members_[2]->Raw(request);
+  ASSERT_TRUE(retry.has_value());
+  const json told = json::parse(*retry, nullptr, false);
+  EXPECT_EQ(told.value("status", ""), "rejected") << *retry;
+  EXPECT_EQ(told.value("code", ""), "expired") << *retry;
+  std::string verdict;
+  for (const auto& v : EtcdVerdicts()) {
+    if (v.value("id", "") == "deadline-1") verdict = v.value("verdict", "");
+  }
+  EXPECT_EQ(verdict, "EXPIRED");
+  for (const char* name : {"router-a", "router-b"}) {
+    for (const auto& line : members_[2]->DeliveredTo(name)) {
+      EXPECT_EQ(line.dump().find("SLOW"), std::string::npos) << name << " of the new leader was sent it";
+    }
+  }
+}
+
 // etcd takes at most 1.5 MiB per write: in cluster mode a command over
 // 256 KiB is refused before it is admitted (a leader whose write etcd
 // refused would step down, and so would the next, on the client's retry).

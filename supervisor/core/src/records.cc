@@ -199,6 +199,7 @@ Result<JournalRecord> ParseJournalRecord(std::string_view payload, std::uint64_t
     record.key = text("key");
     record.client = text("client");
     record.fingerprint = text("fingerprint");
+    if (body.contains("expires_at_ms")) record.expires_at_ms = static_cast<std::int64_t>(count("expires_at_ms"));
     const auto cmd = body.find("cmd");
     if (cmd == body.end() && problem.empty()) problem = "no 'cmd'";
     if (problem.empty()) record.cmd = Compact(*cmd);
@@ -255,6 +256,7 @@ std::string EncodeJournalRecord(const JournalRecord& r) {
     body["client"] = r.client;
     body["fingerprint"] = r.fingerprint;
     put("key", r.key);
+    if (r.expires_at_ms != 0) body["expires_at_ms"] = r.expires_at_ms;
     body["cmd"] = AsJson(r.cmd);
   } else if (r.type == "verdict") {
     body["seq"] = r.seq;

@@ -71,6 +71,7 @@ struct JournalRecord {
   std::string cmd;           // admit: the command, compact JSON with sorted members
   std::string client;        // admit: the client's routing id, hex ("" when absent)
   std::string key;           // admit, verdict: the name of the client's CURVE key ("" on a plain endpoint)
+  std::int64_t expires_at_ms = 0;  // admit: the client's deadline (CLIENT.md §2), Unix ms (0: none)
   std::string verdict;       // verdict: COMMIT, POISON, NO_QUORUM, EXPIRED, ABANDONED
   std::string result;        // verdict COMMIT: compact JSON
   std::string report;        // verdict other than COMMIT ("" when absent)
