@@ -55,8 +55,28 @@ double Micros(Clock::duration d) { return std::chrono::duration<double, std::mic
 struct Stats {
   double p50 = 0, p99 = 0, mean = 0, max = 0, per_second = 0;
   double cpu_us = 0;  // CPU time of the whole machine (all processes, all cores) per command
+  double nvsd_cpu_us = 0;  // nvsd's own CPU time per command (through nvsd only)
   std::size_t n = 0;
 };
+
+// The CPU time (user + system) a process used so far, in microseconds.
+double ProcessCpuMicros(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::size_t close = text.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream fields(text.substr(close + 2));
+  std::string field;
+  double utime = 0, stime = 0;
+  for (int i = 3; fields >> field; ++i) {  // (field 3 is the state; 14 and 15 are utime and stime)
+    if (i == 14) utime = std::stod(field);
+    if (i == 15) {
+      stime = std::stod(field);
+      break;
+    }
+  }
+  return (utime + stime) * 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
 
 // Busy CPU time of the whole machine so far, in microseconds (from /proc/stat).
 double MachineBusyMicros() {
@@ -82,8 +102,10 @@ Stats Summarise(std::vector<double> samples, double seconds) {
 }
 
 json ToJson(const Stats& s) {
-  return {{"n", s.n}, {"p50_us", s.p50}, {"p99_us", s.p99}, {"mean_us", s.mean}, {"max_us", s.max},
-          {"per_second", s.per_second}, {"machine_cpu_us_per_command", s.cpu_us}};
+  json out = {{"n", s.n}, {"p50_us", s.p50}, {"p99_us", s.p99}, {"mean_us", s.mean}, {"max_us", s.max},
+              {"per_second", s.per_second}, {"machine_cpu_us_per_command", s.cpu_us}};
+  if (s.nvsd_cpu_us > 0) out["nvsd_cpu_us_per_command"] = s.nvsd_cpu_us;
+  return out;
 }
 
 std::string RouteCommand(std::size_t i) {
@@ -107,7 +129,8 @@ std::vector<std::string> SizeArgs(int n) { return {"--inputs", std::to_string(n)
 
 // ---- direct -------------------------------------------------------------------
 
-Stats BenchDirect(std::size_t commands) {
+// `pipelined`: the same with 32 requests outstanding (commands/s).
+Stats BenchDirect(std::size_t commands, Stats* pipelined) {
   // ipc, like nvsd's sockets in this benchmark, so the comparison is fair.
   const std::string socket = "/tmp/nvs-bench-direct-" + std::to_string(getpid()) + ".sock";
   nvs::testing::VariantHarness harness("ipc://" + socket);
@@ -127,8 +150,51 @@ Stats BenchDirect(std::size_t commands) {
   }
   Stats stats = Summarise(samples, std::chrono::duration<double>(Clock::now() - start).count());
   stats.cpu_us = (MachineBusyMicros() - cpu_start) / static_cast<double>(commands);
+  const auto p_start = Clock::now();
+  std::size_t sent = 0, received = 0;
+  while (received < commands) {
+    for (; sent < commands && sent - received < 32; ++sent) {
+      harness.Send("router-a", R"({"type":"apply","seq":)" + std::to_string(commands + sent + 1) +
+                                   R"(,"time_ns":1,"cmd":)" + RouteCommand(sent) + "}");
+    }
+    if (!harness.Receive("router-a")) throw std::runtime_error("direct, pipelined: no reply");
+    ++received;
+  }
+  pipelined->n = commands;
+  pipelined->per_second = static_cast<double>(commands) / std::chrono::duration<double>(Clock::now() - p_start).count();
   fs::remove(socket);
   return stats;
+}
+
+// The fsync floor of the journal's disk: p50 (and p99) of a 4 KiB append
+// plus fdatasync on a preallocated file in the folder nvsd's state dirs are
+// made in, in microseconds: what one `fsync: always` costs at the least.
+Stats BenchFsyncFloor(std::size_t samples_wanted) {
+  char pattern[] = "/tmp/nvs-bench-XXXXXX";
+  const fs::path dir = mkdtemp(pattern);
+  const fs::path file = dir / "floor";
+  const int fd = open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) throw std::runtime_error("fsync floor: cannot create " + file.string());
+  const off_t size = static_cast<off_t>(samples_wanted + 1) * 4096;
+  if (posix_fallocate(fd, 0, size) != 0 || fsync(fd) != 0) {
+    close(fd);
+    throw std::runtime_error("fsync floor: cannot preallocate " + file.string());
+  }
+  const std::string block(4096, 'j');
+  std::vector<double> samples;
+  samples.reserve(samples_wanted);
+  for (std::size_t i = 0; i < samples_wanted; ++i) {
+    const auto t0 = Clock::now();
+    if (pwrite(fd, block.data(), block.size(), static_cast<off_t>(i) * 4096) != static_cast<ssize_t>(block.size()) ||
+        fdatasync(fd) != 0) {
+      close(fd);
+      throw std::runtime_error("fsync floor: a write or fdatasync failed");
+    }
+    samples.push_back(Micros(Clock::now() - t0));
+  }
+  close(fd);
+  fs::remove_all(dir);
+  return Summarise(samples, 1);
 }
 
 // ---- each variant on a full-size router ------------------------------------------
@@ -326,6 +392,7 @@ class Nvsd {
     }
     throw std::runtime_error("no running " + name + " in " + status.dump());
   }
+  pid_t pid() const { return pid_; }
 
  private:
   fs::path dir_;
@@ -356,6 +423,7 @@ Stats BenchNvsd(const std::vector<std::string>& variants, std::size_t commands, 
   std::vector<double> samples;
   samples.reserve(commands);
   const double cpu_start = MachineBusyMicros();
+  const double nvsd_cpu_start = ProcessCpuMicros(nvsd.pid());
   const auto start = Clock::now();
   for (std::size_t i = 0; i < commands; ++i) {
     const std::string request = CommandRequest(i, RouteCommand(i));
@@ -366,6 +434,7 @@ Stats BenchNvsd(const std::vector<std::string>& variants, std::size_t commands, 
   }
   Stats closed = Summarise(samples, std::chrono::duration<double>(Clock::now() - start).count());
   closed.cpu_us = (MachineBusyMicros() - cpu_start) / static_cast<double>(commands);
+  closed.nvsd_cpu_us = (ProcessCpuMicros(nvsd.pid()) - nvsd_cpu_start) / static_cast<double>(commands);
   // Pipelined: keep 32 requests outstanding.
   nvsd.WaitAllHealthy();
   const auto p_start = Clock::now();
@@ -821,10 +890,12 @@ int Run(std::size_t commands, int kills, std::size_t history, const std::string&
   if (wanted("latency")) {
   std::printf("%-22s %9s %9s %9s %10s %14s %12s\n", "configuration", "p50 us", "p99 us", "mean us", "cmd/s (1)",
               "cmd/s (32 out)", "CPU us/cmd");
-  const Stats direct = BenchDirect(commands);
-  std::printf("%-22s %9.1f %9.1f %9.1f %10.0f %14s %12.0f\n", "direct router-a", direct.p50, direct.p99, direct.mean,
-              direct.per_second, "-", direct.cpu_us);
+  Stats direct_pipelined;
+  const Stats direct = BenchDirect(commands, &direct_pipelined);
+  std::printf("%-22s %9.1f %9.1f %9.1f %10.0f %14.0f %12.0f\n", "direct router-a", direct.p50, direct.p99, direct.mean,
+              direct.per_second, direct_pipelined.per_second, direct.cpu_us);
   out["direct"] = ToJson(direct);
+  out["direct"]["pipelined_per_second"] = direct_pipelined.per_second;
   const std::vector<std::pair<std::string, std::vector<std::string>>> setups = {
       {"nvsd-1 (a)", {"router-a"}},
       {"nvsd-2 (a,b)", {"router-a", "router-b"}},
@@ -847,9 +918,37 @@ int Run(std::size_t commands, int kills, std::size_t history, const std::string&
     out["nvsd-2 fsync none"] = ToJson(s);
     out["nvsd-2 fsync none"]["pipelined_per_second"] = pipelined.per_second;
   }
-  const double ratio = out["nvsd-3 (a,b,c)"]["p50_us"].get<double>() / direct.p50;
-  std::printf("\np50 through nvsd with 3 variants / direct: %.2fx (target <= 2x); %ld cores\n", ratio,
-              sysconf(_SC_NPROCESSORS_ONLN));
+  {
+    Stats pipelined;
+    const Stats s = BenchNvsd({"router-a", "router-b", "router-c"}, commands, &pipelined, {{"fsync", "none"}});
+    std::printf("%-22s %9.1f %9.1f %9.1f %10.0f %14.0f %12.0f\n", "nvsd-3 fsync none", s.p50, s.p99, s.mean,
+                s.per_second, pipelined.per_second, s.cpu_us);
+    out["nvsd-3 fsync none"] = ToJson(s);
+    out["nvsd-3 fsync none"]["pipelined_per_second"] = pipelined.per_second;
+  }
+  const Stats floor = BenchFsyncFloor(1000);
+  out["fsync_floor_us"] = floor.p50;
+  out["fsync_floor_p99_us"] = floor.p99;
+  const json& three = out["nvsd-3 (a,b,c)"];
+  const json& three_none = out["nvsd-3 fsync none"];
+  const double ratio = three["p50_us"].get<double>() / direct.p50;
+  std::printf("\nfsync floor of this disk (4 KiB append + fdatasync, preallocated file): p50 %.0f us, p99 %.0f us\n",
+              floor.p50, floor.p99);
+  std::printf("p50 through nvsd with 3 variants / direct: %.2fx; %ld cores\n", ratio, sysconf(_SC_NPROCESSORS_ONLN));
+  std::printf("targets (issue 18), same run:\n");
+  std::printf("  nvsd-3 fsync none p50 / direct p50: %.2fx (target <= 2.0x)\n", three_none["p50_us"].get<double>() / direct.p50);
+  std::printf("  nvsd-3 fsync always p50: %.0f us, against 2 x direct + one fsync floor = %.0f us (%.2fx of it)\n",
+              three["p50_us"].get<double>(), 2 * direct.p50 + floor.p50,
+              three["p50_us"].get<double>() / (2 * direct.p50 + floor.p50));
+  std::printf("  CPU per command: nvsd's own %.0f us (the machine's: %.0f us) against the whole direct path's %.0f us "
+              "(target: nvsd's own <= the direct path's)\n",
+              three["nvsd_cpu_us_per_command"].get<double>(), three["machine_cpu_us_per_command"].get<double>(),
+              direct.cpu_us);
+  std::printf("  pipelined: nvsd-3 %.0f commits/s = %.0f%% of direct's %.0f/s (target >= 50%%)\n",
+              three["pipelined_per_second"].get<double>(),
+              100 * three["pipelined_per_second"].get<double>() / direct_pipelined.per_second, direct_pipelined.per_second);
+  std::printf("  p99/p50: nvsd-3 %.2f, direct %.2f (target: no worse than direct's)\n",
+              three["p99_us"].get<double>() / three["p50_us"].get<double>(), direct.p99 / direct.p50);
   out["p50_ratio_3_vs_direct"] = ratio;
   }
 
