@@ -109,6 +109,9 @@ constexpr std::size_t kAdmitAhead = 16;
 constexpr std::size_t kClusterWriteBytes = 1u << 20;
 constexpr std::size_t kClusterBatchBytes = 512u << 10;
 constexpr std::size_t kClusterMaxCommandBytes = 256u << 10;
+// A COMMIT verdict record over this goes to etcd with its result left out
+// (see Replicate): the command is committed on every member all the same.
+constexpr std::size_t kClusterMaxRecordBytes = 512u << 10;
 // A client's backlog of replies (see Supervisor::Impl::Backlog) beyond
 // this many bytes cuts it off, whatever client_backlog_limit says.
 constexpr std::size_t kMaxBacklogBytes = 64u << 20;

@@ -201,9 +201,29 @@ bool Supervisor::Impl::Replicate() {
   std::uint64_t max_seq = 0;
   std::string batch;
   for (const auto& payload : cluster_out) {
+    if (auto head = PeekJournalRecord(payload)) max_seq = std::max(max_seq, head->seq);
+    if (payload.size() > kClusterMaxRecordBytes) {
+      // A result too large for etcd (the variants' reply can be up to 16
+      // MiB): its verdict goes without it, its digest kept. Every member
+      // applies the command from its admit all the same; only a retry
+      // answered by another member gets the stand-in for the result.
+      auto record = ParseJournalRecord(payload);
+      if (record.ok() && record.value().type == "verdict" && record.value().verdict == "COMMIT") {
+        const std::size_t bytes = record.value().result.size();
+        const std::string digest = proto::Fnv1a64Hex(record.value().result);
+        record.value().result = json{{"nvs_result_omitted", "over " + std::to_string(kClusterMaxRecordBytes) +
+                                                                " bytes: too large for etcd"},
+                                     {"bytes", bytes},
+                                     {"result_digest", digest}}
+                                    .dump();
+        Log(LogLevel::kWarn, "cluster_result_omitted", {{"seq", record.value().seq}, {"bytes", bytes}});
+        batch.append(EncodeJournalRecord(record.value()));
+        batch.push_back('\n');
+        continue;
+      }
+    }
     batch.append(payload);
     batch.push_back('\n');
-    if (auto head = PeekJournalRecord(payload)) max_seq = std::max(max_seq, head->seq);
   }
   // (One put per key: etcd refuses a transaction that names a key twice,
   // as a report written at its verdict and again when it settles.)
