@@ -151,6 +151,33 @@ class Multihost : public ::testing::Test {
     return json();
   }
 
+  // Once both variants of member 1 (the leader) have a command in flight:
+  // kill -9 of its host; member 2 leads and settles what member 1 left
+  // undecided. Member 2's status then, or null at a deadline.
+  json KillInFlightLeaderAndSettle() {
+    const json in_flight = members_[1]->WaitStatus([](const json& s) {
+      for (const auto& v : s["variants"]) {
+        if (v.value("in_flight", 0) == 0) return false;
+      }
+      return true;
+    });
+    if (in_flight.is_null()) return json();
+    hosts_[0]->KillEverything();
+    members_[1].reset();
+    if (WaitCluster(2, [](const json& c) { return c.value("role", "") == "leader"; }).is_null()) return json();
+    return members_[2]->WaitStatus(
+        [](const json& s) { return s["nvsd"].value("suspects", 1) == 0 && s["nvsd"]["retest"].is_null(); });
+  }
+
+  // No variant of member k was ever sent a message holding `text`.
+  void ExpectNeverDelivered(int k, const std::string& text) {
+    for (const char* name : {"router-a", "router-b"}) {
+      for (const auto& line : members_[k]->DeliveredTo(name)) {
+        EXPECT_EQ(line.dump().find(text), std::string::npos) << name << " of member " << k << " was sent " << text;
+      }
+    }
+  }
+
   // Members 1 and 2, ready; the one that leads (0: none in time).
   int StartTwo() {
     StartMember(1);
@@ -470,28 +497,12 @@ TEST_F(Multihost, APoisonInFlightWhenTheLeadersHostDiesIsQuarantinedNotDelivered
                        {"labels", {{{"index", 5}, {"text", "POISON"}}}}};
   members_[1]->SendCommand(poison);
   // In flight: both of the leader's variants have it and hang on it.
-  ASSERT_FALSE(members_[1]
-                   ->WaitStatus([](const json& s) {
-                     for (const auto& v : s["variants"]) {
-                       if (v.value("in_flight", 0) == 0) return false;
-                     }
-                     return true;
-                   })
-                   .is_null());
-  hosts_[0]->KillEverything();
-  members_[1].reset();
-  ASSERT_FALSE(WaitCluster(2, [](const json& c) { return c.value("role", "") == "leader"; }).is_null());
-  const json settled = members_[2]->WaitStatus(
-      [](const json& s) { return s["nvsd"].value("suspects", 1) == 0 && s["nvsd"]["retest"].is_null(); });
+  const json settled = KillInFlightLeaderAndSettle();
   ASSERT_FALSE(settled.is_null());
   EXPECT_EQ(settled["nvsd"].value("quarantined", 0), 1);
   const json again = members_[2]->Command(poison);
   EXPECT_EQ(again.value("status", ""), "quarantined") << again.dump();
-  for (const char* name : {"router-a", "router-b"}) {
-    for (const auto& line : members_[2]->DeliveredTo(name)) {
-      EXPECT_EQ(line.dump().find("POISON"), std::string::npos) << name << " of the new leader was sent the poison";
-    }
-  }
+  ExpectNeverDelivered(2, "POISON");
 }
 
 // A leader admits the commands queued behind the one it dispatches in the
@@ -561,22 +572,7 @@ TEST_F(Multihost, AnUndecidedCommandPastItsDeadlineIsNotCarriedOutByTheNextLeade
   const std::string request =
       json{{"type", "command"}, {"id", "deadline-1"}, {"cmd", cmd}, {"expires_at_ms", now_ms.count() + 600}}.dump();
   (void)members_[1]->Raw(request, milliseconds(1));
-  ASSERT_FALSE(members_[1]
-                   ->WaitStatus([](const json& s) {
-                     for (const auto& v : s["variants"]) {
-                       if (v.value("in_flight", 0) == 0) return false;
-                     }
-                     return true;
-                   })
-                   .is_null());
-  hosts_[0]->KillEverything();
-  members_[1].reset();
-  ASSERT_FALSE(WaitCluster(2, [](const json& c) { return c.value("role", "") == "leader"; }).is_null());
-  ASSERT_FALSE(members_[2]
-                   ->WaitStatus([](const json& s) {
-                     return s["nvsd"].value("suspects", 1) == 0 && s["nvsd"]["retest"].is_null();
-                   })
-                   .is_null());
+  ASSERT_FALSE(KillInFlightLeaderAndSettle().is_null());
   const auto retry = members_[2]->Raw(request);
   ASSERT_TRUE(retry.has_value());
   const json told = json::parse(*retry, nullptr, false);
@@ -587,11 +583,7 @@ TEST_F(Multihost, AnUndecidedCommandPastItsDeadlineIsNotCarriedOutByTheNextLeade
     if (v.value("id", "") == "deadline-1") verdict = v.value("verdict", "");
   }
   EXPECT_EQ(verdict, "EXPIRED");
-  for (const char* name : {"router-a", "router-b"}) {
-    for (const auto& line : members_[2]->DeliveredTo(name)) {
-      EXPECT_EQ(line.dump().find("SLOW"), std::string::npos) << name << " of the new leader was sent it";
-    }
-  }
+  ExpectNeverDelivered(2, "SLOW");
 }
 
 // etcd takes at most 1.5 MiB per write: in cluster mode a command over
