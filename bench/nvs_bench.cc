@@ -415,8 +415,10 @@ std::string CommandRequest(std::size_t /*i*/, const std::string& cmd) {
   return R"({"type":"command","id":"b)" + std::to_string(++next) + R"(","cmd":)" + cmd + "}";
 }
 
+// `stages`: nvsd's own account of where the one-at-a-time commands' time
+// went (status `nvsd.stages`), when given.
 Stats BenchNvsd(const std::vector<std::string>& variants, std::size_t commands, Stats* pipelined,
-                const json& overrides = json::object()) {
+                const json& overrides = json::object(), json* stages = nullptr) {
   Nvsd nvsd(variants, {}, overrides);
   for (std::size_t i = 0; i < 200; ++i) nvsd.Call(CommandRequest(i, RouteCommand(i)));  // warm-up
   nvsd.WaitAllHealthy();
@@ -435,6 +437,10 @@ Stats BenchNvsd(const std::vector<std::string>& variants, std::size_t commands, 
   Stats closed = Summarise(samples, std::chrono::duration<double>(Clock::now() - start).count());
   closed.cpu_us = (MachineBusyMicros() - cpu_start) / static_cast<double>(commands);
   closed.nvsd_cpu_us = (ProcessCpuMicros(nvsd.pid()) - nvsd_cpu_start) / static_cast<double>(commands);
+  if (stages != nullptr) {
+    const json status = json::parse(nvsd.Call(R"({"type":"status","id":"stages"})"), nullptr, false);
+    if (status.is_object() && status.contains("nvsd")) *stages = status["nvsd"].value("stages", json());
+  }
   // Pipelined: keep 32 requests outstanding.
   nvsd.WaitAllHealthy();
   const auto p_start = Clock::now();
@@ -903,11 +909,13 @@ int Run(std::size_t commands, int kills, std::size_t history, const std::string&
   };
   for (const auto& [label, variants] : setups) {
     Stats pipelined;
-    const Stats s = BenchNvsd(variants, commands, &pipelined);
+    json stages;
+    const Stats s = BenchNvsd(variants, commands, &pipelined, json::object(), &stages);
     std::printf("%-22s %9.1f %9.1f %9.1f %10.0f %14.0f %12.0f\n", label.c_str(), s.p50, s.p99, s.mean, s.per_second,
                 pipelined.per_second, s.cpu_us);
     out[label] = ToJson(s);
     out[label]["pipelined_per_second"] = pipelined.per_second;
+    out[label]["stages"] = stages;
   }
   // Journal durability: the same 2-variant run with fsync "none" (nvsd-2 above ran with "always").
   {
@@ -920,11 +928,13 @@ int Run(std::size_t commands, int kills, std::size_t history, const std::string&
   }
   {
     Stats pipelined;
-    const Stats s = BenchNvsd({"router-a", "router-b", "router-c"}, commands, &pipelined, {{"fsync", "none"}});
+    json stages;
+    const Stats s = BenchNvsd({"router-a", "router-b", "router-c"}, commands, &pipelined, {{"fsync", "none"}}, &stages);
     std::printf("%-22s %9.1f %9.1f %9.1f %10.0f %14.0f %12.0f\n", "nvsd-3 fsync none", s.p50, s.p99, s.mean,
                 s.per_second, pipelined.per_second, s.cpu_us);
     out["nvsd-3 fsync none"] = ToJson(s);
     out["nvsd-3 fsync none"]["pipelined_per_second"] = pipelined.per_second;
+    out["nvsd-3 fsync none"]["stages"] = stages;
   }
   const Stats floor = BenchFsyncFloor(1000);
   out["fsync_floor_us"] = floor.p50;
@@ -935,6 +945,14 @@ int Run(std::size_t commands, int kills, std::size_t history, const std::string&
   std::printf("\nfsync floor of this disk (4 KiB append + fdatasync, preallocated file): p50 %.0f us, p99 %.0f us\n",
               floor.p50, floor.p99);
   std::printf("p50 through nvsd with 3 variants / direct: %.2fx; %ld cores\n", ratio, sysconf(_SC_NPROCESSORS_ONLN));
+  for (const char* label : {"nvsd-3 (a,b,c)", "nvsd-3 fsync none"}) {
+    const json& st = out[label]["stages"];
+    const auto p50 = [&](const char* stage) {
+      return st.is_object() && st[stage]["p50_us"].is_number() ? st[stage]["p50_us"].get<double>() : 0.0;
+    };
+    std::printf("%s, inside nvsd (p50): queued %.0f us, admit write %.0f us, vote %.0f us, reply flush %.0f us\n",
+                label, p50("queued"), p50("admit_write"), p50("vote"), p50("reply_flush"));
+  }
   std::printf("targets (issue 18), same run:\n");
   std::printf("  nvsd-3 fsync none p50 / direct p50: %.2fx (target <= 2.0x)\n", three_none["p50_us"].get<double>() / direct.p50);
   std::printf("  nvsd-3 fsync always p50: %.0f us, against 2 x direct + one fsync floor = %.0f us (%.2fx of it)\n",

@@ -34,6 +34,11 @@ struct Supervisor::Impl {
   std::filesystem::path bridge;
 
   AdmissionQueue<Command> waiting;  // admitted, not dispatched: one FIFO per client, served in turn
+  // Where a command's time in nvsd goes (status `stages`, bench/PROFILE.md):
+  // queued (read → its dispatch began), the admit's write (→ sent to the
+  // variants), the vote (→ decided), and each turn's flush and send of its
+  // replies.
+  LatencyWindow stage_queued, stage_admit, stage_vote, stage_reply;
   std::deque<Command> active;      // dispatched, not all outcomes in
   std::uint64_t next_command_id = 1;
   std::uint64_t last_seq = 0;
@@ -488,7 +493,7 @@ struct Supervisor::Impl {
   // long the latest took (us, the last 1000).
   std::uint64_t cluster_writes = 0;
   std::uint64_t cluster_records_written = 0;
-  std::deque<double> cluster_write_us;
+  LatencyWindow cluster_write_latency;
   std::vector<std::pair<std::string, std::string>> cluster_puts;     // reports, the checkpoint: with the next batch
   std::vector<std::pair<std::string, std::string>> cluster_deletes;  // log batches a checkpoint covers
   // The batches written (a leader) or applied (a follower, and at a start

@@ -196,6 +196,27 @@ struct Command {
   bool admitted = false;  // cluster leader: admitted ahead (its seq given, its admit written) while it waits its turn
 };
 
+// The latest durations of one kind (us), for status: p50 and p99 of the
+// last 1000 (null before the first).
+class LatencyWindow {
+ public:
+  void Add(double us) {
+    samples_.push_back(us);
+    if (samples_.size() > 1000) samples_.pop_front();
+  }
+  json Percentile(double q) const {
+    if (samples_.empty()) return nullptr;
+    std::vector<double> us(samples_.begin(), samples_.end());
+    const auto at = us.begin() + static_cast<std::ptrdiff_t>(q * static_cast<double>(us.size() - 1));
+    std::nth_element(us.begin(), at, us.end());
+    return *at;
+  }
+  json Json() const { return {{"p50_us", Percentile(0.5)}, {"p99_us", Percentile(0.99)}}; }
+
+ private:
+  std::deque<double> samples_;
+};
+
 struct CommittedEntry {
   std::uint64_t seq;
   std::int64_t time_ns;

@@ -482,6 +482,10 @@ proto::ClientReply Supervisor::Impl::StatusReply(const std::string& id) {
                               {"closed_segments", closed_segments.size()},
                               {"fsync", cluster ? std::string("none") : config.fsync}}},
                  {"recent_verdicts", RecentVerdictsJson()},
+                 {"stages", {{"queued", stage_queued.Json()},
+                             {"admit_write", stage_admit.Json()},
+                             {"vote", stage_vote.Json()},
+                             {"reply_flush", stage_reply.Json()}}},
                  {"probe", probe ? json{{"variant", probe->target},
                                         {"probe", probe->identity},
                                         {"pid", probe->process ? probe->process->pid() : -1}}

@@ -281,8 +281,7 @@ bool Supervisor::Impl::Replicate() {
       return false;
     }
     ++cluster_writes;
-    cluster_write_us.push_back(MillisSince(began, Now()) * 1000);
-    if (cluster_write_us.size() > 1000) cluster_write_us.pop_front();
+    cluster_write_latency.Add(MillisSince(began, Now()) * 1000);
   }
   cluster_records_written += cluster_out.size();
   if (!cluster_out.empty()) {
@@ -642,14 +641,6 @@ proto::ClientReply Supervisor::Impl::NotLeader(const std::optional<std::string>&
 json Supervisor::Impl::ClusterStatusJson() const {
   if (!cluster) return json();
   const auto view = cluster->GetView();
-  // (Of the leader's latest etcd writes; null when it made none.)
-  const auto write_percentile = [&](double q) -> json {
-    if (cluster_write_us.empty()) return nullptr;
-    std::vector<double> us(cluster_write_us.begin(), cluster_write_us.end());
-    const auto at = us.begin() + static_cast<std::ptrdiff_t>(q * static_cast<double>(us.size() - 1));
-    std::nth_element(us.begin(), at, us.end());
-    return *at;
-  };
   json members = json::array();
   for (const auto& m : view.members) {
     members.push_back({{"member", m.name}, {"endpoint", m.endpoint}, {"role", m.role}, {"applied_seq", m.applied_seq},
@@ -670,8 +661,8 @@ json Supervisor::Impl::ClusterStatusJson() const {
           {"etcd_writes", cluster_writes},
           {"records_per_write", cluster_writes == 0 ? 0.0
                                                     : static_cast<double>(cluster_records_written) / cluster_writes},
-          {"etcd_write_p50_us", write_percentile(0.5)},
-          {"etcd_write_p99_us", write_percentile(0.99)},
+          {"etcd_write_p50_us", cluster_write_latency.Percentile(0.5)},
+          {"etcd_write_p99_us", cluster_write_latency.Percentile(0.99)},
           {"members", members},
           {"last_etcd_error", view.last_error}};
 }

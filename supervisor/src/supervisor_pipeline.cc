@@ -127,6 +127,7 @@ void Supervisor::Impl::DecideStandby(Command& c) {
   }
   c.verdict = verdict;
   c.decided_ms = MillisSince(c.dispatched_at, Now());
+  if (!c.is_query) stage_vote.Add(c.decided_ms * 1000);
   if (verdict.kind == voter::VerdictKind::kCommit && !c.is_query && HasExpired(c)) {
     OnExpired(c);  // (the backups never see it: they only apply commits)
     return;
@@ -264,6 +265,7 @@ std::uint64_t Supervisor::Impl::AbandonAdmitted(const Command& c, const std::str
 }
 
 void Supervisor::Impl::Dispatch(Command c) {
+  const auto began = Now();
   if (!c.is_query && !c.admitted) {
     c.seq = ++last_seq;
     c.time_ns = env.UnixNowNs();
@@ -310,6 +312,10 @@ void Supervisor::Impl::Dispatch(Command c) {
     for (auto& b : behind) admitted_ahead.push_back(std::move(b));
   }
   c.dispatched_at = Now();
+  if (!c.is_query) {
+    stage_queued.Add(MillisSince(c.admitted_at, began) * 1000);
+    stage_admit.Add(MillisSince(began, c.dispatched_at) * 1000);
+  }
   NoteDispatched();
   const std::uint64_t wire_seq = c.is_query ? last_seq : c.seq;
   // Every configured variant has an outcome: the voters start pending; the
@@ -382,6 +388,7 @@ void Supervisor::Impl::Decide(Command& c) {
   if (c.retested) verdict.reason += "; " + c.retest.value("conclusion", std::string());
   c.verdict = verdict;
   c.decided_ms = MillisSince(c.dispatched_at, Now());
+  if (!c.is_query) stage_vote.Add(c.decided_ms * 1000);
   if (verdict.kind == voter::VerdictKind::kCommit && !c.is_query && HasExpired(c)) {
     OnExpired(c);
     return;

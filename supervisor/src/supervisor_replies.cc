@@ -107,6 +107,8 @@ void Supervisor::Impl::NoteDispatched() {
 // reply of this turn. A journal that cannot be written turns committed
 // replies into `unavailable`: nothing is acknowledged that is not on disk.
 void Supervisor::Impl::FlushJournalAndReplies() {
+  const auto began = Now();
+  const bool replying = !outbox.empty();
   if (!outbox.empty() || (journal && journal->pending())) {
     if (journal) {
       Flushed flushed = journal->Flush();
@@ -130,6 +132,7 @@ void Supervisor::Impl::FlushJournalAndReplies() {
   }
   for (auto& out : outbox) SendNow(out.to, out.reply);
   outbox.clear();
+  if (replying) stage_reply.Add(MillisSince(began, Now()) * 1000);
   RetryBacklogs();
 }
 
