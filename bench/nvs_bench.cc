@@ -960,7 +960,7 @@ int Run(std::size_t commands, int kills, std::size_t history, const std::string&
               three["p50_us"].get<double>() / (2 * direct.p50 + floor.p50));
   std::printf("  CPU per command: nvsd's own %.0f us (the machine's: %.0f us) against the whole direct path's %.0f us "
               "(target: nvsd's own <= the direct path's)\n",
-              three["nvsd_cpu_us_per_command"].get<double>(), three["machine_cpu_us_per_command"].get<double>(),
+              three.value("nvsd_cpu_us_per_command", 0.0), three["machine_cpu_us_per_command"].get<double>(),
               direct.cpu_us);
   std::printf("  pipelined: nvsd-3 %.0f commits/s = %.0f%% of direct's %.0f/s (target >= 50%%)\n",
               three["pipelined_per_second"].get<double>(),

@@ -351,6 +351,7 @@ struct Supervisor::Impl {
   void FinishSuspects(const Retest& r);
   bool FinishSuspect(const Retest& r, std::size_t i);
   void CommitRederived(const Suspect& s, const std::string& result, json described);
+  void ExpireSuspect(const Suspect& s, const json& described);
 
   // ---- standby probe (policy "probe") ---------------------------------------
 

@@ -198,11 +198,19 @@ bool Supervisor::Impl::Replicate() {
     Puts deletes;
     std::size_t bytes = 0;
   };
-  std::uint64_t max_seq = 0;
-  std::string batch;
+  // The records, as batches of at most kClusterBatchBytes each (a record
+  // over that is a COMMIT verdict whose result is left out, below), each
+  // under the log key of its first record's index.
+  struct Batch {
+    std::uint64_t index = 0;
+    std::string text;
+    std::uint64_t max_seq = 0;
+  };
+  std::vector<Batch> batches;
+  std::uint64_t index = cluster_next_index;
   for (const auto& payload : cluster_out) {
-    if (auto head = PeekJournalRecord(payload)) max_seq = std::max(max_seq, head->seq);
-    if (payload.size() > kClusterMaxRecordBytes) {
+    std::string line = payload;
+    if (line.size() > kClusterMaxRecordBytes) {
       // A result too large for etcd (the variants' reply can be up to 16
       // MiB): its verdict goes without it, its digest kept. Every member
       // applies the command from its admit all the same; only a retry
@@ -217,13 +225,16 @@ bool Supervisor::Impl::Replicate() {
                                      {"result_digest", digest}}
                                     .dump();
         Log(LogLevel::kWarn, "cluster_result_omitted", {{"seq", record.value().seq}, {"bytes", bytes}});
-        batch.append(EncodeJournalRecord(record.value()));
-        batch.push_back('\n');
-        continue;
+        line = EncodeJournalRecord(record.value());
       }
     }
-    batch.append(payload);
-    batch.push_back('\n');
+    if (batches.empty() || batches.back().text.size() + line.size() + 1 > kClusterBatchBytes) {
+      batches.push_back({index, "", 0});
+    }
+    if (auto head = PeekJournalRecord(line)) batches.back().max_seq = std::max(batches.back().max_seq, head->seq);
+    batches.back().text.append(line);
+    batches.back().text.push_back('\n');
+    ++index;
   }
   // (One put per key: etcd refuses a transaction that names a key twice,
   // as a report written at its verdict and again when it settles.)
@@ -242,9 +253,9 @@ bool Supervisor::Impl::Replicate() {
   // with the deletes it allows (never before the records it covers).
   const std::string checkpoint_key = cluster->Key("checkpoint");
   std::stable_partition(puts.begin(), puts.end(), [&](const auto& p) { return p.first != checkpoint_key; });
-  const auto first_checkpoint = std::find_if(puts.begin(), puts.end(), [&](const auto& p) { return p.first == checkpoint_key; });
-  if (!batch.empty()) {
-    puts.insert(first_checkpoint, std::make_pair(cluster->Key(ClusterMember::LogKeySuffix(cluster_next_index)), std::move(batch)));
+  auto at = std::find_if(puts.begin(), puts.end(), [&](const auto& p) { return p.first == checkpoint_key; });
+  for (const auto& b : batches) {
+    at = puts.insert(at, std::make_pair(cluster->Key(ClusterMember::LogKeySuffix(b.index)), b.text)) + 1;
   }
   Puts deletes = std::move(cluster_deletes);
   std::vector<Write> writes(1);
@@ -285,7 +296,7 @@ bool Supervisor::Impl::Replicate() {
   }
   cluster_records_written += cluster_out.size();
   if (!cluster_out.empty()) {
-    cluster_batches.emplace_back(cluster_next_index, max_seq);
+    for (const auto& b : batches) cluster_batches.emplace_back(b.index, b.max_seq);
     cluster_next_index += cluster_out.size();
     cluster_out.clear();
     cluster_out_bytes = 0;
@@ -419,6 +430,12 @@ void Supervisor::Impl::ApplyClusterRecord(std::string_view payload) {
 void Supervisor::Impl::CheckAgainstLeader(const std::string& value) {
   const json v = json::parse(value, nullptr, false);
   if (!v.is_object() || !v.contains("checkpoint") || !v["checkpoint"].is_string()) return;
+  // (The batches the leader deleted with it are covered: not kept here
+  // either, should this member never take a checkpoint of its own.)
+  if (v.contains("log_from") && v["log_from"].is_number_unsigned()) {
+    const auto log_from = v["log_from"].get<std::uint64_t>();
+    while (!cluster_batches.empty() && cluster_batches.front().first < log_from) cluster_batches.pop_front();
+  }
   auto parsed = ParseCheckpoint(v["checkpoint"].get<std::string>());
   if (!parsed.ok()) return;
   const std::uint64_t seq = parsed.value().seq;

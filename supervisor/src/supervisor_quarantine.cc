@@ -214,6 +214,21 @@ JournalRecord SuspectVerdict(const nvsd::Suspect& s, const char* verdict) {
 
 }  // namespace
 
+// A new leader's suspect past its client's deadline: recorded EXPIRED, not
+// carried out, and a retry told so. Its client may have told its user it
+// was not done (the Videohub gateway's NAK). (It ends a batch: the retest
+// of those after it ran on a state that included it.)
+void Supervisor::Impl::ExpireSuspect(const Suspect& s, const json& described) {
+  JournalRecord record = SuspectVerdict(s, "EXPIRED");
+  record.reason = "admitted by the previous leader and not decided in etcd; its client's deadline "
+                  "(expires_at_ms) passed before this leader could settle it: not carried out";
+  const std::uint64_t ordinal = journal ? AppendRecord(EncodeJournalRecord(record)) : 0;
+  if (auto reply = ReplyOfVerdict(record)) Remember(RequestKey(s.key, s.request_id), *reply, ordinal);
+  json event = {{"phase", "done"}, {"seq", s.seq}, {"conclusion", record.reason}, {"probes", described["probes"]}};
+  Log(LogLevel::kWarn, "retest", event);
+  Publish("retest", event);
+}
+
 void Supervisor::Impl::CommitRederived(const Suspect& s, const std::string& result, json described) {
   JournalRecord record = SuspectVerdict(s, "COMMIT");
   record.result = result;
@@ -268,6 +283,15 @@ bool Supervisor::Impl::FinishSuspect(const Retest& r, std::size_t i) {
   voter::Policy policy = config.policy;
   policy.configured = variants.size();
   voter::Verdict verdict = voter::Decide(outcomes, policy);
+  // Cluster mode: past its client's deadline, it was never answered
+  // `committed` (such a commit is in etcd before its reply): not carried
+  // out, whatever the retest could or could not run (unless a program
+  // failed on it: then the rules below may quarantine it).
+  const bool past_deadline = s.rederive && s.expires_at_ms != 0 && UnixNowMs() > s.expires_at_ms;
+  if (past_deadline && failed == 0) {
+    ExpireSuspect(s, described);
+    return false;
+  }
   // Cluster mode: the old leader may have answered it `committed`, so a
   // retest that could not run it on every program (and saw none fail) and
   // whose probes that did run it do not make a commit is no evidence
@@ -295,7 +319,9 @@ bool Supervisor::Impl::FinishSuspect(const Retest& r, std::size_t i) {
     // The active alone had it: a program that fails on it, or one that
     // could not be tried, is reason enough (the policy's own rule: a
     // command the active fails on is never delivered).
-    poison = failed > 0 || inconclusive;
+    // (Not a rederived one that fresh processes commit though one could
+    // not be run: the old leader may have answered it `committed`.)
+    poison = failed > 0 || (inconclusive && !(s.rederive && verdict.kind == voter::VerdictKind::kCommit));
     why = failed > 0 ? "a fresh process failed on it (standby policy quarantine: a command a program fails on is "
                        "not delivered)"
                      : "it could not be run on every program, so it is not shown safe";
@@ -318,21 +344,8 @@ bool Supervisor::Impl::FinishSuspect(const Retest& r, std::size_t i) {
   }
   const std::string seq = "seq " + std::to_string(s.seq);
   if (!poison && s.rederive && verdict.kind == voter::VerdictKind::kCommit) {
-    if (s.expires_at_ms != 0 && UnixNowMs() > s.expires_at_ms) {
-      // Its client's deadline passed: a commit before it would be in etcd
-      // (the old leader waited for that before answering a command with a
-      // deadline), so it was never answered `committed`, and its client
-      // may have told its user it was not done (the Videohub gateway's
-      // NAK). Not carried out. (It ends this batch: the retest of those
-      // after it ran on a state that included it.)
-      JournalRecord record = SuspectVerdict(s, "EXPIRED");
-      record.reason = "admitted by the previous leader and not decided in etcd; its client's deadline "
-                      "(expires_at_ms) passed before this leader could settle it: not carried out";
-      const std::uint64_t ordinal = journal ? AppendRecord(EncodeJournalRecord(record)) : 0;
-      if (auto reply = ReplyOfVerdict(record)) Remember(RequestKey(s.key, s.request_id), *reply, ordinal);
-      json event = {{"phase", "done"}, {"seq", s.seq}, {"conclusion", record.reason}, {"probes", described["probes"]}};
-      Log(LogLevel::kWarn, "retest", event);
-      Publish("retest", event);
+    if (past_deadline) {
+      ExpireSuspect(s, described);
       return false;
     }
     CommitRederived(s, verdict.result, described);
