@@ -288,19 +288,18 @@ class Multihost : public ::testing::Test {
     }
     order.push_back(leader);
     for (const int k : order) {
-      if (k != leader) {
-        // (Applied, and its variants idle: the checkpoint at stop is taken
-        // only from idle variants.)
-        ASSERT_FALSE(WaitMember(k, [&](const json& s) {
-                           if (s["cluster"].value("applied_seq", std::uint64_t{0}) < seq) return false;
-                           for (const auto& v : s["variants"]) {
-                             if (v.value("in_flight", 1) != 0) return false;
-                           }
-                           return true;
-                         })
-                         .is_null())
-            << "host" << k << " did not apply up to seq " << seq;
-      }
+      // (Applied, and its variants idle, the leader's too: the checkpoint at
+      // stop is taken only from idle variants. Under ASan a leader stopped
+      // with a request in flight left only its last periodic checkpoint.)
+      ASSERT_FALSE(WaitMember(k, [&](const json& s) {
+                         if (k != leader && s["cluster"].value("applied_seq", std::uint64_t{0}) < seq) return false;
+                         for (const auto& v : s["variants"]) {
+                           if (v.value("in_flight", 1) != 0) return false;
+                         }
+                         return true;
+                       })
+                       .is_null())
+          << "host" << k << " did not apply up to seq " << seq << " with its variants idle";
       const std::filesystem::path dir = members_[k]->state_dir();
       kill(members_[k]->nvsd_pid(), SIGTERM);
       ASSERT_TRUE(members_[k]->WaitNvsdExit(milliseconds(20000)).has_value());
