@@ -185,6 +185,8 @@ struct Supervisor::Impl {
   static void StripProbeResults(json& value);
   void Publish(const std::string& event, json body);
   void Reply(const ClientAddress& to, const proto::ClientReply& reply, std::uint64_t record = 0);
+  // The same reply to a command's client and to every retry attached to it.
+  void Answer(const Command& c, const proto::ClientReply& reply, std::uint64_t record = 0);
   std::uint64_t AppendRecord(std::string_view payload);
   void NoteUnavailable(const std::string& reason);
   void PublishUnavailable(Clock::time_point now);

@@ -196,6 +196,18 @@ struct Command {
   bool admitted = false;  // cluster leader: admitted ahead (its seq given, its admit written) while it waits its turn
 };
 
+// A verdict record with only what every kind has (its seq, request id and
+// key, and the verdict); the caller adds the rest.
+inline JournalRecord VerdictOf(std::uint64_t seq, std::string id, std::string key, std::string verdict) {
+  JournalRecord record;
+  record.type = "verdict";
+  record.seq = seq;
+  record.id = std::move(id);
+  record.key = std::move(key);
+  record.verdict = std::move(verdict);
+  return record;
+}
+
 // The latest durations of one kind (us), for status: p50 and p99 of the
 // last 1000 (null before the first).
 class LatencyWindow {

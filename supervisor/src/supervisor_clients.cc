@@ -224,8 +224,7 @@ bool Supervisor::Impl::RefuseIfBlocked(const Command& c, std::uint64_t record) {
     const auto reply = proto::ClientReply::Unavailable(
         c.request_id, "identical to command " + report + ", which is blocked while nvsd runs, but its quarantine "
                       "report cannot be written yet: not carried out");
-    Reply(c.client, reply, record);
-    for (const auto& also : c.also_reply) Reply(also, reply, record);
+    Answer(c, reply, record);
     return true;
   }
   proto::ClientReply reply;
@@ -234,8 +233,7 @@ bool Supervisor::Impl::RefuseIfBlocked(const Command& c, std::uint64_t record) {
   reply.report = report;
   reply.fingerprint = c.fingerprint;
   reply.reason = "identical to quarantined command " + report + "; refused without dispatch";
-  Reply(c.client, reply, record);
-  for (const auto& also : c.also_reply) Reply(also, reply, record);  // retries while it waited
+  Answer(c, reply, record);  // retries while it waited
   Log(LogLevel::kWarn, "blocked", {{"fingerprint", c.fingerprint}, {"report", report}});
   Publish("blocked", {{"fingerprint", c.fingerprint}, {"report", report}});
   return true;

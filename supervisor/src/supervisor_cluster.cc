@@ -209,8 +209,8 @@ bool Supervisor::Impl::Replicate() {
   std::vector<Batch> batches;
   std::uint64_t index = cluster_next_index;
   for (const auto& payload : cluster_out) {
-    std::string line = payload;
-    if (line.size() > kClusterMaxRecordBytes) {
+    std::string replaced;  // (a record with its result left out)
+    if (payload.size() > kClusterMaxRecordBytes) {
       // A result too large for etcd (the variants' reply can be up to 16
       // MiB): its verdict goes without it, its digest kept. Every member
       // applies the command from its admit all the same; only a retry
@@ -225,9 +225,10 @@ bool Supervisor::Impl::Replicate() {
                                      {"result_digest", digest}}
                                     .dump();
         Log(LogLevel::kWarn, "cluster_result_omitted", {{"seq", record.value().seq}, {"bytes", bytes}});
-        line = EncodeJournalRecord(record.value());
+        replaced = EncodeJournalRecord(record.value());
       }
     }
+    const std::string_view line = replaced.empty() ? std::string_view(payload) : std::string_view(replaced);
     if (batches.empty() || batches.back().text.size() + line.size() + 1 > kClusterBatchBytes) {
       batches.push_back({index, "", 0});
     }
@@ -259,9 +260,10 @@ bool Supervisor::Impl::Replicate() {
   }
   Puts deletes = std::move(cluster_deletes);
   std::vector<Write> writes(1);
+  const std::string log_prefix = cluster->Key("log/");
   for (auto& p : puts) {
     const bool is_checkpoint = p.first == checkpoint_key;
-    const bool is_log = p.first.rfind(cluster->Key("log/"), 0) == 0;
+    const bool is_log = p.first.rfind(log_prefix, 0) == 0;
     if (!is_log && p.first.size() + p.second.size() > kClusterWriteBytes) {
       Log(LogLevel::kError, "cluster_value_too_large",
           {{"key", p.first}, {"bytes", p.second.size()}, {"limit", kClusterWriteBytes},
@@ -568,14 +570,12 @@ void Supervisor::Impl::StepDown(const std::string& why) {
   // (Those admitted ahead may be in etcd: the next leader settles them.)
   for (auto& c : admitted_ahead) {
     const auto reply = NotLeader(c.request_id, why);
-    Reply(c.client, reply);
-    for (const auto& also : c.also_reply) Reply(also, reply);
+    Answer(c, reply);
   }
   admitted_ahead.clear();
   for (auto& c : waiting.TakeAll()) {
     const auto reply = NotLeader(c.request_id, why);
-    Reply(c.client, reply);
-    for (const auto& also : c.also_reply) Reply(also, reply);
+    Answer(c, reply);
   }
   cluster_out.clear();
   cluster_out_bytes = 0;
@@ -626,8 +626,7 @@ void Supervisor::Impl::AdvanceHandover() {
   }
   for (auto& c : waiting.TakeAll()) {
     const auto reply = NotLeader(c.request_id, "it handed the cluster over");
-    Reply(c.client, reply);
-    for (const auto& also : c.also_reply) Reply(also, reply);
+    Answer(c, reply);
   }
   FlushJournalAndReplies();  // (every verdict in etcd, every reply out)
   if (!leading || !Replicate()) return;  // (a write failed: it stepped down, which answers no handover)

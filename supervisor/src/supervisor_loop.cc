@@ -147,16 +147,14 @@ void Supervisor::Impl::CheckQueueDeadlines() {
     const std::string why = WhyStillWaiting();
     const std::uint64_t record = it->admitted ? AbandonAdmitted(*it, "waited past queue_deadline_ms: " + why) : 0;
     const auto reply = proto::ClientReply::Unavailable(it->request_id, why);
-    Reply(it->client, reply, record);
-    for (const auto& also : it->also_reply) Reply(also, reply, record);
+    Answer(*it, reply, record);
     it = admitted_ahead.erase(it);
   }
   if (waiting.empty() || waiting.OldestAdmission() >= cutoff) return;
   const std::string why = WhyStillWaiting();
   for (auto& c : waiting.TakeAdmittedBefore(cutoff)) {
     const auto reply = proto::ClientReply::Unavailable(c.request_id, why);
-    Reply(c.client, reply);
-    for (const auto& also : c.also_reply) Reply(also, reply);
+    Answer(c, reply);
   }
 }
 

@@ -186,14 +186,12 @@ bool Supervisor::Impl::RefusedBeforeDispatch(Command& c) {
   if (!c.is_query && journal_trouble) {
     const auto reply = proto::ClientReply::Unavailable(
         c.request_id, "the journal cannot be written: " + journal_trouble->reason + "; not sent to any variant");
-    Reply(c.client, reply);
-    for (const auto& also : c.also_reply) Reply(also, reply);
+    Answer(c, reply);
     return true;
   }
   if (HasExpired(c)) {
     const auto reply = ExpiredReply(c, "before it could be sent to the variants");
-    Reply(c.client, reply);
-    for (const auto& also : c.also_reply) Reply(also, reply);
+    Answer(c, reply);
     if (!c.is_query) Remember(RequestKey(c.client.user, c.request_id), reply);
     return true;
   }
@@ -254,22 +252,15 @@ bool Supervisor::Impl::RefusedAtItsTurn(Command& c) {
 // The verdict record of an admitted command that is never dispatched; its
 // ordinal (a reply resting on it waits for it).
 std::uint64_t Supervisor::Impl::AbandonAdmitted(const Command& c, const std::string& reason) {
-  JournalRecord record;
-  record.type = "verdict";
-  record.seq = c.seq;
-  record.id = c.request_id;
-  record.key = c.client.user;
-  record.verdict = "ABANDONED";
+  JournalRecord record = VerdictOf(c.seq, c.request_id, c.client.user, "ABANDONED");
   record.reason = reason;
   return AppendRecord(EncodeJournalRecord(record));
 }
 
 void Supervisor::Impl::Dispatch(Command c) {
   const auto began = Now();
-  if (!c.is_query && !c.admitted) {
-    c.seq = ++last_seq;
-    c.time_ns = env.UnixNowNs();
-  } else if (c.is_query) {
+  if (!c.admitted) {  // (one admitted ahead has its seq and time already)
+    if (!c.is_query) c.seq = ++last_seq;
     c.time_ns = env.UnixNowNs();
   }
   if (journal && !c.is_query && !c.admitted) {
@@ -285,13 +276,8 @@ void Supervisor::Impl::Dispatch(Command c) {
     std::vector<Command> behind = cluster && leading && !handover ? AdmitBehind() : std::vector<Command>{};
     // (What stops it stops those admitted behind it too: none is sent.)
     const auto refuse_all = [&](const auto& reply_to) {
-      std::vector<const Command*> all{&c};
-      for (const auto& b : behind) all.push_back(&b);
-      for (const Command* one : all) {
-        const proto::ClientReply reply = reply_to(one->request_id);
-        Reply(one->client, reply);
-        for (const auto& also : one->also_reply) Reply(also, reply);
-      }
+      Answer(c, reply_to(c.request_id));
+      for (const auto& b : behind) Answer(b, reply_to(b.request_id));
     };
     if (Flushed flushed = journal->Flush(); !flushed.ok()) {
       OnJournalFailure(flushed);
@@ -454,8 +440,7 @@ void Supervisor::Impl::PublishSettled(const Command& c) {
 // The final reply to a command, to every client that asked for it; kept
 // by request id so that a retry gets it again.
 void Supervisor::Impl::ReplyCommand(const Command& c, const proto::ClientReply& reply) {
-  Reply(c.client, reply, c.verdict_record);
-  for (const auto& also : c.also_reply) Reply(also, reply, c.verdict_record);
+  Answer(c, reply, c.verdict_record);
   if (!c.is_query) Remember(RequestKey(c.client.user, c.request_id), reply, c.verdict_record);
 }
 

@@ -203,13 +203,7 @@ namespace {
 
 // The verdict record that settles a suspect.
 JournalRecord SuspectVerdict(const nvsd::Suspect& s, const char* verdict) {
-  JournalRecord record;
-  record.type = "verdict";
-  record.seq = s.seq;
-  record.id = s.request_id;
-  record.key = s.key;
-  record.verdict = verdict;
-  return record;
+  return VerdictOf(s.seq, s.request_id, s.key, verdict);
 }
 
 }  // namespace
@@ -259,7 +253,7 @@ void Supervisor::Impl::CommitRederived(const Suspect& s, const std::string& resu
 // their own.
 void Supervisor::Impl::FinishSuspects(const Retest& r) {
   for (std::size_t i = 0; i < r.size(); ++i) {
-    if (suspects.empty() || suspects.front().seq != r.Describe(i).value("seq", std::uint64_t{0})) return;
+    if (suspects.empty() || suspects.front().seq != r.seq(i)) return;
     if (!FinishSuspect(r, i)) return;
   }
 }
@@ -433,8 +427,7 @@ void Supervisor::Impl::OnPoison(Command& c) {
     const auto unavailable = proto::ClientReply::Unavailable(
         c.request_id, "it killed variants (" + c.verdict->reason + "), and is blocked while nvsd runs, but the "
                       "quarantine report cannot be written (" + written.message() + "): not carried out");
-    Reply(c.client, unavailable);
-    for (const auto& also : c.also_reply) Reply(also, unavailable);
+    Answer(c, unavailable);
     Log(LogLevel::kError, "quarantined_in_memory",
         {{"report", c.report_id}, {"fingerprint", c.fingerprint}, {"seq", c.seq}, {"error", written.message()}});
     QuarantineUnwritten(c, report_text, written.message());

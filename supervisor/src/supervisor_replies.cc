@@ -61,6 +61,11 @@ void Supervisor::Impl::Reply(const ClientAddress& to, const proto::ClientReply& 
   outbox.push_back({to, reply, record});
 }
 
+void Supervisor::Impl::Answer(const Command& c, const proto::ClientReply& reply, std::uint64_t record) {
+  Reply(c.client, reply, record);
+  for (const auto& also : c.also_reply) Reply(also, reply, record);
+}
+
 // Queues a journal record; its ordinal.
 std::uint64_t Supervisor::Impl::AppendRecord(std::string_view payload) {
   journal->Append(payload);

@@ -325,13 +325,11 @@ void Supervisor::Impl::Shutdown() {
   for (auto& c : waiting.TakeAll()) {
     const auto reply = restart_as_follower ? NotLeader(c.request_id, "it stepped down")
                                            : proto::ClientReply::Unavailable(c.request_id, "nvsd is shutting down");
-    Reply(c.client, reply);
-    for (const auto& also : c.also_reply) Reply(also, reply);
+    Answer(c, reply);
   }
   for (auto& c : admitted_ahead) {  // (cluster mode: as below)
     const auto reply = NotLeader(c.request_id, restart_as_follower ? "it stepped down" : "it is stopping");
-    Reply(c.client, reply);
-    for (const auto& also : c.also_reply) Reply(also, reply);
+    Answer(c, reply);
   }
   admitted_ahead.clear();
   for (auto& c : active) {
@@ -342,8 +340,7 @@ void Supervisor::Impl::Shutdown() {
     // asks that leader, which knows.)
     const auto reply = cluster ? NotLeader(c.request_id, restart_as_follower ? "it stepped down" : "it is stopping")
                                : proto::ClientReply::Unavailable(c.request_id, "nvsd is shutting down");
-    Reply(c.client, reply);
-    for (const auto& also : c.also_reply) Reply(also, reply);
+    Answer(c, reply);
   }
   FlushJournalAndReplies();
   if (journal) journal->Flush(/*force=*/true);

@@ -178,6 +178,14 @@ class Multihost : public ::testing::Test {
     }
   }
 
+  // Member 1 alone (`faults` and `extra` as StartMember), ready and
+  // leading; nullptr if it is not in time.
+  NvsdHarness* StartLeader(const std::vector<std::string>& faults, const json& extra = json::object()) {
+    StartMember(1, faults, extra);
+    if (!members_[1]->WaitReady() || WaitLeader() != 1) return nullptr;
+    return members_[1].get();
+  }
+
   // Members 1 and 2, ready; the one that leads (0: none in time).
   int StartTwo() {
     StartMember(1);
@@ -484,9 +492,7 @@ TEST_F(Multihost, LosingEtcdsQuorumStopsServiceUntilItIsBack) {
 // processes (which it kills), quarantines it, and never delivers it to its
 // own variants; sent again, it is refused.
 TEST_F(Multihost, APoisonInFlightWhenTheLeadersHostDiesIsQuarantinedNotDelivered) {
-  StartMember(1, {"--fault", "hang-on=POISON"});
-  ASSERT_TRUE(members_[1]->WaitReady());
-  ASSERT_NE(WaitLeader(), 0);
+  ASSERT_NE(StartLeader({"--fault", "hang-on=POISON"}), nullptr);
   StartMember(2, {"--fault", "crash-on=POISON"});
   ASSERT_TRUE(members_[2]->WaitReady());
   ASSERT_EQ(members_[1]->Command({{"op", "route"}, {"client", "t"}, {"routes", {{{"output", 1}, {"input", 2}}}}})
@@ -512,10 +518,9 @@ TEST_F(Multihost, APoisonInFlightWhenTheLeadersHostDiesIsQuarantinedNotDelivered
 TEST_F(Multihost, ACommandAdmittedAheadOfAQuarantineIsRefusedAtItsTurn) {
   // (Two poisons are decided, each after a hang and its retest, while the
   // others wait: past the default queue deadline, which abandons them.)
-  StartMember(1, {"--fault", "hang-on=POISON"}, {{"queue_deadline_ms", 30000}});
-  ASSERT_TRUE(members_[1]->WaitReady());
-  ASSERT_NE(WaitLeader(), 0);
-  NvsdHarness& m = *members_[1];
+  NvsdHarness* leader = StartLeader({"--fault", "hang-on=POISON"}, {{"queue_deadline_ms", 30000}});
+  ASSERT_NE(leader, nullptr);
+  NvsdHarness& m = *leader;
   const auto label = [](int index, const std::string& text) {
     return json{{"op", "label"}, {"client", "t"}, {"kind", "output"}, {"labels", {{{"index", index}, {"text", text}}}}};
   };
@@ -559,9 +564,7 @@ TEST_F(Multihost, ACommandAdmittedAheadOfAQuarantineIsRefusedAtItsTurn) {
 // and its client may have told its user it failed, so it is recorded
 // EXPIRED and never carried out, and a retry is told so.
 TEST_F(Multihost, AnUndecidedCommandPastItsDeadlineIsNotCarriedOutByTheNextLeader) {
-  StartMember(1, {"--fault", "hang-on=SLOW"});
-  ASSERT_TRUE(members_[1]->WaitReady());
-  ASSERT_NE(WaitLeader(), 0);
+  ASSERT_NE(StartLeader({"--fault", "hang-on=SLOW"}), nullptr);
   StartMember(2);
   ASSERT_TRUE(members_[2]->WaitReady());
   const json cmd = {{"op", "label"}, {"client", "t"}, {"kind", "output"}, {"labels", {{{"index", 3}, {"text", "SLOW"}}}}};
@@ -589,10 +592,9 @@ TEST_F(Multihost, AnUndecidedCommandPastItsDeadlineIsNotCarriedOutByTheNextLeade
 // 256 KiB is refused before it is admitted (a leader whose write etcd
 // refused would step down, and so would the next, on the client's retry).
 TEST_F(Multihost, ACommandTooLargeForEtcdIsRefusedNotAdmitted) {
-  StartMember(1, {"--fault", "hang-on=HOLD"}, {{"queue_deadline_ms", 30000}});
-  ASSERT_TRUE(members_[1]->WaitReady());
-  ASSERT_NE(WaitLeader(), 0);
-  NvsdHarness& m = *members_[1];
+  NvsdHarness* leader = StartLeader({"--fault", "hang-on=HOLD"}, {{"queue_deadline_ms", 30000}});
+  ASSERT_NE(leader, nullptr);
+  NvsdHarness& m = *leader;
   const auto label = [](std::size_t bytes, const std::string& text = "x") {
     return json{{"op", "label"}, {"client", "t"}, {"kind", "output"},
                 {"labels", {{{"index", 1}, {"text", text}}}}, {"padding", std::string(bytes, 'p')}};

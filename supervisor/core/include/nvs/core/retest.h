@@ -97,6 +97,8 @@ class Retest {
 
   // How many commands it runs.
   std::size_t size() const { return commands_.size(); }
+  // The seq of command `i`.
+  std::uint64_t seq(std::size_t i) const { return commands_.at(i).seq; }
   // Once done: what each probe did with command `i`, one outcome per
   // variant. A probe that never got to run it (could not start, a restore
   // whose digest differs, died or erred before it, failed on an earlier
