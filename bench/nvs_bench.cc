@@ -1069,6 +1069,18 @@ int Run(std::size_t commands, int kills, std::size_t history, const std::string&
                 r["single_host"]["p50_us"].get<double>(), r["cluster"]["p50_us"].get<double>());
     std::printf("    the leader's own etcd writes meanwhile (a follower watching, on the same 2 cores): p50 %.0f us\n",
                 r["cluster"].value("leader_etcd_write_p50_us", 0.0));
+    std::printf("    with the follower paused (its nvsd and variants SIGSTOPped: not on the leader's cores): p50 %.0f us, "
+                "the leader's etcd writes p50 %.0f us\n",
+                r["cluster_follower_paused"]["p50_us"].get<double>(),
+                r["cluster_follower_paused"].value("leader_etcd_write_p50_us", 0.0));
+    const auto stage = [](const json& side, const char* name) {
+      const json& st = side["stages"];
+      return st.is_object() && st.contains(name) ? st[name].value("p50_us", 0.0) : 0.0;
+    };
+    for (const char* name : {"queued", "admit_write", "vote", "reply_flush"}) {
+      std::printf("    stage %-12s p50: single-host %5.0f us, cluster leader %5.0f us, follower paused %5.0f us\n", name,
+                  stage(r["single_host"], name), stage(r["cluster"], name), stage(r["cluster_follower_paused"], name));
+    }
     std::printf("  pipelined (32 out): single-host %.0f commits/s, cluster %.0f commits/s (goal >= 1000); %.1f records "
                 "per etcd write\n",
                 r["single_host"]["pipelined_per_second"].get<double>(), r["cluster"]["pipelined_per_second"].get<double>(),

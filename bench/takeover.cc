@@ -97,6 +97,16 @@ class Member {
     pid_ = -1;
   }
 
+  // SIGSTOP (or SIGCONT) of nvsd and its variants: the host is there, and
+  // takes no CPU.
+  void Pause(bool paused) {
+    if (pid_ <= 0) return;
+    std::ifstream in("/proc/" + std::to_string(pid_) + "/task/" + std::to_string(pid_) + "/children");
+    const int signal = paused ? SIGSTOP : SIGCONT;
+    kill(pid_, signal);
+    for (pid_t child; in >> child;) kill(child, signal);
+  }
+
   void Stop() {
     if (pid_ <= 0) return;
     kill(pid_, SIGTERM);
@@ -229,8 +239,11 @@ json BenchTakeover(int kills, std::size_t commands) {
                                    {"variants", Variants()}});
     single.Start();
     WaitFor(single, Ready, milliseconds(30000), "single-host nvsd ready");
-    const auto [p50, per_second] = Latency(single.endpoint(), commands);
-    out["single_host"] = {{"p50_us", p50}, {"pipelined_per_second", per_second}};
+    json serial;
+    const auto [p50, per_second] =
+        Latency(single.endpoint(), commands, [&] { serial = single.Status(milliseconds(5000)); });
+    out["single_host"] = {{"p50_us", p50}, {"pipelined_per_second", per_second},
+                          {"stages", serial.is_object() ? serial["nvsd"]["stages"] : json()}};
   }
 
   // The cluster: members a and b.
@@ -277,7 +290,25 @@ json BenchTakeover(int kills, std::size_t commands) {
     out["cluster"] = {{"p50_us", p50},
                       {"pipelined_per_second", per_second},
                       {"leader_etcd_write_p50_us", serial["cluster"]["etcd_write_p50_us"]},
-                      {"records_per_write", pipelined_records_per_write(serial["cluster"], after["cluster"])}};
+                      {"records_per_write", pipelined_records_per_write(serial["cluster"], after["cluster"])},
+                      {"stages", serial["nvsd"]["stages"]}};
+  }
+  {
+    // The same with the follower paused (SIGSTOP of its nvsd and variants):
+    // on this 2-core machine the follower applies each command on the same
+    // cores as the leader, at the same moment; on its own host it would
+    // not. The difference is what that sharing costs.
+    const std::string follower = first == "a" ? "b" : "a";
+    members[follower]->Pause(true);
+    json serial;
+    const auto [p50, per_second] =
+        Latency(members[first]->endpoint(), commands, [&] { serial = members[first]->Status(milliseconds(5000)); });
+    members[follower]->Pause(false);
+    out["cluster_follower_paused"] = {
+        {"p50_us", p50},
+        {"pipelined_per_second", per_second},
+        {"leader_etcd_write_p50_us", serial.is_object() ? serial["cluster"]["etcd_write_p50_us"] : json()},
+        {"stages", serial.is_object() ? serial["nvsd"]["stages"] : json()}};
   }
 
   // Takeovers under load.

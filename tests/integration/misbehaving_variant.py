@@ -21,6 +21,8 @@ and, whatever the substring, for a request of another type:
                            anything (stay alive, like a SIGSTOPped process)
   --slow-ms=N              answer each apply N milliseconds late (a correct
                            but slow implementation)
+  --slow-type=TYPE:N       answer each request of that type (e.g. ping) N
+                           milliseconds late
   --eat-memory-on=S        on an apply containing S, allocate memory without
                            bound (until the variant's address-space limit
                            stops it)
@@ -58,6 +60,7 @@ def main(argv):
     crash_types = []
     hang_types = []
     slow = 0.0
+    slow_types = []
     crash_after = None
     eat_memory = None
     grandchild = None
@@ -80,6 +83,10 @@ def main(argv):
             continue
         if arg.startswith("--slow-ms="):
             slow = int(arg[len("--slow-ms="):]) / 1000.0
+            continue
+        if arg.startswith("--slow-type="):
+            kind, _, ms = arg[len("--slow-type="):].partition(":")
+            slow_types.append((kind, int(ms) / 1000.0))
             continue
         if arg.startswith("--crash-on-type="):
             kind, _, nth = arg[len("--crash-on-type="):].partition(":")
@@ -112,6 +119,9 @@ def main(argv):
                         signal.pause()
         if slow and '"type":"apply"' in text:
             time.sleep(slow)
+        for kind, late in slow_types:
+            if '"type":"%s"' % kind in text:
+                time.sleep(late)
         if eat_memory and '"type":"apply"' in text and eat_memory in text:
             hog = []
             while True:  # a MemoryError at the limit ends the process (status 1)
