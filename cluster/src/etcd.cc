@@ -371,11 +371,12 @@ Result<RangeResult> EtcdClient::RangeFrom(const std::string& from, const std::st
 // its events; a cancel (a compacted revision) ends it.
 Result<std::int64_t> EtcdClient::Watch(const std::string& prefix, std::int64_t start_revision,
                                        std::chrono::milliseconds wait,
-                                       const std::function<bool(const WatchEvent&)>& on_event) {
+                                       const std::function<bool(const WatchEvent&)>& on_event,
+                                       const std::string& from) {
   if (options_.endpoints.empty()) return Status::Error("etcd: no endpoint configured");
   CurlOnce();
   const json body = {{"create_request",
-                      {{"key", Base64Encode(prefix)},
+                      {{"key", Base64Encode(from.empty() ? prefix : from)},
                        {"range_end", Base64Encode(PrefixEnd(prefix))},
                        {"start_revision", std::to_string(start_revision)}}}};
   const std::string endpoint = options_.endpoints[preferred_ % options_.endpoints.size()];

@@ -182,11 +182,15 @@ void ClusterMember::SetApplied(std::uint64_t seq, std::string role) {
 ClusterMember::View ClusterMember::GetView() const {
   std::lock_guard lock(mu_);
   View v;
+  if (leadership_ && !resigned_) {  // (it does not watch the election while it leads)
+    v.leader = config_.member;
+    v.leader_endpoint = config_.advertise_endpoint;
+  }
   const std::pair<std::int64_t, std::string>* first = nullptr;
   for (const auto& [key, entry] : election_) {
     if (first == nullptr || entry.first < first->first) first = &entry;
   }
-  if (first != nullptr) {
+  if (first != nullptr && v.leader.empty()) {
     const json value = json::parse(first->second, nullptr, false);
     if (value.is_object() && value.contains("member") && value["member"].is_string() && value.contains("endpoint") &&
         value["endpoint"].is_string()) {
@@ -333,15 +337,26 @@ void ClusterMember::WatchLoop(std::int64_t revision) {
   cluster::EtcdClient client(Options());
   std::int64_t next = revision + 1;
   while (true) {
+    bool leads = false;
     {
       std::lock_guard lock(mu_);
       if (stop_) return;
+      leads = leadership_.has_value();
     }
-    auto watched = client.Watch(prefix_, next, milliseconds(1000), [&](const cluster::WatchEvent& e) {
-      OnEvent(e);
-      std::lock_guard lock(mu_);
-      return !stop_;
-    });
+    // A leader watches only the members and the quarantine reports (keys
+    // from "members/" on): not the election, which it won (it never
+    // campaigns again; a deposed leader's nvsd starts over), and not the
+    // log and checkpoint it writes itself. Those came back to it at every
+    // command: etcd encoded each batch for its watch, and its watch thread
+    // parsed it, on the cores its variants vote on.
+    auto watched = client.Watch(
+        prefix_, next, milliseconds(1000),
+        [&](const cluster::WatchEvent& e) {
+          OnEvent(e);
+          std::lock_guard lock(mu_);
+          return !stop_;
+        },
+        leads ? prefix_ + "members/" : std::string());
     if (watched.ok()) {
       next = watched.value();
       continue;

@@ -113,6 +113,30 @@ class Multihost : public ::testing::Test {
     name_ = "mh" + std::to_string(getpid());
   }
 
+  // A failed test: first, each member's cluster story in a few short lines
+  // (a CI log keeps only the start and the end of the output, and the
+  // members' whole logs follow).
+  void TearDown() override {
+    if (!HasFailure()) return;
+    for (const auto& [k, member] : members_) {
+      if (!member) continue;
+      std::cerr << "---- host" << k << ", its cluster events ----\n";
+      std::stringstream log(member->NvsdLog());
+      for (std::string line; std::getline(log, line);) {
+        const json e = json::parse(line, nullptr, false);
+        if (!e.is_object()) continue;
+        const std::string event = e.value("event", "");
+        if (!event.starts_with("cluster_") && event != "retest" && event != "ready" && event != "signal" &&
+            event != "stopped" && event != "checkpoint_at_stop" && event != "checkpoint_at_stop_skipped") {
+          continue;
+        }
+        if (event == "retest" && e.value("phase", "") == "started") continue;
+        std::string text = line.size() > 240 ? line.substr(0, 240) + "..." : line;
+        std::cerr << "  " << text << "\n";
+      }
+    }
+  }
+
   // The member on host k (1-based), started (not yet waited for); `faults`:
   // test fault options for both its variants (PROTOCOL.md §6); `extra`:
   // more of its config.

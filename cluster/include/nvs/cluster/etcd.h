@@ -115,12 +115,13 @@ class EtcdClient {
   // starts with `prefix`), in key order, and the revision read at.
   Result<RangeResult> RangeFrom(const std::string& from, const std::string& prefix);
 
-  // Watches every key starting with `prefix` from `start_revision` until
+  // Watches every key starting with `prefix` (from `from` on, when given:
+  // the keys in [from, PrefixEnd(prefix))) from `start_revision` until
   // `wait` passes or `on_event` returns false; the revision to watch from
   // next. An error when etcd cannot be reached or refuses the watch (e.g.
   // the revision was compacted: read again with RangeFrom).
   Result<std::int64_t> Watch(const std::string& prefix, std::int64_t start_revision, std::chrono::milliseconds wait,
-                             const std::function<bool(const WatchEvent&)>& on_event);
+                             const std::function<bool(const WatchEvent&)>& on_event, const std::string& from = {});
 
  private:
   // POSTs `body` to `path` at the first endpoint that answers, all within
