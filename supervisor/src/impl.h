@@ -60,6 +60,25 @@ struct Supervisor::Impl {
   std::unique_ptr<JournalWriter> journal;
   FsyncPolicy journal_policy = FsyncPolicy::kAlways;
   std::uint64_t journal_segment = 0;  // index of the segment being written
+  // fsync "always", one machine: one fsync per command, the admit's, before
+  // any variant is sent it. A commit's verdict is written before its reply
+  // and synced with the next admit, or at this time when none comes
+  // (kVerdictSyncDelay): after a power cut, a start finds the admit
+  // undecided and settles it as a new cluster leader does (commits it when
+  // fresh processes agree on it). Every other reply waits for its sync.
+  std::optional<Clock::time_point> verdict_sync_due;
+  // One machine: a suspect fresh processes could not run on every program
+  // (4 tries) is tried again at this time (nothing else is dispatched).
+  std::optional<Clock::time_point> suspect_retry_at;
+  bool sync_this_turn = false;  // a commit with a client deadline: its verdict synced before its reply
+  // (Then: the records written since the last sync, by ordinal, and the
+  // ordinal written up to. A failed write or sync cuts the segment back to
+  // the last synced record, which can take verdicts already answered:
+  // those are written again, in order, once the journal can be written,
+  // before anything else (RetryJournal). journal_rewrite holds them.)
+  std::vector<std::pair<std::uint64_t, std::string>> unsynced_records;
+  std::uint64_t journal_written = 0;
+  std::vector<std::string> journal_rewrite;
   using ClosedSegment = nvsd::ClosedSegment;
   std::deque<ClosedSegment> closed_segments;  // oldest first
   // The checkpoint before the current one (checkpoint.prev.json): recovery
@@ -195,6 +214,8 @@ struct Supervisor::Impl {
 
   // ---- storage trouble -------------------------------------------------------------
 
+  void NoteJournalFlushed(const Flushed& flushed);
+  std::string UndecidedWhere() const;
   void OnJournalFailure(const Flushed& flushed);
   OutgoingReply NotCarriedOut(OutgoingReply out, const std::string& reason);
   void UndoCommit(std::uint64_t seq);

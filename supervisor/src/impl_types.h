@@ -94,6 +94,9 @@ constexpr std::chrono::milliseconds kStallThreshold{50};
 // While a dead variant's connection may still hold replies, nvsd looks
 // again this often (zmq_poll's finest timeout).
 constexpr std::chrono::milliseconds kExitPoll{1};
+// fsync "always", one machine: the longest a commit's verdict, written and
+// answered, waits for its fsync when no admit's fsync carries it sooner.
+constexpr std::chrono::milliseconds kVerdictSyncDelay{5};
 // Cluster mode: the longest a leader's records wait for a write of their
 // own when no admit (or refusal, report, checkpoint) carries them sooner.
 constexpr std::chrono::milliseconds kClusterLazy{10};
@@ -352,6 +355,9 @@ struct Suspect {
   // and undecided was never answered `committed`: it is not carried out.
   std::int64_t expires_at_ms = 0;
   int retests = 0;  // rederive: retests that could not run on every program (tried again, up to 3)
+  // Retries of its request id while it is unsettled: answered with what it
+  // comes to (it may be committed, so they are neither refused nor run).
+  std::vector<ClientAddress> retries;
 };
 
 struct PendingRelease {

@@ -178,7 +178,11 @@ Flushed JournalWriter::CutBack(std::uint64_t good, std::uint64_t records_at_good
   return out;
 }
 
-Flushed JournalWriter::Flush(bool force) {
+Flushed JournalWriter::Flush(bool force) { return WriteAndSync(force, /*sync_allowed=*/true); }
+
+Flushed JournalWriter::Write() { return WriteAndSync(false, /*sync_allowed=*/false); }
+
+Flushed JournalWriter::WriteAndSync(bool force, bool sync_allowed) {
   if (in_doubt_) {
     // Nothing is written while the segment is in doubt: what was queued is
     // dropped, for sure not on disk (and never written later). Resolve, by
@@ -214,7 +218,7 @@ Flushed JournalWriter::Flush(bool force) {
     records_ += buffered_records_;
     buffered_records_ = 0;
   }
-  if (!unsynced()) return {};
+  if (!unsynced() || !sync_allowed) return {};
   const bool sync = force || policy_ == FsyncPolicy::kAlways ||
                     (policy_ == FsyncPolicy::kBatch && NowMs() - last_sync_ms_ >= batch_ms_);
   if (!sync) return {};

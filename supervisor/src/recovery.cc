@@ -159,7 +159,7 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
           }
           continue;
         }
-        if (!admit && !verdict) continue;
+        if (!admit && !verdict && head->type != "mark") continue;
       }
       std::uint64_t seq_seen = 0;
       auto parsed = ParseJournalRecord(scan.records[i], &seq_seen);
@@ -172,7 +172,7 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
         continue;
       }
       JournalRecord& record = parsed.value();
-      if (record.type != "admit" && record.type != "verdict") continue;
+      if (record.type != "admit" && record.type != "verdict" && record.type != "mark") continue;
       segment.min_seq = std::min(segment.min_seq.value_or(record.seq), record.seq);
       segment.max_seq = std::max(segment.max_seq, record.seq);
       // Only what matters is kept: admits after the checkpoint, verdicts.
@@ -212,6 +212,7 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
     std::string fingerprint;
     std::string key;
     std::int64_t expires_at_ms = 0;
+    bool before_mark = false;
   };
   std::map<std::uint64_t, Admitted> admitted;
   std::uint64_t commits_after = 0;
@@ -224,6 +225,13 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
         continue;
       }
       JournalRecord& record = std::get<JournalRecord>(item);
+      if (record.type == "mark") {
+        // (Storage trouble ended here: an admit still undecided was in
+        // flight through it, and any client it answered was told it was
+        // not carried out, after this mark was on disk.)
+        for (auto& [seq, a] : admitted) a.before_mark = true;
+        continue;
+      }
       const std::uint64_t seq = record.seq;
       if (record.type == "admit") {
         admitted[seq] = {record.time_ns, std::move(record.cmd), record.id, std::move(record.client),
@@ -257,7 +265,8 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
   }
   r.remembered = std::move(replies);
   for (auto& [seq, a] : admitted) {
-    r.suspects.push_back({seq, a.time_ns, a.id, a.client, a.fingerprint, std::move(a.payload), a.key, a.expires_at_ms});
+    r.suspects.push_back(
+        {seq, a.time_ns, a.id, a.client, a.fingerprint, std::move(a.payload), a.key, a.expires_at_ms, a.before_mark});
   }
   r.commits = (r.checkpoint ? r.checkpoint->commits : 0) + commits_after;
   if (!r.checkpoint && !r.tail.empty() && !(indices.front() == 1)) {

@@ -63,6 +63,9 @@ struct Recovered {
     std::string payload;
     std::string key;     // the client's CURVE key name ("" on a plain endpoint)
     std::int64_t expires_at_ms = 0;  // the client's deadline (0: none)
+    // A `mark` follows it (the end of storage trouble): it may have been
+    // answered `not carried out`, never `committed` without its verdict.
+    bool before_mark = false;
   };
   std::vector<Suspect> suspects;  // admitted after the checkpoint, never decided, in order
   struct Segment {

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/statvfs.h>
 #include <pwd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -215,6 +216,11 @@ Status PosixStateDir::Lock() {
 }
 
 std::filesystem::path PosixStateDir::Where(const std::string& path) const { return root_ / path; }
+
+bool PosixStateDir::ReadOnly() const {
+  struct statvfs fs {};
+  return statvfs(root_.c_str(), &fs) == 0 && (fs.f_flag & ST_RDONLY) != 0;
+}
 
 Result<std::pair<int, std::string>> PosixStateDir::Parent(const std::string& path, StorageError* error) const {
   const auto parts = Parts(path);

@@ -34,6 +34,11 @@ void Supervisor::Turn(const Readiness& ready) {
 
 std::chrono::steady_clock::time_point Supervisor::NextDeadline() const { return impl_->NextDeadline(); }
 
+bool Supervisor::Unsettled() const {
+  return impl_->journal_trouble.has_value() || !impl_->replies_in_doubt.empty() || !impl_->journal_rewrite.empty() ||
+         !impl_->suspects.empty();
+}
+
 std::vector<const Process*> Supervisor::Processes() const {
   std::vector<const Process*> out;
   for (const auto& w : impl_->WatchedProcesses()) out.push_back(w.process);

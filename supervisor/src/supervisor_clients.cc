@@ -188,6 +188,16 @@ bool Supervisor::Impl::AnswerRetry(const Command& c) {
     }
     return true;
   }
+  // Admitted before a restart and not settled yet (a retest decides it):
+  // answered with what it comes to. (Refused meanwhile, `unavailable` by a
+  // queue deadline say, it could then be committed: the simulator found
+  // it.)
+  for (auto& s : suspects) {
+    if (!s.request_id.empty() && RequestKey(s.key, s.request_id) == key) {
+      s.retries.insert(s.retries.end(), to.begin(), to.end());
+      return true;
+    }
+  }
   const auto attach = [&](Command& pending) { pending.also_reply.insert(pending.also_reply.end(), to.begin(), to.end()); };
   bool attached = false;
   waiting.ForRequest(c.request_id, [&](Command& pending) {

@@ -404,8 +404,16 @@ void Supervisor::Impl::ApplyClusterRecord(std::string_view payload) {
     return;
   }
   if (r.type == "admit") {
-    cluster_admits[r.seq] = Suspect{r.seq, r.time_ns, r.id, r.client, r.fingerprint, r.cmd, r.key};
-    cluster_admits[r.seq].expires_at_ms = r.expires_at_ms;
+    Suspect& s = cluster_admits[r.seq];
+    s = Suspect{};
+    s.seq = r.seq;
+    s.time_ns = r.time_ns;
+    s.request_id = r.id;
+    s.client = r.client;
+    s.fingerprint = r.fingerprint;
+    s.payload = r.cmd;
+    s.key = r.key;
+    s.expires_at_ms = r.expires_at_ms;
     last_seq = std::max(last_seq, r.seq);
     return;
   }

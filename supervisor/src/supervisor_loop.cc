@@ -34,6 +34,11 @@ Clock::time_point Supervisor::Impl::NextDeadline() const {
   for (const auto& c : admitted_ahead) next = std::min(next, c.admitted_at + milliseconds(config.queue_deadline_ms));
   if (recheck_soon || !backlogs.empty()) next = std::min(next, Now() + kExitPoll);
   if (journal_trouble) next = std::min(next, journal_retry_at);
+  // (Synced meanwhile by another flush, a checkpoint's say: nothing due.)
+  if (verdict_sync_due && !journal_trouble && journal && journal->unsynced()) {
+    next = std::min(next, *verdict_sync_due);
+  }
+  if (suspect_retry_at) next = std::min(next, *suspect_retry_at);
   if (refusing && refusing->unreported > 0) next = std::min(next, refusing->last_event + std::chrono::seconds(1));
   if (retest) {
     next = std::min(next, retest->retest->NextDeadline());
@@ -216,7 +221,7 @@ void Supervisor::Impl::Pump() {
       const bool had = round.has_value();
       AdvanceRound();
       changed = changed || (had && !round);
-    } else if (RoundNeeded() && Quiescent() && ReadyForRound()) {
+    } else if (RoundNeeded() && Quiescent() && ReadyForRound() && !(retest && !suspects.empty())) {
       StartRound();
       changed = changed || round.has_value();
     }
@@ -420,6 +425,7 @@ void Supervisor::Impl::Turn(const Readiness& ready) {
   // yet. Retests are judged, like variants, as of the last full read.)
   if (!stalled) CheckProbeDeadline();
   RetryJournal();
+  if (!suspects.empty() && !retest && !round) StartSuspectRetest();
   if (retest && !stalled) retest->retest->OnTime(variants_drained_at);
   PumpRetest();
   Pump();

@@ -279,12 +279,23 @@ void Supervisor::Impl::Dispatch(Command c) {
       Answer(c, reply_to(c.request_id));
       for (const auto& b : behind) Answer(b, reply_to(b.request_id));
     };
-    if (Flushed flushed = journal->Flush(); !flushed.ok()) {
+    Flushed flushed = journal->Flush();  // (the verdicts written before it are synced with it)
+    NoteJournalFlushed(flushed);
+    if (!flushed.ok()) {
       OnJournalFailure(flushed);
-      refuse_all([&](const std::string& id) {
+      const auto refusal = [&](const std::string& id) {
         return proto::ClientReply::Unavailable(
             id, "the journal cannot be written (" + journal_trouble->reason + "): not sent to any variant");
-      });
+      };
+      if (flushed.result == Flushed::Result::kInDoubt && !cluster) {
+        // Its admit may be on disk, and a start would then settle it (it
+        // may commit it): the refusal waits until the admit is cut off
+        // and the `mark` after it is on disk (RetryJournal).
+        replies_in_doubt.push_back({c.client, refusal(c.request_id), 0});
+        for (const auto& also : c.also_reply) replies_in_doubt.push_back({also, refusal(c.request_id), 0});
+        return;
+      }
+      refuse_all(refusal);
       return;
     }
     // Cluster mode: the admit is in etcd too before any variant runs it,
@@ -494,6 +505,10 @@ void Supervisor::Impl::OnCommit(Command& c) {
   // finds its admit undecided past the deadline then knows it was never
   // answered `committed`, and does not carry it out (FinishSuspect).
   if (cluster && leading && !c.is_query && c.expires_at_ms) cluster_due = Now();
+  // (One machine, the same: its verdict is synced before its reply, so a
+  // start that finds its admit undecided past the deadline knows it was
+  // never answered `committed`.)
+  if (!cluster && !c.is_query && c.expires_at_ms) sync_this_turn = true;
   ReplyCommand(c, reply);
   for (const auto& name : verdict.dissenting) {
     // (A retest probe that dissented stood in for a variant already

@@ -75,7 +75,13 @@ void Supervisor::Impl::StartHungRetest(const Command& c, const std::vector<std::
 // all (a takeover waits for one start of each program, not one per
 // suspect).
 void Supervisor::Impl::StartSuspectRetest() {
-  if (suspects.empty() || retest || stopping) return;
+  // (Not while a sync round runs, and no round starts while it runs: a
+  // suspect it commits goes to the variants as a catch-up, and a round
+  // restoring them meanwhile from the tail without it left them without
+  // it. The simulator found it.)
+  if (suspects.empty() || retest || stopping || round) return;
+  if (suspect_retry_at && Now() < *suspect_retry_at) return;
+  suspect_retry_at.reset();
   const Suspect& s = suspects.front();
   std::vector<std::string> names;
   for (const auto& v : variants) names.push_back(v.config.name);
@@ -87,12 +93,12 @@ void Supervisor::Impl::StartSuspectRetest() {
                                                  : "seqs " + std::to_string(s.seq) + " to " +
                                                        std::to_string(commands.back().seq) + " were";
   StartRetestOf(names, std::move(commands), PreStateBefore(s.seq), 0,
-                which + (s.rederive ? " admitted by the previous leader and never decided in etcd: its variants may "
-                                      "have been sent them, and one may be what stopped them, so they are run on fresh "
-                                      "processes restored to the state before them before anything else is dispatched"
-                                    : " admitted before nvsd stopped and never decided: its variants may have been "
-                                      "sent it, and it may be what stopped them, so it is run on fresh processes "
-                                      "restored to the state before it before anything else is dispatched"),
+                which + (cluster ? " admitted by the previous leader and never decided in etcd: its variants may "
+                                   "have been sent them, and one may be what stopped them, so they are run on fresh "
+                                   "processes restored to the state before them before anything else is dispatched"
+                                 : " admitted before nvsd stopped and never decided: its variants may have been "
+                                   "sent it, and it may be what stopped them, so it is run on fresh processes "
+                                   "restored to the state before it before anything else is dispatched"),
                 std::nullopt);
 }
 
@@ -193,12 +199,13 @@ void Supervisor::Impl::FinishRetest() {
 }
 
 // What the retest of a suspect showed: poison is quarantined (blocked,
-// with a report); a command fresh processes survive was never carried
-// out and is abandoned (a retry by its client runs it).
-// Cluster mode: an admit the old leader may have answered `committed` is
-// committed here at its seq with what fresh processes of every program
-// agreed on (the variants are deterministic: the old leader's said the
-// same), applied to this member's variants, and remembered for a retry.
+// with a report). An admit that may have been answered `committed` (every
+// one found at start, and a new cluster leader's: a commit's reply does
+// not wait for its verdict's fsync, or its write to etcd) is committed at
+// its seq with what fresh processes of every program agreed on (the
+// variants are deterministic: those that ran it first said the same),
+// applied to the variants, and remembered for a retry. One they survive
+// without agreeing is abandoned (a retry by its client runs it).
 namespace {
 
 // The verdict record that settles a suspect.
@@ -208,16 +215,25 @@ JournalRecord SuspectVerdict(const nvsd::Suspect& s, const char* verdict) {
 
 }  // namespace
 
+// Where a rederived suspect comes from, for its messages.
+std::string Supervisor::Impl::UndecidedWhere() const {
+  return cluster ? "admitted by the previous leader and not decided in etcd"
+                 : "admitted before nvsd stopped and not decided in its journal";
+}
+
 // A new leader's suspect past its client's deadline: recorded EXPIRED, not
 // carried out, and a retry told so. Its client may have told its user it
 // was not done (the Videohub gateway's NAK). (It ends a batch: the retest
 // of those after it ran on a state that included it.)
 void Supervisor::Impl::ExpireSuspect(const Suspect& s, const json& described) {
   JournalRecord record = SuspectVerdict(s, "EXPIRED");
-  record.reason = "admitted by the previous leader and not decided in etcd; its client's deadline "
-                  "(expires_at_ms) passed before this leader could settle it: not carried out";
+  record.reason = UndecidedWhere() + "; its client's deadline (expires_at_ms) passed before it could be settled: "
+                  "not carried out";
   const std::uint64_t ordinal = journal ? AppendRecord(EncodeJournalRecord(record)) : 0;
-  if (auto reply = ReplyOfVerdict(record)) Remember(RequestKey(s.key, s.request_id), *reply, ordinal);
+  if (auto reply = ReplyOfVerdict(record)) {
+    Remember(RequestKey(s.key, s.request_id), *reply, ordinal);
+    for (const auto& to : s.retries) Reply(to, *reply, ordinal);
+  }
   json event = {{"phase", "done"}, {"seq", s.seq}, {"conclusion", record.reason}, {"probes", described["probes"]}};
   Log(LogLevel::kWarn, "retest", event);
   Publish("retest", event);
@@ -239,9 +255,10 @@ void Supervisor::Impl::CommitRederived(const Suspect& s, const std::string& resu
   reply.seq = s.seq;
   reply.result = result;
   Remember(RequestKey(s.key, s.request_id), reply, ordinal);
-  const std::string conclusion = "admitted by the previous leader and not decided in etcd; fresh processes of every "
-                                 "program restored to the state before it agreed on it: committed at its seq (the "
-                                 "previous leader may have answered it so), and remembered for a retry";
+  for (const auto& to : s.retries) Reply(to, reply, ordinal);
+  const std::string conclusion = UndecidedWhere() + "; fresh processes of every program restored to the state "
+                                 "before it agreed on it: committed at its seq (it may have been answered so), and "
+                                 "remembered for a retry";
   json event = {{"phase", "done"}, {"seq", s.seq}, {"conclusion", conclusion}, {"probes", described["probes"]}};
   Log(LogLevel::kInfo, "retest", event);
   Publish("retest", event);
@@ -302,6 +319,20 @@ bool Supervisor::Impl::FinishSuspect(const Retest& r, std::size_t i) {
       return false;
     }
     const std::string seq = std::to_string(s.seq);
+    if (!cluster) {
+      // One machine: no other member may be able to run it. It stays
+      // undecided, and nothing else is dispatched, until fresh processes
+      // can run it: tried again every second, loudly.
+      Log(LogLevel::kError, "retest",
+          {{"phase", "again_later"}, {"seq", s.seq},
+           {"why", "fresh processes could not run it on every program in 4 tries; it may have been answered "
+                   "committed, so it is neither dropped nor refused: tried again in a second (" +
+                       described["probes"].dump() + ")"}});
+      s.retests = 0;
+      suspects.push_front(std::move(s));
+      suspect_retry_at = Now() + std::chrono::seconds(1);
+      return false;
+    }
     suspects.push_front(std::move(s));
     StepDown("it cannot settle seq " + seq + ", which the previous leader admitted and may have answered committed: "
              "fresh processes could not run it on every program in 4 tries (" + described["probes"].dump() + ")");
@@ -350,10 +381,15 @@ bool Supervisor::Impl::FinishSuspect(const Retest& r, std::size_t i) {
     const std::string reason = "admitted before nvsd stopped and never decided; fresh processes restored to the state "
                                "before it survived it (" + std::string(voter::ToString(verdict.kind)) +
                                "): not carried out, and not remembered, so a retry runs it";
+    std::uint64_t ordinal = 0;
     if (journal) {
       JournalRecord abandoned = SuspectVerdict(s, "ABANDONED");
       abandoned.reason = reason;
-      AppendRecord(EncodeJournalRecord(abandoned));
+      ordinal = AppendRecord(EncodeJournalRecord(abandoned));
+    }
+    for (const auto& to : s.retries) {
+      Reply(to, proto::ClientReply::Unavailable(s.request_id, "it was " + UndecidedWhere() + ", and is " + reason),
+            ordinal);
     }
     json event = {{"phase", "done"}, {"seq", s.seq}, {"conclusion", reason}, {"probes", described["probes"]}};
     Log(LogLevel::kInfo, "retest", event);
@@ -387,6 +423,11 @@ bool Supervisor::Impl::FinishSuspect(const Retest& r, std::size_t i) {
     // Blocked in memory; undecided on disk, so the next start retests it again.
     Log(LogLevel::kError, "quarantined_in_memory", {{"report", c.report_id}, {"seq", c.seq}});
     QuarantineUnwritten(c, report_text, written.message());
+    for (const auto& to : s.retries) {
+      Reply(to, proto::ClientReply::Unavailable(s.request_id, "it is blocked while nvsd runs (" + verdict.reason +
+                                                                  "), but its quarantine report cannot be written (" +
+                                                                  written.message() + "): not carried out"));
+    }
     return false;
   }
   JournalVerdict(c);
@@ -401,6 +442,7 @@ bool Supervisor::Impl::FinishSuspect(const Retest& r, std::size_t i) {
   if (!c.request_id.empty() && !answered.Contains(RequestKey(c.client.user, c.request_id))) {
     Remember(RequestKey(c.client.user, c.request_id), reply, c.verdict_record);
   }
+  for (const auto& to : s.retries) Reply(to, reply, c.verdict_record);
   reports_awaiting_pre_state.push_back(c.report_id);
   Publish("quarantine", {{"report", c.report_id}, {"fingerprint", c.fingerprint}, {"seq", c.seq}, {"reason", verdict.reason}});
   Log(LogLevel::kError, "quarantined",

@@ -69,6 +69,7 @@ void Supervisor::Impl::Answer(const Command& c, const proto::ClientReply& reply,
 // Queues a journal record; its ordinal.
 std::uint64_t Supervisor::Impl::AppendRecord(std::string_view payload) {
   journal->Append(payload);
+  if (!cluster && journal_policy == FsyncPolicy::kAlways) unsynced_records.emplace_back(journal_appended + 1, payload);
   if (cluster && leading) {
     cluster_out.emplace_back(payload);
     cluster_out_bytes += payload.size();
@@ -114,10 +115,26 @@ void Supervisor::Impl::NoteDispatched() {
 void Supervisor::Impl::FlushJournalAndReplies() {
   const auto began = Now();
   const bool replying = !outbox.empty();
+  if (journal && !journal->unsynced()) verdict_sync_due.reset();  // (a checkpoint's flush synced it)
   if (!outbox.empty() || (journal && journal->pending())) {
     if (journal) {
-      Flushed flushed = journal->Flush();
-      if (!flushed.ok()) OnJournalFailure(flushed);
+      // fsync "always" on one machine: commits' replies go once their
+      // verdicts are written; the sync comes with the next admit, or at
+      // verdict_sync_due. A refusal (never to be carried out later), a
+      // quarantine, or a commit with a client deadline waits for its sync.
+      const bool defer = !cluster && journal_policy == FsyncPolicy::kAlways && !sync_this_turn &&
+                         !(verdict_sync_due && Now() >= *verdict_sync_due) &&
+                         std::all_of(outbox.begin(), outbox.end(), [](const OutgoingReply& out) {
+                           return out.record == 0 || out.reply.status == proto::ClientStatus::kCommitted;
+                         });
+      Flushed flushed = defer ? journal->Write() : journal->Flush();
+      NoteJournalFlushed(flushed);
+      if (!flushed.ok()) {
+        OnJournalFailure(flushed);
+      } else if (journal->unsynced()) {
+        if (!verdict_sync_due) verdict_sync_due = Now() + kVerdictSyncDelay;
+      }
+      sync_this_turn = false;
     }
   }
   // Cluster mode: what the replies rest on goes to etcd first (a failure
@@ -141,6 +158,17 @@ void Supervisor::Impl::FlushJournalAndReplies() {
   RetryBacklogs();
 }
 
+// After a journal write or flush: what is on disk now (fsync "always", one
+// machine: the records written since the last sync, kept until it).
+void Supervisor::Impl::NoteJournalFlushed(const Flushed& flushed) {
+  if (!flushed.ok()) return;
+  journal_written = journal_appended;
+  if (!journal->unsynced()) {
+    unsynced_records.clear();
+    verdict_sync_due.reset();
+  }
+}
+
 // The journal could not be written. What the failed flush held is gone
 // (kNotWritten: the writer cut the segment back) or in doubt (kInDoubt: it
 // could not). A commit whose verdict went with it is undone: the variants
@@ -153,11 +181,15 @@ void Supervisor::Impl::FlushJournalAndReplies() {
 void Supervisor::Impl::OnJournalFailure(const Flushed& flushed) {
   const int e = flushed.error.error_number;
   const bool doubt = flushed.result == Flushed::Result::kInDoubt;
-  const std::string kind = doubt                            ? "in_doubt"
+  // (A file system that turned read-only after an error fails an fsync
+  // with EIO, not EROFS: the mount says which it is.)
+  const bool read_only = e == EROFS || (state != nullptr && state->ReadOnly());
+  const std::string kind = read_only                        ? "read_only"
+                           : doubt                          ? "in_doubt"
                            : e == ENOSPC || e == EDQUOT     ? "full"
-                           : e == EROFS                     ? "read_only"
                                                             : "io_error";
   std::string reason = DescribeStorageError(e) + " (" + flushed.error.message + ")";
+  if (read_only && e != EROFS) reason += "; the state dir's file system is now read-only";
   if (doubt) reason += "; what was written after the last good record may or may not be on disk, and cannot be cut off";
   if (!journal_trouble) {
     Log(LogLevel::kError, "journal_degraded", {{"kind", kind}, {"reason", reason}});
@@ -169,13 +201,27 @@ void Supervisor::Impl::OnJournalFailure(const Flushed& flushed) {
     // fails, and a turn comes at least every heartbeat, so a retry put
     // off at each failure never came, and nvsd never served again. The
     // simulator found it.)
-    journal_trouble->kind = kind;
-    journal_trouble->reason = reason;
+    // (Not when the writer only refused because its segment is still in
+    // doubt: the cause it was in doubt for, a read-only file system say,
+    // is still the one to tell.)
+    if (!journal->in_doubt() || doubt) {
+      journal_trouble->kind = kind;
+      journal_trouble->reason = reason;
+    }
   }
   // The replies that rest on records the flush lost (or left in doubt):
   // those from this ordinal on. Replies resting on records already on disk
   // (a retry answered from memory) are sent as they are.
   const std::uint64_t first_lost = journal_base + flushed.records_kept + 1;
+  // Records an earlier turn wrote, and answered, without their sync (fsync
+  // "always", one machine): cut back with the rest, they are written again
+  // once the journal can be (what they answered stands; after a doubt,
+  // once Resolve has cut the segment back).
+  for (auto& [ordinal, payload] : unsynced_records) {
+    if (ordinal >= first_lost && ordinal <= journal_written) journal_rewrite.push_back(std::move(payload));
+  }
+  unsynced_records.clear();
+  verdict_sync_due.reset();  // (RetryJournal's flush syncs what is written from now on)
   journal_base = journal_appended - journal->records();
   std::vector<OutgoingReply> keep;
   for (auto& out : outbox) {
@@ -196,11 +242,14 @@ void Supervisor::Impl::OnJournalFailure(const Flushed& flushed) {
       keep.push_back(std::move(out));
       continue;
     }
-    if (doubt) {
-      replies_in_doubt.push_back(std::move(out));
-    } else {
-      keep.push_back(NotCarriedOut(std::move(out), reason));
-    }
+    // Held until the journal can be written again and its `mark` is on
+    // disk (RetryJournal), then answered `not carried out` (a commit
+    // undone). Not at once: under fsync "always" a commit may be answered
+    // before its verdict's sync, so a start that finds an admit undecided
+    // commits it when fresh processes agree on it, unless a `mark` follows
+    // it; told `not carried out` before that mark, and nvsd stopped, its
+    // client would find it carried out. (The simulator found it.)
+    replies_in_doubt.push_back(std::move(out));
   }
   outbox = std::move(keep);
   // A leader whose disk fails hands the cluster to a member whose does not.
@@ -248,12 +297,6 @@ void Supervisor::Impl::RetryJournal() {
     if (!resolved.ok()) return;
     journal_base = journal_appended - journal->records();
   }
-  // What was in doubt is cut off now: not carried out, for sure.
-  for (auto& out : replies_in_doubt) {
-    OutgoingReply settled = NotCarriedOut(std::move(out), journal_trouble->reason);
-    Reply(settled.to, settled.reply);
-  }
-  replies_in_doubt.clear();
   while (!unwritten_reports.empty()) {
     const auto& pending = unwritten_reports.front();
     Status written = quarantine->Write(pending.id, pending.text);
@@ -270,12 +313,28 @@ void Supervisor::Impl::RetryJournal() {
   mark.type = "mark";
   mark.time_ns = env.UnixNowNs();
   mark.note = "the journal can be written again";
+  std::vector<std::string> rewrite = journal_rewrite;
+  for (const auto& payload : rewrite) AppendRecord(payload);
   AppendRecord(EncodeJournalRecord(mark));
   Flushed flushed = journal->Flush(/*force=*/true);
+  NoteJournalFlushed(flushed);
   if (!flushed.ok()) {
     OnJournalFailure(flushed);
     return;
   }
+  // What was lost (or in doubt, and is cut off now) was not carried out,
+  // for sure, and the mark after it is on disk: the held replies go.
+  for (auto& out : replies_in_doubt) {
+    OutgoingReply settled = NotCarriedOut(std::move(out), journal_trouble->reason);
+    Reply(settled.to, settled.reply);
+  }
+  replies_in_doubt.clear();
+  if (!rewrite.empty()) {
+    Log(LogLevel::kWarn, "journal_rewritten",
+        {{"records", rewrite.size()},
+         {"why", "verdicts already answered, written without their fsync, were cut back with the failed write"}});
+  }
+  journal_rewrite.clear();
   const double ms = MillisSince(journal_trouble->since, Now());
   Log(LogLevel::kWarn, "journal_ok", {{"after_ms", ms}, {"was", journal_trouble->reason}});
   Publish("journal", {{"state", "ok"}, {"after_ms", ms}, {"was", journal_trouble->reason}});

@@ -222,9 +222,25 @@ Status Supervisor::Impl::Recover() {
   for (auto& e : r.tail) tail.push_back({e.seq, e.time_ns, std::move(e.payload)});
   for (auto& [id, reply] : r.remembered) answered.Remember(id, std::move(reply));
   for (auto& s : r.suspects) {
-    suspects.push_back({s.seq, s.time_ns, std::move(s.request_id), std::move(s.client), std::move(s.fingerprint),
-                        std::move(s.payload), std::move(s.key)});
-    suspects.back().expires_at_ms = s.expires_at_ms;
+    Suspect& added = suspects.emplace_back();
+    added.seq = s.seq;
+    added.time_ns = s.time_ns;
+    added.request_id = std::move(s.request_id);
+    added.client = std::move(s.client);
+    added.fingerprint = std::move(s.fingerprint);
+    added.payload = std::move(s.payload);
+    added.key = std::move(s.key);
+    added.expires_at_ms = s.expires_at_ms;
+    // (Under fsync "always" a commit's reply goes once its verdict is
+    // written, and the verdict is synced with the next admit: after a
+    // power cut an undecided admit may have been answered `committed`. It
+    // is settled as a new cluster leader settles one: committed at its seq
+    // when fresh processes of every program agree on it. Not one storage
+    // trouble went through: a reply resting on a lost record is held
+    // until the `mark` is on disk, and says `not carried out`, while a
+    // commit answered before the trouble has its verdict written again
+    // before that mark.)
+    added.rederive = !s.before_mark;
   }
   for (const auto& c : r.closed) closed_segments.push_back({c.index, c.max_seq});
   journal_segment = r.current;
@@ -348,13 +364,39 @@ void Supervisor::Impl::Shutdown() {
   admitted_ahead.clear();
   for (auto& c : active) {
     if (c.verdict) continue;
-    // (Its admit is on disk: the next start retests it, and never carries
-    // it out without a client sending it again. In a cluster it is in etcd
-    // too, and the next leader may commit it: not_leader, so the client
-    // asks that leader, which knows.)
-    const auto reply = cluster ? NotLeader(c.request_id, restart_as_follower ? "it stepped down" : "it is stopping")
-                               : proto::ClientReply::Unavailable(c.request_id, "nvsd is shutting down");
-    Answer(c, reply);
+    // (In a cluster its admit is in etcd, and the next leader may commit
+    // it: not_leader, so the client asks that leader, which knows. On one
+    // machine a start commits an undecided admit when fresh processes
+    // agree on it, as it may have been answered so: this one is recorded
+    // ABANDONED first, so the `unavailable` holds.)
+    if (cluster) {
+      Answer(c, NotLeader(c.request_id, restart_as_follower ? "it stepped down" : "it is stopping"));
+      continue;
+    }
+    std::uint64_t record = 0;
+    if (journal && !c.is_query) {
+      record = AbandonAdmitted(c, "in flight when nvsd stopped (SIGTERM): not carried out");
+    }
+    Answer(c, proto::ClientReply::Unavailable(c.request_id, "nvsd is shutting down: not carried out"), record);
+  }
+  // Retries of commands found undecided at start and not settled yet: a
+  // next start may commit them, so no answer can be given; the client's
+  // retry there learns it.
+  std::size_t unsettled = 0;
+  for (const auto& s : suspects) {
+    for (const auto& to : s.retries) {
+      if (cluster) {
+        Reply(to, NotLeader(s.request_id, restart_as_follower ? "it stepped down" : "it is stopping"));
+      } else {
+        ++unsettled;
+      }
+    }
+  }
+  if (unsettled > 0) {
+    Log(LogLevel::kWarn, "retries_unanswered_at_stop",
+        {{"retries", unsettled},
+         {"why", "their commands were found undecided at start and not settled before the stop: the next start "
+                 "settles them (it may commit them), and a retry there is answered"}});
   }
   FlushJournalAndReplies();
   if (journal) journal->Flush(/*force=*/true);

@@ -573,7 +573,11 @@ ScheduleResult Schedule::Run() {
       for (const auto& c : clients_) sent_all = sent_all && c.next == c.requests.size();
       if (sent_all && kills_left_ == 0 && storage_faults_left_ == 0 && storage_fault_until_ < 0) quiescing = true;
     }
-    if (quiescing && AllAnswered()) break;
+    // (And nvsd settled: a commit answered before its verdict's sync, whose
+    // verdict a failed write cut back or a power cut lost, is written again
+    // once the journal can be, or committed again by the retest of its
+    // admit at start; the checks read the journal.)
+    if (quiescing && AllAnswered() && !(nvsd_ && nvsd_->Unsettled())) break;
     Step(quiescing);
     for (const auto& e : logs_.errors) Violation("nvsd logged internal_error: " + e);
     logs_.errors.clear();

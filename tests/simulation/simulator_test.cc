@@ -100,5 +100,27 @@ TEST(SimulatorFound, NoVariantAloneRebuildsTheStateForTheOthers) { ExpectKept({3
 // variant was coming back; nvsd now waits for it as a witness.
 TEST(SimulatorFound, ADigestTieWaitsForAWitness) { ExpectKept({23827, 82167, 91022}); }
 
+// fsync "always" with one fsync per command: a commit is answered once its
+// verdict is written, and synced with the next admit. A power cut then
+// lost an answered verdict: the start finds the admit undecided and must
+// commit it again at its seq (with recovery abandoning it, as before, these
+// lose an acknowledged commit).
+TEST(SimulatorFound, ACommitAnsweredBeforeItsVerdictsFsyncSurvivesAPowerCut) { ExpectKept({4308, 9101, 38957}); }
+
+// A failed write cut back a verdict already answered: it is written again
+// before the journal's `mark`.
+TEST(SimulatorFound, AVerdictAnsweredBeforeAFailedWriteIsWrittenAgain) { ExpectKept({50168, 13387}); }
+
+// A retry of a command found undecided at start, arriving while its retest
+// ran, was queued and answered `unavailable` (a queue deadline); the retest
+// then committed it. A retry now waits for what the retest decides.
+TEST(SimulatorFound, ARetryOfACommandBeingSettledAtStartGetsItsOutcome) { ExpectKept({17933}); }
+
+// A command committed by the retest at start went to the variants as a
+// catch-up while the start-up round restored them from a tail without it:
+// they ended without it. The retest now waits for the round, and no round
+// starts while it runs.
+TEST(SimulatorFound, ACommitFromTheRetestAtStartReachesEveryVariant) { ExpectKept({116}); }
+
 }  // namespace
 }  // namespace nvs::simulation

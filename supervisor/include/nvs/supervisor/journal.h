@@ -98,6 +98,11 @@ class JournalWriter {
   // queued and says kNotWritten: only the caller's Resolve settles the
   // doubt, so that it learns which records went).
   Flushed Flush(bool force = false);
+  // Writes what is queued, and syncs nothing whatever the policy (a later
+  // Flush syncs it). Under kAlways, what is only written is not counted
+  // good: a failed write or sync cuts the segment back to the last synced
+  // record.
+  Flushed Write();
   // After kInDoubt: cuts the segment back to its last good record. kDone
   // once it could (what was in doubt is then gone for sure).
   Flushed Resolve();
@@ -114,6 +119,7 @@ class JournalWriter {
   JournalWriter() = default;
   // Cuts the segment back to `good` bytes; the outcome for records beyond it.
   Flushed CutBack(std::uint64_t good, std::uint64_t records_at_good, const StorageError& why);
+  Flushed WriteAndSync(bool force, bool sync_allowed);
 
   std::unique_ptr<StateFile> file_;
   FsyncPolicy policy_ = FsyncPolicy::kAlways;

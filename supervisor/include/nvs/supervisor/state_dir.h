@@ -65,6 +65,9 @@ class StateDir {
   virtual Status SyncDir(const std::string& dir, StorageError* error) = 0;
   // For messages: where `path` is.
   virtual std::filesystem::path Where(const std::string& path) const = 0;
+  // Whether its file system is mounted read-only now (ext4 turns itself
+  // read-only after an error; a later fsync then fails with EIO).
+  virtual bool ReadOnly() const { return false; }
 };
 
 // OpenSSH's StrictModes for what nvsd keeps its state in. `path` itself
@@ -107,6 +110,7 @@ class PosixStateDir : public StateDir {
   Status MakeDir(const std::string& dir, StorageError* error) override;
   Status SyncDir(const std::string& dir, StorageError* error) override;
   std::filesystem::path Where(const std::string& path) const override;
+  bool ReadOnly() const override;
 
  private:
   PosixStateDir(std::filesystem::path root, int fd) : root_(std::move(root)), fd_(fd) {}

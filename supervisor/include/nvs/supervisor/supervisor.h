@@ -72,6 +72,11 @@ class Supervisor {
   std::chrono::steady_clock::time_point NextDeadline() const;
   // The processes nvsd watches, so a simulation can say which are ready.
   std::vector<const Process*> Processes() const;
+  // Whether its journal does not yet say all it will: storage trouble is
+  // still being handled (replies held, records to write again), or
+  // commands found undecided at start are still being retested (a
+  // simulation's end waits for it, as its checks read the journal).
+  bool Unsettled() const;
 
  private:
   struct Impl;
