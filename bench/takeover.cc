@@ -5,7 +5,8 @@
 //   - the round trip of one fenced etcd transaction (what cluster mode adds
 //     to a command, per write);
 //   - a command's latency (one at a time) and pipelined throughput (32 out),
-//     single-host and cluster;
+//     single-host and cluster; one at a time again with the follower paused,
+//     and with two hosts emulated by pinning (PinnedLatency);
 //   - `kills` times under pipelined load: kill -9 of the leader's nvsd and
 //     its variants, and the time to the first command committed by the new
 //     leader; the killed member is started again (it rejoins from etcd) and
@@ -19,6 +20,7 @@
 #include "takeover.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -203,6 +205,87 @@ std::pair<double, double> Latency(const std::string& endpoint, std::size_t comma
   return {Percentile(samples, 0.5), static_cast<double>(commands) / std::chrono::duration<double>(Clock::now() - start).count()};
 }
 
+// This thread's CPUs (and so those of the processes it starts from now on).
+void PinTo(std::initializer_list<int> cpus) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (const int cpu : cpus) CPU_SET(cpu, &set);
+  if (sched_setaffinity(0, sizeof(set), &set) != 0) throw std::runtime_error("takeover bench: sched_setaffinity failed");
+}
+
+// Two hosts on one 2-core machine: CPU 0 is the leader's host (the client,
+// nvsd and its variants), CPU 1 everything else (etcd's three members and
+// the follower with its variants). Single-host runs on CPU 0 alone too, so
+// both have the same cores; the fenced Txn is timed from CPU 0 to etcd on
+// CPU 1. (Unpinned, the follower applies each command on the leader's
+// cores at the moment the leader votes on the next, and etcd's members
+// finish each write there too: no second host would.)
+json PinnedLatency(std::size_t commands, const fs::path& dir) {
+  json out;
+  PinTo({1});
+  cluster::LocalEtcd etcd;
+  if (Status up = etcd.Start(3, milliseconds(30000)); !up.ok()) throw std::runtime_error("takeover bench: " + up.message());
+  PinTo({0});
+  {
+    cluster::EtcdClient client({etcd.client_urls(), milliseconds(5000)});
+    auto lease = client.GrantLease(10);
+    if (!lease.ok()) throw std::runtime_error("takeover bench: " + lease.status().message());
+    auto led = client.Campaign("/bench/election", lease.value(), "bench", milliseconds(5000));
+    if (!led.ok()) throw std::runtime_error("takeover bench: " + led.status().message());
+    std::vector<double> txn;
+    const std::string record(300, 'x');
+    for (int i = 0; i < 300; ++i) {
+      const auto t0 = Clock::now();
+      auto w = client.FencedPut(led.value(), {{"/bench/log/" + std::to_string(i), record}});
+      if (!w.ok() || !w.value()) throw std::runtime_error("takeover bench: a fenced write failed");
+      txn.push_back(Ms(Clock::now() - t0) * 1000);
+    }
+    (void)client.Revoke(lease.value());
+    out["etcd_fenced_txn_p50_us"] = Percentile(txn, 0.5);
+  }
+  {
+    Member single(dir / "pinned-single", {{"state_dir", (dir / "pinned-single" / "state").string()},
+                                          {"client_endpoint", "ipc://" + (dir / "pinned-single.sock").string()},
+                                          {"event_endpoint", ""},
+                                          {"variants", Variants()}});
+    single.Start();
+    WaitFor(single, Ready, milliseconds(30000), "single-host nvsd ready (pinned)");
+    out["single_host_p50_us"] = Latency(single.endpoint(), commands).first;
+  }
+  json endpoints = json::array();
+  for (const auto& url : etcd.client_urls()) endpoints.push_back(url);
+  const auto member = [&](const std::string& name) {
+    return std::make_unique<Member>(
+        dir / ("pinned-" + name),
+        json{{"state_dir", (dir / ("pinned-" + name) / "state").string()},
+             {"client_endpoint", "ipc://" + (dir / ("pinned-" + name + ".sock")).string()},
+             {"event_endpoint", ""},
+             {"variants", Variants()},
+             {"checkpoint_interval", 100},
+             {"cluster", {{"etcd_endpoints", endpoints}, {"name", "pinned"}, {"member", name}, {"lease_ttl_s", 1}}}});
+  };
+  auto a = member("a");
+  a->Start();  // (on CPU 0: alone, it leads)
+  WaitFor(*a, [](const json& s) { return s["cluster"].value("role", "") == "leader" && Ready(s); }, milliseconds(30000),
+          "the pinned leader");
+  PinTo({1});
+  auto b = member("b");
+  b->Start();
+  PinTo({0});
+  WaitFor(*b, [](const json& s) { return s["cluster"].value("role", "") == "follower" && Ready(s); },
+          milliseconds(60000), "the pinned follower");
+  json serial;
+  out["cluster_p50_us"] = Latency(a->endpoint(), commands, [&] { serial = a->Status(milliseconds(5000)); }).first;
+  if (serial.is_object()) {
+    out["leader_etcd_write_p50_us"] = serial["cluster"]["etcd_write_p50_us"];
+    out["stages"] = serial["nvsd"]["stages"];
+  }
+  b.reset();
+  a.reset();
+  PinTo({0, 1});
+  return out;
+}
+
 }  // namespace
 
 json BenchTakeover(int kills, std::size_t commands) {
@@ -350,6 +433,7 @@ json BenchTakeover(int kills, std::size_t commands) {
                                                                       load.unexpected().begin() +
                                                                           std::min<std::ptrdiff_t>(3, load.unexpected().size()))}};
   members.clear();
+  out["two_hosts_pinned"] = PinnedLatency(commands, dir);
   std::error_code ec;
   if (getenv("NVS_BENCH_KEEP") == nullptr) fs::remove_all(dir, ec);
   return out;
