@@ -205,6 +205,26 @@ std::pair<double, double> Latency(const std::string& endpoint, std::size_t comma
   return {Percentile(samples, 0.5), static_cast<double>(commands) / std::chrono::duration<double>(Clock::now() - start).count()};
 }
 
+// 300 fenced transactions' round trips (us), each a batch of one ~300-byte
+// record, on a leader key of the bench's own.
+std::vector<double> FencedTxns(const cluster::LocalEtcd& etcd) {
+  cluster::EtcdClient client({etcd.client_urls(), milliseconds(5000)});
+  auto lease = client.GrantLease(10);
+  if (!lease.ok()) throw std::runtime_error("takeover bench: " + lease.status().message());
+  auto led = client.Campaign("/bench/election", lease.value(), "bench", milliseconds(5000));
+  if (!led.ok()) throw std::runtime_error("takeover bench: " + led.status().message());
+  std::vector<double> txn;
+  const std::string record(300, 'x');
+  for (int i = 0; i < 300; ++i) {
+    const auto t0 = Clock::now();
+    auto w = client.FencedPut(led.value(), {{"/bench/log/" + std::to_string(i), record}});
+    if (!w.ok() || !w.value()) throw std::runtime_error("takeover bench: a fenced write failed");
+    txn.push_back(Ms(Clock::now() - t0) * 1000);
+  }
+  (void)client.Revoke(lease.value());
+  return txn;
+}
+
 // This thread's CPUs (and so those of the processes it starts from now on).
 void PinTo(std::initializer_list<int> cpus) {
   cpu_set_t set;
@@ -226,23 +246,7 @@ json PinnedLatency(std::size_t commands, const fs::path& dir) {
   cluster::LocalEtcd etcd;
   if (Status up = etcd.Start(3, milliseconds(30000)); !up.ok()) throw std::runtime_error("takeover bench: " + up.message());
   PinTo({0});
-  {
-    cluster::EtcdClient client({etcd.client_urls(), milliseconds(5000)});
-    auto lease = client.GrantLease(10);
-    if (!lease.ok()) throw std::runtime_error("takeover bench: " + lease.status().message());
-    auto led = client.Campaign("/bench/election", lease.value(), "bench", milliseconds(5000));
-    if (!led.ok()) throw std::runtime_error("takeover bench: " + led.status().message());
-    std::vector<double> txn;
-    const std::string record(300, 'x');
-    for (int i = 0; i < 300; ++i) {
-      const auto t0 = Clock::now();
-      auto w = client.FencedPut(led.value(), {{"/bench/log/" + std::to_string(i), record}});
-      if (!w.ok() || !w.value()) throw std::runtime_error("takeover bench: a fenced write failed");
-      txn.push_back(Ms(Clock::now() - t0) * 1000);
-    }
-    (void)client.Revoke(lease.value());
-    out["etcd_fenced_txn_p50_us"] = Percentile(txn, 0.5);
-  }
+  out["etcd_fenced_txn_p50_us"] = Percentile(FencedTxns(etcd), 0.5);
   {
     Member single(dir / "pinned-single", {{"state_dir", (dir / "pinned-single" / "state").string()},
                                           {"client_endpoint", "ipc://" + (dir / "pinned-single.sock").string()},
@@ -297,20 +301,7 @@ json BenchTakeover(int kills, std::size_t commands) {
 
   // One fenced transaction's round trip (a batch of one ~300-byte record).
   {
-    cluster::EtcdClient client({etcd.client_urls(), milliseconds(5000)});
-    auto lease = client.GrantLease(10);
-    if (!lease.ok()) throw std::runtime_error("takeover bench: " + lease.status().message());
-    auto led = client.Campaign("/bench/election", lease.value(), "bench", milliseconds(5000));
-    if (!led.ok()) throw std::runtime_error("takeover bench: " + led.status().message());
-    std::vector<double> txn;
-    const std::string record(300, 'x');
-    for (int i = 0; i < 300; ++i) {
-      const auto t0 = Clock::now();
-      auto w = client.FencedPut(led.value(), {{"/bench/log/" + std::to_string(i), record}});
-      if (!w.ok() || !w.value()) throw std::runtime_error("takeover bench: a fenced write failed");
-      txn.push_back(Ms(Clock::now() - t0) * 1000);
-    }
-    (void)client.Revoke(lease.value());
+    const std::vector<double> txn = FencedTxns(etcd);
     out["etcd_fenced_txn"] = {{"p50_us", Percentile(txn, 0.5)}, {"p99_us", Percentile(txn, 0.99)}};
   }
 
