@@ -79,6 +79,8 @@ struct Supervisor::Impl {
   std::vector<std::pair<std::uint64_t, std::string>> unsynced_records;
   std::uint64_t journal_written = 0;
   std::vector<std::string> journal_rewrite;
+  // (While a dispatch's failed flush is handled: its admits' first ordinal.)
+  std::uint64_t refused_admits_from = std::numeric_limits<std::uint64_t>::max();
   using ClosedSegment = nvsd::ClosedSegment;
   std::deque<ClosedSegment> closed_segments;  // oldest first
   // The checkpoint before the current one (checkpoint.prev.json): recovery

@@ -142,6 +142,14 @@ Result<std::unique_ptr<JournalWriter>> JournalWriter::Continue(std::unique_ptr<S
     Status cut = file->Truncate(good_bytes, error);
     if (!cut.ok()) return Status::Error("cannot cut the torn tail: " + cut.message());
   }
+  // What the last process wrote may be in the page cache only (under
+  // "always" a commit's verdict is answered before its sync): made durable
+  // before it counts as the last good record a failed write cuts back to.
+  if (policy == FsyncPolicy::kAlways) {
+    if (Status synced = file->Sync(error); !synced.ok()) {
+      return Status::Error("cannot sync what the last run wrote: " + synced.message());
+    }
+  }
   writer->size_ = writer->synced_ = good_bytes;
   writer->records_ = writer->synced_records_ = records;
   writer->synced_records_at_ = good_bytes;

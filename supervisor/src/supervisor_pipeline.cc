@@ -272,7 +272,7 @@ void Supervisor::Impl::Dispatch(Command c) {
     // an outside test killed nvsd in that window, and the resent poison
     // killed both variants again. The flush also writes the verdicts
     // decided before it in this turn: under load, one fsync per command.
-    AppendRecord(EncodeJournalRecord(AdmitRecord(c)));
+    const std::uint64_t admit_ordinal = AppendRecord(EncodeJournalRecord(AdmitRecord(c)));
     std::vector<Command> behind = cluster && leading && !handover ? AdmitBehind() : std::vector<Command>{};
     // (What stops it stops those admitted behind it too: none is sent.)
     const auto refuse_all = [&](const auto& reply_to) {
@@ -282,7 +282,9 @@ void Supervisor::Impl::Dispatch(Command c) {
     Flushed flushed = journal->Flush();  // (the verdicts written before it are synced with it)
     NoteJournalFlushed(flushed);
     if (!flushed.ok()) {
+      refused_admits_from = admit_ordinal;  // (refused below: never written again)
       OnJournalFailure(flushed);
+      refused_admits_from = std::numeric_limits<std::uint64_t>::max();
       const auto refusal = [&](const std::string& id) {
         return proto::ClientReply::Unavailable(
             id, "the journal cannot be written (" + journal_trouble->reason + "): not sent to any variant");

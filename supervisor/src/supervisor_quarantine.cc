@@ -256,6 +256,10 @@ void Supervisor::Impl::CommitRederived(const Suspect& s, const std::string& resu
   reply.result = result;
   Remember(RequestKey(s.key, s.request_id), reply, ordinal);
   for (const auto& to : s.retries) Reply(to, reply, ordinal);
+  // (One machine: synced before any reply, unlike a live commit's: past
+  // its client's deadline, or behind a `mark` written meanwhile, a start
+  // would settle the admit otherwise. A review found both.)
+  if (!cluster) sync_this_turn = true;
   const std::string conclusion = UndecidedWhere() + "; fresh processes of every program restored to the state "
                                  "before it agreed on it: committed at its seq (it may have been answered so), and "
                                  "remembered for a retry";

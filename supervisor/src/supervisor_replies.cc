@@ -131,7 +131,10 @@ void Supervisor::Impl::FlushJournalAndReplies() {
       NoteJournalFlushed(flushed);
       if (!flushed.ok()) {
         OnJournalFailure(flushed);
-      } else if (journal->unsynced()) {
+      } else if (defer && journal->unsynced()) {
+        // (Only when a sync was put off: under "none" or "batch", and in
+        // cluster mode, the journal stays unsynced by design, and a timer
+        // for it was due at every turn, a busy loop. A review found it.)
         if (!verdict_sync_due) verdict_sync_due = Now() + kVerdictSyncDelay;
       }
       sync_this_turn = false;
@@ -213,12 +216,24 @@ void Supervisor::Impl::OnJournalFailure(const Flushed& flushed) {
   // those from this ordinal on. Replies resting on records already on disk
   // (a retry answered from memory) are sent as they are.
   const std::uint64_t first_lost = journal_base + flushed.records_kept + 1;
-  // Records an earlier turn wrote, and answered, without their sync (fsync
-  // "always", one machine): cut back with the rest, they are written again
-  // once the journal can be (what they answered stands; after a doubt,
-  // once Resolve has cut the segment back).
+  // Fsync "always", one machine: the records lost that nvsd goes on as if
+  // decided are written again once the journal can be (after a doubt,
+  // once Resolve has cut the segment back), before its `mark`: verdicts an
+  // earlier turn answered before their sync, and those settled with no
+  // reply waiting (a commit of the retest at start, remembered for a
+  // retry). Not: the records whose replies are held below (a commit there
+  // is undone), a refused dispatch's admits, a mark.
+  std::set<std::uint64_t> held;
+  for (const auto& out : outbox) {
+    if (out.record >= first_lost && out.reply.status != proto::ClientStatus::kQuarantined &&
+        (out.reply.status != proto::ClientStatus::kUnavailable || out.record != 0)) {
+      held.insert(out.record);
+    }
+  }
   for (auto& [ordinal, payload] : unsynced_records) {
-    if (ordinal >= first_lost && ordinal <= journal_written) journal_rewrite.push_back(std::move(payload));
+    if (ordinal < first_lost || held.count(ordinal) != 0 || ordinal >= refused_admits_from) continue;
+    if (const auto head = PeekJournalRecord(payload); head && head->type == "mark") continue;
+    journal_rewrite.push_back(std::move(payload));
   }
   unsynced_records.clear();
   verdict_sync_due.reset();  // (RetryJournal's flush syncs what is written from now on)
@@ -226,8 +241,12 @@ void Supervisor::Impl::OnJournalFailure(const Flushed& flushed) {
   std::vector<OutgoingReply> keep;
   for (auto& out : outbox) {
     const auto status = out.reply.status;
+    // (An `unavailable` resting on a lost ABANDONED record, one machine:
+    // held like the rest, as a start would settle its admit and might
+    // commit it. A review found it.)
+    const bool refusal_lost = status == proto::ClientStatus::kUnavailable && out.record != 0 && !cluster;
     if (out.record < first_lost || status == proto::ClientStatus::kQuarantined ||
-        status == proto::ClientStatus::kUnavailable) {
+        (status == proto::ClientStatus::kUnavailable && !refusal_lost)) {
       // (A quarantine rests on its report, written before its verdict: a
       // restart finds the report and blocks the command again.)
       keep.push_back(std::move(out));
@@ -313,7 +332,10 @@ void Supervisor::Impl::RetryJournal() {
   mark.type = "mark";
   mark.time_ns = env.UnixNowNs();
   mark.note = "the journal can be written again";
-  std::vector<std::string> rewrite = journal_rewrite;
+  // (Taken out: should this flush fail, the failure puts them back, with
+  // their new ordinals.)
+  std::vector<std::string> rewrite = std::move(journal_rewrite);
+  journal_rewrite.clear();
   for (const auto& payload : rewrite) AppendRecord(payload);
   AppendRecord(EncodeJournalRecord(mark));
   Flushed flushed = journal->Flush(/*force=*/true);

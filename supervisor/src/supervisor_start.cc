@@ -392,6 +392,12 @@ void Supervisor::Impl::Shutdown() {
       }
     }
   }
+  if (!replies_in_doubt.empty()) {
+    Log(LogLevel::kWarn, "replies_held_at_stop",
+        {{"replies", replies_in_doubt.size()},
+         {"why", "they rest on journal records the storage trouble lost, and the journal could not be written again "
+                 "before the stop: the next start settles their commands, and a retry there is answered"}});
+  }
   if (unsettled > 0) {
     Log(LogLevel::kWarn, "retries_unanswered_at_stop",
         {{"retries", unsettled},

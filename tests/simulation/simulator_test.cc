@@ -122,5 +122,13 @@ TEST(SimulatorFound, ARetryOfACommandBeingSettledAtStartGetsItsOutcome) { Expect
 // starts while it runs.
 TEST(SimulatorFound, ACommitFromTheRetestAtStartReachesEveryVariant) { ExpectKept({116}); }
 
+// A commit of the retest at start, remembered for a retry, was lost to a
+// failed sync with no reply waiting on it: the retry was told `committed`
+// and the journal had no commit. Every record nvsd goes on as decided is
+// now written again before the journal's mark.
+TEST(SimulatorFound, ACommitFromTheRetestAtStartLostToAFailedSyncIsWrittenAgain) {
+  ExpectKept({5253, 9288, 29960, 77471, 84277});
+}
+
 }  // namespace
 }  // namespace nvs::simulation

@@ -270,7 +270,7 @@ std::optional<JournalRecordHead> PeekJournalRecord(std::string_view payload) {
   // The members ParseJournalRecord looks at, by kind: what each must be.
   std::string_view keys[16];
   std::size_t n_keys = 0;
-  std::optional<Skimmer::Member> t, seq, time_ns, id, key, client, fingerprint, verdict, report, reason;
+  std::optional<Skimmer::Member> t, seq, time_ns, id, key, client, fingerprint, verdict, report, reason, note;
   bool cmd = false, result = false;
   Skimmer skim(payload);
   const bool read = skim.Object([&](const Skimmer::Member& m) {
@@ -289,6 +289,7 @@ std::optional<JournalRecordHead> PeekJournalRecord(std::string_view payload) {
     else if (m.key == "verdict") verdict = m;
     else if (m.key == "report") report = m;
     else if (m.key == "reason") reason = m;
+    else if (m.key == "note") note = m;
     else if (m.key == "cmd") cmd = true;
     else if (m.key == "result") result = true;
     return true;
@@ -309,7 +310,13 @@ std::optional<JournalRecordHead> PeekJournalRecord(std::string_view payload) {
       return std::nullopt;
     }
   } else {
-    if (seq && !seq->count) return std::nullopt;  // (what the reader takes of it: let it say)
+    // (What the reader takes of the other kinds: a `time_ns` when there, a
+    // checkpoint's `seq`, a mark's `note`. Anything else: let it say. The
+    // fuzzer found a start record whose time_ns overflowed vouched for.)
+    if (seq && !seq->count) return std::nullopt;
+    if (time_ns && !time_ns->count) return std::nullopt;
+    if (head.type == "checkpoint" && !count_ok(seq)) return std::nullopt;
+    if (head.type == "mark" && !string_ok(note)) return std::nullopt;
     if (seq) head.seq = *seq->count;
     return head;
   }

@@ -105,5 +105,20 @@ TEST(JournalRecords, TheSkimAgreesWithTheParseOnEncodedRecords) {
   EXPECT_EQ(head->verdict, "COMMIT");
 }
 
+// The skim never vouches for a record the parse refuses, of any kind (the
+// fuzzer found a start record whose time_ns overflowed).
+TEST(JournalRecords, TheSkimRefusesWhatTheParseRefusesOfEveryKind) {
+  for (const std::string text : {
+           R"({"t":"start","time_ns":179570901844674407370955161697220371587})",
+           R"({"t":"mark","time_ns":-1,"note":"x"})",
+           R"({"t":"mark","time_ns":1,"note":5})",
+           R"({"t":"checkpoint","time_ns":1})",
+       }) {
+    EXPECT_FALSE(ParseJournalRecord(text).ok()) << text;
+    EXPECT_FALSE(PeekJournalRecord(text).has_value()) << text;
+  }
+  EXPECT_TRUE(PeekJournalRecord(R"({"t":"mark","time_ns":1,"note":"the journal can be written again"})").has_value());
+}
+
 }  // namespace
 }  // namespace nvs::supervisor
