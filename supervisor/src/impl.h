@@ -216,7 +216,7 @@ struct Supervisor::Impl {
 
   // ---- storage trouble -------------------------------------------------------------
 
-  void NoteJournalFlushed(const Flushed& flushed);
+  Flushed FlushJournal(bool force = false, bool sync = true);
   std::string UndecidedWhere() const;
   void OnJournalFailure(const Flushed& flushed);
   OutgoingReply NotCarriedOut(OutgoingReply out, const std::string& reason);

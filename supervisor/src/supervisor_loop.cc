@@ -34,10 +34,7 @@ Clock::time_point Supervisor::Impl::NextDeadline() const {
   for (const auto& c : admitted_ahead) next = std::min(next, c.admitted_at + milliseconds(config.queue_deadline_ms));
   if (recheck_soon || !backlogs.empty()) next = std::min(next, Now() + kExitPoll);
   if (journal_trouble) next = std::min(next, journal_retry_at);
-  // (Synced meanwhile by another flush, a checkpoint's say: nothing due.)
-  if (verdict_sync_due && !journal_trouble && journal && journal->unsynced()) {
-    next = std::min(next, *verdict_sync_due);
-  }
+  if (verdict_sync_due && !journal_trouble) next = std::min(next, *verdict_sync_due);
   if (suspect_retry_at) next = std::min(next, *suspect_retry_at);
   if (refusing && refusing->unreported > 0) next = std::min(next, refusing->last_event + std::chrono::seconds(1));
   if (retest) {

@@ -279,8 +279,7 @@ void Supervisor::Impl::Dispatch(Command c) {
       Answer(c, reply_to(c.request_id));
       for (const auto& b : behind) Answer(b, reply_to(b.request_id));
     };
-    Flushed flushed = journal->Flush();  // (the verdicts written before it are synced with it)
-    NoteJournalFlushed(flushed);
+    Flushed flushed = FlushJournal();  // (the verdicts written before it are synced with it)
     if (!flushed.ok()) {
       refused_admits_from = admit_ordinal;  // (refused below: never written again)
       OnJournalFailure(flushed);

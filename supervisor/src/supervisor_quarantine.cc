@@ -392,8 +392,7 @@ bool Supervisor::Impl::FinishSuspect(const Retest& r, std::size_t i) {
       ordinal = AppendRecord(EncodeJournalRecord(abandoned));
     }
     for (const auto& to : s.retries) {
-      Reply(to, proto::ClientReply::Unavailable(s.request_id, "it was " + UndecidedWhere() + ", and is " + reason),
-            ordinal);
+      Reply(to, proto::ClientReply::Unavailable(s.request_id, reason), ordinal);
     }
     json event = {{"phase", "done"}, {"seq", s.seq}, {"conclusion", reason}, {"probes", described["probes"]}};
     Log(LogLevel::kInfo, "retest", event);

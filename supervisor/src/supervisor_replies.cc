@@ -115,7 +115,6 @@ void Supervisor::Impl::NoteDispatched() {
 void Supervisor::Impl::FlushJournalAndReplies() {
   const auto began = Now();
   const bool replying = !outbox.empty();
-  if (journal && !journal->unsynced()) verdict_sync_due.reset();  // (a checkpoint's flush synced it)
   if (!outbox.empty() || (journal && journal->pending())) {
     if (journal) {
       // fsync "always" on one machine: commits' replies go once their
@@ -127,8 +126,7 @@ void Supervisor::Impl::FlushJournalAndReplies() {
                          std::all_of(outbox.begin(), outbox.end(), [](const OutgoingReply& out) {
                            return out.record == 0 || out.reply.status == proto::ClientStatus::kCommitted;
                          });
-      Flushed flushed = defer ? journal->Write() : journal->Flush();
-      NoteJournalFlushed(flushed);
+      Flushed flushed = FlushJournal(/*force=*/false, /*sync=*/!defer);
       if (!flushed.ok()) {
         OnJournalFailure(flushed);
       } else if (defer && journal->unsynced()) {
@@ -161,15 +159,19 @@ void Supervisor::Impl::FlushJournalAndReplies() {
   RetryBacklogs();
 }
 
-// After a journal write or flush: what is on disk now (fsync "always", one
-// machine: the records written since the last sync, kept until it).
-void Supervisor::Impl::NoteJournalFlushed(const Flushed& flushed) {
-  if (!flushed.ok()) return;
+// Every journal write of the loop goes through here (`sync` false: written,
+// not synced, whatever the policy), so what is on disk is known in one
+// place: under fsync "always", one machine, the records written since the
+// last sync are kept until it, and no verdict sync is due once it came.
+Flushed Supervisor::Impl::FlushJournal(bool force, bool sync) {
+  Flushed flushed = sync ? journal->Flush(force) : journal->Write();
+  if (!flushed.ok()) return flushed;
   journal_written = journal_appended;
   if (!journal->unsynced()) {
     unsynced_records.clear();
     verdict_sync_due.reset();
   }
+  return flushed;
 }
 
 // The journal could not be written. What the failed flush held is gone
@@ -223,12 +225,18 @@ void Supervisor::Impl::OnJournalFailure(const Flushed& flushed) {
   // reply waiting (a commit of the retest at start, remembered for a
   // retry). Not: the records whose replies are held below (a commit there
   // is undone), a refused dispatch's admits, a mark.
+  // A reply resting on a lost record is held (below), but a quarantine (it
+  // rests on its report, written before its verdict: a restart finds the
+  // report and blocks the command again) and an `unavailable` resting on
+  // nothing, or, in a cluster, on a record the next leader settles.
+  const auto lost = [&](const OutgoingReply& out) {
+    const auto status = out.reply.status;
+    return out.record >= first_lost && status != proto::ClientStatus::kQuarantined &&
+           !(status == proto::ClientStatus::kUnavailable && (out.record == 0 || cluster));
+  };
   std::set<std::uint64_t> held;
   for (const auto& out : outbox) {
-    if (out.record >= first_lost && out.reply.status != proto::ClientStatus::kQuarantined &&
-        (out.reply.status != proto::ClientStatus::kUnavailable || out.record != 0)) {
-      held.insert(out.record);
-    }
+    if (lost(out)) held.insert(out.record);
   }
   for (auto& [ordinal, payload] : unsynced_records) {
     if (ordinal < first_lost || held.count(ordinal) != 0 || ordinal >= refused_admits_from) continue;
@@ -240,15 +248,10 @@ void Supervisor::Impl::OnJournalFailure(const Flushed& flushed) {
   journal_base = journal_appended - journal->records();
   std::vector<OutgoingReply> keep;
   for (auto& out : outbox) {
-    const auto status = out.reply.status;
-    // (An `unavailable` resting on a lost ABANDONED record, one machine:
-    // held like the rest, as a start would settle its admit and might
-    // commit it. A review found it.)
-    const bool refusal_lost = status == proto::ClientStatus::kUnavailable && out.record != 0 && !cluster;
-    if (out.record < first_lost || status == proto::ClientStatus::kQuarantined ||
-        (status == proto::ClientStatus::kUnavailable && !refusal_lost)) {
-      // (A quarantine rests on its report, written before its verdict: a
-      // restart finds the report and blocks the command again.)
+    // (An `unavailable` resting on a lost ABANDONED record, one machine, is
+    // held like the rest: a start would settle its admit and might commit
+    // it. A review found it.)
+    if (!lost(out)) {
       keep.push_back(std::move(out));
       continue;
     }
@@ -338,8 +341,7 @@ void Supervisor::Impl::RetryJournal() {
   journal_rewrite.clear();
   for (const auto& payload : rewrite) AppendRecord(payload);
   AppendRecord(EncodeJournalRecord(mark));
-  Flushed flushed = journal->Flush(/*force=*/true);
-  NoteJournalFlushed(flushed);
+  Flushed flushed = FlushJournal(/*force=*/true);
   if (!flushed.ok()) {
     OnJournalFailure(flushed);
     return;
@@ -356,7 +358,6 @@ void Supervisor::Impl::RetryJournal() {
         {{"records", rewrite.size()},
          {"why", "verdicts already answered, written without their fsync, were cut back with the failed write"}});
   }
-  journal_rewrite.clear();
   const double ms = MillisSince(journal_trouble->since, Now());
   Log(LogLevel::kWarn, "journal_ok", {{"after_ms", ms}, {"was", journal_trouble->reason}});
   Publish("journal", {{"state", "ok"}, {"after_ms", ms}, {"was", journal_trouble->reason}});

@@ -405,7 +405,7 @@ void Supervisor::Impl::Shutdown() {
                  "settles them (it may commit them), and a retry there is answered"}});
   }
   FlushJournalAndReplies();
-  if (journal) journal->Flush(/*force=*/true);
+  if (journal) FlushJournal(/*force=*/true);
   std::size_t unsent = 0;
   for (const auto& [peer, backlog] : backlogs) unsent += backlog.messages.size();
   if (unsent > 0) {

@@ -54,7 +54,7 @@ void Supervisor::Impl::AdvanceCheckpoint() {
   // one is taken when the journal is back).
   if (journal_trouble) return;
   if (journal) {
-    Flushed flushed = journal->Flush(/*force=*/true);
+    Flushed flushed = FlushJournal(/*force=*/true);
     if (!flushed.ok()) {
       OnJournalFailure(flushed);
       return;
@@ -84,7 +84,7 @@ void Supervisor::Impl::AdvanceCheckpoint() {
 void Supervisor::Impl::SaveCheckpoint() {
   if (!checkpoint) return;
   if (journal) {
-    Flushed flushed = journal->Flush(/*force=*/true);
+    Flushed flushed = FlushJournal(/*force=*/true);
     if (!flushed.ok()) {
       OnJournalFailure(flushed);
       return;
@@ -134,7 +134,7 @@ void Supervisor::Impl::RotateJournal() {
   if (!journal || journal->bytes() < config.journal_segment_bytes) return;
   // The current segment whole on disk first: a closed segment is never
   // torn (recovery takes damage in one for what it is).
-  Flushed flushed = journal->Flush(/*force=*/true);
+  Flushed flushed = FlushJournal(/*force=*/true);
   if (!flushed.ok()) {
     OnJournalFailure(flushed);
     return;
