@@ -219,7 +219,18 @@ std::filesystem::path PosixStateDir::Where(const std::string& path) const { retu
 
 bool PosixStateDir::ReadOnly() const {
   struct statvfs fs {};
-  return statvfs(root_.c_str(), &fs) == 0 && (fs.f_flag & ST_RDONLY) != 0;
+  if (statvfs(root_.c_str(), &fs) == 0 && (fs.f_flag & ST_RDONLY) != 0) return true;
+  // Linux 6.x's ext4 no longer marks the mount read-only after an error
+  // (it shows `rw,...,emergency_ro`, and statvfs says writable), but it
+  // refuses every open for writing with EROFS: ask it so. The lock file
+  // exists while nvsd runs; opening it without O_CREAT or O_TRUNC changes
+  // nothing on a healthy file system.
+  const int fd = openat(fd_, "nvsd.lock", O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd >= 0) {
+    close(fd);
+    return false;
+  }
+  return errno == EROFS;
 }
 
 Result<std::pair<int, std::string>> PosixStateDir::Parent(const std::string& path, StorageError* error) const {

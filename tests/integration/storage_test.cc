@@ -100,7 +100,15 @@ class Mount {
     std::ofstream trigger("/sys/fs/ext4/" + device + "/trigger_fs_error");
     trigger << "nvs storage test\n";
     trigger.flush();
-    return static_cast<bool>(trigger) && Output("findmnt -n -o OPTIONS " + dir_.string()).find("ro") != std::string::npos;
+    if (!trigger) return false;
+    // Read-only: the mount says `ro` (Linux 5), or `emergency_ro` and the
+    // mount stays `rw` (Linux 6.x). (Not a search for "ro": the option
+    // errors=remount-ro has it from the start.)
+    std::stringstream options(Output("findmnt -n -o OPTIONS " + dir_.string()));
+    for (std::string option; std::getline(options, option, ',');) {
+      if (option == "ro" || option == "emergency_ro") return true;
+    }
+    return false;
   }
   // ext4: unmounted, checked (e2fsck -fy, as an operator would after an
   // error), mounted again read-write.

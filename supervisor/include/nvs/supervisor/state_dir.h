@@ -65,8 +65,9 @@ class StateDir {
   virtual Status SyncDir(const std::string& dir, StorageError* error) = 0;
   // For messages: where `path` is.
   virtual std::filesystem::path Where(const std::string& path) const = 0;
-  // Whether its file system is mounted read-only now (ext4 turns itself
-  // read-only after an error; a later fsync then fails with EIO).
+  // Whether its file system is read-only now (ext4 turns itself read-only
+  // after an error; a later fsync then fails with EIO): mounted so, or
+  // refusing to open a file for writing with EROFS.
   virtual bool ReadOnly() const { return false; }
 };
 
