@@ -1083,12 +1083,14 @@ int Run(std::size_t commands, int kills, std::size_t history, const std::string&
     }
     const json& pinned = r["two_hosts_pinned"];
     std::printf("  two hosts on this machine (CPU 0: the client, the leader or single-host nvsd and its variants; CPU 1: "
-                "etcd and the follower), one at a time: single-host p50 %.0f us, cluster p50 %.0f us, one fenced "
-                "transaction from CPU 0 p50 %.0f us (goal: cluster <= %.0f us); the leader's etcd writes p50 %.0f us\n",
-                pinned.value("single_host_p50_us", 0.0), pinned.value("cluster_p50_us", 0.0),
+                "etcd and the follower), one at a time, in %d interleaved rounds: single-host p50 %.0f us, cluster p50 "
+                "%.0f us, one fenced transaction from CPU 0 p50 %.0f us (goal: cluster <= %.0f us); the leader's etcd "
+                "writes p50 %.0f us; a fenced transaction as the leader's are (%d bytes, watched) p50 %.0f us\n",
+                pinned.value("rounds", 0), pinned.value("single_host_p50_us", 0.0), pinned.value("cluster_p50_us", 0.0),
                 pinned.value("etcd_fenced_txn_p50_us", 0.0),
                 pinned.value("single_host_p50_us", 0.0) + pinned.value("etcd_fenced_txn_p50_us", 0.0),
-                pinned.value("leader_etcd_write_p50_us", 0.0));
+                pinned.value("leader_etcd_write_p50_us", 0.0), pinned.value("leader_write_bytes", 0),
+                pinned.value("etcd_fenced_txn_like_the_leaders_p50_us", 0.0));
     std::printf("  pipelined (32 out): single-host %.0f commits/s, cluster %.0f commits/s (goal >= 1000); %.1f records "
                 "per etcd write\n",
                 r["single_host"]["pipelined_per_second"].get<double>(), r["cluster"]["pipelined_per_second"].get<double>(),

@@ -205,6 +205,8 @@ struct Supervisor::Impl {
   Command* FindActive(std::uint64_t id);
   static void StripProbeResults(json& value);
   void Publish(const std::string& event, json body);
+  // Whether anyone subscribes to `event` (build its body only then).
+  bool Listening(std::string_view event) const { return event_sink != nullptr && event_sink->Listening(event); }
   void Reply(const ClientAddress& to, const proto::ClientReply& reply, std::uint64_t record = 0);
   // The same reply to a command's client and to every retry attached to it.
   void Answer(const Command& c, const proto::ClientReply& reply, std::uint64_t record = 0);
@@ -401,6 +403,8 @@ struct Supervisor::Impl {
   void Decide(Command& c);
   void OnExpired(Command& c);
   void PublishSettled(const Command& c);
+  void PublishVerdict(const Command& c, const voter::Verdict& verdict);
+  std::uint64_t MarkRefused(const std::string& note);
   void ReplyCommand(const Command& c, const proto::ClientReply& reply);
   void Remember(const std::string& key, const proto::ClientReply& reply, std::uint64_t record = 0);
   void JournalVerdict(Command& c);

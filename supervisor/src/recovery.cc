@@ -226,9 +226,10 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
       }
       JournalRecord& record = std::get<JournalRecord>(item);
       if (record.type == "mark") {
-        // (Storage trouble ended here: an admit still undecided was in
-        // flight through it, and any client it answered was told it was
-        // not carried out, after this mark was on disk.)
+        // (Storage trouble ended here, or a poison whose report could not
+        // be written was answered `unavailable`: an admit still undecided
+        // was in flight through it, and any client it answered was told
+        // it was not carried out, after this mark was on disk.)
         for (auto& [seq, a] : admitted) a.before_mark = true;
         continue;
       }

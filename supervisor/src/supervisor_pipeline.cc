@@ -392,6 +392,18 @@ void Supervisor::Impl::Decide(Command& c) {
     return;
   }
   RememberVerdict(c);
+  // (Built only when it goes somewhere: a commit's event is published,
+  // any other verdict is also logged.)
+  if (verdict.kind != voter::VerdictKind::kCommit || Listening("verdict")) PublishVerdict(c, verdict);
+  switch (verdict.kind) {
+    case voter::VerdictKind::kCommit: OnCommit(c); break;
+    case voter::VerdictKind::kPoison: OnPoison(c); break;
+    case voter::VerdictKind::kNoQuorum: OnNoQuorum(c); break;
+    case voter::VerdictKind::kPending: break;
+  }
+}
+
+void Supervisor::Impl::PublishVerdict(const Command& c, const voter::Verdict& verdict) {
   json event = {{"seq", c.seq},
                 {"query", c.is_query},
                 {"verdict", std::string(voter::ToString(verdict.kind))},
@@ -405,13 +417,6 @@ void Supervisor::Impl::Decide(Command& c) {
   if (c.retested) event["retest"] = c.retest;
   Publish("verdict", event);
   if (verdict.kind != voter::VerdictKind::kCommit) Log(LogLevel::kWarn, "verdict", event);
-
-  switch (verdict.kind) {
-    case voter::VerdictKind::kCommit: OnCommit(c); break;
-    case voter::VerdictKind::kPoison: OnPoison(c); break;
-    case voter::VerdictKind::kNoQuorum: OnNoQuorum(c); break;
-    case voter::VerdictKind::kPending: break;
-  }
 }
 
 // A command the variants agreed on, decided after the client's deadline
@@ -435,6 +440,7 @@ void Supervisor::Impl::OnExpired(Command& c) {
 // Once every outcome of a decided command is in (late replies, crashes and
 // hangs included), the complete picture.
 void Supervisor::Impl::PublishSettled(const Command& c) {
+  if (!Listening("settled")) return;
   voter::Policy policy = config.policy;
   policy.configured = variants.size();
   const voter::Verdict full = standby ? *c.verdict : voter::Decide(OutcomesOf(c), policy);

@@ -40,7 +40,7 @@ void Supervisor::Impl::StripProbeResults(json& value) {
 }
 
 void Supervisor::Impl::Publish(const std::string& event, json body) {
-  if (event_sink == nullptr) return;
+  if (!Listening(event)) return;
   StripProbeResults(body);
   body["event"] = event;
   body["time_ns"] = env.UnixNowNs();
@@ -278,16 +278,36 @@ void Supervisor::Impl::OnJournalFailure(const Flushed& flushed) {
   if (cluster && leading) StepDown("its journal cannot be written (" + reason + ")");
 }
 
+// One machine: a `mark` for replies `unavailable` to commands whose admits
+// stay undecided on disk (a poison whose quarantine report cannot be
+// written: its POISON verdict waits for the report). Each such reply
+// rests on the mark's ordinal, so it goes once the mark is synced (or is
+// held, should that fail). A start retests such an admit on fresh
+// processes: failed on, it is quarantined; agreed on, it is abandoned,
+// not committed, as the mark says its client was told `not carried out`.
+// (The simulator: answered at once, a power cut, and a start whose fresh
+// processes agreed on the command committed it.) 0 in cluster mode (the
+// next leader settles the admit) or without a journal.
+std::uint64_t Supervisor::Impl::MarkRefused(const std::string& note) {
+  if (cluster || !journal) return 0;
+  JournalRecord mark;
+  mark.type = "mark";
+  mark.time_ns = env.UnixNowNs();
+  mark.note = note;
+  return AppendRecord(EncodeJournalRecord(mark));
+}
+
 // A reply whose verdict record never reached the disk: a commit is undone
 // and a refusal withdrawn; either is answered `unavailable` (not carried
 // out), which a retry may change. A refusal told to a client but lost on
 // disk would be carried out after a restart: the command comes back as an
 // undecided admit, and its id is free again.
 Supervisor::Impl::OutgoingReply Supervisor::Impl::NotCarriedOut(OutgoingReply out, const std::string& reason) {
+  out.record = 0;
+  if (out.reply.status == proto::ClientStatus::kUnavailable) return out;  // (its own reason says why)
   if (out.reply.status == proto::ClientStatus::kCommitted) UndoCommit(out.reply.seq);
   out.reply = proto::ClientReply::Unavailable(out.reply.id, "the journal cannot be written (" + reason +
                                                                 "): not carried out");
-  out.record = 0;
   return out;
 }
 

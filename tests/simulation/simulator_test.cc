@@ -130,5 +130,14 @@ TEST(SimulatorFound, ACommitFromTheRetestAtStartLostToAFailedSyncIsWrittenAgain)
   ExpectKept({5253, 9288, 29960, 77471, 84277});
 }
 
+// A poison whose quarantine report could not be written (the disk nearly
+// full) was answered `unavailable` at once, its admit left undecided so
+// that a start retests it; after a power cut the start's fresh processes
+// agreed on it, and it was committed: a client told `not carried out`
+// found it carried out. The reply now waits for a journal `mark` after the
+// admit, and a start abandons (never commits) an agreed admit a mark
+// follows.
+TEST(SimulatorFound, APoisonAnsweredUnavailableForWantOfItsReportIsNeverCarriedOutLater) { ExpectKept({217293}); }
+
 }  // namespace
 }  // namespace nvs::simulation
