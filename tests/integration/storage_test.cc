@@ -254,6 +254,44 @@ struct Sender {
   }
 };
 
+// After a SIGKILL: a restarted nvsd has the state `before` (the variants'
+// dump when it was killed), answers every acknowledged id from its journal
+// with its seq and applies none again; the journal holds exactly the
+// acknowledged commits, none answered `unavailable`, no seq twice, and
+// `nvs journal check` passes.
+void CheckAfterRestart(const NvsdOptions& options, const RouteModel& model, const json& before, const fs::path& dir) {
+  {
+    NvsdHarness nvsd(options);
+    ASSERT_TRUE(nvsd.WaitAllHealthy());
+    const json after = nvsd.Query({{"op", "dump"}});
+    EXPECT_EQ(after["result"], before["result"]) << "the state changed across the restart";
+    model.Check(after);
+    for (const auto& [id, seq] : model.acknowledged) {
+      const json retried = nvsd.ReplyTo(nvsd.SendCommand(Route(0, 0), id));
+      EXPECT_EQ(retried["status"], "committed") << id;
+      EXPECT_EQ(retried["seq"], seq) << id << " was applied again";
+    }
+    EXPECT_EQ(nvsd.Query({{"op", "dump"}})["result"], before["result"]) << "a retry changed the state";
+  }
+  const auto committed = CommittedIds(dir / "state");
+  for (const auto& [id, seq] : model.acknowledged) {
+    EXPECT_EQ(committed.count(id) ? committed.at(id) : 0, seq) << id << " acknowledged, not in the journal";
+  }
+  for (const auto& id : model.refused) EXPECT_EQ(committed.count(id), 0u) << id << " answered unavailable, committed";
+  int exit_code = 0;
+  const std::string checked = Nvs("journal check " + (dir / "state").string(), &exit_code, dir);
+  EXPECT_EQ(exit_code, 0) << checked;
+}
+
+// The state dir on its own 2 MiB tmpfs, and nvsd's options for it (two
+// variants, a checkpoint every 25 commands).
+struct SmallDisk {
+  fs::path dir = MakeTempDir("/tmp/nvs-full-XXXXXX");
+  Mount disk = Mount::Tmpfs(dir / "state", "2m");
+  NvsdOptions options{{"router-a", "router-b"}, {{"state_dir", (dir / "state").string()}, {"checkpoint_interval", 25}}};
+  static fs::path MakeTempDir(std::string pattern) { return mkdtemp(pattern.data()); }
+};
+
 // ---- 1. disk full ------------------------------------------------------------------
 
 // An outside test put the state dir on a 2 MiB tmpfs and filled it: a failed
@@ -266,11 +304,10 @@ struct Sender {
 // the answers to retries agree with what clients were told.
 TEST(Storage, AFullDiskLosesNoAcknowledgedCommitAndAppliesNothingAnsweredUnavailable) {
   NVS_NEED_ROOT();
-  char pattern[] = "/tmp/nvs-full-XXXXXX";
-  const fs::path dir = mkdtemp(pattern);
-  Mount disk = Mount::Tmpfs(dir / "state", "2m");
-  ASSERT_TRUE(disk.ok());
-  NvsdOptions options({"router-a", "router-b"}, {{"state_dir", (dir / "state").string()}, {"checkpoint_interval", 25}});
+  SmallDisk rig;
+  ASSERT_TRUE(rig.disk.ok());
+  const fs::path& dir = rig.dir;
+  const NvsdOptions& options = rig.options;
   RouteModel model;
   json before;
   {
@@ -309,29 +346,7 @@ TEST(Storage, AFullDiskLosesNoAcknowledgedCommitAndAppliesNothingAnsweredUnavail
     ASSERT_TRUE(nvsd.WaitNvsdExit(milliseconds(10000)));
   }
   EXPECT_GE(model.refused.size(), 6u);
-  {
-    NvsdHarness nvsd(options);
-    ASSERT_TRUE(nvsd.WaitAllHealthy());
-    const json after = nvsd.Query({{"op", "dump"}});
-    EXPECT_EQ(after["result"], before["result"]) << "the state changed across the restart";
-    model.Check(after);
-    // Every acknowledged id is answered from the journal with its seq.
-    for (const auto& [id, seq] : model.acknowledged) {
-      const json retried = nvsd.ReplyTo(nvsd.SendCommand(Route(0, 0), id));
-      EXPECT_EQ(retried["status"], "committed") << id;
-      EXPECT_EQ(retried["seq"], seq) << id << " was applied again";
-    }
-    EXPECT_EQ(nvsd.Query({{"op", "dump"}})["result"], before["result"]) << "a retry changed the state";
-  }
-  // The journal holds exactly the acknowledged commits, no seq twice.
-  const auto committed = CommittedIds(dir / "state");
-  for (const auto& [id, seq] : model.acknowledged) {
-    EXPECT_EQ(committed.count(id) ? committed.at(id) : 0, seq) << id << " acknowledged, not in the journal";
-  }
-  for (const auto& id : model.refused) EXPECT_EQ(committed.count(id), 0u) << id << " answered unavailable, committed";
-  int exit_code = 0;
-  const std::string checked = Nvs("journal check " + (dir / "state").string(), &exit_code, dir);
-  EXPECT_EQ(exit_code, 0) << checked;
+  CheckAfterRestart(options, model, before, dir);
 }
 
 // The same under pipelined load: 16 commands out at once, queued in nvsd
@@ -340,11 +355,10 @@ TEST(Storage, AFullDiskLosesNoAcknowledgedCommitAndAppliesNothingAnsweredUnavail
 // carry out that a client was told was not.
 TEST(Storage, AFullDiskUnderPipelinedLoadLosesNoAcknowledgedCommitAndAppliesNothingAnsweredUnavailable) {
   NVS_NEED_ROOT();
-  char pattern[] = "/tmp/nvs-full-XXXXXX";
-  const fs::path dir = mkdtemp(pattern);
-  Mount disk = Mount::Tmpfs(dir / "state", "2m");
-  ASSERT_TRUE(disk.ok());
-  NvsdOptions options({"router-a", "router-b"}, {{"state_dir", (dir / "state").string()}, {"checkpoint_interval", 25}});
+  SmallDisk rig;
+  ASSERT_TRUE(rig.disk.ok());
+  const fs::path& dir = rig.dir;
+  const NvsdOptions& options = rig.options;
   RouteModel model;
   json before;
   {
@@ -376,27 +390,7 @@ TEST(Storage, AFullDiskUnderPipelinedLoadLosesNoAcknowledgedCommitAndAppliesNoth
     ASSERT_TRUE(SignalProcess(nvsd.nvsd_pid(), SIGKILL));
     ASSERT_TRUE(nvsd.WaitNvsdExit(milliseconds(10000)));
   }
-  {
-    NvsdHarness nvsd(options);
-    ASSERT_TRUE(nvsd.WaitAllHealthy());
-    const json after = nvsd.Query({{"op", "dump"}});
-    EXPECT_EQ(after["result"], before["result"]) << "the state changed across the restart";
-    model.Check(after);
-    for (const auto& [id, seq] : model.acknowledged) {
-      const json retried = nvsd.ReplyTo(nvsd.SendCommand(Route(0, 0), id));
-      EXPECT_EQ(retried["status"], "committed") << id;
-      EXPECT_EQ(retried["seq"], seq) << id << " was applied again";
-    }
-    EXPECT_EQ(nvsd.Query({{"op", "dump"}})["result"], before["result"]) << "a retry changed the state";
-  }
-  const auto committed = CommittedIds(dir / "state");
-  for (const auto& [id, seq] : model.acknowledged) {
-    EXPECT_EQ(committed.count(id) ? committed.at(id) : 0, seq) << id << " acknowledged, not in the journal";
-  }
-  for (const auto& id : model.refused) EXPECT_EQ(committed.count(id), 0u) << id << " answered unavailable, committed";
-  int exit_code = 0;
-  const std::string checked = Nvs("journal check " + (dir / "state").string(), &exit_code, dir);
-  EXPECT_EQ(exit_code, 0) << checked;
+  CheckAfterRestart(options, model, before, dir);
 }
 
 // Found by a review of the fix above: while the disk was full, a retry of a
