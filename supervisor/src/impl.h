@@ -404,7 +404,7 @@ struct Supervisor::Impl {
   void OnExpired(Command& c);
   void PublishSettled(const Command& c);
   void PublishVerdict(const Command& c, const voter::Verdict& verdict);
-  std::uint64_t MarkRefused(const std::string& note);
+  std::uint64_t MarkRefused(std::uint64_t seq, const std::string& note);
   void ReplyCommand(const Command& c, const proto::ClientReply& reply);
   void Remember(const std::string& key, const proto::ClientReply& reply, std::uint64_t record = 0);
   void JournalVerdict(Command& c);

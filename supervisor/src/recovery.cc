@@ -226,11 +226,18 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
       }
       JournalRecord& record = std::get<JournalRecord>(item);
       if (record.type == "mark") {
-        // (Storage trouble ended here, or a poison whose report could not
-        // be written was answered `unavailable`: an admit still undecided
-        // was in flight through it, and any client it answered was told
-        // it was not carried out, after this mark was on disk.)
-        for (auto& [seq, a] : admitted) a.before_mark = true;
+        // (Storage trouble ended here: an admit still undecided was in
+        // flight through it, and any client it answered was told it was
+        // not carried out, after this mark was on disk. A mark with a
+        // `seq` says so of that admit only: a poison whose report could
+        // not be written, answered `unavailable`; other admits undecided
+        // then, suspects of a retest at start, may have been answered
+        // `committed`.)
+        if (record.seq != 0) {
+          if (auto it = admitted.find(record.seq); it != admitted.end()) it->second.before_mark = true;
+        } else {
+          for (auto& [seq, a] : admitted) a.before_mark = true;
+        }
         continue;
       }
       const std::uint64_t seq = record.seq;

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 namespace nvs::supervisor {
 namespace {
@@ -229,6 +230,42 @@ TEST_F(Recovery, AdmittedButUndecidedCommandsAreSuspects) {
   }
   EXPECT_FALSE(abandoned_remembered) << "an abandoned command's retry runs it";
   EXPECT_TRUE(expired_remembered);
+}
+
+// A `mark` says the admits undecided before it were answered `not carried
+// out` (if at all): a start abandons them rather than commit them. One
+// with a `seq` says so of that admit only (a poison answered `unavailable`
+// for want of its report, while other suspects of a retest at start may
+// have been answered `committed`). A review found the mark for one poison
+// taken for all.
+TEST_F(Recovery, AMarkWithASeqIsAboutThatAdmitOnly) {
+  auto records = Commands(1, 2);
+  records.push_back(Admit(3));
+  records.push_back(Admit(4));
+  records.push_back(R"({"t":"mark","time_ns":40,"note":"answered unavailable","seq":3})");
+  records.push_back(Admit(5));
+  records.push_back(R"({"t":"mark","time_ns":50,"note":"the journal can be written again"})");
+  records.push_back(Admit(6));
+  Segment(1, records);
+  WriteCheckpoint("checkpoint.json", 2);
+  auto r = Recover();
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  std::map<std::uint64_t, bool> before_mark;
+  for (const auto& s : r.value().suspects) before_mark[s.seq] = s.before_mark;
+  ASSERT_EQ(before_mark.size(), 4u);
+  EXPECT_TRUE(before_mark[3]) << "the mark names it";
+  EXPECT_TRUE(before_mark[4]) << "the mark without a seq, later, covers it";
+  EXPECT_TRUE(before_mark[5]);
+  EXPECT_FALSE(before_mark[6]) << "admitted after every mark";
+  // And without the later mark, 4 is not covered by the mark for 3.
+  records.erase(records.begin() + 8);  // (the mark without a seq)
+  Segment(1, records);
+  r = Recover();
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  for (const auto& s : r.value().suspects) before_mark[s.seq] = s.before_mark;
+  EXPECT_TRUE(before_mark[3]);
+  EXPECT_FALSE(before_mark[4]) << "a mark for seq 3 taken for every undecided admit";
+  EXPECT_FALSE(before_mark[5]);
 }
 
 // Restart time must not grow with the history: only the segments after the

@@ -426,8 +426,8 @@ bool Supervisor::Impl::FinishSuspect(const Retest& r, std::size_t i) {
     // Blocked in memory; undecided on disk, so the next start retests it again.
     Log(LogLevel::kError, "quarantined_in_memory", {{"report", c.report_id}, {"seq", c.seq}});
     QuarantineUnwritten(c, report_text, written.message());
-    const std::uint64_t mark = s.retries.empty() ? 0 : MarkRefused(seq + ": answered unavailable, its quarantine report "
-                                                                         "cannot be written");
+    const std::uint64_t mark =
+        s.retries.empty() ? 0 : MarkRefused(s.seq, "answered unavailable: its quarantine report cannot be written");
     for (const auto& to : s.retries) {
       Reply(to,
             proto::ClientReply::Unavailable(s.request_id, "it is blocked while nvsd runs (" + verdict.reason +
@@ -477,7 +477,7 @@ void Supervisor::Impl::OnPoison(Command& c) {
         c.request_id, "it killed variants (" + c.verdict->reason + "), and is blocked while nvsd runs, but the "
                       "quarantine report cannot be written (" + written.message() + "): not carried out");
     Answer(c, unavailable,
-           MarkRefused("seq " + std::to_string(c.seq) + ": answered unavailable, its quarantine report cannot be written"));
+           MarkRefused(c.seq, "answered unavailable: its quarantine report cannot be written"));
     Log(LogLevel::kError, "quarantined_in_memory",
         {{"report", c.report_id}, {"fingerprint", c.fingerprint}, {"seq", c.seq}, {"error", written.message()}});
     QuarantineUnwritten(c, report_text, written.message());

@@ -288,10 +288,11 @@ void Supervisor::Impl::OnJournalFailure(const Flushed& flushed) {
 // (The simulator: answered at once, a power cut, and a start whose fresh
 // processes agreed on the command committed it.) 0 in cluster mode (the
 // next leader settles the admit) or without a journal.
-std::uint64_t Supervisor::Impl::MarkRefused(const std::string& note) {
+std::uint64_t Supervisor::Impl::MarkRefused(std::uint64_t seq, const std::string& note) {
   if (cluster || !journal) return 0;
   JournalRecord mark;
   mark.type = "mark";
+  mark.seq = seq;  // (for this admit only: others undecided now may have been answered `committed`. A review found it.)
   mark.time_ns = env.UnixNowNs();
   mark.note = note;
   return AppendRecord(EncodeJournalRecord(mark));

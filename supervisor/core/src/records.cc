@@ -229,6 +229,7 @@ Result<JournalRecord> ParseJournalRecord(std::string_view payload, std::uint64_t
   } else if (record.type == "mark") {
     record.note = text("note");
     if (body.contains("time_ns")) record.time_ns = static_cast<std::int64_t>(count("time_ns"));
+    if (body.contains("seq")) record.seq = count("seq");  // (a mark for one command only)
   }
   if (!problem.empty()) return Status::Error(problem);
   return record;
@@ -280,6 +281,7 @@ std::string EncodeJournalRecord(const JournalRecord& r) {
   } else if (r.type == "mark") {
     body["time_ns"] = r.time_ns;
     body["note"] = r.note;
+    if (r.seq != 0) body["seq"] = r.seq;
   } else if (r.type == "checkpoint") {
     body["seq"] = r.seq;
     body["time_ns"] = r.time_ns;
