@@ -845,11 +845,17 @@ json BenchRestart(std::size_t history) {
                               {"segments", segment},
                               {"write_history_s", made_s},
                               {"records_read", recovered.value("records_read", 0)},
+                              {"journal_read_ms", recovered.value("read_ms", 0.0)},
+                              {"recovery_ms", recovered.value("recovery_ms", 0.0)},
                               {"segments_read", recovered.value("segments_read", 0)},
                               {"requests_remembered", recovered.value("requests_remembered", 0)}};
-    fs::remove_all(state);
+    if (getenv("NVS_BENCH_KEEP") == nullptr) fs::remove_all(state);
   }
-  fs::remove_all(base);
+  if (getenv("NVS_BENCH_KEEP") != nullptr) {
+    std::fprintf(stderr, "nvs-bench: kept %s\n", base.c_str());
+  } else {
+    fs::remove_all(base);
+  }
   return out;
 }
 
@@ -1050,10 +1056,11 @@ int Run(std::size_t commands, int kills, std::size_t history, const std::string&
     const json r = BenchRestart(std::max<std::size_t>(history * 10, 100000));
     std::printf("\nnvsd restart (spawn -> every variant healthy), 2 variants, default settings, by history length:\n");
     for (const auto& [n, v] : r.items()) {
-      std::printf("  %8s commands (%4.0f MiB, %llu segments): %6.0f ms; read %llu records of %llu segments, %llu ids "
-                  "remembered%s\n",
+      std::printf("  %8s commands (%4.0f MiB, %llu segments): %6.0f ms (recovery %.0f ms, of which reading the journal "
+                  "%.0f); read %llu records of %llu segments, %llu ids remembered%s\n",
                   n.c_str(), v["journal_mib"].get<double>(), v["segments"].get<unsigned long long>(),
-                  v["ready_ms"].get<double>(), v["records_read"].get<unsigned long long>(),
+                  v["ready_ms"].get<double>(), v["recovery_ms"].get<double>(), v["journal_read_ms"].get<double>(),
+                  v["records_read"].get<unsigned long long>(),
                   v["segments_read"].get<unsigned long long>(), v["requests_remembered"].get<unsigned long long>(),
                   n == "1000000" ? " (target <= 1000 ms)" : "");
     }

@@ -1,28 +1,43 @@
 #include "recovery.h"
 
 #include <algorithm>
+#include <deque>
 #include <map>
-#include <variant>
+#include <memory>
+#include <string_view>
 
 namespace nvs::supervisor {
 namespace {
 
 
 // A verdict recovery only remembers (older than the checkpoint): not
-// parsed, kept as its text for a retry to read (RememberedReply).
+// parsed, and not copied: views into its segment's bytes, made into a
+// reply only when it is among the last remembered ones.
 struct SkimmedVerdict {
-  std::string id;  // RequestKey(key, id)
-  std::string text;
+  std::string_view key;
+  std::string_view id;
+  std::string_view text;
 };
 
 // One segment's records, as recovery needs them.
 struct SegmentRecords {
   std::uint64_t index = 0;
-  // Admit and verdict records, in order: parsed, or skimmed.
-  std::vector<std::variant<JournalRecord, SkimmedVerdict>> records;
+  // The segment's bytes (the skimmed verdicts' views point into them).
+  std::unique_ptr<const std::string> bytes;
+  // Admit, verdict and mark records, in order: each an index into `parsed`
+  // or into `skimmed` (a record parsed whole is a few hundred bytes; most
+  // of a long history is skimmed, and kept small).
+  struct Item {
+    bool parsed = false;
+    std::uint32_t at = 0;
+  };
+  std::vector<Item> order;
+  std::vector<JournalRecord> parsed;
+  std::vector<SkimmedVerdict> skimmed;
   std::uint64_t max_seq = 0;
   std::optional<std::uint64_t> min_seq;
   std::size_t verdicts = 0;
+  std::size_t replies = 0;  // the verdicts among them that leave a reply to remember
 };
 
 struct LoadedCheckpoint {
@@ -121,9 +136,12 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
   std::size_t verdicts = 0;
   for (auto it = indices.rbegin(); it != indices.rend(); ++it) {
     const std::string name = JournalSegmentName(*it);
-    auto bytes = dir.Read(name);
-    if (!bytes.ok()) return bytes.status();
-    const JournalScanViews scan = ScanJournalViews(bytes.value());  // (views into bytes, read below)
+    auto read_bytes = dir.Read(name);
+    if (!read_bytes.ok()) return read_bytes.status();
+    SegmentRecords segment;
+    segment.index = *it;
+    segment.bytes = std::make_unique<const std::string>(std::move(read_bytes.value()));
+    const JournalScanViews scan = ScanJournalViews(*segment.bytes);  // (views into the bytes, kept with the segment)
     const bool newest = it == indices.rbegin();
     if (scan.tail == JournalScan::Tail::kDamaged || (!newest && scan.tail != JournalScan::Tail::kClean)) {
       return Status::Error(WayOut(dir.Where(name).string() + ": damaged at offset " + std::to_string(scan.good_bytes) +
@@ -138,9 +156,17 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
       r.current_records = scan.records.size();
       if (scan.tail == JournalScan::Tail::kTorn) r.torn = scan.damage;
     }
-    SegmentRecords segment;
-    segment.index = *it;
-    for (std::size_t i = 0; i < scan.records.size(); ++i) {
+    // Newest record first, so that reading stops where nothing older is
+    // needed: admits are written in seq order, so once an admit the
+    // checkpoint covers is passed, every record before it is about a
+    // command the checkpoint covers too, and only its reply may be wanted
+    // (the last remembered_requests commands'). A 64 MiB segment of
+    // which a restart needs the last thousand commands is not skimmed
+    // whole (it was: 150 ms of a restart after a million commands).
+    bool covered_admit_seen = false;
+    std::deque<std::string> skipped_here;
+    for (std::size_t i = scan.records.size(); i-- > 0;) {
+      if (covered_admit_seen && verdicts + segment.verdicts >= options.remembered_requests) break;
       ++r.records_read;
       // Most records are older than the checkpoint: an admit there is only
       // its seq, a verdict its request id and its text. Those are skimmed,
@@ -151,10 +177,13 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
         segment.max_seq = std::max(segment.max_seq, head->seq);
         if ((admit || verdict) && head->seq <= checkpoint_seq) {
           segment.min_seq = std::min(segment.min_seq.value_or(head->seq), head->seq);
+          if (admit) covered_admit_seen = true;
           if (verdict) {
             ++segment.verdicts;
             if (head->verdict != "ABANDONED" && !head->id.empty()) {
-              segment.records.emplace_back(SkimmedVerdict{RequestKey(head->key, head->id), std::string(scan.records[i])});
+              segment.order.push_back({false, static_cast<std::uint32_t>(segment.skimmed.size())});
+              segment.skimmed.push_back({head->key, head->id, scan.records[i]});
+              ++segment.replies;
             }
           }
           continue;
@@ -165,10 +194,10 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
       auto parsed = ParseJournalRecord(scan.records[i], &seq_seen);
       segment.max_seq = std::max(segment.max_seq, seq_seen);
       if (!parsed.ok()) {
-        if (++r.skipped <= 16) {
-          r.skipped_examples.push_back(dir.Where(name).string() + ", record " + std::to_string(i + 1) + ": " +
-                                       parsed.status().message());
-        }
+        ++r.skipped;
+        if (skipped_here.size() == 16) skipped_here.pop_front();  // (read backwards: the segment's first 16 stay)
+        skipped_here.push_back(dir.Where(name).string() + ", record " + std::to_string(i + 1) + ": " +
+                               parsed.status().message());
         continue;
       }
       JournalRecord& record = parsed.value();
@@ -177,11 +206,22 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
       segment.max_seq = std::max(segment.max_seq, record.seq);
       // Only what matters is kept: admits after the checkpoint, verdicts.
       if (record.type == "admit") {
-        if (record.seq <= checkpoint_seq) continue;
-      } else {
+        if (record.seq <= checkpoint_seq) {
+          covered_admit_seen = true;
+          continue;
+        }
+      } else if (record.type == "verdict") {
         ++segment.verdicts;
+        if (record.verdict != "ABANDONED" && !record.id.empty()) ++segment.replies;
       }
-      segment.records.push_back(std::move(record));
+      segment.order.push_back({true, static_cast<std::uint32_t>(segment.parsed.size())});
+      segment.parsed.push_back(std::move(record));
+    }
+    std::reverse(segment.order.begin(), segment.order.end());
+    // (Examples: the first 16 met, segments newest first, each in order.)
+    for (auto example = skipped_here.rbegin(); example != skipped_here.rend() && r.skipped_examples.size() < 16;
+         ++example) {
+      r.skipped_examples.push_back(std::move(*example));
     }
     verdicts += segment.verdicts;
     const bool reaches_checkpoint = r.checkpoint && segment.min_seq && *segment.min_seq <= checkpoint_seq;
@@ -216,15 +256,28 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
   };
   std::map<std::uint64_t, Admitted> admitted;
   std::uint64_t commits_after = 0;
+  // Only the last remembered_requests replies are kept: the older ones are
+  // passed over, never made.
+  std::size_t replies_in_all = 0;
+  for (const auto& segment : read) replies_in_all += segment.replies;
+  std::size_t to_pass_over =
+      replies_in_all > options.remembered_requests ? replies_in_all - options.remembered_requests : 0;
   std::vector<std::pair<std::string, RememberedReply>> replies;
+  replies.reserve(replies_in_all - to_pass_over);
   for (auto segment = read.rbegin(); segment != read.rend(); ++segment) {
     r.last_seq = std::max(r.last_seq, segment->max_seq);
-    for (auto& item : segment->records) {
-      if (auto* skimmed = std::get_if<SkimmedVerdict>(&item)) {
-        replies.emplace_back(std::move(skimmed->id), RememberedReply{std::nullopt, std::move(skimmed->text)});
+    for (const auto& item : segment->order) {
+      if (!item.parsed) {
+        if (to_pass_over > 0) {
+          --to_pass_over;
+          continue;
+        }
+        const SkimmedVerdict& skimmed = segment->skimmed[item.at];
+        replies.emplace_back(RequestKey(skimmed.key, skimmed.id),
+                             RememberedReply{std::nullopt, std::string(skimmed.text)});
         continue;
       }
-      JournalRecord& record = std::get<JournalRecord>(item);
+      JournalRecord& record = segment->parsed[item.at];
       if (record.type == "mark") {
         // (Storage trouble ended here: an admit still undecided was in
         // flight through it, and any client it answered was told it was
@@ -263,13 +316,17 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
       }
       if (it != admitted.end()) admitted.erase(it);
       if (record.id.empty()) continue;
+      if (to_pass_over > 0) {
+        --to_pass_over;
+        continue;
+      }
       std::string id = RequestKey(record.key, record.id);
       replies.emplace_back(std::move(id), RememberedReply{ReplyOfVerdict(std::move(record)), {}});
     }
-    segment->records.clear();
-  }
-  if (replies.size() > options.remembered_requests) {
-    replies.erase(replies.begin(), replies.end() - static_cast<std::ptrdiff_t>(options.remembered_requests));
+    segment->order = {};
+    segment->parsed = {};
+    segment->skimmed = {};
+    segment->bytes.reset();
   }
   r.remembered = std::move(replies);
   for (auto& [seq, a] : admitted) {

@@ -286,6 +286,71 @@ TEST_F(Recovery, ReadsOnlyTheSegmentsItNeeds) {
   EXPECT_EQ(r.value().closed.back().max_seq, 900u);
 }
 
+// Within a segment too: read from its newest record back, reading stops
+// once the admits are covered by the checkpoint and enough commands are
+// remembered (a restart after a million commands skimmed a whole 64 MiB
+// segment for its last few thousand replies).
+TEST_F(Recovery, ReadsASegmentOnlyAsFarBackAsItNeeds) {
+  Segment(1, Commands(1, 900));
+  Segment(2, Commands(901, 1000));
+  WriteCheckpoint("checkpoint.json", 950);
+  auto r = Recover(/*remembered=*/150);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r.value().segments_read, 2u);
+  EXPECT_EQ(r.value().records_read, 200u + 99u) << "segment 1 is read back to command 851's verdict";
+  EXPECT_EQ(r.value().tail.size(), 50u);
+  ASSERT_EQ(r.value().remembered.size(), 150u);
+  EXPECT_EQ(r.value().remembered.front().first, "r-851");
+  EXPECT_EQ(r.value().remembered.back().first, "r-1000");
+  for (std::size_t i = 0; i < r.value().remembered.size(); ++i) {
+    ASSERT_EQ(r.value().remembered[i].first, "r-" + std::to_string(851 + i)) << "in journal order";
+    EXPECT_EQ(r.value().remembered[i].second.Get()->seq, 851 + i);
+  }
+  EXPECT_EQ(r.value().last_seq, 1000u);
+  EXPECT_EQ(r.value().commits, 1000u);
+  ASSERT_EQ(r.value().closed.size(), 1u);
+  EXPECT_GE(r.value().closed[0].max_seq, 900u) << "an upper bound";
+}
+
+// Reading stops at a covered admit, never before a command after the
+// checkpoint: an old checkpoint (checkpoints failing for a while) leaves
+// commits and an undecided admit deep in an older segment, all found.
+TEST_F(Recovery, AnOldCheckpointStillFindsEveryCommandAfterIt) {
+  auto first = Commands(1, 500);
+  first.push_back(Admit(501));  // undecided: a suspect
+  Segment(1, first);
+  Segment(2, Commands(502, 600));
+  WriteCheckpoint("checkpoint.json", 300);
+  auto r = Recover(/*remembered=*/10);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  ASSERT_EQ(r.value().tail.size(), 299u) << "301-500 and 502-600";
+  EXPECT_EQ(r.value().tail.front().seq, 301u);
+  EXPECT_EQ(r.value().tail.back().seq, 600u);
+  ASSERT_EQ(r.value().suspects.size(), 1u);
+  EXPECT_EQ(r.value().suspects[0].seq, 501u);
+  EXPECT_EQ(r.value().commits, 599u);
+  ASSERT_EQ(r.value().remembered.size(), 10u);
+  EXPECT_EQ(r.value().remembered.front().first, "r-591");
+  EXPECT_LT(r.value().records_read, 2u * 600 - 100) << "not read before command ~300 of segment 1";
+}
+
+// Records nvsd does not write are reported with their place, the first
+// ones first, though a segment is read from its end.
+TEST_F(Recovery, SkippedRecordsAreReportedFirstOnesFirst) {
+  auto records = Commands(1, 3);
+  for (int i = 0; i < 20; ++i) records.push_back(R"({"t":"admit","seq":"x)" + std::to_string(i) + R"("})");
+  records.push_back(Admit(4));
+  records.push_back(Commit(4));
+  Segment(1, records);
+  auto r = Recover();
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r.value().skipped, 20u);
+  ASSERT_EQ(r.value().skipped_examples.size(), 16u);
+  EXPECT_NE(r.value().skipped_examples.front().find("record 7:"), std::string::npos) << r.value().skipped_examples.front();
+  EXPECT_NE(r.value().skipped_examples.back().find("record 22:"), std::string::npos) << r.value().skipped_examples.back();
+  EXPECT_EQ(r.value().tail.size(), 4u);
+}
+
 TEST_F(Recovery, ACheckpointOfTheFirstFormatIsReadAndSaidUnchecked) {
   Segment(1, Commands(1, 4));
   std::ofstream(root_ / "checkpoint.json") << R"({"seq":2,"digest":"d","state":{"x":1}})" << "\n";

@@ -207,7 +207,9 @@ Status Supervisor::Impl::Recover() {
   // leader two per command, a third of its commit latency).
   if (config.cluster) journal_policy = FsyncPolicy::kNone;
   StorageError error;
+  const auto began = Now();
   auto recovered = RecoverStateDir(*state, RecoveryOptions{config.remembered_requests});
+  const auto read_at = Now();
   if (!recovered.ok()) return recovered.status();
   Recovered& r = recovered.value();
   for (const auto& warning : r.warnings) Log(LogLevel::kError, "recovery", {{"warning", warning}});
@@ -278,7 +280,9 @@ Status Supervisor::Impl::Recover() {
     Log(LogLevel::kInfo, "recovered",
         {{"checkpoint_seq", checkpoint ? checkpoint->seq : 0}, {"tail", tail.size()}, {"last_seq", last_seq},
          {"commits", commits}, {"suspects", suspects.size()}, {"segments_read", r.segments_read},
-         {"records_read", r.records_read}, {"requests_remembered", answered.size()}});
+         {"records_read", r.records_read}, {"requests_remembered", answered.size()},
+         {"read_ms", std::chrono::duration<double, std::milli>(read_at - began).count()},
+         {"recovery_ms", std::chrono::duration<double, std::milli>(Now() - began).count()}});
   }
   return Status::Ok();
 }
