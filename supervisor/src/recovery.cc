@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <deque>
 #include <map>
-#include <memory>
 #include <string_view>
 
 namespace nvs::supervisor {
@@ -11,33 +10,28 @@ namespace {
 
 
 // A verdict recovery only remembers (older than the checkpoint): not
-// parsed, and not copied: views into its segment's bytes, made into a
-// reply only when it is among the last remembered ones.
+// parsed; kept as its text, for a retry to read (RememberedReply).
 struct SkimmedVerdict {
-  std::string_view key;
-  std::string_view id;
-  std::string_view text;
+  std::string request_key;  // RequestKey(key, id)
+  std::string text;
 };
 
 // One segment's records, as recovery needs them.
 struct SegmentRecords {
   std::uint64_t index = 0;
-  // The segment's bytes (the skimmed verdicts' views point into them).
-  std::unique_ptr<const std::string> bytes;
   // Admit, verdict and mark records, in order: each an index into `parsed`
   // or into `skimmed` (a record parsed whole is a few hundred bytes; most
-  // of a long history is skimmed, and kept small).
+  // of a long history is skimmed, and only its last replies are kept).
   struct Item {
     bool parsed = false;
-    std::uint32_t at = 0;
+    bool remember = false;  // a verdict whose reply is among the last remembered_requests
+    std::size_t at = 0;
   };
   std::vector<Item> order;
   std::vector<JournalRecord> parsed;
   std::vector<SkimmedVerdict> skimmed;
   std::uint64_t max_seq = 0;
-  std::optional<std::uint64_t> min_seq;
-  std::size_t verdicts = 0;
-  std::size_t replies = 0;  // the verdicts among them that leave a reply to remember
+  std::optional<std::uint64_t> min_seq;  // of its admits and verdicts
 };
 
 struct LoadedCheckpoint {
@@ -133,15 +127,13 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
   // Segments, newest first, until the rest can only hold what the
   // checkpoint covers and enough replies are remembered.
   std::vector<SegmentRecords> read;  // newest first
-  std::size_t verdicts = 0;
+  std::size_t replies_met = 0;   // verdicts that leave a reply to remember, newest first
+  std::size_t verdicts_met = 0;
   for (auto it = indices.rbegin(); it != indices.rend(); ++it) {
     const std::string name = JournalSegmentName(*it);
-    auto read_bytes = dir.Read(name);
-    if (!read_bytes.ok()) return read_bytes.status();
-    SegmentRecords segment;
-    segment.index = *it;
-    segment.bytes = std::make_unique<const std::string>(std::move(read_bytes.value()));
-    const JournalScanViews scan = ScanJournalViews(*segment.bytes);  // (views into the bytes, kept with the segment)
+    auto bytes = dir.Read(name);
+    if (!bytes.ok()) return bytes.status();
+    const JournalScanViews scan = ScanJournalViews(bytes.value());  // (views into bytes, read below)
     const bool newest = it == indices.rbegin();
     if (scan.tail == JournalScan::Tail::kDamaged || (!newest && scan.tail != JournalScan::Tail::kClean)) {
       return Status::Error(WayOut(dir.Where(name).string() + ": damaged at offset " + std::to_string(scan.good_bytes) +
@@ -156,17 +148,24 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
       r.current_records = scan.records.size();
       if (scan.tail == JournalScan::Tail::kTorn) r.torn = scan.damage;
     }
+    SegmentRecords segment;
+    segment.index = *it;
     // Newest record first, so that reading stops where nothing older is
     // needed: admits are written in seq order, so once an admit the
     // checkpoint covers is passed, every record before it is about a
     // command the checkpoint covers too, and only its reply may be wanted
-    // (the last remembered_requests commands'). A 64 MiB segment of
-    // which a restart needs the last thousand commands is not skimmed
-    // whole (it was: 150 ms of a restart after a million commands).
+    // (the last remembered_requests request ids': the first met, read
+    // backwards). A 64 MiB segment of which a restart needs the last
+    // thousand replies is not skimmed whole (it was: 150 ms of a restart
+    // after a million commands). A history whose commands mostly carry no
+    // request id is read back 2 x remembered_requests commands at most.
     bool covered_admit_seen = false;
     std::deque<std::string> skipped_here;
     for (std::size_t i = scan.records.size(); i-- > 0;) {
-      if (covered_admit_seen && verdicts + segment.verdicts >= options.remembered_requests) break;
+      if (covered_admit_seen && (replies_met >= options.remembered_requests ||
+                                 verdicts_met >= 2 * options.remembered_requests)) {
+        break;
+      }
       ++r.records_read;
       // Most records are older than the checkpoint: an admit there is only
       // its seq, a verdict its request id and its text. Those are skimmed,
@@ -179,11 +178,10 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
           segment.min_seq = std::min(segment.min_seq.value_or(head->seq), head->seq);
           if (admit) covered_admit_seen = true;
           if (verdict) {
-            ++segment.verdicts;
-            if (head->verdict != "ABANDONED" && !head->id.empty()) {
-              segment.order.push_back({false, static_cast<std::uint32_t>(segment.skimmed.size())});
-              segment.skimmed.push_back({head->key, head->id, scan.records[i]});
-              ++segment.replies;
+            ++verdicts_met;
+            if (head->verdict != "ABANDONED" && !head->id.empty() && replies_met++ < options.remembered_requests) {
+              segment.order.push_back({false, true, segment.skimmed.size()});
+              segment.skimmed.push_back({RequestKey(head->key, head->id), std::string(scan.records[i])});
             }
           }
           continue;
@@ -202,19 +200,24 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
       }
       JournalRecord& record = parsed.value();
       if (record.type != "admit" && record.type != "verdict" && record.type != "mark") continue;
-      segment.min_seq = std::min(segment.min_seq.value_or(record.seq), record.seq);
       segment.max_seq = std::max(segment.max_seq, record.seq);
+      // (A mark's seq, when it has one, is an admit's; a mark without one
+      // says nothing of the seqs the segment holds.)
+      if (record.type != "mark") segment.min_seq = std::min(segment.min_seq.value_or(record.seq), record.seq);
       // Only what matters is kept: admits after the checkpoint, verdicts.
+      bool remember = false;
       if (record.type == "admit") {
         if (record.seq <= checkpoint_seq) {
           covered_admit_seen = true;
           continue;
         }
       } else if (record.type == "verdict") {
-        ++segment.verdicts;
-        if (record.verdict != "ABANDONED" && !record.id.empty()) ++segment.replies;
+        ++verdicts_met;
+        if (record.verdict != "ABANDONED" && !record.id.empty()) {
+          remember = replies_met++ < options.remembered_requests;
+        }
       }
-      segment.order.push_back({true, static_cast<std::uint32_t>(segment.parsed.size())});
+      segment.order.push_back({true, remember, segment.parsed.size()});
       segment.parsed.push_back(std::move(record));
     }
     std::reverse(segment.order.begin(), segment.order.end());
@@ -223,17 +226,20 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
          ++example) {
       r.skipped_examples.push_back(std::move(*example));
     }
-    verdicts += segment.verdicts;
     const bool reaches_checkpoint = r.checkpoint && segment.min_seq && *segment.min_seq <= checkpoint_seq;
     read.push_back(std::move(segment));
     ++r.segments_read;
-    if (reaches_checkpoint && verdicts >= options.remembered_requests) break;
+    if (reaches_checkpoint && (replies_met >= options.remembered_requests ||
+                               verdicts_met >= 2 * options.remembered_requests)) {
+      break;
+    }
   }
 
   // Closed segments, oldest first: those not read hold nothing past the
   // oldest that was read.
   const std::uint64_t unread_bound =
-      read.empty() ? checkpoint_seq : (read.back().min_seq ? *read.back().min_seq - 1 : read.back().max_seq);
+      read.empty() ? checkpoint_seq
+                   : (read.back().min_seq ? std::max<std::uint64_t>(*read.back().min_seq, 1) - 1 : read.back().max_seq);
   for (const auto index : indices) {
     if (index == r.current) continue;
     std::uint64_t max_seq = unread_bound;
@@ -256,25 +262,14 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
   };
   std::map<std::uint64_t, Admitted> admitted;
   std::uint64_t commits_after = 0;
-  // Only the last remembered_requests replies are kept: the older ones are
-  // passed over, never made.
-  std::size_t replies_in_all = 0;
-  for (const auto& segment : read) replies_in_all += segment.replies;
-  std::size_t to_pass_over =
-      replies_in_all > options.remembered_requests ? replies_in_all - options.remembered_requests : 0;
   std::vector<std::pair<std::string, RememberedReply>> replies;
-  replies.reserve(replies_in_all - to_pass_over);
+  replies.reserve(std::min(replies_met, options.remembered_requests));
   for (auto segment = read.rbegin(); segment != read.rend(); ++segment) {
     r.last_seq = std::max(r.last_seq, segment->max_seq);
     for (const auto& item : segment->order) {
       if (!item.parsed) {
-        if (to_pass_over > 0) {
-          --to_pass_over;
-          continue;
-        }
-        const SkimmedVerdict& skimmed = segment->skimmed[item.at];
-        replies.emplace_back(RequestKey(skimmed.key, skimmed.id),
-                             RememberedReply{std::nullopt, std::string(skimmed.text)});
+        SkimmedVerdict& skimmed = segment->skimmed[item.at];
+        replies.emplace_back(std::move(skimmed.request_key), RememberedReply{std::nullopt, std::move(skimmed.text)});
         continue;
       }
       JournalRecord& record = segment->parsed[item.at];
@@ -315,18 +310,13 @@ Result<Recovered> RecoverStateDir(StateDir& dir, const RecoveryOptions& options)
         }
       }
       if (it != admitted.end()) admitted.erase(it);
-      if (record.id.empty()) continue;
-      if (to_pass_over > 0) {
-        --to_pass_over;
-        continue;
-      }
+      if (record.id.empty() || !item.remember) continue;
       std::string id = RequestKey(record.key, record.id);
       replies.emplace_back(std::move(id), RememberedReply{ReplyOfVerdict(std::move(record)), {}});
     }
     segment->order = {};
     segment->parsed = {};
     segment->skimmed = {};
-    segment->bytes.reset();
   }
   r.remembered = std::move(replies);
   for (auto& [seq, a] : admitted) {

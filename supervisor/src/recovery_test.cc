@@ -334,6 +334,49 @@ TEST_F(Recovery, AnOldCheckpointStillFindsEveryCommandAfterIt) {
   EXPECT_LT(r.value().records_read, 2u * 600 - 100) << "not read before command ~300 of segment 1";
 }
 
+// The last remembered_requests request ids are remembered, counted in
+// replies: abandoned and id-less commands leave none and do not count (a
+// review: with 50 abandoned suspects among the last N commands, only N-50
+// ids would have come back).
+TEST_F(Recovery, TheLastRequestIdsAreCountedInRepliesNotInCommands) {
+  auto records = Commands(1, 20);
+  for (std::uint64_t seq = 21; seq <= 25; ++seq) {
+    records.push_back(Admit(seq));
+    records.push_back(Verdict(seq, "ABANDONED"));
+  }
+  for (std::uint64_t seq = 26; seq <= 30; ++seq) {
+    records.push_back(Admit(seq));
+    records.push_back(R"({"t":"verdict","seq":)" + std::to_string(seq) + R"(,"verdict":"COMMIT","result":{"ok":true}})");
+  }
+  Segment(1, records);
+  WriteCheckpoint("checkpoint.json", 30);
+  auto r = Recover(/*remembered=*/10);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  ASSERT_EQ(r.value().remembered.size(), 10u);
+  EXPECT_EQ(r.value().remembered.front().first, "r-11");
+  EXPECT_EQ(r.value().remembered.back().first, "r-20");
+}
+
+// A `mark` without a seq (the end of storage trouble) says nothing of the
+// seqs its segment holds. A review found it taken for seq 0: a segment
+// holding one seemed to reach back to any checkpoint, and reading stopped
+// there, leaving the commits of the segment before it out of the tail.
+TEST_F(Recovery, AMarkWithoutASeqDoesNotStopReadingBeforeTheCheckpoint) {
+  Segment(1, Commands(1, 10));
+  auto newest = std::vector<std::string>{R"({"t":"mark","time_ns":5,"note":"the journal can be written again"})"};
+  for (const auto& record : Commands(11, 12)) newest.push_back(record);
+  Segment(2, newest);
+  WriteCheckpoint("checkpoint.json", 5);
+  auto r = Recover(/*remembered=*/0);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r.value().segments_read, 2u);
+  ASSERT_EQ(r.value().tail.size(), 7u) << "commits 6 to 12";
+  EXPECT_EQ(r.value().tail.front().seq, 6u);
+  EXPECT_EQ(r.value().commits, 12u);
+  ASSERT_EQ(r.value().closed.size(), 1u);
+  EXPECT_EQ(r.value().closed[0].max_seq, 10u);
+}
+
 // Records nvsd does not write are reported with their place, the first
 // ones first, though a segment is read from its end.
 TEST_F(Recovery, SkippedRecordsAreReportedFirstOnesFirst) {
