@@ -246,6 +246,37 @@ TEST_F(Videohub, PreludeRequestsAckNakAndBroadcast) {
   EXPECT_NE(b.Until("VIDEO OUTPUT ROUTING:\n10 12\n\n"), "");
 }
 
+// videohubctrl's --backup output restores the friendly name first, with a
+// VIDEOHUB DEVICE block of that one line: the gateway NAKed it, so every
+// restore reported an error. It is taken as a unit takes it: ACK, then the
+// new VIDEOHUB DEVICE block to every client; and a later connection's
+// prelude says it. It is the gateway's own (held in its process), never a
+// command to nvsd; the rest of the block stays read-only.
+TEST_F(Videohub, AClientSetsTheFriendlyNameAsOnAUnit) {
+  Start();
+  Panel a(gateway_->port()), b(gateway_->port());
+  ASSERT_FALSE(a.Prelude().empty()) << gateway_->Log();
+  b.Prelude();
+  a.Send("VIDEOHUB DEVICE:\nFriendly name: MCR router 2\n\n");
+  EXPECT_EQ(a.Until("ACK\n\n"), "ACK\n\n") << gateway_->Log();
+  const std::string told = a.Until("Serial ports: 0\n\n");
+  EXPECT_NE(told.find("Friendly name: MCR router 2\n"), std::string::npos) << told;
+  const std::string heard = b.Until("Serial ports: 0\n\n");
+  EXPECT_NE(heard.find("VIDEOHUB DEVICE:\nDevice present: true\n"), std::string::npos) << heard;
+  EXPECT_NE(heard.find("Friendly name: MCR router 2\n"), std::string::npos) << heard;
+  Panel c(gateway_->port());
+  const std::string prelude = c.Prelude();
+  EXPECT_NE(prelude.find("Friendly name: MCR router 2\n"), std::string::npos) << prelude;
+  // The model, the size and the rest are the unit's own.
+  for (const std::string bad : {"VIDEOHUB DEVICE:\nModel name: x\n\n",
+                                "VIDEOHUB DEVICE:\nFriendly name: y\nVideo inputs: 4\n\n",
+                                "VIDEOHUB DEVICE:\nFriendly name: \x01\n\n"}) {
+    a.Send(bad);
+    EXPECT_EQ(a.Until("NAK\n\n"), "NAK\n\n") << bad;
+  }
+  EXPECT_EQ(Dump()["routes"][0], 0) << "nothing went to nvsd";
+}
+
 TEST_F(Videohub, WorksWithCurveKeys) {
   NvsdOptions options({"router-a", "router-b", "router-c"});
   options.curve = true;

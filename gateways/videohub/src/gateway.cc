@@ -331,6 +331,17 @@ class Gateway {
       } else if (const auto* nak = std::get_if<Refusal>(&request)) {
         Log("info", "nak", {{"client", c.id}, {"block", block.header}, {"why", nak->reason}});
         Write(c, Nak());
+      } else if (const auto* rename = std::get_if<FriendlyNameChange>(&request)) {
+        // The gateway's own, as a unit's is: held in this process (until it
+        // restarts: --friendly-name is the one it starts with), not in nvsd.
+        device_.friendly_name = rename->name.empty() ? options_.friendly_name : rename->name;
+        Log("info", "friendly_name", {{"client", c.id}, {"name", device_.friendly_name}});
+        Write(c, Ack());
+        // Every client hears the new name, as from a unit.
+        const std::string block_text = DeviceBlock(device_, view_ ? &*view_ : nullptr);
+        for (auto& [serial, other] : clients_) {
+          if (other.fd >= 0) Write(other, block_text);
+        }
       } else if (!view_) {
         Write(c, Nak());  // nvsd is not there: nothing can be done, and nothing is pretended
       } else if (const auto* dump = std::get_if<DumpRequest>(&request)) {

@@ -162,6 +162,23 @@ Request ParseLabels(const Block& block, bool input, int inputs, int outputs) {
   return change;
 }
 
+// "Friendly name: NAME", the one line of a VIDEOHUB DEVICE block a client
+// may send.
+Request ParseFriendlyName(const Block& block) {
+  static constexpr std::string_view kKey = "Friendly name:";
+  if (block.lines.size() != 1) {
+    return Refusal{"VIDEOHUB DEVICE: from a client takes one line, 'Friendly name: NAME' (the rest is read-only)"};
+  }
+  const std::string& line = block.lines.front();
+  if (line.compare(0, kKey.size(), kKey) != 0) {
+    return Refusal{"VIDEOHUB DEVICE: only its Friendly name can be set, not " + Quote(line)};
+  }
+  std::string name = line.substr(kKey.size());
+  if (!name.empty() && name.front() == ' ') name.erase(0, 1);
+  if (std::string problem = LabelProblem(name); !problem.empty()) return Refusal{"friendly name: " + problem};
+  return FriendlyNameChange{std::move(name)};
+}
+
 // "OUT O|U|F" lines.
 Request ParseLocks(const Block& block, int outputs) {
   LockChange change;
@@ -220,20 +237,6 @@ std::vector<int> Changed(const std::vector<T>& before, const std::vector<T>& aft
   return changed;
 }
 
-std::string DeviceBlock(const DeviceInfo& device, const RouterView* view) {
-  std::string text = std::string(kVideohubDevice) + ":\n";
-  if (view == nullptr || !device.present) return text + "Device present: false\n\n";
-  text += "Device present: true\n";
-  text += "Model name: " + OneLine(device.model) + "\n";
-  text += "Friendly name: " + OneLine(device.friendly_name.empty() ? device.model : device.friendly_name) + "\n";
-  if (!device.unique_id.empty()) text += "Unique ID: " + OneLine(device.unique_id) + "\n";
-  text += "Video inputs: " + std::to_string(view->inputs) + "\n";
-  text += "Video processing units: 0\n";
-  text += "Video outputs: " + std::to_string(view->outputs) + "\n";
-  text += "Video monitoring outputs: 0\n";
-  text += "Serial ports: 0\n\n";
-  return text;
-}
 
 std::string PortBlocks(const RouterView& view, const std::string& viewer) {
   const std::vector<int> inputs = AllIndices(view.inputs), outputs = AllIndices(view.outputs);
@@ -260,6 +263,21 @@ bool Fail(std::string* error, std::string text) {
 }
 
 }  // namespace
+
+std::string DeviceBlock(const DeviceInfo& device, const RouterView* view) {
+  std::string text = std::string(kVideohubDevice) + ":\n";
+  if (view == nullptr || !device.present) return text + "Device present: false\n\n";
+  text += "Device present: true\n";
+  text += "Model name: " + OneLine(device.model) + "\n";
+  text += "Friendly name: " + OneLine(device.friendly_name.empty() ? device.model : device.friendly_name) + "\n";
+  if (!device.unique_id.empty()) text += "Unique ID: " + OneLine(device.unique_id) + "\n";
+  text += "Video inputs: " + std::to_string(view->inputs) + "\n";
+  text += "Video processing units: 0\n";
+  text += "Video outputs: " + std::to_string(view->outputs) + "\n";
+  text += "Video monitoring outputs: 0\n";
+  text += "Serial ports: 0\n\n";
+  return text;
+}
 
 // ---------------------------------------------------------------------------
 // BlockReader
@@ -375,6 +393,7 @@ Request ParseRequest(const Block& block, int inputs, int outputs) {
     return empty ? Request{DumpRequest{header}} : ParseLabels(block, header == kInputLabels, inputs, outputs);
   }
   if (header == kVideoOutputLocks) return empty ? Request{DumpRequest{header}} : ParseLocks(block, outputs);
+  if (header == kVideohubDevice && !empty) return ParseFriendlyName(block);
   if (IsUnsupportedKnownHeader(header)) return Refusal{"block " + Quote(header) + " is not supported by this gateway"};
   return Refusal{"unknown block header " + Quote(header)};
 }

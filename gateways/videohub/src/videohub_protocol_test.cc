@@ -479,6 +479,25 @@ TEST(VideohubParseRequest, Ping) {
   EXPECT_TRUE(IsNak(Parse("PING:\nhello\n\n")));
 }
 
+TEST(VideohubParseRequest, AFriendlyNameIsTheOneDeviceLineAClientMaySet) {
+  const auto parse = [](const std::string& text) {
+    BlockReader reader;
+    auto blocks = reader.Feed(text);
+    EXPECT_EQ(blocks.size(), 1u) << text;
+    return ParseRequest(blocks.at(0), 16, 16);
+  };
+  EXPECT_EQ(parse("VIDEOHUB DEVICE:\nFriendly name: Studio B\n\n"), Request{FriendlyNameChange{"Studio B"}});
+  EXPECT_EQ(parse("VIDEOHUB DEVICE:\nFriendly name: Kamera Süd \n\n"), Request{FriendlyNameChange{"Kamera Süd "}});
+  EXPECT_EQ(parse("VIDEOHUB DEVICE:\nFriendly name:\n\n"), Request{FriendlyNameChange{""}});
+  for (const std::string& refused : std::vector<std::string>{"VIDEOHUB DEVICE:\nModel name: x\n\n",
+                                    "VIDEOHUB DEVICE:\nFriendly name: a\nFriendly name: b\n\n",
+                                    "VIDEOHUB DEVICE:\nfriendly name: a\n\n",
+                                    "VIDEOHUB DEVICE:\nFriendly name: " + std::string(65, 'x') + "\n\n",
+                                    "VIDEOHUB DEVICE:\nFriendly name: \xff\n\n"}) {
+    EXPECT_TRUE(std::holds_alternative<Refusal>(parse(refused))) << refused;
+  }
+}
+
 TEST(VideohubParseRequest, UnknownUnsupportedAndJunkAreRefused) {
   const char* const refused[] = {
       "HELLO:\n\n",

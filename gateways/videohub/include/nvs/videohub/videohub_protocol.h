@@ -138,6 +138,15 @@ struct DumpRequest {
 struct Ping {
   friend bool operator==(const Ping&, const Ping&) = default;
 };
+// "VIDEOHUB DEVICE:" with one "Friendly name: NAME" line (what a unit takes
+// to rename itself, and what videohubctrl's --backup output restores
+// first). NAME is the rest of the line after "Friendly name: ", checked as
+// a label is; "" gives the model name back. Any other line of that block is
+// the unit's own (read-only) and refused.
+struct FriendlyNameChange {
+  std::string name;
+  friend bool operator==(const FriendlyNameChange&, const FriendlyNameChange&) = default;
+};
 // Anything else: answer NAK. `reason` is for logs, never sent.
 // Note: `Nak` also names the serialiser `Nak()` below, which hides this type
 // where both are visible (as POSIX's `stat`); write `struct Nak` or `Refusal`.
@@ -146,7 +155,7 @@ struct Nak {
   friend bool operator==(const Nak&, const Nak&) = default;
 };
 using Refusal = Nak;
-using Request = std::variant<RouteTake, LabelChange, LockChange, DumpRequest, Ping, Nak>;
+using Request = std::variant<RouteTake, LabelChange, LockChange, DumpRequest, Ping, FriendlyNameChange, Nak>;
 
 // Parses one block. REQUIRES: inputs >= 0, outputs >= 0 (the router's size).
 // Never throws; anything invalid is a Nak with a reason.
@@ -190,6 +199,10 @@ std::string Prelude(const DeviceInfo& device, const RouterView* view, const std:
 // or the router's size changed): every prelude block but PROTOCOL PREAMBLE
 // and END PRELUDE.
 std::string DeviceResync(const DeviceInfo& device, const RouterView* view, const std::string& viewer);
+
+// The VIDEOHUB DEVICE block alone (what a unit sends to every client when
+// its friendly name changes).
+std::string DeviceBlock(const DeviceInfo& device, const RouterView* view);
 
 std::string Ack();  // "ACK\n\n"
 std::string Nak();  // "NAK\n\n"
