@@ -307,7 +307,10 @@ int Replay(const ReplayArgs& args) {
     std::cout << json{{"summary", {{"commands", s.commands}, {"agreements", s.agreements}, {"divergences", s.divergences},
                                    {"crashes", s.crashes}, {"hangs", s.hangs}, {"faults", s.faults},
                                    {"no_quorum", s.no_quorum}, {"restarts", s.restarts}, {"seconds", s.seconds},
-                                   {"per_second", rate}, {"failed", s.failed()}}}}
+                                   {"per_second", rate}, {"failed", s.failed()}, {"reproduced", s.reproduced()},
+                                   {"recorded_compared", s.recorded_compared},
+                                   {"recorded_differ", s.recorded_differ},
+                                   {"failures_unrecorded", s.failures_unrecorded}}}}
                      .dump()
               << "\n";
   } else {
@@ -315,6 +318,11 @@ int Replay(const ReplayArgs& args) {
                 "%zu without quorum; %zu variant restarts\n",
                 s.commands, s.seconds, rate, s.agreements, s.divergences, s.crashes, s.hangs, s.faults, s.no_quorum,
                 s.restarts);
+    if (s.recorded_compared > 0) {
+      std::printf("against the recording: %zu of %zu verdicts as nvsd recorded them%s\n",
+                  s.recorded_compared - s.recorded_differ, s.recorded_compared,
+                  s.reproduced() ? ": the failures are reproduced" : "");
+    }
   }
   return s.failed() ? kExitRefused : kExitOk;
 }

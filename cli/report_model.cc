@@ -148,6 +148,57 @@ json QuarantineModel(const std::vector<json>& incidents, const std::string& gene
           {"incidents", incidents}};
 }
 
+namespace {
+
+// "router-a", "router-a and router-b", "router-a, router-b and router-c".
+std::string Listed(const std::vector<std::string>& names) {
+  std::string out;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    out += (i == 0 ? "" : i + 1 == names.size() ? " and " : ", ") + names[i];
+  }
+  return out;
+}
+
+// A variant that answered otherwise than the others. Not one that answered
+// where the others crashed (a poison): the voter lists it as dissenting,
+// and the report said "divergence of router-c" of the one that survived.
+bool Dissents(const replay::StepReport& step, const std::string& variant) {
+  if (step.verdict.kind == voter::VerdictKind::kPoison) return false;
+  const auto& d = step.verdict.dissenting;
+  return std::find(d.begin(), d.end(), variant) != d.end();
+}
+
+// What happened to each variant on one command: "crash of router-a and
+// router-b; router-c answered" (a tester read "crash of router-a, router-b,
+// router-c" when router-c had answered).
+std::string StepHeadline(const replay::StepReport& step, const std::string& what) {
+  std::vector<std::string> parts;
+  const auto add = [&](const char* how, const std::vector<std::string>& who) {
+    if (!who.empty()) parts.push_back(std::string(how) + " of " + Listed(who));
+  };
+  add("crash", step.verdict.crashed);
+  add("hang", step.verdict.hung);
+  add("protocol fault", step.verdict.faulty);
+  std::vector<std::string> diverged, answered;
+  for (const auto& o : step.outcomes) {
+    if (o.kind != voter::OutcomeKind::kReply) continue;
+    (Dissents(step, o.variant) ? diverged : answered).push_back(o.variant);
+  }
+  add("divergence", diverged);
+  std::string out;
+  for (const auto& p : parts) out += (out.empty() ? "" : "; ") + p;
+  if (out.empty()) out = what;
+  if (!answered.empty()) out += "; " + Listed(answered) + (answered.size() == 1 ? " answered" : " agreed");
+  return out;
+}
+
+std::string Plural(const std::string& word, int n) {
+  if (n == 1) return word;
+  return word.back() == 'h' || word.back() == 's' ? word + "es" : word + "s";  // crashes, divergences, hangs
+}
+
+}  // namespace
+
 json ReplayModel(const std::string& input, const std::vector<std::string>& variants,
                  const replay::ReplaySummary& summary, const std::vector<replay::StepReport>& failures,
                  const replay::CommandLog& log, const std::string& reproduce_base, std::size_t limit,
@@ -159,8 +210,7 @@ json ReplayModel(const std::string& input, const std::vector<std::string>& varia
   for (const auto& step : failures) {
     const std::string seq = "seq " + std::to_string(step.seq);
     for (const auto& o : step.outcomes) {
-      const bool dissent =
-          std::find(step.verdict.dissenting.begin(), step.verdict.dissenting.end(), o.variant) != step.verdict.dissenting.end();
+      const bool dissent = Dissents(step, o.variant);
       std::string kind;
       if (o.kind == voter::OutcomeKind::kCrashed) kind = "crash";
       if (o.kind == voter::OutcomeKind::kHung) kind = "hang";
@@ -175,14 +225,32 @@ json ReplayModel(const std::string& input, const std::vector<std::string>& varia
       if (o.kind == voter::OutcomeKind::kReply) entry["result"] = json::parse(o.result, nullptr, false);
       outcomes.push_back(entry);
     }
-    std::string who;
-    for (const auto& list : {step.verdict.crashed, step.verdict.hung, step.verdict.faulty, step.verdict.dissenting}) {
-      for (const auto& v : list) who += (who.empty() ? "" : ", ") + v;
-    }
     const std::string what = replay::ToString(step.kind);
+    // The command's own timeline: what each variant did with it.
+    json step_events = json::array();
+    for (const auto& o : step.outcomes) {
+      std::string kind = "reply";
+      if (o.kind == voter::OutcomeKind::kCrashed) kind = "crash";
+      if (o.kind == voter::OutcomeKind::kHung) kind = "hang";
+      if (o.kind == voter::OutcomeKind::kProtocolError) kind = "fault";
+      if (o.kind == voter::OutcomeKind::kExcluded) continue;
+      if (Dissents(step, o.variant)) kind = "divergence";
+      step_events.push_back(Event(o.variant, step.at_ms, kind, kind == "reply" ? "reply" : seq, o.detail));
+    }
+    json facts = json::array({{{"label", "Verdict"}, {"value", std::string(voter::ToString(step.verdict.kind))}},
+                              {{"label", "Sequence"}, {"value", step.seq}},
+                              {{"label", "Recorded by nvsd"},
+                               {"value", step.recorded_verdict.empty() ? "no verdict recorded" : step.recorded_verdict}},
+                              {{"label", "Into the replay"},
+                               {"value", std::to_string(static_cast<long>(step.at_ms)) + " ms"}}});
     incidents.push_back({{"id", "seq-" + std::to_string(step.seq)},
-                         {"headline", seq + ": " + what + (who.empty() ? "" : " of " + who)},
+                         {"headline", seq + ": " + StepHeadline(step, what)},
                          {"status", what},
+                         {"facts", facts},
+                         {"timeline", {{"lanes", lanes},
+                                       {"start_ms", std::max(0.0, step.at_ms - 1)},
+                                       {"end_ms", step.at_ms + 1},
+                                       {"events", step_events}}},
                          {"seq", step.seq},
                          {"command", json::parse(log.commands[step.index].cmd, nullptr, false)},
                          {"verdict", std::string(voter::ToString(step.verdict.kind))},
@@ -193,7 +261,12 @@ json ReplayModel(const std::string& input, const std::vector<std::string>& varia
                                            std::to_string(step.seq)},
                          {"outcomes", outcomes}});
   }
-  for (const auto& r : summary.restart_log) events.push_back(Event(r.variant, r.at_ms, "restart", "restart"));
+  for (const auto& r : summary.restart_log) {
+    events.push_back(Event(r.variant, r.at_ms, "restart", r.why,
+                           r.why == "rerun" ? "a fresh process runs the batch again, to find which command the crash "
+                                              "was on"
+                                            : "started again"));
+  }
   const double end = std::max(1.0, summary.seconds * 1000.0);
   // Per variant, over the whole run: how often it failed, and how.
   json per_variant = json::array();
@@ -202,8 +275,7 @@ json ReplayModel(const std::string& input, const std::vector<std::string>& varia
     for (const auto& step : failures) {
       for (const auto& o : step.outcomes) {
         if (o.variant != v) continue;
-        const bool dissent = std::find(step.verdict.dissenting.begin(), step.verdict.dissenting.end(), v) !=
-                             step.verdict.dissenting.end();
+        const bool dissent = Dissents(step, v);
         if (dissent) ++counts["divergence"];
         if (o.kind == voter::OutcomeKind::kCrashed) ++counts["crash"];
         if (o.kind == voter::OutcomeKind::kHung) ++counts["hang"];
@@ -214,23 +286,45 @@ json ReplayModel(const std::string& input, const std::vector<std::string>& varia
     std::string detail;
     for (const auto& [what, n] : counts) {
       total += n;
-      detail += (detail.empty() ? "" : ", ") + std::to_string(n) + " " + what + (n == 1 ? "" : "s");
+      detail += (detail.empty() ? "" : ", ") + std::to_string(n) + " " + Plural(what, n);
     }
     per_variant.push_back({{"variant", v},
                            {"outcome", total == 0 ? "agreed throughout" : "failed " + std::to_string(total) + "x"},
                            {"detail", total == 0 ? "no crash, hang or divergence" : detail}});
   }
+  const double rate = summary.seconds > 0 ? static_cast<double>(summary.commands) / summary.seconds : 0;
+  // A replay of an incident that fails as nvsd recorded it did what it was
+  // for: "reproduced" (a tester's replay of a recorded quarantine said
+  // "failed", in red).
+  const std::string status = summary.reproduced() ? "reproduced" : summary.failed() ? "failed" : "agreement";
+  std::string headline = summary.reproduced() ? "The replay reproduced the recording"
+                         : summary.failed()   ? "The replay found failures"
+                                              : "Every command agreed";
+  headline += ": " + std::to_string(summary.commands) + " commands";
+  std::string against = "no verdicts recorded (a plain command log)";
+  if (summary.recorded_compared > 0) {
+    against = std::to_string(summary.recorded_compared - summary.recorded_differ) + " of " +
+              std::to_string(summary.recorded_compared) + " verdicts as nvsd recorded them";
+    if (summary.failures_unrecorded > 0) {
+      against += "; " + std::to_string(summary.failures_unrecorded) + " " +
+                 Plural("failure", static_cast<int>(summary.failures_unrecorded)) + " with no verdict recorded";
+    }
+  }
+  json facts = json::array({{{"label", "Source"}, {"value", input}},
+                            {{"label", "Variants"}, {"value", Listed(variants)}},
+                            {{"label", "Commands"}, {"value", summary.commands}},
+                            {{"label", "Rate"}, {"value", std::to_string(static_cast<long>(rate)) + " commands/s"}},
+                            {{"label", "Against the recording"}, {"value", against}}});
   json overview = {{"id", "replay"},
-                   {"headline", std::string(summary.failed() ? "The replay found failures" : "Every command agreed") +
-                                    ": " + std::to_string(summary.commands) + " commands"},
-                   {"status", summary.failed() ? "failed" : "agreement"},
+                   {"headline", headline},
+                   {"status", status},
+                   {"facts", facts},
                    {"reason", "replay of " + input + " against fresh " + std::to_string(variants.size()) +
                                   " variants with the same voter"},
                    {"reproduce", reproduce_base},
                    {"outcomes", per_variant},
                    {"timeline", {{"lanes", lanes}, {"start_ms", 0}, {"end_ms", end}, {"events", events}}}};
   incidents.insert(incidents.begin(), overview);
-  const double rate = summary.seconds > 0 ? static_cast<double>(summary.commands) / summary.seconds : 0;
   return {{"title", "nvs replay report"},
           {"generated", generated},
           {"kind", "replay"},

@@ -161,10 +161,11 @@ struct Replayer::Impl {
     return batch_outcomes[step - batch_begin][static_cast<std::size_t>(&slot - slots.data())];
   }
 
-  void CountRestart(const std::string& variant) {
-    ++restarts;
+  void CountRestart(const std::string& variant, bool counted = true) {
+    if (counted) ++restarts;
     if (restart_log.size() < 1000) {
-      restart_log.push_back({variant, std::chrono::duration<double, std::milli>(Clock::now() - run_started).count()});
+      restart_log.push_back({variant, std::chrono::duration<double, std::milli>(Clock::now() - run_started).count(),
+                             counted ? "restart" : "rerun"});
     }
   }
 
@@ -406,17 +407,25 @@ struct Replayer::Impl {
         }
       }
       // After an ambiguous crash the first rerun only finds where it was:
-      // the process started after it is not a second restart.
+      // it is logged as a rerun, and the process started after the crash
+      // it finds is the restart (once counted, at its own time: the
+      // timeline showed the rerun as a restart before any crash).
       bool pinpointed = !slot.recheck_all;
       slot.recheck = slot.recheck_all = false;
       bool first = true;
+      std::optional<std::size_t> rerun_logged;  // where the rerun is in restart_log
+      bool rerun_pending = false;               // the last process started is the rerun
       while (from < end) {
         if (slot.alive) TakeOut(slot, voter::OutcomeKind::kExcluded, "recheck");
         slot.recheck = slot.recheck_all = false;
         Status started = Spawn(slot);
         if (!started.ok()) return started;
-        if (first || pinpointed) CountRestart(slot.config.name);
-        if (!first) pinpointed = true;
+        const bool rerun = first && !pinpointed;
+        const std::size_t logged = restart_log.size();
+        CountRestart(slot.config.name, /*counted=*/!rerun);
+        if (rerun && restart_log.size() > logged) rerun_logged = logged;
+        rerun_pending = rerun;
+        pinpointed = true;
         first = false;
         Status hellos = WaitHello(slot);
         if (!hellos.ok()) return hellos;
@@ -450,6 +459,12 @@ struct Replayer::Impl {
         if (next == end) break;
         failed.push_back(next);
         from = next + 1;
+      }
+      // A rerun that is still running (the crash was not seen again) is
+      // what replaced the crashed process: a restart after all.
+      if (rerun_pending && slot.alive && rerun_logged) {
+        restart_log[*rerun_logged].why = "restart";
+        ++restarts;
       }
     }
     return Status::Ok();
@@ -549,6 +564,19 @@ struct Replayer::Impl {
       case StepKind::kHang: ++summary.hangs; break;
       case StepKind::kFault: ++summary.faults; break;
       case StepKind::kNoQuorum: ++summary.no_quorum; break;
+    }
+    // (EXPIRED and ABANDONED say nothing of what the variants did.)
+    const std::string& recorded = step.recorded_verdict;
+    if (recorded == "COMMIT" || recorded == "POISON" || recorded == "NO_QUORUM") {
+      ++summary.recorded_compared;
+      const voter::VerdictKind now = step.verdict.kind;
+      const bool same = recorded == "COMMIT"    ? now == voter::VerdictKind::kCommit && !step.differs_from_recorded &&
+                                                      !step.state_drift
+                        : recorded == "POISON" ? now == voter::VerdictKind::kPoison
+                                               : now == voter::VerdictKind::kNoQuorum;
+      if (!same) ++summary.recorded_differ;
+    } else if (step.kind != StepKind::kAgreement) {
+      ++summary.failures_unrecorded;
     }
   }
 

@@ -236,6 +236,7 @@ const Tone& ToneOf(std::string_view word) {
       {"hang", &kBad},           {"hung", &kBad},       {"divergence", &kBad}, {"quarantined", &kBad},
       {"protocol_error", &kBad}, {"poison", &kBad},     {"no_quorum", &kWarn}, {"pending", &kWarn},
       {"released", &kGood},      {"agreement", &kGood}, {"reply", &kGood},     {"commit", &kGood},
+      {"reproduced", &kGood},    {"failed", &kBad},
   };
   const auto it = kTones.find(ClassToken(word));
   return it == kTones.end() ? kNeutral : *it->second;
@@ -608,6 +609,14 @@ void AppendFacts(std::string& out, const json* incident) {
            (code && !Text(value).empty() ? "<code>" + shown + "</code>" : shown) + "</dd></div>";
   };
   out += "<dl class=\"facts\">";
+  // An incident may say its own facts (a replay: its source, variants,
+  // commands and rate), else those of a quarantine.
+  if (const json* own = Member(incident, "facts"); own != nullptr && own->is_array()) {
+    fact("Status", Member(incident, "status"), false);
+    for (const json& f : *own) fact(Escape(Text(Member(&f, "label"))).c_str(), Member(&f, "value"), false);
+    out += "</dl>\n";
+    return;
+  }
   fact("Status", Member(incident, "status"), false);
   fact("Verdict", Member(incident, "verdict"), false);
   fact("Sequence", Member(incident, "seq"), false);
@@ -730,12 +739,18 @@ void AppendIncident(std::string& out, const json* incident, std::size_t index, c
   if (!reason.empty()) out += "<p class=\"reason\">" + Escape(reason) + "</p>";
   out += "</header>\n";
   AppendFacts(out, incident);
-  out += "<h3>Timeline</h3>\n";
-  AppendTimeline(out, Member(incident, "timeline"));
+  // An incident with its own facts (a replay's) has no review history, and
+  // leaves out the parts it does not have rather than say "not recorded".
+  const json* facts = Member(incident, "facts");
+  const bool own = facts != nullptr && facts->is_array();
+  if (!own || Member(incident, "timeline") != nullptr) {
+    out += "<h3>Timeline</h3>\n";
+    AppendTimeline(out, Member(incident, "timeline"));
+  }
   AppendOutcomes(out, incident);
-  AppendCommand(out, incident);
+  if (!own || Member(incident, "command") != nullptr) AppendCommand(out, incident);
   AppendReproduce(out, incident);
-  AppendReview(out, incident);
+  if (!own) AppendReview(out, incident);
   out += "<p class=\"to-top\"><a href=\"#top\">Back to the top</a></p>\n</section>\n";
 }
 

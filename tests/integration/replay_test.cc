@@ -136,6 +136,64 @@ TEST_F(Replay, ARecordedStreamReplaysInAgreementAndAFaultyVariantIsFoundAtItsSeq
   EXPECT_EQ(Lines(out).back()["summary"]["commands"], marked_seq) << "it did not stop at the first failure";
 }
 
+// A replay of a journal whose failures come out as nvsd recorded them is
+// what replaying an incident is for: "reproduced", in green. An outside
+// test read "failed" (red) for it; "crash of router-a, router-b, router-c"
+// where router-c had answered; "2 crashs"; and quarantine fields ("not
+// recorded") on the replay's card. Checked in the page and in a browser.
+TEST_F(Replay, AJournalWhoseFailuresComeOutAsRecordedIsReproduced) {
+  {
+    NvsdOptions options({VariantSpec("router-a", {"--fault", "crash-on=POISON"}),
+                         VariantSpec("router-b", {"--fault", "crash-on=CRASH-ONE", "--fault", "crash-on=POISON"}),
+                         "router-c"},
+                        {{"state_dir", (dir_ / "state").string()}});
+    NvsdHarness nvsd(options);
+    ASSERT_TRUE(nvsd.WaitAllHealthy());
+    for (int i = 0; i < 20; ++i) {
+      const json cmd = i == 5 ? Label("CRASH-ONE", 2) : i == 12 ? Label("POISON", 5) : Route(i % 16, i % 7);
+      const json reply = nvsd.Command(cmd);
+      ASSERT_EQ(reply["status"], i == 12 ? "quarantined" : "committed") << i << ": " << reply.dump();
+      ASSERT_TRUE(nvsd.WaitAllHealthy());
+    }
+  }
+  const fs::path config = Config({{"router-a", {"--fault", "crash-on=POISON"}},
+                                  {"router-b", {"--fault", "crash-on=CRASH-ONE", "--fault", "crash-on=POISON"}}});
+  const fs::path html = fs::path(NVS_TEST_OUTPUT) / "browser" / "replay-reproduced.html";
+  fs::create_directories(html.parent_path());
+  int status = 0;
+  const std::string out = Nvs("replay " + (dir_ / "state").string() + " --config " + config.string() +
+                                  " --json --html " + html.string(),
+                              &status);
+  EXPECT_EQ(status, 1) << out << Stderr();
+  const json summary = Lines(out).back()["summary"];
+  EXPECT_EQ(summary["crashes"], 2) << out;
+  EXPECT_EQ(summary["recorded_compared"], 20) << out;
+  EXPECT_EQ(summary["recorded_differ"], 0) << out;
+  EXPECT_TRUE(summary["reproduced"].get<bool>()) << out;
+  std::ifstream in(html);
+  const std::string page(std::istreambuf_iterator<char>(in), {});
+  EXPECT_NE(page.find("The replay reproduced the recording: 20 commands"), std::string::npos);
+  EXPECT_NE(page.find("tone-good"), std::string::npos);
+  EXPECT_NE(page.find("crash of router-a and router-b; router-c answered"), std::string::npos);
+  EXPECT_NE(page.find("crash of router-b; router-a and router-c agreed"), std::string::npos);
+  EXPECT_NE(page.find("2 crashes"), std::string::npos);
+  EXPECT_EQ(page.find("crashs"), std::string::npos);
+  EXPECT_EQ(page.find("divergence of router-c"), std::string::npos);
+  EXPECT_NE(page.find("<dt>Source</dt>"), std::string::npos);
+  EXPECT_NE(page.find("20 of 20 verdicts as nvsd recorded them"), std::string::npos);
+  const std::string check = PythonPath() + " " + NVS_BROWSER_CHECK + " " + html.string() + " " +
+                            html.parent_path().string() + " --expect-incidents 3 --expect-events-min 4";
+  EXPECT_EQ(std::system(check.c_str()), 0) << check;
+
+  // The same journal replayed without the faults: the recorded poison now
+  // commits, so the replay no longer matches the recording.
+  const std::string clean = Nvs("replay " + (dir_ / "state").string() + " --config " + Config().string() + " --json",
+                                &status);
+  const json differs = Lines(clean).back()["summary"];
+  EXPECT_FALSE(differs["reproduced"].get<bool>()) << clean;
+  EXPECT_GE(differs["recorded_differ"], 1) << clean;
+}
+
 TEST_F(Replay, CrashesAndHangsAreReportedAndTheVariantIsBroughtBack) {
   std::ofstream log(dir_ / "log.jsonl");
   for (int i = 0; i < 1000; ++i) {

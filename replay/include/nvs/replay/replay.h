@@ -104,6 +104,11 @@ struct ReplayOptions {
 struct RestartRecord {
   std::string variant;
   double at_ms = 0;  // since the run started
+  // "restart" (after a crash or hang), or "rerun": a fresh process run over
+  // a batch again to find which of its commands a crash seen in it was on
+  // (the crash is then drawn at that command; a rerun is not counted in
+  // `restarts`).
+  std::string why = "restart";
 };
 
 struct ReplaySummary {
@@ -112,7 +117,17 @@ struct ReplaySummary {
   std::size_t restarts = 0;       // variant processes started again after a crash or hang
   std::vector<RestartRecord> restart_log;  // the first 1,000
   double seconds = 0;
+  // Against what nvsd recorded (a journal or its export): the commands with
+  // a recorded COMMIT, POISON or NO_QUORUM verdict, those whose verdict now
+  // is another (or a COMMIT with another result), and the failures with no
+  // recorded verdict to compare with.
+  std::size_t recorded_compared = 0, recorded_differ = 0, failures_unrecorded = 0;
   bool failed() const { return divergences + crashes + hangs + faults + no_quorum > 0; }
+  // Failures, every one of them as nvsd recorded it: the incident was
+  // reproduced, which is what a replay of it is for.
+  bool reproduced() const {
+    return failed() && recorded_compared > 0 && recorded_differ == 0 && failures_unrecorded == 0;
+  }
 };
 
 // Progress while replaying: commands done so far, of `total`.
