@@ -95,11 +95,11 @@ bool HasWord(const fs::path& file, const std::string& word) {
 
 // Kills every process in a cgroup v2 folder: cgroup.kill (Linux 5.14)
 // does it in one write, frozen or not; before it, the folder is frozen
-// (cgroup.freeze) while each process is killed. How many there were.
-int EmptyV2(const fs::path& dir) {
+// (cgroup.freeze) while each process is killed. The processes killed.
+std::vector<pid_t> EmptyV2(const fs::path& dir) {
   const auto before = Pids(dir / "cgroup.procs");
-  if (before.empty()) return 0;
-  if (WriteText(dir / "cgroup.kill", "1")) return static_cast<int>(before.size());
+  if (before.empty()) return {};
+  if (WriteText(dir / "cgroup.kill", "1")) return before;
   const bool frozen = WriteText(dir / "cgroup.freeze", "1");
   // (Frozen once cgroup.events says so, at most 100 ms: nothing in it forks any more.)
   const auto is_frozen = [&] {
@@ -122,7 +122,7 @@ int EmptyV2(const fs::path& dir) {
     if (!more) break;
   }
   if (frozen) WriteText(dir / "cgroup.freeze", "0");
-  return static_cast<int>(killed.size());
+  return {killed.begin(), killed.end()};
 }
 
 // Whether `name` is PREFIX followed by the pid of an nvsd that is gone
@@ -315,7 +315,7 @@ Result<std::vector<fs::path>> VariantCgroups::Create(const std::string& identity
   return procs;
 }
 
-int VariantCgroups::Empty(const fs::path& pids_dir, const fs::path& freezer_dir) {
+std::vector<pid_t> VariantCgroups::Empty(const fs::path& pids_dir, const fs::path& freezer_dir) {
   if (kind_ == Kind::kV2) return EmptyV2(pids_dir);
   // Frozen, nothing in it can fork while it is emptied; then each is killed.
   const bool frozen = !freezer_dir.empty() && fs::exists(freezer_dir) && WriteText(freezer_dir / "freezer.state", "FROZEN");
@@ -335,13 +335,13 @@ int VariantCgroups::Empty(const fs::path& pids_dir, const fs::path& freezer_dir)
     if (!more) break;
   }
   if (frozen) WriteText(freezer_dir / "freezer.state", "THAWED");  // (killed processes die once thawed)
-  return static_cast<int>(killed.size());
+  return {killed.begin(), killed.end()};
 }
 
-int VariantCgroups::Destroy(const std::string& identity) {
-  if (made_.count(identity) == 0) return 0;
+std::vector<pid_t> VariantCgroups::Destroy(const std::string& identity) {
+  if (made_.count(identity) == 0) return {};
   const fs::path freezer_dir = freezer_.empty() ? fs::path() : freezer_ / identity;
-  const int killed = Empty(pids_ / identity, freezer_dir);
+  auto killed = Empty(pids_ / identity, freezer_dir);
   made_[identity] = true;
   Retry();
   return killed;

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include <sys/types.h>
+
 #include "nvs/status.h"
 
 namespace nvs::supervisor {
@@ -34,9 +36,9 @@ class VariantCgroups {
   // "tasks" files, see Create).
   Result<std::vector<std::filesystem::path>> Create(const std::string& identity, std::uint64_t pids_max);
   // Kills every process in `identity`'s cgroup and removes it (or keeps it
-  // to retry when a process in it is not reaped yet). Returns how many
-  // processes were killed.
-  int Destroy(const std::string& identity);
+  // to retry when a process in it is not reaped yet). Returns the
+  // processes it killed.
+  std::vector<pid_t> Destroy(const std::string& identity);
   // Retries the removals that could not be done yet.
   void Retry();
   // The identities it holds cgroups for.
@@ -51,7 +53,7 @@ class VariantCgroups {
   VariantCgroups(Kind kind, std::filesystem::path pids, std::filesystem::path freezer)
       : kind_(kind), pids_(std::move(pids)), freezer_(std::move(freezer)) {}
   static std::unique_ptr<VariantCgroups> OpenV2(const std::string& name, std::string* why_not);
-  int Empty(const std::filesystem::path& pids_dir, const std::filesystem::path& freezer_dir);
+  std::vector<pid_t> Empty(const std::filesystem::path& pids_dir, const std::filesystem::path& freezer_dir);
 
   Kind kind_;
   std::filesystem::path pids_;     // v1: .../pids/<own>/NAME; v2: <mount>/<own>/NAME

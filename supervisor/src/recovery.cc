@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <deque>
 #include <map>
-#include <string_view>
 
 namespace nvs::supervisor {
 namespace {

@@ -77,30 +77,59 @@ void Supervisor::Impl::OnAnswered(Variant& v) {
   }
 }
 
+namespace {
+
+// Whether a process has exited: reaped, or its pidfd says so (a variant's
+// death is judged later, but what it started must not live on meanwhile).
+bool Exited(const Process& process) {
+  if (process.exit_info()) return true;
+  if (process.pidfd() < 0) return false;
+  pollfd fd{process.pidfd(), POLLIN, 0};
+  return poll(&fd, 1, 0) > 0 && (fd.revents & POLLIN) != 0;
+}
+
+// A process's state letter from /proc ('Z': a zombie; 0: gone).
+char ProcState(pid_t pid) {
+  std::ifstream stat(std::filesystem::path("/proc") / std::to_string(pid) / "stat");
+  std::string line;
+  std::getline(stat, line);
+  const auto close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() ? line[close + 2] : '\0';
+}
+
+}  // namespace
+
+// The identities whose process is still running.
 std::set<std::string> Supervisor::Impl::LiveIdentities() const {
   std::set<std::string> live;
-  for (const auto& v : variants) {
-    if (v.process) live.insert(v.identity);
-  }
-  if (probe && probe->process) live.insert(probe->identity);
-  if (spare && spare->process) live.insert(spare->identity);
+  const auto add = [&](const std::string& identity, const std::unique_ptr<Process>& process) {
+    if (process && !Exited(*process)) live.insert(identity);
+  };
+  for (const auto& v : variants) add(v.identity, v.process);
+  if (probe) add(probe->identity, probe->process);
+  if (spare) add(spare->identity, spare->process);
   if (retest) {
-    for (const auto& [identity, process] : retest->processes) live.insert(identity);
+    for (const auto& [identity, process] : retest->processes) add(identity, process);
   }
   return live;
 }
 
-// The cgroups of processes that are gone: whatever is left in them is killed.
+// The cgroups of processes that have exited: whatever is left in them is
+// killed (and reaped by KillOrphans, as it comes to nvsd, the subreaper).
 void Supervisor::Impl::EmptyDeadCgroups() {
   if (!cgroups) return;
   const auto live = LiveIdentities();
   for (const auto& identity : cgroups->identities()) {
     if (live.count(identity) != 0) continue;
-    if (const int killed = cgroups->Destroy(identity); killed > 0) {
-      Log(LogLevel::kWarn, "cgroup_emptied",
-          {{"process", identity}, {"killed", killed},
-           {"why", "processes it started outlived it: nothing a variant starts may outlive it"}});
+    const auto killed = cgroups->Destroy(identity);
+    if (killed.empty()) continue;
+    const auto own = OwnChildren();  // (reaped by their own Process, never here)
+    for (const pid_t pid : killed) {
+      if (own.count(pid) == 0) orphans.insert(pid);
     }
+    Log(LogLevel::kWarn, "cgroup_emptied",
+        {{"process", identity}, {"killed", killed.size()},
+         {"why", "processes it started outlived it: nothing a variant starts may outlive it"}});
   }
   cgroups->Retry();
 }
@@ -119,6 +148,11 @@ std::set<pid_t> Supervisor::Impl::OwnChildren() const {
   return known;
 }
 
+// Every child of nvsd that is not one of its processes came from a
+// variant (nvsd is their subreaper). The cgroups of exited processes are
+// emptied first, so that what a dead variant left is killed through its
+// cgroup whatever the order its death and this check come in; then each
+// other child still running is killed and logged, and zombies reaped.
 void Supervisor::Impl::KillOrphans(bool now) {
   if (simulated) return;
   const auto at = Now();
@@ -131,10 +165,11 @@ void Supervisor::Impl::KillOrphans(bool now) {
     std::ifstream children(task->path() / "children");
     for (pid_t pid = 0; children >> pid;) {
       if (known.count(pid) != 0 || orphans.count(pid) != 0) continue;
+      orphans.insert(pid);
+      if (ProcState(pid) == 'Z') continue;  // dead already (killed with its cgroup or group): only reaped
       std::string name;
       std::ifstream(std::filesystem::path("/proc") / std::to_string(pid) / "comm") >> name;
       kill(pid, SIGKILL);
-      orphans.insert(pid);
       Log(LogLevel::kWarn, "orphan_killed",
           {{"pid", pid}, {"name", name}, {"why", "a process a variant started outlived it (it left the variant's "
                                                   "process group): nothing a variant starts may outlive it"}});

@@ -228,10 +228,6 @@ std::optional<ExitInfo> VariantProcess::TryReap() {
   return exit_;
 }
 
-namespace {
-
-}  // namespace
-
 bool PassedToVariants(std::string_view name) {
   return (name.rfind("NVS_", 0) == 0 && name != "NVS_VARIANT" && name != "NVS_ENDPOINT") || name == "ASAN_OPTIONS" ||
          name == "UBSAN_OPTIONS" || name == "LSAN_OPTIONS";
