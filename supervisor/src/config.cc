@@ -10,6 +10,8 @@
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
+
+#include "nvs/metrics/endpoint.h"
 #include <regex>
 #include <set>
 #include <sstream>
@@ -304,6 +306,12 @@ Result<Config> ParseConfig(const std::string& text, const std::filesystem::path&
   f.String("client_endpoint", config.client_endpoint);
   f.String("event_endpoint", config.event_endpoint);
   f.String("variant_endpoint", config.variant_endpoint);
+  f.String("metrics_endpoint", config.metrics_endpoint);
+  if (!config.metrics_endpoint.empty()) {
+    if (auto parsed = metrics::ParseHostPort(config.metrics_endpoint); !parsed.ok()) {
+      f.Error("metrics_endpoint", parsed.status().message() + ", or \"\" for none");
+    }
+  }
   if (!ValidEndpoint(config.client_endpoint)) f.Error("client_endpoint", "must be a tcp://, ipc:// or inproc:// address");
   if (!config.event_endpoint.empty() && !ValidEndpoint(config.event_endpoint)) {
     f.Error("event_endpoint", "must be a tcp://, ipc:// or inproc:// address, or \"\"");

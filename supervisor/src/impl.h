@@ -272,6 +272,22 @@ struct Supervisor::Impl {
   std::unique_ptr<VariantCgroups> cgroups;
   std::string no_cgroups;
 
+  // ---- metrics ---------------------------------------------------------------------
+  //
+  // metrics_endpoint: Prometheus scrapes it (nvs_metrics); the page is
+  // rendered here, on the loop, when metrics_requests' fd is readable.
+  MetricCounters metric_counters;
+  std::unique_ptr<metrics::PageRequests> metrics_requests;  // (before the endpoint: it outlives it)
+  std::unique_ptr<metrics::Endpoint> metrics_endpoint;
+  // The variant that sets the pace (UpdatePace), if one does.
+  std::optional<std::string> paced_by;
+  std::uint64_t settled_since_pace_check = 0;
+
+  std::string RenderMetrics() const;
+  void NoteSettled(const Command& c);
+  void UpdatePace();
+  json PaceJson(const Variant& v) const;
+
   std::set<std::string> LiveIdentities() const;
   void EmptyDeadCgroups();
   std::set<pid_t> OwnChildren() const;

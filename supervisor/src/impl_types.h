@@ -27,6 +27,8 @@
 #include <zmq.hpp>
 
 #include "nvs/core/admission_queue.h"
+#include "nvs/metrics/endpoint.h"
+#include "nvs/metrics/exposition.h"
 #include "nvs/core/blame.h"
 #include "nvs/core/checkpointer.h"
 #include "nvs/core/lifecycle.h"
@@ -145,6 +147,9 @@ struct Variant {
   Clock::time_point state_since;
   RestartIntensity intensity{5, 10000};
   int restarts = 0;
+  // How long it took to answer its last votes (ms after dispatch, newest
+  // last, at most kPaceWindow): who sets the pace (Impl::UpdatePace).
+  std::deque<double> answer_ms;
   std::string last_fault;
   std::optional<std::string> round_digest;
   std::string stop_reason;
@@ -213,6 +218,33 @@ inline JournalRecord VerdictOf(std::uint64_t seq, std::string id, std::string ke
 
 // The latest durations of one kind (us), for status: p50 and p99 of the
 // last 1000 (null before the first).
+// What nvsd counts for its metrics endpoint (Impl::RenderMetrics; the
+// README lists them). Plain numbers: the loop owns them and renders the
+// page itself when a scrape asks (metrics::PageRequests).
+struct MetricCounters {
+  std::map<std::pair<std::string, std::string>, std::uint64_t> verdicts;  // (verdict, command|query)
+  std::map<std::string, std::uint64_t> dispatched;                       // command|query
+  std::map<std::string, std::uint64_t> replies;                          // by status
+  metrics::Histogram command_seconds{metrics::LatencyBuckets()};          // dispatch -> verdict, commands
+  metrics::Histogram query_seconds{metrics::LatencyBuckets()};            // the same, queries
+  metrics::Histogram journal_sync_seconds{metrics::LatencyBuckets()};
+  std::map<std::pair<std::string, std::string>, std::uint64_t> deaths;    // (variant, cause)
+  std::map<std::string, std::uint64_t> hangs, divergences;                // by variant
+  std::map<std::string, metrics::Histogram> answer_seconds;               // by variant
+  std::map<std::string, std::uint64_t> probes;                            // by outcome
+  std::uint64_t quarantines = 0, blocked = 0, promotions = 0, leaderships = 0, pace_changes = 0;
+};
+
+// The pace: over a variant's last kPaceWindow answers, one whose median is
+// kPaceFactor times the next slowest's (and kPaceMinMs more) holds every
+// command back (lockstep waits for it within the catch-up window); it
+// stops being named below kPaceClearFactor.
+constexpr std::size_t kPaceWindow = 64;
+constexpr std::size_t kPaceMinSamples = 16;
+constexpr double kPaceFactor = 3.0;
+constexpr double kPaceClearFactor = 2.0;
+constexpr double kPaceMinMs = 1.0;
+
 class LatencyWindow {
  public:
   void Add(double us) {

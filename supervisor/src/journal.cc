@@ -231,7 +231,11 @@ Flushed JournalWriter::WriteAndSync(bool force, bool sync_allowed) {
                     (policy_ == FsyncPolicy::kBatch && NowMs() - last_sync_ms_ >= batch_ms_);
   if (!sync) return {};
   StorageError error;
-  if (!file_->Sync(&error).ok()) {
+  const auto sync_began = std::chrono::steady_clock::now();
+  const bool synced = file_->Sync(&error).ok();
+  last_sync_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - sync_began).count();
+  ++syncs_;
+  if (!synced) {
     // After a failed fsync the written data may be gone whatever the page
     // cache shows (it may have been marked clean): never trusted again.
     return CutBack(good, records_at_good, error);

@@ -244,6 +244,7 @@ bool Supervisor::Impl::RefuseIfBlocked(const Command& c, std::uint64_t record) {
   reply.fingerprint = c.fingerprint;
   reply.reason = "identical to quarantined command " + report + "; refused without dispatch";
   Answer(c, reply, record);  // retries while it waited
+  ++metric_counters.blocked;
   Log(LogLevel::kWarn, "blocked", {{"fingerprint", c.fingerprint}, {"report", report}});
   Publish("blocked", {{"fingerprint", c.fingerprint}, {"report", report}});
   return true;
@@ -252,8 +253,10 @@ bool Supervisor::Impl::RefuseIfBlocked(const Command& c, std::uint64_t record) {
 // The last verdicts, for `status`.
 // (Kept raw: this runs for every command; `status` formats them.)
 void Supervisor::Impl::RememberVerdict(const Command& c) {
-  recent_verdicts.push_back({c.seq, c.is_query, c.expired ? "EXPIRED" : std::string(voter::ToString(c.verdict->kind)),
-                             env.UnixNowNs(), c.decided_ms});
+  const std::string kind = c.expired ? "EXPIRED" : std::string(voter::ToString(c.verdict->kind));
+  recent_verdicts.push_back({c.seq, c.is_query, kind, env.UnixNowNs(), c.decided_ms});
+  ++metric_counters.verdicts[{kind, c.is_query ? "query" : "command"}];
+  (c.is_query ? metric_counters.query_seconds : metric_counters.command_seconds).Observe(c.decided_ms / 1000);
   if (recent_verdicts.size() > 10) recent_verdicts.pop_front();
 }
 
@@ -446,7 +449,8 @@ proto::ClientReply Supervisor::Impl::StatusReply(const std::string& id) {
                              {"in_flight", InFlight(v)},
                              {"role", !standby ? "voter" : v.config.name == active_name ? "active" : "backup"},
                              {"cgroup", cgroups && v.process ? json(cgroups->Where(v.identity).string()) : json()},
-                             {"last_fault", v.last_fault}});
+                             {"last_fault", v.last_fault},
+                             {"pace", PaceJson(v)}});
   }
   json body = {{"cluster", ClusterStatusJson()},
                {"nvsd",
@@ -459,6 +463,7 @@ proto::ClientReply Supervisor::Impl::StatusReply(const std::string& id) {
                  {"active_variant", standby ? json(active_name) : json()},
                  {"min_healthy", config.min_healthy},
                  {"healthy", HealthyVoters()},
+                 {"paced_by", paced_by ? json(*paced_by) : json()},
                  {"available", ready && !unavailable_reason.has_value() && suspects.empty()},
                  {"unavailable_reason", unavailable_reason ? json(*unavailable_reason) : json()},
                  {"waiting", waiting.size() + admitted_ahead.size()},

@@ -535,6 +535,7 @@ void Supervisor::Impl::Promote() {
   mark.note = "member " + config.cluster->member + " leads";
   AppendRecord(EncodeJournalRecord(mark));
   cluster->SetApplied(last_seq, "leader");
+  ++metric_counters.leaderships;
   Log(LogLevel::kWarn, "cluster_leading",
       {{"member", config.cluster->member}, {"seq", last_seq}, {"next_index", cluster_next_index},
        {"suspects", suspect_count}});

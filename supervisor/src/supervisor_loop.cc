@@ -102,6 +102,7 @@ void Supervisor::Impl::CheckDeadlines() {
     }
     if (InFlight(v) > kMaxInFlightPerVariant) {
       const std::string what = "fell behind: " + std::to_string(InFlight(v)) + " requests unanswered";
+      ++metric_counters.hangs[v.config.name];
       Log(LogLevel::kWarn, "variant_hung", {{"variant", v.config.name}, {"what", what}});
       Kill(v, "hung: " + what, voter::OutcomeKind::kHung, what);
       continue;
@@ -111,6 +112,7 @@ void Supervisor::Impl::CheckDeadlines() {
       const std::string what = "no reply within " + std::to_string(config.deadline_ms) + " ms while seq " +
                                std::to_string(c->seq) + " waited behind its " +
                                PurposeName(v.channel.head()->purpose) + " request";
+      ++metric_counters.hangs[v.config.name];
       Log(LogLevel::kWarn, "variant_hung", {{"variant", v.config.name}, {"what", what}});
       Kill(v, "hung: " + what, voter::OutcomeKind::kHung, what);
       continue;
@@ -124,6 +126,7 @@ void Supervisor::Impl::CheckDeadlines() {
           what += c->is_query ? " to a query" : " to seq " + std::to_string(c->seq);
         }
       }
+      ++metric_counters.hangs[v.config.name];
       Log(LogLevel::kWarn, "variant_hung", {{"variant", v.config.name}, {"what", what}});
       Kill(v, "hung: " + what, voter::OutcomeKind::kHung, what);
       continue;
@@ -200,6 +203,7 @@ void Supervisor::Impl::Pump() {
            std::none_of(active.front().outcomes.begin(), active.front().outcomes.end(),
                         [](const auto& o) { return o.second.kind == voter::OutcomeKind::kPending; })) {
       Command& done = active.front();
+      NoteSettled(done);
       PublishSettled(done);
       if (!done.report_id.empty()) {
         WriteReport(done, done.verdict->kind == voter::VerdictKind::kPoison ? "blocked" : "no_quorum");
@@ -315,6 +319,9 @@ Status Supervisor::Impl::Run(int signal_fd) {
     if (settling) items.push_back({nullptr, sockets->variants.socket().get(zmq::sockopt::fd), ZMQ_POLLIN, 0});
     // (Cluster mode: the etcd side's news wakes the loop; ClusterTurn takes it every turn.)
     if (cluster) items.push_back({nullptr, cluster->wake_fd(), ZMQ_POLLIN, 0});
+    // A scrape of the metrics endpoint waits for a page rendered here.
+    const std::size_t metrics_at = items.size();
+    if (metrics_requests) items.push_back({nullptr, metrics_requests->fd(), ZMQ_POLLIN, 0});
     // client_curve: the ZAP handler and the client socket's monitor, last.
     const std::size_t gate_at = items.size();
     if (sockets->client_gate) {
@@ -348,6 +355,9 @@ Status Supervisor::Impl::Run(int signal_fd) {
         ready.monitor = (items[gate_at + 1].revents & ZMQ_POLLIN) != 0;
       }
       Turn(ready);
+      if (metrics_requests && (items[metrics_at].revents & ZMQ_POLLIN)) {
+        metrics_requests->Answer([this] { return RenderMetrics(); });
+      }
     } catch (const std::exception& e) {
       // A bug must not take the supervisor down with it: log, and go on
       // with the next turn (every state has a deadline that recovers it).

@@ -177,6 +177,7 @@ void Supervisor::Impl::MarkDivergent(const Command& c, Variant& v, const std::st
     return;
   }
   const std::string why = "diverged on " + (c.is_query ? std::string("a query") : "seq " + std::to_string(c.seq));
+  ++metric_counters.divergences[v.config.name];
   Log(LogLevel::kWarn, "divergence",
       {{"variant", v.config.name}, {"seq", c.seq}, {"expected", ParseOrString(c.verdict->result)},
        {"got", ParseOrString(got)}});

@@ -75,6 +75,7 @@ Variant* Supervisor::Impl::PromoteIfNeeded() {
     const std::string why = "the active " + active_name + " cannot take commands (" +
                             (current != nullptr ? current->last_fault : std::string("gone")) + ")";
     Log(LogLevel::kWarn, "promoted", {{"variant", choice.name}, {"previous", active_name}, {"why", why}});
+    ++metric_counters.promotions;
     Publish("promoted", {{"variant", choice.name}, {"previous", active_name}, {"why", why}});
     active_name = choice.name;
   }
@@ -310,6 +311,7 @@ void Supervisor::Impl::Dispatch(Command c) {
     for (auto& b : behind) admitted_ahead.push_back(std::move(b));
   }
   c.dispatched_at = Now();
+  ++metric_counters.dispatched[c.is_query ? "query" : "command"];
   if (!c.is_query) {
     stage_queued.Add(MillisSince(c.admitted_at, began) * 1000);
     stage_admit.Add(MillisSince(began, c.dispatched_at) * 1000);

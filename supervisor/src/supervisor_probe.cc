@@ -154,6 +154,7 @@ void Supervisor::Impl::EndProbe(const std::string& outcome, const std::string& d
   if (outcome == "survived") record["result"] = ParseOrString(result);
   json event = {{"seq", c != nullptr ? c->seq : 0}, {"variant", probe->target}, {"probe", probe->identity},
                 {"phase", "done"}, {"outcome", outcome}, {"detail", detail}};
+  ++metric_counters.probes[outcome];
   Log(outcome == "survived" ? LogLevel::kInfo : LogLevel::kWarn, "probe_done", event);
   Publish("probe", event);
   if (c != nullptr) c->probe = std::move(record);

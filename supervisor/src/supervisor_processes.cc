@@ -255,6 +255,7 @@ void Supervisor::Impl::Spawn(Variant& v, const std::string& why) {
   v.refused_checkpoint.reset();
   v.round_digest.reset();
   v.exit_seen_at.reset();
+  v.answer_ms.clear();  // (a new process: its pace is its own)
 
   auto spec = SpecFor(v.config, v.identity, v.config.name + ".log");
   if (!spec.ok()) {
@@ -449,6 +450,10 @@ void Supervisor::Impl::OnProcessExit(Variant& v) {
   } else {
     what = how + " with no command in flight";
   }
+  const char* abbreviation = info->signaled ? sigabbrev_np(info->signal) : nullptr;
+  ++metric_counters.deaths[{v.config.name, !info->signaled ? std::string("exit")
+                                           : abbreviation != nullptr ? "SIG" + std::string(abbreviation)
+                                                                     : "signal " + std::to_string(info->signal)}];
   Log(LogLevel::kWarn, "variant_died",
       {{"variant", v.config.name}, {"incarnation", v.incarnation}, {"how", what}, {"state", std::string(Name(v.life_before_exit))},
        {"stderr_tail", v.process->stderr_tail()}});

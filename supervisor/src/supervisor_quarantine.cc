@@ -451,6 +451,7 @@ bool Supervisor::Impl::FinishSuspect(const Retest& r, std::size_t i) {
   }
   for (const auto& to : s.retries) Reply(to, reply, c.verdict_record);
   reports_awaiting_pre_state.push_back(c.report_id);
+  ++metric_counters.quarantines;
   Publish("quarantine", {{"report", c.report_id}, {"fingerprint", c.fingerprint}, {"seq", c.seq}, {"reason", verdict.reason}});
   Log(LogLevel::kError, "quarantined",
       {{"report", c.report_id}, {"fingerprint", c.fingerprint}, {"seq", c.seq}, {"reason", verdict.reason}});
@@ -492,6 +493,7 @@ void Supervisor::Impl::OnPoison(Command& c) {
   reply.reason = c.verdict->reason;
   JournalVerdict(c);
   ReplyCommand(c, reply);
+  ++metric_counters.quarantines;
   Publish("quarantine",
           {{"report", c.report_id}, {"fingerprint", c.fingerprint}, {"seq", c.seq}, {"reason", c.verdict->reason}});
   Log(LogLevel::kError, "quarantined",

@@ -58,6 +58,7 @@ void Supervisor::Impl::Reply(const ClientAddress& to, const proto::ClientReply& 
     return;
   }
   if (reply.status == proto::ClientStatus::kUnavailable) NoteUnavailable(reply.reason);
+  ++metric_counters.replies[std::string(proto::ToString(reply.status))];
   outbox.push_back({to, reply, record});
 }
 
@@ -164,7 +165,9 @@ void Supervisor::Impl::FlushJournalAndReplies() {
 // place: under fsync "always", one machine, the records written since the
 // last sync are kept until it, and no verdict sync is due once it came.
 Flushed Supervisor::Impl::FlushJournal(bool force, bool sync) {
+  const std::uint64_t syncs = journal->syncs();
   Flushed flushed = sync ? journal->Flush(force) : journal->Write();
+  if (journal->syncs() != syncs) metric_counters.journal_sync_seconds.Observe(journal->last_sync_seconds());
   if (!flushed.ok()) return flushed;
   journal_written = journal_appended;
   if (!journal->unsynced()) {

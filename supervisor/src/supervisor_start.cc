@@ -89,6 +89,16 @@ Status Supervisor::Impl::Start(int signal_fd) {
   }
   client_transport = &sockets->clients;
   variant_transport = &sockets->variants;
+  if (!config.metrics_endpoint.empty()) {
+    // Its page is rendered on this loop (RenderMetrics), at most 2 s after a
+    // scrape asks: a loop stuck longer answers 503, which says so.
+    metrics_requests = std::make_unique<metrics::PageRequests>();
+    auto endpoint = metrics::Endpoint::Start(config.metrics_endpoint, [requests = metrics_requests.get()] {
+      return requests->Ask(std::chrono::seconds(2));
+    });
+    if (!endpoint.ok()) return endpoint.status();
+    metrics_endpoint = std::move(endpoint.value());
+  }
   if (config.cluster) {
     if (Status joined = JoinCluster(signal_fd); !joined.ok()) return joined;
   }
@@ -111,6 +121,7 @@ Status Supervisor::Impl::Start(int signal_fd) {
        {"client_security", config.client_curve ? "curve" : "none"},
        {"authorized_keys", config.client_curve ? json(config.client_curve->authorized.size()) : json()},
        {"event_endpoint", config.event_endpoint},
+       {"metrics_endpoint", metrics_endpoint ? json(metrics_endpoint->address()) : json()},
        {"variant_endpoint", config.variant_endpoint},
        {"variants", variants.size()},
        {"policy", std::string(voter::ToString(config.policy.kind))},
@@ -354,6 +365,9 @@ void Supervisor::Impl::FinalCheckpoint() {
 }
 
 void Supervisor::Impl::Shutdown() {
+  // (The metrics endpoint first: a scrape waiting now gets its page.)
+  if (metrics_requests) metrics_requests->Answer([this] { return RenderMetrics(); });
+  metrics_endpoint.reset();
   stopping = true;
   sd_notify(0, "STOPPING=1");
   for (auto& c : waiting.TakeAll()) {

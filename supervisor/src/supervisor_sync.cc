@@ -401,6 +401,7 @@ void Supervisor::Impl::FinishRound() {
     Variant& home = *Find(config.variants.front().name);
     if (Voting(home) && active_name != home.config.name) {
       Log(LogLevel::kInfo, "promoted", {{"variant", home.config.name}, {"previous", active_name}, {"why", "preempt"}});
+      ++metric_counters.promotions;
       Publish("promoted", {{"variant", home.config.name}, {"previous", active_name}, {"why", "preempt"}});
       active_name = home.config.name;
     }

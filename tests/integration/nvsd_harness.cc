@@ -1,5 +1,7 @@
 #include "nvsd_harness.h"
 
+#include <httplib.h>
+
 #include "variant_harness.h"
 
 #include <poll.h>
@@ -77,6 +79,39 @@ std::string RunCapture(const std::string& command, const std::filesystem::path& 
 }
 
 std::string MisbehavingVariantPath() { return NVS_MISBEHAVING; }
+
+std::pair<int, std::string> HttpGet(const std::string& address, const std::string& path) {
+  const auto colon = address.rfind(':');
+  httplib::Client client(address.substr(0, colon), std::stoi(address.substr(colon + 1)));
+  client.set_connection_timeout(10);
+  client.set_read_timeout(10);
+  auto got = client.Get(path.c_str());
+  if (!got) return {0, httplib::to_string(got.error())};
+  return {got->status, got->body};
+}
+
+std::string PromtoolProblems(const std::string& page, const std::filesystem::path& scratch_dir) {
+  if (access("/usr/bin/promtool", X_OK) != 0) return "no /usr/bin/promtool (Debian's prometheus: scripts/bootstrap installs it)";
+  const auto file = scratch_dir / "scrape.txt";
+  std::ofstream(file) << page;
+  int status = 0;
+  const auto err = scratch_dir / "promtool.err";
+  std::string out = RunCapture("/usr/bin/promtool check metrics < " + file.string(), err, &status);
+  std::ifstream said(err);
+  out += std::string((std::istreambuf_iterator<char>(said)), std::istreambuf_iterator<char>());  // (its findings: stderr)
+  if (status != 0 || !out.empty()) return "promtool check metrics exited " + std::to_string(status) + ": " + out;
+  return "";
+}
+
+std::optional<double> MetricValue(const std::string& page, const std::string& series) {
+  std::istringstream lines(page);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 && line[series.size()] == ' ') {
+      return std::stod(line.substr(series.size() + 1));
+    }
+  }
+  return std::nullopt;
+}
 
 std::string RouterPath(const std::string& name) {
   if (name == "router-a") return NVS_ROUTER_A;

@@ -142,6 +142,16 @@ int FreeTcpPort();
 std::string RunCapture(const std::string& command, const std::filesystem::path& stderr_file, int* status);
 std::string PythonPath();
 std::string RouterPath(const std::string& name);  // router-a / router-b executable, or router_c.py
+// GET http://ADDRESS/PATH (ADDRESS: "host:port"), 10 s at most: the HTTP
+// status (0: no answer) and the body.
+std::pair<int, std::string> HttpGet(const std::string& address, const std::string& path);
+// Debian's `promtool check metrics` on a scraped page: "" when it accepts
+// it with no complaint, else what it said. (Missing promtool is a failure:
+// scripts/bootstrap installs it.)
+std::string PromtoolProblems(const std::string& page, const std::filesystem::path& scratch_dir);
+// The value of one sample in a metrics page ("name{labels}" exactly as
+// written), or nullopt.
+std::optional<double> MetricValue(const std::string& page, const std::string& series);
 std::string MisbehavingVariantPath();
 
 }  // namespace nvs::testing

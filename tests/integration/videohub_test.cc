@@ -1,8 +1,8 @@
 // nvs-videohub (issue 6) with raw TCP clients against a real gateway, a real
 // nvsd and real variants: the prelude, each request kind, ACK/NAK, status
 // broadcast, per-connection lock views, framing as real clients produce it,
-// a variant killed mid-stream, a poison take, an absent nvsd, and a client
-// that stops reading.
+// a variant killed mid-stream, a poison take, an absent nvsd, a client
+// that stops reading, and the Prometheus metrics.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -552,6 +552,84 @@ TEST(VideohubRestart, ATakeNakedWhileNvsdWasDownIsNotCarriedOutWhenItComesBack) 
   EXPECT_EQ(nvsd->Query({{"op", "dump"}})["result"]["state"]["routes"][2], 3);
   EXPECT_EQ(nvsd->Query({{"op", "dump"}})["result"]["state"]["routes"][1], 1) << "a NAKed take was carried out";
   nvsd.reset();
+  fs::remove_all(dir);
+}
+
+// --metrics: the counters move with what the panels are told, and the page
+// is one Prometheus's own checker passes.
+TEST_F(Videohub, MetricsCountAcksNaksAndConnectionsForPrometheus) {
+  nvsd_ = std::make_unique<NvsdHarness>(NvsdOptions({"router-a", "router-b", "router-c"}));
+  ASSERT_TRUE(nvsd_->WaitAllHealthy());
+  gateway_ = std::make_unique<Gateway>(nvsd_->client_endpoint(), std::vector<std::string>{"--metrics", "127.0.0.1:0"});
+  ASSERT_GT(gateway_->port(), 0) << gateway_->Log();
+  std::smatch m;
+  const std::string log = gateway_->Log();
+  ASSERT_TRUE(std::regex_search(log, m, std::regex(R"re("event":"metrics_listening".*"port":(\d+))re"))) << log;
+  const std::string address = "127.0.0.1:" + m[1].str();
+  const auto scrape = [&] {
+    const auto [status, page] = HttpGet(address, "/metrics");
+    EXPECT_EQ(status, 200) << page;
+    return page;
+  };
+
+  Panel a(gateway_->port()), b(gateway_->port());
+  ASSERT_FALSE(a.Prelude().empty()) << gateway_->Log();
+  b.Prelude();
+  a.Send("VIDEO OUTPUT ROUTING:\n3 7\n\n");
+  EXPECT_EQ(a.Until("ACK\n\n"), "ACK\n\n");
+  a.Send("VIDEO OUTPUT LOCKS:\n5 O\n\n");
+  EXPECT_NE(a.Until("ACK\n\n"), "");
+  b.Send("VIDEO OUTPUT ROUTING:\n5 1\n\n");  // a's lock: nvsd commits the router's refusal
+  EXPECT_NE(b.Until("NAK\n\n"), "");
+  a.Send("VIDEO OUTPUT ROUTING:\n16 1\n\n");  // out of range: never sent to nvsd
+  EXPECT_NE(a.Until("NAK\n\n"), "");
+  a.Send("PING:\n\n");
+  EXPECT_NE(a.Until("ACK\n\n"), "");
+
+  const std::string page = scrape();
+  const auto value = [&](const std::string& series) { return MetricValue(page, series); };
+  EXPECT_EQ(value("nvs_videohub_clients"), 2) << page;
+  EXPECT_EQ(value("nvs_videohub_connections_accepted_total"), 2);
+  EXPECT_EQ(value(R"(nvs_videohub_acks_total{request="command"})"), 2);
+  EXPECT_EQ(value(R"(nvs_videohub_acks_total{request="ping"})"), 1);
+  EXPECT_EQ(value(R"(nvs_videohub_naks_total{cause="locked"})"), 1);
+  EXPECT_EQ(value(R"(nvs_videohub_naks_total{cause="invalid_request"})"), 1);
+  EXPECT_EQ(value(R"(nvs_videohub_naks_total{cause="nvsd_timeout"})"), 0);
+  EXPECT_EQ(value("nvs_videohub_commands_forwarded_total"), 3);
+  EXPECT_EQ(value("nvs_videohub_commands_quarantined_total"), 0);
+  EXPECT_EQ(value(R"(nvs_videohub_nvsd_answer_seconds_count{request="command"})"), 3);
+  EXPECT_GT(value(R"(nvs_videohub_nvsd_answer_seconds_count{request="dump"})").value_or(0), 0);
+  EXPECT_EQ(value("nvs_videohub_locked_outputs"), 1);
+  EXPECT_EQ(value("nvs_videohub_device_present"), 1);
+  EXPECT_EQ(value("nvs_videohub_nvsd_connected"), 1);
+  EXPECT_EQ(page.find("127.0.0.1:"), std::string::npos) << "a client's address in a label: " << page;
+
+  // A panel that closes its connection: counted once the gateway has seen it.
+  b.CloseWrite();
+  const std::string closed = R"(nvs_videohub_connections_closed_total{reason="client_closed"})";
+  const auto until = Clock::now() + std::chrono::seconds(10);
+  std::string later = scrape();
+  while (MetricValue(later, closed) != 1 && Clock::now() < until) {
+    a.Send("PING:\n\n");  // (a round trip through the gateway's loop between two scrapes)
+    a.Until("ACK\n\n");
+    later = scrape();
+  }
+  EXPECT_EQ(MetricValue(later, closed), 1) << later;
+  EXPECT_EQ(MetricValue(later, "nvs_videohub_clients"), 1) << later;
+
+  // Prometheus's own checker parses the page and lints it (names, units, HELP).
+  char pattern[] = "/tmp/nvs-vh-metrics-XXXXXX";
+  const fs::path dir = mkdtemp(pattern);
+  EXPECT_EQ(PromtoolProblems(later, dir), "") << later;
+
+  // The endpoint's address in use: a clear error at start, exit code 2.
+  int status = -1;
+  RunCapture(std::string(NVS_VIDEOHUB) + " --metrics " + address + " --endpoint " + nvsd_->client_endpoint(),
+             dir / "taken.err", &status);
+  std::ifstream taken_file(dir / "taken.err");
+  const std::string taken(std::istreambuf_iterator<char>(taken_file), {});
+  EXPECT_EQ(status, 2) << taken;
+  EXPECT_NE(taken.find("cannot bind the metrics endpoint " + address), std::string::npos) << taken;
   fs::remove_all(dir);
 }
 

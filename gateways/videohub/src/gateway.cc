@@ -7,7 +7,9 @@
 // (non-blocking, output bounded), and a DEALER socket to nvsd's front end
 // (a CURVE client when given a client config, with a monitor that reports a
 // refusal by nvsd at once). Each client's blocks are handled in order, one
-// request to nvsd at a time.
+// request to nvsd at a time. With --metrics, a scrape's page is rendered by
+// this loop too (its counters are this thread's alone): the HTTP threads ask
+// for it through an eventfd the loop polls.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -32,6 +34,8 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "nvs/metrics/endpoint.h"
+#include "nvs/metrics/exposition.h"
 #include "nvs/protocol/curve_client.h"
 #include "nvs/videohub/allow_list.h"
 #include "nvs/videohub/videohub_protocol.h"
@@ -68,6 +72,7 @@ struct Options {
   std::size_t max_output_bytes = 1 << 20;
   int socket_send_buffer = 64 * 1024;  // fixed, so a stalled client's backlog shows in max_output_bytes
   std::size_t max_clients = 256;
+  std::string metrics;  // HOST:PORT of the Prometheus endpoint; "" = none
 };
 
 std::string IsoNow() {
@@ -103,6 +108,7 @@ struct InFlight {
   enum class Kind { kRefresh, kCommand, kHeartbeat } kind = Kind::kRefresh;
   std::uint64_t client = 0;  // kCommand: the client's serial
   Clock::time_point deadline;
+  Clock::time_point sent;  // for the answer's latency (the first send, when sent again to a cluster's leader)
   bool unsent = false;  // nvsd could not be handed it (not connected, queue full)
   std::string bytes;    // the request as sent: sent again, with its id, to a cluster's leader
 };
@@ -110,8 +116,13 @@ struct InFlight {
 class Gateway {
  public:
   // `curve`: the client config (keys) for an nvsd whose endpoint requires CURVE.
-  Gateway(Options options, std::optional<protocol::ClientConfig> curve)
-      : options_(std::move(options)), curve_(std::move(curve)) {}
+  // `pages`: the metrics endpoint's requests for a page (null: none).
+  Gateway(Options options, std::optional<protocol::ClientConfig> curve, metrics::PageRequests* pages,
+          std::string metrics_address)
+      : options_(std::move(options)),
+        curve_(std::move(curve)),
+        pages_(pages),
+        metrics_address_(std::move(metrics_address)) {}
 
   // A socket of its own for each nvsd member talked to (a disconnected
   // pipe still takes a send for a moment, and its reply is lost with it).
@@ -151,6 +162,13 @@ class Gateway {
          {"nvsd", options_.endpoint},
          {"security", curve_ ? "curve" : "none"},
          {"public_key", curve_ ? json(curve_->keys.public_key) : json()}});
+    if (pages_ != nullptr) {
+      // (As "listening": the port as bound, for --metrics HOST:0.)
+      const std::string port = metrics_address_.substr(metrics_address_.rfind(':') + 1);
+      Log("info", "metrics_listening",
+          {{"address", options_.metrics}, {"port", std::atoi(port.c_str())},
+           {"url", "http://" + metrics_address_ + "/metrics"}});
+    }
     // The first view before the first client: a panel that connects at once
     // gets the router, not a "not present" that is only a start-up race.
     // (Requests go out only on a live connection: wait for it first, for at
@@ -231,6 +249,7 @@ class Gateway {
         char host[NI_MAXHOST] = "?";
         getnameinfo(reinterpret_cast<sockaddr*>(&addr), len, host, sizeof host, nullptr, 0, NI_NUMERICHOST);
         ++clients_refused_;
+        ++connections_refused_["not_allowed"];
         // At most 10 lines a second: any host on the listening network must
         // not be able to fill the disk with them (the count says the rest).
         const auto now = Clock::now();
@@ -247,6 +266,7 @@ class Gateway {
       }
       if (clients_.size() >= options_.max_clients) {
         Log("warn", "client_refused", {{"why", "too many clients"}, {"max_clients", options_.max_clients}});
+        ++connections_refused_["too_many_clients"];
         close(fd);
         continue;
       }
@@ -262,6 +282,7 @@ class Gateway {
       c.id = "videohub-" + std::to_string(c.serial);
       c.peer = std::string(host) + ":" + port;
       Log("info", "client_connected", {{"client", c.id}, {"peer", c.peer}});
+      ++accepted_;
       auto& placed = clients_.emplace(c.serial, std::move(c)).first->second;
       Write(placed, Prelude(device_, view_ ? &*view_ : nullptr, placed.id));
     }
@@ -273,7 +294,9 @@ class Gateway {
   void Write(Client& c, const std::string& text) {
     c.out += text;
     Flush(c);
-    if (c.out.size() > options_.max_output_bytes) Drop(c, "stopped reading (" + std::to_string(c.out.size()) + " bytes unsent)");
+    if (c.out.size() > options_.max_output_bytes) {
+      Drop(c, "stopped_reading", "stopped reading (" + std::to_string(c.out.size()) + " bytes unsent)");
+    }
   }
 
   void Flush(Client& c) {
@@ -284,13 +307,15 @@ class Gateway {
         continue;
       }
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
-      Drop(c, std::string("write failed: ") + std::strerror(errno));
+      Drop(c, "write_failed", std::string("write failed: ") + std::strerror(errno));
       return;
     }
   }
 
-  void Drop(Client& c, const std::string& why) {
+  // `reason`: the metrics' label (one of a few); `why`: the log's words.
+  void Drop(Client& c, const char* reason, const std::string& why) {
     if (c.fd < 0) return;
+    ++connections_closed_[reason];
     Log("info", "client_dropped", {{"client", c.id}, {"peer", c.peer}, {"why", why}});
     close(c.fd);
     c.fd = -1;
@@ -305,7 +330,7 @@ class Gateway {
           c.pending.push_back(std::move(block));
         }
         if (c.reader.overflowed()) {
-          Drop(c, "sent a line, block or burst over the limits");
+          Drop(c, "over_limits", "sent a line, block or burst over the limits");
           return;
         }
         continue;
@@ -327,15 +352,19 @@ class Gateway {
       c.pending.pop_front();
       const Request request = ParseRequest(block, view_ ? view_->inputs : 0, view_ ? view_->outputs : 0);
       if (std::holds_alternative<Ping>(request)) {
+        ++acks_["ping"];
         Write(c, Ack());
       } else if (const auto* nak = std::get_if<Refusal>(&request)) {
         Log("info", "nak", {{"client", c.id}, {"block", block.header}, {"why", nak->reason}});
+        // (Without a view every index is out of range: the device's absence is the cause.)
+        ++naks_[view_ ? "invalid_request" : "device_absent"];
         Write(c, Nak());
       } else if (const auto* rename = std::get_if<FriendlyNameChange>(&request)) {
         // The gateway's own, as a unit's is: held in this process (until it
         // restarts: --friendly-name is the one it starts with), not in nvsd.
         device_.friendly_name = rename->name.empty() ? options_.friendly_name : rename->name;
         Log("info", "friendly_name", {{"client", c.id}, {"name", device_.friendly_name}});
+        ++acks_["friendly_name"];
         Write(c, Ack());
         // Every client hears the new name, as from a unit.
         const std::string block_text = DeviceBlock(device_, view_ ? &*view_ : nullptr);
@@ -343,14 +372,18 @@ class Gateway {
           if (other.fd >= 0) Write(other, block_text);
         }
       } else if (!view_) {
+        ++naks_["device_absent"];
         Write(c, Nak());  // nvsd is not there: nothing can be done, and nothing is pretended
       } else if (const auto* dump = std::get_if<DumpRequest>(&request)) {
+        ++acks_["dump"];
         Write(c, Ack() + DumpBlock(*view_, dump->header, c.id));
       } else {
         SendCommand(c, request);
       }
     }
-    if (c.fd >= 0 && c.read_closed && c.pending.empty() && !c.waiting && c.out.empty()) Drop(c, "closed the connection");
+    if (c.fd >= 0 && c.read_closed && c.pending.empty() && !c.waiting && c.out.empty()) {
+      Drop(c, "client_closed", "closed the connection");
+    }
   }
 
   void SendCommand(Client& c, const Request& request) {
@@ -372,8 +405,9 @@ class Gateway {
       }
     }
     const std::int64_t expires_at_ms = UnixNowMs() + options_.timeout_ms;
-    Ask({{"type", "command"}, {"cmd", cmd}, {"expires_at_ms", expires_at_ms}},
-        InFlight{InFlight::Kind::kCommand, c.serial, {}, false, {}});
+    const std::string id = Ask({{"type", "command"}, {"cmd", cmd}, {"expires_at_ms", expires_at_ms}},
+                               InFlight{InFlight::Kind::kCommand, c.serial, {}, {}, false, {}});
+    if (!in_flight_[id].unsent) ++forwarded_;
     c.waiting = true;
   }
 
@@ -392,6 +426,7 @@ class Gateway {
                        (purpose.kind == InFlight::Kind::kCommand ? kExpiryMargin : milliseconds(0));
     if (purpose.kind == InFlight::Kind::kHeartbeat) purpose.deadline = Clock::now() + milliseconds(options_.absent_after_ms);
     purpose.bytes = request.dump(-1, ' ', false, json::error_handler_t::replace);
+    purpose.sent = Clock::now();
     in_flight_[id] = purpose;
     last_asked_ = Clock::now();
     const bool sent = nvsd_.send(zmq::buffer(purpose.bytes), zmq::send_flags::dontwait).has_value();
@@ -415,7 +450,7 @@ class Gateway {
     if (refresh_pending_) return;
     refresh_pending_ = true;
     next_refresh_ = Clock::now() + milliseconds(options_.refresh_ms);
-    Ask({{"type", "query"}, {"query", {{"op", "dump"}}}}, InFlight{InFlight::Kind::kRefresh, 0, {}, false, {}});
+    Ask({{"type", "query"}, {"query", {{"op", "dump"}}}}, InFlight{InFlight::Kind::kRefresh, 0, {}, {}, false, {}});
   }
 
   void OnNvsdReply(const json& reply) {
@@ -454,6 +489,8 @@ class Gateway {
     }
     const InFlight purpose = it->second;
     in_flight_.erase(it);
+    latency_[static_cast<std::size_t>(purpose.kind)].Observe(
+        std::chrono::duration<double>(Clock::now() - purpose.sent).count());
     if (purpose.kind == InFlight::Kind::kHeartbeat) return;
     if (purpose.kind == InFlight::Kind::kRefresh) {
       refresh_pending_ = false;
@@ -473,6 +510,7 @@ class Gateway {
     const json result = reply.value("result", json::object());
     const bool ok = status == "committed" && result.value("ok", false);
     if (status == "quarantined") {
+      ++quarantined_;
       // The operator's notice: nvsd logged and published the quarantine; the
       // gateway says which panel sent it.
       Log("error", "quarantined", {{"client", client != clients_.end() ? client->second.id : "?"},
@@ -503,7 +541,18 @@ class Gateway {
     } else if (sender_here) {
       Write(client->second, ok ? Ack() : Nak());
     }
+    if (sender_here) ++(ok ? acks_["command"] : naks_[NakCause(status, reply, result)]);
     if (client != clients_.end()) Serve(client->second);
+  }
+
+  // The metrics' cause of a NAK for nvsd's answer to a command.
+  static const char* NakCause(const std::string& status, const json& reply, const json& result) {
+    if (status == "committed") return result.value("error", json()) == "locked" ? "locked" : "router_refused";
+    if (status == "quarantined") return "quarantined";
+    if (status == "unavailable") return "nvsd_unavailable";
+    if (status == "not_leader") return "no_leader";
+    if (status == "rejected" && reply.value("code", "") == "no_quorum") return "no_quorum";
+    return "nvsd_rejected";
   }
 
   // Applies a committed result's "changed" list (SPEC.md §3) to a view.
@@ -569,6 +618,74 @@ class Gateway {
     view_ = std::move(view);
   }
 
+  // ---- metrics --------------------------------------------------------------
+
+  // The page a scrape gets, rendered on this thread (the counters are its own).
+  std::string Page() const {
+    using metrics::MetricType;
+    metrics::Exposition page;
+    const auto by = [&](const char* name, const char* label, const std::map<std::string, std::uint64_t>& counts,
+                        const char* help) {
+      page.Family(name, MetricType::kCounter, help);
+      for (const auto& [value, n] : counts) page.Sample(name, {{label, value}}, static_cast<double>(n));
+    };
+    const auto open = std::count_if(clients_.begin(), clients_.end(), [](const auto& e) { return e.second.fd >= 0; });
+    page.Gauge("nvs_videohub_clients", "Videohub clients (panels, automation) connected now.",
+               static_cast<double>(open));
+    page.Counter("nvs_videohub_connections_accepted_total", "Client connections accepted.",
+                 static_cast<double>(accepted_));
+    by("nvs_videohub_connections_refused_total", "reason", connections_refused_,
+       "Client connections closed as soon as accepted: not_allowed (the peer is in no --allow network), "
+       "too_many_clients (--max-clients were connected).");
+    by("nvs_videohub_connections_closed_total", "reason", connections_closed_,
+       "Client connections that ended: client_closed (the client closed it), stopped_reading (its unsent output "
+       "passed --max-output-bytes), write_failed, over_limits (a line, block or burst over the protocol's limits).");
+    by("nvs_videohub_acks_total", "request", acks_,
+       "ACKs sent to clients: command (a route, label or lock change nvsd committed), ping, dump (a block asked "
+       "for), friendly_name.");
+    by("nvs_videohub_naks_total", "cause", naks_,
+       "NAKs sent to clients; nothing was changed. invalid_request: malformed, unknown, out of range or read-only. "
+       "device_absent: the gateway has no view of nvsd's state, so nothing was sent. nvsd_not_connected: no live "
+       "connection to nvsd to send it on. nvsd_timeout: no answer by the command's deadline (--timeout-ms). "
+       "quarantined: nvsd blocked it (it killed variants). no_quorum: the variants disagreed. nvsd_unavailable: "
+       "nvsd could not decide safely then. nvsd_rejected: nvsd refused it (for example expired). no_leader: no "
+       "cluster member led in time. locked: the output is locked by another connection or client. router_refused: "
+       "the router refused it otherwise.");
+    page.Counter("nvs_videohub_commands_forwarded_total",
+                 "Route, label and lock changes sent to nvsd (each is one command, answered ACK or NAK).",
+                 static_cast<double>(forwarded_));
+    page.Counter("nvs_videohub_commands_quarantined_total",
+                 "Commands nvsd answered quarantined: they killed variants, or are identical to one that did, and "
+                 "are blocked until a person releases them (nvs quarantine).",
+                 static_cast<double>(quarantined_));
+    page.Family("nvs_videohub_nvsd_answer_seconds", MetricType::kHistogram,
+                "How long nvsd took to answer the gateway's requests that were answered in time: command (a "
+                "client's change), dump (the periodic read of the router's state), status (the heartbeat).");
+    page.Observations("nvs_videohub_nvsd_answer_seconds", {{"request", "command"}},
+                      latency_[static_cast<std::size_t>(InFlight::Kind::kCommand)]);
+    page.Observations("nvs_videohub_nvsd_answer_seconds", {{"request", "dump"}},
+                      latency_[static_cast<std::size_t>(InFlight::Kind::kRefresh)]);
+    page.Observations("nvs_videohub_nvsd_answer_seconds", {{"request", "status"}},
+                      latency_[static_cast<std::size_t>(InFlight::Kind::kHeartbeat)]);
+    page.Gauge("nvs_videohub_nvsd_connected",
+               "1 while the connection to nvsd (in a cluster, the member talked to) is up and accepted; 0 while it "
+               "is down or nvsd refused this gateway's key.",
+               watch_ && watch_->connected() ? 1 : 0);
+    page.Gauge("nvs_videohub_device_present",
+               "1 while clients are shown the router (Device present: true); 0 while it is absent (nvsd "
+               "unreachable, not answering, refusing this gateway, or not serving).",
+               view_ ? 1 : 0);
+    page.Family("nvs_videohub_locked_outputs", MetricType::kGauge,
+                "Router outputs locked, by any owner, in the gateway's latest view of nvsd's state (no sample while "
+                "the device is absent).");
+    if (view_) {
+      const auto locked = std::count_if(view_->lock_owners.begin(), view_->lock_owners.end(),
+                                        [](const auto& owner) { return owner.has_value(); });
+      page.Sample("nvs_videohub_locked_outputs", {}, static_cast<double>(locked));
+    }
+    return page.Take();
+  }
+
   // ---- the loop -------------------------------------------------------------
 
   void Turn(int signal_fd) {
@@ -576,6 +693,8 @@ class Gateway {
     items.push_back({nvsd_.handle(), 0, ZMQ_POLLIN, 0});
     items.push_back({nullptr, signal_fd, ZMQ_POLLIN, 0});
     items.push_back({watch_->monitor().handle(), 0, ZMQ_POLLIN, 0});
+    if (pages_ != nullptr) items.push_back({nullptr, pages_->fd(), ZMQ_POLLIN, 0});
+    const std::size_t first_listener = items.size();
     for (int fd : listeners_) items.push_back({nullptr, fd, ZMQ_POLLIN, 0});
     std::vector<std::uint64_t> order;
     for (auto& [serial, c] : clients_) {
@@ -600,6 +719,7 @@ class Gateway {
       if (read(signal_fd, &info, sizeof info) == sizeof info) stopping_ = true;
     }
     if (items[2].revents & ZMQ_POLLIN) CheckHandshake();
+    if (pages_ != nullptr && (items[3].revents & ZMQ_POLLIN)) pages_->Answer([this] { return Page(); });
     if (items[0].revents & ZMQ_POLLIN) {
       zmq::message_t message;
       while (nvsd_.recv(message, zmq::recv_flags::dontwait)) {
@@ -608,13 +728,13 @@ class Gateway {
       }
     }
     for (std::size_t i = 0; i < listeners_.size(); ++i) {
-      if (items[3 + i].revents & ZMQ_POLLIN) Accept(listeners_[i]);
+      if (items[first_listener + i].revents & ZMQ_POLLIN) Accept(listeners_[i]);
     }
     for (std::size_t k = 0; k < order.size(); ++k) {
       auto it = clients_.find(order[k]);
       if (it == clients_.end()) continue;
       Client& c = it->second;
-      const short revents = items[3 + listeners_.size() + k].revents;
+      const short revents = items[first_listener + listeners_.size() + k].revents;
       if (c.fd >= 0 && (revents & ZMQ_POLLOUT)) Flush(c);
       if (c.fd >= 0 && (revents & (ZMQ_POLLIN | ZMQ_POLLERR)) && !c.read_closed) Read(c);
       Serve(c);
@@ -702,7 +822,7 @@ class Gateway {
     const bool asking = std::any_of(in_flight_.begin(), in_flight_.end(),
                                     [](const auto& entry) { return entry.second.kind == InFlight::Kind::kHeartbeat; });
     if (!asking && now - last_asked_ >= milliseconds(options_.heartbeat_ms)) {
-      Ask({{"type", "status"}}, InFlight{InFlight::Kind::kHeartbeat, 0, {}, false, {}});
+      Ask({{"type", "status"}}, InFlight{InFlight::Kind::kHeartbeat, 0, {}, {}, false, {}});
     }
   }
 
@@ -741,13 +861,18 @@ class Gateway {
         nacked_.erase(nacked_order_.front());
         nacked_order_.pop_front();
       }
-      if (client->second.fd >= 0) Write(client->second, Nak());  // no answer is not an ACK
+      if (client->second.fd >= 0) {
+        ++naks_[f.unsent ? "nvsd_not_connected" : "nvsd_timeout"];
+        Write(client->second, Nak());  // no answer is not an ACK
+      }
       Serve(client->second);
     }
   }
 
   Options options_;
   std::optional<protocol::ClientConfig> curve_;
+  metrics::PageRequests* pages_;  // null without --metrics
+  std::string metrics_address_;   // where the metrics endpoint listens, as bound
   zmq::context_t context_{1};
   zmq::socket_t nvsd_{context_, zmq::socket_type::dealer};
   std::vector<std::string> endpoints_;  // nvsd's client endpoint, or a cluster's members
@@ -782,6 +907,21 @@ class Gateway {
   Clock::time_point next_refresh_ = Clock::now();
   DeviceInfo device_;
   bool stopping_ = false;
+  // The metrics' counters. Every label value is here from the start (a
+  // series that appears only on its first event breaks rate()).
+  std::uint64_t accepted_ = 0;
+  std::uint64_t forwarded_ = 0;
+  std::uint64_t quarantined_ = 0;
+  std::map<std::string, std::uint64_t> connections_refused_ = {{"not_allowed", 0}, {"too_many_clients", 0}};
+  std::map<std::string, std::uint64_t> connections_closed_ = {
+      {"client_closed", 0}, {"stopped_reading", 0}, {"write_failed", 0}, {"over_limits", 0}};
+  std::map<std::string, std::uint64_t> acks_ = {{"command", 0}, {"ping", 0}, {"dump", 0}, {"friendly_name", 0}};
+  std::map<std::string, std::uint64_t> naks_ = {
+      {"invalid_request", 0}, {"device_absent", 0}, {"nvsd_not_connected", 0}, {"nvsd_timeout", 0},
+      {"quarantined", 0},     {"no_quorum", 0},     {"nvsd_unavailable", 0},   {"nvsd_rejected", 0},
+      {"no_leader", 0},       {"locked", 0},        {"router_refused", 0}};
+  std::vector<metrics::Histogram> latency_ =  // by InFlight::Kind
+      std::vector<metrics::Histogram>(3, metrics::Histogram(metrics::LatencyBuckets()));
 };
 
 }  // namespace
@@ -826,6 +966,9 @@ int main(int argc, char** argv) {
   app.add_option("--socket-send-buffer", options.socket_send_buffer, "kernel send buffer per client (bytes)")
       ->capture_default_str()
       ->check(CLI::Range(4096, 64 << 20));
+  app.add_option("--metrics", options.metrics,
+                 "HOST:PORT to serve Prometheus metrics on, at /metrics (port 0: any free port, logged as "
+                 "metrics_listening). Read-only and unauthenticated: bind it to loopback or a management network");
   CLI11_PARSE(app, argc, argv);
   for (const auto& text : options.allow) {
     std::string why;
@@ -857,6 +1000,24 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   sigprocmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  // After the signals are blocked: the endpoint's threads inherit the mask,
+  // so SIGTERM reaches the signalfd and not one of them.
+  // (`pages` outlives the endpoint, whose handlers may still ask while it stops.)
+  std::optional<nvs::metrics::PageRequests> pages;
+  std::unique_ptr<nvs::metrics::Endpoint> endpoint;
+  if (!options.metrics.empty()) {
+    pages.emplace();
+    // A scrape waits for the loop at most 2 s (then 503): a stuck loop shows as a failed scrape.
+    auto started =
+        nvs::metrics::Endpoint::Start(options.metrics, [&pages] { return pages->Ask(std::chrono::seconds(2)); });
+    if (!started.ok()) {
+      std::cerr << "nvs-videohub: --metrics: " << started.status().message() << "\n";
+      return 2;
+    }
+    endpoint = std::move(started.value());
+  }
   const int signal_fd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
-  return nvs::videohub::Gateway(options, std::move(curve.value())).Run(signal_fd);
+  return nvs::videohub::Gateway(options, std::move(curve.value()), pages ? &*pages : nullptr,
+                                endpoint ? endpoint->address() : std::string())
+      .Run(signal_fd);
 }

@@ -98,6 +98,7 @@ struct Config {
   std::filesystem::path state_dir;           // required: quarantine reports, variant logs
   std::string client_endpoint = "tcp://127.0.0.1:5555";  // ROUTER for clients (protocol/CLIENT.md)
   std::string event_endpoint = "tcp://127.0.0.1:5556";   // PUB for events; "" = none
+  std::string metrics_endpoint;                          // HOST:PORT for Prometheus (HTTP GET /metrics); "" = none
   std::string variant_endpoint;              // ROUTER for variants; "" = ipc://STATE_DIR/variants.sock
   std::optional<ClientCurveConfig> client_curve;  // unset: the client endpoint is plain
   std::vector<VariantConfig> variants;       // 1 to 8

@@ -114,6 +114,9 @@ class JournalWriter {
   bool pending() const { return !buffer_.empty() || unsynced(); }
   std::uint64_t bytes() const { return size_; }
   std::uint64_t records() const { return records_ + buffered_records_; }
+  // The fsyncs done, and how long the last one took (the metrics' histogram).
+  std::uint64_t syncs() const { return syncs_; }
+  double last_sync_seconds() const { return last_sync_seconds_; }
 
  private:
   JournalWriter() = default;
@@ -135,6 +138,8 @@ class JournalWriter {
   std::uint64_t doubt_from_ = 0;
   std::uint64_t doubt_records_ = 0;  // the records before doubt_from_
   std::int64_t last_sync_ms_ = 0;
+  std::uint64_t syncs_ = 0;
+  double last_sync_seconds_ = 0;
 };
 
 }  // namespace nvs::supervisor

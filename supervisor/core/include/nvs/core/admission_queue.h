@@ -60,6 +60,11 @@ class AdmissionQueue {
     return item;
   }
 
+  // Calls `f` with each client and its FIFO (for the metrics).
+  void ForEachQueue(const std::function<void(const std::string&, const std::deque<Item>&)>& f) const {
+    for (const auto& [client, queue] : queues_) f(client, queue);
+  }
+
   // Whether an item with this request id waits (O(1)).
   bool HoldsRequest(const std::string& request_id) const { return pending_ids_.count(request_id) != 0; }
 
