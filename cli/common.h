@@ -41,6 +41,8 @@ void AddReplayCommand(CLI::App& app, Options& options);
 void AddClusterCommand(CLI::App& app, Options& options);
 // `nvs quarantine ...` (cli/quarantine_command.cc).
 void AddQuarantineCommand(CLI::App& app, Options& options);
+// `nvs top` (cli/top_command.cc).
+void AddTopCommand(CLI::App& app, Options& options);
 // `nvs journal check` and `nvs journal repair` (cli/journal_command.cc).
 void AddJournalCheckCommands(CLI::App& journal, Options& options);
 

@@ -133,11 +133,20 @@ int Status(const Options& o) {
   if (!n.value("available", true)) {
     std::cout << "NOT TAKING COMMANDS: " << n.value("unavailable_reason", json("")).dump() << "\n";
   }
-  std::printf("%-14s %-7s %-9s %8s %5s %8s  %s\n", "VARIANT", "ROLE", "STATE", "PID", "INC", "RESTARTS", "LAST FAULT");
+  if (n.value("paced_by", json()).is_string()) {
+    std::cout << "PACE: " << n["paced_by"].get<std::string>()
+              << " is much slower than the others: it falls behind, and commands wait for it (its P50 MS below)\n";
+  }
+  std::printf("%-14s %-7s %-9s %8s %5s %8s %8s  %s\n", "VARIANT", "ROLE", "STATE", "PID", "INC", "RESTARTS", "P50 MS",
+              "LAST FAULT");
   for (const auto& v : (*reply)["variants"]) {
-    std::printf("%-14s %-7s %-9s %8d %5d %8d  %s\n", v.value("name", "?").c_str(), v.value("role", "?").c_str(),
-                v.value("state", "?").c_str(), v.value("pid", -1), v.value("incarnation", 0), v.value("restarts", 0),
-                v.value("last_fault", "").c_str());
+    const json pace = v.value("pace", json::object());
+    const json p50 = pace.value("answer_p50_ms", json());
+    char ms[32] = "-";
+    if (p50.is_number()) std::snprintf(ms, sizeof ms, "%.2f", p50.get<double>());
+    std::printf("%-14s %-7s %-9s %8d %5d %8d %8s  %s%s\n", v.value("name", "?").c_str(), v.value("role", "?").c_str(),
+                v.value("state", "?").c_str(), v.value("pid", -1), v.value("incarnation", 0), v.value("restarts", 0), ms,
+                pace.value("sets_pace", false) ? "[sets the pace] " : "", v.value("last_fault", "").c_str());
   }
   const json recent = n.value("recent_verdicts", json::array());
   if (!recent.empty()) {
@@ -231,6 +240,7 @@ int RunNvs(int argc, char** argv) {
   AddReplayCommand(app, o);
   AddQuarantineCommand(app, o);
   AddClusterCommand(app, o);
+  AddTopCommand(app, o);
 
   try {
     app.parse(argc, argv);

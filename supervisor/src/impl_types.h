@@ -223,8 +223,8 @@ inline JournalRecord VerdictOf(std::uint64_t seq, std::string id, std::string ke
 // page itself when a scrape asks (metrics::PageRequests).
 struct MetricCounters {
   std::map<std::pair<std::string, std::string>, std::uint64_t> verdicts;  // (verdict, command|query)
-  std::map<std::string, std::uint64_t> dispatched;                       // command|query
-  std::map<std::string, std::uint64_t> replies;                          // by status
+  std::uint64_t dispatched[2] = {0, 0};                                   // commands, queries
+  std::uint64_t replies[8] = {};                                         // by proto::ClientStatus
   metrics::Histogram command_seconds{metrics::LatencyBuckets()};          // dispatch -> verdict, commands
   metrics::Histogram query_seconds{metrics::LatencyBuckets()};            // the same, queries
   metrics::Histogram journal_sync_seconds{metrics::LatencyBuckets()};
@@ -236,8 +236,8 @@ struct MetricCounters {
 };
 
 // The pace: over a variant's last kPaceWindow answers, one whose median is
-// kPaceFactor times the next slowest's (and kPaceMinMs more) holds every
-// command back (lockstep waits for it within the catch-up window); it
+// kPaceFactor times the next slowest's (and kPaceMinMs more) falls behind
+// and, once kCatchUpWindow commands behind, holds every command back; it
 // stops being named below kPaceClearFactor.
 constexpr std::size_t kPaceWindow = 64;
 constexpr std::size_t kPaceMinSamples = 16;

@@ -455,6 +455,7 @@ proto::ClientReply Supervisor::Impl::StatusReply(const std::string& id) {
   json body = {{"cluster", ClusterStatusJson()},
                {"nvsd",
                 {{"pid", getpid()},
+                 {"event_endpoint", config.event_endpoint},
                  {"ready", ready},
                  {"seq", last_seq},
                  {"commits", commits},

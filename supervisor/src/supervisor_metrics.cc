@@ -70,11 +70,8 @@ std::string Supervisor::Impl::RenderMetrics() const {
 
   page.Family("nvs_commands_dispatched_total", MetricType::kCounter,
               "Commands and queries sent to the variants (kind: command or query).");
-  for (const char* kind : {"command", "query"}) {
-    const auto it = m.dispatched.find(kind);
-    page.Sample("nvs_commands_dispatched_total", {{"kind", kind}},
-                static_cast<double>(it == m.dispatched.end() ? 0 : it->second));
-  }
+  page.Sample("nvs_commands_dispatched_total", {{"kind", "command"}}, static_cast<double>(m.dispatched[0]));
+  page.Sample("nvs_commands_dispatched_total", {{"kind", "query"}}, static_cast<double>(m.dispatched[1]));
   page.Family("nvs_verdicts_total", MetricType::kCounter,
               "Verdicts, by verdict (COMMIT, POISON, NO_QUORUM, EXPIRED...) and kind (command or query).");
   if (m.verdicts.empty()) page.Sample("nvs_verdicts_total", {{"verdict", "COMMIT"}, {"kind", "command"}}, 0);
@@ -84,9 +81,11 @@ std::string Supervisor::Impl::RenderMetrics() const {
   page.Family("nvs_replies_total", MetricType::kCounter,
               "Replies to clients, by status (committed, answered, rejected, quarantined, unavailable, ok, "
               "not_leader).");
-  for (const char* status : {"committed", "answered", "rejected", "quarantined", "unavailable", "ok", "not_leader"}) {
-    const auto it = m.replies.find(status);
-    page.Sample("nvs_replies_total", {{"status", status}}, static_cast<double>(it == m.replies.end() ? 0 : it->second));
+  for (const auto status : {proto::ClientStatus::kCommitted, proto::ClientStatus::kAnswered, proto::ClientStatus::kRejected,
+                            proto::ClientStatus::kQuarantined, proto::ClientStatus::kUnavailable, proto::ClientStatus::kOk,
+                            proto::ClientStatus::kNotLeader}) {
+    page.Sample("nvs_replies_total", {{"status", std::string(proto::ToString(status))}},
+                static_cast<double>(m.replies[static_cast<std::size_t>(status)]));
   }
   page.Family("nvs_command_duration_seconds", MetricType::kHistogram,
               "From a command's dispatch to its verdict, in seconds (kind: command or query).");
@@ -208,8 +207,8 @@ void Supervisor::Impl::NoteSettled(const Command& c) {
   if (++settled_since_pace_check >= kPaceMinSamples) UpdatePace();
 }
 
-// Lockstep waits for every voter within the catch-up window: the slowest
-// voter sets the pace of all. Named when its median answer is kPaceFactor
+// Lockstep lets a voter fall behind by at most kCatchUpWindow commands,
+// then waits for it: the slowest voter sets the pace of all. Named when its median answer is kPaceFactor
 // times the next slowest's (an event, a warning, status and the metrics);
 // no longer once it is under kPaceClearFactor times, or stops voting.
 void Supervisor::Impl::UpdatePace() {
@@ -236,7 +235,8 @@ void Supervisor::Impl::UpdatePace() {
                         {"next_slowest_p50_ms", next},
                         {"why", *now + " answers in " + std::to_string(static_cast<long>(slowest + 0.5)) +
                                     " ms (median), " + std::to_string(static_cast<long>(slowest / next + 0.5)) +
-                                    " times the next slowest: every command waits for it"}};
+                                    " times the next slowest: it falls behind, and once it is " +
+                                    std::to_string(kCatchUpWindow) + " commands behind every command waits for it"}};
     Log(LogLevel::kWarn, "pace", event);
     Publish("pace", event);
   } else {

@@ -311,7 +311,7 @@ void Supervisor::Impl::Dispatch(Command c) {
     for (auto& b : behind) admitted_ahead.push_back(std::move(b));
   }
   c.dispatched_at = Now();
-  ++metric_counters.dispatched[c.is_query ? "query" : "command"];
+  ++metric_counters.dispatched[c.is_query ? 1 : 0];
   if (!c.is_query) {
     stage_queued.Add(MillisSince(c.admitted_at, began) * 1000);
     stage_admit.Add(MillisSince(began, c.dispatched_at) * 1000);

@@ -58,7 +58,7 @@ void Supervisor::Impl::Reply(const ClientAddress& to, const proto::ClientReply& 
     return;
   }
   if (reply.status == proto::ClientStatus::kUnavailable) NoteUnavailable(reply.reason);
-  ++metric_counters.replies[std::string(proto::ToString(reply.status))];
+  ++metric_counters.replies[static_cast<std::size_t>(reply.status)];
   outbox.push_back({to, reply, record});
 }
 

@@ -124,7 +124,7 @@ TEST(Metrics, AVariantMuchSlowerThanTheOthersIsNamedAsSettingThePace) {
   const json event = nvsd.WaitEvent([](const json& e) { return e.value("event", "") == "pace"; });
   ASSERT_FALSE(event.is_null()) << nvsd.NvsdLog();
   EXPECT_EQ(event["variant"], "router-c") << event.dump();
-  EXPECT_NE(event.value("why", "").find("every command waits for it"), std::string::npos) << event.dump();
+  EXPECT_NE(event.value("why", "").find("commands behind every command waits for it"), std::string::npos) << event.dump();
   const json status = nvsd.Status();
   EXPECT_EQ(status["nvsd"]["paced_by"], "router-c") << status.dump();
   for (const auto& v : status["variants"]) {
