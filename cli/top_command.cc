@@ -113,7 +113,10 @@ class Top {
     } else {
       const json& n = status["nvsd"];
       const std::uint64_t commits = n.value("commits", std::uint64_t{0});
-      const double rate = have_commits_ && seconds > 0 ? static_cast<double>(commits - last_commits_) / seconds : 0;
+      // (Commits can be taken back, when the journal could not keep them.)
+      const double rate = have_commits_ && seconds > 0 && commits >= last_commits_
+                              ? static_cast<double>(commits - last_commits_) / seconds
+                              : 0;
       last_commits_ = commits;
       have_commits_ = true;
       char line[512];
@@ -206,7 +209,12 @@ int RunTop(const Options& o, const TopOptions& t) {
   if (!events.empty()) {
     try {
       sub.connect(events);
-      sub.set(zmq::sockopt::subscribe, "");
+      // What the view shows: not `settled`, which nvsd would build for every
+      // command only for it.
+      for (const char* topic : {"ready", "verdict", "divergence", "variant", "restart", "failed", "quarantine",
+                                "blocked", "unavailable", "available", "journal", "promoted", "pace", "cluster"}) {
+        sub.set(zmq::sockopt::subscribe, topic);
+      }
     } catch (const zmq::error_t& e) {
       std::cerr << "nvs top: cannot subscribe to " << events << ": " << e.what() << "\n";
       return kExitUsage;
@@ -218,7 +226,17 @@ int RunTop(const Options& o, const TopOptions& t) {
   action.sa_handler = OnStop;
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
-  if (terminal) std::cout << "\x1b[?25l";  // (the cursor hidden while the view is up)
+  // The cursor is hidden while the view is up, and shown again however
+  // this ends.
+  struct Cursor {
+    bool terminal;
+    explicit Cursor(bool t) : terminal(t) {
+      if (terminal) std::cout << "\x1b[?25l";
+    }
+    ~Cursor() {
+      if (terminal) std::cout << "\x1b[?25h" << std::flush;
+    }
+  } cursor(terminal);
   Top top(t, terminal);
   top.Draw(*first.value(), "");
   int drawn = 1;
@@ -245,7 +263,13 @@ int RunTop(const Options& o, const TopOptions& t) {
       nanosleep(&pause, nullptr);  // (no events to wait on: the refresh's own pace)
       continue;
     }
-    auto status = client->Call({{"type", "status"}}, std::min(o.timeout_ms, std::max(t.interval_ms, 1000)));
+    Result<std::optional<json>> status = std::optional<json>();
+    try {
+      status = client->Call({{"type", "status"}}, std::min(o.timeout_ms, std::max(t.interval_ms, 1000)));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) break;  // Ctrl-C while it waited for nvsd
+      throw;
+    }
     std::string trouble;
     if (!status.ok()) trouble = status.status().message();
     else if (!status.value()) trouble = "no reply from " + client->endpoint();
@@ -253,7 +277,6 @@ int RunTop(const Options& o, const TopOptions& t) {
     ++drawn;
     next = Clock::now() + std::chrono::milliseconds(t.interval_ms);
   }
-  if (terminal) std::cout << "\x1b[?25h" << std::flush;
   return kExitOk;
 }
 
@@ -266,7 +289,8 @@ void AddTopCommand(CLI::App& app, Options& options) {
              "verdicts and events; plain lines when not on a terminal");
   AddConnectionOptions(*sub, options);
   sub->add_option("--events", top.events,
-                  "nvsd's event endpoint (default: the one nvsd's status names)");
+                  "nvsd's event endpoint (default: the one nvsd's status names, as nvsd's config writes it: from "
+                  "another machine, or for a relative ipc path, give it here)");
   sub->add_option("--interval", top.interval_ms, "refresh every this many ms (default 1000)")->check(CLI::Range(100, 60000));
   sub->add_option("--count", top.count, "stop after this many refreshes (default: run until Ctrl-C)")
       ->check(CLI::NonNegativeNumber);

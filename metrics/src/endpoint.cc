@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cstring>
 #include <ctime>
+#include <future>
 #include <thread>
 
 #include "nvs/metrics/exposition.h"
@@ -41,16 +42,30 @@ Result<std::pair<std::string, int>> ParseHostPort(std::string_view endpoint) {
 struct Endpoint::State {
   httplib::Server server;
   std::thread thread;
+  std::promise<void> stopped;  // set when the server's thread is done (its workers joined)
 };
 
 Endpoint::Endpoint(std::unique_ptr<State> state) : state_(std::move(state)) {}
 
+// The server's stop joins its workers, and a worker waits on its client:
+// an idle keep-alive connection for up to 5 s, a client sending a header
+// a byte at a time for as long as it likes. The program's own stop must
+// not wait on a client: after kStopWait the threads are left to end on
+// their own (with their state, deliberately not freed).
 Endpoint::~Endpoint() {
+  constexpr auto kStopWait = std::chrono::seconds(1);
+  auto done = state_->stopped.get_future();
   state_->server.stop();
-  if (state_->thread.joinable()) state_->thread.join();
+  if (done.wait_for(kStopWait) == std::future_status::ready) {
+    state_->thread.join();
+    return;
+  }
+  state_->thread.detach();
+  (void)state_.release();
 }
 
-Result<std::unique_ptr<Endpoint>> Endpoint::Start(std::string_view endpoint, Render render) {
+Result<std::unique_ptr<Endpoint>> Endpoint::Start(std::string_view endpoint, Render render,
+                                                  std::chrono::seconds client_timeout) {
   auto parsed = ParseHostPort(endpoint);
   if (!parsed.ok()) return parsed.status();
   const auto [host, port] = parsed.value();
@@ -59,9 +74,9 @@ Result<std::unique_ptr<Endpoint>> Endpoint::Start(std::string_view endpoint, Ren
   // Two workers: a scrape is small and rare, and a slow or idle client
   // (a connection held open) is cut off by the timeouts, not queued behind.
   server.new_task_queue = [] { return new httplib::ThreadPool(2); };
-  server.set_read_timeout(5, 0);
-  server.set_write_timeout(5, 0);
-  server.set_keep_alive_timeout(5);
+  server.set_read_timeout(client_timeout.count(), 0);
+  server.set_write_timeout(client_timeout.count(), 0);
+  server.set_keep_alive_timeout(client_timeout.count());
   server.set_keep_alive_max_count(100);
   server.set_payload_max_length(64 * 1024);
   // SO_REUSEADDR only: cpp-httplib's default adds SO_REUSEPORT, with which a
@@ -98,7 +113,10 @@ Result<std::unique_ptr<Endpoint>> Endpoint::Start(std::string_view endpoint, Ren
     return Status::Error("cannot bind the metrics endpoint " + std::string(endpoint) +
                          (e != 0 ? std::string(": ") + std::strerror(e) : std::string(": the address cannot be bound")));
   }
-  state->thread = std::thread([&server] { server.listen_after_bind(); });
+  state->thread = std::thread([&server, &stopped = state->stopped] {
+    server.listen_after_bind();
+    stopped.set_value();
+  });
   // stop() does nothing before the thread has started listening, and the
   // destructor's stop must not be lost: wait for it (a thread start, at
   // most 5 s).

@@ -277,15 +277,17 @@ struct Supervisor::Impl {
   // metrics_endpoint: Prometheus scrapes it (nvs_metrics); the page is
   // rendered here, on the loop, when metrics_requests' fd is readable.
   MetricCounters metric_counters;
-  std::unique_ptr<metrics::PageRequests> metrics_requests;  // (before the endpoint: it outlives it)
+  std::shared_ptr<metrics::PageRequests> metrics_requests;  // (shared with the endpoint's handler, which may outlive it)
   std::unique_ptr<metrics::Endpoint> metrics_endpoint;
   // The variant that sets the pace (UpdatePace), if one does.
   std::optional<std::string> paced_by;
   std::uint64_t settled_since_pace_check = 0;
+  Clock::time_point last_settled_at{};
 
   std::string RenderMetrics() const;
   void NoteSettled(const Command& c);
   void UpdatePace();
+  void CheckPace();
   json PaceJson(const Variant& v) const;
 
   std::set<std::string> LiveIdentities() const;

@@ -244,6 +244,7 @@ constexpr std::size_t kPaceMinSamples = 16;
 constexpr double kPaceFactor = 3.0;
 constexpr double kPaceClearFactor = 2.0;
 constexpr double kPaceMinMs = 1.0;
+constexpr std::chrono::seconds kPaceIdle{10};
 
 class LatencyWindow {
  public:

@@ -445,6 +445,7 @@ void Supervisor::Impl::Turn(const Readiness& ready) {
   SpawnPendingRestarts();
   KillOrphans();
   KeepSpare();
+  CheckPace();
 }
 
 }  // namespace nvs::supervisor

@@ -66,7 +66,10 @@ std::string Supervisor::Impl::RenderMetrics() const {
   page.Gauge("nvs_available", "1 while nvsd takes commands (0: it refuses them as unavailable).",
              ready && !unavailable_reason && suspects.empty() ? 1 : 0);
   page.Gauge("nvs_seq", "The sequence number of the last command admitted.", static_cast<double>(last_seq));
-  page.Counter("nvs_commits_total", "Commands committed.", static_cast<double>(commits));
+  // (A gauge: a commit whose verdict the journal could not keep is taken
+  // back. For a rate, nvs_verdicts_total{verdict="COMMIT"}.)
+  page.Gauge("nvs_commits", "Commands committed since nvsd started (a commit the journal could not keep is taken back).",
+             static_cast<double>(commits));
 
   page.Family("nvs_commands_dispatched_total", MetricType::kCounter,
               "Commands and queries sent to the variants (kind: command or query).");
@@ -74,8 +77,14 @@ std::string Supervisor::Impl::RenderMetrics() const {
   page.Sample("nvs_commands_dispatched_total", {{"kind", "query"}}, static_cast<double>(m.dispatched[1]));
   page.Family("nvs_verdicts_total", MetricType::kCounter,
               "Verdicts, by verdict (COMMIT, POISON, NO_QUORUM, EXPIRED...) and kind (command or query).");
-  if (m.verdicts.empty()) page.Sample("nvs_verdicts_total", {{"verdict", "COMMIT"}, {"kind", "command"}}, 0);
-  for (const auto& [key, count] : m.verdicts) {
+  // Every verdict and kind from the start, at 0 before the first: a series
+  // that appears at 1 shows no increase() (an alert on the first NO_QUORUM
+  // would stay silent).
+  auto verdicts = m.verdicts;
+  for (const char* verdict : {"COMMIT", "POISON", "NO_QUORUM", "EXPIRED"}) {
+    for (const char* kind : {"command", "query"}) verdicts.try_emplace({verdict, kind}, 0);
+  }
+  for (const auto& [key, count] : verdicts) {
     page.Sample("nvs_verdicts_total", {{"verdict", key.first}, {"kind", key.second}}, static_cast<double>(count));
   }
   page.Family("nvs_replies_total", MetricType::kCounter,
@@ -136,14 +145,14 @@ std::string Supervisor::Impl::RenderMetrics() const {
   for (const auto& v : variants) page.Sample("nvs_variant_restarts_total", {{"variant", v.config.name}}, v.restarts);
   page.Family("nvs_variant_deaths_total", MetricType::kCounter,
               "Deaths nvsd did not cause, by cause: the signal (SIGSEGV, SIGKILL...) or exit.");
+  auto deaths = m.deaths;  // (the usual causes at 0 from the start, as above)
   for (const auto& v : variants) {
-    bool any = false;
-    for (const auto& [key, count] : m.deaths) {
-      if (key.first != v.config.name) continue;
-      page.Sample("nvs_variant_deaths_total", {{"variant", key.first}, {"cause", key.second}}, static_cast<double>(count));
-      any = true;
+    for (const char* cause : {"SIGSEGV", "SIGABRT", "SIGBUS", "SIGFPE", "SIGILL", "SIGKILL", "exit"}) {
+      deaths.try_emplace({v.config.name, cause}, 0);
     }
-    if (!any) page.Sample("nvs_variant_deaths_total", {{"variant", v.config.name}, {"cause", "exit"}}, 0);
+  }
+  for (const auto& [key, count] : deaths) {
+    page.Sample("nvs_variant_deaths_total", {{"variant", key.first}, {"cause", key.second}}, static_cast<double>(count));
   }
   const auto per_variant = [&](const char* name, const char* help, const std::map<std::string, std::uint64_t>& counts) {
     page.Family(name, MetricType::kCounter, help);
@@ -171,8 +180,9 @@ std::string Supervisor::Impl::RenderMetrics() const {
 
   page.Family("nvs_probes_total", MetricType::kCounter,
               "Probes finished (a suspect command run on a disposable process), by outcome.");
-  if (m.probes.empty()) page.Sample("nvs_probes_total", {{"outcome", "survived"}}, 0);
-  for (const auto& [outcome, count] : m.probes) page.Sample("nvs_probes_total", {{"outcome", outcome}}, static_cast<double>(count));
+  auto probes = m.probes;
+  for (const char* outcome : {"survived", "crashed", "hung", "failed", "inconclusive"}) probes.try_emplace(outcome, 0);
+  for (const auto& [outcome, count] : probes) page.Sample("nvs_probes_total", {{"outcome", outcome}}, static_cast<double>(count));
   page.Counter("nvs_quarantines_total", "Commands quarantined.", static_cast<double>(m.quarantines));
   page.Counter("nvs_blocked_resends_total", "Commands refused without dispatch as identical to a quarantined one.",
                static_cast<double>(m.blocked));
@@ -204,7 +214,22 @@ void Supervisor::Impl::NoteSettled(const Command& c) {
       if (v.answer_ms.size() > kPaceWindow) v.answer_ms.pop_front();
     }
   }
+  last_settled_at = Now();
   if (++settled_since_pace_check >= kPaceMinSamples) UpdatePace();
+}
+
+// Each turn while a variant is named: it stops setting the pace when it
+// stops voting (a restart starts its window afresh) or when no command
+// has settled for kPaceIdle (it sets the pace of nothing).
+void Supervisor::Impl::CheckPace() {
+  if (!paced_by) return;
+  for (const auto& v : variants) {
+    if (v.config.name == *paced_by && (!Voting(v) || v.answer_ms.size() < kPaceMinSamples)) {
+      UpdatePace();
+      return;
+    }
+  }
+  if (Now() - last_settled_at >= kPaceIdle) UpdatePace();
 }
 
 // Lockstep lets a voter fall behind by at most kCatchUpWindow commands,
@@ -219,7 +244,8 @@ void Supervisor::Impl::UpdatePace() {
   }
   std::sort(medians.begin(), medians.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
   std::optional<std::string> now;
-  if (medians.size() >= 2) {
+  const bool idle = Now() - last_settled_at >= kPaceIdle;
+  if (medians.size() >= 2 && !idle) {
     const auto& [slowest, v] = medians[0];
     const double next = medians[1].first;
     const double factor = paced_by == v->config.name ? kPaceClearFactor : kPaceFactor;
@@ -240,7 +266,14 @@ void Supervisor::Impl::UpdatePace() {
     Log(LogLevel::kWarn, "pace", event);
     Publish("pace", event);
   } else {
-    const json event = {{"variant", nullptr}, {"was", *paced_by}, {"why", *paced_by + " keeps up again (or no longer votes)"}};
+    const bool voting = std::any_of(variants.begin(), variants.end(), [&](const Variant& v) {
+      return v.config.name == *paced_by && Voting(v) && v.answer_ms.size() >= kPaceMinSamples;
+    });
+    const json event = {{"variant", nullptr},
+                        {"was", *paced_by},
+                        {"why", idle      ? "no command for " + std::to_string(kPaceIdle.count()) + " s"
+                                : !voting ? *paced_by + " restarted or stopped voting"
+                                          : *paced_by + " keeps up again"}};
     Log(LogLevel::kInfo, "pace", event);
     Publish("pace", event);
   }

@@ -240,6 +240,7 @@ bool Supervisor::Impl::RefusedAtItsTurn(Command& c) {
   }
   if (HasExpired(c)) {
     const auto reply = ExpiredReply(c, "before it could be sent to the variants");
+    ++metric_counters.verdicts[{"EXPIRED", "command"}];
     c.expired = true;
     c.verdict = voter::Verdict{};
     c.verdict->reason = reply.reason;

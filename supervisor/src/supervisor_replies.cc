@@ -58,7 +58,6 @@ void Supervisor::Impl::Reply(const ClientAddress& to, const proto::ClientReply& 
     return;
   }
   if (reply.status == proto::ClientStatus::kUnavailable) NoteUnavailable(reply.reason);
-  ++metric_counters.replies[static_cast<std::size_t>(reply.status)];
   outbox.push_back({to, reply, record});
 }
 
@@ -396,6 +395,7 @@ void Supervisor::Impl::SendNow(const ClientAddress& to, const proto::ClientReply
     ++client_counters.replies_dropped;  // (its cut-off was logged, with what it dropped then)
     return;
   }
+  ++metric_counters.replies[static_cast<std::size_t>(reply.status)];  // (as sent: a held reply counts once, as it goes)
   std::vector<std::string> frames = to.envelope;
   frames.push_back(proto::Encode(reply));
   if (auto it = backlogs.find(peer); it != backlogs.end()) {

@@ -92,8 +92,8 @@ Status Supervisor::Impl::Start(int signal_fd) {
   if (!config.metrics_endpoint.empty()) {
     // Its page is rendered on this loop (RenderMetrics), at most 2 s after a
     // scrape asks: a loop stuck longer answers 503, which says so.
-    metrics_requests = std::make_unique<metrics::PageRequests>();
-    auto endpoint = metrics::Endpoint::Start(config.metrics_endpoint, [requests = metrics_requests.get()] {
+    metrics_requests = std::make_shared<metrics::PageRequests>();
+    auto endpoint = metrics::Endpoint::Start(config.metrics_endpoint, [requests = metrics_requests] {
       return requests->Ask(std::chrono::seconds(2));
     });
     if (!endpoint.ok()) return endpoint.status();

@@ -59,7 +59,9 @@ TEST(Metrics, AScrapeOfALiveNvsdCountsWhatHappenedAndPassesPromtool) {
   const auto value = [&](const std::string& series) { return MetricValue(page, series); };
   EXPECT_EQ(value("nvs_verdicts_total{verdict=\"COMMIT\",kind=\"command\"}"), 5) << page;
   EXPECT_EQ(value("nvs_verdicts_total{verdict=\"COMMIT\",kind=\"query\"}"), 1) << page;
-  EXPECT_EQ(value("nvs_commits_total"), 5);
+  EXPECT_EQ(value("nvs_commits"), 5);
+  EXPECT_EQ(value("nvs_verdicts_total{verdict=\"NO_QUORUM\",kind=\"command\"}"), 0) << "listed before the first";
+  EXPECT_EQ(value("nvs_variant_deaths_total{variant=\"router-a\",cause=\"SIGSEGV\"}"), 0);
   EXPECT_EQ(value("nvs_seq"), 5);
   EXPECT_EQ(value("nvs_commands_dispatched_total{kind=\"command\"}"), 5);
   EXPECT_EQ(value("nvs_replies_total{status=\"committed\"}"), 5);
@@ -136,6 +138,14 @@ TEST(Metrics, AVariantMuchSlowerThanTheOthersIsNamedAsSettingThePace) {
   EXPECT_EQ(MetricValue(page, "nvs_variant_sets_pace{variant=\"router-c\"}"), 1) << page;
   EXPECT_EQ(MetricValue(page, "nvs_variant_sets_pace{variant=\"router-a\"}"), 0);
   EXPECT_EQ(MetricValue(page, "nvs_pace_changes_total"), 1);
+  // It restarts: it no longer sets the pace.
+  ASSERT_TRUE(SignalProcess(nvsd.VariantPid("router-c"), SIGKILL));
+  const json cleared =
+      nvsd.WaitEvent([](const json& e) { return e.value("event", "") == "pace" && e["variant"].is_null(); });
+  ASSERT_FALSE(cleared.is_null()) << nvsd.NvsdLog();
+  EXPECT_EQ(cleared["was"], "router-c");
+  EXPECT_NE(cleared.value("why", "").find("restarted or stopped voting"), std::string::npos) << cleared.dump();
+  EXPECT_TRUE(nvsd.Status()["nvsd"]["paced_by"].is_null());
 }
 
 }  // namespace

@@ -1003,13 +1003,15 @@ int main(int argc, char** argv) {
   // After the signals are blocked: the endpoint's threads inherit the mask,
   // so SIGTERM reaches the signalfd and not one of them.
   // (`pages` outlives the endpoint, whose handlers may still ask while it stops.)
-  std::optional<nvs::metrics::PageRequests> pages;
+  // (Shared with the handler: an endpoint that cannot stop in time leaves
+  // its threads, and what they use, behind; metrics/endpoint.h.)
+  std::shared_ptr<nvs::metrics::PageRequests> pages;
   std::unique_ptr<nvs::metrics::Endpoint> endpoint;
   if (!options.metrics.empty()) {
-    pages.emplace();
+    pages = std::make_shared<nvs::metrics::PageRequests>();
     // A scrape waits for the loop at most 2 s (then 503): a stuck loop shows as a failed scrape.
     auto started =
-        nvs::metrics::Endpoint::Start(options.metrics, [&pages] { return pages->Ask(std::chrono::seconds(2)); });
+        nvs::metrics::Endpoint::Start(options.metrics, [pages] { return pages->Ask(std::chrono::seconds(2)); });
     if (!started.ok()) {
       std::cerr << "nvs-videohub: --metrics: " << started.status().message() << "\n";
       return 2;
@@ -1017,7 +1019,7 @@ int main(int argc, char** argv) {
     endpoint = std::move(started.value());
   }
   const int signal_fd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
-  return nvs::videohub::Gateway(options, std::move(curve.value()), pages ? &*pages : nullptr,
+  return nvs::videohub::Gateway(options, std::move(curve.value()), pages.get(),
                                 endpoint ? endpoint->address() : std::string())
       .Run(signal_fd);
 }

@@ -1,7 +1,8 @@
 // The HTTP endpoint a Prometheus server scrapes (cpp-httplib, Debian's
 // libcpp-httplib-dev): GET /metrics answers the page a Render gives, in
 // the text format 0.0.4; anything else is 404, any other method 405. Its
-// own threads (two workers), stopped and joined by the destructor. It is
+// own threads (two workers), stopped by the destructor, which waits for
+// them at most a second (a client cannot hold up the program's stop). It is
 // read-only and unauthenticated: bind it to loopback or a management
 // network (README, "Metrics").
 //
@@ -36,7 +37,9 @@ class Endpoint {
 
   // Binds and starts serving; fails (with the address and the reason)
   // when the address cannot be bound.
-  static Result<std::unique_ptr<Endpoint>> Start(std::string_view endpoint, Render render);
+  // `client_timeout`: how long a client may leave a read or write waiting.
+  static Result<std::unique_ptr<Endpoint>> Start(std::string_view endpoint, Render render,
+                                                 std::chrono::seconds client_timeout = std::chrono::seconds(5));
   ~Endpoint();
   Endpoint(const Endpoint&) = delete;
   Endpoint& operator=(const Endpoint&) = delete;
