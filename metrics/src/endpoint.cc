@@ -10,6 +10,7 @@
 #include <ctime>
 #include <future>
 #include <thread>
+#include <vector>
 
 #include "nvs/metrics/exposition.h"
 
@@ -47,9 +48,9 @@ struct Endpoint::State {
 
 Endpoint::Endpoint(std::unique_ptr<State> state) : state_(std::move(state)) {}
 
-// The server's stop joins its workers, and a worker waits on its client:
-// an idle keep-alive connection for up to 5 s, a client sending a header
-// a byte at a time for as long as it likes. The program's own stop must
+// The server's stop joins its workers, and a worker waits on its client
+// (an idle keep-alive connection for up to 5 s, a client sending a header
+// a byte at a time for as long as it likes) or on its page. The program's own stop must
 // not wait on a client: after kStopWait the threads are left to end on
 // their own (with their state, deliberately not freed).
 Endpoint::~Endpoint() {
@@ -61,11 +62,12 @@ Endpoint::~Endpoint() {
     return;
   }
   state_->thread.detach();
-  (void)state_.release();
+  // (Kept reachable, never freed: the threads still use it.)
+  static auto* const abandoned = new std::vector<State*>();
+  abandoned->push_back(state_.release());
 }
 
-Result<std::unique_ptr<Endpoint>> Endpoint::Start(std::string_view endpoint, Render render,
-                                                  std::chrono::seconds client_timeout) {
+Result<std::unique_ptr<Endpoint>> Endpoint::Start(std::string_view endpoint, Render render) {
   auto parsed = ParseHostPort(endpoint);
   if (!parsed.ok()) return parsed.status();
   const auto [host, port] = parsed.value();
@@ -74,9 +76,9 @@ Result<std::unique_ptr<Endpoint>> Endpoint::Start(std::string_view endpoint, Ren
   // Two workers: a scrape is small and rare, and a slow or idle client
   // (a connection held open) is cut off by the timeouts, not queued behind.
   server.new_task_queue = [] { return new httplib::ThreadPool(2); };
-  server.set_read_timeout(client_timeout.count(), 0);
-  server.set_write_timeout(client_timeout.count(), 0);
-  server.set_keep_alive_timeout(client_timeout.count());
+  server.set_read_timeout(5, 0);
+  server.set_write_timeout(5, 0);
+  server.set_keep_alive_timeout(5);
   server.set_keep_alive_max_count(100);
   server.set_payload_max_length(64 * 1024);
   // SO_REUSEADDR only: cpp-httplib's default adds SO_REUSEPORT, with which a

@@ -37,9 +37,7 @@ class Endpoint {
 
   // Binds and starts serving; fails (with the address and the reason)
   // when the address cannot be bound.
-  // `client_timeout`: how long a client may leave a read or write waiting.
-  static Result<std::unique_ptr<Endpoint>> Start(std::string_view endpoint, Render render,
-                                                 std::chrono::seconds client_timeout = std::chrono::seconds(5));
+  static Result<std::unique_ptr<Endpoint>> Start(std::string_view endpoint, Render render);
   ~Endpoint();
   Endpoint(const Endpoint&) = delete;
   Endpoint& operator=(const Endpoint&) = delete;
