@@ -21,7 +21,8 @@ contents=$(dpkg-deb -c "$deb")
 for path in ./usr/bin/nvsd ./usr/bin/nvs ./usr/bin/nvs-videohub ./usr/bin/nvs-stdio-bridge ./usr/bin/router-a \
             ./usr/bin/router-b ./usr/share/nvs/router-c/router_c.py ./usr/lib/systemd/system/nvsd.service \
             ./etc/nvs/nvsd.json ./usr/share/man/man1/nvsd.1.gz ./usr/share/man/man1/nvs.1.gz \
-            ./usr/share/man/man1/nvs-videohub.1.gz ./usr/share/doc/nvs/copyright; do
+            ./usr/share/man/man1/nvs-videohub.1.gz ./usr/share/doc/nvs/copyright \
+            ./usr/share/doc/nvs/examples/prometheus/nvs-alerts.yml; do
   grep -q " $path\$" <<<"$contents" || fail "the package has no $path"
 done
 dpkg-deb -f "$deb" Depends | grep -q python3 || fail "the package does not depend on python3 (router-c)"
