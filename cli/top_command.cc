@@ -88,7 +88,7 @@ std::string EventLine(const json& e) {
 
 class Top {
  public:
-  Top(const TopOptions& options, bool terminal) : options_(options), terminal_(terminal) {}
+  explicit Top(bool terminal) : terminal_(terminal) {}
 
   void OnEvent(const json& e) {
     if (e.value("event", "") == "verdict") ++verdicts_[e.value("verdict", "?")];
@@ -186,7 +186,6 @@ class Top {
   }
 
  private:
-  TopOptions options_;
   bool terminal_;
   std::deque<std::string> recent_;
   std::map<std::string, int> verdicts_;
@@ -237,7 +236,7 @@ int RunTop(const Options& o, const TopOptions& t) {
       if (terminal) std::cout << "\x1b[?25h" << std::flush;
     }
   } cursor(terminal);
-  Top top(t, terminal);
+  Top top(terminal);
   top.Draw(*first.value(), "");
   int drawn = 1;
   auto next = Clock::now() + std::chrono::milliseconds(t.interval_ms);
