@@ -37,6 +37,13 @@ int ClusterStatus(const Options& o) {
     std::printf("lease %lld, TTL %d s, may serve %.0f ms more without a renewal\n", c.value("lease", 0LL),
                 c.value("lease_ttl_s", 0), c["serve_left_ms"].get<double>());
   }
+  if (!c.value("etcd_leader_endpoint", "").empty()) {
+    std::cout << "writes to etcd's leader at " << c.value("etcd_leader_endpoint", "");
+    if (c.contains("etcd_write_p50_us") && c["etcd_write_p50_us"].is_number()) {
+      std::printf(" (p50 %.0f us over its last 1000 writes)", c["etcd_write_p50_us"].get<double>());
+    }
+    std::cout << "\n";
+  }
   std::printf("%-20s %-14s %12s  %s\n", "MEMBER", "ROLE", "APPLIED SEQ", "ENDPOINT");
   for (const auto& m : c.value("members", json::array())) {
     std::printf("%-20s %-14s %12llu  %s\n", m.value("member", "?").c_str(), m.value("role", "?").c_str(),

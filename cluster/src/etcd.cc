@@ -326,6 +326,35 @@ Status EtcdClient::Resign(const Leadership& l) {
   return Call("/v3/election/resign", body.dump(), options_.timeout).status();
 }
 
+Result<std::size_t> EtcdClient::LeaderEndpoint(std::chrono::milliseconds each) {
+  CurlOnce();
+  std::string errors;
+  for (std::size_t k = 0; k < options_.endpoints.size(); ++k) {
+    const Answer a = Post(options_.endpoints[k], "/v3/maintenance/status", "{}", each, nullptr);
+    if (!a.reached || a.status != 200) {
+      errors += (errors.empty() ? "" : "; ") + options_.endpoints[k] + ": " +
+                (a.reached ? "HTTP " + std::to_string(a.status) : a.error);
+      continue;
+    }
+    const json j = json::parse(a.text, nullptr, false);
+    if (!j.is_object()) continue;
+    // (Member ids are unsigned 64-bit numbers written as strings: compared
+    // as such, never as a signed 64-bit number.)
+    const json header = j.value("header", json::object());
+    const auto id = [](const json& object, const char* key) {
+      return object.is_object() && object.contains(key) && object[key].is_string() ? object[key].get<std::string>()
+                                                                                 : std::string();
+    };
+    const std::string self = id(header, "member_id");
+    if (!self.empty() && self == id(j, "leader")) return k;
+  }
+  return Status::Error("etcd: no endpoint says it is etcd's leader" + (errors.empty() ? "" : " (" + errors + ")"));
+}
+
+void EtcdClient::Prefer(std::size_t index) {
+  if (index < options_.endpoints.size()) preferred_ = index;
+}
+
 Result<bool> EtcdClient::FencedPut(const Leadership& l, const std::vector<std::pair<std::string, std::string>>& puts) {
   return FencedTxn(l, puts, {}, options_.timeout);
 }

@@ -61,6 +61,7 @@ class ClusterMember {
     std::int64_t lease = 0;
     std::optional<double> serve_left_ms;  // leading: how long it may serve without a renewal
     std::string last_error;               // the last etcd call that failed, and when
+    std::string etcd_leader_endpoint;     // leading: etcd's leader, where its writes go first
   };
 
   // Reads nothing yet: call ReadAll (the state at start), then Start.
@@ -112,6 +113,7 @@ class ClusterMember {
   void LeaseLoop();
   void PublishSelf(cluster::EtcdClient& client, std::int64_t lease);
   void CampaignLoop();
+  void FindEtcdLeader(cluster::EtcdClient& client);
   void WatchLoop(std::int64_t revision);
   void OnEvent(const cluster::WatchEvent& event);
   void OnEventUnchecked(const cluster::WatchEvent& event);
@@ -141,6 +143,11 @@ class ClusterMember {
   std::string role_ = "follower";
   bool publish_now_ = false;
   std::string last_error_;
+  // etcd's leader among the endpoints, as FindEtcdLeader last found it, and
+  // how many times it changed (Write prefers it once per change).
+  std::optional<std::size_t> etcd_leader_;
+  std::uint64_t etcd_leader_news_ = 0;
+  std::uint64_t etcd_leader_used_ = 0;
 
   std::thread lease_thread_;
   std::thread campaign_thread_;

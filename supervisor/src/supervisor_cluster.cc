@@ -688,6 +688,7 @@ json Supervisor::Impl::ClusterStatusJson() const {
                                                     : static_cast<double>(cluster_records_written) / cluster_writes},
           {"etcd_write_p50_us", cluster_write_latency.Percentile(0.5)},
           {"etcd_write_p99_us", cluster_write_latency.Percentile(0.99)},
+          {"etcd_leader_endpoint", view.etcd_leader_endpoint},
           {"members", members},
           {"last_etcd_error", view.last_error}};
 }

@@ -4,7 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <optional>
+#include <vector>
 
 #include "local_etcd.h"
 #include "nvs/cluster/lease_clock.h"
@@ -128,6 +132,61 @@ TEST_F(Etcd, AnEndpointThatIsDownIsPassedOverAndALostMajorityIsAnError) {
   const Status put = c.Put("nvs-test/k", "w");
   EXPECT_FALSE(put.ok());
   EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(20000)) << "every endpoint has a deadline";
+}
+
+// Which member etcd's own logs say leads: the one that last "became
+// leader" (at the highest term), among `members`. -1: none yet.
+int LeaderByLogs(const LocalEtcd& etcd, const std::vector<int>& members) {
+  int leader = -1;
+  long best = -1;
+  for (const int m : members) {
+    std::ifstream in(etcd.log(m));
+    const std::string marker = "became leader at term ";
+    for (std::string line; std::getline(in, line);) {
+      const auto at = line.find(marker);
+      if (at == std::string::npos) continue;
+      const long term = std::strtol(line.c_str() + at + marker.size(), nullptr, 10);
+      if (term > best) best = term, leader = m;
+    }
+  }
+  return leader;
+}
+
+// The leader's writes go first to etcd's own leader (one hop fewer than
+// through another member): found among endpoints one of which is down, as
+// etcd's own log names it, and found again, another, once it is gone.
+TEST_F(Etcd, EtcdsLeaderIsFoundAmongTheEndpointsAndFoundAgainWhenItIsGone) {
+  std::vector<std::string> endpoints = {"http://127.0.0.1:1"};  // (nobody listens on port 1)
+  endpoints.insert(endpoints.end(), etcd_.client_urls().begin(), etcd_.client_urls().end());
+  EtcdClient c({endpoints, milliseconds(2000)});
+  // Until what it finds is what etcd logged (a log line and the status
+  // come from the same moment of etcd's raft, one a little after the other).
+  const auto found_as_logged = [&](const std::vector<int>& alive) -> std::optional<std::size_t> {
+    const auto until = std::chrono::steady_clock::now() + milliseconds(15000);
+    while (std::chrono::steady_clock::now() < until) {
+      const auto found = c.LeaderEndpoint(milliseconds(300));
+      if (found.ok() && found.value() >= 1 && static_cast<int>(found.value()) - 1 == LeaderByLogs(etcd_, alive)) {
+        return found.value();
+      }
+    }
+    return std::nullopt;
+  };
+  const auto first = found_as_logged({0, 1, 2});
+  ASSERT_TRUE(first.has_value()) << "the endpoint found is not the member etcd's logs say leads";
+  c.Prefer(*first);
+  ASSERT_TRUE(c.Put("nvs-test/k", "v").ok());
+  // Its member killed, the other two elect one of themselves.
+  const int gone = static_cast<int>(*first) - 1;
+  etcd_.Kill(gone);
+  std::vector<int> alive;
+  for (int m = 0; m < 3; ++m) {
+    if (m != gone) alive.push_back(m);
+  }
+  const auto next = found_as_logged(alive);
+  ASSERT_TRUE(next.has_value()) << "no new etcd leader found, as its logs name it, within 15 s";
+  EXPECT_NE(*next, *first);
+  c.Prefer(*next);
+  EXPECT_TRUE(c.Put("nvs-test/k", "w").ok());
 }
 
 // The safety LeaseClock is for: a leader that stops renewing stops serving

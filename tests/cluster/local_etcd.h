@@ -31,6 +31,9 @@ class LocalEtcd {
   const std::vector<std::string>& client_urls() const { return client_urls_; }
   // The client port of each member.
   const std::vector<int>& client_ports() const { return client_ports_; }
+  // What member `member` logged (etcd's own log, its raft transitions
+  // among it).
+  std::filesystem::path log(int member) const { return dir_ / ("m" + std::to_string(member) + ".log"); }
   // kill -9 of one member.
   void Kill(int member);
   // Starts a killed member again on its data, and waits (up to `deadline`)

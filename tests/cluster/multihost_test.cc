@@ -383,6 +383,18 @@ TEST_F(Multihost, KillOfTheLeadersHostUnderLoad) {
   for (int k = 1; k <= 3; ++k) ASSERT_TRUE(members_[k]->WaitReady()) << "host" << k;
   const int leader = WaitLeader();
   ASSERT_NE(leader, 0) << "no member leads";
+  {
+    // Its writes go first to etcd's own leader, found once it leads.
+    nvs::cluster::EtcdClient probe({etcd_.client_urls(), milliseconds(2000)});
+    const auto etcd_leader = probe.LeaderEndpoint(milliseconds(500));
+    ASSERT_TRUE(etcd_leader.ok()) << etcd_leader.status().message();
+    const std::string port = ":" + std::to_string(etcd_.client_ports().at(etcd_leader.value()));
+    EXPECT_FALSE(WaitCluster(leader, [&](const json& c) {
+                   const std::string at = c.value("etcd_leader_endpoint", "");
+                   return at.size() > port.size() && at.ends_with(port);
+                 }).is_null())
+        << "the leader does not name etcd's leader (port " << port << ") as where its writes go";
+  }
   LoadClient load({Endpoint(1), Endpoint(2), Endpoint(3)}, 16);
   Clock::time_point killed_at{};
   ASSERT_TRUE(load.Run(600, milliseconds(60000), 200, [&] {

@@ -107,6 +107,16 @@ class EtcdClient {
   Result<bool> FencedTxn(const Leadership& leadership, const std::vector<std::pair<std::string, std::string>>& puts,
                          const std::vector<std::pair<std::string, std::string>>& delete_ranges,
                          std::chrono::milliseconds timeout);
+  // Which endpoint is etcd's raft leader: each endpoint's status names its
+  // own member and the leader, asked of each within `each` (an endpoint
+  // that does not answer is passed over); its index in the endpoints. A
+  // write sent to another member is passed on to the leader by etcd, one
+  // more hop between etcd's hosts on a write's path.
+  Result<std::size_t> LeaderEndpoint(std::chrono::milliseconds each);
+  // The endpoint to try first from now on (an index in the endpoints; the
+  // next request that it does not answer moves on, as always).
+  void Prefer(std::size_t index);
+
   // `lease` 0: a key that lives until it is deleted.
   Status Put(const std::string& key, const std::string& value, std::int64_t lease = 0);
   // Every key starting with `prefix`, in key order.
