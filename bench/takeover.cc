@@ -4,8 +4,9 @@
 // same two variants under one plain nvsd for comparison.
 //   - the round trip of one fenced etcd transaction (what cluster mode adds
 //     to a command, per write);
-//   - a command's latency (one at a time) and pipelined throughput (32 out),
-//     single-host and cluster; one at a time again with the follower paused,
+//   - a command's latency (one at a time, single-host, cluster and the
+//     bare transaction in interleaved rounds) and pipelined throughput (32
+//     out), single-host and cluster; one at a time again with the follower paused,
 //     and with two hosts emulated by pinning (PinnedLatency);
 //   - `kills` times under pipelined load: kill -9 of the leader's nvsd and
 //     its variants, and the time to the first command committed by the new
@@ -242,6 +243,9 @@ class FencedWriter {
     auto lease = client_.GrantLease(3600);
     if (!lease.ok()) throw std::runtime_error("takeover bench: " + lease.status().message());
     lease_ = lease.value();
+    // (To etcd's leader, as a cluster leader writes: the bound is then the
+    // best one transaction can do, with no hop through another member.)
+    if (auto leader = client_.LeaderEndpoint(milliseconds(500)); leader.ok()) client_.Prefer(leader.value());
     auto led = client_.Campaign(prefix_ + "election", lease_, "bench", milliseconds(5000));
     if (!led.ok()) throw std::runtime_error("takeover bench: " + led.status().message());
     leadership_ = led.value();
@@ -297,7 +301,31 @@ class FencedWriter {
   std::atomic<int> events_{0};
 };
 
-std::vector<double> FencedTxns(const cluster::LocalEtcd& etcd) { return FencedWriter(etcd).Txns(300); }
+// One at a time, single-host against cluster against a bare fenced Txn, in
+// kRounds interleaved rounds, each round in a rotated order, so that a slow
+// moment of the VM falls on all alike: timed one after the other, a minute
+// apart, the same code came out 0.9% over the goal in one run and 22% over
+// in another. `extra`: more parts for the same rounds (samples appended).
+constexpr int kRounds = 10;
+struct Interleaved {
+  std::vector<double> single_us, cluster_us, txn_us;
+};
+Interleaved InterleavedRounds(SerialClient& to_single, SerialClient& to_leader, FencedWriter& writer,
+                              std::size_t commands, std::vector<std::function<void()>> extra = {}) {
+  Interleaved r;
+  const std::size_t per_round = std::max<std::size_t>(1, commands / kRounds);
+  const auto append = [](std::vector<double>& to, const std::vector<double>& from) {
+    to.insert(to.end(), from.begin(), from.end());
+  };
+  std::vector<std::function<void()>> parts = {[&] { append(r.single_us, to_single.OneAtATime(per_round)); },
+                                              [&] { append(r.cluster_us, to_leader.OneAtATime(per_round)); },
+                                              [&] { append(r.txn_us, writer.Txns(30)); }};
+  for (auto& e : extra) parts.push_back(std::move(e));
+  for (int round = 0; round < kRounds; ++round) {
+    for (std::size_t part = 0; part < parts.size(); ++part) parts[(round + part) % parts.size()]();
+  }
+  return r;
+}
 
 // This thread's CPUs (and so those of the processes it starts from now on).
 void PinTo(std::initializer_list<int> cpus) {
@@ -314,10 +342,7 @@ void PinTo(std::initializer_list<int> cpus) {
 // CPU 1. (Unpinned, the follower applies each command on the leader's
 // cores at the moment the leader votes on the next, and etcd's members
 // finish each write there too: no second host would.)
-// The three are measured in interleaved rounds, each round in a rotated
-// order, so that a slow moment of the VM falls on all three alike: timed
-// one after the other, a minute apart, the same code came out 0.9% over
-// the goal in one run and 22% over in another.
+// The three are measured in interleaved rounds (InterleavedRounds).
 json PinnedLatency(std::size_t commands, const fs::path& dir) {
   json out;
   PinTo({1});
@@ -353,8 +378,6 @@ json PinnedLatency(std::size_t commands, const fs::path& dir) {
   WaitFor(*b, [](const json& s) { return s["cluster"].value("role", "") == "follower" && Ready(s); },
           milliseconds(60000), "the pinned follower");
 
-  constexpr int kRounds = 10;
-  const std::size_t per_round = std::max<std::size_t>(1, commands / kRounds);
   SerialClient to_single(single.endpoint());
   SerialClient to_leader(a->endpoint());  // (its warm-up: 100 commands one at a time)
   // What the leader's writes of one command at a time carry: the admit of
@@ -371,18 +394,12 @@ json PinnedLatency(std::size_t commands, const fs::path& dir) {
   }
   FencedWriter writer(etcd);
   FencedWriter like_the_leader(etcd, leader_write_bytes, true);
-  std::vector<double> single_us, cluster_us, txn_us, like_us;
-  const auto append = [](std::vector<double>& to, const std::vector<double>& from) {
-    to.insert(to.end(), from.begin(), from.end());
-  };
-  const std::function<void()> parts[] = {[&] { append(single_us, to_single.OneAtATime(per_round)); },
-                                         [&] { append(cluster_us, to_leader.OneAtATime(per_round)); },
-                                         [&] { append(txn_us, writer.Txns(30)); },
-                                         [&] { append(like_us, like_the_leader.Txns(30)); }};
-  constexpr int kParts = 4;
-  for (int round = 0; round < kRounds; ++round) {
-    for (int part = 0; part < kParts; ++part) parts[(round + part) % kParts]();
-  }
+  std::vector<double> like_us;
+  const Interleaved rounds = InterleavedRounds(to_single, to_leader, writer, commands, {[&] {
+                                                 const auto more = like_the_leader.Txns(30);
+                                                 like_us.insert(like_us.end(), more.begin(), more.end());
+                                               }});
+  const auto& [single_us, cluster_us, txn_us] = rounds;
   out["rounds"] = kRounds;
   out["single_host_p50_us"] = Percentile(single_us, 0.5);
   out["cluster_p50_us"] = Percentile(cluster_us, 0.5);
@@ -415,26 +432,13 @@ json BenchTakeover(int kills, std::size_t commands) {
   const fs::path dir = mkdtemp(pattern);
   json out;
 
-  // One fenced transaction's round trip (a batch of one ~300-byte record).
-  {
-    const std::vector<double> txn = FencedTxns(etcd);
-    out["etcd_fenced_txn"] = {{"p50_us", Percentile(txn, 0.5)}, {"p99_us", Percentile(txn, 0.99)}};
-  }
-
-  // Single-host, the same variants.
-  {
-    Member single(dir / "single", {{"state_dir", (dir / "single" / "state").string()},
-                                   {"client_endpoint", "ipc://" + (dir / "single.sock").string()},
-                                   {"event_endpoint", ""},
-                                   {"variants", Variants()}});
-    single.Start();
-    WaitFor(single, Ready, milliseconds(30000), "single-host nvsd ready");
-    json serial;
-    const auto [p50, per_second] =
-        Latency(single.endpoint(), commands, [&] { serial = single.Status(milliseconds(5000)); });
-    out["single_host"] = {{"p50_us", p50}, {"pipelined_per_second", per_second},
-                          {"stages", serial.is_object() ? serial["nvsd"]["stages"] : json()}};
-  }
+  // Single-host, the same variants, beside the cluster.
+  Member single(dir / "single", {{"state_dir", (dir / "single" / "state").string()},
+                                 {"client_endpoint", "ipc://" + (dir / "single.sock").string()},
+                                 {"event_endpoint", ""},
+                                 {"variants", Variants()}});
+  single.Start();
+  WaitFor(single, Ready, milliseconds(30000), "single-host nvsd ready");
 
   // The cluster: members a and b.
   json endpoints = json::array();
@@ -463,26 +467,39 @@ json BenchTakeover(int kills, std::size_t commands) {
   };
   const std::string first = leader();
   {
-    // The leader's own etcd writes: those of the one-at-a-time commands
-    // (what one write costs in place, with a follower watching), and the
-    // records each carried once the pipelined load is done.
-    json serial;
-    const auto [p50, per_second] =
-        Latency(members[first]->endpoint(), commands, [&] { serial = members[first]->Status(milliseconds(5000)); });
+    // One at a time: single-host, cluster and one fenced transaction's
+    // round trip (a batch of one ~300-byte record), in interleaved rounds;
+    // the leader's own etcd writes meanwhile (what one write costs in
+    // place, with a follower watching). Then 32 out at once, and the
+    // records each of the leader's writes carried.
+    SerialClient to_single(single.endpoint());
+    SerialClient to_leader(members[first]->endpoint());
+    FencedWriter writer(etcd);
+    const Interleaved rounds = InterleavedRounds(to_single, to_leader, writer, commands);
+    const json single_serial = single.Status(milliseconds(5000));
+    const json serial = members[first]->Status(milliseconds(5000));
+    if (!serial.is_object() || !single_serial.is_object()) throw std::runtime_error("takeover bench: no status");
+    out["etcd_fenced_txn"] = {{"p50_us", Percentile(rounds.txn_us, 0.5)}, {"p99_us", Percentile(rounds.txn_us, 0.99)}};
+    out["interleaved_rounds"] = kRounds;
+    out["single_host"] = {{"p50_us", Percentile(rounds.single_us, 0.5)},
+                          {"pipelined_per_second", to_single.Pipelined(commands)},
+                          {"stages", single_serial["nvsd"]["stages"]}};
+    const double cluster_per_second = to_leader.Pipelined(commands);
     const json after = members[first]->Status(milliseconds(5000));
+    if (!after.is_object()) throw std::runtime_error("takeover bench: no status from the leader");
     const auto pipelined_records_per_write = [](const json& before, const json& now) {
       const double writes = now.value("etcd_writes", 0.0) - before.value("etcd_writes", 0.0);
       const double records = now.value("etcd_writes", 0.0) * now.value("records_per_write", 0.0) -
                              before.value("etcd_writes", 0.0) * before.value("records_per_write", 0.0);
       return writes > 0 ? records / writes : 0.0;
     };
-    if (!serial.is_object() || !after.is_object()) throw std::runtime_error("takeover bench: no status from the leader");
-    out["cluster"] = {{"p50_us", p50},
-                      {"pipelined_per_second", per_second},
+    out["cluster"] = {{"p50_us", Percentile(rounds.cluster_us, 0.5)},
+                      {"pipelined_per_second", cluster_per_second},
                       {"leader_etcd_write_p50_us", serial["cluster"]["etcd_write_p50_us"]},
                       {"records_per_write", pipelined_records_per_write(serial["cluster"], after["cluster"])},
                       {"stages", serial["nvsd"]["stages"]}};
   }
+  single.Stop();
   {
     // The same with the follower paused (SIGSTOP of its nvsd and variants):
     // on this 2-core machine the follower applies each command on the same
