@@ -164,6 +164,18 @@ bool Ready(const json& s) {
   return true;
 }
 
+// A plain nvsd (one host) with the same variants, in dir/NAME: started, and
+// ready.
+std::unique_ptr<Member> StartSingleHost(const fs::path& dir, const std::string& name) {
+  auto m = std::make_unique<Member>(dir / name, json{{"state_dir", (dir / name / "state").string()},
+                                                     {"client_endpoint", "ipc://" + (dir / (name + ".sock")).string()},
+                                                     {"event_endpoint", ""},
+                                                     {"variants", Variants()}});
+  m->Start();
+  WaitFor(*m, Ready, milliseconds(30000), ("single-host nvsd ready (" + name + ")").c_str());
+  return m;
+}
+
 // A client sending one command at a time (or 32 out at once) to one nvsd.
 class SerialClient {
  public:
@@ -349,12 +361,7 @@ json PinnedLatency(std::size_t commands, const fs::path& dir) {
   cluster::LocalEtcd etcd;
   if (Status up = etcd.Start(3, milliseconds(30000)); !up.ok()) throw std::runtime_error("takeover bench: " + up.message());
   PinTo({0});
-  Member single(dir / "pinned-single", {{"state_dir", (dir / "pinned-single" / "state").string()},
-                                        {"client_endpoint", "ipc://" + (dir / "pinned-single.sock").string()},
-                                        {"event_endpoint", ""},
-                                        {"variants", Variants()}});
-  single.Start();
-  WaitFor(single, Ready, milliseconds(30000), "single-host nvsd ready (pinned)");
+  const auto single = StartSingleHost(dir, "pinned-single");
   json endpoints = json::array();
   for (const auto& url : etcd.client_urls()) endpoints.push_back(url);
   const auto member = [&](const std::string& name) {
@@ -378,7 +385,7 @@ json PinnedLatency(std::size_t commands, const fs::path& dir) {
   WaitFor(*b, [](const json& s) { return s["cluster"].value("role", "") == "follower" && Ready(s); },
           milliseconds(60000), "the pinned follower");
 
-  SerialClient to_single(single.endpoint());
+  SerialClient to_single(single->endpoint());
   SerialClient to_leader(a->endpoint());  // (its warm-up: 100 commands one at a time)
   // What the leader's writes of one command at a time carry: the admit of
   // a command and the verdict of the one before, one value of this size
@@ -415,7 +422,7 @@ json PinnedLatency(std::size_t commands, const fs::path& dir) {
     out["leader_etcd_write_p50_us"] = serial["cluster"]["etcd_write_p50_us"];
     out["stages"] = serial["nvsd"]["stages"];
   }
-  const json alone = single.Status(milliseconds(5000));
+  const json alone = single->Status(milliseconds(5000));
   if (alone.is_object()) out["single_host_stages"] = alone["nvsd"]["stages"];
   b.reset();
   a.reset();
@@ -433,12 +440,7 @@ json BenchTakeover(int kills, std::size_t commands) {
   json out;
 
   // Single-host, the same variants, beside the cluster.
-  Member single(dir / "single", {{"state_dir", (dir / "single" / "state").string()},
-                                 {"client_endpoint", "ipc://" + (dir / "single.sock").string()},
-                                 {"event_endpoint", ""},
-                                 {"variants", Variants()}});
-  single.Start();
-  WaitFor(single, Ready, milliseconds(30000), "single-host nvsd ready");
+  const auto single = StartSingleHost(dir, "single");
 
   // The cluster: members a and b.
   json endpoints = json::array();
@@ -472,11 +474,11 @@ json BenchTakeover(int kills, std::size_t commands) {
     // the leader's own etcd writes meanwhile (what one write costs in
     // place, with a follower watching). Then 32 out at once, and the
     // records each of the leader's writes carried.
-    SerialClient to_single(single.endpoint());
+    SerialClient to_single(single->endpoint());
     SerialClient to_leader(members[first]->endpoint());
     FencedWriter writer(etcd);
     const Interleaved rounds = InterleavedRounds(to_single, to_leader, writer, commands);
-    const json single_serial = single.Status(milliseconds(5000));
+    const json single_serial = single->Status(milliseconds(5000));
     const json serial = members[first]->Status(milliseconds(5000));
     if (!serial.is_object() || !single_serial.is_object()) throw std::runtime_error("takeover bench: no status");
     out["etcd_fenced_txn"] = {{"p50_us", Percentile(rounds.txn_us, 0.5)}, {"p99_us", Percentile(rounds.txn_us, 0.99)}};
@@ -499,7 +501,7 @@ json BenchTakeover(int kills, std::size_t commands) {
                       {"records_per_write", pipelined_records_per_write(serial["cluster"], after["cluster"])},
                       {"stages", serial["nvsd"]["stages"]}};
   }
-  single.Stop();
+  single->Stop();
   {
     // The same with the follower paused (SIGSTOP of its nvsd and variants):
     // on this 2-core machine the follower applies each command on the same
