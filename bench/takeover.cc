@@ -257,7 +257,9 @@ class FencedWriter {
     lease_ = lease.value();
     // (To etcd's leader, as a cluster leader writes: the bound is then the
     // best one transaction can do, with no hop through another member.)
-    if (auto leader = client_.LeaderEndpoint(milliseconds(500)); leader.ok()) client_.Prefer(leader.value());
+    if (auto leader = client_.LeaderEndpoint(milliseconds(500)); leader.ok() && leader.value()) {
+      client_.Prefer(*leader.value());
+    }
     auto led = client_.Campaign(prefix_ + "election", lease_, "bench", milliseconds(5000));
     if (!led.ok()) throw std::runtime_error("takeover bench: " + led.status().message());
     leadership_ = led.value();

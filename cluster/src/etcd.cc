@@ -326,16 +326,20 @@ Status EtcdClient::Resign(const Leadership& l) {
   return Call("/v3/election/resign", body.dump(), options_.timeout).status();
 }
 
-Result<std::size_t> EtcdClient::LeaderEndpoint(std::chrono::milliseconds each) {
+Result<std::optional<std::size_t>> EtcdClient::LeaderEndpoint(std::chrono::milliseconds each,
+                                                              const std::function<bool()>* go_on) {
   CurlOnce();
   std::string errors;
+  bool answered = false;
   for (std::size_t k = 0; k < options_.endpoints.size(); ++k) {
-    const Answer a = Post(options_.endpoints[k], "/v3/maintenance/status", "{}", each, nullptr);
+    if (go_on != nullptr && !(*go_on)()) return Status::Error("etcd: stopped");
+    const Answer a = Post(options_.endpoints[k], "/v3/maintenance/status", "{}", each, nullptr, go_on);
     if (!a.reached || a.status != 200) {
       errors += (errors.empty() ? "" : "; ") + options_.endpoints[k] + ": " +
                 (a.reached ? "HTTP " + std::to_string(a.status) : a.error);
       continue;
     }
+    answered = true;
     const json j = json::parse(a.text, nullptr, false);
     if (!j.is_object()) continue;
     // (Member ids are unsigned 64-bit numbers written as strings: compared
@@ -346,9 +350,10 @@ Result<std::size_t> EtcdClient::LeaderEndpoint(std::chrono::milliseconds each) {
                                                                                  : std::string();
     };
     const std::string self = id(header, "member_id");
-    if (!self.empty() && self == id(j, "leader")) return k;
+    if (!self.empty() && self == id(j, "leader")) return std::optional<std::size_t>(k);
   }
-  return Status::Error("etcd: no endpoint says it is etcd's leader" + (errors.empty() ? "" : " (" + errors + ")"));
+  if (!answered) return Status::Error("etcd: no endpoint answered its status (" + errors + ")");
+  return std::optional<std::size_t>();
 }
 
 void EtcdClient::Prefer(std::size_t index) {

@@ -348,17 +348,23 @@ void ClusterMember::FindEtcdLeader(cluster::EtcdClient& client) {
   // (Each endpoint gets a short time: a host that is down must not hold
   // the next look for the etcd timeout.)
   const auto each = std::min(milliseconds(config_.etcd_timeout_ms), milliseconds(300));
-  do {
-    auto found = client.LeaderEndpoint(each);
+  const std::function<bool()> go_on = [&] {
     std::lock_guard lock(mu_);
-    if (found.ok()) {
-      if (etcd_leader_ != found.value()) {
-        etcd_leader_ = found.value();
-        ++etcd_leader_news_;
-      }
-    } else {
-      last_error_ = found.status().message();
+    return !stop_;
+  };
+  do {
+    auto found = client.LeaderEndpoint(each, &go_on);
+    std::lock_guard lock(mu_);
+    if (!found.ok()) {
+      if (!stop_) last_error_ = "looking up etcd's leader: " + found.status().message();
+      continue;  // (the writes go on where they went)
     }
+    // Each look is news, even of the same endpoint: a write that failed
+    // over to another endpoint meanwhile is brought back to etcd's leader.
+    // None found (the endpoints that answered are not etcd's leader): the
+    // writes go where the client's order takes them.
+    etcd_leader_ = found.value();
+    if (etcd_leader_) ++etcd_leader_news_;
   } while (WaitUntil(Clock::now() + kEtcdLeaderEvery));
 }
 

@@ -2,7 +2,11 @@
 // election and the fence that cluster mode rests on.
 #include "nvs/cluster/etcd.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -153,20 +157,40 @@ int LeaderByLogs(const LocalEtcd& etcd, const std::vector<int>& members) {
 }
 
 // The leader's writes go first to etcd's own leader (one hop fewer than
-// through another member): found among endpoints one of which is down, as
-// etcd's own log names it, and found again, another, once it is gone.
+// through another member): found among endpoints of which one refuses
+// connections and one takes them and never answers (each gets its short
+// time, not the client's), as etcd's own log names it, and found again,
+// another, once it is gone. Endpoints that answer, none of them etcd's
+// leader, give none; none answering, an error.
 TEST_F(Etcd, EtcdsLeaderIsFoundAmongTheEndpointsAndFoundAgainWhenItIsGone) {
-  std::vector<std::string> endpoints = {"http://127.0.0.1:1"};  // (nobody listens on port 1)
+  // (A socket that listens and never accepts: the kernel completes the
+  // handshake, and the request waits for an answer that never comes.)
+  const int silent = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(silent, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  ASSERT_EQ(bind(silent, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(listen(silent, 16), 0);
+  ASSERT_EQ(getsockname(silent, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  std::vector<std::string> endpoints = {"http://127.0.0.1:1",  // (nobody listens on port 1)
+                                        "http://127.0.0.1:" + std::to_string(ntohs(address.sin_port))};
+  constexpr std::size_t kNotEtcd = 2;
   endpoints.insert(endpoints.end(), etcd_.client_urls().begin(), etcd_.client_urls().end());
-  EtcdClient c({endpoints, milliseconds(2000)});
+  EtcdClient c({endpoints, milliseconds(10000)});
   // Until what it finds is what etcd logged (a log line and the status
   // come from the same moment of etcd's raft, one a little after the other).
   const auto found_as_logged = [&](const std::vector<int>& alive) -> std::optional<std::size_t> {
-    const auto until = std::chrono::steady_clock::now() + milliseconds(15000);
+    const auto until = std::chrono::steady_clock::now() + milliseconds(20000);
     while (std::chrono::steady_clock::now() < until) {
+      const auto began = std::chrono::steady_clock::now();
       const auto found = c.LeaderEndpoint(milliseconds(300));
-      if (found.ok() && found.value() >= 1 && static_cast<int>(found.value()) - 1 == LeaderByLogs(etcd_, alive)) {
-        return found.value();
+      // (The silent endpoint held it 300 ms, not the client's 10 s.)
+      EXPECT_LT(std::chrono::steady_clock::now() - began, milliseconds(5000));
+      if (found.ok() && found.value() && *found.value() >= kNotEtcd &&
+          static_cast<int>(*found.value() - kNotEtcd) == LeaderByLogs(etcd_, alive)) {
+        return *found.value();
       }
     }
     return std::nullopt;
@@ -176,17 +200,27 @@ TEST_F(Etcd, EtcdsLeaderIsFoundAmongTheEndpointsAndFoundAgainWhenItIsGone) {
   c.Prefer(*first);
   ASSERT_TRUE(c.Put("nvs-test/k", "v").ok());
   // Its member killed, the other two elect one of themselves.
-  const int gone = static_cast<int>(*first) - 1;
+  const int gone = static_cast<int>(*first - kNotEtcd);
   etcd_.Kill(gone);
   std::vector<int> alive;
   for (int m = 0; m < 3; ++m) {
     if (m != gone) alive.push_back(m);
   }
   const auto next = found_as_logged(alive);
-  ASSERT_TRUE(next.has_value()) << "no new etcd leader found, as its logs name it, within 15 s";
+  ASSERT_TRUE(next.has_value()) << "no new etcd leader found, as its logs name it, within 20 s";
   EXPECT_NE(*next, *first);
   c.Prefer(*next);
   EXPECT_TRUE(c.Put("nvs-test/k", "w").ok());
+  // Only members that do not lead answering: none; nobody answering: an error.
+  std::vector<std::string> followers;
+  for (const int m : alive) {
+    if (m + kNotEtcd != *next) followers.push_back(etcd_.client_urls()[m]);
+  }
+  const auto none = EtcdClient({followers, milliseconds(2000)}).LeaderEndpoint(milliseconds(300));
+  ASSERT_TRUE(none.ok()) << none.status().message();
+  EXPECT_FALSE(none.value().has_value());
+  EXPECT_FALSE(EtcdClient({{"http://127.0.0.1:1"}, milliseconds(2000)}).LeaderEndpoint(milliseconds(300)).ok());
+  close(silent);
 }
 
 // The safety LeaseClock is for: a leader that stops renewing stops serving

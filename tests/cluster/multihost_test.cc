@@ -42,6 +42,10 @@ using nvs::testing::NvsdOptions;
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
+// An etcd member's count of the transactions it took from clients.
+constexpr const char* kEtcdTxns =
+    R"(grpc_server_started_total{grpc_method="Txn",grpc_service="etcdserverpb.KV",grpc_type="unary"})";
+
 int Sh(const std::string& command) {
   const int status = std::system((command + " >/dev/null 2>&1").c_str());
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -383,24 +387,47 @@ TEST_F(Multihost, KillOfTheLeadersHostUnderLoad) {
   for (int k = 1; k <= 3; ++k) ASSERT_TRUE(members_[k]->WaitReady()) << "host" << k;
   const int leader = WaitLeader();
   ASSERT_NE(leader, 0) << "no member leads";
-  {
-    // Its writes go first to etcd's own leader, found once it leads.
-    nvs::cluster::EtcdClient probe({etcd_.client_urls(), milliseconds(2000)});
-    const auto etcd_leader = probe.LeaderEndpoint(milliseconds(500));
-    ASSERT_TRUE(etcd_leader.ok()) << etcd_leader.status().message();
-    const std::string port = ":" + std::to_string(etcd_.client_ports().at(etcd_leader.value()));
-    EXPECT_FALSE(WaitCluster(leader, [&](const json& c) {
-                   const std::string at = c.value("etcd_leader_endpoint", "");
-                   return at.size() > port.size() && at.ends_with(port);
-                 }).is_null())
-        << "the leader does not name etcd's leader (port " << port << ") as where its writes go";
-  }
+  // Its writes go first to etcd's own leader, found once it leads: it
+  // names it, and etcd's members count the transactions each took from a
+  // client (one passed on to etcd's leader counts where it came in).
+  nvs::cluster::EtcdClient probe({etcd_.client_urls(), milliseconds(2000)});
+  const auto etcd_leader = probe.LeaderEndpoint(milliseconds(500));
+  ASSERT_TRUE(etcd_leader.ok() && etcd_leader.value()) << etcd_leader.status().message();
+  const std::size_t etcd_lead = *etcd_leader.value();
+  const std::string port = ":" + std::to_string(etcd_.client_ports().at(etcd_lead));
+  EXPECT_FALSE(WaitCluster(leader, [&](const json& c) {
+                 const std::string at = c.value("etcd_leader_endpoint", "");
+                 return at.size() > port.size() && at.ends_with(port);
+               }).is_null())
+      << "the leader does not name etcd's leader (port " << port << ") as where its writes go";
+  const auto txns = [&] {
+    std::vector<double> counts;
+    for (const int p : etcd_.client_ports()) {
+      const auto [status, page] = nvs::testing::HttpGet("127.0.0.1:" + std::to_string(p), "/metrics");
+      counts.push_back(status == 200 ? nvs::testing::MetricValue(page, kEtcdTxns).value_or(-1) : -1);
+    }
+    return counts;
+  };
+  const std::vector<double> before = txns();
+  std::vector<double> at_kill;
   LoadClient load({Endpoint(1), Endpoint(2), Endpoint(3)}, 16);
   Clock::time_point killed_at{};
   ASSERT_TRUE(load.Run(600, milliseconds(60000), 200, [&] {
+    at_kill = txns();
     killed_at = Clock::now();
     hosts_[leader - 1]->KillEverything();
   })) << "acknowledged " << load.acked().size();
+  {
+    double all = 0;
+    for (std::size_t m = 0; m < before.size(); ++m) {
+      ASSERT_GE(before[m], 0) << "etcd member " << m << "'s metrics";
+      ASSERT_GE(at_kill.at(m), 0) << "etcd member " << m << "'s metrics";
+      all += at_kill[m] - before[m];
+    }
+    const double to_leader = at_kill[etcd_lead] - before[etcd_lead];
+    EXPECT_GE(all, 10) << "the leader's writes under load (many commands per write)";
+    EXPECT_GE(to_leader, 0.9 * all) << "of " << all << " transactions, " << to_leader << " went to etcd's leader";
+  }
   const auto first = load.FirstAckAfter(killed_at, static_cast<std::size_t>(leader - 1));  // (by a new leader)
   ASSERT_TRUE(first.has_value());
   const double takeover_ms = std::chrono::duration<double, std::milli>(*first - killed_at).count();

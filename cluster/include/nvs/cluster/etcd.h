@@ -109,10 +109,14 @@ class EtcdClient {
                          std::chrono::milliseconds timeout);
   // Which endpoint is etcd's raft leader: each endpoint's status names its
   // own member and the leader, asked of each within `each` (an endpoint
-  // that does not answer is passed over); its index in the endpoints. A
-  // write sent to another member is passed on to the leader by etcd, one
-  // more hop between etcd's hosts on a write's path.
-  Result<std::size_t> LeaderEndpoint(std::chrono::milliseconds each);
+  // that does not answer is passed over; `go_on`, when given, may stop it
+  // early); its index in the endpoints. None when the endpoints that
+  // answered are not etcd's leader (a list naming some members only, one
+  // address in front of etcd, an election under way); an error when none
+  // answered. A write sent to another member is passed on to the leader by
+  // etcd, one more hop between etcd's hosts on a write's path.
+  Result<std::optional<std::size_t>> LeaderEndpoint(std::chrono::milliseconds each,
+                                                    const std::function<bool()>* go_on = nullptr);
   // The endpoint to try first from now on (an index in the endpoints; the
   // next request that it does not answer moves on, as always).
   void Prefer(std::size_t index);
