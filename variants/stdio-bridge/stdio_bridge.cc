@@ -221,13 +221,17 @@ int main(int argc, char** argv) {
     if (i < argc && std::strcmp(argv[i], "--") == 0) ++i;
     for (; i < argc; ++i) command.emplace_back(argv[i]);
   }
-  if (usage_error || command.empty() || command[0] == "--help" || command[0] == "-h") {
-    std::cerr << "usage: nvs-stdio-bridge [--user UID:GID] [--address-space-mb N] -- CMD [ARGS...]\n"
-                 "Runs CMD as an nvs variant speaking JSON lines on stdin/stdout, relayed to the\n"
-                 "ZeroMQ endpoint NVS_ENDPOINT under the routing id NVS_VARIANT. With --user, CMD\n"
-                 "runs as that user and group; with --address-space-mb, under that address-space\n"
-                 "limit. The bridge keeps its own user and limits.\n";
-    return 2;
+  // (--help asked for: on stdout, exit 0; a usage error: on stderr, exit 2.)
+  const bool help = !usage_error && !command.empty() && (command[0] == "--help" || command[0] == "-h");
+  if (usage_error || command.empty() || help) {
+    (help ? std::cout : std::cerr)
+        << "usage: nvs-stdio-bridge [--user UID:GID] [--address-space-mb N] -- CMD [ARGS...]\n"
+           "Runs CMD as an nvs variant speaking JSON lines on stdin/stdout, relayed to the\n"
+           "ZeroMQ endpoint NVS_ENDPOINT under the routing id NVS_VARIANT. With --user, CMD\n"
+           "runs as that user and group; with --address-space-mb, under that address-space\n"
+           "limit. The bridge keeps its own user and limits. nvsd starts it for a variant\n"
+           "with \"transport\": \"stdio\" (supervisor/CONFIG.md); it is not run by hand.\n";
+    return help ? 0 : 2;
   }
   const char* endpoint = std::getenv("NVS_ENDPOINT");
   const char* name = std::getenv("NVS_VARIANT");
