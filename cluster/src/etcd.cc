@@ -26,10 +26,14 @@ std::int64_t Int64(const json& object, const char* key) {
   }
 }
 
-std::string Text(const json& object, const char* key) {
+// A string member as the gateway wrote it ("" when absent or not a string).
+std::string Raw(const json& object, const char* key) {
   if (!object.is_object() || !object.contains(key) || !object[key].is_string()) return "";
-  return Base64Decode(object[key].get<std::string>()).value_or("");
+  return object[key].get<std::string>();
 }
+
+// A key or value: base64 in the gateway's JSON.
+std::string Text(const json& object, const char* key) { return Base64Decode(Raw(object, key)).value_or(""); }
 
 KeyValue ToKeyValue(const json& kv) {
   return {Text(kv, "key"), Text(kv, "value"), Int64(kv, "create_revision"), Int64(kv, "mod_revision"),
@@ -344,13 +348,8 @@ Result<std::optional<std::size_t>> EtcdClient::LeaderEndpoint(std::chrono::milli
     if (!j.is_object()) continue;
     // (Member ids are unsigned 64-bit numbers written as strings: compared
     // as such, never as a signed 64-bit number.)
-    const json header = j.value("header", json::object());
-    const auto id = [](const json& object, const char* key) {
-      return object.is_object() && object.contains(key) && object[key].is_string() ? object[key].get<std::string>()
-                                                                                 : std::string();
-    };
-    const std::string self = id(header, "member_id");
-    if (!self.empty() && self == id(j, "leader")) return std::optional<std::size_t>(k);
+    const std::string self = Raw(j.value("header", json::object()), "member_id");
+    if (!self.empty() && self == Raw(j, "leader")) return std::optional<std::size_t>(k);
   }
   if (!answered) return Status::Error("etcd: no endpoint answered its status (" + errors + ")");
   return std::optional<std::size_t>();

@@ -6,6 +6,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "log.h"
 
@@ -143,17 +144,14 @@ Result<bool> ClusterMember::Write(const std::vector<std::pair<std::string, std::
                                   const std::vector<std::pair<std::string, std::string>>& delete_ranges) {
   std::optional<cluster::Leadership> l;
   std::optional<Clock::time_point> until;
-  std::optional<std::size_t> prefer;  // etcd's leader, newly found
+  std::optional<std::size_t> prefer;  // etcd's leader, found since the last write
   {
     std::lock_guard lock(mu_);
     l = leadership_;
     until = clock_.ServeUntil();
-    if (etcd_leader_news_ != etcd_leader_used_) {
-      etcd_leader_used_ = etcd_leader_news_;
-      prefer = etcd_leader_;
-    }
+    prefer = std::exchange(etcd_leader_to_prefer_, std::nullopt);
   }
-  if (prefer) loop_client_->Prefer(*prefer);  // (once per news: a write that fails over keeps its new endpoint)
+  if (prefer) loop_client_->Prefer(*prefer);
   if (!l) return Status::Error("this member's leadership is gone (its lease ended or it resigned)");
   if (!until) return Status::Error("its lease has no renewal on record");
   const auto left = std::chrono::duration_cast<milliseconds>(*until - Clock::now());
@@ -364,7 +362,7 @@ void ClusterMember::FindEtcdLeader(cluster::EtcdClient& client) {
     // None found (the endpoints that answered are not etcd's leader): the
     // writes go where the client's order takes them.
     etcd_leader_ = found.value();
-    if (etcd_leader_) ++etcd_leader_news_;
+    etcd_leader_to_prefer_ = found.value();
   } while (WaitUntil(Clock::now() + kEtcdLeaderEvery));
 }
 

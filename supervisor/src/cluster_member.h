@@ -143,11 +143,12 @@ class ClusterMember {
   std::string role_ = "follower";
   bool publish_now_ = false;
   std::string last_error_;
-  // etcd's leader among the endpoints, as FindEtcdLeader last found it, and
-  // how many times it changed (Write prefers it once per change).
+  // etcd's leader among the endpoints, as FindEtcdLeader last found it
+  // (the view), and the same until the next Write takes it (one look, one
+  // Prefer: a write that fails over meanwhile stays where it went until
+  // the next look).
   std::optional<std::size_t> etcd_leader_;
-  std::uint64_t etcd_leader_news_ = 0;
-  std::uint64_t etcd_leader_used_ = 0;
+  std::optional<std::size_t> etcd_leader_to_prefer_;
 
   std::thread lease_thread_;
   std::thread campaign_thread_;
